@@ -1,0 +1,51 @@
+"""The `edgepsl` console script: one parser, one small module per subcommand."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import Sequence
+
+from edgepsl import __version__
+from edgepsl.errors import EdgePSLError
+
+# Each name is a module edgepsl.cli.<name> exposing HELP, add_arguments(parser) and run(args) -> int.
+SUBCOMMANDS: tuple[str, ...] = ("doctor", "plan")
+
+
+def _version_line() -> str:
+    """The version string, naming the active scheduling-core backend."""
+    from edgepsl.plan.backend import backend_name
+
+    return f"edgepsl {__version__} (scheduling core: {backend_name()})"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the top-level parser with every registered subcommand."""
+    parser = argparse.ArgumentParser(prog="edgepsl", description="Parallel split learning on edge devices.")
+    parser.add_argument("--version", action="version", version=_version_line())
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in SUBCOMMANDS:
+        module = importlib.import_module(f"edgepsl.cli.{name.replace('-', '_')}")
+        child = sub.add_parser(name, help=module.HELP, description=module.HELP)
+        module.add_arguments(child)
+        child.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `edgepsl` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "_run"):
+        parser.print_help()
+        return 2
+    try:
+        return int(args._run(args) or 0)
+    except EdgePSLError as exc:
+        print(f"edgepsl {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,38 @@
+"""`edgepsl doctor`: report the version, the active scheduling-core backend and installed components."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import platform
+
+from edgepsl import __version__
+
+HELP = "show the version, the active scheduling-core backend and which optional components are installed"
+
+_COMPONENTS = ("numpy", "onnxruntime", "zmq", "msgpack", "matplotlib", "highspy", "torch")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """No options."""
+
+
+def _component_version(name: str) -> str:
+    try:
+        module = importlib.import_module(name)
+    except ImportError:
+        return "not installed"
+    return str(getattr(module, "__version__", "installed"))
+
+
+def run(args: argparse.Namespace) -> int:
+    """Print the environment report."""
+    from edgepsl.plan.backend import backend_name, compiled_import_error
+
+    print(f"edgepsl {__version__} on Python {platform.python_version()} ({platform.machine()})")
+    print(f"scheduling core: {backend_name()}")
+    reason = compiled_import_error()
+    if reason:
+        print(f"  compiled core unavailable: {reason}")
+    for name in _COMPONENTS:
+        print(f"{name:>12}: {_component_version(name)}")
+    return 0

@@ -1,0 +1,1 @@
+"""The scheduling problem of parallel split learning: instances, plans, evaluation, heuristics, bounds."""

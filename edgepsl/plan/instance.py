@@ -1,0 +1,194 @@
+"""Instance: K clients and H helpers as K x H arrays of milliseconds plus memory; JSON round-trip; validation."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgepsl.plan.errors import InstanceError, InstanceFormatError
+
+FORMAT_NAME = "edgepsl-instance"
+FORMAT_VERSION = 1
+
+# (field, shape kind, meaning); "KH" is K x H, "K" per client, "H" per helper.
+FIELDS: tuple[tuple[str, str, str], ...] = (
+    ("r", "KH", "forward release: part-1 forward on the client plus upload of the cut-1 activations (ms)"),
+    ("p", "KH", "helper forward job: part-2 forward on the helper (ms)"),
+    ("d", "KH", "download of the cut-2 activations to the client (ms)"),
+    ("l", "K", "part-3 forward and loss on the client (ms)"),
+    ("r_bwd", "KH", "part-3 backward on the client plus upload of the cut-2 gradient (ms)"),
+    ("p_bwd", "KH", "helper backward job: part-2 backward and weight update (ms)"),
+    ("d_bwd", "KH", "download of the cut-1 gradient to the client (ms)"),
+    ("l_bwd", "K", "part-1 backward and weight update on the client (ms)"),
+    ("mem", "K", "memory client j's part-2 needs on a helper (MB)"),
+    ("cap", "H", "memory capacity of helper i (MB)"),
+)
+
+
+@dataclass(frozen=True, eq=False)
+class Instance:
+    """One training round of K clients on H helpers; times in continuous milliseconds, memory in MB."""
+
+    r: np.ndarray
+    p: np.ndarray
+    d: np.ndarray
+    l: np.ndarray
+    r_bwd: np.ndarray
+    p_bwd: np.ndarray
+    d_bwd: np.ndarray
+    l_bwd: np.ndarray
+    mem: np.ndarray
+    cap: np.ndarray
+    client_names: tuple[str, ...] = ()
+    helper_names: tuple[str, ...] = ()
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name, _, _ in FIELDS:
+            try:
+                arr = np.ascontiguousarray(np.asarray(getattr(self, name), dtype=np.float64))
+            except (TypeError, ValueError) as exc:
+                raise InstanceError(f"field {name!r} is not an array of numbers: {exc}") from None
+            arr.setflags(write=False)
+            object.__setattr__(self, name, arr)
+        object.__setattr__(self, "client_names", tuple(str(n) for n in self.client_names))
+        object.__setattr__(self, "helper_names", tuple(str(n) for n in self.helper_names))
+        self._validate()
+
+    @property
+    def K(self) -> int:
+        """Number of clients."""
+        return int(self.mem.shape[0])
+
+    @property
+    def H(self) -> int:
+        """Number of helpers."""
+        return int(self.cap.shape[0])
+
+    @property
+    def gap(self) -> np.ndarray:
+        """g_ij = d_ij + l_j + r'_ij: from the end of the forward job to the release of the backward job."""
+        return self.d + self.l[:, None] + self.r_bwd
+
+    @property
+    def tail(self) -> np.ndarray:
+        """q'_ij = d'_ij + l'_j: from the end of the backward job to the client's finish."""
+        return self.d_bwd + self.l_bwd[:, None]
+
+    @property
+    def fits(self) -> np.ndarray:
+        """Boolean K x H: client j's memory demand fits helper i's capacity on its own."""
+        return self.mem[:, None] <= self.cap[None, :]
+
+    def client_name(self, j: int) -> str:
+        """Display name of client j."""
+        return self.client_names[j] if self.client_names else f"client {j}"
+
+    def helper_name(self, i: int) -> str:
+        """Display name of helper i."""
+        return self.helper_names[i] if self.helper_names else f"helper {i}"
+
+    def _validate(self) -> None:
+        if self.mem.ndim != 1 or self.cap.ndim != 1:
+            raise InstanceError(
+                f"mem must be a vector of K values and cap a vector of H values; got shapes "
+                f"{self.mem.shape} and {self.cap.shape}"
+            )
+        K, H = self.K, self.H
+        if K < 1 or H < 1:
+            raise InstanceError(f"an instance needs at least one client and one helper; got K={K}, H={H}")
+        expected = {"KH": (K, H), "K": (K,), "H": (H,)}
+        for name, kind, _ in FIELDS:
+            arr = getattr(self, name)
+            if arr.shape != expected[kind]:
+                raise InstanceError(
+                    f"field {name!r} has shape {arr.shape}, expected {expected[kind]} (K={K} clients, H={H} helpers)"
+                )
+            bad = ~np.isfinite(arr)
+            if bad.any():
+                idx = tuple(int(v) for v in np.argwhere(bad)[0])
+                raise InstanceError(f"field {name!r} has a non-finite value {arr[idx]} at index {idx}")
+            neg = arr < 0
+            if neg.any():
+                idx = tuple(int(v) for v in np.argwhere(neg)[0])
+                raise InstanceError(f"field {name!r} has a negative value {arr[idx]} at index {idx}")
+        for names, count, what in ((self.client_names, K, "client_names"), (self.helper_names, H, "helper_names")):
+            if names and len(names) != count:
+                raise InstanceError(f"{what} has {len(names)} entries, expected {count}")
+        nowhere = ~self.fits.any(axis=1)
+        if nowhere.any():
+            j = int(np.flatnonzero(nowhere)[0])
+            raise InstanceError(
+                f"{self.client_name(j)} needs {self.mem[j]:g} MB but the largest helper capacity is "
+                f"{self.cap.max():g} MB: it fits on no helper ({int(nowhere.sum())} such clients)"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON-ready form documented in docs/formats.md."""
+        out: dict[str, Any] = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "units": {"time": "ms", "memory": "MB"}}
+        out["clients"] = self.K
+        out["helpers"] = self.H
+        for name, _, _ in FIELDS:
+            out[name] = getattr(self, name).tolist()
+        if self.client_names:
+            out["client_names"] = list(self.client_names)
+        if self.helper_names:
+            out["helper_names"] = list(self.helper_names)
+        out["meta"] = self.meta
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Instance:
+        """Build and validate an instance from its JSON-ready form."""
+        if not isinstance(data, dict):
+            raise InstanceFormatError(f"an instance must be a JSON object, got {type(data).__name__}")
+        if data.get("format") != FORMAT_NAME:
+            raise InstanceFormatError(f"not an edgepsl instance: format is {data.get('format')!r}, expected {FORMAT_NAME!r}")
+        if data.get("version") != FORMAT_VERSION:
+            raise InstanceFormatError(
+                f"instance format version {data.get('version')!r} is not supported (this edgepsl reads version {FORMAT_VERSION})"
+            )
+        missing = [name for name, _, _ in FIELDS if name not in data]
+        if missing:
+            raise InstanceFormatError(f"instance is missing field(s): {', '.join(missing)}")
+        arrays = {}
+        for name, _, _ in FIELDS:
+            try:
+                arrays[name] = np.array(data[name], dtype=np.float64)
+            except (TypeError, ValueError) as exc:
+                raise InstanceError(f"field {name!r} is not a (nested) list of numbers: {exc}") from None
+        inst = cls(
+            **arrays,
+            client_names=tuple(data.get("client_names", ())),
+            helper_names=tuple(data.get("helper_names", ())),
+            meta=dict(data.get("meta", {})),
+        )
+        for key, size in (("clients", inst.K), ("helpers", inst.H)):
+            if key in data and data[key] != size:
+                raise InstanceError(f"instance declares {key}={data[key]!r} but its arrays hold {size}")
+        return inst
+
+    def save(self, path: str | Path) -> None:
+        """Write the instance as JSON."""
+        Path(path).write_text(json.dumps(self.to_dict(), indent=1, allow_nan=False) + "\n")
+
+    @classmethod
+    def load(cls, path: str | Path) -> Instance:
+        """Read and validate an instance JSON file."""
+        try:
+            text = Path(path).read_text()
+        except OSError as exc:
+            raise InstanceFormatError(f"cannot read instance file {path}: {exc.strerror}") from None
+        try:
+            data = json.loads(text, parse_constant=_reject_constant)
+        except json.JSONDecodeError as exc:
+            raise InstanceFormatError(f"{path} is not valid JSON: {exc}") from None
+        return cls.from_dict(data)
+
+
+def _reject_constant(name: str) -> float:
+    raise InstanceError(f"non-finite number {name} in instance JSON; times must be finite milliseconds")
+
