@@ -1,0 +1,193 @@
+# cython: language_level=3
+"""Compiled scheduling core of edgepsl: the twin of edgepsl.plan.pure, function for function.
+
+Plain functions over C-contiguous float64 / int64 arrays; the loops run without the GIL. Each kernel lives
+in its own include file; this module holds the Python-facing wrappers.
+"""
+import numpy as np
+
+include "constants.pxi"
+include "rng.pxi"
+include "heap.pxi"
+include "instance.pxi"
+include "assign.pxi"
+include "dispatch.pxi"
+include "evaluate.pxi"
+include "bounds.pxi"
+include "search.pxi"
+
+FWD = C_FWD
+BWD = C_BWD
+RULE_FCFS = C_RULE_FCFS
+RULE_FWD_FIRST = C_RULE_FWD_FIRST
+RULE_TAIL = C_RULE_TAIL
+RULES = (RULE_FCFS, RULE_FWD_FIRST, RULE_TAIL)
+
+_MASK = (1 << 64) - 1
+
+
+def _check_assign(const long[::1] assign, long K, long H):
+    if assign.shape[0] != K:
+        raise ValueError(f"assignment has {assign.shape[0]} entries, expected {K}")
+    for j in range(K):
+        if assign[j] < 0 or assign[j] >= H:
+            raise ValueError(f"client {j} is assigned to helper {assign[j]}, not in [0, {H})")
+
+
+def _check_rule(int rule):
+    if rule not in RULES:
+        raise ValueError(f"unknown dispatch rule {rule}; expected one of {RULES}")
+
+
+def assign_random(const double[::1] mem, const double[::1] cap, seed):
+    """Visit clients in a seeded random order; put each on a uniformly drawn helper with room for it."""
+    cdef long K = mem.shape[0]
+    cdef long H = cap.shape[0]
+    out = np.empty(K, dtype=np.int64)
+    cdef long[::1] o = out
+    cdef uint64_t s = <uint64_t>(seed & _MASK)
+    cdef long[::1] order = np.empty(max(K, 1), dtype=np.int64)
+    cdef long[::1] feasible = np.empty(max(H, 1), dtype=np.int64)
+    cdef double[::1] used = np.empty(max(H, 1), dtype=np.float64)
+    with nogil:
+        c_assign_random(&mem[0], &cap[0], K, H, s, &o[0], &order[0], &feasible[0], &used[0])
+    return out
+
+
+def assign_balanced_greedy(const double[::1] mem, const double[::1] cap):
+    """Clients in index order; each goes where the spread (max - min) of client counts stays smallest."""
+    cdef long K = mem.shape[0]
+    cdef long H = cap.shape[0]
+    out = np.empty(K, dtype=np.int64)
+    cdef long[::1] o = out
+    cdef long[::1] count = np.empty(H, dtype=np.int64)
+    cdef double[::1] used = np.empty(H, dtype=np.float64)
+    with nogil:
+        c_assign_balanced_greedy(&mem[0], &cap[0], K, H, &o[0], &count[0], &used[0])
+    return out
+
+
+def assign_greedy_eft(const double[:, ::1] r, const double[:, ::1] p, const double[:, ::1] g,
+                      const double[:, ::1] pb, const double[:, ::1] q, const double[::1] mem,
+                      const double[::1] cap):
+    """Largest work first; each client goes to the helper with the earliest estimated finish."""
+    cdef Inst s = make_inst(r, p, g, pb, q)
+    out = np.empty(s.K, dtype=np.int64)
+    cdef long[::1] o = out
+    cdef Heap h
+    cdef double[:, ::1] buf = np.empty((5, s.H), dtype=np.float64)
+    cdef long[::1] count = np.empty(s.H, dtype=np.int64)
+    h.data = <Entry*>malloc(s.K * sizeof(Entry))
+    if not h.data:
+        raise MemoryError()
+    with nogil:
+        c_assign_greedy_eft(&s, &mem[0], &cap[0], &o[0], &h, &buf[0, 0], &buf[1, 0], &buf[2, 0], &buf[3, 0],
+                            &buf[4, 0], &count[0])
+    free(h.data)
+    return out
+
+
+def dispatch(const long[::1] assign, int rule, const double[:, ::1] r, const double[:, ::1] p,
+             const double[:, ::1] g, const double[:, ::1] pb, const double[:, ::1] q):
+    """Job order of every helper under one rule, flat: (seq_client, seq_kind, offsets of length H + 1)."""
+    cdef Inst s = make_inst(r, p, g, pb, q)
+    _check_assign(assign, s.K, s.H)
+    _check_rule(rule)
+    cdef long K = s.K
+    cdef long H = s.H
+    seq_client = np.empty(2 * K, dtype=np.int64)
+    seq_kind = np.empty(2 * K, dtype=np.int64)
+    offsets = np.zeros(H + 1, dtype=np.int64)
+    cdef long[::1] sc = seq_client
+    cdef long[::1] sk = seq_kind
+    cdef long[::1] off = offsets
+    cdef long[::1] members = np.empty(K, dtype=np.int64)
+    cdef long[::1] start = np.zeros(H + 1, dtype=np.int64)
+    cdef long[::1] jobs = np.empty(2 * K, dtype=np.int64)
+    cdef Scratch scr
+    cdef long i, j, k, n
+    scr.h1.data = <Entry*>malloc((2 * K + 1) * sizeof(Entry))
+    scr.h2.data = <Entry*>malloc((2 * K + 1) * sizeof(Entry))
+    scr.h3.data = <Entry*>malloc((2 * K + 1) * sizeof(Entry))
+    if not scr.h1.data or not scr.h2.data or not scr.h3.data:
+        free(scr.h1.data); free(scr.h2.data); free(scr.h3.data)
+        raise MemoryError()
+    with nogil:
+        for j in range(K):
+            start[assign[j] + 1] += 1
+        for i in range(H):
+            start[i + 1] += start[i]
+        for i in range(H):
+            off[i] = start[i]
+        for j in range(K):
+            members[off[assign[j]]] = j
+            off[assign[j]] += 1
+        off[0] = 0
+        for i in range(H):
+            n = start[i + 1] - start[i]
+            c_dispatch_helper(&s, &members[start[i]], n, i, rule, &jobs[0], &scr)
+            for k in range(2 * n):
+                sc[2 * start[i] + k] = jobs[k] >> 1
+                sk[2 * start[i] + k] = jobs[k] & 1
+            off[i + 1] = 2 * start[i + 1]
+    free(scr.h1.data); free(scr.h2.data); free(scr.h3.data)
+    return seq_client, seq_kind, offsets
+
+
+def evaluate(const long[::1] assign, const long[::1] seq_client, const long[::1] seq_kind,
+             const long[::1] offsets, const double[:, ::1] r, const double[:, ::1] p, const double[:, ::1] g,
+             const double[:, ::1] pb, const double[:, ::1] q):
+    """Start and end of every client's forward and backward job, and each client's finish time."""
+    cdef Inst s = make_inst(r, p, g, pb, q)
+    _check_assign(assign, s.K, s.H)
+    if seq_client.shape[0] != 2 * s.K or seq_kind.shape[0] != 2 * s.K or offsets.shape[0] != s.H + 1:
+        raise ValueError("job sequence arrays do not match the instance size")
+    out = np.empty((5, s.K), dtype=np.float64)
+    cdef double[:, ::1] o = out
+    with nogil:
+        c_evaluate(&s, &seq_client[0], &seq_kind[0], &offsets[0], &o[0, 0], &o[1, 0], &o[2, 0], &o[3, 0], &o[4, 0])
+    return out[0], out[1], out[2], out[3], out[4]
+
+
+def pick_next(double now, const long[::1] kind, const double[::1] release, const double[::1] tail,
+              const long[::1] client, int rule):
+    """Online decision: index of the job to run next among those released by `now`, or -1 if none is."""
+    cdef long n = kind.shape[0]
+    if n == 0:
+        return -1
+    return c_pick_next(now, &kind[0], &release[0], &tail[0], &client[0], n, rule)
+
+
+def local_search(const long[::1] assign, const double[:, ::1] r, const double[:, ::1] p,
+                 const double[:, ::1] g, const double[:, ::1] pb, const double[:, ::1] q,
+                 const double[::1] mem, const double[::1] cap, seed, long budget):
+    """Improve a feasible assignment; returns (assign, seq_client, seq_kind, offsets, stats)."""
+    cdef Inst s = make_inst(r, p, g, pb, q)
+    _check_assign(assign, s.K, s.H)
+    cdef uint64_t sd = <uint64_t>(seed & _MASK)
+    out = np.array(assign, dtype=np.int64)
+    seq_client = np.empty(2 * s.K, dtype=np.int64)
+    seq_kind = np.empty(2 * s.K, dtype=np.int64)
+    offsets = np.zeros(s.H + 1, dtype=np.int64)
+    stats = np.zeros(5, dtype=np.int64)
+    cdef long[::1] a = out
+    cdef long[::1] sc = seq_client
+    cdef long[::1] sk = seq_kind
+    cdef long[::1] off = offsets
+    cdef long[::1] st = stats
+    cdef long rc
+    with nogil:
+        rc = c_local_search(&s, &mem[0], &cap[0], &a[0], sd, budget, &sc[0], &sk[0], &off[0], &st[0])
+    if rc != 0:
+        raise MemoryError("local search could not allocate its working memory")
+    return out, seq_client, seq_kind, offsets, stats
+
+
+def lower_bound(const double[:, ::1] r, const double[:, ::1] p, const double[:, ::1] g,
+                const double[:, ::1] pb, const double[:, ::1] q, const double[::1] mem, const double[::1] cap):
+    """(chain bound, load bound); the makespan of every plan is at least the larger of the two."""
+    cdef Inst s = make_inst(r, p, g, pb, q)
+    cdef double out[2]
+    with nogil:
+        c_lower_bound(&s, &mem[0], &cap[0], out)
+    return out[0], out[1]

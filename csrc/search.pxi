@@ -1,0 +1,283 @@
+# Local search over assignment and job order (mirror of edgepsl/plan/pure/search.py; read its docstring).
+from libc.string cimport memcpy
+
+cdef struct Search:
+    Inst* s
+    const double* mem
+    const double* cap
+    long budget
+    long work
+    Scratch sc
+    long* tmp          # 2K: one rule's dispatch
+    double* fwd_end    # K: scratch of c_span_of
+
+
+cdef double best_dispatch(Search* st, const long* clients, long n, long i, long* out) noexcept nogil:
+    cdef double best_span = -1.0
+    cdef double span
+    cdef int rule
+    for rule in range(N_RULES):
+        span = c_dispatch_helper(st.s, clients, n, i, rule, st.tmp, &st.sc)
+        st.work += 2 * n
+        if best_span < 0 or span < best_span:
+            memcpy(out, st.tmp, 2 * n * sizeof(long))
+            best_span = span
+    return best_span
+
+
+cdef inline double span_of(Search* st, const long* jobs, long m, long i) noexcept nogil:
+    st.work += m
+    return c_span_of(st.s, jobs, m, i, st.fwd_end)
+
+
+cdef inline void totals(const double* span, long H, long a, double va, long b, double vb,
+                        double* m_out, double* s_out) noexcept nogil:
+    cdef double m = 0.0
+    cdef double s = 0.0
+    cdef double v
+    cdef long i
+    for i in range(H):
+        v = span[i]
+        if i == a:
+            v = va
+        elif i == b:
+            v = vb
+        if v > m:
+            m = v
+        s += v
+    m_out[0] = m
+    s_out[0] = s
+
+
+cdef inline long remove_sorted(const long* src, long n, long x, long* dst) noexcept nogil:
+    cdef long k, m = 0
+    for k in range(n):
+        if src[k] != x:
+            dst[m] = src[k]
+            m += 1
+    return m
+
+
+cdef inline long insert_sorted(long* buf, long n, long x) noexcept nogil:
+    cdef long k = n
+    while k > 0 and buf[k - 1] > x:
+        buf[k] = buf[k - 1]
+        k -= 1
+    buf[k] = x
+    return n + 1
+
+
+cdef long c_local_search(Inst* s, const double* mem, const double* cap, long* assign, uint64_t seed,
+                         long budget, long* seq_client, long* seq_kind, long* offsets, long* stats) noexcept nogil:
+    """Returns 0, or -1 when memory could not be allocated."""
+    cdef long K = s.K
+    cdef long H = s.H
+    cdef Search st
+    cdef uint64_t state = seed
+    cdef long i, j, k, c, t, pos, m, n_c, n_rest, n_kept, n_new, n_new_i, a, b, ji, kk
+    cdef long iterations = 0, reorders = 0, moves = 0, swaps = 0
+    cdef double M, S, m2, s2, sp, wo_span, d_span, in_span, c_span, i_span, t_span
+    cdef bint improved
+    cdef long* wo_jobs
+    cdef Entry e
+    st.s = s
+    st.mem = mem
+    st.cap = cap
+    st.budget = budget
+    st.work = 0
+    cdef long hcap = 2 * K + H + 1
+    st.sc.h1.data = <Entry*>malloc(hcap * sizeof(Entry))
+    st.sc.h2.data = <Entry*>malloc(hcap * sizeof(Entry))
+    st.sc.h3.data = <Entry*>malloc(hcap * sizeof(Entry))
+    st.tmp = <long*>malloc(2 * K * sizeof(long))
+    st.fwd_end = <double*>malloc(K * sizeof(double))
+    cdef long* members = <long*>malloc(H * K * sizeof(long))
+    cdef long* mcount = <long*>malloc(H * sizeof(long))
+    cdef long* seqs = <long*>malloc(H * 2 * K * sizeof(long))
+    cdef double* span = <double*>malloc(H * sizeof(double))
+    cdef double* used = <double*>malloc(H * sizeof(double))
+    cdef long* rest = <long*>malloc(K * sizeof(long))
+    cdef long* grown = <long*>malloc(K * sizeof(long))
+    cdef long* order = <long*>malloc(K * sizeof(long))
+    cdef long* perm = <long*>malloc(K * sizeof(long))
+    cdef long* kept = <long*>malloc(2 * K * sizeof(long))
+    cdef long* djobs = <long*>malloc(2 * K * sizeof(long))
+    cdef long* injobs = <long*>malloc(2 * K * sizeof(long))
+    cdef long* targets = <long*>malloc(H * sizeof(long))
+    cdef double* tspan = <double*>malloc(H * sizeof(double))
+    cdef long rc = 0
+    if (not st.sc.h1.data or not st.sc.h2.data or not st.sc.h3.data or not st.tmp or not st.fwd_end
+            or not members or not mcount or not seqs or not span or not used or not rest or not grown
+            or not order or not perm or not kept or not djobs or not injobs or not targets or not tspan):
+        rc = -1
+    else:
+        for i in range(H):
+            mcount[i] = 0
+            used[i] = 0.0
+        for j in range(K):
+            i = assign[j]
+            members[i * K + mcount[i]] = j
+            mcount[i] += 1
+        for j in range(K):
+            used[assign[j]] += mem[j]
+        for i in range(H):
+            span[i] = best_dispatch(&st, &members[i * K], mcount[i], i, &seqs[i * 2 * K])
+        while st.work < budget:
+            iterations += 1
+            totals(span, H, -1, 0.0, -1, 0.0, &M, &S)
+            c = 0
+            while span[c] != M:
+                c += 1
+            improved = False
+            # A. reorder the critical helper's jobs by adjacent swaps (in place, undone when rejected).
+            m = 2 * mcount[c]
+            for pos in range(m - 1):
+                if st.work >= budget:
+                    break
+                a = seqs[c * 2 * K + pos]
+                b = seqs[c * 2 * K + pos + 1]
+                if (a >> 1) == (b >> 1):
+                    continue
+                seqs[c * 2 * K + pos] = b
+                seqs[c * 2 * K + pos + 1] = a
+                sp = span_of(&st, &seqs[c * 2 * K], m, c)
+                totals(span, H, c, sp, -1, 0.0, &m2, &s2)
+                if m2 < M or (m2 == M and s2 < S):
+                    span[c] = sp
+                    reorders += 1
+                    improved = True
+                    break
+                seqs[c * 2 * K + pos] = a
+                seqs[c * 2 * K + pos + 1] = b
+            if improved:
+                continue
+            st.sc.h1.size = 0
+            for i in range(H):
+                if i != c:
+                    heap_push(&st.sc.h1, span[i], <double>i, 0, i, 0)
+            for t in range(H - 1):
+                e = heap_pop(&st.sc.h1)
+                targets[t] = e.a
+                tspan[t] = e.k0
+            n_c = mcount[c]
+            rng_permutation(&state, perm, n_c)
+            for k in range(n_c):
+                order[k] = members[c * K + perm[k]]
+            # B. move a client off the critical helper.
+            for kk in range(n_c):
+                if st.work >= budget:
+                    break
+                j = order[kk]
+                n_rest = remove_sorted(&members[c * K], n_c, j, rest)
+                n_kept = 0
+                for pos in range(2 * n_c):
+                    if (seqs[c * 2 * K + pos] >> 1) != j:
+                        kept[n_kept] = seqs[c * 2 * K + pos]
+                        n_kept += 1
+                wo_jobs = kept
+                wo_span = span_of(&st, kept, n_kept, c)
+                d_span = best_dispatch(&st, rest, n_rest, c, djobs)
+                if d_span < wo_span:
+                    wo_jobs = djobs
+                    wo_span = d_span
+                if not wo_span < span[c]:
+                    continue
+                for t in range(H - 1):
+                    if st.work >= budget:
+                        break
+                    i = targets[t]
+                    t_span = tspan[t]
+                    if t_span >= M or used[i] + mem[j] > cap[i]:
+                        continue
+                    ji = j * H + i
+                    if s.r[ji] + s.p[ji] + s.g[ji] + s.pb[ji] + s.q[ji] > M:
+                        continue
+                    memcpy(grown, &members[i * K], mcount[i] * sizeof(long))
+                    n_new = insert_sorted(grown, mcount[i], j)
+                    in_span = best_dispatch(&st, grown, n_new, i, injobs)
+                    if in_span > M:
+                        continue
+                    totals(span, H, c, wo_span, i, in_span, &m2, &s2)
+                    if m2 < M or (m2 == M and s2 < S):
+                        memcpy(&members[c * K], rest, n_rest * sizeof(long))
+                        mcount[c] = n_rest
+                        memcpy(&members[i * K], grown, n_new * sizeof(long))
+                        mcount[i] = n_new
+                        memcpy(&seqs[c * 2 * K], wo_jobs, 2 * n_rest * sizeof(long))
+                        memcpy(&seqs[i * 2 * K], injobs, 2 * n_new * sizeof(long))
+                        span[c] = wo_span
+                        span[i] = in_span
+                        used[c] -= mem[j]
+                        used[i] += mem[j]
+                        assign[j] = i
+                        moves += 1
+                        improved = True
+                        break
+                if improved:
+                    break
+            if improved:
+                continue
+            # C. swap a client of the critical helper with a lighter client elsewhere.
+            for kk in range(n_c):
+                if st.work >= budget or improved:
+                    break
+                j = order[kk]
+                for t in range(H - 1):
+                    if st.work >= budget or improved:
+                        break
+                    i = targets[t]
+                    t_span = tspan[t]
+                    if t_span >= M:
+                        continue
+                    for pos in range(mcount[i]):
+                        if st.work >= budget:
+                            break
+                        k = members[i * K + pos]
+                        if s.p[k * H + c] + s.pb[k * H + c] >= s.p[j * H + c] + s.pb[j * H + c]:
+                            continue
+                        if used[c] - mem[j] + mem[k] > cap[c] or used[i] - mem[k] + mem[j] > cap[i]:
+                            continue
+                        n_new = remove_sorted(&members[c * K], n_c, j, rest)
+                        n_new = insert_sorted(rest, n_new, k)
+                        c_span = best_dispatch(&st, rest, n_new, c, djobs)
+                        if not c_span < span[c]:
+                            continue
+                        n_new_i = remove_sorted(&members[i * K], mcount[i], k, grown)
+                        n_new_i = insert_sorted(grown, n_new_i, j)
+                        i_span = best_dispatch(&st, grown, n_new_i, i, injobs)
+                        if i_span > M:
+                            continue
+                        totals(span, H, c, c_span, i, i_span, &m2, &s2)
+                        if m2 < M or (m2 == M and s2 < S):
+                            memcpy(&members[c * K], rest, n_new * sizeof(long))
+                            memcpy(&members[i * K], grown, n_new_i * sizeof(long))
+                            memcpy(&seqs[c * 2 * K], djobs, 2 * n_new * sizeof(long))
+                            memcpy(&seqs[i * 2 * K], injobs, 2 * n_new_i * sizeof(long))
+                            span[c] = c_span
+                            span[i] = i_span
+                            used[c] += mem[k] - mem[j]
+                            used[i] += mem[j] - mem[k]
+                            assign[j] = i
+                            assign[k] = c
+                            swaps += 1
+                            improved = True
+                            break
+            if not improved:
+                break
+        pos = 0
+        offsets[0] = 0
+        for i in range(H):
+            for k in range(2 * mcount[i]):
+                seq_client[pos] = seqs[i * 2 * K + k] >> 1
+                seq_kind[pos] = seqs[i * 2 * K + k] & 1
+                pos += 1
+            offsets[i + 1] = pos
+        stats[0] = iterations
+        stats[1] = reorders
+        stats[2] = moves
+        stats[3] = swaps
+        stats[4] = st.work
+    free(st.sc.h1.data); free(st.sc.h2.data); free(st.sc.h3.data); free(st.tmp); free(st.fwd_end)
+    free(members); free(mcount); free(seqs); free(span); free(used); free(rest); free(grown)
+    free(order); free(perm); free(kept); free(djobs); free(injobs); free(targets); free(tspan)
+    return rc

@@ -1,0 +1,39 @@
+"""Lower bounds on the makespan of any plan (mirrored in csrc/bounds.pxi)."""
+from __future__ import annotations
+
+import numpy as np
+
+
+def lower_bound(
+    r: np.ndarray, p: np.ndarray, g: np.ndarray, pb: np.ndarray, q: np.ndarray, mem: np.ndarray, cap: np.ndarray
+) -> tuple[float, float]:
+    """(chain bound, load bound); the makespan of every plan is at least the larger of the two.
+
+    Chain: each client's whole chain r + p + g + p' + q' on its best helper that can hold it.
+    Load: some helper carries at least the average of the clients' smallest helper work p + p'; it starts
+    no earlier than the smallest release and its last (backward) job is followed by at least the smallest tail.
+    """
+    K, H = r.shape
+    chain = 0.0
+    total = 0.0
+    min_r = -1.0
+    min_q = -1.0
+    for j in range(K):
+        best_chain = -1.0
+        best_work = -1.0
+        for i in range(H):
+            if mem[j] > cap[i]:
+                continue
+            c = r[j, i] + p[j, i] + g[j, i] + pb[j, i] + q[j, i]
+            w = p[j, i] + pb[j, i]
+            if best_chain < 0 or c < best_chain:
+                best_chain = c
+            if best_work < 0 or w < best_work:
+                best_work = w
+            if min_r < 0 or r[j, i] < min_r:
+                min_r = r[j, i]
+            if min_q < 0 or q[j, i] < min_q:
+                min_q = q[j, i]
+        chain = max(chain, best_chain)
+        total += best_work
+    return chain, min_r + total / H + min_q

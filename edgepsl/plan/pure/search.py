@@ -1,0 +1,208 @@
+"""Local search over assignment and job order, accepting only strict improvements (mirrored in csrc/search.pxi).
+
+State: each helper's client set, job order and span (latest finish of its clients). Each helper is first
+dispatched with the best of the three rules. Then, until no move improves or the work budget is spent:
+  A. reorder: swap two adjacent jobs of the critical helper (not a client's own fwd/bwd pair);
+  B. move: take a client off the critical helper and put it on another helper with room;
+  C. swap: exchange a client of the critical helper with a client of another helper.
+A candidate is accepted only if (makespan, sum of spans) decreases lexicographically. Helpers touched by a
+move or swap are re-dispatched with the best rule (the critical helper may also keep its current order
+minus the moved client). The work budget counts jobs processed by dispatches and evaluations, so a run is
+deterministic for a seed and bounded in time.
+"""
+from __future__ import annotations
+
+import bisect
+
+import numpy as np
+
+from edgepsl.plan.pure.constants import FWD, RULES
+from edgepsl.plan.pure.dispatch import dispatch_helper, members_by_helper
+from edgepsl.plan.pure.rng import SplitMix64
+
+Jobs = list[tuple[int, int]]
+
+
+class _Search:
+    def __init__(self, r, p, g, pb, q, mem, cap, budget):
+        self.r, self.p, self.g, self.pb, self.q = r, p, g, pb, q
+        self.mem, self.cap = mem, cap
+        self.budget = budget
+        self.work = 0
+
+    def best_dispatch(self, clients: list[int], i: int) -> tuple[Jobs, float]:
+        best_jobs, best_span = [], -1.0
+        for rule in RULES:
+            jobs, span, steps = dispatch_helper(clients, i, rule, self.r, self.p, self.g, self.pb, self.q)
+            self.work += steps
+            if best_span < 0 or span < best_span:
+                best_jobs, best_span = jobs, span
+        return best_jobs, best_span
+
+    def span_of(self, jobs: Jobs, i: int) -> float:
+        r, p, g, pb, q = self.r, self.p, self.g, self.pb, self.q
+        self.work += len(jobs)
+        tau = 0.0
+        span = 0.0
+        fwd_end = {}
+        for j, kind in jobs:
+            if kind == FWD:
+                tau = max(tau, r[j, i]) + p[j, i]
+                fwd_end[j] = tau
+            else:
+                tau = max(tau, fwd_end[j] + g[j, i]) + pb[j, i]
+                span = max(span, tau + q[j, i])
+        return span
+
+
+def _totals(span: list[float], a: int, va: float, b: int, vb: float) -> tuple[float, float]:
+    """(max, sum) of the spans with span[a] = va and span[b] = vb, summed in index order."""
+    m = 0.0
+    s = 0.0
+    for i, v in enumerate(span):
+        if i == a:
+            v = va
+        elif i == b:
+            v = vb
+        m = max(m, v)
+        s += v
+    return m, s
+
+
+def local_search(
+    assign: np.ndarray, r: np.ndarray, p: np.ndarray, g: np.ndarray, pb: np.ndarray, q: np.ndarray,
+    mem: np.ndarray, cap: np.ndarray, seed: int, budget: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Improve a feasible assignment; returns (assign, seq_client, seq_kind, offsets, stats).
+
+    stats = [iterations, reorders, moves, swaps, work].
+    """
+    K, H = r.shape
+    st = _Search(r, p, g, pb, q, mem, cap, budget)
+    assign = assign.copy()
+    members = members_by_helper(assign, H)
+    used = [0.0] * H
+    for j in range(K):
+        used[assign[j]] += mem[j]
+    seqs: list[Jobs] = []
+    span: list[float] = []
+    for i in range(H):
+        jobs, s = st.best_dispatch(members[i], i)
+        seqs.append(jobs)
+        span.append(s)
+    rng = SplitMix64(seed)
+    iterations = reorders = moves = swaps = 0
+    while st.work < budget:
+        iterations += 1
+        M, S = _totals(span, -1, 0.0, -1, 0.0)
+        c = span.index(M)
+        improved = False
+        # A. reorder the critical helper's jobs by adjacent swaps.
+        jobs = seqs[c]
+        for pos in range(len(jobs) - 1):
+            if st.work >= budget:
+                break
+            if jobs[pos][0] == jobs[pos + 1][0]:
+                continue
+            trial = jobs.copy()
+            trial[pos], trial[pos + 1] = trial[pos + 1], trial[pos]
+            s = st.span_of(trial, c)
+            m2, s2 = _totals(span, c, s, -1, 0.0)
+            if m2 < M or (m2 == M and s2 < S):
+                seqs[c], span[c] = trial, s
+                reorders += 1
+                improved = True
+                break
+        if improved:
+            continue
+        targets = sorted((span[i], i) for i in range(H) if i != c)
+        order = [members[c][k] for k in rng.permutation(len(members[c]))]
+        # B. move a client off the critical helper.
+        for j in order:
+            if st.work >= budget:
+                break
+            rest = [k for k in members[c] if k != j]
+            kept = [job for job in seqs[c] if job[0] != j]
+            wo_jobs, wo_span = kept, st.span_of(kept, c)
+            d_jobs, d_span = st.best_dispatch(rest, c)
+            if d_span < wo_span:
+                wo_jobs, wo_span = d_jobs, d_span
+            if not wo_span < span[c]:
+                continue
+            for t_span, i in targets:
+                if st.work >= budget:
+                    break
+                if t_span >= M or used[i] + mem[j] > cap[i]:
+                    continue
+                if r[j, i] + p[j, i] + g[j, i] + pb[j, i] + q[j, i] > M:
+                    continue
+                grown = members[i].copy()
+                bisect.insort(grown, j)
+                in_jobs, in_span = st.best_dispatch(grown, i)
+                if in_span > M:
+                    continue
+                m2, s2 = _totals(span, c, wo_span, i, in_span)
+                if m2 < M or (m2 == M and s2 < S):
+                    members[c], members[i] = rest, grown
+                    seqs[c], seqs[i] = wo_jobs, in_jobs
+                    span[c], span[i] = wo_span, in_span
+                    used[c] -= mem[j]
+                    used[i] += mem[j]
+                    assign[j] = i
+                    moves += 1
+                    improved = True
+                    break
+            if improved:
+                break
+        if improved:
+            continue
+        # C. swap a client of the critical helper with a lighter client elsewhere.
+        for j in order:
+            if st.work >= budget or improved:
+                break
+            for t_span, i in targets:
+                if st.work >= budget or improved:
+                    break
+                if t_span >= M:
+                    continue
+                for k in members[i]:
+                    if st.work >= budget:
+                        break
+                    if p[k, c] + pb[k, c] >= p[j, c] + pb[j, c]:
+                        continue
+                    if used[c] - mem[j] + mem[k] > cap[c] or used[i] - mem[k] + mem[j] > cap[i]:
+                        continue
+                    new_c = [x for x in members[c] if x != j]
+                    bisect.insort(new_c, k)
+                    c_jobs, c_span = st.best_dispatch(new_c, c)
+                    if not c_span < span[c]:
+                        continue
+                    new_i = [x for x in members[i] if x != k]
+                    bisect.insort(new_i, j)
+                    i_jobs, i_span = st.best_dispatch(new_i, i)
+                    if i_span > M:
+                        continue
+                    m2, s2 = _totals(span, c, c_span, i, i_span)
+                    if m2 < M or (m2 == M and s2 < S):
+                        members[c], members[i] = new_c, new_i
+                        seqs[c], seqs[i] = c_jobs, i_jobs
+                        span[c], span[i] = c_span, i_span
+                        used[c] += mem[k] - mem[j]
+                        used[i] += mem[j] - mem[k]
+                        assign[j], assign[k] = i, c
+                        swaps += 1
+                        improved = True
+                        break
+        if not improved:
+            break
+    seq_client = np.empty(2 * K, dtype=np.int64)
+    seq_kind = np.empty(2 * K, dtype=np.int64)
+    offsets = np.zeros(H + 1, dtype=np.int64)
+    pos = 0
+    for i in range(H):
+        for j, kind in seqs[i]:
+            seq_client[pos], seq_kind[pos] = j, kind
+            pos += 1
+        offsets[i + 1] = pos
+    stats = np.array([iterations, reorders, moves, swaps, st.work], dtype=np.int64)
+    return assign, seq_client, seq_kind, offsets, stats
