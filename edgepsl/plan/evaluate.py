@@ -1,0 +1,83 @@
+"""Validate a plan against its instance, then run it non-preemptively in continuous time."""
+from __future__ import annotations
+
+import numpy as np
+
+from edgepsl.plan.backend import kernels
+from edgepsl.plan.errors import AssignmentError, JobCoverageError, JobOrderError, MemoryCapacityError
+from edgepsl.plan.instance import Instance
+from edgepsl.plan.pure.constants import BWD, FWD
+from edgepsl.plan.schedule import Plan, Timeline
+
+# Memory loads are sums of floats; a load may exceed a capacity by this relative slack from rounding alone.
+MEMORY_RTOL = 1e-9
+
+
+def validate(instance: Instance, plan: Plan) -> None:
+    """Raise the specific PlanError for the first violated rule; return quietly for a valid plan."""
+    K, H = instance.K, instance.H
+    a = plan.assignment
+    if a.shape != (K,):
+        raise AssignmentError(f"the plan assigns {a.size} clients, the instance has {K}: each client needs exactly one helper")
+    out = (a < 0) | (a >= H)
+    if out.any():
+        j = int(np.flatnonzero(out)[0])
+        raise AssignmentError(f"{instance.client_name(j)} is assigned to helper {int(a[j])}, but helpers are 0..{H - 1}")
+    load = np.bincount(a, weights=instance.mem, minlength=H)
+    over = load > instance.cap * (1 + MEMORY_RTOL)
+    if over.any():
+        i = int(np.flatnonzero(over)[0])
+        raise MemoryCapacityError(
+            f"{instance.helper_name(i)} holds clients needing {load[i]:g} MB but has {instance.cap[i]:g} MB"
+        )
+    if len(plan.orders) != H:
+        raise JobCoverageError(f"the plan orders jobs for {len(plan.orders)} helpers, the instance has {H}")
+    seen = np.zeros((K, 2), dtype=np.int64)
+    for i, order in enumerate(plan.orders):
+        for pos, (j, kind) in enumerate(order.tolist()):
+            if not 0 <= j < K:
+                raise JobCoverageError(f"{instance.helper_name(i)} runs a job of client {j}, but clients are 0..{K - 1}")
+            if kind not in (FWD, BWD):
+                raise JobCoverageError(f"{instance.helper_name(i)} runs a job of unknown kind {kind} (0 = fwd, 1 = bwd)")
+            name = "forward" if kind == FWD else "backward"
+            if a[j] != i:
+                raise JobCoverageError(
+                    f"{instance.helper_name(i)} runs the {name} job of {instance.client_name(j)}, "
+                    f"which is assigned to {instance.helper_name(int(a[j]))}"
+                )
+            if seen[j, kind]:
+                raise JobCoverageError(f"the {name} job of {instance.client_name(j)} appears twice")
+            if kind == BWD and not seen[j, FWD]:
+                raise JobOrderError(
+                    f"{instance.helper_name(i)} runs the backward job of {instance.client_name(j)} at position {pos}, "
+                    "before its forward job"
+                )
+            seen[j, kind] = 1
+    missing = np.argwhere(seen == 0)
+    if missing.size:
+        j, kind = (int(v) for v in missing[0])
+        raise JobCoverageError(
+            f"the {'forward' if kind == FWD else 'backward'} job of {instance.client_name(j)} is in no helper's order"
+        )
+
+
+def evaluate(instance: Instance, plan: Plan) -> Timeline:
+    """Validate the plan, then compute every job's start and end, each client's finish and the makespan."""
+    validate(instance, plan)
+    return timeline_of(instance, plan)
+
+
+def timeline_of(instance: Instance, plan: Plan) -> Timeline:
+    """Compute the timeline of a plan already known to be valid (as the kernels produce them)."""
+    seq_client, seq_kind, offsets = plan.flat()
+    fs, fe, bs, be, fin = kernels.evaluate(
+        plan.assignment, seq_client, seq_kind, offsets,
+        instance.r, instance.p, instance.gap, instance.p_bwd, instance.tail,
+    )
+    H = instance.H
+    rows = np.arange(instance.K)
+    a = plan.assignment
+    busy = np.bincount(a, weights=instance.p[rows, a] + instance.p_bwd[rows, a], minlength=H)
+    span = np.zeros(H)
+    np.maximum.at(span, a, be)
+    return Timeline(fs, fe, bs, be, fin, busy, span - busy, span, float(fin.max()))

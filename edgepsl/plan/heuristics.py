@@ -1,0 +1,125 @@
+"""Planning methods, the Python face of the compiled core: random, balanced-greedy, greedy-eft, greedy-ls."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from edgepsl.plan.backend import kernels
+from edgepsl.plan.bounds import LowerBound, lower_bound
+from edgepsl.plan.errors import InfeasibleError, UnknownMethodError
+from edgepsl.plan.evaluate import timeline_of
+from edgepsl.plan.instance import Instance
+from edgepsl.plan.pure.constants import RULE_FCFS, RULE_FWD_FIRST, RULE_TAIL
+from edgepsl.plan.schedule import Plan, Timeline
+
+DISPATCH_RULES = {"fcfs": RULE_FCFS, "fwd-first": RULE_FWD_FIRST, "tail": RULE_TAIL}
+METHODS = {
+    "random": "seeded random order, uniform helper among those with room (paper 2.6); then the dispatch rule",
+    "balanced-greedy": "clients in index order, helper that keeps client counts most even (paper 2.5); then the dispatch rule",
+    "greedy-eft": "largest work first to the helper with the earliest estimated finish; best rule per helper",
+    "greedy-ls": "best of greedy-eft / balanced-greedy / random starts, then local search (move, swap, reorder)",
+}
+# Work budget of the local search, in jobs processed by its dispatches and evaluations.
+DEFAULT_BUDGET = 20_000_000
+
+
+@dataclass(frozen=True)
+class Solution:
+    """A plan with its timeline, lower bound and the wall time the method took."""
+
+    plan: Plan
+    timeline: Timeline
+    bound: LowerBound
+    solve_seconds: float
+
+    @property
+    def makespan(self) -> float:
+        """Makespan of the plan (ms)."""
+        return self.timeline.makespan
+
+    @property
+    def gap(self) -> float:
+        """Relative gap of the makespan above the lower bound."""
+        return self.bound.gap(self.makespan)
+
+
+def _arrays(instance: Instance) -> tuple[np.ndarray, ...]:
+    return instance.r, instance.p, instance.gap, instance.p_bwd, instance.tail
+
+
+def _checked(instance: Instance, assign: np.ndarray, method: str) -> np.ndarray:
+    if (assign < 0).any():
+        j = int(np.flatnonzero(assign < 0)[0])
+        raise InfeasibleError(
+            f"{method} could not place {instance.client_name(j)} ({instance.mem[j]:g} MB): every helper with room was "
+            "already full; add helper memory or try greedy-ls, which packs memory more carefully"
+        )
+    return assign
+
+
+def assign(instance: Instance, method: str, seed: int = 0) -> np.ndarray:
+    """The assignment of one of the assignment heuristics; InfeasibleError if it cannot place a client."""
+    if method == "random":
+        out = kernels.assign_random(instance.mem, instance.cap, seed)
+    elif method == "balanced-greedy":
+        out = kernels.assign_balanced_greedy(instance.mem, instance.cap)
+    elif method in ("greedy-eft", "greedy-ls"):
+        out = kernels.assign_greedy_eft(*_arrays(instance), instance.mem, instance.cap)
+    else:
+        raise UnknownMethodError(f"unknown planning method {method!r}; choose one of {', '.join(METHODS)}")
+    return _checked(instance, out, method)
+
+
+def _dispatched(instance: Instance, assignment: np.ndarray, rule: str) -> tuple[np.ndarray, ...]:
+    if rule == "best":
+        out = kernels.local_search(assignment, *_arrays(instance), instance.mem, instance.cap, 0, 0)
+        return out[1], out[2], out[3]
+    if rule not in DISPATCH_RULES:
+        raise UnknownMethodError(f"unknown dispatch rule {rule!r}; choose one of {', '.join(DISPATCH_RULES)} or best")
+    return kernels.dispatch(assignment, DISPATCH_RULES[rule], *_arrays(instance))
+
+
+def _greedy_ls(instance: Instance, seed: int, budget: int) -> tuple[Plan, dict]:
+    starts = {}
+    for name in ("greedy-eft", "balanced-greedy", "random"):
+        try:
+            starts[name] = assign(instance, name, seed)
+        except InfeasibleError:
+            continue
+    if not starts:
+        raise InfeasibleError(
+            "no starting heuristic could fit every client within the helpers' memory; add helper memory"
+        )
+    best_name, best_value = None, None
+    for name, a in starts.items():
+        value = timeline_of(instance, Plan.from_flat(a, *_dispatched(instance, a, "best"))).makespan
+        if best_value is None or value < best_value:
+            best_name, best_value = name, value
+    a, sc, sk, off, stats = kernels.local_search(
+        starts[best_name], *_arrays(instance), instance.mem, instance.cap, seed, budget
+    )
+    meta = {"start": best_name, "start_makespan": best_value, "iterations": int(stats[0]), "reorders": int(stats[1]),
+            "moves": int(stats[2]), "swaps": int(stats[3]), "work": int(stats[4]), "budget": budget}
+    return Plan.from_flat(a, sc, sk, off), meta
+
+
+def solve(instance: Instance, method: str = "greedy-ls", dispatch: str = "fcfs", seed: int = 0,
+          budget: int = DEFAULT_BUDGET) -> Solution:
+    """Plan one round with a method; the dispatch rule applies to random and balanced-greedy."""
+    if method not in METHODS:
+        raise UnknownMethodError(f"unknown planning method {method!r}; choose one of {', '.join(METHODS)}")
+    t0 = time.perf_counter()
+    meta: dict = {"seed": seed}
+    if method == "greedy-ls":
+        plan, extra = _greedy_ls(instance, seed, budget)
+        meta.update(extra)
+    else:
+        rule = "best" if method == "greedy-eft" else dispatch
+        a = assign(instance, method, seed)
+        plan = Plan.from_flat(a, *_dispatched(instance, a, rule))
+        meta["dispatch"] = rule
+    seconds = time.perf_counter() - t0
+    plan = Plan(plan.assignment, plan.orders, method, meta)
+    return Solution(plan, timeline_of(instance, plan), lower_bound(instance), seconds)
