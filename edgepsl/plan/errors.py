@@ -40,3 +40,11 @@ class JobCoverageError(PlanError):
 
 class JobOrderError(PlanError):
     """A client's backward job is ordered before its own forward job."""
+
+
+class PlotUnavailableError(EdgePSLError):
+    """Drawing a Gantt chart needs matplotlib, which is not installed (install the `plot` extra)."""
+
+
+class UnknownMethodError(EdgePSLError):
+    """A planning method or dispatch rule name that does not exist."""
