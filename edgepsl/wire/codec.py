@@ -1,0 +1,94 @@
+"""Encoding a Message to [msgpack header, raw frames...] and decoding received frames back, validated."""
+from __future__ import annotations
+
+import time
+from typing import Any, Sequence
+
+import msgpack
+import numpy as np
+
+from edgepsl.wire.errors import MessageError, ProtocolError
+from edgepsl.wire.messages import ALLOWED_DTYPES, FLOAT16_TYPES, PROTOCOL_VERSION, ErrorCode, Message
+from edgepsl.wire.validate import Limits, check_frames, parse_header, parse_job
+
+Frames = Sequence[Any]  # bytes, memoryview, numpy arrays or zmq.Frame: anything exposing the buffer protocol
+
+_ENCODE_LIMITS = Limits(max_message_bytes=2**62, max_header_bytes=2**62, max_tensors=2**31)
+
+
+def _reject_ext(code: int, data: bytes) -> None:
+    raise ValueError(f"msgpack extension type {code} is not allowed in headers")
+
+
+def _wire_array(name: str, value: Any, float16: bool) -> tuple[np.ndarray, dict[str, Any]]:
+    arr = np.asarray(value)
+    if arr.dtype.str not in ALLOWED_DTYPES:
+        little = arr.dtype.newbyteorder("<")
+        if little.str not in ALLOWED_DTYPES:
+            raise MessageError(f"tensor {name!r} has dtype {arr.dtype}; the wire carries only {sorted(ALLOWED_DTYPES)}")
+        arr = arr.astype(little)
+    spec: dict[str, Any] = {"name": name, "dtype": arr.dtype.str, "shape": list(arr.shape)}
+    if float16 and arr.dtype.str == "<f4":
+        arr = arr.astype("<f2")
+        spec.update(dtype="<f2", cast="<f4")
+    return np.ascontiguousarray(arr), spec
+
+
+def encode(message: Message, *, float16: bool = False) -> list[Any]:
+    """Encode a message as [header bytes, one contiguous array per tensor]; float16 applies to activations and gradients."""
+    cast = float16 and message.type in FLOAT16_TYPES
+    arrays, specs = [], []
+    for name, value in message.tensors.items():
+        arr, spec = _wire_array(str(name), value, cast)
+        arrays.append(arr)
+        specs.append(spec)
+    job = message.job
+    header = {
+        "v": PROTOCOL_VERSION,
+        "type": message.type.value,
+        "run": job.run,
+        "round": job.round,
+        "client": job.client,
+        "seq": job.seq,
+        "sent_ns": message.sent_ns or time.time_ns(),
+        "tensors": specs,
+        "meta": dict(message.meta),
+    }
+    try:
+        parse_header(header, _ENCODE_LIMITS)
+        packed = msgpack.packb(header, use_bin_type=True)
+    except ProtocolError as exc:
+        raise MessageError(f"cannot encode {message.type.value!r} message: {exc.reason}") from None
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise MessageError(f"cannot encode {message.type.value!r} message: meta must hold only msgpack types ({exc})") from None
+    return [packed, *arrays]
+
+
+def unpack_header(frame: Any, limits: Limits) -> Any:
+    """Unpack the header frame with msgpack (no extension types), enforcing the header size bound."""
+    view = memoryview(frame)
+    if view.nbytes > limits.max_header_bytes:
+        raise ProtocolError(ErrorCode.TOO_LARGE, f"header of {view.nbytes} bytes is over the {limits.max_header_bytes}-byte limit")
+    try:
+        return msgpack.unpackb(view, raw=False, strict_map_key=True, ext_hook=_reject_ext)
+    except (ValueError, TypeError, OverflowError, msgpack.UnpackException) as exc:
+        raise ProtocolError(ErrorCode.BAD_HEADER, f"header is not valid msgpack: {exc}") from None
+
+
+def decode(frames: Frames, limits: Limits) -> Message:
+    """Decode and validate [header, frames...]; tensors are zero-copy read-only views unless cast back from float16."""
+    if not frames:
+        raise ProtocolError(ErrorCode.BAD_FRAMING, "empty message: a header frame is required")
+    raw = unpack_header(frames[0], limits)
+    views = [memoryview(f) for f in frames[1:]]
+    try:
+        header = parse_header(raw, limits)
+        check_frames(header, [v.nbytes for v in views], limits)
+    except ProtocolError as exc:
+        exc.job = parse_job(raw)
+        raise
+    tensors = {}
+    for spec, view in zip(header.tensors, views):
+        arr = np.frombuffer(view, dtype=spec.dtype).reshape(spec.shape)
+        tensors[spec.name] = arr.astype(spec.cast) if spec.cast else arr
+    return Message(header.type, header.job, tensors, header.meta, header.sent_ns)

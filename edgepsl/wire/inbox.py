@@ -1,0 +1,81 @@
+"""What a channel delivers to its user (Envelope, PeerEvent) and the bounded inbox between the I/O thread and recv()."""
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Union
+
+from edgepsl.wire.errors import ChannelClosedError
+from edgepsl.wire.liveness import EventKind
+from edgepsl.wire.messages import JobId, Message, MsgType
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """A validated message and its sender: `peer` is the authenticated name, the only identity to trust."""
+
+    peer: str
+    message: Message
+
+
+@dataclass(frozen=True)
+class PeerEvent:
+    """A liveness change of a peer, or a suppressed duplicate (then `type` and `job` name the resent job)."""
+
+    kind: EventKind
+    peer: str
+    type: MsgType | None = None
+    job: JobId | None = None
+
+
+Delivery = Union[Envelope, PeerEvent]
+
+
+def _counts(item: Delivery) -> bool:
+    """Messages and duplicate notices count against the capacity; liveness events do not."""
+    return isinstance(item, Envelope) or item.kind is EventKind.DUPLICATE
+
+
+class Inbox:
+    """Messages bounded by `capacity` (the I/O thread stops reading when full); liveness events are never dropped."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._items: deque[Delivery] = deque()
+        self._messages = 0
+        self._closed = False
+        self._cond = threading.Condition()
+
+    def has_room(self) -> bool:
+        """True while fewer than `capacity` messages wait."""
+        return self._messages < self.capacity
+
+    def put(self, item: Delivery) -> None:
+        """Append a message or an event (the I/O thread checks has_room() before reading messages)."""
+        with self._cond:
+            self._items.append(item)
+            self._messages += _counts(item)
+            self._cond.notify()
+
+    def get(self, timeout: float | None) -> Delivery | None:
+        """The oldest item, waiting up to `timeout` seconds (None: forever); None on timeout."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            while not self._items:
+                if self._closed:
+                    raise ChannelClosedError("the channel is closed")
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return None
+                self._cond.wait(remaining)
+            item = self._items.popleft()
+            self._messages -= _counts(item)
+            return item
+
+    def close(self) -> None:
+        """Wake every waiter; get() raises ChannelClosedError once the remaining items are taken."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()

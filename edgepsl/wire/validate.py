@@ -1,0 +1,147 @@
+"""Validation of received headers and frames against the schema and the size limits (pure functions)."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from edgepsl.wire.errors import ProtocolError
+from edgepsl.wire.messages import ALLOWED_DTYPES, PROTOCOL_VERSION, TENSOR_TYPES, ErrorCode, JobId, MsgType
+
+_MAX_INT = 2**63 - 1
+_CASTS = {"<f2": "<f4"}  # wire dtype -> dtype it may be converted back to on receipt
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Bounds every received message must respect; the defaults suit 1-4 GB boards."""
+
+    max_message_bytes: int = 256 * 2**20
+    max_header_bytes: int = 64 * 2**10
+    max_tensors: int = 512
+    max_rank: int = 8
+    max_name_len: int = 256
+
+    def __post_init__(self) -> None:
+        for name in ("max_message_bytes", "max_header_bytes", "max_tensors", "max_rank", "max_name_len"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"Limits.{name} must be a positive integer, got {getattr(self, name)!r}")
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One tensor as declared in a header: name, wire dtype, shape, and the dtype to restore (cast)."""
+
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+    cast: str | None = None
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the frame that carries this tensor."""
+        return math.prod(self.shape) * np.dtype(self.dtype).itemsize
+
+
+@dataclass(frozen=True)
+class Header:
+    """A validated header: message type, job id, send time, tensor specs and the meta map."""
+
+    type: MsgType
+    job: JobId
+    sent_ns: int
+    tensors: tuple[TensorSpec, ...]
+    meta: Mapping[str, Any]
+
+
+def _fail(code: ErrorCode, reason: str) -> ProtocolError:
+    return ProtocolError(code, reason)
+
+
+def _string(raw: Mapping[str, Any], key: str, limits: Limits) -> str:
+    value = raw.get(key, "")
+    if not isinstance(value, str) or len(value) > limits.max_name_len:
+        raise _fail(ErrorCode.BAD_HEADER, f"header field {key!r} must be a string of at most {limits.max_name_len} characters")
+    return value
+
+
+def _count(raw: Mapping[str, Any], key: str) -> int:
+    value = raw.get(key, 0)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= _MAX_INT:
+        raise _fail(ErrorCode.BAD_HEADER, f"header field {key!r} must be a non-negative 64-bit integer")
+    return value
+
+
+def parse_job(raw: Any) -> JobId | None:
+    """The job id of an unpacked header if it can be read, else None (used to address ERROR replies)."""
+    if not isinstance(raw, Mapping):
+        return None
+    try:
+        limits = Limits()
+        return JobId(_string(raw, "run", limits), _count(raw, "round"), _string(raw, "client", limits), _count(raw, "seq"))
+    except ProtocolError:
+        return None
+
+
+def _tensor_spec(raw: Any, limits: Limits, index: int) -> TensorSpec:
+    if not isinstance(raw, Mapping):
+        raise _fail(ErrorCode.BAD_TENSOR, f"tensor #{index} must be a map with name, dtype and shape")
+    name, dtype, shape, cast = raw.get("name"), raw.get("dtype"), raw.get("shape"), raw.get("cast")
+    if not isinstance(name, str) or not 0 < len(name) <= limits.max_name_len:
+        raise _fail(ErrorCode.BAD_TENSOR, f"tensor #{index} needs a name of 1 to {limits.max_name_len} characters")
+    if dtype not in ALLOWED_DTYPES:
+        raise _fail(ErrorCode.BAD_TENSOR, f"tensor {name!r} has dtype {dtype!r}; allowed: {sorted(ALLOWED_DTYPES)}")
+    if not isinstance(shape, (list, tuple)) or len(shape) > limits.max_rank:
+        raise _fail(ErrorCode.BAD_TENSOR, f"tensor {name!r} needs a shape list of rank at most {limits.max_rank}")
+    if not all(isinstance(d, int) and not isinstance(d, bool) and 0 <= d <= _MAX_INT for d in shape):
+        raise _fail(ErrorCode.BAD_TENSOR, f"tensor {name!r} has a shape with non-integer or negative dimensions")
+    if cast is not None and _CASTS.get(dtype) != cast:
+        raise _fail(ErrorCode.BAD_TENSOR, f"tensor {name!r} cannot be cast from {dtype!r} to {cast!r}")
+    spec = TensorSpec(name, dtype, tuple(shape), cast)
+    if spec.nbytes > limits.max_message_bytes:
+        raise _fail(ErrorCode.TOO_LARGE, f"tensor {name!r} declares {spec.nbytes} bytes, over the {limits.max_message_bytes}-byte cap")
+    return spec
+
+
+def parse_header(raw: Any, limits: Limits) -> Header:
+    """Validate an unpacked header map and return it as a Header; raise ProtocolError with the reply code."""
+    if not isinstance(raw, Mapping):
+        raise _fail(ErrorCode.BAD_HEADER, "the header must be a msgpack map")
+    version = raw.get("v")
+    if version != PROTOCOL_VERSION:
+        raise _fail(ErrorCode.BAD_VERSION, f"protocol version {version!r} is not supported (this peer speaks {PROTOCOL_VERSION})")
+    try:
+        kind = MsgType(raw.get("type"))
+    except (ValueError, TypeError):
+        raise _fail(ErrorCode.UNKNOWN_TYPE, f"unknown message type {raw.get('type')!r}") from None
+    job = JobId(_string(raw, "run", limits), _count(raw, "round"), _string(raw, "client", limits), _count(raw, "seq"))
+    sent_ns = _count(raw, "sent_ns")
+    meta = raw.get("meta", {})
+    if not isinstance(meta, Mapping):
+        raise _fail(ErrorCode.BAD_HEADER, "header field 'meta' must be a map")
+    tensors = raw.get("tensors", [])
+    if not isinstance(tensors, (list, tuple)):
+        raise _fail(ErrorCode.BAD_HEADER, "header field 'tensors' must be a list")
+    if len(tensors) > limits.max_tensors:
+        raise _fail(ErrorCode.TOO_LARGE, f"{len(tensors)} tensors declared, over the limit of {limits.max_tensors}")
+    if tensors and kind not in TENSOR_TYPES:
+        raise _fail(ErrorCode.BAD_TENSOR, f"a {kind.value!r} message carries no tensors")
+    specs = tuple(_tensor_spec(t, limits, i) for i, t in enumerate(tensors))
+    if len({s.name for s in specs}) != len(specs):
+        raise _fail(ErrorCode.BAD_TENSOR, "tensor names must be unique within a message")
+    return Header(kind, job, sent_ns, specs, dict(meta))
+
+
+def check_frames(header: Header, frame_lengths: Sequence[int], limits: Limits) -> None:
+    """Check that the tensor frames match the header: one frame per tensor, each of the declared length."""
+    if len(frame_lengths) != len(header.tensors):
+        raise _fail(ErrorCode.BAD_FRAMING, f"header declares {len(header.tensors)} tensors but {len(frame_lengths)} frames followed")
+    total = 0
+    for spec, length in zip(header.tensors, frame_lengths):
+        if length != spec.nbytes:
+            raise _fail(ErrorCode.BAD_TENSOR, f"tensor {spec.name!r} of shape {list(spec.shape)} {spec.dtype} needs {spec.nbytes} bytes, its frame has {length}")
+        total += length
+    if total > limits.max_message_bytes:
+        raise _fail(ErrorCode.TOO_LARGE, f"message carries {total} bytes, over the {limits.max_message_bytes}-byte cap")
