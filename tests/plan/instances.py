@@ -1,0 +1,30 @@
+"""Random instances for kernel tests: continuous or integer-valued times (to provoke ties), loose or tight memory."""
+from __future__ import annotations
+
+import numpy as np
+
+from edgepsl.plan.instance import Instance
+
+
+def random_instance(seed: int, K: int, H: int, integer_times: bool, tight_memory: bool) -> Instance:
+    """A valid instance drawn from a seed; integer times create the exact ties dispatch rules must break alike."""
+    rng = np.random.default_rng(seed)
+
+    def times(shape, hi):
+        return rng.integers(0, hi, shape).astype(float) if integer_times else rng.uniform(0, hi, shape)
+
+    mem = rng.integers(1, 4, K).astype(float)
+    if tight_memory:
+        cap = np.maximum(np.floor(rng.dirichlet(np.ones(H)) * 1.5 * mem.sum()), mem.max())
+    else:
+        cap = np.full(H, float(mem.sum()))
+    return Instance(
+        r=times((K, H), 20), p=times((K, H), 10), d=times((K, H), 5), l=times(K, 10),
+        r_bwd=times((K, H), 20), p_bwd=times((K, H), 10), d_bwd=times((K, H), 5), l_bwd=times(K, 10),
+        mem=mem, cap=cap,
+    )
+
+
+def kernel_arrays(inst: Instance) -> tuple[np.ndarray, ...]:
+    """(r, p, g, p', q') as the kernels take them."""
+    return inst.r, inst.p, inst.gap, inst.p_bwd, inst.tail

@@ -1,0 +1,83 @@
+"""The compiled core and its pure-Python twin agree exactly, kernel by kernel, on thousands of instances."""
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from edgepsl import _core as core
+from edgepsl.plan import pure
+
+from .instances import kernel_arrays, random_instance
+
+instances = st.builds(
+    random_instance,
+    seed=st.integers(0, 2**32 - 1),
+    K=st.integers(1, 24),
+    H=st.integers(1, 6),
+    integer_times=st.booleans(),
+    tight_memory=st.booleans(),
+)
+
+
+def assert_same(a, b) -> None:
+    if isinstance(a, tuple):
+        assert len(a) == len(b)
+        for x, y in zip(a, b):
+            assert_same(x, y)
+    else:
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_constants_match() -> None:
+    for name in ("FWD", "BWD", "RULE_FCFS", "RULE_FWD_FIRST", "RULE_TAIL", "RULES"):
+        assert getattr(core, name) == getattr(pure, name)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(inst=instances, seed=st.integers(0, 2**64 - 1))
+def test_assignment_kernels_agree(inst, seed) -> None:
+    arrs = kernel_arrays(inst)
+    assert_same(core.assign_random(inst.mem, inst.cap, seed), pure.assign_random(inst.mem, inst.cap, seed))
+    assert_same(core.assign_balanced_greedy(inst.mem, inst.cap), pure.assign_balanced_greedy(inst.mem, inst.cap))
+    assert_same(core.assign_greedy_eft(*arrs, inst.mem, inst.cap), pure.assign_greedy_eft(*arrs, inst.mem, inst.cap))
+    assert_same(core.lower_bound(*arrs, inst.mem, inst.cap), pure.lower_bound(*arrs, inst.mem, inst.cap))
+
+
+@settings(max_examples=1500, deadline=None)
+@given(inst=instances, seed=st.integers(0, 2**32 - 1), rule=st.sampled_from(pure.RULES))
+def test_dispatch_and_evaluate_agree(inst, seed, rule) -> None:
+    arrs = kernel_arrays(inst)
+    assign = np.random.default_rng(seed).integers(0, inst.H, inst.K)
+    flat_c = core.dispatch(assign, rule, *arrs)
+    flat_p = pure.dispatch(assign, rule, *arrs)
+    assert_same(flat_c, flat_p)
+    assert_same(core.evaluate(assign, *flat_c, *arrs), pure.evaluate(assign, *flat_p, *arrs))
+
+
+@settings(max_examples=600, deadline=None)
+@given(inst=instances, seed=st.integers(0, 2**64 - 1), budget=st.sampled_from([0, 500, 5_000, 50_000]))
+def test_local_search_agrees(inst, seed, budget) -> None:
+    arrs = kernel_arrays(inst)
+    start = pure.assign_greedy_eft(*arrs, inst.mem, inst.cap)
+    if (start < 0).any():
+        start = pure.assign_balanced_greedy(inst.mem, inst.cap)
+    if (start < 0).any():
+        return
+    assert_same(
+        core.local_search(start, *arrs, inst.mem, inst.cap, seed, budget),
+        pure.local_search(start, *arrs, inst.mem, inst.cap, seed, budget),
+    )
+
+
+@settings(max_examples=1000, deadline=None)
+@given(
+    n=st.integers(0, 12), now=st.floats(0, 30), rule=st.sampled_from(pure.RULES), seed=st.integers(0, 2**32 - 1)
+)
+def test_pick_next_agrees(n, now, rule, seed) -> None:
+    rng = np.random.default_rng(seed)
+    kind = rng.integers(0, 2, n)
+    release = rng.integers(0, 30, n).astype(float)
+    tail = rng.integers(0, 5, n).astype(float)
+    client = rng.permutation(n).astype(np.int64)
+    assert core.pick_next(now, kind, release, tail, client, rule) == pure.pick_next(now, kind, release, tail, client, rule)

@@ -1,0 +1,57 @@
+"""The edgepsl console script: version, doctor, and a full planning run with its outputs."""
+from __future__ import annotations
+
+import json
+import struct
+
+import pytest
+
+from edgepsl.cli import main
+from edgepsl.plan.evaluate import evaluate
+from edgepsl.plan.instance import Instance
+from edgepsl.plan.schedule import Plan
+
+
+def test_version_names_the_backend(capsys) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0
+    assert "scheduling core:" in capsys.readouterr().out
+
+
+def test_doctor_reports_backend_and_components(capsys) -> None:
+    assert main(["doctor"]) == 0
+    out = capsys.readouterr().out
+    assert "scheduling core:" in out and "onnxruntime" in out
+
+
+def test_plan_writes_consistent_outputs(tmp_path, capsys) -> None:
+    out = tmp_path / "run"
+    assert main(["plan", "--profile", "resnet101_cifar10", "-K", "12", "-H", "3", "--seed", "4", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    doc = json.loads((out / "plan.json").read_text())
+    inst = Instance.load(out / "instance.json")
+    timeline = evaluate(inst, Plan.from_dict(doc))
+    assert timeline.makespan == pytest.approx(doc["evaluation"]["makespan_ms"])
+    assert f"{timeline.makespan:.1f} ms" in printed and "gap" in printed
+    trace = json.loads((out / "trace.json").read_text())
+    assert any(e.get("ph") == "X" for e in trace["traceEvents"])
+    png = (out / "gantt.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = struct.unpack(">II", png[16:24])
+    assert width > 400 and height > 300
+    # The written instance plans again from the file.
+    assert main(["plan", "--instance", str(out / "instance.json"), "--method", "random", "--no-plot",
+                 "--out", str(tmp_path / "again")]) == 0
+
+
+def test_plan_needs_exactly_one_source(capsys) -> None:
+    assert main(["plan", "--no-plot"]) == 1
+    assert "exactly one of --instance" in capsys.readouterr().err
+
+
+def test_plan_reports_a_bad_instance_file(tmp_path, capsys) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"format": "edgepsl-instance", "version": 99}')
+    assert main(["plan", "--instance", str(bad)]) == 1
+    assert "version 99 is not supported" in capsys.readouterr().err
