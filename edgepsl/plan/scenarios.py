@@ -95,13 +95,14 @@ def binding_capacities(rng: np.random.Generator, mem: np.ndarray, H: int) -> np.
 
     With m = max(mem), helper i gets s_i client slots and floor(s_i * m) + 1 MB: every helper gets one
     slot, then S - H more are apportioned by weights uniform in BINDING_WEIGHTS, where
-    S = max(H, ceil((1 + BINDING_SLACK) * K)) (S = K when H = 1). No helper gets more than K slots.
-    Since S >= K and every client fits in any slot, placing clients slot by slot is always feasible.
+    S = max(H, ceil((1 + BINDING_SLACK) * K)) (S = K when H = 1). With H >= 2 no helper gets more than
+    max(K - 1, 1) slots, so none can hold every client. The slots still total at least K, and every
+    client fits in any slot, so placing clients slot by slot is always feasible.
     """
     K = int(mem.shape[0])
     total = K if H == 1 else max(H, int(np.ceil((1.0 + BINDING_SLACK) * K)))
     weights = rng.uniform(*BINDING_WEIGHTS, size=H)
-    slots = np.minimum(1 + _apportion(total - H, weights), K)
+    slots = np.minimum(1 + _apportion(total - H, weights), K if H == 1 else max(K - 1, 1))
     return np.floor(slots * float(mem.max())) + 1.0
 
 

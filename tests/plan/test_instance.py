@@ -1,13 +1,17 @@
 """Instance JSON round trip and validation errors."""
 import json
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from edgepsl.plan.errors import InstanceError, InstanceFormatError
+from edgepsl.plan.evaluate import evaluate
 from edgepsl.plan.instance import FIELDS, Instance
 from edgepsl.plan.profiles import build_instance
 from edgepsl.plan.scenarios import scenario_instance
+from edgepsl.plan.schedule import Plan
 
 
 def small_instance() -> Instance:
@@ -102,3 +106,16 @@ def test_bad_format_version_and_missing_fields_are_rejected(tmp_path):
         Instance.load(path)
     with pytest.raises(InstanceFormatError, match="cannot read instance file"):
         Instance.load(tmp_path / "absent.json")
+
+
+def test_docs_formats_examples_load_and_evaluate_as_documented():
+    text = (Path(__file__).resolve().parents[2] / "docs" / "formats.md").read_text()
+    blocks = re.findall(r"```json\n(.*?)```", text, re.S)
+    inst = Instance.from_dict(json.loads(blocks[0]))
+    assert (inst.K, inst.H) == (3, 2) and inst.helper_names == ("gpu-server", "laptop")
+    plan = Plan.from_dict(json.loads(blocks[2]))
+    timeline = evaluate(inst, plan)
+    assert timeline.fwd_start.tolist() == [600.0, 1500.0, 300.0]
+    assert timeline.bwd_start.tolist() == [18350.0, 38800.0, 1090.0]
+    assert timeline.finish.tolist() == [21730.0, 43860.0, 3240.0]
+    assert timeline.makespan == 43860.0
