@@ -42,8 +42,6 @@ class Profile:
     update_ms: np.ndarray
     activation_kb: np.ndarray
     weights_kb: np.ndarray
-    helper_roles: tuple[str, ...] = ()
-    client_roles: tuple[str, ...] = ()
     source: str = ""
     notes: tuple[str, ...] = field(default_factory=tuple)
 
@@ -144,8 +142,6 @@ def parse_profile(data: Any, name: str) -> Profile:
     if not isinstance(memory, dict):
         raise ProfileError(f"profile {name!r}: 'memory' must be an object with {', '.join(MEMORY_KEYS)}")
     sizes = {key: _layer_values(memory, key, f"memory.{key}", layers, name) for key in MEMORY_KEYS}
-    roles = data.get("roles_in_reference", {})
-    roles = roles if isinstance(roles, dict) else {}
     return Profile(
         name=name,
         model=str(data["model"]),
@@ -156,10 +152,8 @@ def parse_profile(data: Any, name: str) -> Profile:
         update_ms=np.asarray(times["update_ms"]),
         activation_kb=sizes["activation_kb"],
         weights_kb=sizes["weights_kb"],
-        helper_roles=tuple(str(d) for d in roles.get("helpers", ()) if d in devices),
-        client_roles=tuple(str(d) for d in roles.get("clients", ()) if d in devices),
         source=str(data.get("source", "")),
-        notes=tuple(str(n) for n in data.get("notes", ())),
+        notes=tuple(str(n) for n in data["notes"]) if isinstance(data.get("notes"), list) else (),
     )
 
 
