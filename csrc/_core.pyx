@@ -26,17 +26,20 @@ RULES = (RULE_FCFS, RULE_FWD_FIRST, RULE_TAIL)
 _MASK = (1 << 64) - 1
 
 
-def _check_assign(const long[::1] assign, long K, long H):
+cdef int _check_assign(const long[::1] assign, long K, long H) except -1:
+    cdef long j
     if assign.shape[0] != K:
         raise ValueError(f"assignment has {assign.shape[0]} entries, expected {K}")
     for j in range(K):
         if assign[j] < 0 or assign[j] >= H:
             raise ValueError(f"client {j} is assigned to helper {assign[j]}, not in [0, {H})")
+    return 0
 
 
-def _check_rule(int rule):
-    if rule not in RULES:
+cdef inline int _check_rule(int rule) except -1:
+    if rule < C_RULE_FCFS or rule > C_RULE_TAIL:
         raise ValueError(f"unknown dispatch rule {rule}; expected one of {RULES}")
+    return 0
 
 
 def assign_random(const double[::1] mem, const double[::1] cap, seed):
@@ -58,12 +61,18 @@ def assign_balanced_greedy(const double[::1] mem, const double[::1] cap):
     """Clients in index order; each goes where the spread (max - min) of client counts stays smallest."""
     cdef long K = mem.shape[0]
     cdef long H = cap.shape[0]
+    if K < 1 or H < 1:
+        raise ValueError("the kernels need at least one client and one helper")
     out = np.empty(K, dtype=np.int64)
     cdef long[::1] o = out
-    cdef long[::1] count = np.empty(H, dtype=np.int64)
-    cdef double[::1] used = np.empty(H, dtype=np.float64)
+    cdef long* count = <long*>malloc(H * sizeof(long))
+    cdef double* used = <double*>malloc(H * sizeof(double))
+    if not count or not used:
+        free(count); free(used)
+        raise MemoryError()
     with nogil:
-        c_assign_balanced_greedy(&mem[0], &cap[0], K, H, &o[0], &count[0], &used[0])
+        c_assign_balanced_greedy(&mem[0], &cap[0], K, H, &o[0], count, used)
+    free(count); free(used)
     return out
 
 
@@ -101,18 +110,20 @@ def dispatch(const long[::1] assign, int rule, const double[:, ::1] r, const dou
     cdef long[::1] sc = seq_client
     cdef long[::1] sk = seq_kind
     cdef long[::1] off = offsets
-    cdef long[::1] members = np.empty(K, dtype=np.int64)
-    cdef long[::1] start = np.zeros(H + 1, dtype=np.int64)
-    cdef long[::1] jobs = np.empty(2 * K, dtype=np.int64)
     cdef Scratch scr
     cdef long i, j, k, n
-    scr.h1.data = <Entry*>malloc((2 * K + 1) * sizeof(Entry))
-    scr.h2.data = <Entry*>malloc((2 * K + 1) * sizeof(Entry))
-    scr.h3.data = <Entry*>malloc((2 * K + 1) * sizeof(Entry))
-    if not scr.h1.data or not scr.h2.data or not scr.h3.data:
-        free(scr.h1.data); free(scr.h2.data); free(scr.h3.data)
+    cdef long* members = <long*>malloc((4 * K + H + 1) * sizeof(long))
+    cdef long* start = members + K
+    cdef long* jobs = members + K + H + 1
+    scr.h1.data = <Entry*>malloc(3 * (K + 1) * sizeof(Entry))
+    scr.h2.data = scr.h1.data + (K + 1)
+    scr.h3.data = scr.h1.data + 2 * (K + 1)
+    if not members or not scr.h1.data:
+        free(members); free(scr.h1.data)
         raise MemoryError()
     with nogil:
+        for i in range(H + 1):
+            start[i] = 0
         for j in range(K):
             start[assign[j] + 1] += 1
         for i in range(H):
@@ -125,12 +136,12 @@ def dispatch(const long[::1] assign, int rule, const double[:, ::1] r, const dou
         off[0] = 0
         for i in range(H):
             n = start[i + 1] - start[i]
-            c_dispatch_helper(&s, &members[start[i]], n, i, rule, &jobs[0], &scr)
+            c_dispatch_helper(&s, &members[start[i]], n, i, rule, jobs, &scr)
             for k in range(2 * n):
                 sc[2 * start[i] + k] = jobs[k] >> 1
                 sk[2 * start[i] + k] = jobs[k] & 1
             off[i + 1] = 2 * start[i + 1]
-    free(scr.h1.data); free(scr.h2.data); free(scr.h3.data)
+    free(members); free(scr.h1.data)
     return seq_client, seq_kind, offsets
 
 

@@ -29,5 +29,41 @@ cdef void c_lower_bound(Inst* s, const double* mem, const double* cap, double* o
         if best_chain > chain:
             chain = best_chain
         total += best_work
+    cdef double load = total / H
+    cdef double weighted = 0.0
+    cdef double tot = 0.0
+    cdef double best, v
+    cdef bint positive = True
+    cdef double* lam = <double*>malloc(H * sizeof(double))
+    if lam:
+        for i in range(H):
+            lam[i] = 0.0
+        for j in range(K):
+            for i in range(H):
+                ji = j * H + i
+                lam[i] += s.p[ji] + s.pb[ji]
+        for i in range(H):
+            if not lam[i] > 0:
+                positive = False
+        if positive:
+            for i in range(H):
+                lam[i] = 1.0 / (lam[i] / K)
+            for i in range(H):
+                tot += lam[i]
+            for i in range(H):
+                lam[i] = lam[i] / tot
+            for j in range(K):
+                best = -1.0
+                for i in range(H):
+                    if mem[j] > cap[i]:
+                        continue
+                    ji = j * H + i
+                    v = lam[i] * (s.p[ji] + s.pb[ji])
+                    if best < 0 or v < best:
+                        best = v
+                weighted += best
+            if weighted > load:
+                load = weighted
+        free(lam)
     out[0] = chain
-    out[1] = min_r + total / H + min_q
+    out[1] = min_r + load + min_q

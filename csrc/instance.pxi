@@ -13,9 +13,11 @@ cdef inline Inst make_inst(const double[:, ::1] r, const double[:, ::1] p, const
     cdef Inst s
     s.K = r.shape[0]
     s.H = r.shape[1]
-    for name, arr in (("p", p), ("g", g), ("pb", pb), ("q", q)):
-        if arr.shape[0] != s.K or arr.shape[1] != s.H:
-            raise ValueError(f"array {name} has shape ({arr.shape[0]}, {arr.shape[1]}), expected ({s.K}, {s.H})")
+    if (p.shape[0] != s.K or p.shape[1] != s.H or g.shape[0] != s.K or g.shape[1] != s.H
+            or pb.shape[0] != s.K or pb.shape[1] != s.H or q.shape[0] != s.K or q.shape[1] != s.H):
+        raise ValueError(f"arrays r, p, g, pb, q must all have shape ({s.K}, {s.H})")
+    if s.K < 1 or s.H < 1:
+        raise ValueError("the kernels need at least one client and one helper")
     s.r = &r[0, 0]
     s.p = &p[0, 0]
     s.g = &g[0, 0]

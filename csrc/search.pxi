@@ -25,6 +25,25 @@ cdef double best_dispatch(Search* st, const long* clients, long n, long i, long*
     return best_span
 
 
+cdef inline void helper_stats(Search* st, const long* clients, long n, long i, double* out) noexcept nogil:
+    """(total work p + p', smallest release, smallest tail) of clients[0:n] on helper i."""
+    cdef Inst* s = st.s
+    cdef double work = 0.0
+    cdef double lo = 0.0
+    cdef double hi = 0.0
+    cdef long k, ji
+    for k in range(n):
+        ji = clients[k] * s.H + i
+        work += s.p[ji] + s.pb[ji]
+        if k == 0 or s.r[ji] < lo:
+            lo = s.r[ji]
+        if k == 0 or s.q[ji] < hi:
+            hi = s.q[ji]
+    out[0] = work
+    out[1] = lo
+    out[2] = hi
+
+
 cdef inline double span_of(Search* st, const long* jobs, long m, long i) noexcept nogil:
     st.work += m
     return c_span_of(st.s, jobs, m, i, st.fwd_end)
@@ -105,10 +124,12 @@ cdef long c_local_search(Inst* s, const double* mem, const double* cap, long* as
     cdef long* injobs = <long*>malloc(2 * K * sizeof(long))
     cdef long* targets = <long*>malloc(H * sizeof(long))
     cdef double* tspan = <double*>malloc(H * sizeof(double))
+    cdef double* hstats = <double*>malloc(3 * H * sizeof(double))
+    cdef double lo, hi
     cdef long rc = 0
     if (not st.sc.h1.data or not st.sc.h2.data or not st.sc.h3.data or not st.tmp or not st.fwd_end
             or not members or not mcount or not seqs or not span or not used or not rest or not grown
-            or not order or not perm or not kept or not djobs or not injobs or not targets or not tspan):
+            or not order or not perm or not kept or not djobs or not injobs or not targets or not tspan or not hstats):
         rc = -1
     else:
         for i in range(H):
@@ -122,6 +143,8 @@ cdef long c_local_search(Inst* s, const double* mem, const double* cap, long* as
             used[assign[j]] += mem[j]
         for i in range(H):
             span[i] = best_dispatch(&st, &members[i * K], mcount[i], i, &seqs[i * 2 * K])
+        for i in range(H):
+            helper_stats(&st, &members[i * K], mcount[i], i, &hstats[3 * i])
         while st.work < budget:
             iterations += 1
             totals(span, H, -1, 0.0, -1, 0.0, &M, &S)
@@ -192,6 +215,14 @@ cdef long c_local_search(Inst* s, const double* mem, const double* cap, long* as
                     ji = j * H + i
                     if s.r[ji] + s.p[ji] + s.g[ji] + s.pb[ji] + s.q[ji] > M:
                         continue
+                    if mcount[i] > 0:
+                        lo = hstats[3 * i + 1] if hstats[3 * i + 1] <= s.r[ji] else s.r[ji]
+                        hi = hstats[3 * i + 2] if hstats[3 * i + 2] <= s.q[ji] else s.q[ji]
+                    else:
+                        lo = s.r[ji]
+                        hi = s.q[ji]
+                    if lo + (hstats[3 * i] + (s.p[ji] + s.pb[ji])) + hi > M:
+                        continue
                     memcpy(grown, &members[i * K], mcount[i] * sizeof(long))
                     n_new = insert_sorted(grown, mcount[i], j)
                     in_span = best_dispatch(&st, grown, n_new, i, injobs)
@@ -210,6 +241,8 @@ cdef long c_local_search(Inst* s, const double* mem, const double* cap, long* as
                         used[c] -= mem[j]
                         used[i] += mem[j]
                         assign[j] = i
+                        helper_stats(&st, rest, n_rest, c, &hstats[3 * c])
+                        helper_stats(&st, grown, n_new, i, &hstats[3 * i])
                         moves += 1
                         improved = True
                         break
@@ -259,6 +292,8 @@ cdef long c_local_search(Inst* s, const double* mem, const double* cap, long* as
                             used[i] += mem[j] - mem[k]
                             assign[j] = i
                             assign[k] = c
+                            helper_stats(&st, rest, n_new, c, &hstats[3 * c])
+                            helper_stats(&st, grown, n_new_i, i, &hstats[3 * i])
                             swaps += 1
                             improved = True
                             break
@@ -279,5 +314,5 @@ cdef long c_local_search(Inst* s, const double* mem, const double* cap, long* as
         stats[4] = st.work
     free(st.sc.h1.data); free(st.sc.h2.data); free(st.sc.h3.data); free(st.tmp); free(st.fwd_end)
     free(members); free(mcount); free(seqs); free(span); free(used); free(rest); free(grown)
-    free(order); free(perm); free(kept); free(djobs); free(injobs); free(targets); free(tspan)
+    free(order); free(perm); free(kept); free(djobs); free(injobs); free(targets); free(tspan); free(hstats)
     return rc

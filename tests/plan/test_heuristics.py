@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from edgepsl.plan.errors import InfeasibleError, UnknownMethodError
 from edgepsl.plan.evaluate import evaluate
@@ -77,3 +79,27 @@ def test_unknown_method_and_rule() -> None:
         solve(inst, "simulated-annealing")
     with pytest.raises(UnknownMethodError, match="unknown dispatch rule"):
         solve(inst, "random", dispatch="lifo")
+
+
+@settings(max_examples=200, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), K=st.integers(1, 20), H=st.integers(1, 5), tight=st.booleans())
+def test_lower_bound_never_exceeds_any_plan(seed, K, H, tight) -> None:
+    inst = random_instance(seed, K=K, H=H, integer_times=bool(seed % 2), tight_memory=tight)
+    try:
+        sol = solve(inst, "greedy-ls", seed=seed)
+    except InfeasibleError:
+        return
+    assert sol.bound.value <= sol.makespan + 1e-9 * sol.makespan
+
+
+def test_weighted_load_bound_is_exact_for_helpers_that_differ_by_speed() -> None:
+    # 12 identical clients, helper 1 twice as slow as helper 0, no client-side delays: the best split is
+    # 8 / 4 clients, a load of 8 jobs of work 2 = 16 on each helper; the bound must find exactly 16.
+    K = 12
+    work = np.tile([1.0, 2.0], (K, 1))
+    zero = np.zeros((K, 2))
+    inst = Instance(r=zero, p=work, d=zero, l=np.zeros(K), r_bwd=zero, p_bwd=work, d_bwd=zero, l_bwd=np.zeros(K),
+                    mem=np.ones(K), cap=np.full(2, float(K)))
+    sol = solve(inst, "greedy-ls")
+    assert sol.bound.load == pytest.approx(16.0)
+    assert sol.makespan == pytest.approx(16.0)

@@ -10,8 +10,10 @@ def lower_bound(
     """(chain bound, load bound); the makespan of every plan is at least the larger of the two.
 
     Chain: each client's whole chain r + p + g + p' + q' on its best helper that can hold it.
-    Load: some helper carries at least the average of the clients' smallest helper work p + p'; it starts
-    no earlier than the smallest release and its last (backward) job is followed by at least the smallest tail.
+    Load: for any weights lambda on the simplex, the busiest helper carries at least
+    sum_j min_i lambda_i * (p + p')_ji; it starts no earlier than the smallest release and its last
+    (backward) job is followed by at least the smallest tail. Two weightings are used: uniform, and
+    lambda_i proportional to 1 / (helper i's mean work), which is exact for helpers that differ by speed.
     """
     K, H = r.shape
     chain = 0.0
@@ -36,4 +38,26 @@ def lower_bound(
                 min_q = q[j, i]
         chain = max(chain, best_chain)
         total += best_work
-    return chain, min_r + total / H + min_q
+    load = total / H
+    mean = [0.0] * H
+    for j in range(K):
+        for i in range(H):
+            mean[i] += p[j, i] + pb[j, i]
+    if all(m > 0 for m in mean):
+        inv = [1.0 / (m / K) for m in mean]
+        tot = 0.0
+        for v in inv:
+            tot += v
+        lam = [v / tot for v in inv]
+        weighted = 0.0
+        for j in range(K):
+            best = -1.0
+            for i in range(H):
+                if mem[j] > cap[i]:
+                    continue
+                v = lam[i] * (p[j, i] + pb[j, i])
+                if best < 0 or v < best:
+                    best = v
+            weighted += best
+        load = max(load, weighted)
+    return chain, min_r + load + min_q

@@ -7,7 +7,8 @@ dispatched with the best of the three rules. Then, until no move improves or the
   C. swap: exchange a client of the critical helper with a client of another helper.
 A candidate is accepted only if (makespan, sum of spans) decreases lexicographically. Helpers touched by a
 move or swap are re-dispatched with the best rule (the critical helper may also keep its current order
-minus the moved client). The work budget counts jobs processed by dispatches and evaluations, so a run is
+minus the moved client). A move target whose load bound (smallest release + total work + smallest tail)
+would exceed the makespan is skipped without dispatching it: it could not be accepted. The work budget counts jobs processed by dispatches and evaluations, so a run is
 deterministic for a seed and bounded in time.
 """
 from __future__ import annotations
@@ -38,6 +39,17 @@ class _Search:
             if best_span < 0 or span < best_span:
                 best_jobs, best_span = jobs, span
         return best_jobs, best_span
+
+    def stats(self, clients: list[int], i: int) -> tuple[float, float, float]:
+        """(total work p + p', smallest release, smallest tail) of `clients` on helper i."""
+        work = lo = hi = 0.0
+        for n, j in enumerate(clients):
+            work += self.p[j, i] + self.pb[j, i]
+            if n == 0 or self.r[j, i] < lo:
+                lo = self.r[j, i]
+            if n == 0 or self.q[j, i] < hi:
+                hi = self.q[j, i]
+        return work, lo, hi
 
     def span_of(self, jobs: Jobs, i: int) -> float:
         r, p, g, pb, q = self.r, self.p, self.g, self.pb, self.q
@@ -90,6 +102,7 @@ def local_search(
         jobs, s = st.best_dispatch(members[i], i)
         seqs.append(jobs)
         span.append(s)
+    hstats = [st.stats(members[i], i) for i in range(H)]
     rng = SplitMix64(seed)
     iterations = reorders = moves = swaps = 0
     while st.work < budget:
@@ -136,6 +149,13 @@ def local_search(
                     continue
                 if r[j, i] + p[j, i] + g[j, i] + pb[j, i] + q[j, i] > M:
                     continue
+                work, lo, hi = hstats[i]
+                if members[i]:
+                    lo, hi = min(lo, r[j, i]), min(hi, q[j, i])
+                else:
+                    lo, hi = r[j, i], q[j, i]
+                if lo + (work + (p[j, i] + pb[j, i])) + hi > M:
+                    continue
                 grown = members[i].copy()
                 bisect.insort(grown, j)
                 in_jobs, in_span = st.best_dispatch(grown, i)
@@ -149,6 +169,7 @@ def local_search(
                     used[c] -= mem[j]
                     used[i] += mem[j]
                     assign[j] = i
+                    hstats[c], hstats[i] = st.stats(rest, c), st.stats(grown, i)
                     moves += 1
                     improved = True
                     break
@@ -190,6 +211,7 @@ def local_search(
                         used[c] += mem[k] - mem[j]
                         used[i] += mem[j] - mem[k]
                         assign[j], assign[k] = i, c
+                        hstats[c], hstats[i] = st.stats(new_c, c), st.stats(new_i, i)
                         swaps += 1
                         improved = True
                         break
