@@ -29,7 +29,7 @@ if [ ! -x .venv/bin/python ]; then
     echo "setup: creating virtualenv .venv with $($python --version)"
     "$python" -m venv .venv
 fi
-.venv/bin/python -m pip install -q --upgrade pip setuptools wheel "Cython>=3.0" "numpy>=1.26"
+.venv/bin/python -m pip install -q --upgrade pip "setuptools>=77" wheel "Cython>=3.0" "numpy>=1.26"
 spec="."
 [ -n "$extras" ] && spec=".[${extras}]"
 echo "setup: pip install -e '$spec' (builds the compiled scheduling core)"
