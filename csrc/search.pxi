@@ -250,7 +250,7 @@ cdef long c_local_search(Inst* s, const double* mem, const double* cap, long* as
                     break
             if improved:
                 continue
-            # C. swap a client of the critical helper with a lighter client elsewhere.
+            # C. swap a client of the critical helper with a lighter or shorter-chained client elsewhere.
             for kk in range(n_c):
                 if st.work >= budget or improved:
                     break
@@ -266,7 +266,11 @@ cdef long c_local_search(Inst* s, const double* mem, const double* cap, long* as
                         if st.work >= budget:
                             break
                         k = members[i * K + pos]
-                        if s.p[k * H + c] + s.pb[k * H + c] >= s.p[j * H + c] + s.pb[j * H + c]:
+                        a = k * H + c
+                        b = j * H + c
+                        if not (s.p[a] + s.pb[a] < s.p[b] + s.pb[b]
+                                or s.r[a] + s.p[a] + s.g[a] + s.pb[a] + s.q[a]
+                                < s.r[b] + s.p[b] + s.g[b] + s.pb[b] + s.q[b]):
                             continue
                         if used[c] - mem[j] + mem[k] > cap[c] or used[i] - mem[k] + mem[j] > cap[i]:
                             continue

@@ -22,7 +22,7 @@ METHODS = {
     "greedy-ls": "best of greedy-eft / balanced-greedy / random starts, then local search (move, swap, reorder)",
 }
 # Work budget of the local search, in jobs processed by its dispatches and evaluations.
-DEFAULT_BUDGET = 20_000_000
+DEFAULT_BUDGET = 8_000_000
 
 
 @dataclass(frozen=True)

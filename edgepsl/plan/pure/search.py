@@ -4,7 +4,8 @@ State: each helper's client set, job order and span (latest finish of its client
 dispatched with the best of the three rules. Then, until no move improves or the work budget is spent:
   A. reorder: swap two adjacent jobs of the critical helper (not a client's own fwd/bwd pair);
   B. move: take a client off the critical helper and put it on another helper with room;
-  C. swap: exchange a client of the critical helper with a client of another helper.
+  C. swap: exchange a client of the critical helper with one of another helper that has less work
+     or a shorter chain on the critical helper.
 A candidate is accepted only if (makespan, sum of spans) decreases lexicographically. Helpers touched by a
 move or swap are re-dispatched with the best rule (the critical helper may also keep its current order
 minus the moved client). A move target whose load bound (smallest release + total work + smallest tail)
@@ -177,7 +178,7 @@ def local_search(
                 break
         if improved:
             continue
-        # C. swap a client of the critical helper with a lighter client elsewhere.
+        # C. swap a client of the critical helper with a lighter or shorter-chained client elsewhere.
         for j in order:
             if st.work >= budget or improved:
                 break
@@ -189,7 +190,10 @@ def local_search(
                 for k in members[i]:
                     if st.work >= budget:
                         break
-                    if p[k, c] + pb[k, c] >= p[j, c] + pb[j, c]:
+                    lighter = p[k, c] + pb[k, c] < p[j, c] + pb[j, c]
+                    shorter = (r[k, c] + p[k, c] + g[k, c] + pb[k, c] + q[k, c]
+                               < r[j, c] + p[j, c] + g[j, c] + pb[j, c] + q[j, c])
+                    if not (lighter or shorter):
                         continue
                     if used[c] - mem[j] + mem[k] > cap[c] or used[i] - mem[k] + mem[j] > cap[i]:
                         continue
