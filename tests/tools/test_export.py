@@ -1,0 +1,136 @@
+"""Exporter tests on the small models (MLP, LeNet-5): verification, artifact format, CLI errors, failing exports."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from torch import nn
+
+import models
+from edgepsl.segment import Segment, load_manifest, names
+from tests.tools.torch_reference import check_runtime_segment
+from tools import export as export_cli
+from tools.onnx_export import trace
+from tools.onnx_export.artifact import export_model, write_artifact
+from tools.onnx_export.errors import ExportError, VerificationError
+
+
+@pytest.fixture(scope="module", params=["mlp", "lenet5"])
+def artifact(request, tmp_path_factory):
+    """A verified 3-segment export of a small model, written to a temporary directory."""
+    name = request.param
+    spec = models.get_spec(name)
+    model = models.build(name)
+    segments = export_model(model, spec.input_shape, spec.num_classes, spec.default_cuts)
+    out = write_artifact(tmp_path_factory.mktemp(name) / "art", name, spec.default_cuts, len(model),
+                         spec.num_classes, segments)
+    return name, model, segments, out
+
+
+def test_every_graph_verified_within_tolerance(artifact):
+    _, model, segments, _ = artifact
+    assert [s.role for s in segments] == [names.FIRST, names.MIDDLE, names.LAST]
+    for seg in segments:
+        params = [n for n, _ in model[seg.blocks[0]:seg.blocks[1]].named_parameters()]
+        graphs = (names.TRAIN, names.EVAL) if seg.role == names.LAST else (names.FORWARD, names.BACKWARD, names.EVAL)
+        checked = {k.split(":", 1)[0] for k in seg.errors}
+        assert checked == set(graphs)
+        assert {f"{names.GRAD}{p}" for p in params} <= {k.split(":", 1)[1] for k in seg.errors}
+        assert max(seg.errors.values()) <= 1e-5
+
+
+def test_manifest_lists_hashed_files_and_dynamic_batch(artifact):
+    name, model, _, out = artifact
+    manifest = load_manifest(out)
+    assert manifest.model == name and manifest.opset == 18 and manifest.num_blocks == len(model)
+    assert set(manifest.exporter) >= {"torch", "onnx", "onnxscript", "onnxruntime"}
+    files = {p.name for p in out.iterdir()} - {names.MANIFEST_FILE}
+    assert files == set(manifest.files)
+    for seg in manifest.segments:
+        assert seg.input.shape[0] is None and seg.output.shape[0] is None
+        for graph in seg.graphs.values():
+            assert all(t.shape[0] is None for t in graph.inputs if t.name in (names.X, names.GRAD_OUT))
+
+
+def test_graphs_use_standard_opset_18_ops_only(artifact):
+    _, _, _, out = artifact
+    for path in out.glob("*.onnx"):
+        model = onnx.load(str(path))
+        onnx.checker.check_model(model, full_check=True)
+        assert [(o.domain, o.version) for o in model.opset_import] == [("", 18)]
+        assert not model.functions
+        assert {n.domain for n in model.graph.node} <= {""}
+
+
+def test_runtime_segments_match_float64_torch_at_another_batch_size(artifact):
+    _, model, _, out = artifact
+    manifest = load_manifest(out)
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((6, *models.get_spec(manifest.model).input_shape)).astype(np.float32)
+    for spec in manifest.segments:
+        seg = Segment(manifest, spec.name, threads=1)
+        torch_segment = model[spec.blocks[0]:spec.blocks[1]]
+        errors = check_runtime_segment(seg, torch_segment, x, rng, manifest.num_classes)
+        assert max(errors.values()) <= 1e-5, errors
+        with torch.no_grad():
+            x = torch_segment.train()(torch.from_numpy(x)).numpy()
+
+
+def test_cli_writes_artifact_and_prints_table(tmp_path, capsys):
+    out = tmp_path / "mlp"
+    assert export_cli.main(["--model", "mlp", "--cut", "2,3", "--out", str(out)]) == 0
+    manifest = json.loads((out / names.MANIFEST_FILE).read_text())
+    assert manifest["cuts"] == [2, 3]
+    assert [s["blocks"] for s in manifest["segments"]] == [[0, 2], [2, 3], [3, 4]]
+    assert "part3" in capsys.readouterr().out
+    assert export_cli.main(["--model", "mlp", "--cut", "2,3", "--out", str(out)]) == 1
+    assert "--force" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--model", "nosuch"], "unknown model 'nosuch'"),
+    (["--model", "lenet5", "--cut", "3,1"], "strictly increasing"),
+    (["--model", "lenet5", "--cut", "0,2"], "strictly increasing"),
+    (["--model", "lenet5", "--cut", "1,x"], "comma-separated"),
+    (["--model", "lenet5", "--cut", ","], "at least one cut"),
+])
+def test_cli_rejects_bad_model_or_cuts_and_writes_nothing(tmp_path, capsys, argv, message):
+    out = tmp_path / "never"
+    assert export_cli.main([*argv, "--out", str(out)]) == 1
+    assert message in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_export_without_our_decompositions_fails_verification_and_writes_nothing(tmp_path, capsys, monkeypatch):
+    """The stock translation scales the cross-entropy gradient by the batch size: verification must catch it."""
+    monkeypatch.setattr(trace, "decomposition_table", dict)
+    out = tmp_path / "bad"
+    assert export_cli.main(["--model", "mlp", "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "segment part3, train graph: tensor" in err and "relative L2 error" in err
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_stock_batchnorm_translation_is_caught(monkeypatch):
+    """Without the BatchNorm decompositions training BN is exported as inference BN; verification names it."""
+    from tools.onnx_export import decompositions
+    table = decompositions.decomposition_table()
+    for op in decompositions._BATCH_NORM_OPS:
+        table.pop(op, None)
+    monkeypatch.setattr(trace, "decomposition_table", lambda: table)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU()),
+                          nn.Sequential(nn.Conv2d(4, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(),
+                                        nn.Linear(4 * 4 * 4, 3)))
+    with pytest.raises(VerificationError, match=r"segment part2, train graph: tensor '[^']+' has relative L2 error"):
+        export_model(model, (1, 8, 8), 3, [1])
+
+
+def test_unsupported_op_is_an_export_error():
+    model = nn.Sequential(nn.Sequential(nn.ConvTranspose2d(1, 2, 3), nn.ReLU()),
+                          nn.Sequential(nn.Flatten(), nn.Linear(2 * 10 * 10, 3)))
+    with pytest.raises(ExportError, match="segment part1 .*non-transposed convolutions"):
+        export_model(model, (1, 8, 8), 3, [1])

@@ -1,0 +1,127 @@
+"""Decompositions that turn every backward op into plain aten ops with a correct standard-ONNX translation.
+
+Without them the stock exporter fails (no ONNX function for convolution_backward) or is silently wrong
+(training BatchNorm exported as inference BatchNorm; the cross-entropy gradient scaled by the batch size).
+"""
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import torch
+from torch._decomp import core_aten_decompositions
+from torch._decomp import decomposition_table as torch_decompositions
+
+from tools.onnx_export.errors import ExportError
+
+aten = torch.ops.aten
+Tensor = torch.Tensor
+
+
+def _conv_input_grad(grad_out: Tensor, inp: Tensor, weight: Tensor, stride: Sequence[int],
+                     padding: Sequence[int], dilation: Sequence[int], groups: int) -> Tensor:
+    """Input gradient: a Conv with flipped, transposed weights at stride 1, else a ConvTranspose."""
+    k = weight.shape[2:]
+    full_pad = [d * (kk - 1) - p for kk, p, d in zip(k, padding, dilation)]
+    if all(s == 1 for s in stride) and all(p >= 0 for p in full_pad):
+        cout, cin_g = weight.shape[:2]
+        w = weight.flip(2, 3).reshape(groups, cout // groups, cin_g, *k).transpose(1, 2)
+        w = w.reshape(groups * cin_g, cout // groups, *k)
+        return aten.convolution(grad_out, w, None, [1, 1], full_pad, list(dilation), False, [0, 0], groups)
+    out_pad = [inp.shape[2 + i] - ((grad_out.shape[2 + i] - 1) * stride[i] - 2 * padding[i]
+                                   + dilation[i] * (k[i] - 1) + 1) for i in range(2)]
+    return aten.convolution(grad_out, weight, None, list(stride), list(padding), list(dilation), True,
+                            out_pad, groups)
+
+
+def _im2col(x: Tensor, kernel: Sequence[int], out_hw: Sequence[int], stride: Sequence[int],
+            padding: Sequence[int], dilation: Sequence[int]) -> Tensor:
+    """(N, C, kh*kw, Ho, Wo) patches of x, one strided slice per kernel tap."""
+    (kh, kw), (ho, wo) = kernel, out_hw
+    if any(padding):
+        x = aten.constant_pad_nd(x, [padding[1], padding[1], padding[0], padding[0]], 0.0)
+    taps = [x[:, :, i * dilation[0]: i * dilation[0] + (ho - 1) * stride[0] + 1: stride[0],
+              j * dilation[1]: j * dilation[1] + (wo - 1) * stride[1] + 1: stride[1]]
+            for i in range(kh) for j in range(kw)]
+    return torch.stack(taps, 2)
+
+
+def _conv_weight_grad(grad_out: Tensor, inp: Tensor, weight: Tensor, stride: Sequence[int],
+                      padding: Sequence[int], dilation: Sequence[int], groups: int) -> Tensor:
+    """Weight gradient: im2col + one MatMul (groups == 1); grouped convolutions fold groups into the batch axis."""
+    cout, cin_g, kh, kw = weight.shape
+    n = inp.shape[0]
+    ho, wo = grad_out.shape[2:]
+    if groups == 1 and kh == kw == 1 and list(stride) == [1, 1] and not any(padding):
+        a = grad_out.permute(1, 0, 2, 3).reshape(cout, -1)
+        return (a @ inp.permute(0, 2, 3, 1).reshape(-1, cin_g)).reshape(cout, cin_g, 1, 1)
+    if groups == 1:
+        cols = _im2col(inp, (kh, kw), (ho, wo), stride, padding, dilation)
+        a = grad_out.permute(1, 0, 2, 3).reshape(cout, -1)
+        b = cols.permute(0, 3, 4, 1, 2).reshape(-1, cin_g * kh * kw)
+        return (a @ b).reshape(cout, cin_g, kh, kw)
+    x = inp.reshape(n, groups, cin_g, *inp.shape[2:]).permute(2, 1, 0, 3, 4).reshape(cin_g, groups * n, *inp.shape[2:])
+    go = grad_out.reshape(n, groups, cout // groups, ho, wo).permute(1, 2, 0, 3, 4).reshape(cout, n, ho, wo)
+    gw = aten.convolution(x, go, None, list(dilation), list(padding), list(stride), False, [0, 0], groups)
+    return gw.transpose(0, 1)[:, :, :kh, :kw]
+
+
+def convolution_backward(grad_out: Tensor, inp: Tensor, weight: Tensor, bias_sizes: Sequence[int] | None,
+                         stride: Sequence[int], padding: Sequence[int], dilation: Sequence[int], transposed: bool,
+                         output_padding: Sequence[int], groups: int,
+                         output_mask: Sequence[bool]) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
+    """aten.convolution_backward for 2-D, non-transposed convolutions."""
+    if transposed or inp.dim() != 4:
+        raise ExportError("only 2-D, non-transposed convolutions can be exported for training")
+    stride, padding, dilation = (list(v) * 2 if len(v) == 1 else list(v) for v in (stride, padding, dilation))
+    grad_in = _conv_input_grad(grad_out, inp, weight, stride, padding, dilation, groups) if output_mask[0] else None
+    grad_w = _conv_weight_grad(grad_out, inp, weight, stride, padding, dilation, groups) if output_mask[1] else None
+    grad_b = grad_out.sum([0, 2, 3]) if output_mask[2] else None
+    return grad_in, grad_w, grad_b
+
+
+def max_pool2d_backward(grad_out: Tensor, inp: Tensor, kernel_size: Sequence[int], stride: Sequence[int],
+                        padding: Sequence[int], dilation: Sequence[int], ceil_mode: bool, indices: Tensor) -> Tensor:
+    """aten.max_pool2d_with_indices_backward as a scatter-add on per-plane flattened indices."""
+    n, c, h, w = inp.shape
+    flat = grad_out.new_zeros(n, c, h * w)
+    return flat.scatter_add(2, indices.flatten(2), grad_out.flatten(2)).view(n, c, h, w)
+
+
+def adaptive_avg_pool2d(inp: Tensor, output_size: Sequence[int]) -> Tensor:
+    """Adaptive average pooling to 1x1 as a mean, else as avg_pool2d when the size divides evenly."""
+    oh, ow = output_size
+    h, w = inp.shape[-2:]
+    if (oh, ow) == (1, 1):
+        return inp.mean([-2, -1], keepdim=True)
+    if h % oh or w % ow:
+        raise ExportError(f"adaptive average pooling from {h}x{w} to {oh}x{ow} does not divide evenly")
+    return aten.avg_pool2d(inp, [h // oh, w // ow], [h // oh, w // ow])
+
+
+def adaptive_avg_pool2d_backward(grad_out: Tensor, inp: Tensor) -> Tensor:
+    """Gradient of adaptive_avg_pool2d for evenly dividing sizes: spread each value over its window."""
+    h, w = inp.shape[-2:]
+    oh, ow = grad_out.shape[-2:]
+    kh, kw = h // oh, w // ow
+    g = grad_out / (kh * kw)
+    if (oh, ow) == (1, 1):
+        return g.expand(*inp.shape)
+    return g.repeat_interleave(kh, -2).repeat_interleave(kw, -1)
+
+
+_BATCH_NORM_OPS = (aten.native_batch_norm.default, aten._native_batch_norm_legit.default,
+                   aten._native_batch_norm_legit.no_stats, aten._native_batch_norm_legit_functional.default,
+                   aten._native_batch_norm_legit_no_training.default)
+
+
+def decomposition_table() -> dict[object, Callable[..., object]]:
+    """core aten decompositions plus ours; always used, for training and eval graphs alike."""
+    table: dict[object, Callable[..., object]] = dict(core_aten_decompositions())
+    table[aten.convolution_backward.default] = convolution_backward
+    table[aten.max_pool2d_with_indices_backward.default] = max_pool2d_backward
+    table[aten._adaptive_avg_pool2d.default] = adaptive_avg_pool2d
+    table[aten._adaptive_avg_pool2d_backward.default] = adaptive_avg_pool2d_backward
+    for op in _BATCH_NORM_OPS:
+        if op in torch_decompositions:
+            table[op] = torch_decompositions[op]
+    return table

@@ -1,0 +1,95 @@
+"""Export one segment (a range of a model's blocks) to verified ONNX graphs and its initial state."""
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import onnx
+import torch
+from torch import nn
+
+from edgepsl.segment import names
+from tools.onnx_export.convert import to_onnx
+from tools.onnx_export.errors import ExportError
+from tools.onnx_export.split import split_joint
+from tools.onnx_export.trace import segment_state, trace_eval, trace_joint
+from tools.onnx_export.verify import reference, verify_segment
+
+
+@dataclass
+class SegmentExample:
+    """Example inputs of a segment: a batch to trace with and a batch of another size to verify with."""
+
+    trace_x: torch.Tensor
+    verify_x: torch.Tensor
+
+
+@dataclass
+class ExportedSegment:
+    """A segment's verified graphs, saved-tensor names, initial state and verification errors (all in memory)."""
+
+    name: str
+    role: str
+    blocks: tuple[int, int]
+    graphs: dict[str, onnx.ModelProto]
+    saved: list[str]
+    state: dict[str, np.ndarray]
+    params: list[str]
+    buffers: list[str]
+    errors: dict[str, float] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def state_arrays(segment: nn.Module) -> dict[str, np.ndarray]:
+    """Parameters and buffers as numpy arrays keyed by graph input name (p:NAME, b:NAME)."""
+    arrays = {names.PARAM + n: p.detach().numpy().copy() for n, p in segment.named_parameters()}
+    arrays.update({names.BUFFER + n: b.detach().numpy().copy() for n, b in segment.named_buffers()})
+    return arrays
+
+
+def _seed(out_shape: torch.Size, with_loss: bool, num_classes: int, generator: torch.Generator) -> torch.Tensor:
+    """Random grad_out of the output's shape, or random integer labels."""
+    if with_loss:
+        return torch.randint(0, num_classes, (out_shape[0],), generator=generator)
+    return torch.randn(out_shape, generator=generator)
+
+
+def _graphs(segment: nn.Module, x: torch.Tensor, seed: torch.Tensor, role: str,
+            ) -> tuple[dict[str, onnx.ModelProto], list[str]]:
+    """Trace and convert the eval graph and the joint graph; split the joint unless the segment is last."""
+    with_loss, grad_input = role == names.LAST, role != names.FIRST
+    joint = to_onnx(trace_joint(segment, x, seed, with_loss, grad_input), "joint graph")
+    graphs = {names.EVAL: to_onnx(trace_eval(segment, x), "eval graph")}
+    if with_loss:
+        graphs[names.TRAIN] = joint
+        return graphs, []
+    _, bnames = segment_state(segment)
+    split = split_joint(joint, [names.OUT] + [names.NEW_BUFFER + b for b in bnames])
+    graphs[names.FORWARD], graphs[names.BACKWARD] = split.forward, split.backward
+    return graphs, split.saved
+
+
+def export_segment(name: str, role: str, model: nn.Sequential, blocks: tuple[int, int], example: SegmentExample,
+                   num_classes: int, seed: int = 0) -> ExportedSegment:
+    """Trace, convert, split and verify one segment; raises ExportError or VerificationError, writes nothing."""
+    start = time.perf_counter()
+    segment = model[blocks[0]:blocks[1]]
+    with_loss, grad_input = role == names.LAST, role != names.FIRST
+    generator = torch.Generator().manual_seed(seed)
+    state = state_arrays(segment)
+    probe = copy.deepcopy(segment).eval()
+    with torch.no_grad():
+        trace_out, verify_out = probe(example.trace_x), probe(example.verify_x)
+    trace_seed = _seed(trace_out.shape, with_loss, num_classes, generator)
+    try:
+        graphs, saved = _graphs(segment, example.trace_x, trace_seed, role)
+    except ExportError as exc:
+        raise ExportError(f"segment {name} (blocks {blocks[0]}:{blocks[1]}): {exc}") from exc
+    verify_seed = _seed(verify_out.shape, with_loss, num_classes, generator)
+    ref = reference(segment, example.verify_x, verify_seed, with_loss, grad_input)
+    errors = verify_segment(name, graphs, state, ref, example.verify_x.numpy(), verify_seed.numpy(), with_loss)
+    pnames, bnames = segment_state(segment)
+    return ExportedSegment(name, role, blocks, graphs, saved, state, pnames, bnames, errors,
+                           time.perf_counter() - start)
