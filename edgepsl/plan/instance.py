@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from edgepsl.plan.errors import InstanceError, InstanceFormatError
+from edgepsl.plan.jsonfile import check_header, read_json
 
 FORMAT_NAME = "edgepsl-instance"
 FORMAT_VERSION = 1
@@ -143,14 +144,7 @@ class Instance:
     @classmethod
     def from_dict(cls, data: Any) -> Instance:
         """Build and validate an instance from its JSON-ready form."""
-        if not isinstance(data, dict):
-            raise InstanceFormatError(f"an instance must be a JSON object, got {type(data).__name__}")
-        if data.get("format") != FORMAT_NAME:
-            raise InstanceFormatError(f"not an edgepsl instance: format is {data.get('format')!r}, expected {FORMAT_NAME!r}")
-        if data.get("version") != FORMAT_VERSION:
-            raise InstanceFormatError(
-                f"instance format version {data.get('version')!r} is not supported (this edgepsl reads version {FORMAT_VERSION})"
-            )
+        data = check_header(data, "instance", FORMAT_NAME, FORMAT_VERSION, InstanceFormatError)
         missing = [name for name, _, _ in FIELDS if name not in data]
         if missing:
             raise InstanceFormatError(f"instance is missing field(s): {', '.join(missing)}")
@@ -178,17 +172,4 @@ class Instance:
     @classmethod
     def load(cls, path: str | Path) -> Instance:
         """Read and validate an instance JSON file."""
-        try:
-            text = Path(path).read_text()
-        except OSError as exc:
-            raise InstanceFormatError(f"cannot read instance file {path}: {exc.strerror}") from None
-        try:
-            data = json.loads(text, parse_constant=_reject_constant)
-        except json.JSONDecodeError as exc:
-            raise InstanceFormatError(f"{path} is not valid JSON: {exc}") from None
-        return cls.from_dict(data)
-
-
-def _reject_constant(name: str) -> float:
-    raise InstanceError(f"non-finite number {name} in instance JSON; times must be finite milliseconds")
-
+        return cls.from_dict(read_json(path, "instance", InstanceFormatError))

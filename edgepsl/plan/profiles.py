@@ -8,7 +8,6 @@ a gradient at a cut has the size of the activation at that cut.
 """
 from __future__ import annotations
 
-import json
 import math
 from collections import Counter
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ import numpy as np
 
 from edgepsl.plan.errors import ProfileError
 from edgepsl.plan.instance import Instance
+from edgepsl.plan.jsonfile import parse_json, read_json
 
 PROFILE_PACKAGE = "edgepsl.data.profiles"
 TIME_KEYS = ("fwd_ms", "bwd_ms", "update_ms")
@@ -106,17 +106,13 @@ def load_profile(name_or_path: str | Path) -> Profile:
     """Load a shipped profile by name or a profile JSON file by path, validating every field."""
     if isinstance(name_or_path, str) and name_or_path in list_profiles():
         text = resources.files(PROFILE_PACKAGE).joinpath(f"{name_or_path}.json").read_text()
-        return parse_profile(_decode(text, name_or_path), name_or_path)
+        return parse_profile(parse_json(text, name_or_path, "profile", ProfileError), name_or_path)
     path = Path(name_or_path)
     if not path.is_file():
         raise ProfileError(
             f"no profile named {str(name_or_path)!r} and no such file; shipped profiles: {', '.join(list_profiles())}"
         )
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ProfileError(f"cannot read profile file {path}: {exc.strerror}") from None
-    return parse_profile(_decode(text, str(path)), path.stem)
+    return parse_profile(read_json(path, "profile", ProfileError), path.stem)
 
 
 def parse_profile(data: Any, name: str) -> Profile:
@@ -272,17 +268,6 @@ def transfer_ms(kb: np.ndarray | float, mbps: np.ndarray | float) -> np.ndarray:
 def loose_capacity_mb(mem: np.ndarray) -> float:
     """The smallest whole number of MB strictly above the total demand: every helper can hold every client."""
     return float(math.floor(float(np.sum(mem))) + 1)
-
-
-def _decode(text: str, where: str) -> Any:
-    try:
-        return json.loads(text, parse_constant=lambda c: _reject_constant(c, where))
-    except json.JSONDecodeError as exc:
-        raise ProfileError(f"profile {where} is not valid JSON (truncated?): {exc}") from None
-
-
-def _reject_constant(constant: str, where: str) -> float:
-    raise ProfileError(f"profile {where} contains the non-finite number {constant}; times and sizes must be finite")
 
 
 def _layer_values(container: dict, key: str, what: str, layers: int, name: str) -> np.ndarray:

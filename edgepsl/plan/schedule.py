@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from edgepsl.plan.errors import PlanFormatError
+from edgepsl.plan.jsonfile import check_header, read_json
 from edgepsl.plan.pure.constants import BWD, FWD
 
 FORMAT_NAME = "edgepsl-plan"
@@ -60,14 +61,7 @@ class Plan:
     @classmethod
     def from_dict(cls, data: Any) -> Plan:
         """Read a plan from its JSON-ready form (structure only; evaluate() checks it against an instance)."""
-        if not isinstance(data, dict):
-            raise PlanFormatError(f"a plan must be a JSON object, got {type(data).__name__}")
-        if data.get("format") != FORMAT_NAME:
-            raise PlanFormatError(f"not an edgepsl plan: format is {data.get('format')!r}, expected {FORMAT_NAME!r}")
-        if data.get("version") != FORMAT_VERSION:
-            raise PlanFormatError(
-                f"plan format version {data.get('version')!r} is not supported (this edgepsl reads version {FORMAT_VERSION})"
-            )
+        data = check_header(data, "plan", FORMAT_NAME, FORMAT_VERSION, PlanFormatError)
         for key in ("assignment", "orders"):
             if key not in data:
                 raise PlanFormatError(f"plan is missing field {key!r}")
@@ -95,13 +89,7 @@ class Plan:
     @classmethod
     def load(cls, path: str | Path) -> Plan:
         """Read a plan JSON file."""
-        try:
-            data = json.loads(Path(path).read_text())
-        except OSError as exc:
-            raise PlanFormatError(f"cannot read plan file {path}: {exc.strerror}") from None
-        except json.JSONDecodeError as exc:
-            raise PlanFormatError(f"{path} is not valid JSON: {exc}") from None
-        return cls.from_dict(data)
+        return cls.from_dict(read_json(path, "plan", PlanFormatError))
 
 
 @dataclass(frozen=True, eq=False)
