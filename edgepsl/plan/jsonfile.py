@@ -11,6 +11,7 @@ from edgepsl.errors import EdgePSLError
 def parse_json(text: str, where: str, what: str, error: type[EdgePSLError]) -> Any:
     """Parse JSON text from `where`, raising `error` for malformed text or a non-finite number."""
     def reject(constant: str) -> float:
+        """Refuse NaN and Infinity, which JSON allows only as an extension."""
         raise error(f"{what} {where} contains the non-finite number {constant}; numbers must be finite")
 
     try:

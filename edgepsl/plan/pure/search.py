@@ -26,6 +26,8 @@ Jobs = list[tuple[int, int]]
 
 
 class _Search:
+    """The instance arrays, the budget and the work spent so far."""
+
     def __init__(self, r, p, g, pb, q, mem, cap, budget):
         self.r, self.p, self.g, self.pb, self.q = r, p, g, pb, q
         self.mem, self.cap = mem, cap
@@ -33,6 +35,7 @@ class _Search:
         self.work = 0
 
     def best_dispatch(self, clients: list[int], i: int) -> tuple[Jobs, float]:
+        """The job order of the rule giving the smallest span of `clients` on helper i, and that span."""
         best_jobs, best_span = [], -1.0
         for rule in RULES:
             jobs, span, steps = dispatch_helper(clients, i, rule, self.r, self.p, self.g, self.pb, self.q)
@@ -53,6 +56,7 @@ class _Search:
         return work, lo, hi
 
     def span_of(self, jobs: Jobs, i: int) -> float:
+        """Span of helper i running `jobs` in this order."""
         r, p, g, pb, q = self.r, self.p, self.g, self.pb, self.q
         self.work += len(jobs)
         tau = 0.0
