@@ -55,3 +55,12 @@ def test_plan_reports_a_bad_instance_file(tmp_path, capsys) -> None:
     bad.write_text('{"format": "edgepsl-instance", "version": 99}')
     assert main(["plan", "--instance", str(bad)]) == 1
     assert "version 99 is not supported" in capsys.readouterr().err
+
+
+def test_plan_with_the_exact_milp(tmp_path, capsys) -> None:
+    out = tmp_path / "milp"
+    assert main(["plan", "--profile", "resnet101_cifar10", "-K", "8", "-H", "2", "--method", "milp",
+                 "--time-limit", "30", "--no-plot", "--out", str(out)]) == 0
+    assert "HiGHS        Optimal" in capsys.readouterr().out
+    doc = json.loads((out / "plan.json").read_text())
+    assert doc["method"] == "milp" and doc["evaluation"]["highs_status"] == "Optimal"

@@ -1,0 +1,161 @@
+"""Exact planning: the non-preemptive problem edgepsl executes as a MILP on HiGHS (highspy, `solvers` extra).
+
+Formulation (continuous time, docs/milp.md): binaries y_ji assign client j to helper i; S_j and T_j are
+the start times of j's forward and backward jobs; for every pair of jobs of two different clients a
+binary o fixes their order when both clients share a helper (big-M disjunctions, active only on that
+helper). Minimise W >= T_j + p'_j + q'_j subject to S_j >= r_j, T_j >= S_j + p_j + g_j, memory and
+assignment. Every start is bounded by an upper bound U on the optimum (a heuristic plan's makespan), so
+M = U + the longest job is valid. The solution's order per helper is evaluated with edgepsl's evaluator.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from edgepsl.errors import EdgePSLError
+from edgepsl.plan.bounds import LowerBound, lower_bound
+from edgepsl.plan.evaluate import evaluate
+from edgepsl.plan.heuristics import solve
+from edgepsl.plan.instance import Instance
+from edgepsl.plan.pure.constants import BWD, FWD
+from edgepsl.plan.schedule import Plan, Timeline
+
+
+class SolverUnavailableError(EdgePSLError):
+    """The MILP solver HiGHS (Python package highspy) is not installed."""
+
+
+class SolverFailedError(EdgePSLError):
+    """HiGHS stopped without any feasible plan (for example a time limit hit before the first incumbent)."""
+
+
+@dataclass(frozen=True)
+class MilpSolution:
+    """A plan from HiGHS with its evaluated timeline, HiGHS's status, bound and gap."""
+
+    plan: Plan
+    timeline: Timeline
+    bound: LowerBound
+    status: str
+    optimal: bool
+    objective: float
+    dual_bound: float
+    mip_gap: float
+    solve_seconds: float
+
+    @property
+    def makespan(self) -> float:
+        """Makespan of the plan under the evaluator (ms)."""
+        return self.timeline.makespan
+
+    @property
+    def gap(self) -> float:
+        """Relative gap of the makespan above edgepsl's lower bound (HiGHS's own gap is mip_gap)."""
+        return self.bound.gap(self.makespan)
+
+
+def _highs():
+    try:
+        import highspy
+    except ImportError:
+        raise SolverUnavailableError(
+            "the exact planner needs HiGHS: pip install 'edgepsl[solvers]' (the highspy package)"
+        ) from None
+    return highspy
+
+
+def solve_milp(instance: Instance, time_limit: float = 60.0, threads: int = 1, warm_start: Plan | None = None,
+               verbose: bool = False) -> MilpSolution:
+    """Solve the non-preemptive assignment + job-order problem; proven optimum or incumbent with HiGHS's gap."""
+    highspy = _highs()
+    t0 = time.perf_counter()
+    if warm_start is None:
+        warm_start = solve(instance, "greedy-ls").plan
+    warm = evaluate(instance, warm_start)
+    K, H = instance.K, instance.H
+    r, p, g, pb, q = instance.r, instance.p, instance.gap, instance.p_bwd, instance.tail
+    fits = instance.fits
+    upper = warm.makespan
+    big_m = upper + float(max(p.max(), pb.max()))
+
+    h = highspy.Highs()
+    h.setOptionValue("output_flag", bool(verbose))
+    h.setOptionValue("time_limit", float(time_limit))
+    h.setOptionValue("threads", int(threads))
+    h.setOptionValue("random_seed", 0)
+    y = {(j, i): h.addBinary() for j in range(K) for i in range(H) if fits[j, i]}
+    S = [h.addVariable(lb=0.0, ub=upper) for _ in range(K)]
+    T = [h.addVariable(lb=0.0, ub=upper) for _ in range(K)]
+    W = h.addVariable(lb=0.0, ub=upper, obj=1.0)
+
+    def lin(coef: np.ndarray, j: int):
+        return sum(float(coef[j, i]) * y[j, i] for i in range(H) if fits[j, i])
+
+    for j in range(K):
+        h.addConstr(sum(y[j, i] for i in range(H) if fits[j, i]) == 1)
+        h.addConstr(S[j] - lin(r, j) >= 0)
+        h.addConstr(T[j] - S[j] - lin(p + g, j) >= 0)
+        h.addConstr(W - T[j] - lin(pb + q, j) >= 0)
+    for i in range(H):
+        members = [j for j in range(K) if fits[j, i]]
+        if float(instance.mem[members].sum()) > instance.cap[i]:
+            h.addConstr(sum(float(instance.mem[j]) * y[j, i] for j in members) <= float(instance.cap[i]))
+    order = {}
+    starts = {FWD: S, BWD: T}
+    dur = {FWD: p, BWD: pb}
+    for j in range(K):
+        for k in range(j + 1, K):
+            shared = [i for i in range(H) if fits[j, i] and fits[k, i]]
+            if not shared:
+                continue
+            for a in (FWD, BWD):
+                for b in (FWD, BWD):
+                    o = h.addBinary()
+                    order[j, a, k, b] = o
+                    for i in shared:
+                        away = big_m * (2 - y[j, i] - y[k, i])
+                        h.addConstr(starts[b][k] - starts[a][j] - float(dur[a][j, i]) + big_m * (1 - o) + away >= 0)
+                        h.addConstr(starts[a][j] - starts[b][k] - float(dur[b][k, i]) + big_m * o + away >= 0)
+    h.changeObjectiveSense(highspy.ObjSense.kMinimize)
+
+    values = np.zeros(h.getNumCol())
+    for (j, i), var in y.items():
+        values[var.index] = float(warm_start.assignment[j] == i)
+    for j in range(K):
+        values[S[j].index] = warm.fwd_start[j]
+        values[T[j].index] = warm.bwd_start[j]
+    values[W.index] = warm.makespan
+    start_of = {FWD: warm.fwd_start, BWD: warm.bwd_start}
+    for (j, a, k, b), o in order.items():
+        values[o.index] = float(start_of[a][j] <= start_of[b][k])
+    sol = highspy.HighsSolution()
+    sol.col_value = values.tolist()
+    sol.value_valid = True
+    h.setSolution(sol)
+    h.run()
+
+    status = h.modelStatusToString(h.getModelStatus())
+    info = h.getInfo()
+    if info.primal_solution_status != 2:
+        raise SolverFailedError(f"HiGHS found no feasible plan ({status}); raise the time limit")
+    col = np.array(h.getSolution().col_value)
+    assignment = np.array([max((i for i in range(H) if fits[j, i]), key=lambda i: col[y[j, i].index])
+                           for j in range(K)], dtype=np.int64)
+    jobs = sorted(
+        (col[starts[kind][j].index], kind, j) for j in range(K) for kind in (FWD, BWD)
+    )
+    orders = tuple(np.array([[j, kind] for _, kind, j in jobs if assignment[j] == i], dtype=np.int64).reshape(-1, 2)
+                   for i in range(H))
+    plan = Plan(assignment, orders, "milp", {"status": status, "time_limit": time_limit, "threads": threads})
+    timeline = evaluate(instance, plan)
+    if timeline.makespan > warm.makespan:
+        plan, timeline = Plan(warm_start.assignment, warm_start.orders, "milp", plan.meta), warm
+    seconds = time.perf_counter() - t0
+    return MilpSolution(
+        plan=plan, timeline=timeline, bound=lower_bound(instance), status=status,
+        optimal=h.getModelStatus() == highspy.HighsModelStatus.kOptimal,
+        objective=float(info.objective_function_value), dual_bound=float(info.mip_dual_bound),
+        mip_gap=float(info.mip_gap), solve_seconds=seconds,
+    )
