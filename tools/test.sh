@@ -3,5 +3,5 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
-bash tools/setup_env.sh "dev,plot,solvers"
+bash tools/setup_env.sh "dev,plot,solvers,tools"
 exec .venv/bin/python -m pytest -q "$@"
