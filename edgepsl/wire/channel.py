@@ -54,6 +54,19 @@ class ChannelConfig:
         return self.heartbeat_s * self.liveness
 
 
+def send_nowait(socket: zmq.Socket, frames: Sequence[Any]) -> None:
+    """Queue a multipart message without blocking; raise zmq.Again only if the queue is really full.
+
+    libzmq learns that the peer drained its queue through commands it processes at most once a millisecond
+    on send; reading ZMQ_EVENTS processes them at once, so a queue emptied a moment ago is seen as empty.
+    """
+    try:
+        socket.send_multipart(frames, zmq.NOBLOCK, copy=False)
+    except zmq.Again:
+        socket.getsockopt(zmq.EVENTS)
+        socket.send_multipart(frames, zmq.NOBLOCK, copy=False)
+
+
 def check_security(security: object, insecure: bool) -> None:
     """Refuse a channel with neither security nor the explicit insecure opt-out, or with both."""
     if security is None and not insecure:

@@ -6,7 +6,7 @@ from typing import Any
 
 import zmq
 
-from edgepsl.wire.channel import ChannelBase, ChannelConfig, check_security
+from edgepsl.wire.channel import ChannelBase, ChannelConfig, check_security, send_nowait
 from edgepsl.wire.codec import decode
 from edgepsl.wire.errors import PeerUnreachableError, ProtocolError
 from edgepsl.wire.inbox import PeerEvent
@@ -67,14 +67,14 @@ class PeerChannel(ChannelBase):
         """Best effort: heartbeats and ERROR replies are dropped while the queue is full."""
         if self._net is not None:
             try:
-                self._net.send_multipart(frames, zmq.NOBLOCK, copy=False)
+                send_nowait(self._net, frames)
             except zmq.Again:
                 pass
 
     def _transmit(self, target: bytes, frames: list[Any]) -> None:
         if self._net is None:
             raise PeerUnreachableError(f"not connected to {self.endpoint}: reconnecting; resend after the peer_back event")
-        self._net.send_multipart(frames, zmq.NOBLOCK, copy=False)
+        send_nowait(self._net, frames)
 
     def _on_frames(self, frames: list[zmq.Frame], now: float) -> None:
         try:

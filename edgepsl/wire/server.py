@@ -1,12 +1,11 @@
 """The server end: a ROUTER that binds, authenticates peers by CURVE key and serves many of them."""
 from __future__ import annotations
 
-import errno
 from typing import Any, Mapping
 
 import zmq
 
-from edgepsl.wire.channel import ChannelBase, ChannelConfig, check_security
+from edgepsl.wire.channel import ChannelBase, ChannelConfig, check_security, send_nowait
 from edgepsl.wire.codec import decode
 from edgepsl.wire.errors import ChannelConfigError, PeerUnreachableError, ProtocolError
 from edgepsl.wire.inbox import PeerEvent
@@ -78,9 +77,9 @@ class ServerChannel(ChannelBase):
         """Best effort: heartbeats and ERROR replies are dropped if the peer is gone or full."""
         assert self._net is not None
         try:
-            self._net.send_multipart([route, *frames], zmq.NOBLOCK, copy=False)
+            send_nowait(self._net, [route, *frames])
         except zmq.ZMQError as exc:
-            if exc.errno not in (zmq.EAGAIN, errno.EHOSTUNREACH, zmq.EHOSTUNREACH):
+            if exc.errno not in (zmq.EAGAIN, zmq.EHOSTUNREACH):
                 raise
 
     def _transmit(self, target: bytes, frames: list[Any]) -> None:
@@ -90,7 +89,7 @@ class ServerChannel(ChannelBase):
             raise PeerUnreachableError(f"unknown peer {name!r}: it has not connected yet, or said bye")
         assert self._net is not None
         try:
-            self._net.send_multipart([route, *frames], zmq.NOBLOCK, copy=False)
+            send_nowait(self._net, [route, *frames])
         except zmq.ZMQError as exc:
             if exc.errno == zmq.EHOSTUNREACH:
                 raise PeerUnreachableError(f"peer {name!r} is disconnected") from None
