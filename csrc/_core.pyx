@@ -15,6 +15,7 @@ include "dispatch.pxi"
 include "evaluate.pxi"
 include "bounds.pxi"
 include "search.pxi"
+include "jackson.pxi"
 
 FWD = C_FWD
 BWD = C_BWD
@@ -202,3 +203,37 @@ def lower_bound(const double[:, ::1] r, const double[:, ::1] p, const double[:, 
     with nogil:
         c_lower_bound(&s, &mem[0], &cap[0], out)
     return out[0], out[1]
+
+
+def jackson_preemptive(const double[::1] release, const double[::1] proc, const double[::1] tail,
+                       const double[::1] block_start, const double[::1] block_end):
+    """(completion times, max(C + Q), piece job, piece start, piece end); blocks sorted and disjoint."""
+    cdef long n = release.shape[0]
+    cdef long nb = block_start.shape[0]
+    if proc.shape[0] != n or tail.shape[0] != n or block_end.shape[0] != nb:
+        raise ValueError("release, proc and tail need one entry per job; block_start and block_end one per block")
+    cdef long cap = 2 * n + nb + 1
+    completion = np.zeros(n, dtype=np.float64)
+    pjob = np.empty(cap, dtype=np.int64)
+    pstart = np.empty(cap, dtype=np.float64)
+    pend = np.empty(cap, dtype=np.float64)
+    cdef double[::1] c = completion
+    cdef long[::1] pj = pjob
+    cdef double[::1] ps = pstart
+    cdef double[::1] pe = pend
+    cdef double objective = 0.0
+    cdef double zero = 0.0
+    cdef long npieces
+    cdef Heap pending, ready
+    pending.data = <Entry*>malloc((2 * n + 1) * sizeof(Entry))
+    ready.data = pending.data + n + 1 if pending.data else NULL
+    cdef double* remaining = <double*>malloc((n + 1) * sizeof(double))
+    if not pending.data or not remaining:
+        free(pending.data); free(remaining)
+        raise MemoryError()
+    with nogil:
+        npieces = c_jackson(&release[0] if n else &zero, &proc[0] if n else &zero, &tail[0] if n else &zero, n,
+                            &block_start[0] if nb else &zero, &block_end[0] if nb else &zero, nb,
+                            &c[0] if n else &zero, &objective, &pj[0], &ps[0], &pe[0], &pending, &ready, remaining)
+    free(pending.data); free(remaining)
+    return completion, objective, pjob[:npieces].copy(), pstart[:npieces].copy(), pend[:npieces].copy()
