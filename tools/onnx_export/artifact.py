@@ -21,6 +21,7 @@ from edgepsl.segment import names
 from tools.onnx_export.convert import OPSET
 from tools.onnx_export.errors import ExportError
 from tools.onnx_export.segment import ExportedSegment, SegmentExample, export_segment
+from tools.onnx_export.verify import TOLERANCE
 
 TRACE_BATCH = 4
 VERIFY_BATCH = 3
@@ -113,8 +114,9 @@ def _segment_entry(seg: ExportedSegment, files: dict[str, bytes]) -> dict[str, o
         "buffers": [{"name": n, "shape": list(seg.state[names.BUFFER + n].shape),
                      "dtype": seg.state[names.BUFFER + n].dtype.name} for n in seg.buffers],
         "saved": seg.saved, "graphs": graphs, "state": names.state_file(seg.name),
-        "verification": {"tolerance_rel_l2": 1e-5, "max_rel_l2": max(seg.errors.values()),
-                         "worst": max(seg.errors, key=seg.errors.get)},
+        "verification": {"tolerance_rel_l2": TOLERANCE, "max_rel_l2": max(seg.errors.values()),
+                         "worst": max(seg.errors, key=seg.errors.get),
+                         "pytorch_float32_max_rel_l2": max(seg.float32_errors.values())},
     }
 
 

@@ -39,6 +39,7 @@ class ExportedSegment:
     params: list[str]
     buffers: list[str]
     errors: dict[str, float] = field(default_factory=dict)
+    float32_errors: dict[str, float] = field(default_factory=dict)
     seconds: float = 0.0
 
 
@@ -91,5 +92,5 @@ def export_segment(name: str, role: str, model: nn.Sequential, blocks: tuple[int
     ref = reference(segment, example.verify_x, verify_seed, with_loss, grad_input)
     errors = verify_segment(name, graphs, state, ref, example.verify_x.numpy(), verify_seed.numpy(), with_loss)
     pnames, bnames = segment_state(segment)
-    return ExportedSegment(name, role, blocks, graphs, saved, state, pnames, bnames, errors,
+    return ExportedSegment(name, role, blocks, graphs, saved, state, pnames, bnames, errors, ref.float32_error,
                            time.perf_counter() - start)
