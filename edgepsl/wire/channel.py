@@ -1,8 +1,15 @@
-"""The machinery shared by both channel ends: configuration, the I/O thread, its command pipe, and the inbox."""
+"""The machinery shared by both channel ends: configuration, the socket lock, the I/O thread and the inbox.
+
+The network socket is used under one lock by whichever thread needs it, so the data path has no thread hop:
+a user thread sends on it directly, and a user thread in recv() holds the lock while it waits in zmq_poll and
+reads what arrives. Senders from other threads poke the waiting reader, which lets them go first. The I/O thread
+wakes once per heartbeat interval on its own clock, so compute never starves it: unless a reader is waiting
+(that reader then does the same work on time), it reads what waits (absorbing heartbeats into liveness,
+queueing messages in the bounded inbox), sends heartbeats and reports lost peers.
+"""
 from __future__ import annotations
 
 import abc
-import itertools
 import math
 import threading
 import time
@@ -19,10 +26,10 @@ from edgepsl.wire.liveness import EventKind, Liveness
 from edgepsl.wire.logs import RateLimitedLog, logger
 from edgepsl.wire.messages import UNTRACKED_TYPES, ErrorCode, JobId, Message, MsgType, error_message, heartbeat_message
 from edgepsl.wire.validate import Limits
+from edgepsl.wire.wake import Wake, wait_readable
 
 _DRAIN_BATCH = 64
-_PENDING_POLL_S = 0.002
-_pipe_ids = itertools.count()
+_SEND_RETRY_S = 0.001
 
 
 @dataclass(frozen=True)
@@ -54,17 +61,17 @@ class ChannelConfig:
         return self.heartbeat_s * self.liveness
 
 
-def send_nowait(socket: zmq.Socket, frames: Sequence[Any]) -> None:
+def send_nowait(socket: zmq.Socket, frames: Sequence[Any], copy: bool = False) -> None:
     """Queue a multipart message without blocking; raise zmq.Again only if the queue is really full.
 
     libzmq learns that the peer drained its queue through commands it processes at most once a millisecond
     on send; reading ZMQ_EVENTS processes them at once, so a queue emptied a moment ago is seen as empty.
     """
     try:
-        socket.send_multipart(frames, zmq.NOBLOCK, copy=False)
+        socket.send_multipart(frames, zmq.NOBLOCK, copy=copy)
     except zmq.Again:
         socket.getsockopt(zmq.EVENTS)
-        socket.send_multipart(frames, zmq.NOBLOCK, copy=False)
+        socket.send_multipart(frames, zmq.NOBLOCK, copy=copy)
 
 
 def check_security(security: object, insecure: bool) -> None:
@@ -77,28 +84,33 @@ def check_security(security: object, insecure: bool) -> None:
 
 
 class ChannelBase(abc.ABC):
-    """One network socket owned by a private I/O thread; user threads talk to it through a command pipe."""
+    """One network socket shared under a lock by user threads and a background I/O thread."""
 
     def __init__(self, config: ChannelConfig) -> None:
         self.config = config
         self._context = zmq.Context()
+        self._lock = threading.Lock()
+        self._reader = threading.Lock()
+        self._turn = threading.Condition()
+        self._senders = 0
+        self._polling = False
+        self._poller: tuple[zmq.Socket | None, zmq.Poller] | None = None
+        self._io_wake = Wake()
+        self._user_wake = Wake()
         self._inbox = Inbox(config.inbox)
         self._log = RateLimitedLog()
         self._dedupe = DuplicateFilter(config.dedupe_window)
         self._liveness = Liveness(config.timeout_s)
         self._net: zmq.Socket | None = None
-        self._pending: tuple[bytes, list[Any], float] | None = None
+        self._net_fd: int | None = None
+        self._next_tick = time.monotonic()
         self._closing = False
         self._closed = False
-        self._lock = threading.Lock()
-        address = f"inproc://edgepsl-wire-{next(_pipe_ids)}"
-        self._user_pipe = self._context.socket(zmq.PAIR)
-        self._user_pipe.bind(address)
-        self._io_pipe = self._context.socket(zmq.PAIR)
-        self._io_pipe.connect(address)
-        self._thread = threading.Thread(target=self._run, name=f"edgepsl-wire-io-{address[-4:]}", daemon=True)
+        self._failure: str | None = None
+        self._close_lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, name=f"edgepsl-wire-io-{type(self).__name__}", daemon=True)
 
-    # ---- socket helpers (I/O thread, or the constructor before the thread starts) ----
+    # ---- socket helpers (callers hold self._lock, or run before the I/O thread starts) ----
 
     def _configure(self, socket: zmq.Socket) -> None:
         socket.sndhwm = self.config.hwm
@@ -106,57 +118,139 @@ class ChannelBase(abc.ABC):
         socket.linger = int(self.config.linger_s * 1000)
         socket.maxmsgsize = self.config.limits.max_message_bytes + self.config.limits.max_header_bytes
 
+    def _set_net(self, socket: zmq.Socket | None) -> None:
+        self._net = socket
+        self._net_fd = None if socket is None else socket.getsockopt(zmq.FD)
+
     def _close_net(self, linger_s: float | None = None) -> None:
         if self._net is not None:
+            self._user_wake.poke()
             self._net.close(linger=None if linger_s is None else int(linger_s * 1000))
-            self._net = None
+            self._set_net(None)
 
     def _fail_construction(self, exc: Exception, what: str) -> ChannelConfigError:
         self._close_net(0)
-        self._user_pipe.close(linger=0)
-        self._io_pipe.close(linger=0)
         self._context.term()
+        self._io_wake.close()
+        self._user_wake.close()
         return ChannelConfigError(f"cannot {what}: {exc}")
+
+    def _check_open(self) -> None:
+        if self._closed or self._closing:
+            raise ChannelClosedError("the channel is closed")
+        if self._failure is not None:
+            raise ChannelClosedError(f"the channel's I/O thread stopped: {self._failure}")
+
+    def _deliver(self, item: Delivery) -> None:
+        self._inbox.put(item)
+
+    def _drain(self, limit: int = _DRAIN_BATCH) -> None:
+        """Read up to `limit` waiting messages into the inbox (while it has room)."""
+        for _ in range(limit):
+            if self._net is None or not self._inbox.has_room():
+                return
+            try:
+                frames = self._net.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                return
+            self._on_frames(frames, time.monotonic())
+
+    def _tick_if_due(self) -> None:
+        now = time.monotonic()
+        if now >= self._next_tick and not self._closing:
+            self._on_tick(now)
+            self._next_tick = now + self.config.heartbeat_s
 
     # ---- user-thread API ----
 
     def recv(self, timeout: float | None = None) -> Delivery | None:
-        """The next Envelope or PeerEvent, waiting up to `timeout` seconds (None: forever); None on timeout."""
-        return self._inbox.get(timeout)
+        """The next Envelope or PeerEvent, waiting up to `timeout` seconds (None: forever); None on timeout.
 
-    def _request_send(self, target: bytes, message: Message, copy: bool) -> None:
+        Raises ChannelClosedError once the channel is closed and everything received was taken.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._reader:
+            while True:
+                item = self._inbox.get(0)
+                if item is not None:
+                    return item
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return None
+                with self._turn:
+                    self._turn.wait_for(lambda: self._senders == 0)
+                    self._lock.acquire()
+                try:
+                    self._check_open()
+                    self._read_or_wait(remaining)
+                finally:
+                    self._lock.release()
+
+    def _read_or_wait(self, remaining: float | None) -> None:
+        """With the lock: wait for a message (or a sender's poke, or the next tick) and read it."""
+        self._tick_if_due()
+        wait = self._next_tick - time.monotonic()
+        if remaining is not None:
+            wait = min(wait, remaining)
+        if self._poller is None or self._poller[0] is not self._net:
+            poller = zmq.Poller()
+            poller.register(self._user_wake.fileno(), zmq.POLLIN)
+            if self._net is not None:
+                poller.register(self._net, zmq.POLLIN)
+            self._poller = (self._net, poller)
+        self._polling = True
+        try:
+            ready = dict(self._poller[1].poll(max(0, math.ceil(wait * 1000))))
+        finally:
+            self._polling = False
+        if self._user_wake.fileno() in ready:
+            self._user_wake.clear()
+        if self._net is not None and self._net in ready:
+            self._drain(limit=1)
+
+    def _send(self, target: bytes, message: Message, copy: bool) -> None:
         frames = encode(message, float16=self.config.float16)
-        with self._lock:
-            if self._closed:
-                raise ChannelClosedError("the channel is closed")
-            self._user_pipe.send_multipart([b"S", target, *frames], copy=copy)
-            reply = self._await_reply()
-        if reply[0] != b"ok":
-            raise PeerUnreachableError(reply[1].decode())
-
-    def _await_reply(self) -> list[bytes]:
-        while not self._user_pipe.poll(200):
-            if not self._thread.is_alive():
-                raise ChannelClosedError("the channel's I/O thread has stopped")
-        return self._user_pipe.recv_multipart()
+        deadline = time.monotonic() + self.config.send_timeout_s
+        while True:
+            with self._turn:
+                self._senders += 1
+            if self._polling:
+                self._user_wake.poke()
+            try:
+                with self._lock:
+                    self._check_open()
+                    self._transmit(target, frames, copy)
+                    return
+            except zmq.Again:
+                pass
+            finally:
+                with self._turn:
+                    self._senders -= 1
+                    self._turn.notify_all()
+            if time.monotonic() >= deadline:
+                raise PeerUnreachableError(f"{target.decode(errors='replace') or 'the server'} is not reading: "
+                                           f"its queue stayed full for {self.config.send_timeout_s:g} s")
+            time.sleep(_SEND_RETRY_S)
 
     def close(self) -> None:
-        """Stop the I/O thread and release the sockets; queued outgoing messages get linger_s to leave."""
-        with self._lock:
+        """Stop the I/O thread and release the socket; queued outgoing messages get linger_s to leave."""
+        with self._close_lock:
             if self._closed:
                 return
-            self._closed = True
-            if self._thread.is_alive():
-                self._user_pipe.send(b"X")
-                try:
-                    self._await_reply()
-                except ChannelClosedError:
-                    pass
-            self._thread.join(timeout=self.config.linger_s + 5.0)
-            self._user_pipe.close(linger=0)
+            self._closing = True
+            self._io_wake.poke()
+            self._user_wake.poke()
+            self._thread.join(timeout=self.config.heartbeat_s + 5.0)
+            with self._lock:
+                self._close_net()
+                self._closed = True
             self._stop_extras()
             self._context.term()
-        self._inbox.close()
+            self._inbox.close()
+            self._user_wake.poke()
+            with self._reader:
+                self._io_wake.close()
+                self._user_wake.close()
 
     def _stop_extras(self) -> None:
         """Hook: stop helpers bound to the context (the server's authenticator)."""
@@ -173,92 +267,35 @@ class ChannelBase(abc.ABC):
         self._thread.start()
 
     def _run(self) -> None:
-        next_tick = time.monotonic()
         try:
             while not self._closing:
-                net = self._net
-                poller = zmq.Poller()
-                poller.register(self._io_pipe, zmq.POLLIN)
-                if net is not None and self._inbox.has_room():
-                    poller.register(net, zmq.POLLIN)
-                wait = max(0.0, next_tick - time.monotonic())
-                if self._pending is not None:
-                    wait = min(wait, _PENDING_POLL_S)
-                ready = dict(poller.poll(math.ceil(wait * 1000)))
-                if self._io_pipe in ready:
-                    self._on_command()
-                if net is not None and net in ready:
-                    self._drain(net)
-                if self._pending is not None:
-                    self._try_pending()
-                now = time.monotonic()
-                if now >= next_tick and not self._closing:
-                    self._on_tick(now)
-                    next_tick = now + self.config.heartbeat_s
-        except Exception:
+                wait_readable([self._io_wake], self._next_tick - time.monotonic())
+                self._io_wake.clear()
+                if self._polling or time.monotonic() < self._next_tick:
+                    continue  # a reader waiting in recv() holds the socket and ticks on time itself
+                with self._lock:
+                    if not self._polling and not self._closing:
+                        self._drain()
+                        self._tick_if_due()
+        except Exception as exc:
+            self._failure = f"{type(exc).__name__}: {exc}"
             logger.exception("the I/O thread stopped on an unexpected error")
-        finally:
-            if self._pending is not None:
-                self._reply([b"E", b"the channel closed before the message could be sent"])
-            self._close_net()
-            self._io_pipe.close(linger=0)
             self._inbox.close()
-
-    def _reply(self, parts: Sequence[bytes]) -> None:
-        self._io_pipe.send_multipart(list(parts))
-
-    def _on_command(self) -> None:
-        parts = self._io_pipe.recv_multipart(copy=False)
-        if parts[0].bytes == b"X":
-            self._closing = True
-            self._reply([b"ok"])
-            return
-        self._pending = (parts[1].bytes, parts[2:], time.monotonic() + self.config.send_timeout_s)
-        self._try_pending()
-
-    def _try_pending(self) -> None:
-        assert self._pending is not None
-        target, frames, deadline = self._pending
-        try:
-            self._transmit(target, frames)
-        except zmq.Again:
-            if time.monotonic() < deadline:
-                return
-            self._pending = None
-            self._reply([b"E", f"{target.decode(errors='replace')!r} is not reading: its queue stayed full for "
-                               f"{self.config.send_timeout_s:g} s".encode()])
-            return
-        except PeerUnreachableError as exc:
-            self._pending = None
-            self._reply([b"E", str(exc).encode()])
-            return
-        self._pending = None
-        self._reply([b"ok"])
-
-    def _drain(self, net: zmq.Socket) -> None:
-        for _ in range(_DRAIN_BATCH):
-            try:
-                frames = net.recv_multipart(zmq.NOBLOCK, copy=False)
-            except zmq.Again:
-                return
-            self._on_frames(frames, time.monotonic())
-            if not self._inbox.has_room() or self._net is not net:
-                return
 
     def _accept(self, peer: str, message: Message, now: float) -> None:
         """Deliver a validated message: liveness, heartbeats absorbed, duplicates suppressed."""
         kind = self._liveness.heard(peer, now)
         if kind is not None:
-            self._inbox.put(PeerEvent(kind, peer))
+            self._deliver(PeerEvent(kind, peer))
         if message.type is MsgType.HEARTBEAT:
             return
         if message.type not in UNTRACKED_TYPES and self._dedupe.seen(peer, (message.type, message.job)):
             self._log.warning(f"dup:{peer}", f"dropped a duplicate {message.type.value} {message.job} from {peer}")
-            self._inbox.put(PeerEvent(EventKind.DUPLICATE, peer, message.type, message.job))
+            self._deliver(PeerEvent(EventKind.DUPLICATE, peer, message.type, message.job))
             return
         if message.type is MsgType.BYE:
             self._liveness.forget(peer)
-        self._inbox.put(Envelope(peer, message))
+        self._deliver(Envelope(peer, message))
 
     def _refusal(self, peer: str, exc: ProtocolError) -> list[Any]:
         """Log a refused message and build the ERROR reply frames."""
@@ -268,10 +305,10 @@ class ChannelBase(abc.ABC):
     def _heartbeat_frames(self) -> list[Any]:
         return encode(heartbeat_message())
 
-    # ---- hooks of the two ends ----
+    # ---- hooks of the two ends (called with self._lock held) ----
 
     @abc.abstractmethod
-    def _transmit(self, target: bytes, frames: list[Any]) -> None:
+    def _transmit(self, target: bytes, frames: list[Any], copy: bool) -> None:
         """Queue frames on the network socket without blocking; raise zmq.Again or PeerUnreachableError."""
 
     @abc.abstractmethod

@@ -39,7 +39,7 @@ def _counts(item: Delivery) -> bool:
 
 
 class Inbox:
-    """Messages bounded by `capacity` (the I/O thread stops reading when full); liveness events are never dropped."""
+    """Messages bounded by `capacity` (the socket is not read while full); liveness events are never dropped."""
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
@@ -72,7 +72,7 @@ class Inbox:
                 self._cond.wait(remaining)
             item = self._items.popleft()
             self._messages -= _counts(item)
-            return item
+        return item
 
     def close(self) -> None:
         """Wake every waiter; get() raises ChannelClosedError once the remaining items are taken."""

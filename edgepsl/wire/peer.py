@@ -47,13 +47,13 @@ class PeerChannel(ChannelBase):
         With copy=False the tensors are handed to the transport as they are: do not modify them afterwards
         (pass copy=True for arrays you will update in place, such as weights).
         """
-        self._request_send(b"", message, copy)
+        self._send(b"", message, copy)
 
     # ---- I/O thread (and the constructor, before it starts) ----
 
     def _connect(self, now: float) -> None:
         socket = self._context.socket(zmq.DEALER)
-        self._net = socket
+        self._set_net(socket)
         self._configure(socket)
         socket.routing_id = self._routing_id
         if self._security is not None:
@@ -71,10 +71,10 @@ class PeerChannel(ChannelBase):
             except zmq.Again:
                 pass
 
-    def _transmit(self, target: bytes, frames: list[Any]) -> None:
+    def _transmit(self, target: bytes, frames: list[Any], copy: bool) -> None:
         if self._net is None:
             raise PeerUnreachableError(f"not connected to {self.endpoint}: reconnecting; resend after the peer_back event")
-        send_nowait(self._net, frames)
+        send_nowait(self._net, frames, copy)
 
     def _on_frames(self, frames: list[zmq.Frame], now: float) -> None:
         try:
@@ -96,7 +96,7 @@ class PeerChannel(ChannelBase):
             self._liveness.hold(now)
             self._since = now
         for peer in self._liveness.expire(now):
-            self._inbox.put(PeerEvent(EventKind.LOST, peer))
+            self._deliver(PeerEvent(EventKind.LOST, peer))
         if now - self._since > self.config.timeout_s:
             delay = self._backoff.delay()
             logger.info("no answer from %s for %.1f s; reconnecting in %.1f s", self.endpoint, now - self._since, delay)

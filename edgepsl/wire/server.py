@@ -39,7 +39,7 @@ class ServerChannel(ChannelBase):
         self._owners: dict[bytes, str] = {}
         try:
             socket = self._context.socket(zmq.ROUTER)
-            self._net = socket
+            self._set_net(socket)
             self._configure(socket)
             socket.router_mandatory = 1
             socket.router_handover = 1
@@ -59,7 +59,7 @@ class ServerChannel(ChannelBase):
         With copy=False the tensors are handed to the transport as they are: do not modify them afterwards
         (pass copy=True for arrays you will update in place, such as weights).
         """
-        self._request_send(peer.encode(), message, copy)
+        self._send(peer.encode(), message, copy)
 
     def set_allowed(self, allowed: Mapping[str, bytes]) -> None:
         """Replace the allow-list (peer name -> Z85 key); messages from revoked keys are refused from now on."""
@@ -82,14 +82,14 @@ class ServerChannel(ChannelBase):
             if exc.errno not in (zmq.EAGAIN, zmq.EHOSTUNREACH):
                 raise
 
-    def _transmit(self, target: bytes, frames: list[Any]) -> None:
+    def _transmit(self, target: bytes, frames: list[Any], copy: bool) -> None:
         name = target.decode()
         route = self._routes.get(name)
         if route is None:
             raise PeerUnreachableError(f"unknown peer {name!r}: it has not connected yet, or said bye")
         assert self._net is not None
         try:
-            send_nowait(self._net, [route, *frames])
+            send_nowait(self._net, [route, *frames], copy)
         except zmq.ZMQError as exc:
             if exc.errno == zmq.EHOSTUNREACH:
                 raise PeerUnreachableError(f"peer {name!r} is disconnected") from None
@@ -148,4 +148,4 @@ class ServerChannel(ChannelBase):
             if route is not None:
                 self._send_now(route, beat)
         for name in self._liveness.expire(now):
-            self._inbox.put(PeerEvent(EventKind.LOST, name))
+            self._deliver(PeerEvent(EventKind.LOST, name))

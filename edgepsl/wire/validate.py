@@ -30,19 +30,18 @@ class Limits:
                 raise ValueError(f"Limits.{name} must be a positive integer, got {getattr(self, name)!r}")
 
 
+_ITEMSIZE = {name: np.dtype(name).itemsize for name in ALLOWED_DTYPES}
+
+
 @dataclass(frozen=True)
 class TensorSpec:
-    """One tensor as declared in a header: name, wire dtype, shape, and the dtype to restore (cast)."""
+    """One tensor as declared in a header: name, wire dtype, shape, the dtype to restore (cast), frame bytes."""
 
     name: str
     dtype: str
     shape: tuple[int, ...]
-    cast: str | None = None
-
-    @property
-    def nbytes(self) -> int:
-        """Bytes of the frame that carries this tensor."""
-        return math.prod(self.shape) * np.dtype(self.dtype).itemsize
+    cast: str | None
+    nbytes: int
 
 
 @dataclass(frozen=True)
@@ -76,7 +75,7 @@ def _count(raw: Mapping[str, Any], key: str) -> int:
 
 def parse_job(raw: Any) -> JobId | None:
     """The job id of an unpacked header if it can be read, else None (used to address ERROR replies)."""
-    if not isinstance(raw, Mapping):
+    if not isinstance(raw, dict):
         return None
     try:
         limits = Limits()
@@ -86,7 +85,7 @@ def parse_job(raw: Any) -> JobId | None:
 
 
 def _tensor_spec(raw: Any, limits: Limits, index: int) -> TensorSpec:
-    if not isinstance(raw, Mapping):
+    if not isinstance(raw, dict):
         raise _fail(ErrorCode.BAD_TENSOR, f"tensor #{index} must be a map with name, dtype and shape")
     name, dtype, shape, cast = raw.get("name"), raw.get("dtype"), raw.get("shape"), raw.get("cast")
     if not isinstance(name, str) or not 0 < len(name) <= limits.max_name_len:
@@ -99,15 +98,15 @@ def _tensor_spec(raw: Any, limits: Limits, index: int) -> TensorSpec:
         raise _fail(ErrorCode.BAD_TENSOR, f"tensor {name!r} has a shape with non-integer or negative dimensions")
     if cast is not None and _CASTS.get(dtype) != cast:
         raise _fail(ErrorCode.BAD_TENSOR, f"tensor {name!r} cannot be cast from {dtype!r} to {cast!r}")
-    spec = TensorSpec(name, dtype, tuple(shape), cast)
-    if spec.nbytes > limits.max_message_bytes:
-        raise _fail(ErrorCode.TOO_LARGE, f"tensor {name!r} declares {spec.nbytes} bytes, over the {limits.max_message_bytes}-byte cap")
-    return spec
+    nbytes = math.prod(shape) * _ITEMSIZE[dtype]
+    if nbytes > limits.max_message_bytes:
+        raise _fail(ErrorCode.TOO_LARGE, f"tensor {name!r} declares {nbytes} bytes, over the {limits.max_message_bytes}-byte cap")
+    return TensorSpec(name, dtype, tuple(shape), cast, nbytes)
 
 
 def parse_header(raw: Any, limits: Limits) -> Header:
     """Validate an unpacked header map and return it as a Header; raise ProtocolError with the reply code."""
-    if not isinstance(raw, Mapping):
+    if not isinstance(raw, dict):
         raise _fail(ErrorCode.BAD_HEADER, "the header must be a msgpack map")
     version = raw.get("v")
     if version != PROTOCOL_VERSION:
@@ -119,7 +118,7 @@ def parse_header(raw: Any, limits: Limits) -> Header:
     job = JobId(_string(raw, "run", limits), _count(raw, "round"), _string(raw, "client", limits), _count(raw, "seq"))
     sent_ns = _count(raw, "sent_ns")
     meta = raw.get("meta", {})
-    if not isinstance(meta, Mapping):
+    if not isinstance(meta, dict):
         raise _fail(ErrorCode.BAD_HEADER, "header field 'meta' must be a map")
     tensors = raw.get("tensors", [])
     if not isinstance(tensors, (list, tuple)):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 
 import numpy as np
@@ -261,3 +262,21 @@ def test_revoked_key_is_refused_on_its_open_connection(keys, secure_server, conn
     error, _ = wait_for(bob, is_message(MsgType.ERROR))
     assert error.message.error_info()[0] == ErrorCode.UNAUTHORIZED
     assert wait_for(secure_server, is_message(MsgType.REPORT), timeout=0.5)[0] is None
+
+
+def test_a_sender_thread_is_not_held_up_by_a_waiting_reader(secure_server, connect):
+    """While one thread waits in recv() (holding the socket), another thread's send goes out at once."""
+    alice = connect(secure_server.endpoint, "alice", heartbeat_s=2.0)
+    joined(secure_server, "alice")
+    got: list = []
+    reader = threading.Thread(target=lambda: got.append(wait_for(alice, is_message(MsgType.ACTIVATIONS), timeout=5.0)[0]))
+    reader.start()
+    time.sleep(0.1)
+    start = time.monotonic()
+    alice.send(forward("alice", 1, np.ones(3, np.float32)))
+    sent_after = time.monotonic() - start
+    request, _ = wait_for(secure_server, is_message(MsgType.FORWARD))
+    secure_server.send("alice", Message(MsgType.ACTIVATIONS, request.message.job))
+    reader.join(timeout=6)
+    assert sent_after < 1.0, "the send waited for the reader's poll to time out"
+    assert got and got[0] is not None and got[0].message.job.seq == 1

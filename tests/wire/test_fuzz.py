@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import random
+import threading
 from typing import Callable
 
 import msgpack
@@ -147,13 +148,35 @@ def fuzzer(keys, secure_server):
     context.term()
 
 
-def good_round_trip(server, alice, seq: int) -> None:
-    """alice sends a FORWARD, the server application answers ACTIVATIONS, alice checks the values."""
+class EchoApp:
+    """The server's application loop in its own thread: answers FORWARD with ACTIVATIONS (x2), records all else."""
+
+    def __init__(self, server) -> None:
+        self.server = server
+        self.others: list = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def serve(self) -> None:
+        """Loop until stopped; every wait is bounded."""
+        while not self.stop.is_set():
+            item = self.server.recv(timeout=0.05)
+            if isinstance(item, Envelope) and item.message.type is MsgType.FORWARD:
+                self.server.send(item.peer, Message(MsgType.ACTIVATIONS, item.message.job, {"act": item.message.tensors["act"] * 2}))
+            elif item is not None:
+                self.others.append(item)
+
+    def close(self) -> None:
+        """Stop the loop and wait for it."""
+        self.stop.set()
+        self.thread.join(timeout=5)
+
+
+def good_round_trip(alice, seq: int) -> None:
+    """alice sends a FORWARD and gets the doubled tensor back."""
     arr = np.full((4, 32), seq, np.float32)
     alice.send(Message(MsgType.FORWARD, JobId("good", 0, "alice", seq), {"act": arr}))
-    got, _ = wait_for(server, is_message(MsgType.FORWARD))
-    assert got is not None and got.peer == "alice" and got.message.job.seq == seq
-    server.send("alice", Message(MsgType.ACTIVATIONS, got.message.job, {"act": got.message.tensors["act"] * 2}))
     back, _ = wait_for(alice, is_message(MsgType.ACTIVATIONS))
     assert back is not None and back.message.job.seq == seq
     np.testing.assert_array_equal(back.message.tensors["act"], arr * 2)
@@ -163,23 +186,26 @@ def test_fuzzed_server_answers_error_and_keeps_serving(secure_server, connect, f
     """Every malformed message gets one ERROR reply with a wire code; alice is served throughout; nothing is delivered."""
     rng = random.Random(20261121)
     alice = connect(secure_server.endpoint, "alice")
+    app = EchoApp(secure_server)
     wire_codes = {c for c in ErrorCode if c < 200}
     seen_codes: dict[int, int] = {}
-    for i in range(N_MALFORMED):
-        header, frames = _valid(rng)
-        mutation = MUTATIONS[i % len(MUTATIONS)]
-        fuzzer.send_multipart(mutation(rng, header, frames))
-        assert fuzzer.poll(5000), f"no reply to message {i} ({mutation.__name__}): the server stopped answering"
-        reply = decode(fuzzer.recv_multipart(), secure_server.config.limits)
-        assert reply.type is MsgType.ERROR, f"{mutation.__name__} was accepted"
-        code = reply.error_info()[0]
-        assert code in wire_codes
-        seen_codes[code] = seen_codes.get(code, 0) + 1
-        if i % GOOD_EVERY == 0:
-            good_round_trip(secure_server, alice, i)
-    good_round_trip(secure_server, alice, N_MALFORMED)
-    leaked = [d for d in iter(lambda: secure_server.recv(0), None) if isinstance(d, Envelope) or d.peer == "mallory"]
-    assert leaked == []
+    try:
+        for i in range(N_MALFORMED):
+            header, frames = _valid(rng)
+            mutation = MUTATIONS[i % len(MUTATIONS)]
+            fuzzer.send_multipart(mutation(rng, header, frames))
+            assert fuzzer.poll(5000), f"no reply to message {i} ({mutation.__name__}): the server stopped answering"
+            reply = decode(fuzzer.recv_multipart(), secure_server.config.limits)
+            assert reply.type is MsgType.ERROR, f"{mutation.__name__} was accepted"
+            code = reply.error_info()[0]
+            assert code in wire_codes
+            seen_codes[code] = seen_codes.get(code, 0) + 1
+            if i % GOOD_EVERY == 0:
+                good_round_trip(alice, i)
+        good_round_trip(alice, N_MALFORMED)
+    finally:
+        app.close()
+    assert [d for d in app.others if isinstance(d, Envelope) or d.peer == "mallory"] == []
     assert set(seen_codes) >= {ErrorCode.BAD_FRAMING, ErrorCode.BAD_HEADER, ErrorCode.BAD_VERSION,
                                ErrorCode.UNKNOWN_TYPE, ErrorCode.BAD_TENSOR, ErrorCode.TOO_LARGE}
 

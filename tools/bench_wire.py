@@ -1,0 +1,250 @@
+"""Benchmark the wire: round-trip latency and throughput of edgepsl channels vs raw pyzmq, plaintext and CURVE.
+
+A client sends one tensor to an echo server running in another process and waits for it to come back.
+`raw` is pyzmq DEALER/ROUTER send_multipart([msgpack header, buffer], copy=False) with np.frombuffer on receipt;
+`channel` is PeerChannel.send(FORWARD) -> ServerChannel.recv -> ServerChannel.send(ACTIVATIONS) -> PeerChannel.recv,
+with validation, I/O threads and heartbeats. Raw and channel runs alternate in rounds so that machine noise hits both.
+
+    python tools/bench_wire.py [--sizes 64K,1M,4M,32M] [--scale 1.0] [--out bench-results/wire.json]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import msgpack
+import numpy as np
+import zmq
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from edgepsl.wire import (  # noqa: E402
+    ChannelConfig,
+    Envelope,
+    JobId,
+    KeyStore,
+    Message,
+    MsgType,
+    PeerChannel,
+    PeerSecurity,
+    ServerChannel,
+    ServerSecurity,
+)
+from edgepsl.wire.security import AllowList, apply_peer, apply_server, start_authenticator  # noqa: E402
+
+TARGET_OVERHEAD_PCT = 5.0
+BASE_ITERATIONS = {64 * 2**10: 600, 2**20: 150, 4 * 2**20: 60, 32 * 2**20: 12}
+CONFIG = ChannelConfig(hwm=4, inbox=4)
+
+
+def parse_size(text: str) -> int:
+    """'64K', '1M', '4M', '32M' or a number of bytes."""
+    units = {"K": 2**10, "M": 2**20, "G": 2**30}
+    text = text.strip().upper().removesuffix("IB").removesuffix("B")
+    return int(float(text[:-1]) * units[text[-1]]) if text[-1] in units else int(text)
+
+
+# ---- echo servers (run in a child process: `--serve raw|channel --security plain|curve --keys DIR`) ----
+
+
+def serve_raw(secure: bool, store: KeyStore) -> None:
+    """Echo every multipart message back to its sender, as fast as pyzmq allows."""
+    context = zmq.Context()
+    auth = start_authenticator(context, AllowList(store.allowed())) if secure else None
+    socket = context.socket(zmq.ROUTER)
+    if secure:
+        apply_server(socket, ServerSecurity(store.identity("server"), store.allowed()))
+    socket.bind("tcp://127.0.0.1:*")
+    print(socket.last_endpoint.decode(), flush=True)
+    try:
+        while True:
+            socket.send_multipart(socket.recv_multipart(copy=False), copy=False)
+    finally:
+        if auth is not None:
+            auth.stop()
+
+
+def serve_channel(secure: bool, store: KeyStore) -> None:
+    """Answer every FORWARD with ACTIVATIONS carrying the same tensor."""
+    options = {"security": ServerSecurity.from_store(store, "server")} if secure else {"insecure": True}
+    server = ServerChannel("tcp://127.0.0.1:*", config=CONFIG, **options)
+    print(server.endpoint, flush=True)
+    while True:
+        item = server.recv()
+        if isinstance(item, Envelope) and item.message.type is MsgType.FORWARD:
+            server.send(item.peer, Message(MsgType.ACTIVATIONS, item.message.job, {"act": item.message.tensors["act"]}))
+
+
+# ---- clients (this process) ----
+
+
+class RawClient:
+    """pyzmq DEALER sending [msgpack header, raw buffer] and rebuilding the echoed array."""
+
+    def __init__(self, endpoint: str, secure: bool, store: KeyStore) -> None:
+        self.context = zmq.Context()
+        self.socket = self.context.socket(zmq.DEALER)
+        if secure:
+            apply_peer(self.socket, PeerSecurity.from_store(store, "client", store.identity("server").public))
+        self.socket.connect(endpoint)
+
+    def round_trip(self, arr: np.ndarray, seq: int) -> np.ndarray:
+        """Send arr and return the echoed array."""
+        header = msgpack.packb({"v": 1, "type": "forward", "seq": seq, "tensors": [{"name": "act", "dtype": arr.dtype.str, "shape": list(arr.shape)}]})
+        self.socket.send_multipart([header, arr], copy=False)
+        head, body = self.socket.recv_multipart(copy=False)
+        spec = msgpack.unpackb(head.buffer)["tensors"][0]
+        return np.frombuffer(body.buffer, dtype=spec["dtype"]).reshape(spec["shape"])
+
+    def close(self) -> None:
+        """Release the socket and context."""
+        self.socket.close(linger=0)
+        self.context.term()
+
+
+class ChannelClient:
+    """An edgepsl PeerChannel doing FORWARD -> ACTIVATIONS."""
+
+    def __init__(self, endpoint: str, secure: bool, store: KeyStore) -> None:
+        options = {"security": PeerSecurity.from_store(store, "client", store.identity("server").public)} if secure else {"insecure": True}
+        self.peer = PeerChannel(endpoint, "client", config=CONFIG, **options)
+
+    def round_trip(self, arr: np.ndarray, seq: int) -> np.ndarray:
+        """Send arr as a FORWARD job and return the tensor of the ACTIVATIONS reply."""
+        self.peer.send(Message(MsgType.FORWARD, JobId("bench", 0, "client", seq), {"act": arr}))
+        while True:
+            item = self.peer.recv(timeout=60)
+            if item is None:
+                raise RuntimeError("no reply from the channel echo server within 60 s")
+            if isinstance(item, Envelope) and item.message.type is MsgType.ACTIVATIONS:
+                return item.message.tensors["act"]
+
+    def close(self) -> None:
+        """Close the channel."""
+        self.peer.close()
+
+
+def start_server(impl: str, secure: bool, keys: Path) -> tuple[subprocess.Popen, str]:
+    """Start an echo server process and return it with its endpoint."""
+    cmd = [sys.executable, __file__, "--serve", impl, "--security", "curve" if secure else "plain", "--keys", str(keys)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.stdout is not None
+    return proc, proc.stdout.readline().strip()
+
+
+def measure(impl: str, secure: bool, keys: Path, arr: np.ndarray, iterations: int, seq0: int) -> list[float]:
+    """Round-trip times in seconds of `iterations` echoes (after 3 warm-up ones) against a fresh server."""
+    store = KeyStore(keys)
+    proc, endpoint = start_server(impl, secure, keys)
+    client = (RawClient if impl == "raw" else ChannelClient)(endpoint, secure, store)
+    try:
+        for i in range(3):
+            back = client.round_trip(arr, seq0 + i)
+        if back.nbytes != arr.nbytes or back[:16].tobytes() != arr[:16].tobytes():
+            raise RuntimeError(f"{impl} echo returned different data")
+        times = []
+        for i in range(iterations):
+            start = time.perf_counter()
+            client.round_trip(arr, seq0 + 3 + i)
+            times.append(time.perf_counter() - start)
+        return times
+    finally:
+        client.close()
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def summarise(times: list[float], size: int) -> dict:
+    """Median / p10 / p90 round trip in ms and the two-way throughput at the median."""
+    qs = statistics.quantiles(times, n=10)
+    median = statistics.median(times)
+    return {"iterations": len(times), "rtt_ms_median": median * 1e3, "rtt_ms_p10": qs[0] * 1e3, "rtt_ms_p90": qs[-1] * 1e3,
+            "throughput_mib_s": 2 * size / 2**20 / median}
+
+
+def run_benchmark(sizes: list[int], scale: float, rounds: int) -> dict:
+    """Measure every size x security x implementation; alternate raw/channel for `rounds` rounds."""
+    results, overhead = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        keys = Path(tmp)
+        store = KeyStore(keys)
+        store.new("server")
+        store.allow("client", store.new("client").public)
+        for secure in (False, True):
+            for size in sizes:
+                arr = np.random.default_rng(size).standard_normal(size // 4, dtype=np.float32)
+                per_round = max(2, int(BASE_ITERATIONS.get(size, max(10, 2**26 // size)) * scale / rounds))
+                times: dict[str, list[float]] = {"raw": [], "channel": []}
+                for r in range(rounds):
+                    for impl in ("raw", "channel"):
+                        times[impl] += measure(impl, secure, keys, arr, per_round, seq0=r * 10**6)
+                row = {}
+                for impl in ("raw", "channel"):
+                    row[impl] = {"payload_bytes": size, "security": "curve" if secure else "plain", "impl": impl, **summarise(times[impl], size)}
+                    results.append(row[impl])
+                pct = (row["channel"]["rtt_ms_median"] / row["raw"]["rtt_ms_median"] - 1) * 100
+                overhead.append({"payload_bytes": size, "security": row["raw"]["security"], "overhead_pct_median_rtt": pct,
+                                 "target_pct": TARGET_OVERHEAD_PCT, "target_applies": size >= 2**20,
+                                 "meets_target": pct <= TARGET_OVERHEAD_PCT})
+                print_row(row["raw"], row["channel"], pct)
+    return {"results": results, "overhead": overhead}
+
+
+def print_header() -> None:
+    """Column titles of the table."""
+    print(f"{'payload':>8} {'security':>8} | {'raw ms':>8} {'raw MiB/s':>10} | {'chan ms':>8} {'chan MiB/s':>10} | {'overhead':>8}")
+
+
+def print_row(raw: dict, chan: dict, pct: float) -> None:
+    """One table row: raw vs channel median round trip and throughput."""
+    size = raw["payload_bytes"]
+    label = f"{size // 2**20}M" if size >= 2**20 else f"{size // 2**10}K"
+    print(f"{label:>8} {raw['security']:>8} | {raw['rtt_ms_median']:8.3f} {raw['throughput_mib_s']:10.1f} | "
+          f"{chan['rtt_ms_median']:8.3f} {chan['throughput_mib_s']:10.1f} | {pct:+7.1f}%", flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse options, run (or serve), print the table and write the JSON."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="64K,1M,4M,32M", help="comma-separated payload sizes")
+    parser.add_argument("--scale", type=float, default=1.0, help="multiply the iteration counts (0.1 for a quick look)")
+    parser.add_argument("--rounds", type=int, default=3, help="alternations of raw and channel runs per size")
+    parser.add_argument("--out", default="bench-results/wire.json", help="JSON output path")
+    parser.add_argument("--serve", choices=("raw", "channel"), help=argparse.SUPPRESS)
+    parser.add_argument("--security", choices=("plain", "curve"), help=argparse.SUPPRESS)
+    parser.add_argument("--keys", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.serve:
+        (serve_raw if args.serve == "raw" else serve_channel)(args.security == "curve", KeyStore(args.keys))
+        return 0
+    sizes = [parse_size(s) for s in args.sizes.split(",")]
+    print_header()
+    report = run_benchmark(sizes, args.scale, args.rounds)
+    report = {
+        "benchmark": "wire",
+        "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "host": {"machine": platform.machine(), "processor": platform.processor(), "cpus": os.cpu_count(),
+                 "python": platform.python_version(), "pyzmq": zmq.__version__, "libzmq": zmq.zmq_version(),
+                 "msgpack": ".".join(map(str, msgpack.version)), "numpy": np.__version__},
+        "params": {"sizes": sizes, "scale": args.scale, "rounds": args.rounds, "transport": "tcp loopback",
+                   "channel_config": {"hwm": CONFIG.hwm, "inbox": CONFIG.inbox, "heartbeat_s": CONFIG.heartbeat_s}},
+        **report,
+    }
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
