@@ -124,7 +124,6 @@ class ChannelBase(abc.ABC):
 
     def _close_net(self, linger_s: float | None = None) -> None:
         if self._net is not None:
-            self._user_wake.poke()
             self._net.close(linger=None if linger_s is None else int(linger_s * 1000))
             self._set_net(None)
 
