@@ -56,7 +56,8 @@ class MilpSolution:
         return self.bound.gap(self.makespan)
 
 
-def _highs():
+def highs_module():
+    """The highspy module, or SolverUnavailableError naming the extra that installs it."""
     try:
         import highspy
     except ImportError:
@@ -69,7 +70,7 @@ def _highs():
 def solve_milp(instance: Instance, time_limit: float = 60.0, threads: int = 1, warm_start: Plan | None = None,
                verbose: bool = False) -> MilpSolution:
     """Solve the non-preemptive assignment + job-order problem; proven optimum or incumbent with HiGHS's gap."""
-    highspy = _highs()
+    highspy = highs_module()
     t0 = time.perf_counter()
     if warm_start is None:
         warm_start = solve(instance, "greedy-ls").plan
