@@ -30,6 +30,7 @@ from edgepsl.wire.wake import Wake, wait_readable
 
 _DRAIN_BATCH = 64
 _SEND_RETRY_S = 0.001
+_IO_RECHECK_S = 0.01
 
 
 @dataclass(frozen=True)
@@ -102,7 +103,6 @@ class ChannelBase(abc.ABC):
         self._dedupe = DuplicateFilter(config.dedupe_window)
         self._liveness = Liveness(config.timeout_s)
         self._net: zmq.Socket | None = None
-        self._net_fd: int | None = None
         self._next_tick = time.monotonic()
         self._closing = False
         self._closed = False
@@ -118,14 +118,10 @@ class ChannelBase(abc.ABC):
         socket.linger = int(self.config.linger_s * 1000)
         socket.maxmsgsize = self.config.limits.max_message_bytes + self.config.limits.max_header_bytes
 
-    def _set_net(self, socket: zmq.Socket | None) -> None:
-        self._net = socket
-        self._net_fd = None if socket is None else socket.getsockopt(zmq.FD)
-
     def _close_net(self, linger_s: float | None = None) -> None:
         if self._net is not None:
             self._net.close(linger=None if linger_s is None else int(linger_s * 1000))
-            self._set_net(None)
+            self._net = None
 
     def _fail_construction(self, exc: Exception, what: str) -> ChannelConfigError:
         self._close_net(0)
@@ -139,9 +135,6 @@ class ChannelBase(abc.ABC):
             raise ChannelClosedError("the channel is closed")
         if self._failure is not None:
             raise ChannelClosedError(f"the channel's I/O thread stopped: {self._failure}")
-
-    def _deliver(self, item: Delivery) -> None:
-        self._inbox.put(item)
 
     def _drain(self, limit: int = _DRAIN_BATCH) -> None:
         """Read up to `limit` waiting messages into the inbox (while it has room)."""
@@ -168,14 +161,16 @@ class ChannelBase(abc.ABC):
         Raises ChannelClosedError once the channel is closed and everything received was taken.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
+        looked = False
         with self._reader:
             while True:
                 item = self._inbox.get(0)
                 if item is not None:
                     return item
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
+                remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+                if remaining == 0.0 and looked:
                     return None
+                looked = True
                 with self._turn:
                     self._turn.wait_for(lambda: self._senders == 0)
                     self._lock.acquire()
@@ -199,6 +194,8 @@ class ChannelBase(abc.ABC):
             self._poller = (self._net, poller)
         self._polling = True
         try:
+            if self._senders:
+                return  # a sender came in before it could see _polling: let it go first
             ready = dict(self._poller[1].poll(max(0, math.ceil(wait * 1000))))
         finally:
             self._polling = False
@@ -268,10 +265,11 @@ class ChannelBase(abc.ABC):
     def _run(self) -> None:
         try:
             while not self._closing:
-                wait_readable([self._io_wake], self._next_tick - time.monotonic())
-                self._io_wake.clear()
-                if self._polling or time.monotonic() < self._next_tick:
-                    continue  # a reader waiting in recv() holds the socket and ticks on time itself
+                wait = self._next_tick - time.monotonic()
+                if wait > 0 or self._polling:  # a reader waiting in recv() holds the socket and ticks itself
+                    wait_readable([self._io_wake], max(wait, _IO_RECHECK_S))
+                    self._io_wake.clear()
+                    continue
                 with self._lock:
                     if not self._polling and not self._closing:
                         self._drain()
@@ -285,16 +283,16 @@ class ChannelBase(abc.ABC):
         """Deliver a validated message: liveness, heartbeats absorbed, duplicates suppressed."""
         kind = self._liveness.heard(peer, now)
         if kind is not None:
-            self._deliver(PeerEvent(kind, peer))
+            self._inbox.put(PeerEvent(kind, peer))
         if message.type is MsgType.HEARTBEAT:
             return
         if message.type not in UNTRACKED_TYPES and self._dedupe.seen(peer, (message.type, message.job)):
             self._log.warning(f"dup:{peer}", f"dropped a duplicate {message.type.value} {message.job} from {peer}")
-            self._deliver(PeerEvent(EventKind.DUPLICATE, peer, message.type, message.job))
+            self._inbox.put(PeerEvent(EventKind.DUPLICATE, peer, message.type, message.job))
             return
         if message.type is MsgType.BYE:
             self._liveness.forget(peer)
-        self._deliver(Envelope(peer, message))
+        self._inbox.put(Envelope(peer, message))
 
     def _refusal(self, peer: str, exc: ProtocolError) -> list[Any]:
         """Log a refused message and build the ERROR reply frames."""

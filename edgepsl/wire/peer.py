@@ -53,7 +53,7 @@ class PeerChannel(ChannelBase):
 
     def _connect(self, now: float) -> None:
         socket = self._context.socket(zmq.DEALER)
-        self._set_net(socket)
+        self._net = socket
         self._configure(socket)
         socket.routing_id = self._routing_id
         if self._security is not None:
@@ -96,7 +96,7 @@ class PeerChannel(ChannelBase):
             self._liveness.hold(now)
             self._since = now
         for peer in self._liveness.expire(now):
-            self._deliver(PeerEvent(EventKind.LOST, peer))
+            self._inbox.put(PeerEvent(EventKind.LOST, peer))
         if now - self._since > self.config.timeout_s:
             delay = self._backoff.delay()
             logger.info("no answer from %s for %.1f s; reconnecting in %.1f s", self.endpoint, now - self._since, delay)

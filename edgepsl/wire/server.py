@@ -39,7 +39,7 @@ class ServerChannel(ChannelBase):
         self._owners: dict[bytes, str] = {}
         try:
             socket = self._context.socket(zmq.ROUTER)
-            self._set_net(socket)
+            self._net = socket
             self._configure(socket)
             socket.router_mandatory = 1
             socket.router_handover = 1
@@ -148,4 +148,4 @@ class ServerChannel(ChannelBase):
             if route is not None:
                 self._send_now(route, beat)
         for name in self._liveness.expire(now):
-            self._deliver(PeerEvent(EventKind.LOST, name))
+            self._inbox.put(PeerEvent(EventKind.LOST, name))

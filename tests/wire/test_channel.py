@@ -11,6 +11,7 @@ import zmq
 
 from conftest import FAST, is_event, is_message, wait_for
 from edgepsl.wire import (
+    ChannelClosedError,
     ChannelConfig,
     ChannelConfigError,
     Envelope,
@@ -280,3 +281,45 @@ def test_a_sender_thread_is_not_held_up_by_a_waiting_reader(secure_server, conne
     reader.join(timeout=6)
     assert sent_after < 1.0, "the send waited for the reader's poll to time out"
     assert got and got[0] is not None and got[0].message.job.seq == 1
+
+
+def test_close_wakes_a_waiting_reader_and_refuses_further_use(channels):
+    """close() from another thread ends a blocked recv() with ChannelClosedError; later calls raise too."""
+    server = ServerChannel("tcp://127.0.0.1:*", insecure=True, config=FAST)
+    outcome: list = []
+
+    def reader() -> None:
+        try:
+            server.recv(timeout=10)
+        except ChannelClosedError as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    time.sleep(0.1)
+    server.close()
+    thread.join(timeout=5)
+    assert not thread.is_alive() and len(outcome) == 1
+    with pytest.raises(ChannelClosedError):
+        server.recv(0)
+    with pytest.raises(ChannelClosedError):
+        server.send("x", Message(MsgType.WELCOME))
+    server.close()
+
+
+def test_recv_zero_still_reads_what_has_arrived(channels):
+    """recv(0) does not wait but still picks up a message already on the socket."""
+    server = ServerChannel("tcp://127.0.0.1:*", insecure=True, config=ChannelConfig(**{**FAST.__dict__, "heartbeat_s": 5.0}))
+    channels.append(server)
+    peer = PeerChannel(server.endpoint, "p", insecure=True, config=FAST)
+    channels.append(peer)
+    peer.send(Message(MsgType.REPORT, JobId(client="p", seq=1)))
+    deadline = time.monotonic() + 5
+    seen = []
+    while time.monotonic() < deadline and not any(isinstance(d, Envelope) for d in seen):
+        item = server.recv(0)
+        if item is None:
+            time.sleep(0.01)
+        else:
+            seen.append(item)
+    assert any(isinstance(d, Envelope) and d.message.type is MsgType.REPORT for d in seen)
