@@ -27,9 +27,9 @@ class PeerChannel(ChannelBase):
     def __init__(self, endpoint: str, name: str, *, security: PeerSecurity | None = None, insecure: bool = False,
                  config: ChannelConfig | None = None) -> None:
         check_security(security, insecure)
+        self.name = check_name(name)
         super().__init__(config or ChannelConfig())
         self.endpoint = endpoint
-        self.name = check_name(name)
         self._security = security
         self._routing_id = security.keypair.routing_id() if security is not None else name.encode()
         self._backoff = Backoff(self.config.reconnect_min_s, self.config.reconnect_max_s)
@@ -56,6 +56,8 @@ class PeerChannel(ChannelBase):
         self._net = socket
         self._configure(socket)
         socket.routing_id = self._routing_id
+        socket.reconnect_ivl = int(self.config.reconnect_min_s * 1000)
+        socket.reconnect_ivl_max = int(self.config.reconnect_max_s * 1000)
         if self._security is not None:
             apply_peer(socket, self._security)
         socket.connect(self.endpoint)

@@ -32,8 +32,8 @@ class ServerChannel(ChannelBase):
     def __init__(self, endpoint: str, *, security: ServerSecurity | None = None, insecure: bool = False,
                  config: ChannelConfig | None = None) -> None:
         check_security(security, insecure)
-        super().__init__(config or ChannelConfig())
         self._allow = AllowList(security.allowed) if security is not None else None
+        super().__init__(config or ChannelConfig())
         self._auth = start_authenticator(self._context, self._allow) if self._allow is not None else None
         self._routes: dict[str, bytes] = {}
         self._owners: dict[bytes, str] = {}
