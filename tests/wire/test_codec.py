@@ -156,3 +156,33 @@ def test_refusal_carries_the_job_id_when_the_header_was_readable():
     with pytest.raises(ProtocolError) as info:
         decode([_header(seq=9, run="run7"), b"short"], LIMITS)
     assert info.value.job == JobId("run7", 0, "c", 9)
+
+
+header_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.floats() | st.text(max_size=8) | st.binary(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+    max_leaves=10,
+)
+header_keys = st.sampled_from(["v", "type", "run", "round", "client", "seq", "sent_ns", "tensors", "meta", "name", "dtype", "shape", "cast"])
+tensor_entries = st.fixed_dictionaries(
+    {"name": st.text(max_size=4), "dtype": st.sampled_from([*sorted(ALLOWED_DTYPES), "|O", ">f4", "x"]),
+     "shape": st.lists(st.integers(-2, 2**40), max_size=4)},
+    optional={"cast": st.sampled_from(["<f4", "<f8", 1])},
+)
+headers = st.fixed_dictionaries(
+    {"v": st.sampled_from([1, 1, 2, "1"]), "type": st.sampled_from([t.value for t in MsgType] + ["nope", 3])},
+    optional={"tensors": st.lists(tensor_entries, max_size=3), "meta": header_values, "seq": header_values, "run": header_values},
+).flatmap(lambda base: st.dictionaries(header_keys, header_values, max_size=3).map(lambda extra: {**extra, **base}))
+
+
+@settings(max_examples=300, deadline=None)
+@given(header=headers, frames=st.lists(st.binary(max_size=64), max_size=4), raw=st.booleans(), junk=st.binary(max_size=64))
+def test_decode_of_arbitrary_input_returns_a_message_or_a_protocol_error(header, frames, raw, junk):
+    """Whatever arrives, decode either yields a valid Message or raises ProtocolError with a wire code: nothing else."""
+    first = junk if raw else msgpack.packb(header)
+    try:
+        message = decode([first, *frames], LIMITS)
+    except ProtocolError as exc:
+        assert exc.code in {c for c in ErrorCode if c < 200}
+    else:
+        assert isinstance(message.type, MsgType) and len(message.tensors) == len(frames)
