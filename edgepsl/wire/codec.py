@@ -87,6 +87,10 @@ def decode(frames: Frames, limits: Limits) -> Message:
     except ProtocolError as exc:
         exc.job = parse_job(raw)
         raise
+    except (TypeError, ValueError, OverflowError) as exc:  # a malformed value the explicit checks did not foresee
+        refusal = ProtocolError(ErrorCode.BAD_HEADER, f"malformed header: {exc}")
+        refusal.job = parse_job(raw)
+        raise refusal from None
     tensors = {}
     for spec, view in zip(header.tensors, views):
         arr = np.frombuffer(view, dtype=spec.dtype).reshape(spec.shape)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Mapping, NamedTuple
 
 import numpy as np
 
@@ -59,8 +59,7 @@ class ErrorCode(enum.IntEnum):
     UNKNOWN_JOB = 201
 
 
-@dataclass(frozen=True, order=True)
-class JobId:
+class JobId(NamedTuple):
     """Identifies one job: a resent message carries the same JobId and is processed once."""
 
     run: str = ""

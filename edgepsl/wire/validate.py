@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
@@ -31,10 +31,10 @@ class Limits:
 
 
 _ITEMSIZE = {name: np.dtype(name).itemsize for name in ALLOWED_DTYPES}
+_TYPES = {kind.value: kind for kind in MsgType}
 
 
-@dataclass(frozen=True)
-class TensorSpec:
+class TensorSpec(NamedTuple):
     """One tensor as declared in a header: name, wire dtype, shape, the dtype to restore (cast), frame bytes."""
 
     name: str
@@ -44,8 +44,7 @@ class TensorSpec:
     nbytes: int
 
 
-@dataclass(frozen=True)
-class Header:
+class Header(NamedTuple):
     """A validated header: message type, job id, send time, tensor specs and the meta map."""
 
     type: MsgType
@@ -68,7 +67,7 @@ def _string(raw: Mapping[str, Any], key: str, limits: Limits) -> str:
 
 def _count(raw: Mapping[str, Any], key: str) -> int:
     value = raw.get(key, 0)
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= _MAX_INT:
+    if type(value) is not int or not 0 <= value <= _MAX_INT:
         raise _fail(ErrorCode.BAD_HEADER, f"header field {key!r} must be a non-negative 64-bit integer")
     return value
 
@@ -90,12 +89,13 @@ def _tensor_spec(raw: Any, limits: Limits, index: int) -> TensorSpec:
     name, dtype, shape, cast = raw.get("name"), raw.get("dtype"), raw.get("shape"), raw.get("cast")
     if not isinstance(name, str) or not 0 < len(name) <= limits.max_name_len:
         raise _fail(ErrorCode.BAD_TENSOR, f"tensor #{index} needs a name of 1 to {limits.max_name_len} characters")
-    if dtype not in ALLOWED_DTYPES:
+    if not isinstance(dtype, str) or dtype not in ALLOWED_DTYPES:
         raise _fail(ErrorCode.BAD_TENSOR, f"tensor {name!r} has dtype {dtype!r}; allowed: {sorted(ALLOWED_DTYPES)}")
     if not isinstance(shape, (list, tuple)) or len(shape) > limits.max_rank:
         raise _fail(ErrorCode.BAD_TENSOR, f"tensor {name!r} needs a shape list of rank at most {limits.max_rank}")
-    if not all(isinstance(d, int) and not isinstance(d, bool) and 0 <= d <= _MAX_INT for d in shape):
-        raise _fail(ErrorCode.BAD_TENSOR, f"tensor {name!r} has a shape with non-integer or negative dimensions")
+    for d in shape:
+        if type(d) is not int or not 0 <= d <= _MAX_INT:
+            raise _fail(ErrorCode.BAD_TENSOR, f"tensor {name!r} has a shape with non-integer or negative dimensions")
     if cast is not None and _CASTS.get(dtype) != cast:
         raise _fail(ErrorCode.BAD_TENSOR, f"tensor {name!r} cannot be cast from {dtype!r} to {cast!r}")
     nbytes = math.prod(shape) * _ITEMSIZE[dtype]
@@ -111,10 +111,9 @@ def parse_header(raw: Any, limits: Limits) -> Header:
     version = raw.get("v")
     if version != PROTOCOL_VERSION:
         raise _fail(ErrorCode.BAD_VERSION, f"protocol version {version!r} is not supported (this peer speaks {PROTOCOL_VERSION})")
-    try:
-        kind = MsgType(raw.get("type"))
-    except (ValueError, TypeError):
-        raise _fail(ErrorCode.UNKNOWN_TYPE, f"unknown message type {raw.get('type')!r}") from None
+    kind = _TYPES.get(raw.get("type")) if isinstance(raw.get("type"), str) else None
+    if kind is None:
+        raise _fail(ErrorCode.UNKNOWN_TYPE, f"unknown message type {raw.get('type')!r}")
     job = JobId(_string(raw, "run", limits), _count(raw, "round"), _string(raw, "client", limits), _count(raw, "seq"))
     sent_ns = _count(raw, "sent_ns")
     meta = raw.get("meta", {})

@@ -124,6 +124,11 @@ GOOD_FRAME = bytes(16)
         ([_header(), GOOD_FRAME, GOOD_FRAME], ErrorCode.BAD_FRAMING),
         ([_header(), GOOD_FRAME[:-1]], ErrorCode.BAD_TENSOR),
         ([_header(tensors=[{"name": "x", "dtype": "|O", "shape": [2]}]), GOOD_FRAME], ErrorCode.BAD_TENSOR),
+        ([_header(tensors=[{"name": "x", "dtype": ["<f4"], "shape": [4]}]), GOOD_FRAME], ErrorCode.BAD_TENSOR),
+        ([_header(tensors=[{"name": ["x"], "dtype": "<f4", "shape": [4]}]), GOOD_FRAME], ErrorCode.BAD_TENSOR),
+        ([_header(tensors=[{"name": "x", "dtype": "<f4", "shape": {"a": 4}}]), GOOD_FRAME], ErrorCode.BAD_TENSOR),
+        ([_header(type=["forward"]), GOOD_FRAME], ErrorCode.UNKNOWN_TYPE),
+        ([_header(v=[1]), GOOD_FRAME], ErrorCode.BAD_VERSION),
         ([_header(tensors=[{"name": "x", "dtype": ">f4", "shape": [4]}]), GOOD_FRAME], ErrorCode.BAD_TENSOR),
         ([_header(tensors=[{"name": "x", "dtype": "<f4", "shape": [-4]}]), GOOD_FRAME], ErrorCode.BAD_TENSOR),
         ([_header(tensors=[{"name": "x", "dtype": "<f4", "shape": [1] * 9}]), GOOD_FRAME], ErrorCode.BAD_TENSOR),
@@ -165,17 +170,20 @@ header_values = st.recursive(
 )
 header_keys = st.sampled_from(["v", "type", "run", "round", "client", "seq", "sent_ns", "tensors", "meta", "name", "dtype", "shape", "cast"])
 tensor_entries = st.fixed_dictionaries(
-    {"name": st.text(max_size=4), "dtype": st.sampled_from([*sorted(ALLOWED_DTYPES), "|O", ">f4", "x"]),
-     "shape": st.lists(st.integers(-2, 2**40), max_size=4)},
-    optional={"cast": st.sampled_from(["<f4", "<f8", 1])},
+    {"name": st.text(max_size=4) | header_values,
+     "dtype": st.sampled_from([*sorted(ALLOWED_DTYPES), "|O", ">f4", "x"]) | header_values,
+     "shape": st.lists(st.integers(-2, 2**40), max_size=4) | header_values},
+    optional={"cast": st.sampled_from(["<f4", "<f8", 1]) | header_values},
 )
 headers = st.fixed_dictionaries(
-    {"v": st.sampled_from([1, 1, 2, "1"]), "type": st.sampled_from([t.value for t in MsgType] + ["nope", 3])},
-    optional={"tensors": st.lists(tensor_entries, max_size=3), "meta": header_values, "seq": header_values, "run": header_values},
+    {"v": st.sampled_from([1, 1, 1, 2, "1"]),
+     "type": st.sampled_from(sorted(t.value for t in TENSOR_TYPES)) | st.sampled_from([t.value for t in MsgType] + ["nope", 3]) | header_values},
+    optional={"tensors": st.lists(tensor_entries | header_values, max_size=3) | header_values, "meta": header_values,
+              "seq": header_values, "run": header_values},
 ).flatmap(lambda base: st.dictionaries(header_keys, header_values, max_size=3).map(lambda extra: {**extra, **base}))
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=400, deadline=None)
 @given(header=headers, frames=st.lists(st.binary(max_size=64), max_size=4), raw=st.booleans(), junk=st.binary(max_size=64))
 def test_decode_of_arbitrary_input_returns_a_message_or_a_protocol_error(header, frames, raw, junk):
     """Whatever arrives, decode either yields a valid Message or raises ProtocolError with a wire code: nothing else."""

@@ -64,7 +64,7 @@ def bad_shape_values(rng, header, frames):
 
 
 def bad_dtype(rng, header, frames):
-    return [_tensor(header, dtype=rng.choice(["|O", "<c8", ">f4", "float32", "", 7, None, "<U4", "|V16"])), *frames]
+    return [_tensor(header, dtype=rng.choice(["|O", "<c8", ">f4", "float32", "", 7, None, "<U4", "|V16", ["<f4"], {"a": 1}])), *frames]
 
 
 def bad_cast(rng, header, frames):
@@ -72,7 +72,7 @@ def bad_cast(rng, header, frames):
 
 
 def unknown_type(rng, header, frames):
-    return [_with(header, type=rng.choice(["", "FORWARD", "exec", "pickle", 3, None, ["forward"]])), *frames]
+    return [_with(header, type=rng.choice(["", "FORWARD", "exec", "pickle", 3, None, ["forward"], {"forward": 1}])), *frames]
 
 
 def bad_version(rng, header, frames):
