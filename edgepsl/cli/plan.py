@@ -39,6 +39,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     src.add_argument("--seed", type=int, default=0, help="seed of the scenario and of the method (default 0)")
     src.add_argument("--cuts", type=_cuts, help="cut layers A,B for every client (default: the model's usual cut)")
     src.add_argument("--binding-memory", action="store_true", help="give helpers capacities that bind")
+    cut = parser.add_argument_group("cut choice (with --profile)")
+    cut.add_argument("--choose-cuts", action="store_true",
+                     help="plan every cut (a, b) and keep the one with the shortest makespan (writes cuts.json)")
+    cut.add_argument("--per-client-cuts", action="store_true", help="with --choose-cuts: one cut per client")
+    cut.add_argument("--client-memory-mb", type=float, help="with --choose-cuts: memory a client can give its layers")
     parser.add_argument("--method", default="greedy-ls", choices=[*METHODS, "milp"],
                         help="; ".join(f"{k}: {v}" for k, v in METHODS.items())
                         + "; milp: exact MILP on HiGHS (the 'solvers' extra), warm-started from greedy-ls")
@@ -56,10 +61,39 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _instance(args: argparse.Namespace) -> Instance:
     if (args.instance is None) == (args.profile is None):
         raise PlanArgumentError("give exactly one of --instance FILE or --profile NAME (with --clients, --helpers)")
+    if args.choose_cuts and args.profile is None:
+        raise PlanArgumentError("--choose-cuts needs --profile (an instance file has its cuts built in)")
+    if (args.per_client_cuts or args.client_memory_mb is not None) and not args.choose_cuts:
+        raise PlanArgumentError("--per-client-cuts and --client-memory-mb go with --choose-cuts")
     if args.instance is not None:
         return Instance.load(args.instance)
+    if args.choose_cuts:
+        return _choose_cuts(args)
     return scenario_instance(args.profile, args.clients, args.helpers, args.scenario, args.seed,
                              cuts=args.cuts, binding_memory=args.binding_memory)
+
+
+def _choose_cuts(args: argparse.Namespace) -> Instance:
+    from edgepsl.plan.cuts import choose_cuts
+
+    method = "greedy-ls" if args.method == "milp" else args.method
+    choice = choose_cuts(args.profile, args.clients, args.helpers, args.scenario, args.seed,
+                         per_client=args.per_client_cuts, client_memory_limit_mb=args.client_memory_mb,
+                         binding_memory=args.binding_memory, method=method, budget=args.budget)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "cuts.json").write_text(json.dumps(
+        {"chosen": [list(c) for c in choice.cuts], "makespan_ms": choice.makespan, "method": method,
+         "candidates": choice.candidates}, indent=1) + "\n")
+    ranked = sorted((c for c in choice.candidates if c["makespan_ms"] is not None and c["reason"] == "common cut"),
+                    key=lambda c: c["makespan_ms"])
+    refused = sum(c["makespan_ms"] is None for c in choice.candidates)
+    print(f"cut choice   {len(ranked)} common cuts planned with {method}"
+          + (f", {refused} refused for client memory" if refused else "") + f"; best 5 (all in {args.out / 'cuts.json'}):")
+    for c in ranked[:5]:
+        print(f"               {tuple(c['cuts'])}: {c['makespan_ms']:.1f} ms")
+    distinct = sorted(set(choice.cuts))
+    print(f"chosen       {distinct[0] if len(distinct) == 1 else f'{len(distinct)} different cuts: {distinct}'}")
+    return choice.instance
 
 
 def run(args: argparse.Namespace) -> int:
