@@ -4,8 +4,8 @@ A client sends one tensor to an echo server running in another process and waits
 `raw` is bare pyzmq DEALER/ROUTER doing what an application would without edgepsl: send_multipart([msgpack
 header, array], copy=False), and on receipt msgpack.unpackb + np.frombuffer (the server sends that array back).
 `channel` is PeerChannel.send(FORWARD) -> ServerChannel.recv -> ServerChannel.send(ACTIVATIONS) -> PeerChannel.recv,
-with validation, duplicate suppression, liveness and heartbeats. Both move the same bytes. Raw and channel runs
-alternate in rounds so that machine noise hits both; the overhead compares median round trips.
+with validation, duplicate suppression, liveness and heartbeats. Both move the same bytes. Raw and channel round
+trips are interleaved one by one, so that machine noise hits both alike; the overhead compares median round trips.
 
     python tools/bench_wire.py [--sizes 64K,1M,4M,32M] [--scale 1.0] [--out bench-results/wire.json]
 """
@@ -149,26 +149,35 @@ def start_server(impl: str, secure: bool, keys: Path) -> tuple[subprocess.Popen,
     return proc, proc.stdout.readline().strip()
 
 
-def measure(impl: str, secure: bool, keys: Path, arr: np.ndarray, iterations: int, seq0: int) -> list[float]:
-    """Round-trip times in seconds of `iterations` echoes (after 3 warm-up ones) against a fresh server."""
+def measure(secure: bool, keys: Path, arr: np.ndarray, iterations: int, seq0: int) -> dict[str, list[float]]:
+    """Round-trip times (s) of raw and channel echoes, interleaved one by one so that machine noise hits both alike.
+
+    Both echo servers are fresh processes; each client makes 3 warm-up round trips and checks the echoed data.
+    """
     store = KeyStore(keys)
-    proc, endpoint = start_server(impl, secure, keys)
-    client = (RawClient if impl == "raw" else ChannelClient)(endpoint, secure, store)
+    procs, clients = [], {}
     try:
-        for i in range(3):
-            back = client.round_trip(arr, seq0 + i)
-        if back.nbytes != arr.nbytes or back[:16].tobytes() != arr[:16].tobytes():
-            raise RuntimeError(f"{impl} echo returned different data")
-        times = []
+        for impl, kind in (("raw", RawClient), ("channel", ChannelClient)):
+            proc, endpoint = start_server(impl, secure, keys)
+            procs.append(proc)
+            clients[impl] = kind(endpoint, secure, store)
+            for i in range(3):
+                back = clients[impl].round_trip(arr, seq0 + i)
+            if back.nbytes != arr.nbytes or back[:16].tobytes() != arr[:16].tobytes():
+                raise RuntimeError(f"{impl} echo returned different data")
+        times: dict[str, list[float]] = {"raw": [], "channel": []}
         for i in range(iterations):
-            start = time.perf_counter()
-            client.round_trip(arr, seq0 + 3 + i)
-            times.append(time.perf_counter() - start)
+            for impl in (("raw", "channel") if i % 2 == 0 else ("channel", "raw")):
+                start = time.perf_counter()
+                clients[impl].round_trip(arr, seq0 + 3 + i)
+                times[impl].append(time.perf_counter() - start)
         return times
     finally:
-        client.close()
-        proc.terminate()
-        proc.wait(timeout=10)
+        for client in clients.values():
+            client.close()
+        for proc in procs:
+            proc.terminate()
+            proc.wait(timeout=10)
 
 
 def summarise(times: list[float], size: int) -> dict:
@@ -180,7 +189,7 @@ def summarise(times: list[float], size: int) -> dict:
 
 
 def run_benchmark(sizes: list[int], scale: float, rounds: int) -> dict:
-    """Measure every size x security x implementation; alternate raw/channel for `rounds` rounds."""
+    """Measure every size x security, raw and channel interleaved, over `rounds` pairs of fresh servers."""
     results, overhead = [], []
     with tempfile.TemporaryDirectory() as tmp:
         keys = Path(tmp)
@@ -193,8 +202,8 @@ def run_benchmark(sizes: list[int], scale: float, rounds: int) -> dict:
                 per_round = max(2, int(BASE_ITERATIONS.get(size, max(10, 2**26 // size)) * scale / rounds))
                 times: dict[str, list[float]] = {"raw": [], "channel": []}
                 for r in range(rounds):
-                    for impl in ("raw", "channel"):
-                        times[impl] += measure(impl, secure, keys, arr, per_round, seq0=r * 10**6)
+                    for impl, samples in measure(secure, keys, arr, per_round, seq0=r * 10**6).items():
+                        times[impl] += samples
                 row = {}
                 for impl in ("raw", "channel"):
                     row[impl] = {"payload_bytes": size, "security": "curve" if secure else "plain", "impl": impl, **summarise(times[impl], size)}
@@ -225,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="64K,1M,4M,32M", help="comma-separated payload sizes")
     parser.add_argument("--scale", type=float, default=1.0, help="multiply the iteration counts (0.1 for a quick look)")
-    parser.add_argument("--rounds", type=int, default=3, help="alternations of raw and channel runs per size")
+    parser.add_argument("--rounds", type=int, default=3, help="fresh server pairs per size (iterations are split among them)")
     parser.add_argument("--out", default="bench-results/wire.json", help="JSON output path")
     parser.add_argument("--serve", choices=("raw", "channel"), help=argparse.SUPPRESS)
     parser.add_argument("--security", choices=("plain", "curve"), help=argparse.SUPPRESS)
