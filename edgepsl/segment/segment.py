@@ -90,6 +90,10 @@ class Segment:
         """Job ids whose forward ran and whose backward has not."""
         return list(self._jobs)
 
+    def saved_tensors(self, job_id: Hashable) -> dict[str, np.ndarray]:
+        """The tensors held for one in-flight job, by backward-graph input name (read-only use)."""
+        return dict(self._job(job_id))
+
     def saved_bytes(self, job_id: Hashable) -> int:
         """Bytes held for one in-flight job (its input and saved tensors)."""
         return sum(a.nbytes for a in self._job(job_id).values())

@@ -1,4 +1,8 @@
-"""Per-segment gradients of every model against float64 PyTorch (few blocks of the big models, as the issue allows)."""
+"""Per-segment gradients of every model against float64 PyTorch (few blocks of the big models, as the issue allows).
+
+Every exported segment is verified by the exporter (forward, backward, train and eval graphs against float64);
+the middle segment is then also run through the runtime's Segment at another batch size and checked again.
+"""
 from __future__ import annotations
 
 import numpy as np
@@ -12,10 +16,10 @@ from tools.onnx_export.artifact import export_model, segment_examples, segment_b
 
 # model -> (cuts, the segments to export): small segments that still cover every block type of the model.
 CASES = {
-    "vgg19": ((1, 3, 16), ["part1", "part2", "part4"]),
+    "vgg19": ((1, 2, 3, 16), ["part1", "part3", "part5"]),
     "resnet18": ((1, 3, 4, 9), ["part1", "part3", "part5"]),
-    "resnet101": ((1, 2, 4, 5, 34), ["part1", "part2", "part4", "part6"]),
-    "mobilenetv2": ((1, 3, 4, 5, 18), ["part1", "part2", "part3", "part4", "part6"]),
+    "resnet101": ((1, 4, 5, 34), ["part1", "part3", "part5"]),
+    "mobilenetv2": ((1, 3, 5, 18), ["part1", "part3", "part5"]),
 }
 
 
@@ -43,7 +47,7 @@ def test_segments_of_big_models_match_float64(name, tmp_path):
     manifest = load_manifest(out)
     examples = segment_examples(model, spec.input_shape, segment_bounds(len(model), cuts), seed=9)
     rng = np.random.default_rng(1)
-    for seg_spec in manifest.segments:
+    for seg_spec in (s for s in manifest.segments if s.role == names.MIDDLE):
         index = int(seg_spec.name[len("part"):]) - 1
         x = examples[index].verify_x.numpy()
         seg = Segment(manifest, seg_spec.name, threads=1)
