@@ -323,3 +323,24 @@ def test_recv_zero_still_reads_what_has_arrived(channels):
         else:
             seen.append(item)
     assert any(isinstance(d, Envelope) and d.message.type is MsgType.REPORT for d in seen)
+
+
+def test_a_slow_consumer_loses_nothing_and_blames_no_one(secure_server, connect):
+    """The server application stops reading with its inbox full: no peer is declared lost, and every message
+    arrives, in order, once it reads again."""
+    alice = connect(secure_server.endpoint, "alice")
+    joined(secure_server, "alice")
+    for seq in range(12):
+        alice.send(Message(MsgType.REPORT, JobId("run1", 0, "alice", seq), meta={"n": seq}))
+    time.sleep(3 * FAST.timeout_s)
+    reports, events = [], []
+    deadline = time.monotonic() + 5
+    while len(reports) < 12 and time.monotonic() < deadline:
+        item = secure_server.recv(timeout=0.5)
+        if isinstance(item, Envelope):
+            reports.append(item.message.meta["n"])
+        elif item is not None:
+            events.append(item.kind)
+    assert reports == list(range(12))
+    assert EventKind.LOST not in events
+    assert not [d for d in iter(lambda: alice.recv(0), None) if isinstance(d, PeerEvent) and d.kind is EventKind.LOST]
