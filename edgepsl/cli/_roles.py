@@ -1,0 +1,43 @@
+"""Options shared by the `helper` and `client` commands: coordinator, name, emulation, trace, CURVE keys."""
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from edgepsl.runtime.emulation import Emulation
+from edgepsl.wire import KeyPair, KeyStore
+from edgepsl.wire.keys import parse_public_key
+from edgepsl.wire.options import add_security_arguments, peer_security
+
+
+def add_role_arguments(parser: argparse.ArgumentParser) -> None:
+    """--coordinator, --name, emulation and trace options, and the security options of a connecting role."""
+    parser.add_argument("--coordinator", required=True, metavar="ENDPOINT", help="the coordinator, e.g. tcp://10.0.0.1:5555")
+    parser.add_argument("--name", required=True, help="this role's name (its key pair's name when secure)")
+    emu = parser.add_argument_group("device emulation (default: none, real times)")
+    emu.add_argument("--device", help="emulate this device of the run's emulation_profile (e.g. d1, jetson-cpu, VM)")
+    emu.add_argument("--slowdown", type=float, help="emulate a device this many times slower than this one (>= 1)")
+    emu.add_argument("--bandwidth", type=float, metavar="MBPS", help="emulated link bandwidth; sends are paced to it")
+    parser.add_argument("--trace", type=Path, help="write this process's event trace (JSON lines) here")
+    parser.add_argument("--verbose", action="store_true", help="log at INFO level")
+    add_security_arguments(parser, connects=True, binds=False)
+
+
+def emulation(args: argparse.Namespace) -> Emulation:
+    """The Emulation the options describe."""
+    return Emulation(device=args.device, slowdown=args.slowdown, bandwidth_mbps=args.bandwidth)
+
+
+def keys(args: argparse.Namespace) -> tuple[KeyPair | None, bytes | None]:
+    """(own key pair, coordinator public key), or (None, None) with --insecure."""
+    security = peer_security(args)
+    if security is None:
+        return None, None
+    return KeyStore(args.keys).identity(args.key), parse_public_key(args.server_key)
+
+
+def setup_logging(args: argparse.Namespace) -> None:
+    """Log warnings (or INFO with --verbose) to stderr with the process name."""
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format=f"%(asctime)s {args.name} %(levelname)s %(message)s")

@@ -1,0 +1,100 @@
+"""`edgepsl demo`: a whole parallel split learning run on this machine (coordinator, helpers, clients as processes)."""
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from pathlib import Path
+
+from edgepsl.plan.heuristics import METHODS
+from edgepsl.runtime.config import RunConfig
+from edgepsl.runtime.emulation import Emulation
+from edgepsl.runtime.launch import LocalRun, run_local
+from edgepsl.runtime.report import print_summary
+
+HELP = ("train LeNet-5 on Fashion-MNIST with parallel split learning on this machine: a coordinator, helpers and "
+        "clients as separate processes on 127.0.0.1")
+# The paper's devices (vgg19_cifar10 profile): helpers alternate VM / laptop, clients d1 / d2 / jetson-gpu / jetson-cpu.
+PAPER_HELPERS = ("VM", "laptop")
+PAPER_CLIENTS = ("d1", "d2", "jetson-gpu", "jetson-cpu")
+PAPER_BANDWIDTHS = (2.0, 8.0, 12.0, 18.0, 5.0)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Fleet, training, planning, data split, emulation and output options."""
+    d = RunConfig()
+    parser.add_argument("--clients", "-K", type=int, default=6, help="number of clients (default 6)")
+    parser.add_argument("--helpers", "-H", type=int, default=2, help="number of helpers (default 2)")
+    parser.add_argument("--rounds", type=int, default=d.rounds, help=f"training rounds, one mini-batch each (default {d.rounds})")
+    parser.add_argument("--batch-size", type=int, default=d.batch_size, help=f"default {d.batch_size}")
+    parser.add_argument("--lr", type=float, default=d.lr, help=f"learning rate (default {d.lr})")
+    parser.add_argument("--aggregate-every", type=int, default=d.aggregate_every, help=f"FedAvg period in rounds (default {d.aggregate_every})")
+    parser.add_argument("--eval-every", type=int, default=d.eval_every, help=f"evaluation period in rounds (default {d.eval_every})")
+    parser.add_argument("--method", default=d.method, choices=list(METHODS), help=f"planning method (default {d.method})")
+    parser.add_argument("--partition", default=d.partition, choices=["iid", "dirichlet"], help="data split (default iid)")
+    parser.add_argument("--alpha", type=float, default=d.alpha, help=f"Dirichlet concentration (default {d.alpha})")
+    parser.add_argument("--emulate", default="none", choices=["none", "paper", "slowdown"],
+                        help="none: real times; paper: the paper's devices and 2-18 Mbps links (time_scale applies); "
+                             "slowdown: client k runs (1 + k mod 3) times slower")
+    parser.add_argument("--time-scale", type=float, default=0.05, help="with --emulate paper: scale of the profiled times (default 0.05)")
+    parser.add_argument("--seed", type=int, default=d.seed, help="seed of the split, batches and planner (default 0)")
+    parser.add_argument("--config", type=Path, help="start from this TOML config; the options above override it")
+    parser.add_argument("--out", type=Path, help="run directory (default runs/demo-<time>)")
+    parser.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue a stopped demo run from its checkpoint")
+    parser.add_argument("--insecure", action="store_true",
+                        help="plaintext sockets; by default throwaway CURVE keys are generated in the run directory")
+
+
+def _emulations(kind: str, clients: int, helpers: int) -> tuple[list[Emulation], list[Emulation]]:
+    if kind == "paper":
+        return ([Emulation(device=PAPER_CLIENTS[k % 4], bandwidth_mbps=PAPER_BANDWIDTHS[k % 5]) for k in range(clients)],
+                [Emulation(device=PAPER_HELPERS[i % 2]) for i in range(helpers)])
+    if kind == "slowdown":
+        return [Emulation(slowdown=float(1 + k % 3)) for k in range(clients)], []
+    return [], []
+
+
+def _progress(total: int):
+    """A tqdm bar over rounds showing loss and the latest accuracy, and its per-round callback."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, unit="round", desc="training", dynamic_ncols=True)
+    last = {"acc": None}
+
+    def on_round(metrics: dict) -> None:
+        if metrics.get("accuracy") is not None:
+            last["acc"] = metrics["accuracy"]
+        post = {"loss": f"{metrics['loss']:.3f}", "makespan": f"{metrics['realised_makespan_ms']:.0f}ms"}
+        if last["acc"] is not None:
+            post["acc"] = f"{100 * last['acc']:.1f}%"
+        bar.set_postfix(post, refresh=False)
+        bar.update(1)
+
+    return bar, on_round
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the demo and print the summary."""
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s demo %(levelname)s %(message)s")
+    if args.resume:
+        run_dir = args.resume
+        config = RunConfig.load(run_dir / "run.toml")
+    else:
+        base = RunConfig.load(args.config) if args.config else RunConfig()
+        config = base.replace(clients=args.clients, helpers=args.helpers, rounds=args.rounds, batch_size=args.batch_size,
+                              lr=args.lr, aggregate_every=args.aggregate_every, eval_every=args.eval_every,
+                              method=args.method, partition=args.partition, alpha=args.alpha, seed=args.seed,
+                              time_scale=args.time_scale)
+        run_dir = args.out or Path("runs") / time.strftime("demo-%Y%m%d-%H%M%S")
+    clients, helpers = _emulations(args.emulate, config.clients, config.helpers)
+    print(f"edgepsl demo: {config.clients} clients, {config.helpers} helpers, {config.rounds} rounds of batch "
+          f"{config.batch_size}, {config.partition} split, planner {config.method}, "
+          f"{'insecure (plaintext)' if args.insecure else 'CURVE with throwaway keys'}; run directory {run_dir}", flush=True)
+    bar, on_round = _progress(config.rounds)
+    try:
+        summary = run_local(LocalRun(config, run_dir, secure=not args.insecure, client_emulation=clients,
+                                     helper_emulation=helpers, resume=args.resume is not None), on_round)
+    finally:
+        bar.close()
+    print_summary(summary)
+    return 0

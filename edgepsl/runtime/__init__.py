@@ -1,0 +1,1 @@
+"""The runtime: coordinator, helper daemon and client agent training a split model together over the wire."""

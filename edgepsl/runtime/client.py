@@ -1,0 +1,162 @@
+"""The client agent: owns its data and labels, runs part-1 and part-3, sends only activations and gradients."""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edgepsl.runtime import state
+from edgepsl.runtime.channels import channel_config, expect
+from edgepsl.runtime.config import RunConfig
+from edgepsl.runtime.dataset import ClientData, client_data
+from edgepsl.runtime.emulation import Emulation, pad_to
+from edgepsl.runtime.measure import measure_client
+from edgepsl.runtime.trace import Trace, now_ms, tensor_bytes
+from edgepsl.segment import Segment, load_manifest
+from edgepsl.wire import JobId, KeyPair, Message, MsgType, PeerChannel, PeerSecurity
+
+log = logging.getLogger("edgepsl.runtime.client")
+PART1, PART3 = "part1/", "part3/"
+
+
+@dataclass(frozen=True)
+class ClientOptions:
+    """How a client process reaches the coordinator and what it emulates."""
+
+    name: str
+    coordinator: str
+    keypair: KeyPair | None = None
+    coordinator_key: bytes | None = None
+    emulation: Emulation = Emulation()
+    trace_path: Path | None = None
+
+
+class Client:
+    """One client: register, declare part times, then train one mini-batch per ROUND_START until BYE."""
+
+    def __init__(self, options: ClientOptions) -> None:
+        self.options = options
+        self.name = options.name
+        self.trace = Trace(options.trace_path, self.name)
+        self._seq = time.time_ns() // 1000
+        self._helpers: dict[str, PeerChannel] = {}
+        self.config: RunConfig | None = None
+
+    def _next_seq(self) -> int:
+        self._seq += 1
+        return self._seq
+
+    def _peer(self, endpoint: str, server_key: bytes | None) -> PeerChannel:
+        security = None
+        if self.options.keypair is not None and server_key is not None:
+            security = PeerSecurity(self.options.keypair, server_key)
+        float16 = self.config.float16 if self.config is not None else False
+        return PeerChannel(endpoint, self.name, security=security, insecure=security is None,
+                           config=channel_config(float16))
+
+    def run(self) -> None:
+        """Serve the whole run; returns after the coordinator's BYE."""
+        coord = self._peer(self.options.coordinator, self.options.coordinator_key)
+        try:
+            self._serve(coord)
+        finally:
+            for channel in self._helpers.values():
+                channel.close()
+            coord.close()
+            self.trace.close()
+
+    def _serve(self, coord: PeerChannel) -> None:
+        coord.send(Message(MsgType.REGISTER, JobId("", 0, self.name, self._next_seq()),
+                           meta={"role": "client", "emulation": self.options.emulation.to_meta()}))
+        welcome = expect(coord, {MsgType.WELCOME}, 600.0, "the coordinator's welcome").message
+        self.config = config = RunConfig.from_dict(welcome.meta["config"])
+        run = welcome.job.run
+        data = client_data(config, int(welcome.meta["index"]))
+        manifest = load_manifest(config.artifact)
+        self.part1 = Segment(manifest, "part1", threads=config.threads)
+        self.part3 = Segment(manifest, "part3", threads=config.threads)
+        self.opt1 = state.make_optimizer(config, self.part1.params)
+        self.opt3 = state.make_optimizer(config, self.part3.params)
+        measured = measure_client(self.part1, self.part3, config.batch_size, config.profile_iters)
+        self.times = self.options.emulation.part_times(measured, config.emulation_profile, config.time_scale)
+        coord.send(Message(MsgType.REPORT, JobId(run, 0, self.name, self._next_seq()),
+                           meta={"phase": "profile", "times": self.times, "measured": measured,
+                                 "samples": data.samples, "bandwidth_mbps": self.options.emulation.bandwidth_mbps}))
+        while True:
+            env = expect(coord, {MsgType.ROUND_START, MsgType.STATE_REQUEST, MsgType.STATE, MsgType.BYE},
+                         config.round_timeout_s * 10, "the coordinator's next command")
+            message = env.message
+            if message.type is MsgType.BYE:
+                return
+            if message.type is MsgType.ROUND_START:
+                report = self._round(message, data)
+                coord.send(Message(MsgType.REPORT, JobId(run, message.job.round, self.name, self._next_seq()), meta=report))
+            elif message.type is MsgType.STATE_REQUEST:
+                tensors = {**state.pack(self.part1, PART1, self.opt1 if message.meta.get("optimizer") else None),
+                           **state.pack(self.part3, PART3, self.opt3 if message.meta.get("optimizer") else None)}
+                coord.send(Message(MsgType.STATE, JobId(run, message.job.round, self.name, self._next_seq()), tensors,
+                                   meta={"samples": data.samples}), copy=True)
+            else:
+                state.restore(self.part1, self.opt1, message.tensors, PART1)
+                state.restore(self.part3, self.opt3, message.tensors, PART3)
+
+    def _send_paced(self, channel: PeerChannel, message: Message) -> tuple[float, float]:
+        """Pace to the emulated uplink, then send; (emulated upload seconds, wall ms at the send)."""
+        up = self.options.emulation.transfer_s(tensor_bytes(message.tensors))
+        if up > 0:
+            time.sleep(up)
+        sent = now_ms()
+        channel.send(message)
+        self.trace.event("send", sent, type=message.type.value, round=message.job.round,
+                         bytes=tensor_bytes(message.tensors))
+        return up, sent
+
+    def _round(self, start: Message, data: ClientData) -> dict:
+        """One training step of this client's chain; returns its REPORT meta."""
+        config = self.config
+        assert config is not None
+        r, run, meta = start.job.round, start.job.run, start.meta
+        endpoint = meta["helper_endpoint"]
+        if endpoint not in self._helpers:
+            key = meta.get("helper_key")
+            self._helpers[endpoint] = self._peer(endpoint, key.encode() if key else None)
+        helper = self._helpers[endpoint]
+        t_start = now_ms()
+        x, y = data.batch(r)
+        emulated = self.options.emulation.active
+        t = time.perf_counter()
+        act = self.part1.forward(r, x)
+        compute1 = time.perf_counter() - t
+        pad1 = pad_to(t, self.times["part1_fwd"] / 1000.0) if emulated else 0.0
+        fwd_job = JobId(run, r, self.name, self._next_seq())
+        up_fwd, sent_fwd = self._send_paced(helper, Message(MsgType.FORWARD, fwd_job, {"x": act}))
+        got = expect(helper, {MsgType.ACTIVATIONS}, config.round_timeout_s, f"activations of round {r}",
+                     lambda env: env.message.job == fwd_job).message
+        recv_fwd = now_ms()
+        self.trace.event("recv", recv_fwd, type="activations", round=r, bytes=tensor_bytes(got.tensors))
+        t = time.perf_counter()
+        result = self.part3.train_step(got.tensors["y"], y)
+        self.opt3.step(result.grads)
+        compute3 = time.perf_counter() - t
+        pad3 = pad_to(t, (self.times["part3_fwd"] + self.times["part3_bwd"]) / 1000.0) if emulated else 0.0
+        bwd_job = JobId(run, r, self.name, self._next_seq())
+        up_bwd, sent_bwd = self._send_paced(helper, Message(MsgType.GRADIENTS, bwd_job, {"grad": result.grad_in},
+                                                            meta={"loss": result.loss}))
+        back = expect(helper, {MsgType.GRAD_BACK}, config.round_timeout_s, f"gradients of round {r}",
+                      lambda env: env.message.job == bwd_job).message
+        recv_bwd = now_ms()
+        self.trace.event("recv", recv_bwd, type="grad_back", round=r, bytes=tensor_bytes(back.tensors))
+        t = time.perf_counter()
+        self.opt1.step(self.part1.backward(r, back.tensors["grad"]).grads)
+        compute1b = time.perf_counter() - t
+        pad1b = pad_to(t, self.times["part1_bwd"] / 1000.0) if emulated else 0.0
+        finish = now_ms()
+        self.trace.event("round_end", finish, round=r, loss=result.loss)
+        return {"phase": "round", "round": r, "loss": result.loss, "samples": int(len(y)), "start": t_start,
+                "finish": finish, "fwd": {"sent": sent_fwd, "recv": recv_fwd, "up_s": up_fwd},
+                "bwd": {"sent": sent_bwd, "recv": recv_bwd, "up_s": up_bwd},
+                "compute_ms": {"part1_fwd": compute1 * 1e3, "part3": compute3 * 1e3, "part1_bwd": compute1b * 1e3},
+                "pad_ms": {"part1_fwd": pad1 * 1e3, "part3": pad3 * 1e3, "part1_bwd": pad1b * 1e3}}

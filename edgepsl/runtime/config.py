@@ -1,0 +1,115 @@
+"""The run configuration: one flat TOML table shared by the coordinator (source of truth) and sent to every role."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+from edgepsl.plan.heuristics import DISPATCH_RULES, METHODS
+from edgepsl.runtime.errors import RunConfigError
+
+DEFAULT_ARTIFACT = str(Path(__file__).resolve().parents[2] / "models" / "artifacts" / "lenet5-fmnist")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything a run needs that is not a property of one device; see docs/runtime.md for each key."""
+
+    run_id: str = "run"
+    artifact: str = DEFAULT_ARTIFACT
+    clients: int = 6
+    helpers: int = 2
+    rounds: int = 100
+    batch_size: int = 64
+    optimizer: str = "sgd"
+    lr: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    aggregate_every: int = 5
+    eval_every: int = 50
+    method: str = "greedy-ls"
+    dispatch: str = "fcfs"
+    fallback_rule: str = "tail"
+    seed: int = 0
+    partition: str = "iid"
+    alpha: float = 0.5
+    train_samples: int = 0
+    test_samples: int = 0
+    data_dir: str = "/usr/share/datasets/fashion-mnist"
+    bandwidth_mbps: float = 1000.0
+    float16: bool = False
+    time_scale: float = 1.0
+    emulation_profile: str = "vgg19_cifar10"
+    profile_iters: int = 3
+    threads: int = 1
+    register_timeout_s: float = 120.0
+    round_timeout_s: float = 300.0
+    heartbeat_s: float = 1.0
+
+    def __post_init__(self) -> None:
+        positive = ("clients", "helpers", "rounds", "batch_size", "aggregate_every", "eval_every", "profile_iters",
+                    "threads", "bandwidth_mbps", "time_scale", "register_timeout_s", "round_timeout_s", "heartbeat_s")
+        for name in positive:
+            if not getattr(self, name) > 0:
+                raise RunConfigError(f"config key {name!r} must be > 0, got {getattr(self, name)!r}")
+        for name in ("lr", "momentum", "weight_decay", "train_samples", "test_samples"):
+            if getattr(self, name) < 0:
+                raise RunConfigError(f"config key {name!r} must be >= 0, got {getattr(self, name)!r}")
+        choices = {"optimizer": ("sgd", "adam"), "method": tuple(METHODS), "dispatch": (*DISPATCH_RULES, "best"),
+                   "fallback_rule": tuple(DISPATCH_RULES), "partition": ("iid", "dirichlet")}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise RunConfigError(f"config key {name!r} is {getattr(self, name)!r}; choose one of {', '.join(allowed)}")
+        if self.eval_every % self.aggregate_every:
+            raise RunConfigError(f"eval_every ({self.eval_every}) must be a multiple of aggregate_every "
+                                 f"({self.aggregate_every}): only averaged models are evaluated")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The configuration as a plain dict (sent in WELCOME, written to run.toml)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "RunConfig":
+        """Build a configuration from a dict; unknown keys and wrong types are RunConfigError."""
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - set(fields))
+        if unknown:
+            raise RunConfigError(f"unknown config key(s) {', '.join(unknown)}; known keys: {', '.join(fields)}")
+        values = {}
+        for name, value in data.items():
+            default = getattr(cls, name)
+            kind = type(default)
+            if kind is float and isinstance(value, int) and not isinstance(value, bool):
+                value = float(value)
+            if type(value) is not kind:
+                raise RunConfigError(f"config key {name!r} must be a {kind.__name__}, got {value!r}")
+            values[name] = value
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> "RunConfig":
+        """A copy with some keys changed (validated)."""
+        return self.from_dict({**self.to_dict(), **changes})
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the configuration as a flat TOML table."""
+        lines = ["# edgepsl run configuration (docs/runtime.md)"]
+        for name, value in self.to_dict().items():
+            text = ("true" if value else "false") if isinstance(value, bool) else json.dumps(value)
+            lines.append(f"{name} = {text}")
+        Path(path).write_text("\n".join(lines) + "\n")
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> "RunConfig":
+        """Read a TOML configuration file (missing keys take their defaults)."""
+        import tomllib
+
+        try:
+            data = tomllib.loads(Path(path).read_text())
+        except OSError as exc:
+            raise RunConfigError(f"cannot read the run configuration {path}: {exc}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise RunConfigError(f"{path} is not valid TOML: {exc}") from None
+        return cls.from_dict(data)

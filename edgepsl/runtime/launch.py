@@ -1,0 +1,119 @@
+"""Start a whole run on one machine: throwaway CURVE keys in the run directory, roles as separate processes."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from edgepsl.runtime.config import RunConfig
+from edgepsl.runtime.coordinator import Coordinator, RunSummary
+from edgepsl.runtime.emulation import Emulation
+from edgepsl.runtime.errors import RunAbortedError
+from edgepsl.wire import KeyStore, ServerSecurity
+
+COORDINATOR = "coordinator"
+CHILD_EXIT_S = 30.0
+
+
+@dataclass(frozen=True)
+class LocalRun:
+    """A run of config.helpers helpers and config.clients clients on 127.0.0.1, each role a process."""
+
+    config: RunConfig
+    run_dir: Path
+    secure: bool = True
+    client_emulation: Sequence[Emulation] = ()
+    helper_emulation: Sequence[Emulation] = ()
+    resume: bool = False
+    stop_after: int | None = None
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+
+def role_names(config: RunConfig) -> tuple[list[str], list[str]]:
+    """Names of the helpers and clients of a local run."""
+    return [f"helper{i}" for i in range(config.helpers)], [f"client{j}" for j in range(config.clients)]
+
+
+def _keys(run: LocalRun) -> KeyStore | None:
+    """A key store in the run directory with a key pair per role, every helper and client allowed (reused on resume)."""
+    if not run.secure:
+        return None
+    store = KeyStore(run.run_dir / "keys")
+    helpers, clients = role_names(run.config)
+    for name in [COORDINATOR, *helpers, *clients]:
+        if name not in store.identities():
+            pair = store.new(name)
+            if name != COORDINATOR:
+                store.allow(name, pair.public)
+    return store
+
+
+def _emulation_args(emulation: Emulation) -> list[str]:
+    args = []
+    if emulation.device is not None:
+        args += ["--device", emulation.device]
+    if emulation.slowdown is not None:
+        args += ["--slowdown", repr(emulation.slowdown)]
+    if emulation.bandwidth_mbps is not None:
+        args += ["--bandwidth", repr(emulation.bandwidth_mbps)]
+    return args
+
+
+def _commands(run: LocalRun, endpoint: str, store: KeyStore | None) -> list[list[str]]:
+    helpers, clients = role_names(run.config)
+    commands = []
+    for role, names, emulations in (("helper", helpers, run.helper_emulation), ("client", clients, run.client_emulation)):
+        for k, name in enumerate(names):
+            cmd = [sys.executable, "-m", "edgepsl", role, "--coordinator", endpoint, "--name", name,
+                   "--trace", str(run.run_dir / "traces" / f"{name}.jsonl")]
+            if store is None:
+                cmd.append("--insecure")
+            else:
+                cmd += ["--keys", str(store.root), "--key", name, "--server-key", str(store.root / f"{COORDINATOR}.key")]
+            if k < len(emulations):
+                cmd += _emulation_args(emulations[k])
+            commands.append(cmd)
+    return commands
+
+
+def run_local(run: LocalRun, on_round: Callable[[dict[str, Any]], None] | None = None) -> RunSummary:
+    """Bind the coordinator, start every helper and client process, drive the run, and reap the processes."""
+    run.run_dir.mkdir(parents=True, exist_ok=True)
+    store = _keys(run)
+    security = None
+    if store is not None:
+        security = ServerSecurity(store.identity(COORDINATOR), store.allowed())
+    procs: list[tuple[str, subprocess.Popen]] = []
+    logs = run.run_dir / "logs"
+
+    def watch() -> None:
+        dead = [f"{name} (exit {proc.returncode})" for name, proc in procs if proc.poll() not in (None, 0)]
+        if dead:
+            raise RunAbortedError(f"role processes died: {', '.join(dead)}; see their logs in {logs}")
+
+    coordinator = Coordinator(run.config, run.run_dir, security=security, resume=run.resume, stop_after=run.stop_after,
+                              on_round=on_round, watch=watch)
+    env = {**os.environ, **run.extra_env}
+    logs.mkdir(exist_ok=True)
+    try:
+        for cmd in _commands(run, coordinator.endpoint, store):
+            name = cmd[cmd.index("--name") + 1]
+            with open(logs / f"{name}.log", "ab") as log:
+                procs.append((name, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)))
+        summary = coordinator.run()
+        failed = []
+        for name, proc in procs:
+            code = proc.wait(timeout=CHILD_EXIT_S)
+            if code != 0:
+                failed.append(f"{name} (exit {code})")
+        if failed:
+            raise RunAbortedError(f"role processes failed: {', '.join(failed)}; see {logs}")
+        return summary
+    finally:
+        for _, proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()

@@ -1,0 +1,98 @@
+"""What a round really did: the realised timeline from the roles' reports, makespans, utilisation and overhead."""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from edgepsl.plan.instance import Instance
+from edgepsl.plan.pure.constants import BWD, FWD
+from edgepsl.plan.schedule import Plan, Timeline
+
+
+@dataclass(frozen=True)
+class RoundRecord:
+    """The realised timeline of one round, its chain durations as an Instance (for drawing), and its metrics."""
+
+    timeline: Timeline
+    measured: Instance
+    metrics: dict[str, Any]
+
+
+def _jobs_by_client(helper_reports: Mapping[str, dict]) -> dict[tuple[str, int], dict]:
+    return {(job["client"], int(job["kind"])): job for report in helper_reports.values() for job in report["jobs"]}
+
+
+def realised(instance: Instance, plan: Plan, clients: Sequence[str], t0: float, client_reports: Mapping[str, dict],
+             helper_reports: Mapping[str, dict]) -> RoundRecord:
+    """Build the round's record from the reports; all times in ms relative to the round start t0."""
+    jobs = _jobs_by_client(helper_reports)
+    K, H = instance.K, instance.H
+    times = {k: np.zeros(K) for k in ("fs", "fe", "bs", "be", "fin")}
+    chain = {k: np.zeros(K) for k in ("r", "p", "d", "l", "r_bwd", "p_bwd", "d_bwd", "l_bwd")}
+    overhead = np.zeros((K, 2))
+    for j, name in enumerate(clients):
+        rep, fwd, bwd = client_reports[name], jobs[(name, FWD)], jobs[(name, BWD)]
+        times["fs"][j], times["fe"][j] = fwd["start"] - t0, fwd["end"] - t0
+        times["bs"][j], times["be"][j] = bwd["start"] - t0, bwd["end"] - t0
+        times["fin"][j] = rep["finish"] - t0
+        part3 = rep["bwd"]["sent"] - rep["fwd"]["recv"]
+        chain["r"][j] = fwd["arrival"] - t0
+        chain["p"][j] = fwd["end"] - fwd["start"]
+        chain["d"][j] = rep["fwd"]["recv"] - fwd["end"]
+        chain["l"][j] = part3 / 2.0
+        chain["r_bwd"][j] = bwd["arrival"] - rep["fwd"]["recv"] - part3 / 2.0
+        chain["p_bwd"][j] = bwd["end"] - bwd["start"]
+        chain["d_bwd"][j] = rep["bwd"]["recv"] - bwd["end"]
+        chain["l_bwd"][j] = rep["finish"] - rep["bwd"]["recv"]
+        for k, (job, side) in enumerate(((fwd, rep["fwd"]), (bwd, rep["bwd"]))):
+            overhead[j, k] = (side["recv"] - side["sent"]) - (job["end"] - job["arrival"]) - job["down_s"] * 1e3
+    a = plan.assignment
+    busy = np.bincount(a, weights=chain["p"] + chain["p_bwd"], minlength=H)
+    span = np.zeros(H)
+    np.maximum.at(span, a, times["be"])
+    makespan = float(times["fin"].max())
+    timeline = Timeline(times["fs"], times["fe"], times["bs"], times["be"], times["fin"], busy, span - busy, span,
+                        makespan)
+    wide = {k: np.tile(np.maximum(v, 0.0)[:, None], (1, H)) for k, v in chain.items() if k not in ("l", "l_bwd")}
+    measured = Instance(**wide, l=np.maximum(chain["l"], 0.0), l_bwd=np.maximum(chain["l_bwd"], 0.0),
+                        mem=instance.mem, cap=instance.cap, client_names=instance.client_names,
+                        helper_names=instance.helper_names, meta={"measured": "realised chain durations (ms)"})
+    all_jobs = list(jobs.values())
+    metrics = {
+        "realised_makespan_ms": makespan,
+        "helper_utilisation": (busy / makespan).round(4).tolist() if makespan > 0 else [0.0] * H,
+        "fallback_jobs": int(sum(1 for job in all_jobs if not job["planned"])),
+        "overhead_ms_per_job": float(overhead.mean()),
+        "overhead_share": float(overhead.sum(axis=1).mean() / makespan) if makespan > 0 else 0.0,
+        "bytes": int(sum(job["bytes_in"] + job["bytes_out"] for job in all_jobs)),
+    }
+    return RoundRecord(timeline, measured, metrics)
+
+
+class MetricsLog:
+    """metrics.jsonl of a run: one JSON object per round, appended and flushed; truncated on resume."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+
+    def truncate_after(self, round_: int) -> None:
+        """Keep only the lines of rounds <= round_ (a resumed run rewrites what follows)."""
+        if self.path.is_file():
+            kept = [line for line in self.path.read_text().splitlines() if json.loads(line)["round"] <= round_]
+            self.path.write_text("".join(line + "\n" for line in kept))
+
+    def append(self, record: Mapping[str, Any]) -> None:
+        """Append one round's metrics."""
+        with open(self.path, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(record, allow_nan=False) + "\n")
+
+    def read(self) -> list[dict[str, Any]]:
+        """Every round's metrics, in order."""
+        if not self.path.is_file():
+            return []
+        return [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]

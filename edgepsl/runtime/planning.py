@@ -1,0 +1,74 @@
+"""Turn the part times the roles declared into a planning instance, plan it, and derive the helpers' round orders."""
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from edgepsl.plan.heuristics import Solution, solve
+from edgepsl.plan.instance import Instance
+from edgepsl.plan.profiles import instance_from_parts, loose_capacity_mb
+from edgepsl.plan.schedule import KIND_NAMES, Plan
+from edgepsl.runtime.config import RunConfig
+from edgepsl.segment import Manifest
+
+MB = 2.0 ** 20
+
+
+def _cut_kb(manifest: Manifest, segment: str, batch: int, float16: bool) -> float:
+    """KB (1000 bytes) of one batch of a segment's output as it travels on the wire."""
+    spec = manifest.segment(segment).output
+    itemsize = 2 if float16 and spec.dtype == np.float32 else spec.dtype.itemsize
+    return batch * int(np.prod(spec.shape[1:])) * itemsize / 1000.0
+
+
+def part2_memory_mb(manifest: Manifest, batch: int) -> float:
+    """Memory one client's middle part needs on a helper: parameters, gradients and optimizer slot, plus its cut tensors."""
+    spec = manifest.segment("part2")
+    params = sum(int(np.prod(t.shape)) * t.dtype.itemsize for t in spec.params)
+    cuts = (_cut_kb(manifest, "part1", batch, False) + _cut_kb(manifest, "part2", batch, False)) * 1000.0
+    return (3 * params + 2 * cuts) / MB
+
+
+def build_instance(config: RunConfig, manifest: Manifest, clients: Sequence[str], helpers: Sequence[str],
+                   client_profiles: Mapping[str, dict], helper_profiles: Mapping[str, dict]) -> Instance:
+    """The instance of one round from the declared part times (ms), the cut sizes and the links."""
+    K, H = len(clients), len(helpers)
+    c = {key: np.array([client_profiles[n]["times"][key] for n in clients]) for key in
+         ("part1_fwd", "part1_bwd", "part3_fwd", "part3_bwd")}
+    h = {key: np.array([helper_profiles[n]["times"][key] for n in helpers]) for key in ("part2_fwd", "part2_bwd")}
+    bandwidth = np.array([client_profiles[n].get("bandwidth_mbps") or config.bandwidth_mbps for n in clients])
+    mem = np.full(K, part2_memory_mb(manifest, config.batch_size))
+    caps = [helper_profiles[n].get("capacity_mb") for n in helpers]
+    loose = loose_capacity_mb(mem)
+    return instance_from_parts(
+        part1_fwd=c["part1_fwd"], part1_bwd=c["part1_bwd"], part3_fwd=c["part3_fwd"], part3_bwd=c["part3_bwd"],
+        part2_fwd=np.tile(h["part2_fwd"], (K, 1)), part2_bwd=np.tile(h["part2_bwd"], (K, 1)),
+        cut1_kb=np.full(K, _cut_kb(manifest, "part1", config.batch_size, config.float16)),
+        cut2_kb=np.full(K, _cut_kb(manifest, "part2", config.batch_size, config.float16)),
+        bandwidth_mbps=np.tile(bandwidth[:, None], (1, H)), mem=mem,
+        cap=np.array([loose if cap is None else float(cap) for cap in caps]),
+        client_names=tuple(clients), helper_names=tuple(helpers),
+        meta={"built_by": "edgepsl.runtime.planning.build_instance", "batch_size": config.batch_size,
+              "artifact": manifest.model},
+    )
+
+
+def make_plan(config: RunConfig, instance: Instance) -> Solution:
+    """Plan the round with the configured method (and dispatch rule for the baselines)."""
+    return solve(instance, config.method, dispatch=config.dispatch, seed=config.seed)
+
+
+def fallback_priority(instance: Instance, rule: str, j: int, i: int) -> tuple[float, float]:
+    """The (forward, backward) priority values the online dispatch rule uses for client j on helper i."""
+    gap, tail = float(instance.gap[j, i]), float(instance.tail[j, i])
+    if rule == "tail":
+        return gap + float(instance.p_bwd[j, i]) + tail, tail
+    if rule == "fwd-first":
+        return gap, tail
+    return 0.0, 0.0
+
+
+def helper_orders(plan: Plan, clients: Sequence[str]) -> list[list[list[str]]]:
+    """Each helper's job order as [client name, 'fwd' | 'bwd'] rows (the ROUND_START payload)."""
+    return [[[clients[int(j)], KIND_NAMES[int(k)]] for j, k in order] for order in plan.orders]

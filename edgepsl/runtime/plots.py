@@ -1,0 +1,40 @@
+"""Figures of a run directory: loss and accuracy curves, and the planned versus realised Gantt charts."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+from edgepsl.plan.gantt import gantt_png, write_chrome_trace
+from edgepsl.plan.instance import Instance
+from edgepsl.plan.schedule import Plan, Timeline
+
+
+def curves_png(records: Sequence[dict[str, Any]], path: str | Path) -> None:
+    """Mean training loss per round and test accuracy at each evaluation, side by side."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(10.0, 3.6), dpi=100)
+    FigureCanvasAgg(fig)
+    loss_ax, acc_ax = fig.subplots(1, 2)
+    loss_ax.plot([r["round"] for r in records], [r["loss"] for r in records], linewidth=0.8)
+    loss_ax.set(xlabel="round", ylabel="mean training loss", title="training loss")
+    evals = [r for r in records if r.get("accuracy") is not None]
+    acc_ax.plot([r["round"] for r in evals], [100.0 * r["accuracy"] for r in evals], marker="o")
+    acc_ax.set(xlabel="round", ylabel="test accuracy (%)", title="test accuracy of the averaged model")
+    for ax in (loss_ax, acc_ax):
+        ax.grid(linewidth=0.3, alpha=0.5)
+    fig.tight_layout()
+    fig.savefig(str(path), format="png")
+
+
+def gantt_pair(instance: Instance, plan: Plan, planned: Timeline, measured: Instance, actual: Timeline,
+               directory: str | Path, round_: int) -> list[Path]:
+    """gantt-planned.png and gantt-actual.png of one round, plus trace-actual.json (Chrome trace of the round)."""
+    root = Path(directory)
+    out = [root / "gantt-planned.png", root / "gantt-actual.png", root / "trace-actual.json"]
+    gantt_png(instance, plan, planned, out[0], title=f"planned ({plan.method}): makespan {planned.makespan:,.1f} ms")
+    gantt_png(measured, plan, actual, out[1],
+              title=f"realised, round {round_}: makespan {actual.makespan:,.1f} ms (planned {planned.makespan:,.1f} ms)")
+    write_chrome_trace(measured, plan, actual, out[2])
+    return out

@@ -1,0 +1,62 @@
+"""Model state on the wire and FedAvg: segment parameters/buffers and optimizer state as named tensors."""
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from edgepsl.runtime.errors import RunAbortedError
+from edgepsl.segment import SGD, Adam, Optimizer, Segment
+from edgepsl.runtime.config import RunConfig
+
+MODEL, OPTIM = "m/", "o/"
+
+
+def make_optimizer(config: RunConfig, params: dict[str, np.ndarray]) -> Optimizer:
+    """The optimizer the configuration names, over one segment's parameters."""
+    if config.optimizer == "adam":
+        return Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+    return SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+
+
+def pack(segment: Segment, prefix: str, optimizer: Optimizer | None = None) -> dict[str, np.ndarray]:
+    """A segment's state (p:NAME, b:NAME) under `prefix`+MODEL, and its optimizer state under `prefix`+OPTIM."""
+    out = {prefix + MODEL + k: v for k, v in segment.get_state().items()}
+    if optimizer is not None:
+        out.update({prefix + OPTIM + k: v for k, v in optimizer.state_dict().items()})
+    return out
+
+
+def unpack(tensors: Mapping[str, np.ndarray], prefix: str) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """(model state, optimizer state) stored under `prefix` by pack(); copies, so they may be kept."""
+    model = {k[len(prefix + MODEL):]: np.array(v) for k, v in tensors.items() if k.startswith(prefix + MODEL)}
+    optim = {k[len(prefix + OPTIM):]: np.array(v) for k, v in tensors.items() if k.startswith(prefix + OPTIM)}
+    return model, optim
+
+
+def restore(segment: Segment, optimizer: Optimizer, tensors: Mapping[str, np.ndarray], prefix: str) -> None:
+    """Load model state (and optimizer state, when present) sent by pack(); StateError if it does not fit."""
+    model, optim = unpack(tensors, prefix)
+    segment.set_state(model)
+    if optim:
+        optimizer.load_state_dict(optim)
+
+
+def fedavg(states: Sequence[Mapping[str, np.ndarray]], weights: Sequence[float]) -> dict[str, np.ndarray]:
+    """Weighted average of model states with identical keys; integer tensors (step counters) take the maximum."""
+    if not states or len(states) != len(weights) or sum(weights) <= 0:
+        raise RunAbortedError(f"FedAvg needs states with positive total weight; got {len(states)} states")
+    keys = set(states[0])
+    for state in states[1:]:
+        if set(state) != keys:
+            raise RunAbortedError("FedAvg got model states with different tensor names")
+    w = np.asarray(weights, dtype=np.float64) / float(sum(weights))
+    out = {}
+    for key in states[0]:
+        stack = [np.asarray(s[key]) for s in states]
+        if np.issubdtype(stack[0].dtype, np.floating):
+            acc = sum(wi * a.astype(np.float64) for wi, a in zip(w, stack))
+            out[key] = np.asarray(acc, dtype=stack[0].dtype)
+        else:
+            out[key] = np.max(np.stack(stack), axis=0)
+    return out

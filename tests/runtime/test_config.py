@@ -1,0 +1,31 @@
+"""The run configuration: TOML round trip, unknown keys, types and cross-key rules are refused by name."""
+from __future__ import annotations
+
+import pytest
+
+from edgepsl.runtime.config import RunConfig
+from edgepsl.runtime.errors import RunConfigError
+
+
+def test_toml_round_trip(tmp_path):
+    config = RunConfig(clients=4, lr=0.01, method="random", float16=True)
+    config.save(tmp_path / "run.toml")
+    assert RunConfig.load(tmp_path / "run.toml") == config
+
+
+@pytest.mark.parametrize("changes, word", [
+    ({"learning_rate": 0.1}, "learning_rate"),
+    ({"clients": "6"}, "clients"),
+    ({"rounds": 0}, "rounds"),
+    ({"method": "magic"}, "method"),
+    ({"aggregate_every": 4, "eval_every": 10}, "eval_every"),
+])
+def test_bad_configs_name_the_key(changes, word):
+    with pytest.raises(RunConfigError, match=word):
+        RunConfig.from_dict(changes)
+
+
+def test_unreadable_toml(tmp_path):
+    (tmp_path / "bad.toml").write_text("clients = = 3\n")
+    with pytest.raises(RunConfigError, match="not valid TOML"):
+        RunConfig.load(tmp_path / "bad.toml")

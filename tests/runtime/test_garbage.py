@@ -1,0 +1,69 @@
+"""A rogue peer sending garbage and foreign jobs to a helper and the coordinator is refused; the run finishes."""
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import msgpack
+import numpy as np
+import zmq
+
+from edgepsl.runtime.launch import run_local
+from edgepsl.wire import ErrorCode, JobId, Message, MsgType, decode, encode
+from edgepsl.wire.validate import Limits
+from tests.runtime.conftest import small_run
+
+EXPECTED = 10  # five refusals from the helper and five from the coordinator
+
+
+class Rogue:
+    """A plaintext DEALER named mallory that sends bad messages and records the ERROR codes it gets back."""
+
+    def __init__(self) -> None:
+        self.codes: list[int] = []
+        self.context = zmq.Context()
+
+    def attack(self, endpoint: str, client: str) -> None:
+        """Garbage bytes, a job claiming another client, a job of an unassigned client, a valid-looking bad tensor."""
+        sock = self.context.socket(zmq.DEALER)
+        sock.routing_id = b"mallory"
+        sock.linger = 0
+        sock.connect(endpoint)
+        bad_tensor = {"x": np.zeros((2, 3), np.float32)}
+        sock.send_multipart([b"\xc1 not msgpack"])
+        sock.send_multipart([msgpack.packb({"v": 1, "type": "forward", "tensors": [{"name": "x"}]})])
+        sock.send_multipart(encode(Message(MsgType.FORWARD, JobId("test", 1, client, 1), bad_tensor)))
+        sock.send_multipart(encode(Message(MsgType.FORWARD, JobId("test", 1, "mallory", 2), bad_tensor)))
+        sock.send_multipart(encode(Message(MsgType.REPORT, JobId("test", 1, "mallory", 3), meta={"phase": "round"})))
+        threading.Thread(target=self._listen, args=(sock,), daemon=True).start()
+
+    def _listen(self, sock: zmq.Socket) -> None:
+        deadline = time.monotonic() + 30.0
+        while time.monotonic() < deadline and len(self.codes) < EXPECTED:
+            if sock.poll(200):
+                message = decode(sock.recv_multipart(), Limits())
+                if message.type is MsgType.ERROR:
+                    self.codes.append(message.error_info()[0])
+        sock.close()
+
+
+def test_garbage_is_refused_while_the_others_finish(tmp_path):
+    run_dir = tmp_path / "run"
+    rogue = Rogue()
+
+    def on_round(metrics: dict) -> None:
+        if metrics["round"] == 0:
+            roles = json.loads((run_dir / "roles.json").read_text())
+            rogue.attack(roles["helper_endpoints"]["helper0"], "client0")
+            rogue.attack(roles["coordinator"], "client0")
+
+    summary = run_local(small_run(run_dir, clients=2, helpers=1, rounds=10, secure=False), on_round)
+    assert summary.rounds_done == 10 and len(summary.records) == 10
+    assert summary.accuracy is not None
+    deadline = time.monotonic() + 30.0
+    while len(rogue.codes) < EXPECTED and time.monotonic() < deadline:
+        time.sleep(0.05)
+    rogue.context.term()
+    assert sorted(rogue.codes) == sorted(2 * [ErrorCode.BAD_HEADER, ErrorCode.BAD_TENSOR, ErrorCode.IMPERSONATION,
+                                              ErrorCode.REJECTED, ErrorCode.REJECTED])
