@@ -14,57 +14,24 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edgepsl.errors import EdgePSLError
-from edgepsl.plan.bounds import LowerBound, lower_bound
+from edgepsl.plan.bounds import lower_bound
 from edgepsl.plan.evaluate import evaluate
-from edgepsl.plan.heuristics import solve
+from edgepsl.plan.heuristics import Solution, solve
+from edgepsl.plan.highs import add_assignment, highs_module, new_model, run
 from edgepsl.plan.instance import Instance
 from edgepsl.plan.pure.constants import BWD, FWD
-from edgepsl.plan.schedule import Plan, Timeline
-
-
-class SolverUnavailableError(EdgePSLError):
-    """The MILP solver HiGHS (Python package highspy) is not installed."""
-
-
-class SolverFailedError(EdgePSLError):
-    """HiGHS stopped without any feasible plan (for example a time limit hit before the first incumbent)."""
+from edgepsl.plan.schedule import Plan
 
 
 @dataclass(frozen=True)
-class MilpSolution:
-    """A plan from HiGHS with its evaluated timeline, HiGHS's status, bound and gap."""
+class MilpSolution(Solution):
+    """A Solution from HiGHS, with its status, proven optimality, objective, dual bound and gap."""
 
-    plan: Plan
-    timeline: Timeline
-    bound: LowerBound
     status: str
     optimal: bool
     objective: float
     dual_bound: float
     mip_gap: float
-    solve_seconds: float
-
-    @property
-    def makespan(self) -> float:
-        """Makespan of the plan under the evaluator (ms)."""
-        return self.timeline.makespan
-
-    @property
-    def gap(self) -> float:
-        """Relative gap of the makespan above edgepsl's lower bound (HiGHS's own gap is mip_gap)."""
-        return self.bound.gap(self.makespan)
-
-
-def highs_module():
-    """The highspy module, or SolverUnavailableError naming the extra that installs it."""
-    try:
-        import highspy
-    except ImportError:
-        raise SolverUnavailableError(
-            "the exact planner needs HiGHS: pip install 'edgepsl[solvers]' (the highspy package)"
-        ) from None
-    return highspy
 
 
 def solve_milp(instance: Instance, time_limit: float = 60.0, threads: int = 1, warm_start: Plan | None = None,
@@ -81,12 +48,8 @@ def solve_milp(instance: Instance, time_limit: float = 60.0, threads: int = 1, w
     upper = warm.makespan
     big_m = upper + float(max(p.max(), pb.max()))
 
-    h = highspy.Highs()
-    h.setOptionValue("output_flag", bool(verbose))
-    h.setOptionValue("time_limit", float(time_limit))
-    h.setOptionValue("threads", int(threads))
-    h.setOptionValue("random_seed", 0)
-    y = {(j, i): h.addBinary() for j in range(K) for i in range(H) if fits[j, i]}
+    h = new_model(time_limit, threads, verbose)
+    y = add_assignment(h, instance)
     S = [h.addVariable(lb=0.0, ub=upper) for _ in range(K)]
     T = [h.addVariable(lb=0.0, ub=upper) for _ in range(K)]
     W = h.addVariable(lb=0.0, ub=upper, obj=1.0)
@@ -95,14 +58,9 @@ def solve_milp(instance: Instance, time_limit: float = 60.0, threads: int = 1, w
         return sum(float(coef[j, i]) * y[j, i] for i in range(H) if fits[j, i])
 
     for j in range(K):
-        h.addConstr(sum(y[j, i] for i in range(H) if fits[j, i]) == 1)
         h.addConstr(S[j] - lin(r, j) >= 0)
         h.addConstr(T[j] - S[j] - lin(p + g, j) >= 0)
         h.addConstr(W - T[j] - lin(pb + q, j) >= 0)
-    for i in range(H):
-        members = [j for j in range(K) if fits[j, i]]
-        if float(instance.mem[members].sum()) > instance.cap[i]:
-            h.addConstr(sum(float(instance.mem[j]) * y[j, i] for j in members) <= float(instance.cap[i]))
     order = {}
     starts = {FWD: S, BWD: T}
     dur = {FWD: p, BWD: pb}
@@ -119,7 +77,6 @@ def solve_milp(instance: Instance, time_limit: float = 60.0, threads: int = 1, w
                         away = big_m * (2 - y[j, i] - y[k, i])
                         h.addConstr(starts[b][k] - starts[a][j] - float(dur[a][j, i]) + big_m * (1 - o) + away >= 0)
                         h.addConstr(starts[a][j] - starts[b][k] - float(dur[b][k, i]) + big_m * o + away >= 0)
-    h.changeObjectiveSense(highspy.ObjSense.kMinimize)
 
     values = np.zeros(h.getNumCol())
     for (j, i), var in y.items():
@@ -135,28 +92,18 @@ def solve_milp(instance: Instance, time_limit: float = 60.0, threads: int = 1, w
     sol.col_value = values.tolist()
     sol.value_valid = True
     h.setSolution(sol)
-    h.run()
-
-    status = h.modelStatusToString(h.getModelStatus())
-    info = h.getInfo()
-    if info.primal_solution_status != 2:
-        raise SolverFailedError(f"HiGHS found no feasible plan ({status}); raise the time limit")
-    col = np.array(h.getSolution().col_value)
-    assignment = np.array([max((i for i in range(H) if fits[j, i]), key=lambda i: col[y[j, i].index])
-                           for j in range(K)], dtype=np.int64)
+    out = run(h, "plan")
+    col = out.values
+    assignment = out.assignment(y, K)
     jobs = sorted(
         (col[starts[kind][j].index], kind, j) for j in range(K) for kind in (FWD, BWD)
     )
     orders = tuple(np.array([[j, kind] for _, kind, j in jobs if assignment[j] == i], dtype=np.int64).reshape(-1, 2)
                    for i in range(H))
-    plan = Plan(assignment, orders, "milp", {"status": status, "time_limit": time_limit, "threads": threads})
+    plan = Plan(assignment, orders, "milp", {"status": out.status, "time_limit": time_limit, "threads": threads})
     timeline = evaluate(instance, plan)
     if timeline.makespan > warm.makespan:
         plan, timeline = Plan(warm_start.assignment, warm_start.orders, "milp", plan.meta), warm
-    seconds = time.perf_counter() - t0
-    return MilpSolution(
-        plan=plan, timeline=timeline, bound=lower_bound(instance), status=status,
-        optimal=h.getModelStatus() == highspy.HighsModelStatus.kOptimal,
-        objective=float(info.objective_function_value), dual_bound=float(info.mip_dual_bound),
-        mip_gap=float(info.mip_gap), solve_seconds=seconds,
-    )
+    return MilpSolution(plan=plan, timeline=timeline, bound=lower_bound(instance),
+                        solve_seconds=time.perf_counter() - t0, status=out.status, optimal=out.optimal,
+                        objective=out.objective, dual_bound=out.dual_bound, mip_gap=out.mip_gap)

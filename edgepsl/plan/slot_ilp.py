@@ -19,7 +19,7 @@ import numpy as np
 from edgepsl.errors import EdgePSLError
 from edgepsl.plan.heuristics import solve
 from edgepsl.plan.instance import FIELDS, Instance
-from edgepsl.plan.milp import SolverFailedError, highs_module
+from edgepsl.plan.highs import add_assignment, new_model, run
 
 
 class SlotLengthError(EdgePSLError):
@@ -66,7 +66,6 @@ def discretise(instance: Instance, slot_ms: float) -> Instance:
 def solve_slot_ilp(instance: Instance, slot_ms: float, time_limit: float = 60.0, threads: int = 1,
                    verbose: bool = False) -> SlotSolution:
     """Solve the paper's preemptive ILP at the given slot length; optimum or incumbent with HiGHS's gap."""
-    highspy = highs_module()
     t0 = time.perf_counter()
     inst = discretise(instance, slot_ms)
     K, H = inst.K, inst.H
@@ -74,25 +73,20 @@ def solve_slot_ilp(instance: Instance, slot_ms: float, time_limit: float = 60.0,
     horizon = int(round(solve(inst, "greedy-ls").makespan))
     fits = inst.fits
 
-    h = highspy.Highs()
-    h.setOptionValue("output_flag", bool(verbose))
-    h.setOptionValue("time_limit", float(time_limit))
-    h.setOptionValue("threads", int(threads))
-    h.setOptionValue("random_seed", 0)
+    h = new_model(time_limit, threads, verbose)
     W = h.addVariable(lb=0.0, ub=float(horizon), obj=1.0)
-    y, x, z = {}, {}, {}
+    y = add_assignment(h, inst)
+    x, z = {}, {}
     for j in range(K):
         for i in range(H):
             if not fits[j, i]:
                 continue
-            y[j, i] = h.addBinary()
             last_b = horizon - int(q[j, i])            # a backward slot t needs t + 1 + q <= horizon
             for t in range(int(r[j, i]), horizon):
                 x[i, j, t] = h.addBinary()
             for t in range(int(r[j, i] + p[j, i] + g[j, i]), last_b):
                 z[i, j, t] = h.addBinary()
     for j in range(K):
-        h.addConstr(sum(y[j, i] for i in range(H) if fits[j, i]) == 1)
         for i in range(H):
             if not fits[j, i]:
                 continue
@@ -106,21 +100,13 @@ def solve_slot_ilp(instance: Instance, slot_ms: float, time_limit: float = 60.0,
                 h.addConstr(W - (t + 1 + int(q[j, i])) * v >= 0)
     for i in range(H):
         members = [j for j in range(K) if fits[j, i]]
-        if float(inst.mem[members].sum()) > inst.cap[i]:
-            h.addConstr(sum(float(inst.mem[j]) * y[j, i] for j in members) <= float(inst.cap[i]))
         for t in range(horizon):
             busy = [x[i, j, t] for j in members if (i, j, t) in x] + [z[i, j, t] for j in members if (i, j, t) in z]
             if len(busy) > 1:
                 h.addConstr(sum(busy) <= 1)
-    h.changeObjectiveSense(highspy.ObjSense.kMinimize)
-    h.run()
-    status = h.modelStatusToString(h.getModelStatus())
-    info = h.getInfo()
-    if info.primal_solution_status != 2:
-        raise SolverFailedError(f"HiGHS found no feasible slot schedule ({status}); raise the time limit")
-    col = np.array(h.getSolution().col_value)
-    assignment = np.array([max((i for i in range(H) if fits[j, i]), key=lambda i: col[y[j, i].index])
-                           for j in range(K)], dtype=np.int64)
+    out = run(h, "slot schedule")
+    col = out.values
+    assignment = out.assignment(y, K)
     slots = np.full((H, horizon), -1, dtype=np.int64)
     for kind, var in ((0, x), (1, z)):
         for (i, j, t), v in var.items():
@@ -129,8 +115,7 @@ def solve_slot_ilp(instance: Instance, slot_ms: float, time_limit: float = 60.0,
     finish = max(int(np.flatnonzero(slots[assignment[j]] == 2 * j + 1).max()) + 1 + int(q[j, assignment[j]])
                  for j in range(K))
     return SlotSolution(
-        assignment=assignment, slots=slots, makespan_slots=finish, slot_ms=float(slot_ms), status=status,
-        optimal=h.getModelStatus() == highspy.HighsModelStatus.kOptimal,
-        dual_bound_slots=float(info.mip_dual_bound), mip_gap=float(info.mip_gap),
+        assignment=assignment, slots=slots, makespan_slots=finish, slot_ms=float(slot_ms), status=out.status,
+        optimal=out.optimal, dual_bound_slots=out.dual_bound, mip_gap=out.mip_gap,
         solve_seconds=time.perf_counter() - t0,
     )

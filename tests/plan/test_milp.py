@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from edgepsl.plan.heuristics import solve
-from edgepsl.plan.milp import SolverUnavailableError, solve_milp
+from edgepsl.plan.highs import SolverUnavailableError
+from edgepsl.plan.milp import solve_milp
 from edgepsl.plan.scenarios import scenario_instance
 
 from .instances import random_instance
