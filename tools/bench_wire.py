@@ -244,6 +244,7 @@ def main(argv: list[str] | None = None) -> int:
         (serve_raw if args.serve == "raw" else serve_channel)(args.security == "curve", KeyStore(args.keys))
         return 0
     sizes = [parse_size(s) for s in args.sizes.split(",")]
+    load_before = os.getloadavg()
     print_header()
     report = run_benchmark(sizes, args.scale, args.rounds)
     report = {
@@ -251,7 +252,8 @@ def main(argv: list[str] | None = None) -> int:
         "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "host": {"machine": platform.machine(), "processor": platform.processor(), "cpus": os.cpu_count(),
                  "python": platform.python_version(), "pyzmq": zmq.__version__, "libzmq": zmq.zmq_version(),
-                 "msgpack": ".".join(map(str, msgpack.version)), "numpy": np.__version__},
+                 "msgpack": ".".join(map(str, msgpack.version)), "numpy": np.__version__,
+                 "load_avg_1m_before_after": [load_before[0], os.getloadavg()[0]]},
         "params": {"sizes": sizes, "scale": args.scale, "rounds": args.rounds, "transport": "tcp loopback",
                    "channel_config": {"hwm": CONFIG.hwm, "inbox": CONFIG.inbox, "heartbeat_s": CONFIG.heartbeat_s}},
         **report,
