@@ -125,6 +125,7 @@ class Client:
             self._helpers[endpoint] = self._peer(endpoint, key.encode() if key else None)
         helper = self._helpers[endpoint]
         t_start = now_ms()
+        self.opt1.lr = self.opt3.lr = state.lr_at(config, r)
         x, y = data.batch(r)
         emulated = self.options.emulation.active
         t = time.perf_counter()

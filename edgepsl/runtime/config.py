@@ -22,14 +22,15 @@ class RunConfig:
     artifact: str = DEFAULT_ARTIFACT
     clients: int = 6
     helpers: int = 2
-    rounds: int = 100
+    rounds: int = 1000
     batch_size: int = 64
     optimizer: str = "sgd"
     lr: float = 0.05
+    lr_schedule: str = "constant"
     momentum: float = 0.9
     weight_decay: float = 0.0
     aggregate_every: int = 5
-    eval_every: int = 50
+    eval_every: int = 125
     method: str = "greedy-ls"
     dispatch: str = "fcfs"
     fallback_rule: str = "tail"
@@ -47,18 +48,17 @@ class RunConfig:
     threads: int = 1
     register_timeout_s: float = 120.0
     round_timeout_s: float = 300.0
-    heartbeat_s: float = 1.0
 
     def __post_init__(self) -> None:
         positive = ("clients", "helpers", "rounds", "batch_size", "aggregate_every", "eval_every", "profile_iters",
-                    "threads", "bandwidth_mbps", "time_scale", "register_timeout_s", "round_timeout_s", "heartbeat_s")
+                    "threads", "bandwidth_mbps", "time_scale", "register_timeout_s", "round_timeout_s")
         for name in positive:
             if not getattr(self, name) > 0:
                 raise RunConfigError(f"config key {name!r} must be > 0, got {getattr(self, name)!r}")
         for name in ("lr", "momentum", "weight_decay", "train_samples", "test_samples"):
             if getattr(self, name) < 0:
                 raise RunConfigError(f"config key {name!r} must be >= 0, got {getattr(self, name)!r}")
-        choices = {"optimizer": ("sgd", "adam"), "method": tuple(METHODS), "dispatch": (*DISPATCH_RULES, "best"),
+        choices = {"optimizer": ("sgd", "adam"), "lr_schedule": ("constant", "cosine"), "method": tuple(METHODS), "dispatch": (*DISPATCH_RULES, "best"),
                    "fallback_rule": tuple(DISPATCH_RULES), "partition": ("iid", "dirichlet")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:

@@ -230,6 +230,8 @@ class Helper:
     def _execute(self, job: Job, plan: RoundPlan, pacer: Pacer, t0: float) -> dict | None:
         """Run one job, pad it, reply after the emulated download; its record, or None if its input was refused."""
         segment, optimizer = self._part(job.client)
+        assert self.config is not None
+        optimizer.lr = state.lr_at(self.config, plan.round)
         message = job.envelope.message
         start = now_ms()
         self.trace.event("job_start", start, client=job.client, kind=job.kind, round=plan.round)

@@ -1,6 +1,7 @@
 """Model state on the wire and FedAvg: segment parameters/buffers and optimizer state as named tensors."""
 from __future__ import annotations
 
+import math
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -17,6 +18,13 @@ def make_optimizer(config: RunConfig, params: dict[str, np.ndarray]) -> Optimize
     if config.optimizer == "adam":
         return Adam(params, lr=config.lr, weight_decay=config.weight_decay)
     return SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+
+
+def lr_at(config: RunConfig, round_: int) -> float:
+    """The learning rate of a round: constant, or cosine-annealed from lr to 0 over the configured rounds."""
+    if config.lr_schedule == "cosine":
+        return config.lr * 0.5 * (1.0 + math.cos(math.pi * round_ / config.rounds))
+    return config.lr
 
 
 def pack(segment: Segment, prefix: str, optimizer: Optimizer | None = None) -> dict[str, np.ndarray]:

@@ -26,8 +26,9 @@ def test_short_run_learns_and_writes_its_run_directory(reference_run):
                  "gantt-planned.png", "gantt-actual.png", "trace-actual.json", "checkpoint/state.npz"):
         assert (root / name).is_file(), name
     plan = Plan.load(root / "plan.json")
-    assert sorted(plan.assignment.tolist()) == sorted(plan.assignment.tolist()) and len(plan.assignment) == 3
-    for role in ("coordinator", "helper0", "helper1", "client0", "client1", "client2"):
+    assert len(plan.assignment) == 3
+    busy_helpers = [f"helper{i}" for i in sorted(set(plan.assignment.tolist()))]  # the plan may leave one idle
+    for role in ("coordinator", *busy_helpers, "client0", "client1", "client2"):
         events = [json.loads(line) for line in (root / "traces" / f"{role}.jsonl").read_text().splitlines()]
         assert any(e["ev"] == "send" for e in events), role
     helper_jobs = [json.loads(line) for name in ("helper0", "helper1")

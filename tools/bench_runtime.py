@@ -1,0 +1,119 @@
+"""Benchmark the runtime on emulated heterogeneous fleets: realised vs planned makespan per planning method.
+
+K clients and H helpers run as separate processes on this machine with real LeNet-5 segments and real
+sockets; each emulates a device of the paper's profile (clients d1 / d2, helpers VM / laptop, drawn as in
+scenario 1) and each client a link from the paper's bandwidth classes. Compute is padded to the emulated
+times (scaled by --time-scale) and sends are paced to the links, so the planner's instance is what the
+processes really do. For every H and method it reports the realised makespan per round (after a warm-up
+round), the planned one, their ratio, helper utilisation, and the framework overhead per job (a job's round
+trip seen by the client minus helper queueing, compute and the emulated download) and as a share of the round.
+
+    python tools/bench_runtime.py [--clients 20] [--helpers 2,4] [--rounds 4] [--out bench-results/runtime.json]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from edgepsl.plan.scenarios import HELPER_DEVICES, SCENARIO1_CLIENT_DEVICES, sample_bandwidth  # noqa: E402
+from edgepsl.runtime.config import RunConfig  # noqa: E402
+from edgepsl.runtime.emulation import Emulation  # noqa: E402
+from edgepsl.runtime.launch import LocalRun, run_local  # noqa: E402
+
+METHODS = ("random", "balanced-greedy", "greedy-ls")
+TARGET_RATIO = 0.10
+TARGET_OVERHEAD = 0.05
+
+
+def fleet(clients: int, helpers: int, seed: int) -> tuple[list[Emulation], list[Emulation]]:
+    """Scenario-1 devices and links: clients d1/d2 uniformly with a bandwidth-class link each, helpers VM/laptop."""
+    rng = np.random.default_rng(seed)
+    client_devices = rng.choice(SCENARIO1_CLIENT_DEVICES, clients)
+    helper_devices = rng.choice(HELPER_DEVICES, helpers)
+    links = sample_bandwidth(rng, clients, 1)[:, 0]
+    return ([Emulation(device=str(d), bandwidth_mbps=float(b)) for d, b in zip(client_devices, links)],
+            [Emulation(device=str(d)) for d in helper_devices])
+
+
+def measure(config: RunConfig, clients: list[Emulation], helpers: list[Emulation], run_dir: Path) -> dict:
+    """One run; per-round metrics after the warm-up round, summarised."""
+    summary = run_local(LocalRun(config, run_dir, client_emulation=clients, helper_emulation=helpers))
+    rounds = summary.records[1:]
+    realised = np.array([m["realised_makespan_ms"] for m in rounds])
+    planned = float(summary.planned_makespan_ms)
+    return {
+        "planned_makespan_ms": planned,
+        "realised_makespan_ms": realised.tolist(),
+        "realised_mean_ms": float(realised.mean()),
+        "realised_over_planned": float(realised.mean() / planned),
+        "helper_utilisation": np.mean([m["helper_utilisation"] for m in rounds], axis=0).round(4).tolist(),
+        "overhead_ms_per_job": float(np.mean([m["overhead_ms_per_job"] for m in rounds])),
+        "overhead_share": float(np.mean([m["overhead_share"] for m in rounds])),
+        "fallback_jobs_per_round": float(np.mean([m["fallback_jobs"] for m in rounds])),
+    }
+
+
+def main() -> int:
+    """Run every (H, method), print the table and write the JSON."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, default=20)
+    parser.add_argument("--helpers", default="2,4", help="comma-separated helper counts (default 2,4)")
+    parser.add_argument("--rounds", type=int, default=4, help="rounds per run; the first is a warm-up (default 4)")
+    parser.add_argument("--time-scale", type=float, default=0.05, help="scale of the profiled times (default 0.05)")
+    parser.add_argument("--profile", default="resnet101_cifar10", help="device profile to emulate")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=ROOT / "bench-results" / "runtime.json")
+    args = parser.parse_args()
+    results = []
+    with tempfile.TemporaryDirectory(prefix="bench-runtime-") as tmp:
+        for H in (int(h) for h in args.helpers.split(",")):
+            clients, helpers = fleet(args.clients, H, args.seed)
+            for method in METHODS:
+                config = RunConfig(run_id=f"bench-{H}-{method}", clients=args.clients, helpers=H, rounds=args.rounds,
+                                   batch_size=32, aggregate_every=args.rounds, eval_every=args.rounds,
+                                   method=method, seed=args.seed, train_samples=args.clients * 64, test_samples=500,
+                                   emulation_profile=args.profile, time_scale=args.time_scale, profile_iters=1)
+                t = time.perf_counter()
+                row = measure(config, clients, helpers, Path(tmp) / f"{H}-{method}")
+                row.update({"clients": args.clients, "helpers": H, "method": method,
+                            "wall_s": time.perf_counter() - t})
+                results.append(row)
+                print(f"H={H:<2} {method:<16} planned {row['planned_makespan_ms']:8.1f} ms  realised "
+                      f"{row['realised_mean_ms']:8.1f} ms  ratio {row['realised_over_planned']:.3f}  "
+                      f"util {row['helper_utilisation']}  overhead {row['overhead_ms_per_job']:.1f} ms/job "
+                      f"({100 * row['overhead_share']:.1f} % of the round)", flush=True)
+    by = {(r["helpers"], r["method"]): r for r in results}
+    checks = {}
+    for H in sorted({r["helpers"] for r in results}):
+        rnd, ours = by[(H, "random")], by[(H, "greedy-ls")]
+        checks[f"H={H}"] = {
+            "realised_within_10pct_of_planned": all(abs(by[(H, m)]["realised_over_planned"] - 1) <= TARGET_RATIO
+                                                    for m in METHODS),
+            "planned_gain_vs_random": 1 - ours["planned_makespan_ms"] / rnd["planned_makespan_ms"],
+            "realised_gain_vs_random": 1 - ours["realised_mean_ms"] / rnd["realised_mean_ms"],
+            "overhead_at_most_5pct": all(by[(H, m)]["overhead_share"] <= TARGET_OVERHEAD for m in METHODS),
+        }
+    print("\ntargets:")
+    for key, value in checks.items():
+        print(f"  {key}: " + ", ".join(f"{k} = {v:.3f}" if isinstance(v, float) else f"{k} = {v}" for k, v in value.items()))
+    out = {"benchmark": "runtime", "machine": {"platform": platform.platform(), "python": platform.python_version()},
+           "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+           "results": results, "targets": checks}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(out, indent=1) + "\n")
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
