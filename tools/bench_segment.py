@@ -69,7 +69,7 @@ def middle_input(name: str, model: torch.nn.Sequential, batch: int) -> np.ndarra
 
 
 def bench_ort(artifact: Path, x: np.ndarray, threads: int, repeats: int) -> dict[str, float]:
-    """Median forward, backward, optimizer and whole train-step times of the onnxruntime segment."""
+    """Median forward, optimizer and whole train-step times of the onnxruntime segment, and its saved bytes."""
     seg = Segment(artifact, "part2", threads=threads)
     optimizer = SGD(seg.params, lr=LR, momentum=MOMENTUM)
     grad_out = np.random.default_rng(0).standard_normal(seg.forward("probe", x).shape).astype(np.float32)
@@ -82,23 +82,17 @@ def bench_ort(artifact: Path, x: np.ndarray, threads: int, repeats: int) -> dict
         seg.forward(job, x)
         optimizer.step(seg.backward(job, grad_out).grads)
 
-    def forward_backward() -> None:
-        job = next(counter)
-        seg.forward(job, x)
-        seg.backward(job, grad_out)
-
     def forward() -> None:
         job = next(counter)
         seg.forward(job, x)
         seg.drop(job)
 
     return {"train_step_ms": median_ms(step, repeats), "forward_ms": median_ms(forward, repeats),
-            "forward_backward_ms": median_ms(forward_backward, repeats),
             "optimizer_ms": median_ms(lambda: optimizer.step(grads), repeats), "saved_bytes_per_job": saved}
 
 
 def bench_torch(segment: torch.nn.Module, x: np.ndarray, threads: int, repeats: int) -> dict[str, float]:
-    """Median forward, and whole train-step times of the same segment in PyTorch eager, and its saved bytes."""
+    """Median forward and whole train-step times of the same segment in PyTorch eager, and its saved bytes."""
     torch.set_num_threads(threads)
     seg = copy.deepcopy(segment).train()
     optimizer = torch.optim.SGD(seg.parameters(), lr=LR, momentum=MOMENTUM)

@@ -79,13 +79,14 @@ def test_runtime_segments_match_float64_torch_at_another_batch_size(artifact):
             x = torch_segment.train()(torch.from_numpy(x)).numpy()
 
 
-def test_cli_writes_artifact_and_prints_table(tmp_path, capsys):
+def test_cli_per_layer_export_writes_one_segment_per_block(tmp_path, capsys):
     out = tmp_path / "mlp"
-    assert export_cli.main(["--model", "mlp", "--cut", "2,3", "--out", str(out)]) == 0
+    assert export_cli.main(["--model", "mlp", "--per-layer", "--out", str(out)]) == 0
     manifest = json.loads((out / names.MANIFEST_FILE).read_text())
-    assert manifest["cuts"] == [2, 3]
-    assert [s["blocks"] for s in manifest["segments"]] == [[0, 2], [2, 3], [3, 4]]
-    assert "part3" in capsys.readouterr().out
+    assert manifest["cuts"] == [1, 2, 3]
+    assert [s["blocks"] for s in manifest["segments"]] == [[0, 1], [1, 2], [2, 3], [3, 4]]
+    assert [s["role"] for s in manifest["segments"]] == [names.FIRST, names.MIDDLE, names.MIDDLE, names.LAST]
+    assert "part4" in capsys.readouterr().out
     assert export_cli.main(["--model", "mlp", "--cut", "2,3", "--out", str(out)]) == 1
     assert "--force" in capsys.readouterr().err
 

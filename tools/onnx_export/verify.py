@@ -101,8 +101,8 @@ def reference(segment: nn.Module, x: torch.Tensor, seed: torch.Tensor, with_loss
 
 
 def _run(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Run a model on onnxruntime (CPU) with the feeds it declares."""
-    session = open_session(model.SerializeToString())
+    """Run a model on onnxruntime (CPU, one thread: verification batches are small) with the feeds it declares."""
+    session = open_session(model.SerializeToString(), threads=1)
     outputs = session.run(None, {i.name: feeds[i.name] for i in session.get_inputs()})
     return dict(zip([o.name for o in session.get_outputs()], outputs))
 
