@@ -45,6 +45,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         spec = models.get_spec(args.model)
+        if args.num_classes is not None and args.num_classes < 2:
+            raise ExportError(f"--num-classes must be at least 2, got {args.num_classes}")
         model = models.build(args.model, args.num_classes, args.seed)
         if args.per_layer:
             cuts = list(range(1, len(model)))

@@ -97,6 +97,7 @@ def test_cli_per_layer_export_writes_one_segment_per_block(tmp_path, capsys):
     (["--model", "lenet5", "--cut", "0,2"], "strictly increasing"),
     (["--model", "lenet5", "--cut", "1,x"], "comma-separated"),
     (["--model", "lenet5", "--cut", ","], "at least one cut"),
+    (["--model", "lenet5", "--num-classes", "1"], "--num-classes must be at least 2"),
 ])
 def test_cli_rejects_bad_model_or_cuts_and_writes_nothing(tmp_path, capsys, argv, message):
     out = tmp_path / "never"
