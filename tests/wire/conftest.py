@@ -1,15 +1,12 @@
-"""Fixtures of the wire tests: a key store with a server and peers, fast channel settings, channel factories."""
+"""Fixtures of the wire tests: a key store with a server and peers and channel factories."""
 from __future__ import annotations
 
-import time
 from typing import Callable, Iterator
 
 import pytest
 
-from edgepsl.wire import ChannelConfig, Envelope, KeyStore, PeerChannel, PeerEvent, PeerSecurity, ServerChannel, ServerSecurity
-from edgepsl.wire.inbox import Delivery
-
-FAST = ChannelConfig(heartbeat_s=0.1, liveness=5, reconnect_min_s=0.05, reconnect_max_s=0.2, send_timeout_s=1.0, linger_s=0.0)
+from edgepsl.wire import ChannelConfig, KeyStore, PeerChannel, PeerSecurity, ServerChannel, ServerSecurity
+from tests.wire.helpers import FAST
 
 
 @pytest.fixture()
@@ -52,27 +49,3 @@ def connect(keys, channels) -> Callable[..., PeerChannel]:
         return peer
 
     return make
-
-
-def wait_for(channel, match: Callable[[Delivery], bool], timeout: float = 5.0) -> tuple[Delivery | None, list[Delivery]]:
-    """The first delivery matching `match` within `timeout` seconds, and every delivery seen before it."""
-    seen: list[Delivery] = []
-    deadline = time.monotonic() + timeout
-    while (remaining := deadline - time.monotonic()) > 0:
-        item = channel.recv(timeout=remaining)
-        if item is None:
-            break
-        if match(item):
-            return item, seen
-        seen.append(item)
-    return None, seen
-
-
-def is_event(kind) -> Callable[[Delivery], bool]:
-    """Match a PeerEvent of one kind."""
-    return lambda item: isinstance(item, PeerEvent) and item.kind is kind
-
-
-def is_message(kind) -> Callable[[Delivery], bool]:
-    """Match an Envelope of one message type."""
-    return lambda item: isinstance(item, Envelope) and item.message.type is kind

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import zmq
 
-from conftest import FAST, is_event, is_message, wait_for
 from edgepsl.wire import (
     ChannelClosedError,
     ChannelConfig,
@@ -28,6 +27,7 @@ from edgepsl.wire import (
     decode,
     encode,
 )
+from tests.wire.helpers import FAST, is_event, is_message, pending, wait_for
 
 
 def forward(client: str, seq: int, arr: np.ndarray) -> Message:
@@ -123,7 +123,7 @@ def test_unknown_key_gets_nothing_processed(secure_server, connect):
     extra, more = wait_for(secure_server, lambda d: True, timeout=1.0)
     peers = {d.peer for d in seen + more + ([extra] if extra else [])}
     assert peers <= {"alice"}
-    assert not [d for d in iter(lambda: stranger.recv(0), None) if isinstance(d, Envelope)]
+    assert not [d for d in pending(stranger) if isinstance(d, Envelope)]
 
 
 def test_claiming_another_client_in_the_header_is_refused(secure_server, connect):
@@ -208,7 +208,7 @@ def test_heartbeats_keep_peers_alive_while_the_user_thread_computes(secure_serve
     total = 0
     while time.monotonic() < end:
         total += sum(i * i for i in range(1000))
-    lost = [d for ch in (secure_server, alice) for d in iter(lambda c=ch: c.recv(0), None) if isinstance(d, PeerEvent) and d.kind is EventKind.LOST]
+    lost = [d for ch in (secure_server, alice) for d in pending(ch) if isinstance(d, PeerEvent) and d.kind is EventKind.LOST]
     assert total > 0 and lost == []
 
 
@@ -343,4 +343,4 @@ def test_a_slow_consumer_loses_nothing_and_blames_no_one(secure_server, connect)
             events.append(item.kind)
     assert reports == list(range(12))
     assert EventKind.LOST not in events
-    assert not [d for d in iter(lambda: alice.recv(0), None) if isinstance(d, PeerEvent) and d.kind is EventKind.LOST]
+    assert not [d for d in pending(alice) if isinstance(d, PeerEvent) and d.kind is EventKind.LOST]

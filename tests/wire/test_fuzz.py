@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 import zmq
 
-from conftest import is_message, wait_for
-from edgepsl.wire import Envelope, ErrorCode, JobId, Message, MsgType, decode, encode
+from edgepsl.wire import (ChannelConfig, Envelope, ErrorCode, JobId, Limits, Message, MsgType, PeerChannel, ServerChannel,
+                          decode, encode)
+from tests.wire.helpers import FAST, is_message, wait_for
 
 N_MALFORMED = 2000
 GOOD_EVERY = 200
@@ -212,9 +213,6 @@ def test_fuzzed_server_answers_error_and_keeps_serving(secure_server, connect, f
 
 def test_frame_over_the_size_cap_drops_only_that_connection(channels):
     """A frame larger than the cap is cut off by libzmq (maxmsgsize) before it is buffered; the server keeps serving."""
-    from conftest import FAST
-    from edgepsl.wire import ChannelConfig, Limits, PeerChannel, ServerChannel
-
     config = ChannelConfig(**{**FAST.__dict__, "limits": Limits(max_message_bytes=2**16, max_header_bytes=2**12)})
     server = ServerChannel("tcp://127.0.0.1:*", insecure=True, config=config)
     channels.append(server)
