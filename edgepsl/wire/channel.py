@@ -24,7 +24,8 @@ from edgepsl.wire.errors import ChannelClosedError, ChannelConfigError, PeerUnre
 from edgepsl.wire.inbox import Delivery, Envelope, Inbox, PeerEvent
 from edgepsl.wire.liveness import EventKind, Liveness
 from edgepsl.wire.logs import RateLimitedLog, logger
-from edgepsl.wire.messages import UNTRACKED_TYPES, ErrorCode, JobId, Message, MsgType, error_message, heartbeat_message
+from edgepsl.wire.messages import (MAX_REASON_CHARS, UNTRACKED_TYPES, ErrorCode, JobId, Message, MsgType, error_message,
+                                   heartbeat_message)
 from edgepsl.wire.validate import Limits
 from edgepsl.wire.wake import Wake, wait_readable
 
@@ -296,7 +297,7 @@ class ChannelBase(abc.ABC):
 
     def _refusal(self, peer: str, exc: ProtocolError) -> list[Any]:
         """Log a refused message and build the ERROR reply frames."""
-        self._log.warning(f"bad:{peer}", f"refused a message from {peer}: {ErrorCode(exc.code).name}: {exc.reason}")
+        self._log.warning(f"bad:{peer}", f"refused a message from {peer}: {ErrorCode(exc.code).name}: {exc.reason[:MAX_REASON_CHARS]}")
         return encode(error_message(exc.code, exc.reason, exc.job if isinstance(exc.job, JobId) else None))
 
     def _heartbeat_frames(self) -> list[Any]:

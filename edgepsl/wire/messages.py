@@ -83,9 +83,15 @@ class Message:
         return int(self.meta.get("code", 0)), str(self.meta.get("reason", ""))
 
 
+MAX_REASON_CHARS = 500
+
+
 def error_message(code: int, reason: str, job: JobId | None = None) -> Message:
-    """Build the ERROR reply for a refused message (job is the refused job's id when it could be read)."""
-    return Message(MsgType.ERROR, job or JobId(), meta={"code": int(code), "reason": reason})
+    """Build the ERROR reply for a refused message (job is the refused job's id when it could be read).
+
+    The reason is cut to MAX_REASON_CHARS: it may quote values a peer sent.
+    """
+    return Message(MsgType.ERROR, job or JobId(), meta={"code": int(code), "reason": reason[:MAX_REASON_CHARS]})
 
 
 def heartbeat_message() -> Message:

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from edgepsl.wire import ErrorCode, JobId, Limits, Message, MessageError, MsgType, ProtocolError, decode, encode
-from edgepsl.wire.messages import ALLOWED_DTYPES, FLOAT16_TYPES, TENSOR_TYPES
+from edgepsl.wire.messages import ALLOWED_DTYPES, FLOAT16_TYPES, MAX_REASON_CHARS, TENSOR_TYPES, error_message
 
 LIMITS = Limits()
 names = st.text(min_size=0, max_size=20)
@@ -194,3 +194,11 @@ def test_decode_of_arbitrary_input_returns_a_message_or_a_protocol_error(header,
         assert exc.code in {c for c in ErrorCode if c < 200}
     else:
         assert isinstance(message.type, MsgType) and len(message.tensors) == len(frames)
+
+
+def test_error_reasons_are_cut_to_a_bounded_length():
+    """A reason quoting a huge value a peer sent stays short, so the ERROR reply fits any peer's header limit."""
+    with pytest.raises(ProtocolError) as info:
+        decode([_header(tensors=[{"name": "x", "dtype": "y" * 60_000, "shape": [4]}]), GOOD_FRAME], LIMITS)
+    reply = decode(encode(error_message(info.value.code, info.value.reason)), Limits(max_header_bytes=1024))
+    assert reply.error_info()[0] == ErrorCode.BAD_TENSOR and len(reply.error_info()[1]) == MAX_REASON_CHARS
