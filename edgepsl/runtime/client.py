@@ -1,12 +1,10 @@
 """The client agent: owns its data and labels, runs part-1 and part-3, sends only activations and gradients."""
 from __future__ import annotations
 
-import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 
 from edgepsl.runtime import state
 from edgepsl.runtime.channels import channel_config, expect
@@ -18,7 +16,6 @@ from edgepsl.runtime.trace import Trace, now_ms, tensor_bytes
 from edgepsl.segment import Segment, load_manifest
 from edgepsl.wire import JobId, KeyPair, Message, MsgType, PeerChannel, PeerSecurity
 
-log = logging.getLogger("edgepsl.runtime.client")
 PART1, PART3 = "part1/", "part3/"
 
 

@@ -19,7 +19,7 @@ from edgepsl.runtime.errors import RunAbortedError
 from edgepsl.runtime.measure import measure_helper
 from edgepsl.runtime.trace import Trace, now_ms, tensor_bytes
 from edgepsl.segment import Optimizer, Segment, SegmentError, load_manifest
-from edgepsl.wire import (Envelope, ErrorCode, JobId, KeyPair, Message, MsgType, PeerChannel, PeerEvent, PeerSecurity,
+from edgepsl.wire import (Envelope, ErrorCode, JobId, KeyPair, Message, MsgType, PeerChannel, PeerSecurity,
                           PeerUnreachableError, ServerChannel, ServerSecurity, error_message)
 
 log = logging.getLogger("edgepsl.runtime.helper")

@@ -1,10 +1,9 @@
 """Start a whole run on one machine: throwaway CURVE keys in the run directory, roles as separate processes."""
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -29,7 +28,6 @@ class LocalRun:
     helper_emulation: Sequence[Emulation] = ()
     resume: bool = False
     stop_after: int | None = None
-    extra_env: dict[str, str] = field(default_factory=dict)
 
 
 def role_names(config: RunConfig) -> tuple[list[str], list[str]]:
@@ -96,13 +94,12 @@ def run_local(run: LocalRun, on_round: Callable[[dict[str, Any]], None] | None =
 
     coordinator = Coordinator(run.config, run.run_dir, security=security, resume=run.resume, stop_after=run.stop_after,
                               on_round=on_round, watch=watch)
-    env = {**os.environ, **run.extra_env}
     logs.mkdir(exist_ok=True)
     try:
         for cmd in _commands(run, coordinator.endpoint, store):
             name = cmd[cmd.index("--name") + 1]
             with open(logs / f"{name}.log", "ab") as log:
-                procs.append((name, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)))
+                procs.append((name, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)))
         summary = coordinator.run()
         failed = []
         for name, proc in procs:
