@@ -25,24 +25,13 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from edgepsl.plan.scenarios import HELPER_DEVICES, SCENARIO1_CLIENT_DEVICES, sample_bandwidth  # noqa: E402
 from edgepsl.runtime.config import RunConfig  # noqa: E402
-from edgepsl.runtime.emulation import Emulation  # noqa: E402
+from edgepsl.runtime.emulation import Emulation, paper_fleet  # noqa: E402
 from edgepsl.runtime.launch import LocalRun, run_local  # noqa: E402
 
 METHODS = ("random", "balanced-greedy", "greedy-ls")
 TARGET_RATIO = 0.10
 TARGET_OVERHEAD = 0.05
-
-
-def fleet(clients: int, helpers: int, seed: int) -> tuple[list[Emulation], list[Emulation]]:
-    """Scenario-1 devices and links: clients d1/d2 uniformly with a bandwidth-class link each, helpers VM/laptop."""
-    rng = np.random.default_rng(seed)
-    client_devices = rng.choice(SCENARIO1_CLIENT_DEVICES, clients)
-    helper_devices = rng.choice(HELPER_DEVICES, helpers)
-    links = sample_bandwidth(rng, clients, 1)[:, 0]
-    return ([Emulation(device=str(d), bandwidth_mbps=float(b)) for d, b in zip(client_devices, links)],
-            [Emulation(device=str(d)) for d in helper_devices])
 
 
 def measure(config: RunConfig, clients: list[Emulation], helpers: list[Emulation], run_dir: Path) -> dict:
@@ -77,7 +66,7 @@ def main() -> int:
     results = []
     with tempfile.TemporaryDirectory(prefix="bench-runtime-") as tmp:
         for H in (int(h) for h in args.helpers.split(",")):
-            clients, helpers = fleet(args.clients, H, args.seed)
+            clients, helpers = paper_fleet(args.clients, H, args.seed)
             for method in METHODS:
                 config = RunConfig(run_id=f"bench-{H}-{method}", clients=args.clients, helpers=H, rounds=args.rounds,
                                    batch_size=32, aggregate_every=args.rounds, eval_every=args.rounds,

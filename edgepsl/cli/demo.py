@@ -8,16 +8,13 @@ from pathlib import Path
 
 from edgepsl.plan.heuristics import METHODS
 from edgepsl.runtime.config import RunConfig
-from edgepsl.runtime.emulation import Emulation
+from edgepsl.runtime.emulation import Emulation, paper_fleet
 from edgepsl.runtime.launch import LocalRun, run_local
 from edgepsl.runtime.report import print_summary
 
 HELP = ("train LeNet-5 on Fashion-MNIST with parallel split learning on this machine: a coordinator, helpers and "
         "clients as separate processes on 127.0.0.1")
-# The paper's devices (vgg19_cifar10 profile): helpers alternate VM / laptop, clients d1 / d2 / jetson-gpu / jetson-cpu.
-PAPER_HELPERS = ("VM", "laptop")
-PAPER_CLIENTS = ("d1", "d2", "jetson-gpu", "jetson-cpu")
-PAPER_BANDWIDTHS = (2.0, 8.0, 12.0, 18.0, 5.0)
+PAPER_PROFILE = "resnet101_cifar10"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -34,7 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--partition", default=d.partition, choices=["iid", "dirichlet"], help="data split (default iid)")
     parser.add_argument("--alpha", type=float, default=d.alpha, help=f"Dirichlet concentration (default {d.alpha})")
     parser.add_argument("--emulate", default="none", choices=["none", "paper", "slowdown"],
-                        help="none: real times; paper: the paper's devices and 2-18 Mbps links (time_scale applies); "
+                        help=f"none: real times; paper: the paper's scenario-1 devices ({PAPER_PROFILE}) and 1-20 Mbps "
+                             "links, times scaled by --time-scale (use few --rounds); "
                              "slowdown: client k runs (1 + k mod 3) times slower")
     parser.add_argument("--time-scale", type=float, default=0.05, help="with --emulate paper: scale of the profiled times (default 0.05)")
     parser.add_argument("--seed", type=int, default=d.seed, help="seed of the split, batches and planner (default 0)")
@@ -45,10 +43,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="plaintext sockets; by default throwaway CURVE keys are generated in the run directory")
 
 
-def _emulations(kind: str, clients: int, helpers: int) -> tuple[list[Emulation], list[Emulation]]:
+def _emulations(kind: str, clients: int, helpers: int, seed: int) -> tuple[list[Emulation], list[Emulation]]:
     if kind == "paper":
-        return ([Emulation(device=PAPER_CLIENTS[k % 4], bandwidth_mbps=PAPER_BANDWIDTHS[k % 5]) for k in range(clients)],
-                [Emulation(device=PAPER_HELPERS[i % 2]) for i in range(helpers)])
+        return paper_fleet(clients, helpers, seed)
     if kind == "slowdown":
         return [Emulation(slowdown=float(1 + k % 3)) for k in range(clients)], []
     return [], []
@@ -84,9 +81,10 @@ def run(args: argparse.Namespace) -> int:
         config = base.replace(clients=args.clients, helpers=args.helpers, rounds=args.rounds, batch_size=args.batch_size,
                               lr=args.lr, aggregate_every=args.aggregate_every, eval_every=args.eval_every,
                               method=args.method, partition=args.partition, alpha=args.alpha, seed=args.seed,
-                              time_scale=args.time_scale)
+                              time_scale=args.time_scale,
+                              emulation_profile=PAPER_PROFILE if args.emulate == "paper" else base.emulation_profile)
         run_dir = args.out or Path("runs") / time.strftime("demo-%Y%m%d-%H%M%S")
-    clients, helpers = _emulations(args.emulate, config.clients, config.helpers)
+    clients, helpers = _emulations(args.emulate, config.clients, config.helpers, config.seed)
     print(f"edgepsl demo: {config.clients} clients, {config.helpers} helpers, {config.rounds} rounds of batch "
           f"{config.batch_size}, {config.partition} split, planner {config.method}, "
           f"{'insecure (plaintext)' if args.insecure else 'CURVE with throwaway keys'}; run directory {run_dir}", flush=True)

@@ -8,8 +8,10 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
+import numpy as np
+
 from edgepsl.plan.profiles import load_profile
-from edgepsl.plan.scenarios import DEFAULT_CUTS
+from edgepsl.plan.scenarios import DEFAULT_CUTS, HELPER_DEVICES, SCENARIO1_CLIENT_DEVICES, sample_bandwidth
 from edgepsl.runtime.errors import RunConfigError
 
 # Part times a role declares: clients part1/part3, helpers part2, each forward and backward (+ update), ms.
@@ -68,6 +70,16 @@ class Emulation:
     def transfer_s(self, nbytes: int) -> float:
         """Seconds a send of `nbytes` takes on the emulated link (0 without one): KB * 8 / Mbps ms, KB = 1000 B."""
         return 0.0 if self.bandwidth_mbps is None else nbytes * 8.0 / (self.bandwidth_mbps * 1e6)
+
+
+def paper_fleet(clients: int, helpers: int, seed: int) -> tuple[list[Emulation], list[Emulation]]:
+    """The paper's scenario-1 fleet: clients d1 / d2 with a link from the bandwidth classes each, helpers VM / laptop."""
+    rng = np.random.default_rng(seed)
+    client_devices = rng.choice(SCENARIO1_CLIENT_DEVICES, clients)
+    helper_devices = rng.choice(HELPER_DEVICES, helpers)
+    links = sample_bandwidth(rng, clients, 1)[:, 0]
+    return ([Emulation(device=str(d), bandwidth_mbps=float(b)) for d, b in zip(client_devices, links)],
+            [Emulation(device=str(d)) for d in helper_devices])
 
 
 def pad_to(start: float, target_s: float) -> float:

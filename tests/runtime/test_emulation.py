@@ -7,7 +7,7 @@ import pytest
 
 from edgepsl.plan.profiles import load_profile
 from edgepsl.plan.scenarios import DEFAULT_CUTS
-from edgepsl.runtime.emulation import Emulation, Pacer
+from edgepsl.runtime.emulation import Emulation, Pacer, paper_fleet
 from edgepsl.runtime.errors import RunConfigError
 
 MEASURED = {"part1_fwd": 2.0, "part1_bwd": 3.0, "part3_fwd": 1.0, "part3_bwd": 1.5}
@@ -56,3 +56,10 @@ def test_pacer_runs_actions_in_due_order():
     assert finished.wait(10.0)
     pacer.close()
     assert done == [0, 1, 2]
+
+
+def test_paper_fleet_draws_scenario_one_devices_and_links():
+    clients, helpers = paper_fleet(12, 3, seed=4)
+    assert {c.device for c in clients} <= {"d1", "d2"} and {h.device for h in helpers} <= {"VM", "laptop"}
+    assert all(1 <= c.bandwidth_mbps <= 20 for c in clients) and all(h.bandwidth_mbps is None for h in helpers)
+    assert paper_fleet(12, 3, seed=4) == (clients, helpers)
