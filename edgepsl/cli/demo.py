@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 from edgepsl.plan.heuristics import METHODS
+from edgepsl.runtime.checkpoint import resumed_round
 from edgepsl.runtime.config import RunConfig
 from edgepsl.runtime.emulation import Emulation, paper_fleet
 from edgepsl.runtime.launch import LocalRun, run_local
@@ -51,11 +52,11 @@ def _emulations(kind: str, clients: int, helpers: int, seed: int) -> tuple[list[
     return [], []
 
 
-def _progress(total: int):
+def _progress(total: int, initial: int):
     """A tqdm bar over rounds showing loss and the latest accuracy, and its per-round callback."""
     from tqdm import tqdm
 
-    bar = tqdm(total=total, unit="round", desc="training", dynamic_ncols=True)
+    bar = tqdm(total=total, initial=initial, unit="round", desc="training", dynamic_ncols=True)
     last = {"acc": None}
 
     def on_round(metrics: dict) -> None:
@@ -88,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"edgepsl demo: {config.clients} clients, {config.helpers} helpers, {config.rounds} rounds of batch "
           f"{config.batch_size}, {config.partition} split, planner {config.method}, "
           f"{'insecure (plaintext)' if args.insecure else 'CURVE with throwaway keys'}; run directory {run_dir}", flush=True)
-    bar, on_round = _progress(config.rounds)
+    bar, on_round = _progress(config.rounds, resumed_round(run_dir) + 1 if args.resume else 0)
     try:
         summary = run_local(LocalRun(config, run_dir, secure=not args.insecure, client_emulation=clients,
                                      helper_emulation=helpers, resume=args.resume is not None), on_round)

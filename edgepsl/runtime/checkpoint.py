@@ -40,6 +40,15 @@ def save(directory: str | os.PathLike[str], ckpt: Checkpoint) -> None:
     os.replace(root / (META_FILE + ".tmp"), root / META_FILE)
 
 
+def resumed_round(run_dir: str | os.PathLike[str]) -> int:
+    """The round of a run directory's checkpoint (read from its metadata only); ResumeError without one."""
+    path = Path(run_dir) / "checkpoint" / META_FILE
+    try:
+        return int(json.loads(path.read_text())["round"])
+    except (OSError, ValueError, KeyError) as exc:
+        raise ResumeError(f"no checkpoint to resume in {run_dir} ({exc}); a run can resume once it has averaged") from None
+
+
 def load(directory: str | os.PathLike[str]) -> Checkpoint:
     """Read a checkpoint; ResumeError naming what is missing."""
     root = Path(directory)

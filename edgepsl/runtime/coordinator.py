@@ -199,7 +199,8 @@ class Coordinator:
             mine = [j for j in range(inst.K) if plan.assignment[j] == i]
             priority = {self.clients[j]: planning.fallback_priority(inst, self.config.fallback_rule, j, i) for j in mine}
             self._send(name, Message(MsgType.ROUND_START, self._job(r), meta={
-                "order": orders[i], "priority": priority, "bandwidth": {self.clients[j]: bandwidth[self.clients[j]] for j in mine}}))
+                "order": orders[i], "priority": priority, "bandwidth": {self.clients[j]: bandwidth[self.clients[j]] for j in mine},
+                "memory_mb": {self.clients[j]: float(inst.mem[j]) for j in mine}}))
         for j, name in enumerate(self.clients):
             helper = self.helpers[int(plan.assignment[j])]
             self._send(name, Message(MsgType.ROUND_START, self._job(r, name), meta={

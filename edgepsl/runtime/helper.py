@@ -127,6 +127,7 @@ class Helper:
                 return
             if message.type is MsgType.ROUND_START:
                 meta = message.meta
+                self._check_capacity(coord, message)
                 plan = RoundPlan(message.job.round, run, [(c, FWD if k == "fwd" else BWD) for c, k in meta["order"]],
                                  {c: (float(v[0]), float(v[1])) for c, v in meta["priority"].items()},
                                  {c: v for c, v in meta["bandwidth"].items()})
@@ -142,6 +143,15 @@ class Helper:
             else:
                 segment, optimizer = self._part(message.job.client)
                 state.restore(segment, optimizer, message.tensors, PART2)
+
+    def _check_capacity(self, coord: PeerChannel, start: Message) -> None:
+        """Refuse (to the coordinator) a round whose clients' middle parts need more memory than this helper has."""
+        need = sum(float(v) for v in start.meta["memory_mb"].values())
+        capacity = self.options.capacity_mb
+        if capacity is not None and need > capacity:
+            reason = f"helper {self.name} has {capacity:g} MB but its clients' middle parts need {need:g} MB"
+            coord.send(error_message(ErrorCode.REJECTED, reason, start.job))
+            raise RunAbortedError(reason)
 
     def _part(self, client: str) -> tuple[Segment, Optimizer]:
         """The middle-part state of one client (created on first use)."""
