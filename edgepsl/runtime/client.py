@@ -102,13 +102,14 @@ class Client:
 
     def _send_paced(self, channel: PeerChannel, message: Message) -> tuple[float, float]:
         """Pace to the emulated uplink, then send; (emulated upload seconds, wall ms at the send)."""
-        up = self.options.emulation.transfer_s(tensor_bytes(message.tensors))
+        assert self.config is not None
+        nbytes = tensor_bytes(message.tensors, self.config.float16)
+        up = self.options.emulation.transfer_s(nbytes)
         if up > 0:
             time.sleep(up)
         sent = now_ms()
         channel.send(message)
-        self.trace.event("send", sent, type=message.type.value, round=message.job.round,
-                         bytes=tensor_bytes(message.tensors))
+        self.trace.event("send", sent, type=message.type.value, round=message.job.round, bytes=nbytes)
         return up, sent
 
     def _round(self, start: Message, data: ClientData) -> dict:
@@ -134,7 +135,8 @@ class Client:
         got = expect(helper, {MsgType.ACTIVATIONS}, config.round_timeout_s, f"activations of round {r}",
                      lambda env: env.message.job == fwd_job).message
         recv_fwd = now_ms()
-        self.trace.event("recv", recv_fwd, type="activations", round=r, bytes=tensor_bytes(got.tensors))
+        self.trace.event("recv", recv_fwd, type="activations", round=r,
+                         bytes=tensor_bytes(got.tensors, config.float16))
         t = time.perf_counter()
         result = self.part3.train_step(got.tensors["y"], y)
         self.opt3.step(result.grads)
@@ -146,7 +148,8 @@ class Client:
         back = expect(helper, {MsgType.GRAD_BACK}, config.round_timeout_s, f"gradients of round {r}",
                       lambda env: env.message.job == bwd_job).message
         recv_bwd = now_ms()
-        self.trace.event("recv", recv_bwd, type="grad_back", round=r, bytes=tensor_bytes(back.tensors))
+        self.trace.event("recv", recv_bwd, type="grad_back", round=r,
+                         bytes=tensor_bytes(back.tensors, config.float16))
         t = time.perf_counter()
         self.opt1.step(self.part1.backward(r, back.tensors["grad"]).grads)
         compute1b = time.perf_counter() - t

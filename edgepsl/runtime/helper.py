@@ -194,7 +194,7 @@ class Helper:
         else:
             arrival = now_ms()
             self.trace.event("recv", arrival, type=message.type.value, client=env.peer, round=plan.round,
-                             bytes=tensor_bytes(message.tensors))
+                             bytes=tensor_bytes(message.tensors, self.config.float16))
             ready[key] = Job(env.peer, kind, env, arrival - t0)
 
     def _choose(self, plan: RoundPlan, ready: dict[tuple[str, int], Job], now: float) -> tuple[Job, bool]:
@@ -264,12 +264,12 @@ class Helper:
         self.trace.event("job_end", end, client=job.client, kind=job.kind, round=plan.round, compute_ms=compute, pad_ms=pad)
         reply = Message(REPLIES[job.kind], message.job, out)
         bandwidth = plan.bandwidth.get(job.client)
-        nbytes = tensor_bytes(out)
+        nbytes = tensor_bytes(out, self.config.float16)
         down = Emulation(bandwidth_mbps=bandwidth).transfer_s(nbytes)
         pacer.later(down, lambda: self._reply(job.client, reply, nbytes))
         return {"client": job.client, "kind": job.kind, "arrival": job.arrival + t0, "start": start, "end": end,
-                "compute_ms": compute, "pad_ms": pad, "down_s": down, "bytes_in": tensor_bytes(message.tensors),
-                "bytes_out": nbytes}
+                "compute_ms": compute, "pad_ms": pad, "down_s": down,
+                "bytes_in": tensor_bytes(message.tensors, self.config.float16), "bytes_out": nbytes}
 
     def _reply(self, client: str, reply: Message, nbytes: int) -> None:
         """Send a job's result (on the pacer thread when a download is emulated)."""

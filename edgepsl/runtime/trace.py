@@ -16,9 +16,13 @@ def now_ms() -> float:
     return time.time_ns() / 1e6
 
 
-def tensor_bytes(tensors: Mapping[str, np.ndarray]) -> int:
-    """Bytes of a message's tensors as they are in memory."""
-    return int(sum(np.asarray(t).nbytes for t in tensors.values()))
+def tensor_bytes(tensors: Mapping[str, np.ndarray], float16: bool = False) -> int:
+    """Bytes of a message's tensors on the wire (float32 counted at 2 bytes per value when sent as float16)."""
+    total = 0
+    for t in tensors.values():
+        a = np.asarray(t)
+        total += a.size * 2 if float16 and a.dtype == np.float32 else a.nbytes
+    return int(total)
 
 
 class Trace:
