@@ -1,6 +1,7 @@
 """Start a whole run on one machine: throwaway CURVE keys in the run directory, roles as separate processes."""
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -36,16 +37,14 @@ def role_names(config: RunConfig) -> tuple[list[str], list[str]]:
 
 
 def _keys(run: LocalRun) -> KeyStore | None:
-    """A key store in the run directory with a key pair per role, every helper and client allowed (reused on resume)."""
+    """A key store in the run directory with a key pair per role (reused on resume)."""
     if not run.secure:
         return None
     store = KeyStore(run.run_dir / "keys")
     helpers, clients = role_names(run.config)
     for name in [COORDINATOR, *helpers, *clients]:
         if name not in store.identities():
-            pair = store.new(name)
-            if name != COORDINATOR:
-                store.allow(name, pair.public)
+            store.new(name)
     return store
 
 
@@ -70,7 +69,8 @@ def _commands(run: LocalRun, endpoint: str, store: KeyStore | None) -> list[list
             if store is None:
                 cmd.append("--insecure")
             else:
-                cmd += ["--keys", str(store.root), "--key", name, "--server-key", str(store.root / f"{COORDINATOR}.key")]
+                server_key = store.identity(COORDINATOR).public.decode()
+                cmd += ["--keys", str(store.root), "--key", name, "--server-key", server_key]
             if k < len(emulations):
                 cmd += _emulation_args(emulations[k])
             commands.append(cmd)
@@ -79,11 +79,14 @@ def _commands(run: LocalRun, endpoint: str, store: KeyStore | None) -> list[list
 
 def run_local(run: LocalRun, on_round: Callable[[dict[str, Any]], None] | None = None) -> RunSummary:
     """Bind the coordinator, start every helper and client process, drive the run, and reap the processes."""
+    run = dataclasses.replace(run, run_dir=run.run_dir.resolve())
     run.run_dir.mkdir(parents=True, exist_ok=True)
     store = _keys(run)
     security = None
     if store is not None:
-        security = ServerSecurity(store.identity(COORDINATOR), store.allowed())
+        # Public keys straight from the key pairs: KeyStore.allowed() would read a 40-character path as a Z85 key.
+        allowed = {name: key for name, key in store.identities().items() if name != COORDINATOR}
+        security = ServerSecurity(store.identity(COORDINATOR), allowed)
     procs: list[tuple[str, subprocess.Popen]] = []
     logs = run.run_dir / "logs"
 
