@@ -29,16 +29,19 @@ class MsgType(str, enum.Enum):
     HEARTBEAT = "heartbeat"
     ERROR = "error"
     BYE = "bye"
+    PROBE = "probe"
+    PROBE_ECHO = "probe_echo"
 
 
 # Types that may carry tensor frames; every other type is header-only.
-TENSOR_TYPES = frozenset({MsgType.FORWARD, MsgType.ACTIVATIONS, MsgType.GRADIENTS, MsgType.GRAD_BACK, MsgType.STATE})
+TENSOR_TYPES = frozenset({MsgType.FORWARD, MsgType.ACTIVATIONS, MsgType.GRADIENTS, MsgType.GRAD_BACK, MsgType.STATE,
+                          MsgType.PROBE, MsgType.PROBE_ECHO})
 
 # Types whose float32 tensors may travel as float16 when a channel enables the float16 wire format.
 FLOAT16_TYPES = frozenset({MsgType.FORWARD, MsgType.ACTIVATIONS, MsgType.GRADIENTS, MsgType.GRAD_BACK})
 
 # Types a peer sends about itself: a server refuses them unless header `client` is the sender's own name.
-SENDER_BOUND_TYPES = frozenset({MsgType.REGISTER, MsgType.FORWARD, MsgType.GRADIENTS, MsgType.BYE})
+SENDER_BOUND_TYPES = frozenset({MsgType.REGISTER, MsgType.FORWARD, MsgType.GRADIENTS, MsgType.BYE, MsgType.PROBE})
 
 # Types exempt from duplicate suppression (they carry no job).
 UNTRACKED_TYPES = frozenset({MsgType.HEARTBEAT, MsgType.ERROR})

@@ -1,0 +1,84 @@
+"""Link probe: round trips of activation-sized payloads between a client and a helper over the real wire.
+
+The client sends `probe` messages carrying one uint8 payload of each size; the helper answers each with
+`probe_echo` carrying the same payload back. Per size the probe keeps the median round-trip time. A line
+rtt = a + b * bytes fitted over the sizes gives the one-way latency a / 2 and the bandwidth: one byte
+crosses once each way, so one direction takes b / 2 ms per byte, i.e. 16 / b bits per ms, 0.016 / b Mbps.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from edgepsl.profiling.errors import ProfilingError
+from edgepsl.wire import Envelope, JobId, Message, MsgType, PeerChannel, ServerChannel
+
+PAYLOAD = "payload"
+DEFAULT_SIZES_KB = (64, 256, 1024, 4096)
+
+
+@dataclass(frozen=True)
+class LinkStats:
+    """Median round trip per payload size, and the fitted one-way latency (ms) and bandwidth (Mbps)."""
+
+    sizes_bytes: tuple[int, ...]
+    rtt_ms: tuple[float, ...]
+    latency_ms: float
+    mbps: float
+
+    def to_dict(self) -> dict:
+        """JSON-ready form, as the coordinator records it per link."""
+        return {"sizes_bytes": list(self.sizes_bytes), "rtt_ms": list(self.rtt_ms),
+                "latency_ms": self.latency_ms, "mbps": self.mbps}
+
+
+def fit_link(sizes_bytes: Sequence[int], rtt_ms: Sequence[float]) -> tuple[float, float]:
+    """(one-way latency ms, bandwidth Mbps) from round trips of echoed payloads."""
+    if len(sizes_bytes) < 2 or len(set(sizes_bytes)) < 2:
+        raise ProfilingError("a link probe needs at least two different payload sizes")
+    slope, intercept = np.polyfit(np.asarray(sizes_bytes, dtype=float), np.asarray(rtt_ms, dtype=float), 1)
+    if not slope > 0:
+        raise ProfilingError(f"round trips did not grow with the payload (slope {slope:g} ms/byte); "
+                             "probe larger payloads or more repeats")
+    return max(float(intercept) / 2, 0.0), 0.016 / float(slope)
+
+
+def probe_link(channel: PeerChannel, run: str, client: str, first_seq: int,
+               sizes_kb: Sequence[int] = DEFAULT_SIZES_KB, repeats: int = 5, timeout_s: float = 10.0) -> LinkStats:
+    """Probe the helper behind `channel`; job sequence numbers start at `first_seq` (they must not repeat)."""
+    if repeats < 1:
+        raise ProfilingError(f"repeats must be >= 1, got {repeats}")
+    seq = first_seq
+    sizes, medians = [], []
+    for kb in sizes_kb:
+        payload = np.zeros(int(kb) * 1024, dtype=np.uint8)
+        samples = []
+        for _ in range(repeats + 1):
+            job = JobId(run, 0, client, seq)
+            seq += 1
+            t0 = time.perf_counter()
+            channel.send(Message(MsgType.PROBE, job, {PAYLOAD: payload}))
+            deadline = t0 + timeout_s
+            while True:
+                item = channel.recv(timeout=max(deadline - time.perf_counter(), 0.0))
+                if item is None:
+                    raise ProfilingError(f"no probe echo for {kb} KB within {timeout_s:g} s: is the helper running?")
+                if isinstance(item, Envelope) and item.message.type is MsgType.PROBE_ECHO and item.message.job == job:
+                    break
+            samples.append((time.perf_counter() - t0) * 1e3)
+        sizes.append(payload.nbytes)
+        medians.append(float(np.median(samples[1:])))
+    latency, mbps = fit_link(sizes, medians)
+    return LinkStats(tuple(sizes), tuple(medians), latency, mbps)
+
+
+def answer_probe(server: ServerChannel, envelope: Envelope) -> bool:
+    """Echo a `probe` back to its sender; False (nothing sent) for any other message."""
+    message = envelope.message
+    if message.type is not MsgType.PROBE:
+        return False
+    server.send(envelope.peer, Message(MsgType.PROBE_ECHO, message.job, dict(message.tensors)))
+    return True
