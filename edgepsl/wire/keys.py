@@ -40,13 +40,16 @@ def _z85_public_key(raw: bytes) -> bytes | None:
 
 
 def parse_public_key(text: str | bytes) -> bytes:
-    """A Z85 public key from 40-character Z85 text or from the path of a public certificate file."""
+    """A Z85 public key from the path of a public certificate file, or else from 40-character Z85 text.
+
+    An existing file wins: a 40-character path (such as runs/x/keys/allowed/client0.key) is a path.
+    """
     raw = text.encode() if isinstance(text, str) else text
-    key = _z85_public_key(raw)
-    if key is not None:
-        return key
     path = Path(os.fsdecode(raw))
     if not path.is_file():
+        key = _z85_public_key(raw)
+        if key is not None:
+            return key
         raise KeyStoreError(f"{os.fsdecode(raw)!r} is neither a 40-character Z85 public key nor a certificate file")
     try:
         public, _ = zmq.auth.load_certificate(path)

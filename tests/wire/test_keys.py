@@ -81,3 +81,13 @@ def test_routing_id_is_stable_and_key_specific(tmp_path):
     store = KeyStore(tmp_path)
     a, b = store.new("a"), store.new("b")
     assert store.identity("a").routing_id() == a.routing_id() != b.routing_id()
+
+
+def test_a_forty_character_path_is_read_as_a_file_not_as_z85(tmp_path, monkeypatch):
+    store = KeyStore(tmp_path / "k")
+    pair = store.new("client0")
+    monkeypatch.chdir(tmp_path)
+    relative = "k/" + "x" * 34 + ".key"
+    assert len(relative) == 40
+    (tmp_path / relative).write_bytes((tmp_path / "k" / "client0.key").read_bytes())
+    assert parse_public_key(relative) == pair.public
