@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import socket
+import sys
 from pathlib import Path
 
 from edgepsl.plan.jsonfile import read_json
@@ -35,19 +36,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Measure, print a per-layer table and write (or extend) the profile."""
-    from tqdm import tqdm
-
     manifest = load_manifest(args.model)
     providers = [PROVIDERS[args.provider]]
-    bar = tqdm(total=len(manifest.segments), desc=f"profiling {manifest.model}", unit="layer")
+    total = len(manifest.segments)
+    done = iter(range(1, total + 1))
 
     def step(name: str) -> None:
-        bar.set_postfix_str(name)
-        bar.update(1)
+        print(f"profiled {name} ({next(done)}/{total})", file=sys.stderr, flush=True)
 
     costs = profile_artifact(args.model, batch=args.batch, warmup=args.warmup, repeats=args.repeats,
                              threads=args.threads, providers=providers, progress=step)
-    bar.close()
     data = profile_dict(costs, manifest.model, args.dataset, args.device,
                         device_info(providers, args.threads, args.batch))
     if args.merge:
