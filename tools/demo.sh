@@ -4,5 +4,5 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
-bash tools/setup_env.sh "plot,dev"
+bash tools/setup_env.sh "demo"
 exec .venv/bin/edgepsl demo "$@"
