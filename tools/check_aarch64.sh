@@ -27,7 +27,7 @@ step_timeout=900
 run_timeout=600
 
 work="" rootfs="" shared="" host_py="$root/.venv/bin/python"
-mounts=() pids=() binfmt_mounted=0 binfmt_enabled=0 started=$SECONDS
+mounts=() pids=() child="" binfmt_mounted=0 binfmt_enabled=0 started=$SECONDS
 
 log() { echo "check_aarch64: $*" >&2; }
 die() { log "FAILED: $*"; exit 1; }
@@ -155,10 +155,14 @@ unmount_chroot() {
 }
 
 in_chroot() {
-    local venv=${VENV:-/opt/venv}
+    local venv=${VENV:-/opt/venv} rc=0
     timeout "$run_timeout" chroot "$rootfs" /usr/bin/env -i PATH="$venv/bin:/usr/sbin:/usr/bin:/sbin:/bin" HOME=/root \
         LANG=C.UTF-8 QEMU_CPU="$qemu_cpu" PIP_CERT=/etc/ssl/host-ca.crt PIP_DISABLE_PIP_VERSION_CHECK=1 \
-        PIP_NO_INPUT=1 OMP_NUM_THREADS=1 "$@"
+        PIP_NO_INPUT=1 OMP_NUM_THREADS=1 "$@" &
+    child=$!
+    wait "$child" || rc=$?
+    child=""
+    return "$rc"
 }
 
 prepare_rootfs() {
@@ -275,6 +279,7 @@ test_set() {
 
 stop_processes() {
     local pid
+    [ -z "$child" ] || pids+=("$child")
     for pid in "${pids[@]}"; do
         kill "$pid" 2>/dev/null || true
     done
@@ -306,6 +311,8 @@ cleanup() {
 main() {
     require_host
     trap cleanup EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
     timed "host packages" install_host_packages
     enable_binfmt
     ensure_host_env
