@@ -62,11 +62,12 @@ enable_binfmt() {
             die "cannot mount binfmt_misc on $binfmt (an unprivileged container?); QEMU user emulation needs it"
         binfmt_mounted=1
     fi
-    [ -e "$binfmt/qemu-aarch64" ] || update-binfmts --import qemu-aarch64 >/dev/null 2>&1 || true
     if ! grep -q '^enabled' "$binfmt/qemu-aarch64" 2>/dev/null; then
-        update-binfmts --enable qemu-aarch64 >/dev/null 2>&1 || die "cannot register qemu-aarch64 with binfmt_misc"
+        update-binfmts --import qemu-aarch64 >/dev/null 2>&1 || true
+        update-binfmts --enable qemu-aarch64 >/dev/null 2>&1 || true
+        grep -q '^enabled' "$binfmt/qemu-aarch64" 2>/dev/null || die "cannot register qemu-aarch64 with binfmt_misc"
+        binfmt_enabled=1
     fi
-    ((binfmt_mounted)) && binfmt_enabled=1
     grep -q '^flags: .*F' "$binfmt/qemu-aarch64" || die "qemu-aarch64 is registered without the F flag; reinstall qemu-user-static"
 }
 
@@ -79,7 +80,7 @@ ensure_host_env() {
 
 cache_file() {
     local key
-    key=$( { echo "$rootfs_packages"; cat "$pins" "$root/tools/aarch64/cpuinfo"; } | sha256sum | cut -c1-12)
+    key=$( { echo "$rootfs_packages"; cat "$pins"; } | sha256sum | cut -c1-12)
     echo "$cache_dir/aarch64-rootfs-bookworm-$key.tar.zst"
 }
 
@@ -258,8 +259,8 @@ exchange() {
     pids+=("$helper_pid")
     in_chroot edgepsl client --coordinator "$endpoint" --name client0 "${keys[@]}" --key client0 \
         --server-key "$shared/keys/coordinator.key" >"$work/client-$label.log" 2>&1 || client_rc=$?
-    wait "$coordinator_pid" || coordinator_rc=$?
     ((client_rc == 0)) || die "the aarch64 client exited with $client_rc: $(tail -5 "$work/client-$label.log")"
+    wait "$coordinator_pid" || coordinator_rc=$?
     ((coordinator_rc == 0)) || die "the coordinator exited with $coordinator_rc: $(tail -5 "$work/coordinator-$label.log")"
     wait "$helper_pid" || die "the helper failed: $(tail -5 "$work/helper-$label.log")"
     grep -q "test accuracy:" "$work/coordinator-$label.log" || die "the coordinator did not evaluate the trained model"
