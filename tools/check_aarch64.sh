@@ -112,8 +112,8 @@ install_venv() {
 save_cache() {
     local cache=$1
     mkdir -p "$cache_dir"
-    tar -C "$rootfs" --numeric-owner --exclude="./${work#/}" -cf - . | zstd -T0 -3 -q -f -o "$cache.tmp"
-    mv "$cache.tmp" "$cache"
+    tar -C "$rootfs" --numeric-owner --exclude="./${work#/}" -cf - . | zstd -T0 -3 -q -f -o "$cache.$$.tmp"
+    mv "$cache.$$.tmp" "$cache"
     log "cached the rootfs in $cache ($(du -h "$cache" | cut -f1))"
 }
 
