@@ -112,6 +112,17 @@ class Client:
         self.trace.event("send", sent, type=message.type.value, round=message.job.round, bytes=nbytes)
         return up, sent
 
+    def _exchange(self, helper: PeerChannel, message: Message, reply: MsgType, what: str) -> tuple[Message, dict]:
+        """Send a job to the helper (paced) and wait for its reply; the reply and {sent, recv, up_s} for the report."""
+        assert self.config is not None
+        up, sent = self._send_paced(helper, message)
+        got = expect(helper, {reply}, self.config.round_timeout_s, what,
+                     lambda env: env.message.job == message.job).message
+        recv = now_ms()
+        self.trace.event("recv", recv, type=reply.value, round=message.job.round,
+                         bytes=tensor_bytes(got.tensors, self.config.float16))
+        return got, {"sent": sent, "recv": recv, "up_s": up}
+
     def _round(self, start: Message, data: ClientData) -> dict:
         """One training step of this client's chain; returns its REPORT meta."""
         config = self.config
@@ -130,26 +141,16 @@ class Client:
         act = self.part1.forward(r, x)
         compute1 = time.perf_counter() - t
         pad1 = pad_to(t, self.times["part1_fwd"] / 1000.0) if emulated else 0.0
-        fwd_job = JobId(run, r, self.name, self._next_seq())
-        up_fwd, sent_fwd = self._send_paced(helper, Message(MsgType.FORWARD, fwd_job, {"x": act}))
-        got = expect(helper, {MsgType.ACTIVATIONS}, config.round_timeout_s, f"activations of round {r}",
-                     lambda env: env.message.job == fwd_job).message
-        recv_fwd = now_ms()
-        self.trace.event("recv", recv_fwd, type="activations", round=r,
-                         bytes=tensor_bytes(got.tensors, config.float16))
+        got, fwd = self._exchange(helper, Message(MsgType.FORWARD, JobId(run, r, self.name, self._next_seq()),
+                                                  {"x": act}), MsgType.ACTIVATIONS, f"activations of round {r}")
         t = time.perf_counter()
         result = self.part3.train_step(got.tensors["y"], y)
         self.opt3.step(result.grads)
         compute3 = time.perf_counter() - t
         pad3 = pad_to(t, (self.times["part3_fwd"] + self.times["part3_bwd"]) / 1000.0) if emulated else 0.0
-        bwd_job = JobId(run, r, self.name, self._next_seq())
-        up_bwd, sent_bwd = self._send_paced(helper, Message(MsgType.GRADIENTS, bwd_job, {"grad": result.grad_in},
-                                                            meta={"loss": result.loss}))
-        back = expect(helper, {MsgType.GRAD_BACK}, config.round_timeout_s, f"gradients of round {r}",
-                      lambda env: env.message.job == bwd_job).message
-        recv_bwd = now_ms()
-        self.trace.event("recv", recv_bwd, type="grad_back", round=r,
-                         bytes=tensor_bytes(back.tensors, config.float16))
+        back, bwd = self._exchange(helper, Message(MsgType.GRADIENTS, JobId(run, r, self.name, self._next_seq()),
+                                                   {"grad": result.grad_in}, meta={"loss": result.loss}),
+                                   MsgType.GRAD_BACK, f"gradients of round {r}")
         t = time.perf_counter()
         self.opt1.step(self.part1.backward(r, back.tensors["grad"]).grads)
         compute1b = time.perf_counter() - t
@@ -157,7 +158,6 @@ class Client:
         finish = now_ms()
         self.trace.event("round_end", finish, round=r, loss=result.loss)
         return {"phase": "round", "round": r, "loss": result.loss, "samples": int(len(y)), "start": t_start,
-                "finish": finish, "fwd": {"sent": sent_fwd, "recv": recv_fwd, "up_s": up_fwd},
-                "bwd": {"sent": sent_bwd, "recv": recv_bwd, "up_s": up_bwd},
+                "finish": finish, "fwd": fwd, "bwd": bwd,
                 "compute_ms": {"part1_fwd": compute1 * 1e3, "part3": compute3 * 1e3, "part1_bwd": compute1b * 1e3},
                 "pad_ms": {"part1_fwd": pad1 * 1e3, "part3": pad3 * 1e3, "part1_bwd": pad1b * 1e3}}
