@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -28,11 +28,12 @@ class LinkStats:
     rtt_ms: tuple[float, ...]
     latency_ms: float
     mbps: float
+    fit: str = "line"
 
     def to_dict(self) -> dict:
         """JSON-ready form, as the coordinator records it per link."""
         return {"sizes_bytes": list(self.sizes_bytes), "rtt_ms": list(self.rtt_ms),
-                "latency_ms": self.latency_ms, "mbps": self.mbps}
+                "latency_ms": self.latency_ms, "mbps": self.mbps, "fit": self.fit}
 
 
 def fit_link(sizes_bytes: Sequence[int], rtt_ms: Sequence[float]) -> tuple[float, float]:
@@ -46,33 +47,53 @@ def fit_link(sizes_bytes: Sequence[int], rtt_ms: Sequence[float]) -> tuple[float
     return max(float(intercept) / 2, 0.0), 0.016 / float(slope)
 
 
-def probe_link(channel: PeerChannel, run: str, client: str, first_seq: int,
-               sizes_kb: Sequence[int] = DEFAULT_SIZES_KB, repeats: int = 5, timeout_s: float = 10.0) -> LinkStats:
-    """Probe the helper behind `channel`; job sequence numbers start at `first_seq` (they must not repeat)."""
+class ProbeTimeoutError(ProfilingError):
+    """A probed helper did not echo a probe in time (it is not running, or does not answer probes)."""
+
+
+def _round_trip(channel: PeerChannel, message: Message, timeout_s: float,
+                pace: Callable[[int], None] | None) -> float:
+    """Send one probe (after pace(nbytes), which counts as part of the trip) and wait for its echo; ms."""
+    t0 = time.perf_counter()
+    if pace is not None:
+        pace(message.tensors[PAYLOAD].nbytes)
+    channel.send(message)
+    deadline = time.perf_counter() + timeout_s
+    while True:
+        item = channel.recv(timeout=max(deadline - time.perf_counter(), 0.0))
+        if item is None:
+            raise ProbeTimeoutError(f"no probe echo for {message.tensors[PAYLOAD].nbytes} bytes within {timeout_s:g} s")
+        if isinstance(item, Envelope) and item.message.type is MsgType.PROBE_ECHO and item.message.job == message.job:
+            return (time.perf_counter() - t0) * 1e3
+
+
+def probe_link(channel: PeerChannel, run: str, client: str, seqs: Callable[[], int],
+               sizes_kb: Sequence[int] = DEFAULT_SIZES_KB, repeats: int = 5, timeout_s: float = 10.0,
+               pace: Callable[[int], None] | None = None) -> LinkStats:
+    """Probe the helper behind `channel`: one warm-up round trip, then `repeats` per size, smallest first.
+
+    seqs gives fresh job sequence numbers (they must not repeat on the channel); pace(nbytes), when given, runs
+    before each send (an emulated uplink sleeps there). When the round trips do not grow with the payload (a
+    link faster than the probe can resolve), the bandwidth is the throughput bound of the largest payload,
+    0.016 * bytes / rtt Mbps, and the latency 0: a conservative reading, marked fit = "bound".
+    """
     if repeats < 1:
         raise ProfilingError(f"repeats must be >= 1, got {repeats}")
-    seq = first_seq
-    sizes, medians = [], []
-    for kb in sizes_kb:
-        payload = np.zeros(int(kb) * 1024, dtype=np.uint8)
-        samples = []
-        for _ in range(repeats + 1):
-            job = JobId(run, 0, client, seq)
-            seq += 1
-            t0 = time.perf_counter()
-            channel.send(Message(MsgType.PROBE, job, {PAYLOAD: payload}))
-            deadline = t0 + timeout_s
-            while True:
-                item = channel.recv(timeout=max(deadline - time.perf_counter(), 0.0))
-                if item is None:
-                    raise ProfilingError(f"no probe echo for {kb} KB within {timeout_s:g} s: is the helper running?")
-                if isinstance(item, Envelope) and item.message.type is MsgType.PROBE_ECHO and item.message.job == job:
-                    break
-            samples.append((time.perf_counter() - t0) * 1e3)
-        sizes.append(payload.nbytes)
-        medians.append(float(np.median(samples[1:])))
-    latency, mbps = fit_link(sizes, medians)
-    return LinkStats(tuple(sizes), tuple(medians), latency, mbps)
+
+    def once(nbytes: int) -> float:
+        payload = np.zeros(nbytes, dtype=np.uint8)
+        return _round_trip(channel, Message(MsgType.PROBE, JobId(run, 0, client, seqs()), {PAYLOAD: payload}),
+                           timeout_s, pace)
+
+    sizes = sorted({int(kb) * 1024 for kb in sizes_kb})
+    once(sizes[0])
+    medians = [float(np.median([once(nbytes) for _ in range(repeats)])) for nbytes in sizes]
+    try:
+        latency, mbps = fit_link(sizes, medians)
+        fit = "line"
+    except ProfilingError:
+        latency, mbps, fit = 0.0, 0.016 * sizes[-1] / medians[-1], "bound"
+    return LinkStats(tuple(sizes), tuple(medians), latency, mbps, fit)
 
 
 def answer_probe(server: ServerChannel, envelope: Envelope) -> bool:

@@ -26,6 +26,22 @@ def refusal_text(env: Envelope) -> str:
     return f"{env.peer} refused job {tuple(env.message.job)}: {name}: {reason}"
 
 
+def _accepted(item, types: Collection[MsgType], what: str, accept: Callable[[Envelope], bool]) -> Envelope | None:
+    """The item if it is an expected message; None for anything else (logged); RunAbortedError on an ERROR."""
+    if item is None:
+        return None
+    if isinstance(item, PeerEvent):
+        if item.kind is EventKind.LOST:
+            log.warning("%s went silent while waiting for %s", item.peer, what)
+        return None
+    if item.message.type is MsgType.ERROR:
+        raise RunAbortedError(refusal_text(item))
+    if item.message.type in types and accept(item):
+        return item
+    log.warning("ignored an unexpected %s from %s while waiting for %s", item.message.type.value, item.peer, what)
+    return None
+
+
 def expect(channel, types: Collection[MsgType], timeout_s: float, what: str,
            accept: Callable[[Envelope], bool] = lambda env: True) -> Envelope:
     """The next message of one of `types` passing `accept`; RunAbortedError on an ERROR, a lost peer or timeout.
@@ -37,15 +53,17 @@ def expect(channel, types: Collection[MsgType], timeout_s: float, what: str,
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise RunAbortedError(f"timed out after {timeout_s:g} s waiting for {what}")
-        item = channel.recv(timeout=remaining)
+        env = _accepted(channel.recv(timeout=remaining), types, what, accept)
+        if env is not None:
+            return env
+
+
+def poll(channel, types: Collection[MsgType], what: str) -> Envelope | None:
+    """Like expect, without waiting: the expected messages already received, else None."""
+    while True:
+        item = channel.recv(timeout=0)
         if item is None:
-            continue
-        if isinstance(item, PeerEvent):
-            if item.kind is EventKind.LOST:
-                log.warning("%s went silent while waiting for %s", item.peer, what)
-            continue
-        if item.message.type is MsgType.ERROR:
-            raise RunAbortedError(refusal_text(item))
-        if item.message.type in types and accept(item):
-            return item
-        log.warning("ignored an unexpected %s from %s while waiting for %s", item.message.type.value, item.peer, what)
+            return None
+        env = _accepted(item, types, what, lambda env: True)
+        if env is not None:
+            return env

@@ -1,10 +1,12 @@
 """The client agent: owns its data and labels, runs part-1 and part-3, sends only activations and gradients."""
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from edgepsl.profiling.link import ProbeTimeoutError, probe_link
 
 from edgepsl.runtime import state
 from edgepsl.runtime.channels import channel_config, expect
@@ -14,9 +16,10 @@ from edgepsl.runtime.emulation import Emulation, pad_to
 from edgepsl.runtime.measure import measure_client
 from edgepsl.runtime.trace import Trace, now_ms, tensor_bytes
 from edgepsl.segment import Segment, load_manifest
-from edgepsl.wire import JobId, KeyPair, Message, MsgType, PeerChannel, PeerSecurity
+from edgepsl.wire import ErrorCode, JobId, KeyPair, Message, MsgType, PeerChannel, PeerSecurity, error_message
 
 PART1, PART3 = "part1/", "part3/"
+log = logging.getLogger("edgepsl.runtime.client")
 
 
 @dataclass(frozen=True)
@@ -83,12 +86,14 @@ class Client:
                            meta={"phase": "profile", "times": self.times, "measured": measured,
                                  "samples": data.samples, "bandwidth_mbps": self.options.emulation.bandwidth_mbps}))
         while True:
-            env = expect(coord, {MsgType.ROUND_START, MsgType.STATE_REQUEST, MsgType.STATE, MsgType.BYE},
+            env = expect(coord, {MsgType.ROUND_START, MsgType.STATE_REQUEST, MsgType.STATE, MsgType.BYE, MsgType.PROBE},
                          config.round_timeout_s * 10, "the coordinator's next command")
             message = env.message
             if message.type is MsgType.BYE:
                 return
-            if message.type is MsgType.ROUND_START:
+            if message.type is MsgType.PROBE:
+                coord.send(self._probe(message))
+            elif message.type is MsgType.ROUND_START:
                 report = self._round(message, data)
                 coord.send(Message(MsgType.REPORT, JobId(run, message.job.round, self.name, self._next_seq()), meta=report))
             elif message.type is MsgType.STATE_REQUEST:
@@ -100,13 +105,46 @@ class Client:
                 state.restore(self.part1, self.opt1, message.tensors, PART1)
                 state.restore(self.part3, self.opt3, message.tensors, PART3)
 
+    def _helper(self, endpoint: str, key: str | None) -> PeerChannel:
+        """The channel to a helper (opened on first use, then kept)."""
+        if endpoint not in self._helpers:
+            self._helpers[endpoint] = self._peer(endpoint, key.encode() if key else None)
+        return self._helpers[endpoint]
+
+    def _probe(self, request: Message) -> Message:
+        """Probe every helper the coordinator lists, one after the other; the REPORT of the fitted links.
+
+        Uploads are paced like job uploads. A helper that does not echo in time gives an ERROR naming the link.
+        """
+        config = self.config
+        assert config is not None
+        links = {}
+        for target in request.meta["helpers"]:
+            channel = self._helper(target["endpoint"], target.get("key"))
+            try:
+                stats = probe_link(channel, request.job.run, self.name, self._next_seq, request.meta["sizes_kb"],
+                                   config.probe_repeats, config.probe_timeout_s, self._pace)
+            except ProbeTimeoutError as exc:
+                reason = f"link probe {self.name} -> {target['helper']} ({target['endpoint']}): {exc}"
+                log.warning("%s", reason)
+                return error_message(ErrorCode.REJECTED, reason, request.job)
+            links[target["helper"]] = stats.to_dict()
+            self.trace.event("probe", helper=target["helper"], latency_ms=stats.latency_ms, mbps=stats.mbps)
+        return Message(MsgType.REPORT, JobId(request.job.run, 0, self.name, self._next_seq()),
+                       meta={"phase": "links", "links": links})
+
+    def _pace(self, nbytes: int) -> float:
+        """Sleep for the emulated upload of nbytes (not at all without an emulated link); the seconds slept."""
+        up = self.options.emulation.transfer_s(nbytes)
+        if up > 0:
+            time.sleep(up)
+        return up
+
     def _send_paced(self, channel: PeerChannel, message: Message) -> tuple[float, float]:
         """Pace to the emulated uplink, then send; (emulated upload seconds, wall ms at the send)."""
         assert self.config is not None
         nbytes = tensor_bytes(message.tensors, self.config.float16)
-        up = self.options.emulation.transfer_s(nbytes)
-        if up > 0:
-            time.sleep(up)
+        up = self._pace(nbytes)
         sent = now_ms()
         channel.send(message)
         self.trace.event("send", sent, type=message.type.value, round=message.job.round, bytes=nbytes)
@@ -121,18 +159,15 @@ class Client:
         recv = now_ms()
         self.trace.event("recv", recv, type=reply.value, round=message.job.round,
                          bytes=tensor_bytes(got.tensors, self.config.float16))
-        return got, {"sent": sent, "recv": recv, "up_s": up}
+        return got, {"sent": sent, "recv": recv, "up_s": up, "bytes_up": tensor_bytes(message.tensors, self.config.float16),
+                     "bytes_down": tensor_bytes(got.tensors, self.config.float16)}
 
     def _round(self, start: Message, data: ClientData) -> dict:
         """One training step of this client's chain; returns its REPORT meta."""
         config = self.config
         assert config is not None
         r, run, meta = start.job.round, start.job.run, start.meta
-        endpoint = meta["helper_endpoint"]
-        if endpoint not in self._helpers:
-            key = meta.get("helper_key")
-            self._helpers[endpoint] = self._peer(endpoint, key.encode() if key else None)
-        helper = self._helpers[endpoint]
+        helper = self._helper(meta["helper_endpoint"], meta.get("helper_key"))
         t_start = now_ms()
         self.opt1.lr = self.opt3.lr = state.lr_at(config, r)
         x, y = data.batch(r)

@@ -41,6 +41,9 @@ class RunConfig:
     test_samples: int = 0
     data_dir: str = "/usr/share/datasets/fashion-mnist"
     bandwidth_mbps: float = 1000.0
+    links: str = "measured"
+    probe_repeats: int = 3
+    probe_timeout_s: float = 10.0
     float16: bool = False
     time_scale: float = 1.0
     emulation_profile: str = "vgg19_cifar10"
@@ -51,7 +54,8 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         positive = ("clients", "helpers", "rounds", "batch_size", "aggregate_every", "eval_every", "profile_iters",
-                    "threads", "bandwidth_mbps", "time_scale", "register_timeout_s", "round_timeout_s")
+                    "threads", "bandwidth_mbps", "probe_repeats", "probe_timeout_s", "time_scale", "register_timeout_s",
+                    "round_timeout_s")
         for name in positive:
             if not getattr(self, name) > 0:
                 raise RunConfigError(f"config key {name!r} must be > 0, got {getattr(self, name)!r}")
@@ -59,7 +63,8 @@ class RunConfig:
             if getattr(self, name) < 0:
                 raise RunConfigError(f"config key {name!r} must be >= 0, got {getattr(self, name)!r}")
         choices = {"optimizer": ("sgd", "adam"), "lr_schedule": ("constant", "cosine"), "method": tuple(METHODS), "dispatch": (*DISPATCH_RULES, "best"),
-                   "fallback_rule": tuple(DISPATCH_RULES), "partition": ("iid", "dirichlet")}
+                   "fallback_rule": tuple(DISPATCH_RULES), "partition": ("iid", "dirichlet"),
+                   "links": ("measured", "declared")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise RunConfigError(f"config key {name!r} is {getattr(self, name)!r}; choose one of {', '.join(allowed)}")

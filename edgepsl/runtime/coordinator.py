@@ -19,6 +19,7 @@ from edgepsl.runtime.channels import SERVER_INBOX, channel_config, refusal_text
 from edgepsl.runtime.config import RunConfig
 from edgepsl.runtime.dataset import test_set
 from edgepsl.runtime.errors import RunAbortedError, RunConfigError
+from edgepsl.runtime.links import Links, declared_links, measured_links, probe_sizes_kb
 from edgepsl.runtime.metrics import MetricsLog, RoundRecord, realised
 from edgepsl.runtime.trace import Trace, now_ms
 from edgepsl.segment import Segment, load_manifest
@@ -101,6 +102,8 @@ class Coordinator:
             if remaining <= 0:
                 raise RunAbortedError(f"timed out after {timeout_s:g} s waiting for {what} ({len(got)} of {count})")
             item = self.server.recv(timeout=min(remaining, WATCH_S))
+            if isinstance(item, Envelope) and item.message.type is MsgType.ERROR and item.peer in self.roles:
+                raise RunAbortedError(refusal_text(item))
             if self.watch is not None:
                 self.watch()
             if item is None:
@@ -110,8 +113,6 @@ class Coordinator:
                     log.warning("%s went silent during %s", item.peer, what)
                 continue
             if item.message.type is MsgType.ERROR:
-                if item.peer in self.roles:
-                    raise RunAbortedError(refusal_text(item))
                 continue
             slot = want(item)
             if slot is None or slot in got:
@@ -152,8 +153,10 @@ class Coordinator:
         allowed = self.security.allowed if self.security is not None else {}
         client_keys = {n: (allowed[n].decode() if isinstance(allowed[n], bytes) else str(allowed[n]))
                        for n in self.clients if n in allowed}
+        client_links = {n: self.roles[n].get("emulation", {}).get("bandwidth_mbps") for n in self.clients}
         for name in self.helpers:
-            self._send(name, Message(MsgType.WELCOME, self._job(0), meta={"config": cfg, "client_keys": client_keys}))
+            self._send(name, Message(MsgType.WELCOME, self._job(0), meta={"config": cfg, "client_keys": client_keys,
+                                                                          "client_links": client_links}))
         for index, name in enumerate(self.clients):
             self._send(name, Message(MsgType.WELCOME, self._job(0, name), meta={"config": cfg, "index": index}))
 
@@ -166,26 +169,53 @@ class Coordinator:
 
         self._collect(want, len(self.roles), "profiles", self.config.register_timeout_s)
 
+    def _links(self) -> Links:
+        """The K x H links: each client probes every helper over the real channel, or the declared bandwidths."""
+        cfg = self.config
+        if cfg.links == "declared":
+            return declared_links(cfg, self.clients, self.helpers,
+                                  {n: self.roles[n]["profile"].get("bandwidth_mbps") for n in self.clients})
+        sizes = probe_sizes_kb(self.manifest, cfg.batch_size, cfg.float16)
+        targets = [{"helper": h, "endpoint": self.endpoints[h], "key": self.roles[h].get("public_key")}
+                   for h in self.helpers]
+        for name in self.clients:
+            self._send(name, Message(MsgType.PROBE, self._job(0, name), meta={"helpers": targets, "sizes_kb": sizes}))
+        reports: dict[str, dict] = {}
+
+        def want(env: Envelope) -> str | None:
+            meta = env.message.meta
+            if env.message.type is MsgType.REPORT and env.peer in self.clients and meta.get("phase") == "links":
+                reports[env.peer] = dict(meta["links"])
+                return env.peer
+            return None
+
+        # Each client probes its links one after the other; every probe is bounded by probe_timeout_s.
+        bound = cfg.register_timeout_s + len(self.helpers) * (1 + len(sizes) * cfg.probe_repeats) * cfg.probe_timeout_s
+        self._collect(want, len(self.clients), "the clients' link probes", bound)
+        return measured_links(self.clients, self.helpers, reports)
+
     def _plan(self) -> None:
         cfg = self.config
         profiles = {n: self.roles[n]["profile"] for n in self.roles}
         for n in self.helpers:
             profiles[n]["capacity_mb"] = self.roles[n].get("capacity_mb")
+        self.endpoints = {n: profiles[n]["endpoint"] for n in self.helpers}
         plan_path, instance_path = self.run_dir / "plan.json", self.run_dir / "instance.json"
         if self.resume:
             self.instance, self.plan = Instance.load(instance_path), Plan.load(plan_path)
             if list(self.instance.client_names) != self.clients or list(self.instance.helper_names) != self.helpers:
                 raise RunConfigError("the resumed run's clients and helpers differ from the checkpointed ones")
         else:
+            links = self._links()
+            links.save(self.run_dir / "links.json")
             self.instance = planning.build_instance(cfg, self.manifest, self.clients, self.helpers,
                                                     {n: profiles[n] for n in self.clients},
-                                                    {n: profiles[n] for n in self.helpers})
+                                                    {n: profiles[n] for n in self.helpers}, links)
             solution = planning.make_plan(cfg, self.instance)
             self.plan = solution.plan
             self.instance.save(instance_path)
             self.plan.save(plan_path)
         self.timeline = evaluate_plan(self.instance, self.plan)
-        self.endpoints = {n: profiles[n]["endpoint"] for n in self.helpers}
         roles = {"clients": self.clients, "helpers": self.helpers, "helper_endpoints": self.endpoints,
                  "coordinator": self.endpoint}
         (self.run_dir / "roles.json").write_text(json.dumps(roles, indent=1) + "\n")
@@ -194,12 +224,19 @@ class Coordinator:
         inst, plan = self.instance, self.plan
         orders = planning.helper_orders(plan, self.clients)
         bandwidth = {n: self.roles[n]["profile"].get("bandwidth_mbps") for n in self.clients}
+        online = planning.online_rule(plan)
+        rule = online or self.config.fallback_rule
+        timeline = self.timeline
         t0 = now_ms()
         for i, name in enumerate(self.helpers):
             mine = [j for j in range(inst.K) if plan.assignment[j] == i]
-            priority = {self.clients[j]: planning.fallback_priority(inst, self.config.fallback_rule, j, i) for j in mine}
+            priority = {self.clients[j]: planning.fallback_priority(inst, rule, j, i) for j in mine}
+            starts = [float((timeline.fwd_start if kind == "fwd" else timeline.bwd_start)[self.clients.index(c)])
+                      for c, kind in orders[i]]
             self._send(name, Message(MsgType.ROUND_START, self._job(r), meta={
-                "order": orders[i], "priority": priority, "bandwidth": {self.clients[j]: bandwidth[self.clients[j]] for j in mine},
+                "order": orders[i], "online_rule": online, "planned_start": starts, "priority": priority,
+                "duration": {self.clients[j]: [float(inst.p[j, i]), float(inst.p_bwd[j, i])] for j in mine},
+                "bandwidth": {self.clients[j]: bandwidth[self.clients[j]] for j in mine},
                 "memory_mb": {self.clients[j]: float(inst.mem[j]) for j in mine}}))
         for j, name in enumerate(self.clients):
             helper = self.helpers[int(plan.assignment[j])]
@@ -329,6 +366,9 @@ class Coordinator:
                     self.on_round(metrics)
             for name in self.roles:
                 self._send(name, Message(MsgType.BYE, self._job(last), meta={"reason": "run finished"}))
+        except RunAbortedError as exc:
+            self._farewell(f"run aborted: {exc}")
+            raise
         finally:
             self.server.close()
             self.trace.close()
@@ -337,6 +377,14 @@ class Coordinator:
         accuracies = [m["accuracy"] for m in all_records if m.get("accuracy") is not None]
         return RunSummary(self.run_dir, last, accuracies[-1] if accuracies else None, float(self.timeline.makespan),
                           [m["realised_makespan_ms"] for m in records], records)
+
+    def _farewell(self, reason: str) -> None:
+        """Best effort: tell every registered role that the run is over, so none waits for its timeout."""
+        for name in getattr(self, "roles", {}):
+            try:
+                self.server.send(name, Message(MsgType.BYE, self._job(0), meta={"reason": reason}))
+            except PeerUnreachableError:
+                pass
 
     def _figures(self, records: list[dict[str, Any]], last: RoundRecord | None, r: int) -> None:
         try:

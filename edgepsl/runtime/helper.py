@@ -12,9 +12,10 @@ from edgepsl.plan.backend import kernels
 from edgepsl.plan.heuristics import DISPATCH_RULES
 from edgepsl.plan.pure.constants import BWD, FWD
 from edgepsl.runtime import state
-from edgepsl.runtime.channels import SERVER_INBOX, channel_config, expect
+from edgepsl.profiling.link import answer_probe
+from edgepsl.runtime.channels import SERVER_INBOX, channel_config, expect, poll
 from edgepsl.runtime.config import RunConfig
-from edgepsl.runtime.emulation import Emulation, Pacer, pad_to
+from edgepsl.runtime.emulation import Emulation, Pacer
 from edgepsl.runtime.errors import RunAbortedError
 from edgepsl.runtime.measure import measure_helper
 from edgepsl.runtime.trace import Trace, now_ms, tensor_bytes
@@ -25,6 +26,8 @@ from edgepsl.wire import (Envelope, ErrorCode, JobId, KeyPair, Message, MsgType,
 log = logging.getLogger("edgepsl.runtime.helper")
 PART2 = "part2/"
 KINDS = {MsgType.FORWARD: FWD, MsgType.GRADIENTS: BWD}
+COMMANDS = {MsgType.ROUND_START, MsgType.STATE_REQUEST, MsgType.STATE, MsgType.BYE}
+PROBE_POLL_S = 0.01
 REPLIES = {FWD: MsgType.ACTIVATIONS, BWD: MsgType.GRAD_BACK}
 
 
@@ -55,14 +58,32 @@ class Job:
 
 @dataclass
 class RoundPlan:
-    """This helper's part of one round: job order, fallback priorities and the clients' link bandwidths."""
+    """This helper's part of one round: job order, planned starts and durations, priorities, link bandwidths.
+
+    online_rule: the dispatch rule (kernel code) of a dispatched baseline plan, run over the arrived jobs;
+    None: follow `order`, running an arrived job out of order only when it ends before the planned job's start.
+    """
 
     round: int
     run: str
     order: list[tuple[str, int]]
+    online_rule: int | None
+    planned_start: dict[tuple[str, int], float]
+    duration: dict[str, tuple[float, float]]
     priority: dict[str, tuple[float, float]]
     bandwidth: dict[str, float | None]
     done: set[tuple[str, int]] = field(default_factory=set)
+
+    @classmethod
+    def from_meta(cls, round_: int, run: str, meta: dict) -> "RoundPlan":
+        """The plan a ROUND_START carries."""
+        order = [(c, FWD if k == "fwd" else BWD) for c, k in meta["order"]]
+        online = meta.get("online_rule")
+        return cls(round_, run, order, None if online is None else DISPATCH_RULES[online],
+                   dict(zip(order, (float(t) for t in meta["planned_start"]))),
+                   {c: (float(v[0]), float(v[1])) for c, v in meta["duration"].items()},
+                   {c: (float(v[0]), float(v[1])) for c, v in meta["priority"].items()},
+                   {c: v for c, v in meta["bandwidth"].items()})
 
 
 class Helper:
@@ -77,6 +98,8 @@ class Helper:
         self.config: RunConfig | None = None
         self.rule = DISPATCH_RULES["tail"]
         self.server: ServerChannel | None = None
+        self.client_links: dict[str, float | None] = {}
+        self.early: list[Envelope] = []
 
     def _next_seq(self) -> int:
         self._seq += 1
@@ -101,12 +124,11 @@ class Helper:
     def _serve(self, coord: PeerChannel, pacer: Pacer) -> None:
         opts = self.options
         secure = opts.keypair is not None
-        coord.send(Message(MsgType.REGISTER, JobId("", 0, self.name, self._next_seq()), meta={
-            "role": "helper", "capacity_mb": opts.capacity_mb, "emulation": opts.emulation.to_meta(),
-            "public_key": opts.keypair.public.decode() if secure else None}))
+        coord.send(Message(MsgType.REGISTER, JobId("", 0, self.name, self._next_seq()), meta=self._register_meta()))
         welcome = expect(coord, {MsgType.WELCOME}, 600.0, "the coordinator's welcome").message
         self.config = config = RunConfig.from_dict(welcome.meta["config"])
         self.rule = DISPATCH_RULES[config.fallback_rule]
+        self.client_links = dict(welcome.meta.get("client_links", {}))
         self.manifest = load_manifest(config.artifact)
         self.server = ServerChannel(opts.bind, insecure=not secure, config=channel_config(config.float16, SERVER_INBOX),
                                     security=ServerSecurity(opts.keypair, {}) if secure else None)
@@ -120,17 +142,13 @@ class Helper:
         coord.send(Message(MsgType.REPORT, JobId(run, 0, self.name, self._next_seq()), meta={
             "phase": "profile", "times": times, "measured": measured,
             "endpoint": opts.advertise or self.server.endpoint}))
+        message = self._first_command(coord, pacer, config.register_timeout_s * 10)
         while True:
-            message = expect(coord, {MsgType.ROUND_START, MsgType.STATE_REQUEST, MsgType.STATE, MsgType.BYE},
-                             config.round_timeout_s * 10, "the coordinator's next command").message
             if message.type is MsgType.BYE:
                 return
             if message.type is MsgType.ROUND_START:
-                meta = message.meta
                 self._check_capacity(coord, message)
-                plan = RoundPlan(message.job.round, run, [(c, FWD if k == "fwd" else BWD) for c, k in meta["order"]],
-                                 {c: (float(v[0]), float(v[1])) for c, v in meta["priority"].items()},
-                                 {c: v for c, v in meta["bandwidth"].items()})
+                plan = RoundPlan.from_meta(message.job.round, run, message.meta)
                 jobs = self._round(plan, pacer)
                 coord.send(Message(MsgType.REPORT, JobId(run, plan.round, self.name, self._next_seq()),
                                    meta={"phase": "round", "round": plan.round, "jobs": jobs}))
@@ -143,6 +161,39 @@ class Helper:
             else:
                 segment, optimizer = self._part(message.job.client)
                 state.restore(segment, optimizer, message.tensors, PART2)
+            message = expect(coord, COMMANDS, config.round_timeout_s * 10, "the coordinator's next command").message
+
+    def _register_meta(self) -> dict:
+        """What this helper declares when it registers: capacity, emulation and public key."""
+        opts = self.options
+        return {"role": "helper", "capacity_mb": opts.capacity_mb, "emulation": opts.emulation.to_meta(),
+                "public_key": opts.keypair.public.decode() if opts.keypair is not None else None}
+
+    def _first_command(self, coord: PeerChannel, pacer: Pacer, timeout_s: float) -> Message:
+        """The coordinator's first command after the profile; meanwhile echo the clients' link probes.
+
+        Jobs that overtake the first ROUND_START wait in `early` for the round.
+        """
+        assert self.server is not None
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            env = poll(coord, COMMANDS, "the coordinator's first command")
+            if env is not None:
+                return env.message
+            item = self.server.recv(timeout=PROBE_POLL_S)
+            if isinstance(item, Envelope):
+                self._echo(item, pacer)
+        raise RunAbortedError(f"timed out after {timeout_s:g} s waiting for the coordinator's first command")
+
+    def _echo(self, env: Envelope, pacer: Pacer) -> None:
+        """Answer a link probe after the emulated download of its payload; keep anything else for the round."""
+        if env.message.type is not MsgType.PROBE:
+            self.early.append(env)
+            return
+        assert self.server is not None
+        server = self.server
+        delay = Emulation(bandwidth_mbps=self.client_links.get(env.peer)).transfer_s(tensor_bytes(env.message.tensors))
+        pacer.later(delay, lambda: answer_probe(server, env))
 
     def _check_capacity(self, coord: PeerChannel, start: Message) -> None:
         """Refuse (to the coordinator) a round whose clients' middle parts need more memory than this helper has."""
@@ -197,18 +248,32 @@ class Helper:
                              bytes=tensor_bytes(message.tensors, self.config.float16))
             ready[key] = Job(env.peer, kind, env, arrival - t0)
 
-    def _choose(self, plan: RoundPlan, ready: dict[tuple[str, int], Job], now: float) -> tuple[Job, bool]:
-        """The next planned job if it has arrived, else the dispatch kernel's best ready job; (job, planned)."""
-        nxt = next(job for job in plan.order if job not in plan.done)
-        if nxt in ready:
-            return ready.pop(nxt), True
+    def _pick(self, plan: RoundPlan, ready: dict[tuple[str, int], Job], now: float, rule: int) -> Job:
+        """The compiled online dispatch kernel's choice among the arrived jobs under `rule`."""
         jobs = list(ready.values())
         kind = np.array([j.kind for j in jobs], dtype=np.int64)
         release = np.array([j.arrival for j in jobs], dtype=np.float64)
         tail = np.array([plan.priority[j.client][j.kind] for j in jobs], dtype=np.float64)
         client = np.array([[c for c, _ in plan.order].index(j.client) for j in jobs], dtype=np.int64)
-        pick = int(kernels.pick_next(float(now), kind, release, tail, client, self.rule))
-        job = jobs[pick if pick >= 0 else int(np.argmin(release))]
+        pick = int(kernels.pick_next(float(now), kind, release, tail, client, rule))
+        return jobs[pick if pick >= 0 else int(np.argmin(release))]
+
+    def _choose(self, plan: RoundPlan, ready: dict[tuple[str, int], Job], now: float) -> tuple[Job, bool] | None:
+        """The job to run now and whether it is the plan's, or None to wait for more arrivals.
+
+        A dispatched baseline's rule runs over the arrived jobs (that is its plan). Otherwise the next planned
+        job runs once it has arrived; before that, the fallback rule's best arrived job runs only if it is
+        expected to end by the planned job's planned start, so the plan is never delayed by it.
+        """
+        if plan.online_rule is not None:
+            job = self._pick(plan, ready, now, plan.online_rule)
+            return ready.pop((job.client, job.kind)), True
+        nxt = next(job for job in plan.order if job not in plan.done)
+        if nxt in ready:
+            return ready.pop(nxt), True
+        job = self._pick(plan, ready, now, self.rule)
+        if now + plan.duration[job.client][job.kind] > plan.planned_start[nxt]:
+            return None
         return ready.pop((job.client, job.kind)), False
 
     def _round(self, plan: RoundPlan, pacer: Pacer) -> list[dict]:
@@ -217,27 +282,45 @@ class Helper:
         t0 = now_ms()
         ready: dict[tuple[str, int], Job] = {}
         records = []
+        for env in self.early:
+            self._admit(env, plan, ready, t0)
+        self.early.clear()
         deadline = time.monotonic() + self.config.round_timeout_s
         while len(plan.done) < len(plan.order):
-            wait = 0.0 if ready else max(0.0, deadline - time.monotonic())
-            item = self.server.recv(timeout=wait)
-            while item is not None:
-                if isinstance(item, Envelope):
-                    self._admit(item, plan, ready, t0)
-                item = self.server.recv(timeout=0)
-            if not ready:
-                if time.monotonic() >= deadline:
+            choice = self._choose(plan, ready, now_ms() - t0) if ready else None
+            if choice is None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
                     missing = [f"{c}:{'fwd' if k == FWD else 'bwd'}" for c, k in plan.order if (c, k) not in plan.done]
-                    raise RunAbortedError(f"round {plan.round}: jobs {missing} did not arrive within "
+                    raise RunAbortedError(f"round {plan.round}: jobs {missing} did not run within "
                                           f"{self.config.round_timeout_s:g} s")
+                self._receive(remaining, plan, ready, t0)
                 continue
-            job, planned = self._choose(plan, ready, now_ms() - t0)
-            record = self._execute(job, plan, pacer, t0)
+            job, planned = choice
+            record = self._execute(job, plan, ready, pacer, t0)
             if record is not None:
                 records.append({**record, "planned": planned})
         return records
 
-    def _execute(self, job: Job, plan: RoundPlan, pacer: Pacer, t0: float) -> dict | None:
+    def _receive(self, timeout_s: float, plan: RoundPlan, ready: dict[tuple[str, int], Job], t0: float) -> None:
+        """Wait up to timeout_s for a message, then admit it and everything else already received."""
+        assert self.server is not None
+        item = self.server.recv(timeout=timeout_s)
+        while item is not None:
+            if isinstance(item, Envelope):
+                self._admit(item, plan, ready, t0)
+            item = self.server.recv(timeout=0)
+
+    def _pad(self, start: float, target_s: float, plan: RoundPlan, ready: dict[tuple[str, int], Job],
+             t0: float) -> float:
+        """Pad a job to target_s seconds after perf_counter `start`, admitting arrivals meanwhile; ms padded."""
+        pad = max(0.0, target_s - (time.perf_counter() - start))
+        while (remaining := target_s - (time.perf_counter() - start)) > 0:
+            self._receive(remaining, plan, ready, t0)
+        return pad * 1e3
+
+    def _execute(self, job: Job, plan: RoundPlan, ready: dict[tuple[str, int], Job], pacer: Pacer,
+                 t0: float) -> dict | None:
         """Run one job, pad it, reply after the emulated download; its record, or None if its input was refused."""
         segment, optimizer = self._part(job.client)
         assert self.config is not None
@@ -258,7 +341,7 @@ class Helper:
             return None
         compute = (time.perf_counter() - t) * 1e3
         emulated = self.times["part2_fwd" if job.kind == FWD else "part2_bwd"]
-        pad = pad_to(t, emulated / 1000.0) * 1e3 if self.options.emulation.active else 0.0
+        pad = self._pad(t, emulated / 1000.0, plan, ready, t0) if self.options.emulation.active else 0.0
         end = now_ms()
         plan.done.add((job.client, job.kind))
         self.trace.event("job_end", end, client=job.client, kind=job.kind, round=plan.round, compute_ms=compute, pad_ms=pad)

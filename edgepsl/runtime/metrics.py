@@ -11,7 +11,7 @@ import numpy as np
 
 from edgepsl.plan.instance import Instance
 from edgepsl.plan.pure.constants import BWD, FWD
-from edgepsl.plan.schedule import Plan, Timeline
+from edgepsl.plan.schedule import KIND_NAMES, Plan, Timeline
 
 
 @dataclass(frozen=True)
@@ -24,7 +24,40 @@ class RoundRecord:
 
 
 def _jobs_by_client(helper_reports: Mapping[str, dict]) -> dict[tuple[str, int], dict]:
-    return {(job["client"], int(job["kind"])): job for report in helper_reports.values() for job in report["jobs"]}
+    return {(job["client"], int(job["kind"])): {**job, "helper": helper}
+            for helper, report in helper_reports.items() for job in report["jobs"]}
+
+
+def job_records(clients: Sequence[str], client_reports: Mapping[str, dict],
+                helper_reports: Mapping[str, dict]) -> list[dict[str, Any]]:
+    """One record per helper job, from the helper's and its client's reports (ms, bytes).
+
+    queue_wait_ms: arrival at the helper to start; compute_ms / pad_ms: the helper's compute and emulation padding;
+    upload_ms: the client's paced upload plus the wire until arrival; download_ms: end of the job until the
+    client had the reply (the emulated download included); bytes_up / bytes_down: tensor bytes each way.
+    """
+    jobs = _jobs_by_client(helper_reports)
+    out = []
+    for name in clients:
+        rep = client_reports[name]
+        for kind, side in ((FWD, rep["fwd"]), (BWD, rep["bwd"])):
+            job = jobs[(name, kind)]
+            out.append({"client": name, "helper": job["helper"], "kind": KIND_NAMES[kind],
+                        "queue_wait_ms": job["start"] - job["arrival"], "compute_ms": job["compute_ms"],
+                        "pad_ms": job["pad_ms"], "upload_ms": side["up_s"] * 1e3 + job["arrival"] - side["sent"],
+                        "download_ms": side["recv"] - job["end"], "bytes_up": job["bytes_in"],
+                        "bytes_down": job["bytes_out"], "planned": bool(job["planned"])})
+    return out
+
+
+def job_summary(records: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+    """The round's per-job records summarised: mean and max queue wait, mean compute and transfer, total bytes."""
+    wait = np.array([r["queue_wait_ms"] for r in records])
+    transfer = np.array([r["upload_ms"] + r["download_ms"] for r in records])
+    return {"jobs": len(records), "queue_wait_ms_mean": float(wait.mean()), "queue_wait_ms_max": float(wait.max()),
+            "compute_ms_mean": float(np.mean([r["compute_ms"] for r in records])),
+            "transfer_ms_mean": float(transfer.mean()),
+            "transfer_bytes": int(sum(r["bytes_up"] + r["bytes_down"] for r in records))}
 
 
 def realised(instance: Instance, plan: Plan, clients: Sequence[str], t0: float, client_reports: Mapping[str, dict],
@@ -63,6 +96,7 @@ def realised(instance: Instance, plan: Plan, clients: Sequence[str], t0: float, 
                         mem=instance.mem, cap=instance.cap, client_names=instance.client_names,
                         helper_names=instance.helper_names, meta={"measured": "realised chain durations (ms)"})
     all_jobs = list(jobs.values())
+    records = job_records(clients, client_reports, helper_reports)
     metrics = {
         "realised_makespan_ms": makespan,
         "helper_utilisation": (busy / makespan).round(4).tolist() if makespan > 0 else [0.0] * H,
@@ -70,6 +104,8 @@ def realised(instance: Instance, plan: Plan, clients: Sequence[str], t0: float, 
         "overhead_ms_per_job": float(overhead.mean()),
         "overhead_share": float(overhead.sum(axis=1).mean() / makespan) if makespan > 0 else 0.0,
         "bytes": int(sum(job["bytes_in"] + job["bytes_out"] for job in all_jobs)),
+        "job_summary": job_summary(records),
+        "jobs": records,
     }
     return RoundRecord(timeline, measured, metrics)
 

@@ -1,15 +1,17 @@
 """Turn the part times the roles declared into a planning instance, plan it, and derive the helpers' round orders."""
 from __future__ import annotations
 
+import dataclasses
 from typing import Mapping, Sequence
 
 import numpy as np
 
-from edgepsl.plan.heuristics import Solution, solve
+from edgepsl.plan.heuristics import DISPATCH_RULES, Solution, solve
 from edgepsl.plan.instance import Instance
 from edgepsl.plan.profiles import instance_from_parts, loose_capacity_mb
 from edgepsl.plan.schedule import KIND_NAMES, Plan
 from edgepsl.runtime.config import RunConfig
+from edgepsl.runtime.links import Links
 from edgepsl.segment import Manifest
 
 MB = 2.0 ** 20
@@ -31,32 +33,46 @@ def part2_memory_mb(manifest: Manifest, batch: int) -> float:
 
 
 def build_instance(config: RunConfig, manifest: Manifest, clients: Sequence[str], helpers: Sequence[str],
-                   client_profiles: Mapping[str, dict], helper_profiles: Mapping[str, dict]) -> Instance:
-    """The instance of one round from the declared part times (ms), the cut sizes and the links."""
+                   client_profiles: Mapping[str, dict], helper_profiles: Mapping[str, dict], links: Links) -> Instance:
+    """The instance of one round from the declared part times (ms), the cut sizes and the K x H links.
+
+    Each of a chain's four transfers takes its link's bytes * 8 / Mbps plus the link's one-way latency.
+    """
     K, H = len(clients), len(helpers)
     c = {key: np.array([client_profiles[n]["times"][key] for n in clients]) for key in
          ("part1_fwd", "part1_bwd", "part3_fwd", "part3_bwd")}
     h = {key: np.array([helper_profiles[n]["times"][key] for n in helpers]) for key in ("part2_fwd", "part2_bwd")}
-    bandwidth = np.array([client_profiles[n].get("bandwidth_mbps") or config.bandwidth_mbps for n in clients])
     mem = np.full(K, part2_memory_mb(manifest, config.batch_size))
     caps = [helper_profiles[n].get("capacity_mb") for n in helpers]
     loose = loose_capacity_mb(mem)
-    return instance_from_parts(
+    built = instance_from_parts(
         part1_fwd=c["part1_fwd"], part1_bwd=c["part1_bwd"], part3_fwd=c["part3_fwd"], part3_bwd=c["part3_bwd"],
         part2_fwd=np.tile(h["part2_fwd"], (K, 1)), part2_bwd=np.tile(h["part2_bwd"], (K, 1)),
         cut1_kb=np.full(K, _cut_kb(manifest, "part1", config.batch_size, config.float16)),
         cut2_kb=np.full(K, _cut_kb(manifest, "part2", config.batch_size, config.float16)),
-        bandwidth_mbps=np.tile(bandwidth[:, None], (1, H)), mem=mem,
+        bandwidth_mbps=links.mbps, mem=mem,
         cap=np.array([loose if cap is None else float(cap) for cap in caps]),
         client_names=tuple(clients), helper_names=tuple(helpers),
         meta={"built_by": "edgepsl.runtime.planning.build_instance", "batch_size": config.batch_size,
-              "artifact": manifest.model},
+              "artifact": manifest.model, "links": sorted({s for row in links.source for s in row})},
     )
+    lat = links.latency_ms
+    return dataclasses.replace(built, r=built.r + lat, d=built.d + lat, r_bwd=built.r_bwd + lat, d_bwd=built.d_bwd + lat)
 
 
 def make_plan(config: RunConfig, instance: Instance) -> Solution:
     """Plan the round with the configured method (and dispatch rule for the baselines)."""
     return solve(instance, config.method, dispatch=config.dispatch, seed=config.seed)
+
+
+def online_rule(plan: Plan) -> str | None:
+    """The dispatch rule a helper applies to arrived jobs when the plan is a dispatched baseline, else None.
+
+    A baseline's planned timeline is its dispatch rule run over the jobs' releases (FCFS: by arrival), so the
+    helper executes that rule online; any other plan's timeline is its job order, which the helper follows.
+    """
+    rule = plan.meta.get("dispatch")
+    return rule if plan.method in ("random", "balanced-greedy") and rule in DISPATCH_RULES else None
 
 
 def fallback_priority(instance: Instance, rule: str, j: int, i: int) -> tuple[float, float]:

@@ -1,6 +1,7 @@
 """Link probe on loopback: a helper echoes probes, the client fits latency and bandwidth."""
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 
@@ -8,7 +9,7 @@ import numpy as np
 import pytest
 
 from edgepsl.profiling.errors import ProfilingError
-from edgepsl.profiling.link import answer_probe, fit_link, probe_link
+from edgepsl.profiling.link import ProbeTimeoutError, answer_probe, fit_link, probe_link
 from edgepsl.wire import ChannelConfig, Envelope, JobId, Message, MsgType, PeerChannel, ServerChannel
 
 FAST = ChannelConfig(heartbeat_s=0.1, liveness=5, reconnect_min_s=0.05, reconnect_max_s=0.2, send_timeout_s=2.0,
@@ -51,13 +52,13 @@ def test_probe_over_loopback_gives_finite_numbers(echo_helper) -> None:
     server, answered = echo_helper
     peer = PeerChannel(server.endpoint, "client0", insecure=True, config=FAST)
     try:
-        stats = probe_link(peer, "run", "client0", first_seq=1, sizes_kb=(64, 1024, 4096), repeats=3)
+        stats = probe_link(peer, "run", "client0", itertools.count(1).__next__, sizes_kb=(64, 1024, 4096), repeats=3)
     finally:
         peer.close()
     assert stats.sizes_bytes == (64 * 1024, 1024 * 1024, 4096 * 1024)
     assert all(np.isfinite(stats.rtt_ms)) and all(r > 0 for r in stats.rtt_ms)
     assert np.isfinite(stats.mbps) and stats.mbps > 0 and stats.latency_ms >= 0
-    assert len(answered) == 3 * 4 and all(answered)
+    assert len(answered) == 1 + 3 * 3 and all(answered)
     assert stats.to_dict()["mbps"] == stats.mbps
 
 
@@ -78,8 +79,8 @@ def test_probe_without_an_answering_helper_times_out() -> None:
     server = ServerChannel("tcp://127.0.0.1:*", insecure=True, config=FAST)
     peer = PeerChannel(server.endpoint, "client2", insecure=True, config=FAST)
     try:
-        with pytest.raises(ProfilingError, match="no probe echo"):
-            probe_link(peer, "run", "client2", first_seq=1, sizes_kb=(1, 2), repeats=1, timeout_s=0.3)
+        with pytest.raises(ProbeTimeoutError, match="no probe echo"):
+            probe_link(peer, "run", "client2", itertools.count(1).__next__, sizes_kb=(1, 2), repeats=1, timeout_s=0.3)
     finally:
         peer.close()
         server.close()

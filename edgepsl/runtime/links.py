@@ -1,0 +1,73 @@
+"""The K x H links a run plans with: measured by the clients' probes, or declared; recorded in links.json."""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from edgepsl.runtime.config import RunConfig
+from edgepsl.segment import Manifest
+
+MEASURED = "measured"
+DECLARED_CLIENT = "declared: the client's emulated link"
+DECLARED_CONFIG = "declared: config bandwidth_mbps"
+
+
+@dataclass(frozen=True)
+class Links:
+    """Per (client, helper): one-way latency (ms), bandwidth (Mbps) and where the numbers came from."""
+
+    clients: tuple[str, ...]
+    helpers: tuple[str, ...]
+    latency_ms: np.ndarray
+    mbps: np.ndarray
+    source: tuple[tuple[str, ...], ...]
+    probes: Mapping[str, Mapping[str, dict]]
+
+    def to_dict(self) -> dict:
+        """links.json: one row per link, and the raw probe results of measured links."""
+        rows = [{"client": c, "helper": h, "latency_ms": float(self.latency_ms[j, i]), "mbps": float(self.mbps[j, i]),
+                 "source": self.source[j][i]} for j, c in enumerate(self.clients) for i, h in enumerate(self.helpers)]
+        return {"links": rows, "probes": {c: dict(v) for c, v in self.probes.items()}}
+
+    def save(self, path: str | Path) -> None:
+        """Write links.json."""
+        Path(path).write_text(json.dumps(self.to_dict(), indent=1) + "\n")
+
+
+def declared_links(config: RunConfig, clients: Sequence[str], helpers: Sequence[str],
+                   client_bandwidth: Mapping[str, float | None]) -> Links:
+    """Links from each client's declared (emulated) bandwidth, else the config's bandwidth_mbps; no latency."""
+    K, H = len(clients), len(helpers)
+    mbps = np.array([[client_bandwidth.get(c) or config.bandwidth_mbps] * H for c in clients], dtype=np.float64)
+    source = tuple(tuple([DECLARED_CLIENT if client_bandwidth.get(c) else DECLARED_CONFIG] * H) for c in clients)
+    return Links(tuple(clients), tuple(helpers), np.zeros((K, H)), mbps.reshape(K, H), source, {})
+
+
+def measured_links(clients: Sequence[str], helpers: Sequence[str], reports: Mapping[str, Mapping[str, dict]]) -> Links:
+    """Links from the clients' probe reports ({client: {helper: LinkStats.to_dict()}})."""
+    K, H = len(clients), len(helpers)
+    latency, mbps = np.zeros((K, H)), np.zeros((K, H))
+    for j, c in enumerate(clients):
+        for i, h in enumerate(helpers):
+            latency[j, i] = float(reports[c][h]["latency_ms"])
+            mbps[j, i] = float(reports[c][h]["mbps"])
+    return Links(tuple(clients), tuple(helpers), latency, mbps, tuple(tuple([MEASURED] * H) for _ in clients),
+                 {c: dict(reports[c]) for c in clients})
+
+
+def probe_sizes_kb(manifest: Manifest, batch: int, float16: bool) -> list[int]:
+    """Activation-sized probe payloads (KB of 1024 bytes): the two cut tensors of one batch, or a quarter of one."""
+    sizes = set()
+    for segment in ("part1", "part2"):
+        spec = manifest.segment(segment).output
+        itemsize = 2 if float16 and spec.dtype == np.float32 else spec.dtype.itemsize
+        sizes.add(max(1, math.ceil(batch * int(np.prod(spec.shape[1:])) * itemsize / 1024)))
+    if len(sizes) == 1:
+        (kb,) = sizes
+        sizes.add(kb // 4 if kb >= 4 else kb + 1)
+    return sorted(sizes)
