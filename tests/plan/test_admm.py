@@ -68,6 +68,22 @@ def test_stopping_rule_ends_early_and_max_iter_caps_the_iterations() -> None:
     assert one.iterations == 1 and one.stop_reason in ("max_iter", "residual")
 
 
+def test_the_horizon_moves_work_off_a_piled_helper_and_the_assignment_follows() -> None:
+    K = 6
+    zero = np.zeros((K, 2))
+    d = zero.copy()
+    d[:, 1] = 5.0                       # helper 0 has the better links: the [C-HEAD] start piles everyone there
+    inst = Instance(r=zero, p=np.full((K, 2), 100.0), d=d, l=np.full(K, 10.0), r_bwd=np.full((K, 2), 10.0),
+                    p_bwd=np.full((K, 2), 100.0), d_bwd=zero, l_bwd=np.full(K, 10.0), mem=np.ones(K),
+                    cap=np.full(2, 10.0))
+    sol = solve_admm(inst, time_limit=10)
+    first = sol.history[0]
+    assert first["moved"] > 0 and first["pf_objective_ms"] < 6 * 100.0
+    assert set(sol.plan.assignment.tolist()) == {0, 1}
+    assert sol.stop_reason == "residual" and sol.history[-1]["moved"] == 0
+    assert evaluate(inst, sol.plan).makespan == sol.makespan
+
+
 def test_no_time_still_returns_a_valid_plan() -> None:
     inst = scenario_instance("vgg19_cifar10", 10, 3, 2, 6)
     sol = solve_admm(inst, time_limit=0.0)
