@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from edgepsl.errors import EdgePSLError
 from edgepsl.plan.backend import kernels
 from edgepsl.plan.bounds import lower_bound
 from edgepsl.plan.errors import InfeasibleError
@@ -27,6 +28,7 @@ from edgepsl.plan.highs import SolverFailedError, add_assignment, highs_module, 
 from edgepsl.plan.instance import Instance
 from edgepsl.plan.pure.constants import BWD, FWD
 from edgepsl.plan.schedule import Plan, Timeline
+from edgepsl.plan.slot_ilp import SlotLengthError
 
 # The x-update holds about this many slot binaries, with MIN_SLOTS..MAX_SLOTS slots over the forward window.
 TARGET_X_VARS = 20_000
@@ -41,6 +43,10 @@ X_SHARE = 0.75
 MIN_SOLVE_SECONDS = 0.05
 # The y-update (a small assignment MILP) always gets this long, even when the x-update used up its slice.
 MIN_Y_SECONDS = 0.2
+
+
+class AdmmParameterError(EdgePSLError):
+    """An ADMM parameter is out of range (negative rho or time limit, fewer than one iteration)."""
 
 
 @dataclass(frozen=True)
@@ -188,6 +194,13 @@ class Slots:
         rows = np.arange(instance.K)
         return (instance.d[rows, y] + instance.l) / self.slot_ms
 
+    def assigned_work(self, y: np.ndarray, H: int) -> np.ndarray:
+        """p_ij y_ij in slots as a K x H array."""
+        out = np.zeros((y.shape[0], H))
+        rows = np.arange(y.shape[0])
+        out[rows, y] = self.proc[rows, y]
+        return out
+
 
 def _slot_schedule(instance: Instance, y: np.ndarray, release: np.ndarray, proc: np.ndarray,
                    slot_ms: float) -> list[tuple[int, int, int, int]]:
@@ -201,7 +214,7 @@ def _slot_schedule(instance: Instance, y: np.ndarray, release: np.ndarray, proc:
         tail = (instance.d[m, i] + instance.l[m]) / slot_ms
         _, _, pj, ps, pe = kernels.jackson_preemptive(release[m, i].astype(float), proc[m, i].astype(float),
                                                        tail, empty, empty)
-        pieces += [(int(m[j]), i, int(round(s)), int(round(e))) for j, s, e in zip(pj, ps, pe)]
+        pieces += [(int(m[j]), i, round(s), round(e)) for j, s, e in zip(pj, ps, pe)]
     return pieces
 
 
@@ -218,7 +231,7 @@ def choose_slots(instance: Instance, reference: np.ndarray, slot_ms: float | Non
     release = np.ceil((instance.r - origin) / slot_ms - 1e-9).astype(np.int64)
     proc = np.maximum(np.ceil(instance.p / slot_ms - 1e-9), 1).astype(np.int64)
     done = max(e for _, _, _, e in _slot_schedule(instance, reference, release, proc, slot_ms))
-    return Slots(float(slot_ms), origin, release, proc, int(math.ceil((1 + HORIZON_SLACK) * done)))
+    return Slots(float(slot_ms), origin, release, proc, math.ceil((1 + HORIZON_SLACK) * done))
 
 
 def _lp(highspy: Any, cost: np.ndarray, col_lo: np.ndarray, col_hi: np.ndarray, integer: np.ndarray,
@@ -346,7 +359,8 @@ class ForwardModel:
         h = self.h
         h.changeRowsBounds(self.K, np.arange(self.tail_row, self.tail_row + self.K, dtype=np.int32),
                            tails, np.full(self.K, inf))
-        h.changeRowsBounds(n, np.arange(self.abs_row, self.abs_row + n, dtype=np.int32), -self.target, np.full(n, inf))
+        h.changeRowsBounds(n, np.arange(self.abs_row, self.abs_row + n, dtype=np.int32), -self.target,
+                           np.full(n, inf))
         h.changeRowsBounds(n, np.arange(self.abs_row + n, self.abs_row + 2 * n, dtype=np.int32), self.target,
                            np.full(n, inf))
 
@@ -356,7 +370,7 @@ class ForwardModel:
         return float((self.finish(x) + self.tails).max() + self.rho / 2 * np.abs(S - self.target).sum())
 
     def solve(self, starts: list[np.ndarray], time_limit: float) -> tuple[np.ndarray, str]:
-        """The x-update from the best of the warm starts: HiGHS's incumbent, or that start if HiGHS has nothing better."""
+        """The x-update from the best warm start: HiGHS's incumbent, or that start when HiGHS has nothing better."""
         x_start = min(starts, key=self.objective)
         if time_limit < MIN_SOLVE_SECONDS:
             return x_start, "skipped (no time left)"
@@ -414,6 +428,11 @@ def solve_admm(instance: Instance, *, rho: float = 350.0, max_iter: int = 10, st
                time_limit: float = 60.0, threads: int = 1, slot_ms: float | None = None,
                verbose: bool = False) -> AdmmSolution:
     """Plan with the paper's decomposition (Algorithm 1 + exact per-helper schedules); the best evaluated plan."""
+    if not (rho >= 0 and max_iter >= 1 and stable_iters >= 1 and time_limit >= 0):
+        raise AdmmParameterError(f"ADMM needs rho >= 0, max_iter >= 1, stable_iters >= 1 and time_limit >= 0; got "
+                                 f"rho={rho}, max_iter={max_iter}, stable_iters={stable_iters}, time_limit={time_limit}")
+    if slot_ms is not None and not (slot_ms > 0 and math.isfinite(slot_ms)):
+        raise SlotLengthError(f"slot length must be a positive number of ms, got {slot_ms!r}")
     highs_module()
     t0 = time.perf_counter()
     deadline = t0 + time_limit
@@ -423,7 +442,6 @@ def solve_admm(instance: Instance, *, rho: float = 350.0, max_iter: int = 10, st
     slots = choose_slots(instance, reference, slot_ms)
     model = ForwardModel(instance, slots, rho, threads, verbose)
     x = model.x_from_pieces(_slot_schedule(instance, reference, slots.release, slots.proc, slots.slot_ms))
-    rows = np.arange(instance.K)
     mu = np.zeros((instance.K, instance.H))
     best: tuple[Plan, Timeline] | None = None
     history: list[dict] = []
@@ -434,9 +452,7 @@ def solve_admm(instance: Instance, *, rho: float = 350.0, max_iter: int = 10, st
             stop = "time_limit"
             break
         budget = (deadline - start) / (max_iter - k)
-        py = np.zeros((instance.K, instance.H))
-        py[rows, y] = slots.proc[rows, y]
-        model.update(slots.tails(instance, y), py, mu)
+        model.update(slots.tails(instance, y), slots.assigned_work(y, instance.H), mu)
         follow = model.x_from_pieces(_slot_schedule(instance, y, slots.release, slots.proc, slots.slot_ms))
         x, x_status = model.solve([x] if follow is None else [x, follow], X_SHARE * budget)
         x_objective = model.objective(x)
@@ -445,8 +461,7 @@ def solve_admm(instance: Instance, *, rho: float = 350.0, max_iter: int = 10, st
         y_new, y_status = assignment_update(instance, slots, S, f, mu, rho, y, y_budget, threads, verbose)
         moved = int((y_new != y).sum())
         y = y_new
-        py = np.zeros((instance.K, instance.H))
-        py[rows, y] = slots.proc[rows, y]
+        py = slots.assigned_work(y, instance.H)
         mu += S - py
         residual = float(((S - py) ** 2).sum())
         plan, timeline, pf = schedule_assignment(instance, y)

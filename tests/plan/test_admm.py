@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from edgepsl.cli import main
-from edgepsl.plan.admm import preemptive_schedules, solve_admm
+from edgepsl.plan.admm import AdmmParameterError, preemptive_schedules, solve_admm
 from edgepsl.plan.errors import InfeasibleError
 from edgepsl.plan.evaluate import evaluate
 from edgepsl.plan.highs import SolverUnavailableError
@@ -16,6 +16,7 @@ from edgepsl.plan.instance import Instance
 from edgepsl.plan.milp import solve_milp
 from edgepsl.plan.scenarios import scenario_instance
 from edgepsl.plan.schedule import Plan
+from edgepsl.plan.slot_ilp import SlotLengthError
 
 from .instances import random_instance
 
@@ -110,6 +111,14 @@ def test_fifty_clients_get_a_plan() -> None:
     sol = solve_admm(inst, time_limit=5)
     assert evaluate(inst, sol.plan).makespan == sol.makespan
     assert sol.iterations >= 1
+
+
+def test_bad_parameters_are_refused() -> None:
+    inst = random_instance(1, K=3, H=2, integer_times=False, tight_memory=False)
+    with pytest.raises(AdmmParameterError, match="max_iter"):
+        solve_admm(inst, max_iter=0)
+    with pytest.raises(SlotLengthError):
+        solve_admm(inst, slot_ms=0.0)
 
 
 def test_missing_highspy_is_a_clear_error(monkeypatch) -> None:
