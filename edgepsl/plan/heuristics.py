@@ -19,10 +19,13 @@ METHODS = {
     "random": "seeded random order, uniform helper among those with room (paper 2.6); then the dispatch rule",
     "balanced-greedy": "clients in index order, helper that keeps client counts most even (paper 2.5); then the dispatch rule",
     "greedy-eft": "largest work first to the helper with the earliest estimated finish; best rule per helper",
-    "greedy-ls": "best of greedy-eft / balanced-greedy / random starts, then local search (move, swap, reorder)",
+    "greedy-ls": "best of greedy-eft / balanced-greedy / random starts, then local search (move, swap, reorder) with restarts",
 }
 # Work budget of the local search, in jobs processed by its dispatches and evaluations.
 DEFAULT_BUDGET = 8_000_000
+# Restarts of the local search from the current plan with one to three clients moved at random
+# (iterated local search), while the work budget lasts.
+DEFAULT_KICKS = 32
 
 
 @dataclass(frozen=True)
@@ -81,7 +84,27 @@ def _dispatched(instance: Instance, assignment: np.ndarray, rule: str) -> tuple[
     return kernels.dispatch(assignment, DISPATCH_RULES[rule], *_arrays(instance))
 
 
-def _greedy_ls(instance: Instance, seed: int, budget: int) -> tuple[Plan, dict]:
+def _makespan(instance: Instance, flat: tuple[np.ndarray, ...]) -> float:
+    fin = kernels.evaluate(*flat[:4], *_arrays(instance))[4]
+    return float(fin.max()) if len(fin) else 0.0
+
+
+def _kick(instance: Instance, assignment: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Move one to three random clients to random other helpers with room (the perturbation of the restarts)."""
+    a = assignment.copy()
+    used = np.bincount(a, weights=instance.mem, minlength=instance.H)
+    for j in rng.choice(instance.K, size=min(instance.K, int(rng.integers(1, 4))), replace=False):
+        room = np.flatnonzero(used + instance.mem[j] <= instance.cap)
+        room = room[room != a[j]]
+        if len(room):
+            i = int(room[rng.integers(len(room))])
+            used[a[j]] -= instance.mem[j]
+            used[i] += instance.mem[j]
+            a[j] = i
+    return a
+
+
+def _greedy_ls(instance: Instance, seed: int, budget: int, kicks: int) -> tuple[Plan, dict]:
     starts = {}
     for name in ("greedy-eft", "balanced-greedy", "random"):
         try:
@@ -97,23 +120,41 @@ def _greedy_ls(instance: Instance, seed: int, budget: int) -> tuple[Plan, dict]:
         value = timeline_of(instance, Plan.from_flat(a, *_dispatched(instance, a, "best"))).makespan
         if best_value is None or value < best_value:
             best_name, best_value = name, value
-    a, sc, sk, off, stats = kernels.local_search(
-        starts[best_name], *_arrays(instance), instance.mem, instance.cap, seed, budget
-    )
+    cur = kernels.local_search(starts[best_name], *_arrays(instance), instance.mem, instance.cap, seed, budget)
+    stats = cur[4].copy()
+    cur_value = _makespan(instance, cur)
+    best, best_ls = cur, cur_value
+    rng = np.random.default_rng(seed)
+    accepted = 0
+    n = 0
+    while n < kicks and stats[4] < budget and instance.H > 1:
+        n += 1
+        out = kernels.local_search(_kick(instance, cur[0], rng), *_arrays(instance), instance.mem, instance.cap,
+                                   seed + n, budget - int(stats[4]))
+        stats[:4] += out[4][:4]
+        stats[4] += out[4][4]
+        value = _makespan(instance, out)
+        if value <= cur_value:
+            cur, cur_value = out, value
+            if value < best_ls:
+                best, best_ls = out, value
+                accepted += 1
+    a, sc, sk, off = best[:4]
     meta = {"start": best_name, "start_makespan": best_value, "iterations": int(stats[0]), "reorders": int(stats[1]),
-            "moves": int(stats[2]), "swaps": int(stats[3]), "work": int(stats[4]), "budget": budget}
+            "moves": int(stats[2]), "swaps": int(stats[3]), "work": int(stats[4]), "budget": budget,
+            "kicks": n, "kicks_improving": accepted}
     return Plan.from_flat(a, sc, sk, off), meta
 
 
 def solve(instance: Instance, method: str = "greedy-ls", dispatch: str = "fcfs", seed: int = 0,
-          budget: int = DEFAULT_BUDGET) -> Solution:
+          budget: int = DEFAULT_BUDGET, kicks: int = DEFAULT_KICKS) -> Solution:
     """Plan one round with a method; the dispatch rule applies to random and balanced-greedy."""
     if method not in METHODS:
         raise UnknownMethodError(f"unknown planning method {method!r}; choose one of {', '.join(METHODS)}")
     t0 = time.perf_counter()
     meta: dict = {"seed": seed}
     if method == "greedy-ls":
-        plan, extra = _greedy_ls(instance, seed, budget)
+        plan, extra = _greedy_ls(instance, seed, budget, kicks)
         meta.update(extra)
     else:
         rule = "best" if method == "greedy-eft" else dispatch

@@ -54,6 +54,25 @@ def test_greedy_ls_respects_its_work_budget() -> None:
     assert sol.plan.meta["work"] <= 10_000 + 6 * 2 * inst.K
 
 
+@pytest.mark.parametrize("scenario", [1, 2])
+def test_greedy_ls_restarts_never_lose_the_first_descent(scenario) -> None:
+    for seed in range(3):
+        inst = scenario_instance("resnet101_cifar10", 20, 3, scenario, seed)
+        plain = solve(inst, "greedy-ls", seed=seed, kicks=0)
+        kicked = solve(inst, "greedy-ls", seed=seed)
+        assert plain.plan.meta["kicks"] == 0 and kicked.plan.meta["kicks"] == 32
+        assert kicked.makespan <= plain.makespan
+        assert kicked.plan.meta["work"] <= kicked.plan.meta["budget"] + 6 * 2 * inst.K
+
+
+def test_greedy_ls_restarts_stop_when_the_budget_is_spent() -> None:
+    inst = scenario_instance("resnet101_cifar10", 40, 4, 1, 0)
+    sol = solve(inst, "greedy-ls", budget=20_000)
+    assert sol.plan.meta["kicks"] < 32
+    # Each restart dispatches every helper (3 rules x 2K jobs) before its first budget check.
+    assert sol.plan.meta["work"] <= 20_000 + 2 * 6 * 2 * inst.K
+
+
 def test_random_depends_on_seed_only() -> None:
     inst = random_instance(2, K=40, H=5, integer_times=False, tight_memory=False)
     a = solve(inst, "random", seed=1).plan.assignment
