@@ -2,10 +2,12 @@
 
 The network socket is used under one lock by whichever thread needs it, so the data path has no thread hop:
 a user thread sends on it directly, and a user thread in recv() holds the lock while it waits in zmq_poll and
-reads what arrives. Senders from other threads poke the waiting reader, which lets them go first. The I/O thread
-wakes once per heartbeat interval on its own clock, so compute never starves it: unless a reader is waiting
-(that reader then does the same work on time), it reads what waits (absorbing heartbeats into liveness,
-queueing messages in the bounded inbox), sends heartbeats and reports lost peers.
+reads what arrives; the message it reads is handed back to it without passing through the inbox. Senders from
+other threads poke the waiting reader, which lets them go first. An uncontended send or recv takes the lock at
+once, without the hand-over bookkeeping. The I/O thread wakes once per heartbeat interval on its own clock, so
+compute never starves it: unless a reader is waiting (that reader then does the same work on time), it reads
+what waits (absorbing heartbeats into liveness, queueing messages in the bounded inbox), sends heartbeats and
+reports lost peers.
 """
 from __future__ import annotations
 
@@ -63,6 +65,21 @@ class ChannelConfig:
         return self.heartbeat_s * self.liveness
 
 
+_MORE_NOWAIT = int(zmq.SNDMORE | zmq.NOBLOCK)  # plain ints: or-ing pyzmq's flag enums costs a microsecond a call
+_NOWAIT = int(zmq.NOBLOCK)
+
+
+def _send_parts(socket: zmq.Socket, frames: Sequence[Any], copy: bool) -> None:
+    """One multipart message, part by part; bytes parts (header, routing id) are always copied, buffers as asked.
+
+    libzmq takes or refuses a multipart message at its first part, so zmq.Again can only come from that part.
+    """
+    send = socket.send
+    last = len(frames) - 1
+    for i, part in enumerate(frames):
+        send(part, _NOWAIT if i == last else _MORE_NOWAIT, copy=copy or type(part) is bytes)
+
+
 def send_nowait(socket: zmq.Socket, frames: Sequence[Any], copy: bool = False) -> None:
     """Queue a multipart message without blocking; raise zmq.Again only if the queue is really full.
 
@@ -70,10 +87,19 @@ def send_nowait(socket: zmq.Socket, frames: Sequence[Any], copy: bool = False) -
     on send; reading ZMQ_EVENTS processes them at once, so a queue emptied a moment ago is seen as empty.
     """
     try:
-        socket.send_multipart(frames, zmq.NOBLOCK, copy=copy)
+        _send_parts(socket, frames, copy)
     except zmq.Again:
         socket.getsockopt(zmq.EVENTS)
-        socket.send_multipart(frames, zmq.NOBLOCK, copy=copy)
+        _send_parts(socket, frames, copy)
+
+
+def recv_nowait(socket: zmq.Socket) -> list[zmq.Frame]:
+    """The next multipart message as zero-copy frames; raise zmq.Again if none waits."""
+    recv = socket.recv
+    parts = [recv(_NOWAIT, copy=False)]
+    while parts[-1].more:  # the other parts of a message arrive with its first
+        parts.append(recv(_NOWAIT, copy=False))
+    return parts
 
 
 def check_security(security: object, insecure: bool) -> None:
@@ -96,7 +122,7 @@ class ChannelBase(abc.ABC):
         self._turn = threading.Condition()
         self._senders = 0
         self._polling = False
-        self._poller: tuple[zmq.Socket | None, zmq.Poller] | None = None
+        self._poll_items: tuple[zmq.Socket | None, list[tuple[Any, int]]] | None = None
         self._io_wake = Wake()
         self._user_wake = Wake()
         self._inbox = Inbox(config.inbox)
@@ -137,16 +163,18 @@ class ChannelBase(abc.ABC):
         if self._failure is not None:
             raise ChannelClosedError(f"the channel's I/O thread stopped: {self._failure}")
 
-    def _drain(self, limit: int = _DRAIN_BATCH) -> None:
-        """Read up to `limit` waiting messages into the inbox (while it has room)."""
-        for _ in range(limit):
+    def _drain(self) -> None:
+        """Read up to _DRAIN_BATCH waiting messages into the inbox (while it has room)."""
+        for _ in range(_DRAIN_BATCH):
             if self._net is None or not self._inbox.has_room():
                 return
             try:
-                frames = self._net.recv_multipart(zmq.NOBLOCK, copy=False)
+                frames = recv_nowait(self._net)
             except zmq.Again:
                 return
-            self._on_frames(frames, time.monotonic())
+            item = self._on_frames(frames, time.monotonic())
+            if item is not None:
+                self._inbox.put(item)
 
     def _tick_if_due(self) -> None:
         now = time.monotonic()
@@ -165,48 +193,75 @@ class ChannelBase(abc.ABC):
         looked = False
         with self._reader:
             while True:
-                item = self._inbox.get(0)
+                item = self._inbox.pop()
                 if item is not None:
                     return item
                 remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
                 if remaining == 0.0 and looked:
                     return None
                 looked = True
-                with self._turn:
-                    self._turn.wait_for(lambda: self._senders == 0)
-                    self._lock.acquire()
+                if self._senders or not self._lock.acquire(blocking=False):
+                    with self._turn:
+                        self._turn.wait_for(lambda: self._senders == 0)
+                        self._lock.acquire()
                 try:
                     self._check_open()
-                    self._read_or_wait(remaining)
+                    item = self._read_or_wait(remaining)
                 finally:
                     self._lock.release()
+                if item is not None:
+                    if not len(self._inbox):
+                        return item
+                    self._inbox.put(item)  # behind the peer_joined / peer_back event that came with it
 
-    def _read_or_wait(self, remaining: float | None) -> None:
-        """With the lock: wait for a message (or a sender's poke, or the next tick) and read it."""
+    def _read_or_wait(self, remaining: float | None) -> Delivery | None:
+        """With the lock: wait for a message (or a sender's poke, or the next tick), read it and return its delivery.
+
+        zmq_poll returns at once when a message is waiting, so there is no NOBLOCK read before it: that read
+        would raise zmq.Again (a few microseconds) on every round trip whose answer has not arrived yet.
+        """
         self._tick_if_due()
         wait = self._next_tick - time.monotonic()
         if remaining is not None:
             wait = min(wait, remaining)
-        if self._poller is None or self._poller[0] is not self._net:
-            poller = zmq.Poller()
-            poller.register(self._user_wake.fileno(), zmq.POLLIN)
-            if self._net is not None:
-                poller.register(self._net, zmq.POLLIN)
-            self._poller = (self._net, poller)
+        net = self._net
+        if self._poll_items is None or self._poll_items[0] is not net:
+            items: list[tuple[Any, int]] = [(self._user_wake.fileno(), zmq.POLLIN)]
+            if net is not None:
+                items.append((net, zmq.POLLIN))
+            self._poll_items = (net, items)
         self._polling = True
         try:
             if self._senders:
-                return  # a sender came in before it could see _polling: let it go first
-            ready = dict(self._poller[1].poll(max(0, math.ceil(wait * 1000))))
+                return None  # a sender came in before it could see _polling: let it go first
+            ready = zmq.zmq_poll(self._poll_items[1], max(0, math.ceil(wait * 1000)))
         finally:
             self._polling = False
-        if self._user_wake.fileno() in ready:
-            self._user_wake.clear()
-        if self._net is not None and self._net in ready:
-            self._drain(limit=1)
+        readable = False
+        for what, _ in ready:
+            if what is net:
+                readable = True
+            else:
+                self._user_wake.clear()
+        if not readable or not self._inbox.has_room():
+            return None
+        try:
+            frames = recv_nowait(net)
+        except zmq.Again:
+            return None
+        return self._on_frames(frames, time.monotonic())
 
     def _send(self, target: bytes, message: Message, copy: bool) -> None:
         frames = encode(message, float16=self.config.float16)
+        if not self._senders and self._lock.acquire(blocking=False):  # nobody holds or waits for the socket
+            try:
+                self._check_open()
+                self._transmit(target, frames, copy)
+                return
+            except zmq.Again:
+                pass
+            finally:
+                self._lock.release()
         deadline = time.monotonic() + self.config.send_timeout_s
         while True:
             with self._turn:
@@ -280,20 +335,20 @@ class ChannelBase(abc.ABC):
             logger.exception("the I/O thread stopped on an unexpected error")
             self._inbox.close()
 
-    def _accept(self, peer: str, message: Message, now: float) -> None:
-        """Deliver a validated message: liveness, heartbeats absorbed, duplicates suppressed."""
+    def _accept(self, peer: str, message: Message, now: float) -> Delivery | None:
+        """What a validated message delivers (heartbeats: nothing; duplicates: a notice); liveness events are queued."""
         kind = self._liveness.heard(peer, now)
         if kind is not None:
             self._inbox.put(PeerEvent(kind, peer))
-        if message.type is MsgType.HEARTBEAT:
-            return
-        if message.type not in UNTRACKED_TYPES and self._dedupe.seen(peer, (message.type, message.job)):
-            self._log.warning(f"dup:{peer}", f"dropped a duplicate {message.type.value} {message.job} from {peer}")
-            self._inbox.put(PeerEvent(EventKind.DUPLICATE, peer, message.type, message.job))
-            return
-        if message.type is MsgType.BYE:
+        mtype = message.type
+        if mtype is MsgType.HEARTBEAT:
+            return None
+        if mtype not in UNTRACKED_TYPES and self._dedupe.seen(peer, (mtype, message.job)):
+            self._log.warning(f"dup:{peer}", f"dropped a duplicate {mtype.value} {message.job} from {peer}")
+            return PeerEvent(EventKind.DUPLICATE, peer, mtype, message.job)
+        if mtype is MsgType.BYE:
             self._liveness.forget(peer)
-        self._inbox.put(Envelope(peer, message))
+        return Envelope(peer, message)
 
     def _refusal(self, peer: str, exc: ProtocolError) -> list[Any]:
         """Log a refused message and build the ERROR reply frames."""
@@ -310,8 +365,8 @@ class ChannelBase(abc.ABC):
         """Queue frames on the network socket without blocking; raise zmq.Again or PeerUnreachableError."""
 
     @abc.abstractmethod
-    def _on_frames(self, frames: list[zmq.Frame], now: float) -> None:
-        """Handle one received multipart message."""
+    def _on_frames(self, frames: list[zmq.Frame], now: float) -> Delivery | None:
+        """Handle one received multipart message; return what it delivers to the user, if anything."""
 
     @abc.abstractmethod
     def _on_tick(self, now: float) -> None:

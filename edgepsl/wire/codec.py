@@ -1,6 +1,7 @@
 """Encoding a Message to [msgpack header, raw frames...] and decoding received frames back, validated."""
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any, Sequence
 
@@ -14,6 +15,7 @@ from edgepsl.wire.validate import Limits, check_frames, parse_header, parse_job
 Frames = Sequence[Any]  # bytes, memoryview, numpy arrays or zmq.Frame: anything exposing the buffer protocol
 
 _ENCODE_LIMITS = Limits(max_message_bytes=2**62, max_header_bytes=2**62, max_tensors=2**31)
+_PACKERS = threading.local()
 
 
 def _reject_ext(code: int, data: bytes) -> None:
@@ -22,25 +24,35 @@ def _reject_ext(code: int, data: bytes) -> None:
 
 def _wire_array(name: str, value: Any, float16: bool) -> tuple[np.ndarray, dict[str, Any]]:
     arr = np.asarray(value)
-    if arr.dtype.str not in ALLOWED_DTYPES:
+    dtype = arr.dtype.str
+    if dtype not in ALLOWED_DTYPES:
         little = arr.dtype.newbyteorder("<")
         if little.str not in ALLOWED_DTYPES:
             raise MessageError(f"tensor {name!r} has dtype {arr.dtype}; the wire carries only {sorted(ALLOWED_DTYPES)}")
         arr = arr.astype(little)
-    spec: dict[str, Any] = {"name": name, "dtype": arr.dtype.str, "shape": list(arr.shape)}
-    if float16 and arr.dtype.str == "<f4":
-        arr = arr.astype("<f2")
-        spec.update(dtype="<f2", cast="<f4")
-    return np.ascontiguousarray(arr), spec
+        dtype = little.str
+    if float16 and dtype == "<f4":
+        return np.ascontiguousarray(arr.astype("<f2")), {"name": name, "dtype": "<f2", "shape": list(arr.shape), "cast": "<f4"}
+    return np.ascontiguousarray(arr), {"name": name, "dtype": dtype, "shape": list(arr.shape)}
+
+
+def _packer() -> msgpack.Packer:
+    """This thread's msgpack packer (a Packer is reused across calls, and is not shared between threads)."""
+    try:
+        return _PACKERS.packer
+    except AttributeError:
+        _PACKERS.packer = msgpack.Packer(use_bin_type=True)
+        return _PACKERS.packer
 
 
 def encode(message: Message, *, float16: bool = False) -> list[Any]:
     """Encode a message as [header bytes, one contiguous array per tensor]; float16 applies to activations and gradients."""
     cast = float16 and message.type in FLOAT16_TYPES
-    arrays, specs = [], []
+    frames: list[Any] = [b""]
+    specs = []
     for name, value in message.tensors.items():
         arr, spec = _wire_array(str(name), value, cast)
-        arrays.append(arr)
+        frames.append(arr)
         specs.append(spec)
     job = message.job
     header = {
@@ -56,12 +68,12 @@ def encode(message: Message, *, float16: bool = False) -> list[Any]:
     }
     try:
         parse_header(header, _ENCODE_LIMITS)
-        packed = msgpack.packb(header, use_bin_type=True)
+        frames[0] = _packer().pack(header)
     except ProtocolError as exc:
         raise MessageError(f"cannot encode {message.type.value!r} message: {exc.reason}") from None
     except (TypeError, ValueError, OverflowError) as exc:
         raise MessageError(f"cannot encode {message.type.value!r} message: meta must hold only msgpack types ({exc})") from None
-    return [packed, *arrays]
+    return frames
 
 
 def unpack_header(frame: Any, limits: Limits) -> Any:

@@ -9,7 +9,7 @@ import zmq
 from edgepsl.wire.channel import ChannelBase, ChannelConfig, check_security, send_nowait
 from edgepsl.wire.codec import decode
 from edgepsl.wire.errors import PeerUnreachableError, ProtocolError
-from edgepsl.wire.inbox import PeerEvent
+from edgepsl.wire.inbox import Delivery, PeerEvent
 from edgepsl.wire.keys import check_name
 from edgepsl.wire.liveness import Backoff, EventKind
 from edgepsl.wire.logs import logger
@@ -78,15 +78,15 @@ class PeerChannel(ChannelBase):
             raise PeerUnreachableError(f"not connected to {self.endpoint}: reconnecting; resend after the peer_back event")
         send_nowait(self._net, frames, copy)
 
-    def _on_frames(self, frames: list[zmq.Frame], now: float) -> None:
+    def _on_frames(self, frames: list[zmq.Frame], now: float) -> Delivery | None:
         try:
             message = decode(frames, self.config.limits)
         except ProtocolError as exc:
             self._send_now(self._refusal(self.endpoint, exc))
-            return
+            return None
         self._since = now
         self._backoff.reset()
-        self._accept(self.endpoint, message, now)
+        return self._accept(self.endpoint, message, now)
 
     def _on_tick(self, now: float) -> None:
         if self._net is None:

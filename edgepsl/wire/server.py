@@ -8,7 +8,7 @@ import zmq
 from edgepsl.wire.channel import ChannelBase, ChannelConfig, check_security, send_nowait
 from edgepsl.wire.codec import decode
 from edgepsl.wire.errors import ChannelConfigError, PeerUnreachableError, ProtocolError
-from edgepsl.wire.inbox import PeerEvent
+from edgepsl.wire.inbox import Delivery, PeerEvent
 from edgepsl.wire.liveness import EventKind
 from edgepsl.wire.messages import SENDER_BOUND_TYPES, ErrorCode, Message, MsgType
 from edgepsl.wire.security import AllowList, ServerSecurity, apply_server, start_authenticator
@@ -95,35 +95,35 @@ class ServerChannel(ChannelBase):
                 raise PeerUnreachableError(f"peer {name!r} is disconnected") from None
             raise
 
-    def _identify(self, frames: list[zmq.Frame]) -> str | None:
-        route = frames[0].bytes
+    def _identify(self, route: bytes, frames: list[zmq.Frame]) -> str | None:
         if self._allow is None:
             return _route_name(route)
         return self._allow.name_of(frames[-1].get("User-Id"))
 
-    def _on_frames(self, frames: list[zmq.Frame], now: float) -> None:
+    def _on_frames(self, frames: list[zmq.Frame], now: float) -> Delivery | None:
         route = frames[0].bytes
-        name = self._identify(frames) if len(frames) > 1 else None
+        name = self._identify(route, frames) if len(frames) > 1 else None
         if name is None:
             label = "a peer whose key is not allowed" if len(frames) > 1 else _route_name(route)
             self._send_now(route, self._refusal(label, ProtocolError(ErrorCode.UNAUTHORIZED, "this key is not in the allow-list")))
-            return
+            return None
         try:
             message = decode(frames[1:], self.config.limits)
         except ProtocolError as exc:
             self._send_now(route, self._refusal(name, exc))
-            return
+            return None
         owner = self._owners.get(route)
         if owner is not None and owner != name:
             self._send_now(route, self._refusal(name, self._impersonation(message, f"routing id of peer {owner!r} used by key of {name!r}")))
-            return
+            return None
         if message.type in SENDER_BOUND_TYPES and message.job.client != name:
             self._send_now(route, self._refusal(name, self._impersonation(message, f"client {message.job.client!r} in a {message.type.value} from {name!r}")))
-            return
+            return None
         self._bind_route(name, route)
-        self._accept(name, message, now)
+        item = self._accept(name, message, now)
         if message.type is MsgType.BYE:
             self._owners.pop(self._routes.pop(name, b""), None)
+        return item
 
     @staticmethod
     def _impersonation(message: Message, reason: str) -> ProtocolError:

@@ -1,7 +1,6 @@
 """Validation of received headers and frames against the schema and the size limits (pure functions)."""
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any, Mapping, NamedTuple, Sequence
 
@@ -30,6 +29,7 @@ class Limits:
                 raise ValueError(f"Limits.{name} must be a positive integer, got {getattr(self, name)!r}")
 
 
+_DEFAULT_LIMITS = Limits()
 _ITEMSIZE = {name: np.dtype(name).itemsize for name in ALLOWED_DTYPES}
 _TYPES = {kind.value: kind for kind in MsgType}
 
@@ -72,13 +72,22 @@ def _count(raw: Mapping[str, Any], key: str) -> int:
     return value
 
 
+def _job(raw: Mapping[str, Any], limits: Limits) -> JobId:
+    """The job id fields, checked in one expression for the common case; a failure is named by the slow path."""
+    run, round_, client, seq = raw.get("run", ""), raw.get("round", 0), raw.get("client", ""), raw.get("seq", 0)
+    if (type(run) is str and type(client) is str and type(round_) is int and type(seq) is int
+            and len(run) <= limits.max_name_len and len(client) <= limits.max_name_len
+            and 0 <= round_ <= _MAX_INT and 0 <= seq <= _MAX_INT):
+        return JobId(run, round_, client, seq)
+    return JobId(_string(raw, "run", limits), _count(raw, "round"), _string(raw, "client", limits), _count(raw, "seq"))
+
+
 def parse_job(raw: Any) -> JobId | None:
     """The job id of an unpacked header if it can be read, else None (used to address ERROR replies)."""
     if not isinstance(raw, dict):
         return None
     try:
-        limits = Limits()
-        return JobId(_string(raw, "run", limits), _count(raw, "round"), _string(raw, "client", limits), _count(raw, "seq"))
+        return _job(raw, _DEFAULT_LIMITS)
     except ProtocolError:
         return None
 
@@ -89,16 +98,18 @@ def _tensor_spec(raw: Any, limits: Limits, index: int) -> TensorSpec:
     name, dtype, shape, cast = raw.get("name"), raw.get("dtype"), raw.get("shape"), raw.get("cast")
     if not isinstance(name, str) or not 0 < len(name) <= limits.max_name_len:
         raise _fail(ErrorCode.BAD_TENSOR, f"tensor #{index} needs a name of 1 to {limits.max_name_len} characters")
-    if not isinstance(dtype, str) or dtype not in ALLOWED_DTYPES:
+    itemsize = _ITEMSIZE.get(dtype) if isinstance(dtype, str) else None
+    if itemsize is None:
         raise _fail(ErrorCode.BAD_TENSOR, f"tensor {name!r} has dtype {dtype!r}; allowed: {sorted(ALLOWED_DTYPES)}")
     if not isinstance(shape, (list, tuple)) or len(shape) > limits.max_rank:
         raise _fail(ErrorCode.BAD_TENSOR, f"tensor {name!r} needs a shape list of rank at most {limits.max_rank}")
+    nbytes = itemsize
     for d in shape:
         if type(d) is not int or not 0 <= d <= _MAX_INT:
             raise _fail(ErrorCode.BAD_TENSOR, f"tensor {name!r} has a shape with non-integer or negative dimensions")
+        nbytes *= d
     if cast is not None and _CASTS.get(dtype) != cast:
         raise _fail(ErrorCode.BAD_TENSOR, f"tensor {name!r} cannot be cast from {dtype!r} to {cast!r}")
-    nbytes = math.prod(shape) * _ITEMSIZE[dtype]
     if nbytes > limits.max_message_bytes:
         raise _fail(ErrorCode.TOO_LARGE, f"tensor {name!r} declares {nbytes} bytes, over the {limits.max_message_bytes}-byte cap")
     return TensorSpec(name, dtype, tuple(shape), cast, nbytes)
@@ -111,25 +122,30 @@ def parse_header(raw: Any, limits: Limits) -> Header:
     version = raw.get("v")
     if version != PROTOCOL_VERSION:
         raise _fail(ErrorCode.BAD_VERSION, f"protocol version {version!r} is not supported (this peer speaks {PROTOCOL_VERSION})")
-    kind = _TYPES.get(raw.get("type")) if isinstance(raw.get("type"), str) else None
+    kind = raw.get("type")
+    kind = _TYPES.get(kind) if isinstance(kind, str) else None
     if kind is None:
         raise _fail(ErrorCode.UNKNOWN_TYPE, f"unknown message type {raw.get('type')!r}")
-    job = JobId(_string(raw, "run", limits), _count(raw, "round"), _string(raw, "client", limits), _count(raw, "seq"))
-    sent_ns = _count(raw, "sent_ns")
+    job = _job(raw, limits)
+    sent_ns = raw.get("sent_ns", 0)
+    if type(sent_ns) is not int or not 0 <= sent_ns <= _MAX_INT:
+        sent_ns = _count(raw, "sent_ns")
     meta = raw.get("meta", {})
     if not isinstance(meta, dict):
         raise _fail(ErrorCode.BAD_HEADER, "header field 'meta' must be a map")
-    tensors = raw.get("tensors", [])
+    tensors = raw.get("tensors", ())
     if not isinstance(tensors, (list, tuple)):
         raise _fail(ErrorCode.BAD_HEADER, "header field 'tensors' must be a list")
+    if not tensors:
+        return Header(kind, job, sent_ns, (), meta)
     if len(tensors) > limits.max_tensors:
         raise _fail(ErrorCode.TOO_LARGE, f"{len(tensors)} tensors declared, over the limit of {limits.max_tensors}")
-    if tensors and kind not in TENSOR_TYPES:
+    if kind not in TENSOR_TYPES:
         raise _fail(ErrorCode.BAD_TENSOR, f"a {kind.value!r} message carries no tensors")
-    specs = tuple(_tensor_spec(t, limits, i) for i, t in enumerate(tensors))
-    if len({s.name for s in specs}) != len(specs):
+    specs = tuple([_tensor_spec(t, limits, i) for i, t in enumerate(tensors)])
+    if len(specs) > 1 and len({s.name for s in specs}) != len(specs):
         raise _fail(ErrorCode.BAD_TENSOR, "tensor names must be unique within a message")
-    return Header(kind, job, sent_ns, specs, dict(meta))
+    return Header(kind, job, sent_ns, specs, meta)
 
 
 def check_frames(header: Header, frame_lengths: Sequence[int], limits: Limits) -> None:
