@@ -89,12 +89,13 @@ class Client:
             env = expect(coord, {MsgType.ROUND_START, MsgType.STATE_REQUEST, MsgType.STATE, MsgType.BYE, MsgType.PROBE},
                          config.round_timeout_s * 10, "the coordinator's next command")
             message = env.message
+            received = time.perf_counter() - self._lag(message.meta)
             if message.type is MsgType.BYE:
                 return
             if message.type is MsgType.PROBE:
                 coord.send(self._probe(message))
             elif message.type is MsgType.ROUND_START:
-                report = self._round(message, data)
+                report = self._round(message, data, received)
                 coord.send(Message(MsgType.REPORT, JobId(run, message.job.round, self.name, self._next_seq()), meta=report))
             elif message.type is MsgType.STATE_REQUEST:
                 tensors = {**state.pack(self.part1, PART1, self.opt1 if message.meta.get("optimizer") else None),
@@ -140,20 +141,22 @@ class Client:
             time.sleep(up)
         return up
 
-    def _send_paced(self, channel: PeerChannel, message: Message) -> tuple[float, float]:
-        """Pace to the emulated uplink, then send; (emulated upload seconds, wall ms at the send)."""
+    def _send_paced(self, channel: PeerChannel, message: Message, ready: float) -> tuple[float, float]:
+        """Send once the emulated upload that began at perf_counter time `ready` is over; (upload s, wall ms sent)."""
         assert self.config is not None
         nbytes = tensor_bytes(message.tensors, self.config.float16)
-        up = self._pace(nbytes)
+        up = self.options.emulation.transfer_s(nbytes)
+        pad_to(ready, up)
         sent = now_ms()
         channel.send(message)
         self.trace.event("send", sent, type=message.type.value, round=message.job.round, bytes=nbytes)
         return up, sent
 
-    def _exchange(self, helper: PeerChannel, message: Message, reply: MsgType, what: str) -> tuple[Message, dict]:
+    def _exchange(self, helper: PeerChannel, message: Message, ready: float, reply: MsgType,
+                  what: str) -> tuple[Message, dict]:
         """Send a job to the helper (paced) and wait for its reply; the reply and {sent, recv, up_s} for the report."""
         assert self.config is not None
-        up, sent = self._send_paced(helper, message)
+        up, sent = self._send_paced(helper, message, ready)
         got = expect(helper, {reply}, self.config.round_timeout_s, what,
                      lambda env: env.message.job == message.job).message
         recv = now_ms()
@@ -162,8 +165,30 @@ class Client:
         return got, {"sent": sent, "recv": recv, "up_s": up, "bytes_up": tensor_bytes(message.tensors, self.config.float16),
                      "bytes_down": tensor_bytes(got.tensors, self.config.float16)}
 
-    def _round(self, start: Message, data: ClientData) -> dict:
-        """One training step of this client's chain; returns its REPORT meta."""
+    def _step(self, start: float, target_ms: float) -> tuple[float, float]:
+        """End an emulated compute step begun at perf_counter `start`: pad it to target_ms when emulating.
+
+        Returns (seconds padded, the instant the step ended on the emulated device): the padded target, or now
+        when the real compute took longer (or nothing is emulated). The next upload is paced from that instant,
+        so a late wake-up of this process does not add to the emulated chain.
+        """
+        if not self.options.emulation.active:
+            return 0.0, time.perf_counter()
+        pad = pad_to(start, target_ms / 1000.0)
+        return pad, (start + target_ms / 1000.0 if pad > 0 else time.perf_counter())
+
+    def _lag(self, meta: dict) -> float:
+        """Seconds from the coordinator's round start (its wall clock, `t0_ms`) until now, within [0, part-1 time].
+
+        An emulated chain starts at the round start: emulation runs every role on one machine, one clock, so
+        the time this process took to wake up is padded away rather than added to its chain.
+        """
+        if not self.options.emulation.active or meta.get("t0_ms") is None:
+            return 0.0
+        return min(max((now_ms() - float(meta["t0_ms"])) / 1000.0, 0.0), self.times["part1_fwd"] / 1000.0)
+
+    def _round(self, start: Message, data: ClientData, received: float) -> dict:
+        """One training step of this client's chain; its round began at perf_counter `received`."""
         config = self.config
         assert config is not None
         r, run, meta = start.job.round, start.job.run, start.meta
@@ -171,25 +196,24 @@ class Client:
         t_start = now_ms()
         self.opt1.lr = self.opt3.lr = state.lr_at(config, r)
         x, y = data.batch(r)
-        emulated = self.options.emulation.active
         t = time.perf_counter()
         act = self.part1.forward(r, x)
         compute1 = time.perf_counter() - t
-        pad1 = pad_to(t, self.times["part1_fwd"] / 1000.0) if emulated else 0.0
+        pad1, ready = self._step(received, self.times["part1_fwd"])
         got, fwd = self._exchange(helper, Message(MsgType.FORWARD, JobId(run, r, self.name, self._next_seq()),
-                                                  {"x": act}), MsgType.ACTIVATIONS, f"activations of round {r}")
+                                                  {"x": act}), ready, MsgType.ACTIVATIONS, f"activations of round {r}")
         t = time.perf_counter()
         result = self.part3.train_step(got.tensors["y"], y)
         self.opt3.step(result.grads)
         compute3 = time.perf_counter() - t
-        pad3 = pad_to(t, (self.times["part3_fwd"] + self.times["part3_bwd"]) / 1000.0) if emulated else 0.0
+        pad3, ready = self._step(t, self.times["part3_fwd"] + self.times["part3_bwd"])
         back, bwd = self._exchange(helper, Message(MsgType.GRADIENTS, JobId(run, r, self.name, self._next_seq()),
                                                    {"grad": result.grad_in}, meta={"loss": result.loss}),
-                                   MsgType.GRAD_BACK, f"gradients of round {r}")
+                                   ready, MsgType.GRAD_BACK, f"gradients of round {r}")
         t = time.perf_counter()
         self.opt1.step(self.part1.backward(r, back.tensors["grad"]).grads)
         compute1b = time.perf_counter() - t
-        pad1b = pad_to(t, self.times["part1_bwd"] / 1000.0) if emulated else 0.0
+        pad1b, _ = self._step(t, self.times["part1_bwd"])
         finish = now_ms()
         self.trace.event("round_end", finish, round=r, loss=result.loss)
         return {"phase": "round", "round": r, "loss": result.loss, "samples": int(len(y)), "start": t_start,

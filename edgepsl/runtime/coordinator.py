@@ -241,7 +241,7 @@ class Coordinator:
         for j, name in enumerate(self.clients):
             helper = self.helpers[int(plan.assignment[j])]
             self._send(name, Message(MsgType.ROUND_START, self._job(r, name), meta={
-                "helper": helper, "helper_endpoint": self.endpoints[helper],
+                "helper": helper, "helper_endpoint": self.endpoints[helper], "t0_ms": t0,
                 "helper_key": self.roles[helper].get("public_key")}))
         return t0
 
@@ -258,8 +258,8 @@ class Coordinator:
             return None
 
         self._collect(want, len(self.roles), f"the reports of round {r}", self.config.round_timeout_s)
-        record = realised(self.instance, self.plan, self.clients, t0, {n: reports[n] for n in self.clients},
-                          {n: reports[n] for n in self.helpers})
+        record = realised(self.instance, self.plan, self.timeline, self.clients, t0,
+                          {n: reports[n] for n in self.clients}, {n: reports[n] for n in self.helpers})
         samples = np.array([reports[n]["samples"] for n in self.clients], dtype=np.float64)
         losses = np.array([reports[n]["loss"] for n in self.clients])
         record.metrics.update({"round": r, "loss": float((losses * samples).sum() / samples.sum()),

@@ -28,21 +28,26 @@ def _jobs_by_client(helper_reports: Mapping[str, dict]) -> dict[tuple[str, int],
             for helper, report in helper_reports.items() for job in report["jobs"]}
 
 
-def job_records(clients: Sequence[str], client_reports: Mapping[str, dict],
-                helper_reports: Mapping[str, dict]) -> list[dict[str, Any]]:
+def job_records(instance: Instance, plan: Plan, planned: Timeline, clients: Sequence[str], t0: float,
+                client_reports: Mapping[str, dict], helper_reports: Mapping[str, dict]) -> list[dict[str, Any]]:
     """One record per helper job, from the helper's and its client's reports (ms, bytes).
 
-    queue_wait_ms: arrival at the helper to start; compute_ms / pad_ms: the helper's compute and emulation padding;
-    upload_ms: the client's paced upload plus the wire until arrival; download_ms: end of the job until the
-    client had the reply (the emulated download included); bytes_up / bytes_down: tensor bytes each way.
+    arrival_ms / start_ms / end_ms: at the helper, from the round start, beside the plan's planned_release_ms and
+    planned_start_ms; queue_wait_ms: arrival to start; compute_ms / pad_ms: the helper's compute and emulation
+    padding; upload_ms: the client's paced upload plus the wire until arrival; download_ms: end of the job until
+    the client had the reply (the emulated download included); bytes_up / bytes_down: tensor bytes each way.
     """
     jobs = _jobs_by_client(helper_reports)
     out = []
-    for name in clients:
-        rep = client_reports[name]
+    for j, name in enumerate(clients):
+        rep, i = client_reports[name], int(plan.assignment[j])
+        release = (float(instance.r[j, i]), float(planned.fwd_end[j] + instance.gap[j, i]))
+        start = (float(planned.fwd_start[j]), float(planned.bwd_start[j]))
         for kind, side in ((FWD, rep["fwd"]), (BWD, rep["bwd"])):
             job = jobs[(name, kind)]
             out.append({"client": name, "helper": job["helper"], "kind": KIND_NAMES[kind],
+                        "arrival_ms": job["arrival"] - t0, "start_ms": job["start"] - t0, "end_ms": job["end"] - t0,
+                        "planned_release_ms": release[kind], "planned_start_ms": start[kind],
                         "queue_wait_ms": job["start"] - job["arrival"], "compute_ms": job["compute_ms"],
                         "pad_ms": job["pad_ms"], "upload_ms": side["up_s"] * 1e3 + job["arrival"] - side["sent"],
                         "download_ms": side["recv"] - job["end"], "bytes_up": job["bytes_in"],
@@ -60,9 +65,9 @@ def job_summary(records: Sequence[Mapping[str, Any]]) -> dict[str, float]:
             "transfer_bytes": int(sum(r["bytes_up"] + r["bytes_down"] for r in records))}
 
 
-def realised(instance: Instance, plan: Plan, clients: Sequence[str], t0: float, client_reports: Mapping[str, dict],
-             helper_reports: Mapping[str, dict]) -> RoundRecord:
-    """Build the round's record from the reports; all times in ms relative to the round start t0."""
+def realised(instance: Instance, plan: Plan, planned: Timeline, clients: Sequence[str], t0: float,
+             client_reports: Mapping[str, dict], helper_reports: Mapping[str, dict]) -> RoundRecord:
+    """Build the round's record from the reports (planned: the plan's timeline); times in ms from the round start t0."""
     jobs = _jobs_by_client(helper_reports)
     K, H = instance.K, instance.H
     times = {k: np.zeros(K) for k in ("fs", "fe", "bs", "be", "fin")}
@@ -96,7 +101,7 @@ def realised(instance: Instance, plan: Plan, clients: Sequence[str], t0: float, 
                         mem=instance.mem, cap=instance.cap, client_names=instance.client_names,
                         helper_names=instance.helper_names, meta={"measured": "realised chain durations (ms)"})
     all_jobs = list(jobs.values())
-    records = job_records(clients, client_reports, helper_reports)
+    records = job_records(instance, plan, planned, clients, t0, client_reports, helper_reports)
     metrics = {
         "realised_makespan_ms": makespan,
         "helper_utilisation": (busy / makespan).round(4).tolist() if makespan > 0 else [0.0] * H,

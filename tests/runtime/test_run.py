@@ -34,3 +34,18 @@ def test_short_run_learns_and_writes_its_run_directory(reference_run):
     helper_jobs = [json.loads(line) for name in ("helper0", "helper1")
                    for line in (root / "traces" / f"{name}.jsonl").read_text().splitlines()]
     assert sum(e["ev"] == "job_end" for e in helper_jobs) == 20 * 3 * 2
+
+
+def test_round_metrics_carry_per_job_records_and_summaries(reference_run):
+    for m in reference_run.records:
+        jobs = m["jobs"]
+        assert sorted((j["client"], j["kind"]) for j in jobs) == sorted(
+            (c, k) for c in ("client0", "client1", "client2") for k in ("fwd", "bwd"))
+        for job in jobs:
+            assert job["helper"] in ("helper0", "helper1")
+            assert job["queue_wait_ms"] >= 0 and job["compute_ms"] > 0 and job["upload_ms"] > 0
+            assert job["download_ms"] > 0 and job["bytes_up"] > 0 and job["bytes_down"] > 0
+            assert job["arrival_ms"] <= job["start_ms"] < job["end_ms"] and job["planned_start_ms"] >= 0
+        summary = m["job_summary"]
+        assert summary["jobs"] == 6 and summary["transfer_bytes"] == m["bytes"]
+        assert summary["queue_wait_ms_max"] == max(j["queue_wait_ms"] for j in jobs)
