@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import abc
 import math
+import select
 import threading
 import time
 from dataclasses import dataclass, field
@@ -67,30 +68,29 @@ class ChannelConfig:
 
 _MORE_NOWAIT = int(zmq.SNDMORE | zmq.NOBLOCK)  # plain ints: or-ing pyzmq's flag enums costs a microsecond a call
 _NOWAIT = int(zmq.NOBLOCK)
-
-
-def _send_parts(socket: zmq.Socket, frames: Sequence[Any], copy: bool) -> None:
-    """One multipart message, part by part; bytes parts (header, routing id) are always copied, buffers as asked.
-
-    libzmq takes or refuses a multipart message at its first part, so zmq.Again can only come from that part.
-    """
-    send = socket.send
-    last = len(frames) - 1
-    for i, part in enumerate(frames):
-        send(part, _NOWAIT if i == last else _MORE_NOWAIT, copy=copy or type(part) is bytes)
+_EVENTS = int(zmq.EVENTS)
+_POLLIN = int(zmq.POLLIN)
 
 
 def send_nowait(socket: zmq.Socket, frames: Sequence[Any], copy: bool = False) -> None:
     """Queue a multipart message without blocking; raise zmq.Again only if the queue is really full.
 
-    libzmq learns that the peer drained its queue through commands it processes at most once a millisecond
-    on send; reading ZMQ_EVENTS processes them at once, so a queue emptied a moment ago is seen as empty.
+    The parts go one by one; bytes parts (header, routing id) are always copied, buffers as `copy` says. libzmq
+    takes or refuses a multipart message at its first part, so zmq.Again can only come from that part. libzmq
+    learns that the peer drained its queue through commands it processes at most once a millisecond on send;
+    reading ZMQ_EVENTS processes them at once, so a queue emptied a moment ago is seen as empty.
     """
-    try:
-        _send_parts(socket, frames, copy)
-    except zmq.Again:
-        socket.getsockopt(zmq.EVENTS)
-        _send_parts(socket, frames, copy)
+    send = socket.send
+    last = len(frames) - 1
+    for attempt in (0, 1):
+        try:
+            for i, part in enumerate(frames):
+                send(part, _NOWAIT if i == last else _MORE_NOWAIT, copy=copy or type(part) is bytes)
+            return
+        except zmq.Again:
+            if attempt:
+                raise
+            socket.getsockopt(_EVENTS)
 
 
 def recv_nowait(socket: zmq.Socket) -> list[zmq.Frame]:
@@ -122,9 +122,10 @@ class ChannelBase(abc.ABC):
         self._turn = threading.Condition()
         self._senders = 0
         self._polling = False
-        self._poll_items: tuple[zmq.Socket | None, list[tuple[Any, int]]] | None = None
+        self._waiter: tuple[zmq.Socket | None, select.poll] | None = None
         self._io_wake = Wake()
         self._user_wake = Wake()
+        self._user_wake_fd = self._user_wake.fileno()
         self._inbox = Inbox(config.inbox)
         self._log = RateLimitedLog()
         self._dedupe = DuplicateFilter(config.dedupe_window)
@@ -196,8 +197,7 @@ class ChannelBase(abc.ABC):
                 item = self._inbox.pop()
                 if item is not None:
                     return item
-                remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-                if remaining == 0.0 and looked:
+                if looked and deadline is not None and time.monotonic() >= deadline:
                     return None
                 looked = True
                 if self._senders or not self._lock.acquire(blocking=False):
@@ -205,57 +205,77 @@ class ChannelBase(abc.ABC):
                         self._turn.wait_for(lambda: self._senders == 0)
                         self._lock.acquire()
                 try:
-                    self._check_open()
-                    item = self._read_or_wait(remaining)
+                    if self._closing or self._closed or self._failure is not None:
+                        self._check_open()
+                    item = self._read_or_wait(deadline)
                 finally:
                     self._lock.release()
                 if item is not None:
-                    if not len(self._inbox):
+                    if not self._inbox.pending:
                         return item
                     self._inbox.put(item)  # behind the peer_joined / peer_back event that came with it
 
-    def _read_or_wait(self, remaining: float | None) -> Delivery | None:
-        """With the lock: wait for a message (or a sender's poke, or the next tick), read it and return its delivery.
+    def _read_or_wait(self, deadline: float | None) -> Delivery | None:
+        """With the lock: wait until a message is in, then read it and return its delivery; None if a sender
+        pokes, an event is queued or `deadline` passes first. Heartbeat ticks that fall due meanwhile are done here.
 
-        zmq_poll returns at once when a message is waiting, so there is no NOBLOCK read before it: that read
-        would raise zmq.Again (a few microseconds) on every round trip whose answer has not arrived yet.
+        The wait is the one zmq_poll does, with one system call less: ZMQ_EVENTS processes the socket's pending
+        commands (after which its ZMQ_FD signals any new one), poll() sleeps on that FD and the wake pipe, and
+        ZMQ_EVENTS again tells whether a message is in. A wake-up for a command that brought no message (libzmq's
+        flow control sends some on every few messages) loops here, as a blocking zmq recv does, instead of going
+        back through recv(). A NOBLOCK read instead of the first check would raise zmq.Again (a few microseconds)
+        on every round trip whose answer has not arrived yet.
         """
-        self._tick_if_due()
-        wait = self._next_tick - time.monotonic()
-        if remaining is not None:
-            wait = min(wait, remaining)
-        net = self._net
-        if self._poll_items is None or self._poll_items[0] is not net:
-            items: list[tuple[Any, int]] = [(self._user_wake.fileno(), zmq.POLLIN)]
-            if net is not None:
-                items.append((net, zmq.POLLIN))
-            self._poll_items = (net, items)
-        self._polling = True
-        try:
-            if self._senders:
-                return None  # a sender came in before it could see _polling: let it go first
-            ready = zmq.zmq_poll(self._poll_items[1], max(0, math.ceil(wait * 1000)))
-        finally:
-            self._polling = False
-        readable = False
-        for what, _ in ready:
-            if what is net:
-                readable = True
-            else:
-                self._user_wake.clear()
-        if not readable or not self._inbox.has_room():
-            return None
-        try:
+        pending = self._inbox.pending
+        while True:
+            if time.monotonic() >= self._next_tick:
+                self._tick_if_due()
+            if pending:
+                return None  # an event is queued (a tick's peer_lost, or one the I/O thread put before we got the lock)
+            net = self._net
+            if net is not None and net.getsockopt(_EVENTS) & _POLLIN:
+                break
+            now = time.monotonic()
+            wait = self._next_tick - now
+            if deadline is not None and deadline - now < wait:
+                wait = deadline - now
+            if self._waiter is None or self._waiter[0] is not net:
+                self._waiter = (net, self._new_waiter(net))
+            self._polling = True
+            try:
+                if self._senders:
+                    return None  # a sender came in before it could see _polling: let it go first
+                woken = self._waiter[1].poll(max(0, math.ceil(wait * 1000)))
+            finally:
+                self._polling = False
+            for fd, _ in woken:
+                if fd == self._user_wake_fd:
+                    self._user_wake.clear()
+                    return None  # a sender's poke (or close()): let it have the socket
+            if net is not None and net.getsockopt(_EVENTS) & _POLLIN:
+                break
+            if deadline is not None and time.monotonic() >= deadline:
+                return None
+        try:  # the inbox is empty (checked above, and only lock holders put), so it has room for this message
             frames = recv_nowait(net)
         except zmq.Again:
             return None
         return self._on_frames(frames, time.monotonic())
 
+    def _new_waiter(self, net: zmq.Socket | None) -> select.poll:
+        """A poll set of the wake pipe and the socket's ZMQ_FD."""
+        waiter = select.poll()
+        waiter.register(self._user_wake_fd, select.POLLIN)
+        if net is not None:
+            waiter.register(net.getsockopt(zmq.FD), select.POLLIN)
+        return waiter
+
     def _send(self, target: bytes, message: Message, copy: bool) -> None:
         frames = encode(message, float16=self.config.float16)
         if not self._senders and self._lock.acquire(blocking=False):  # nobody holds or waits for the socket
             try:
-                self._check_open()
+                if self._closing or self._closed or self._failure is not None:
+                    self._check_open()
                 self._transmit(target, frames, copy)
                 return
             except zmq.Again:

@@ -10,7 +10,7 @@ import numpy as np
 
 from edgepsl.wire.errors import MessageError, ProtocolError
 from edgepsl.wire.messages import ALLOWED_DTYPES, FLOAT16_TYPES, PROTOCOL_VERSION, ErrorCode, Message
-from edgepsl.wire.validate import Limits, check_frames, parse_header, parse_job
+from edgepsl.wire.validate import Limits, check_frames, check_outgoing, parse_header, parse_job
 
 Frames = Sequence[Any]  # bytes, memoryview, numpy arrays or zmq.Frame: anything exposing the buffer protocol
 
@@ -36,13 +36,10 @@ def _wire_array(name: str, value: Any, float16: bool) -> tuple[np.ndarray, dict[
     return np.ascontiguousarray(arr), {"name": name, "dtype": dtype, "shape": list(arr.shape)}
 
 
-def _packer() -> msgpack.Packer:
-    """This thread's msgpack packer (a Packer is reused across calls, and is not shared between threads)."""
-    try:
-        return _PACKERS.packer
-    except AttributeError:
-        _PACKERS.packer = msgpack.Packer(use_bin_type=True)
-        return _PACKERS.packer
+def _new_packer() -> msgpack.Packer:
+    """Give this thread its msgpack packer: one is reused across calls, and never shared between threads."""
+    _PACKERS.packer = msgpack.Packer(use_bin_type=True)
+    return _PACKERS.packer
 
 
 def encode(message: Message, *, float16: bool = False) -> list[Any]:
@@ -57,7 +54,7 @@ def encode(message: Message, *, float16: bool = False) -> list[Any]:
     job = message.job
     header = {
         "v": PROTOCOL_VERSION,
-        "type": message.type.value,
+        "type": message.type,  # a str enum: msgpack writes its value
         "run": job.run,
         "round": job.round,
         "client": job.client,
@@ -67,8 +64,8 @@ def encode(message: Message, *, float16: bool = False) -> list[Any]:
         "meta": dict(message.meta),
     }
     try:
-        parse_header(header, _ENCODE_LIMITS)
-        frames[0] = _packer().pack(header)
+        check_outgoing(header, message.type, _ENCODE_LIMITS)
+        frames[0] = (getattr(_PACKERS, "packer", None) or _new_packer()).pack(header)
     except ProtocolError as exc:
         raise MessageError(f"cannot encode {message.type.value!r} message: {exc.reason}") from None
     except (TypeError, ValueError, OverflowError) as exc:
@@ -92,10 +89,10 @@ def decode(frames: Frames, limits: Limits) -> Message:
     if not frames:
         raise ProtocolError(ErrorCode.BAD_FRAMING, "empty message: a header frame is required")
     raw = unpack_header(frames[0], limits)
-    views = [memoryview(f) for f in frames[1:]]
+    views = list(map(memoryview, frames[1:]))
     try:
         header = parse_header(raw, limits)
-        check_frames(header, [v.nbytes for v in views], limits)
+        check_frames(header, views, limits)
     except ProtocolError as exc:
         exc.job = parse_job(raw)
         raise
@@ -105,6 +102,6 @@ def decode(frames: Frames, limits: Limits) -> Message:
         raise refusal from None
     tensors = {}
     for spec, view in zip(header.tensors, views):
-        arr = np.frombuffer(view, dtype=spec.dtype).reshape(spec.shape)
+        arr = np.ndarray(spec.shape, spec.dtype, view)  # a view of the frame, as np.frombuffer(...).reshape(...)
         tensors[spec.name] = arr.astype(spec.cast) if spec.cast else arr
     return Message(header.type, header.job, tensors, header.meta, header.sent_ns)

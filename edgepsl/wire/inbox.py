@@ -48,6 +48,7 @@ class Inbox:
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
         self._items: deque[Delivery] = deque()
+        self.pending = self._items  # read-only use: `if inbox.pending` tells whether anything waits, without a call
         self._messages = 0
         self._closed = False
         self._lock = threading.Lock()
