@@ -344,6 +344,8 @@ class Coordinator:
         """Drive the run to its last round (or stop_after); BYE to every role at the end."""
         cfg = self.config
         cfg.save(self.run_dir / "run.toml")
+        if not self.resume:
+            self.metrics.truncate_after(-1)  # a fresh run in a used directory starts its metrics afresh
         self._test = test_set(cfg)
         try:
             self._register()

@@ -38,7 +38,7 @@ def build_instance(config: RunConfig, manifest: Manifest, clients: Sequence[str]
 
     Each of a chain's four transfers takes its link's bytes * 8 / Mbps plus the link's one-way latency.
     """
-    K, H = len(clients), len(helpers)
+    K = len(clients)
     c = {key: np.array([client_profiles[n]["times"][key] for n in clients]) for key in
          ("part1_fwd", "part1_bwd", "part3_fwd", "part3_bwd")}
     h = {key: np.array([helper_profiles[n]["times"][key] for n in helpers]) for key in ("part2_fwd", "part2_bwd")}
