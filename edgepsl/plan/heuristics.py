@@ -25,7 +25,7 @@ METHODS = {
 DEFAULT_BUDGET = 8_000_000
 # Restarts of the local search from the current plan with one to three clients moved at random
 # (iterated local search), while the work budget lasts.
-DEFAULT_KICKS = 32
+DEFAULT_KICKS = 128
 
 
 @dataclass(frozen=True)
@@ -104,6 +104,20 @@ def _kick(instance: Instance, assignment: np.ndarray, rng: np.random.Generator) 
     return a
 
 
+def _polished(instance: Instance, plan: Plan) -> Plan:
+    """Per helper, the plan's job order or the order from its exact preemptive schedule, whichever ends earlier."""
+    from edgepsl.plan.admm import schedule_assignment  # admm builds on this module
+
+    other = schedule_assignment(instance, plan.assignment)[0]
+    spans = []
+    for p in (plan, other):
+        span = np.zeros(instance.H)
+        np.maximum.at(span, p.assignment, timeline_of(instance, p).finish)
+        spans.append(span)
+    orders = tuple(other.orders[i] if spans[1][i] < spans[0][i] else plan.orders[i] for i in range(instance.H))
+    return Plan(plan.assignment, orders)
+
+
 def _greedy_ls(instance: Instance, seed: int, budget: int, kicks: int) -> tuple[Plan, dict]:
     starts = {}
     for name in ("greedy-eft", "balanced-greedy", "random"):
@@ -139,11 +153,14 @@ def _greedy_ls(instance: Instance, seed: int, budget: int, kicks: int) -> tuple[
             if value < best_ls:
                 best, best_ls = out, value
                 accepted += 1
-    a, sc, sk, off = best[:4]
+    plan = Plan.from_flat(*best[:4])
+    polish = bool(stats[4] < budget)
+    if polish:
+        plan = _polished(instance, plan)
     meta = {"start": best_name, "start_makespan": best_value, "iterations": int(stats[0]), "reorders": int(stats[1]),
             "moves": int(stats[2]), "swaps": int(stats[3]), "work": int(stats[4]), "budget": budget,
-            "kicks": n, "kicks_improving": accepted}
-    return Plan.from_flat(a, sc, sk, off), meta
+            "kicks": n, "kicks_improving": accepted, "polished": polish}
+    return plan, meta
 
 
 def solve(instance: Instance, method: str = "greedy-ls", dispatch: str = "fcfs", seed: int = 0,

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from edgepsl.plan.errors import InfeasibleError, UnknownMethodError
 from edgepsl.plan.evaluate import evaluate
-from edgepsl.plan.heuristics import METHODS, solve
+from edgepsl.plan.heuristics import DEFAULT_KICKS, METHODS, solve
 from edgepsl.plan.instance import Instance
 from edgepsl.plan.scenarios import scenario_instance
 
@@ -60,7 +60,7 @@ def test_greedy_ls_restarts_never_lose_the_first_descent(scenario) -> None:
         inst = scenario_instance("resnet101_cifar10", 20, 3, scenario, seed)
         plain = solve(inst, "greedy-ls", seed=seed, kicks=0)
         kicked = solve(inst, "greedy-ls", seed=seed)
-        assert plain.plan.meta["kicks"] == 0 and kicked.plan.meta["kicks"] == 32
+        assert plain.plan.meta["kicks"] == 0 and kicked.plan.meta["kicks"] == DEFAULT_KICKS
         assert kicked.makespan <= plain.makespan
         assert kicked.plan.meta["work"] <= kicked.plan.meta["budget"] + 6 * 2 * inst.K
 
@@ -68,9 +68,20 @@ def test_greedy_ls_restarts_never_lose_the_first_descent(scenario) -> None:
 def test_greedy_ls_restarts_stop_when_the_budget_is_spent() -> None:
     inst = scenario_instance("resnet101_cifar10", 40, 4, 1, 0)
     sol = solve(inst, "greedy-ls", budget=20_000)
-    assert sol.plan.meta["kicks"] < 32
+    assert sol.plan.meta["kicks"] < DEFAULT_KICKS and not sol.plan.meta["polished"]
     # Each restart dispatches every helper (3 rules x 2K jobs) before its first budget check.
     assert sol.plan.meta["work"] <= 20_000 + 2 * 6 * 2 * inst.K
+
+
+@pytest.mark.parametrize("profile", ["resnet101_cifar10", "vgg19_cifar10"])
+def test_greedy_ls_orders_are_never_worse_than_the_preemptive_schedule_orders(profile) -> None:
+    from edgepsl.plan.admm import schedule_assignment
+
+    for seed in range(3):
+        inst = scenario_instance(profile, 12, 3, 1, seed)
+        sol = solve(inst, "greedy-ls", seed=seed)
+        assert sol.plan.meta["polished"]
+        assert sol.makespan <= schedule_assignment(inst, sol.plan.assignment)[1].makespan
 
 
 def test_random_depends_on_seed_only() -> None:
