@@ -81,11 +81,11 @@ def send_nowait(socket: zmq.Socket, frames: Sequence[Any], copy: bool = False) -
     reading ZMQ_EVENTS processes them at once, so a queue emptied a moment ago is seen as empty.
     """
     send = socket.send
-    last = len(frames) - 1
     for attempt in (0, 1):
         try:
-            for i, part in enumerate(frames):
-                send(part, _NOWAIT if i == last else _MORE_NOWAIT, copy=copy or type(part) is bytes)
+            for part in frames[:-1]:
+                send(part, _MORE_NOWAIT, copy=copy or type(part) is bytes)
+            send(frames[-1], _NOWAIT, copy=copy or type(frames[-1]) is bytes)
             return
         except zmq.Again:
             if attempt:
@@ -96,9 +96,11 @@ def send_nowait(socket: zmq.Socket, frames: Sequence[Any], copy: bool = False) -
 def recv_nowait(socket: zmq.Socket) -> list[zmq.Frame]:
     """The next multipart message as zero-copy frames; raise zmq.Again if none waits."""
     recv = socket.recv
-    parts = [recv(_NOWAIT, copy=False)]
-    while parts[-1].more:  # the other parts of a message arrive with its first
-        parts.append(recv(_NOWAIT, copy=False))
+    part = recv(_NOWAIT, copy=False)
+    parts = [part]
+    while part.more:  # the other parts of a message arrive with its first
+        part = recv(_NOWAIT, copy=False)
+        parts.append(part)
     return parts
 
 
@@ -227,13 +229,15 @@ class ChannelBase(abc.ABC):
         on every round trip whose answer has not arrived yet.
         """
         pending = self._inbox.pending
+        settled = False  # whether ZMQ_EVENTS ran after the last other use of the socket
         while True:
             if time.monotonic() >= self._next_tick:
                 self._tick_if_due()
+                settled = False
             if pending:
                 return None  # an event is queued (a tick's peer_lost, or one the I/O thread put before we got the lock)
             net = self._net
-            if net is not None and net.getsockopt(_EVENTS) & _POLLIN:
+            if net is not None and not settled and net.getsockopt(_EVENTS) & _POLLIN:
                 break
             now = time.monotonic()
             wait = self._next_tick - now
@@ -254,6 +258,7 @@ class ChannelBase(abc.ABC):
                     return None  # a sender's poke (or close()): let it have the socket
             if net is not None and net.getsockopt(_EVENTS) & _POLLIN:
                 break
+            settled = True
             if deadline is not None and time.monotonic() >= deadline:
                 return None
         try:  # the inbox is empty (checked above, and only lock holders put), so it has room for this message
@@ -270,7 +275,7 @@ class ChannelBase(abc.ABC):
             waiter.register(net.getsockopt(zmq.FD), select.POLLIN)
         return waiter
 
-    def _send(self, target: bytes, message: Message, copy: bool) -> None:
+    def _send(self, target: str, message: Message, copy: bool) -> None:
         frames = encode(message, float16=self.config.float16)
         if not self._senders and self._lock.acquire(blocking=False):  # nobody holds or waits for the socket
             try:
@@ -300,7 +305,7 @@ class ChannelBase(abc.ABC):
                     self._senders -= 1
                     self._turn.notify_all()
             if time.monotonic() >= deadline:
-                raise PeerUnreachableError(f"{target.decode(errors='replace') or 'the server'} is not reading: "
+                raise PeerUnreachableError(f"{target or 'the server'} is not reading: "
                                            f"its queue stayed full for {self.config.send_timeout_s:g} s")
             time.sleep(_SEND_RETRY_S)
 
@@ -381,7 +386,7 @@ class ChannelBase(abc.ABC):
     # ---- hooks of the two ends (called with self._lock held) ----
 
     @abc.abstractmethod
-    def _transmit(self, target: bytes, frames: list[Any], copy: bool) -> None:
+    def _transmit(self, target: str, frames: list[Any], copy: bool) -> None:
         """Queue frames on the network socket without blocking; raise zmq.Again or PeerUnreachableError."""
 
     @abc.abstractmethod

@@ -14,8 +14,10 @@ class DuplicateFilter:
 
     def seen(self, peer: str, key: Hashable) -> bool:
         """True if `key` was already seen from `peer` within the window; otherwise remember it and return False."""
-        keys = self._seen.setdefault(peer, OrderedDict())
-        if key in keys:
+        keys = self._seen.get(peer)
+        if keys is None:
+            keys = self._seen[peer] = OrderedDict()
+        elif key in keys:
             keys.move_to_end(key)
             return True
         keys[key] = None

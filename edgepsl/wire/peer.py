@@ -47,7 +47,7 @@ class PeerChannel(ChannelBase):
         With copy=False the tensors are handed to the transport as they are: do not modify them afterwards
         (pass copy=True for arrays you will update in place, such as weights).
         """
-        self._send(b"", message, copy)
+        self._send("", message, copy)
 
     # ---- I/O thread (and the constructor, before it starts) ----
 
@@ -73,7 +73,7 @@ class PeerChannel(ChannelBase):
             except zmq.Again:
                 pass
 
-    def _transmit(self, target: bytes, frames: list[Any], copy: bool) -> None:
+    def _transmit(self, target: str, frames: list[Any], copy: bool) -> None:
         if self._net is None:
             raise PeerUnreachableError(f"not connected to {self.endpoint}: reconnecting; resend after the peer_back event")
         send_nowait(self._net, frames, copy)

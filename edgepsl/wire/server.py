@@ -59,7 +59,7 @@ class ServerChannel(ChannelBase):
         With copy=False the tensors are handed to the transport as they are: do not modify them afterwards
         (pass copy=True for arrays you will update in place, such as weights).
         """
-        self._send(peer.encode(), message, copy)
+        self._send(peer, message, copy)
 
     def set_allowed(self, allowed: Mapping[str, bytes]) -> None:
         """Replace the allow-list (peer name -> Z85 key); messages from revoked keys are refused from now on."""
@@ -82,17 +82,16 @@ class ServerChannel(ChannelBase):
             if exc.errno not in (zmq.EAGAIN, zmq.EHOSTUNREACH):
                 raise
 
-    def _transmit(self, target: bytes, frames: list[Any], copy: bool) -> None:
-        name = target.decode()
-        route = self._routes.get(name)
+    def _transmit(self, target: str, frames: list[Any], copy: bool) -> None:
+        route = self._routes.get(target)
         if route is None:
-            raise PeerUnreachableError(f"unknown peer {name!r}: it has not connected yet, or said bye")
+            raise PeerUnreachableError(f"unknown peer {target!r}: it has not connected yet, or said bye")
         assert self._net is not None
         try:
             send_nowait(self._net, [route, *frames], copy)
         except zmq.ZMQError as exc:
             if exc.errno == zmq.EHOSTUNREACH:
-                raise PeerUnreachableError(f"peer {name!r} is disconnected") from None
+                raise PeerUnreachableError(f"peer {target!r} is disconnected") from None
             raise
 
     def _identify(self, route: bytes, frames: list[zmq.Frame]) -> str | None:

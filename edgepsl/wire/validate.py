@@ -77,14 +77,24 @@ def _count(raw: Mapping[str, Any], key: str) -> int:
     return value
 
 
-def _job(raw: Mapping[str, Any], limits: Limits) -> JobId:
-    """The job id fields, checked in one expression for the common case; a failure is named by the slow path."""
-    run, round_, client, seq = raw.get("run", ""), raw.get("round", 0), raw.get("client", ""), raw.get("seq", 0)
-    if (type(run) is str and type(client) is str and type(round_) is int and type(seq) is int
-            and len(run) <= limits.max_name_len and len(client) <= limits.max_name_len
-            and 0 <= round_ <= _MAX_INT and 0 <= seq <= _MAX_INT):
-        return _make(JobId, (run, round_, client, seq))
+def _read_job(raw: Mapping[str, Any], limits: Limits) -> JobId:
     return JobId(_string(raw, "run", limits), _count(raw, "round"), _string(raw, "client", limits), _count(raw, "seq"))
+
+
+def _job_and_time(raw: Mapping[str, Any], limits: Limits) -> tuple[JobId, int]:
+    """The job id and sent_ns, checked in one expression for the common case; a failure is named by the slow path.
+
+    For ints, `0 <= a | b | c <= 2**63 - 1` holds exactly when each of them does: a negative one makes the OR
+    negative, and one of 2**63 or more sets a bit at or above 63.
+    """
+    get = raw.get
+    run, round_, client, seq, sent_ns = get("run", ""), get("round", 0), get("client", ""), get("seq", 0), get("sent_ns", 0)
+    if (type(run) is str and type(client) is str and type(round_) is int and type(seq) is int and type(sent_ns) is int
+            and len(run) <= limits.max_name_len and len(client) <= limits.max_name_len
+            and 0 <= round_ | seq | sent_ns <= _MAX_INT):
+        return _make(JobId, (run, round_, client, seq)), sent_ns
+    job = _read_job(raw, limits)
+    return job, _count(raw, "sent_ns")
 
 
 def parse_job(raw: Any) -> JobId | None:
@@ -92,7 +102,7 @@ def parse_job(raw: Any) -> JobId | None:
     if not isinstance(raw, dict):
         return None
     try:
-        return _job(raw, _DEFAULT_LIMITS)
+        return _read_job(raw, _DEFAULT_LIMITS)
     except ProtocolError:
         return None
 
@@ -147,10 +157,7 @@ def parse_header(raw: Any, limits: Limits) -> Header:
     kind = _TYPES.get(kind) if isinstance(kind, str) else None
     if kind is None:
         raise _fail(ErrorCode.UNKNOWN_TYPE, f"unknown message type {raw.get('type')!r}")
-    job = _job(raw, limits)
-    sent_ns = raw.get("sent_ns", 0)
-    if type(sent_ns) is not int or not 0 <= sent_ns <= _MAX_INT:
-        sent_ns = _count(raw, "sent_ns")
+    job, sent_ns = _job_and_time(raw, limits)
     meta = raw.get("meta", {})
     if not isinstance(meta, dict):
         raise _fail(ErrorCode.BAD_HEADER, "header field 'meta' must be a map")
@@ -179,10 +186,7 @@ def check_outgoing(header: Mapping[str, Any], kind: MsgType, limits: Limits) -> 
     shape and cast are valid by construction; what remains is checked here: job fields, send time, tensor names
     (non-empty, bounded, unique), ranks, their count, and tensors on a header-only type.
     """
-    _job(header, limits)
-    sent_ns = header["sent_ns"]
-    if type(sent_ns) is not int or not 0 <= sent_ns <= _MAX_INT:
-        _count(header, "sent_ns")
+    _job_and_time(header, limits)
     specs = header["tensors"]
     if not specs:
         return
