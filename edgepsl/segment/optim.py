@@ -90,7 +90,7 @@ class SGD(Optimizer):
                 buf = self.state["momentum"][name] = np.array(d, dtype=param.dtype)
             else:
                 buf *= self.momentum
-                buf += (1 - self.dampening) * d
+                buf += (1 - self.dampening) * d if self.dampening else d
             d = d + self.momentum * buf if self.nesterov else buf
         param -= self.lr * d
 

@@ -10,6 +10,7 @@ from typing import Callable, Sequence
 import torch
 from torch._decomp import core_aten_decompositions
 from torch._decomp import decomposition_table as torch_decompositions
+from torch._decomp.decompositions import native_batch_norm_helper as torch_batch_norm
 
 from tools.onnx_export.errors import ExportError
 
@@ -54,7 +55,13 @@ def _conv_input_grad(grad_out: Tensor, inp: Tensor, weight: Tensor, stride: Sequ
     full_pad = [d * (kk - 1) - p for kk, p, d in zip(k, padding, dilation)]
     if all(s == 1 for s in stride) and all(p >= 0 for p in full_pad):
         cout, cin_g = weight.shape[:2]
-        w = weight.flip(2, 3).reshape(groups, cout // groups, cin_g, *k).transpose(1, 2)
+        if groups == 1:
+            # Two plain 2-D transposes and a flip of whole rows: onnxruntime's Transpose of (Cout, Cin, 9) with a
+            # 9-float inner block is 1.5x slower (512x512 3x3 weights: 9.2 ms against 6.3 ms, one thread).
+            taps = k[0] * k[1]
+            w = weight.reshape(cout, cin_g * taps).t().reshape(cin_g, taps, cout).flip(1).transpose(1, 2)
+        else:
+            w = weight.flip(2, 3).reshape(groups, cout // groups, cin_g, *k).transpose(1, 2)
         w = w.reshape(groups * cin_g, cout // groups, *k)
         return aten.convolution(grad_out, w, None, [1, 1], full_pad, list(dilation), False, [0, 0], groups)
     out_pad = [inp.shape[2 + i] - ((grad_out.shape[2 + i] - 1) * stride[i] - 2 * padding[i]
@@ -133,9 +140,97 @@ def adaptive_avg_pool2d_backward(grad_out: Tensor, inp: Tensor) -> Tensor:
     return g.repeat_interleave(kh, -2).repeat_interleave(kw, -1)
 
 
-_BATCH_NORM_OPS = (aten.native_batch_norm.default, aten._native_batch_norm_legit.default,
-                   aten._native_batch_norm_legit.no_stats, aten._native_batch_norm_legit_functional.default,
-                   aten._native_batch_norm_legit_no_training.default)
+def _channel_shape(inp: Tensor) -> list[int]:
+    """[1, C, 1, ...]: a per-channel vector broadcast against an (N, C, ...) tensor."""
+    return [1, inp.shape[1]] + [1] * (inp.dim() - 2)
+
+
+def _batch_norm(inp: Tensor, weight: Tensor | None, bias: Tensor | None, running_mean: Tensor | None,
+                running_var: Tensor | None, training: bool, momentum: float, eps: float,
+                functional: bool) -> tuple[Tensor, Tensor, Tensor, Tensor | None, Tensor | None]:
+    """Training BatchNorm that centres the input once and scales it once (6 full passes where torch's takes 9).
+
+    The backward below recomputes the centred input with the same two ops from the same tensors, so the
+    exporter's common-subexpression elimination merges them and the backward reads the forward's centred input
+    (saved instead of the raw input: no extra memory). Running statistics follow torch (unbiased variance).
+    Inference mode is torch's own decomposition.
+    """
+    if not training:
+        return torch_batch_norm(inp, weight, bias, running_mean, running_var, training, momentum, eps, functional)
+    dims, shape = [0, *range(2, inp.dim())], _channel_shape(inp)
+    mean = inp.mean(dims)
+    centred = inp - mean.reshape(shape)
+    var = (centred * centred).mean(dims)
+    rstd = torch.rsqrt(var + eps)
+    scale = rstd if weight is None else rstd * weight.flatten()
+    out = centred * scale.reshape(shape)
+    if bias is not None:
+        out = out + bias.flatten().reshape(shape)
+    new_mean, new_var = running_mean, running_var
+    if running_mean is not None:
+        new_mean = momentum * mean + (1 - momentum) * running_mean
+        if not functional:
+            running_mean.copy_(new_mean)
+    if running_var is not None:
+        n = inp.numel() / inp.shape[1]
+        new_var = momentum * (var * (n / (n - 1))) + (1 - momentum) * running_var
+        if not functional:
+            running_var.copy_(new_var)
+    return out, mean, rstd, new_mean, new_var
+
+
+def native_batch_norm(inp: Tensor, weight: Tensor | None, bias: Tensor | None, running_mean: Tensor | None,
+                      running_var: Tensor | None, training: bool, momentum: float,
+                      eps: float) -> tuple[Tensor, Tensor, Tensor]:
+    """aten.native_batch_norm and aten._native_batch_norm_legit: running statistics updated in place."""
+    return _batch_norm(inp, weight, bias, running_mean, running_var, training, momentum, eps, False)[:3]
+
+
+def native_batch_norm_no_stats(inp: Tensor, weight: Tensor | None, bias: Tensor | None, training: bool,
+                               momentum: float, eps: float) -> tuple[Tensor, Tensor, Tensor]:
+    """aten._native_batch_norm_legit.no_stats (no running statistics)."""
+    return _batch_norm(inp, weight, bias, None, None, training, momentum, eps, False)[:3]
+
+
+def native_batch_norm_functional(inp: Tensor, weight: Tensor | None, bias: Tensor | None, running_mean: Tensor,
+                                 running_var: Tensor, training: bool, momentum: float,
+                                 eps: float) -> tuple[Tensor, Tensor, Tensor, Tensor | None, Tensor | None]:
+    """aten._native_batch_norm_legit_functional: new running statistics returned."""
+    return _batch_norm(inp, weight, bias, running_mean, running_var, training, momentum, eps, True)
+
+
+def native_batch_norm_backward(grad_out: Tensor, inp: Tensor, weight: Tensor | None, running_mean: Tensor | None,
+                               running_var: Tensor | None, save_mean: Tensor | None, save_invstd: Tensor | None,
+                               train: bool, eps: float, output_mask: Sequence[bool],
+                               ) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
+    """Training BatchNorm backward on the forward's centred input (see _batch_norm); eval mode is torch's."""
+    if not train or save_mean is None or save_invstd is None:
+        return torch_decompositions[aten.native_batch_norm_backward.default](
+            grad_out, inp, weight, running_mean, running_var, save_mean, save_invstd, train, eps, output_mask)
+    dims, shape = [0, *range(2, inp.dim())], _channel_shape(inp)
+    centred = inp - save_mean.reshape(shape)
+    n = inp.numel() / inp.shape[1]
+    grad_sum = grad_out.sum(dims)
+    dot = (grad_out * centred).sum(dims)
+    scale = save_invstd if weight is None else save_invstd * weight.flatten()
+    grad_in = None
+    if output_mask[0]:
+        grad_in = (grad_out - (grad_sum / n).reshape(shape)
+                   - centred * (dot * (save_invstd * save_invstd / n)).reshape(shape)) * scale.reshape(shape)
+    grad_w = dot * save_invstd if output_mask[1] else None
+    grad_b = grad_sum if output_mask[2] else None
+    return grad_in, grad_w, grad_b
+
+
+# BatchNorm forward ops: without these entries torchlib exports training BatchNorm as inference BatchNorm.
+_BATCH_NORM_OPS: dict[object, Callable[..., object]] = {
+    aten.native_batch_norm.default: native_batch_norm,
+    aten._native_batch_norm_legit.default: native_batch_norm,
+    aten._native_batch_norm_legit.no_stats: native_batch_norm_no_stats,
+    aten._native_batch_norm_legit_functional.default: native_batch_norm_functional,
+    aten._native_batch_norm_legit_no_training.default:
+        torch_decompositions[aten._native_batch_norm_legit_no_training.default],
+}
 
 
 def decomposition_table() -> dict[object, Callable[..., object]]:
@@ -146,7 +241,6 @@ def decomposition_table() -> dict[object, Callable[..., object]]:
     table[aten.max_pool2d_with_indices_backward.default] = max_pool2d_backward
     table[aten._adaptive_avg_pool2d.default] = adaptive_avg_pool2d
     table[aten._adaptive_avg_pool2d_backward.default] = adaptive_avg_pool2d_backward
-    for op in _BATCH_NORM_OPS:
-        if op in torch_decompositions:
-            table[op] = torch_decompositions[op]
+    table.update(_BATCH_NORM_OPS)
+    table[aten.native_batch_norm_backward.default] = native_batch_norm_backward
     return table
