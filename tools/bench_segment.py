@@ -3,10 +3,12 @@
     python tools/bench_segment.py [--models resnet18,vgg11,lenet5] [--batches 32,64] [--threads 1,2]
                                   [--repeats 20] [--profile] [--out bench-results/segment.json]
 
-Exports each model's middle segment (default cuts), then times, per thread count and batch size, the median
-train step of the onnxruntime segment (numpy SGD with momentum) and of the same nn.Module in PyTorch eager
-(torch.optim.SGD) on the same inputs, and the bytes held for one in-flight job's saved tensors by each.
-Prints a table and writes JSON.
+Exports each model's middle segment (default cuts), then times, per thread count and batch size, the train step
+of the onnxruntime segment (numpy SGD with momentum) and of the same nn.Module in PyTorch eager (torch.optim.SGD)
+on the same inputs, side by side: every repeat runs both in turn, so load from other processes hits both alike.
+Reports medians, the ratio of the medians and the median of the per-repeat ratios, and the bytes held for one
+in-flight job's saved tensors by each. `--profile` adds onnxruntime's time per op type (forward and backward
+graphs) and PyTorch's self time per aten op (train step) at batch 32. Prints a table and writes JSON.
 """
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ from typing import Callable, Sequence
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
+import onnx  # noqa: E402
 import onnxruntime as ort  # noqa: E402
 import torch  # noqa: E402
 
@@ -38,16 +41,19 @@ LR, MOMENTUM = 0.01, 0.9
 WARMUP = 3
 
 
-def median_ms(step: Callable[[], object], repeats: int) -> float:
-    """Median wall time of `step` in milliseconds after a warm-up."""
-    for _ in range(WARMUP):
-        step()
-    times = []
+def interleaved_ms(steps: dict[str, Callable[[], object]], repeats: int) -> dict[str, list[float]]:
+    """Wall times in milliseconds of each step, the steps run in turn within every repeat (after a warm-up), so
+    that load from other processes hits all of them alike."""
+    for step in steps.values():
+        for _ in range(WARMUP):
+            step()
+    times: dict[str, list[float]] = {name: [] for name in steps}
     for _ in range(repeats):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    return 1e3 * float(np.median(times))
+        for name, step in steps.items():
+            start = time.perf_counter()
+            step()
+            times[name].append(1e3 * (time.perf_counter() - start))
+    return times
 
 
 def export_middle(name: str, directory: Path) -> tuple[Path, torch.nn.Sequential, tuple[int, int]]:
@@ -68,8 +74,8 @@ def middle_input(name: str, model: torch.nn.Sequential, batch: int) -> np.ndarra
         return copy.deepcopy(model[bounds[0][0]:bounds[0][1]]).train()(x).numpy()
 
 
-def bench_ort(artifact: Path, x: np.ndarray, threads: int, repeats: int) -> dict[str, float]:
-    """Median forward, optimizer and whole train-step times of the onnxruntime segment, and its saved bytes."""
+def ort_steps(artifact: Path, x: np.ndarray, threads: int) -> tuple[dict[str, Callable[[], object]], int]:
+    """Train-step, forward and optimizer callables of the onnxruntime segment, and its saved bytes per job."""
     seg = Segment(artifact, "part2", threads=threads)
     optimizer = SGD(seg.params, lr=LR, momentum=MOMENTUM)
     grad_out = np.random.default_rng(0).standard_normal(seg.forward("probe", x).shape).astype(np.float32)
@@ -87,13 +93,11 @@ def bench_ort(artifact: Path, x: np.ndarray, threads: int, repeats: int) -> dict
         seg.forward(job, x)
         seg.drop(job)
 
-    return {"train_step_ms": median_ms(step, repeats), "forward_ms": median_ms(forward, repeats),
-            "optimizer_ms": median_ms(lambda: optimizer.step(grads), repeats), "saved_bytes_per_job": saved}
+    return {"train_step": step, "forward": forward, "optimizer": lambda: optimizer.step(grads)}, saved
 
 
-def bench_torch(segment: torch.nn.Module, x: np.ndarray, threads: int, repeats: int) -> dict[str, float]:
-    """Median forward and whole train-step times of the same segment in PyTorch eager, and its saved bytes."""
-    torch.set_num_threads(threads)
+def torch_steps(segment: torch.nn.Module, x: np.ndarray) -> tuple[dict[str, Callable[[], object]], int]:
+    """Train-step and forward callables of the same segment in PyTorch eager, and its saved bytes per job."""
     seg = copy.deepcopy(segment).train()
     optimizer = torch.optim.SGD(seg.parameters(), lr=LR, momentum=MOMENTUM)
     xt = torch.from_numpy(x)
@@ -118,8 +122,76 @@ def bench_torch(segment: torch.nn.Module, x: np.ndarray, threads: int, repeats: 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         seg(xt.detach().requires_grad_(True))
     storages.pop(xt.untyped_storage().data_ptr(), None)
-    return {"train_step_ms": median_ms(step, repeats), "forward_ms": median_ms(forward, repeats),
-            "saved_bytes_per_job": sum(storages.values()) + x.nbytes}
+    return {"train_step": step, "forward": forward}, sum(storages.values()) + x.nbytes
+
+
+def bench_pair(artifact: Path, segment: torch.nn.Module, x: np.ndarray, threads: int,
+               repeats: int) -> dict[str, object]:
+    """onnxruntime and PyTorch timed side by side (interleaved repeats): medians, and the median of the
+    per-repeat train-step ratios."""
+    torch.set_num_threads(threads)
+    ours, ours_saved = ort_steps(artifact, x, threads)
+    theirs, theirs_saved = torch_steps(segment, x)
+    times = interleaved_ms({**{"ort_" + k: f for k, f in ours.items()}, **{"torch_" + k: f for k, f in theirs.items()}},
+                           repeats)
+    med = {k: float(np.median(v)) for k, v in times.items()}
+    pairs = np.array(times["ort_train_step"]) / np.array(times["torch_train_step"])
+    return {"onnxruntime": {"train_step_ms": med["ort_train_step"], "forward_ms": med["ort_forward"],
+                            "optimizer_ms": med["ort_optimizer"], "saved_bytes_per_job": ours_saved},
+            "pytorch": {"train_step_ms": med["torch_train_step"], "forward_ms": med["torch_forward"],
+                        "saved_bytes_per_job": theirs_saved},
+            "ratio_train_step": med["ort_train_step"] / med["torch_train_step"],
+            "ratio_train_step_median_of_pairs": float(np.median(pairs))}
+
+
+def train_step_gflop(segment: torch.nn.Module, x: np.ndarray) -> float:
+    """Multiply-add work of a train step's convolutions and linear layers in GFLOP: forward, input gradient and
+    weight gradient each cost the forward's 2 * MACs."""
+    macs = []
+
+    def count(module: torch.nn.Module, inputs: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
+        if isinstance(module, torch.nn.Conv2d):
+            macs.append(out.numel() * module.in_channels // module.groups * module.kernel_size[0] * module.kernel_size[1])
+        elif isinstance(module, torch.nn.Linear):
+            macs.append(out.numel() * module.in_features)
+
+    probe = copy.deepcopy(segment).eval()
+    for module in probe.modules():
+        module.register_forward_hook(count)
+    with torch.no_grad():
+        probe(torch.from_numpy(x))
+    return 3 * 2 * sum(macs) / 1e9
+
+
+def gemm_gflops(threads: int, repeats: int, shape: tuple[int, int, int] = (512, 4608, 512)) -> dict[str, float]:
+    """GFLOP/s of one float32 MatMul (M, K, N) on onnxruntime (MLAS) and in PyTorch, interleaved: the ceiling of
+    convolutions that onnxruntime runs as im2col + GEMM."""
+    m, k, n = shape
+    graph = onnx.helper.make_graph(
+        [onnx.helper.make_node("MatMul", ["a", "b"], ["c"])], "gemm",
+        [onnx.helper.make_tensor_value_info(v, onnx.TensorProto.FLOAT, dims) for v, dims in (("a", [m, k]), ("b", [k, n]))],
+        [onnx.helper.make_tensor_value_info("c", onnx.TensorProto.FLOAT, [m, n])])
+    model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 18)], ir_version=9)
+    session = open_session(model.SerializeToString(), threads)
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((m, k), np.float32), rng.standard_normal((k, n), np.float32)
+    ta, tb = torch.from_numpy(a), torch.from_numpy(b)
+    torch.set_num_threads(threads)
+    times = interleaved_ms({"onnxruntime": lambda: session.run(None, {"a": a, "b": b}), "pytorch": lambda: ta @ tb},
+                           repeats)
+    return {side: round(2 * m * k * n / 1e6 / float(np.median(t)), 1) for side, t in times.items()}
+
+
+def profile_torch(segment: torch.nn.Module, x: np.ndarray, threads: int, repeats: int) -> dict[str, float]:
+    """Milliseconds per aten op (self CPU time, mean per train step) of the PyTorch train step."""
+    torch.set_num_threads(threads)
+    step = torch_steps(segment, x)[0]["train_step"]
+    step()
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        for _ in range(repeats):
+            step()
+    totals = collections.Counter({e.key: e.self_cpu_time_total / 1e3 / repeats for e in prof.key_averages()})
+    return {op: round(ms, 3) for op, ms in totals.most_common(12)}
 
 
 def profile_ort(artifact: Path, x: np.ndarray, threads: int, repeats: int) -> dict[str, dict[str, float]]:
@@ -147,7 +219,7 @@ def profile_ort(artifact: Path, x: np.ndarray, threads: int, repeats: int) -> di
             if event.get("cat") == "Node" and event["name"].endswith("_kernel_time"):
                 totals[event["args"]["op_name"]] += event["dur"] / 1e3 / repeats
         os.unlink(trace_file)
-        result[graph] = {op: round(ms, 3) for op, ms in totals.most_common(8)}
+        result[graph] = {op: round(ms, 3) for op, ms in totals.most_common(12)}
     return result
 
 
@@ -158,11 +230,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--batches", default="32,64")
     parser.add_argument("--threads", default="1,2")
     parser.add_argument("--repeats", type=int, default=20)
-    parser.add_argument("--profile", action="store_true", help="add onnxruntime per-op times (batch 32)")
+    parser.add_argument("--profile", action="store_true",
+                        help="add onnxruntime and PyTorch per-op times (batch 32)")
     parser.add_argument("--out", default="bench-results/segment.json")
     args = parser.parse_args(argv)
     rows = []
-    header = (f"{'model':<9} {'thr':>3} {'batch':>5} {'ort ms':>8} {'torch ms':>9} {'ratio':>6} "
+    header = (f"{'model':<9} {'thr':>3} {'batch':>5} {'ort ms':>8} {'torch ms':>9} {'ratio':>6} {'pairs':>6} "
               f"{'ort fwd':>8} {'torch fwd':>9} {'ort MB/job':>10} {'torch MB/job':>12}")
     print(header)
     with tempfile.TemporaryDirectory() as tmp:
@@ -172,23 +245,28 @@ def main(argv: Sequence[str] | None = None) -> int:
             for threads in (int(t) for t in args.threads.split(",")):
                 for batch in (int(b) for b in args.batches.split(",")):
                     x = middle_input(name, model, batch)
-                    ours = bench_ort(artifact, x, threads, args.repeats)
-                    theirs = bench_torch(segment, x, threads, args.repeats)
                     row = {"model": name, "segment": "part2", "blocks": list(blocks), "threads": threads,
-                           "batch": batch, "onnxruntime": ours, "pytorch": theirs,
-                           "ratio_train_step": ours["train_step_ms"] / theirs["train_step_ms"]}
+                           "batch": batch, **bench_pair(artifact, segment, x, threads, args.repeats)}
+                    ours, theirs = row["onnxruntime"], row["pytorch"]
+                    row["conv_linear_gflop_per_train_step"] = gflop = train_step_gflop(segment, x)
+                    for side in (ours, theirs):
+                        side["effective_gflops"] = round(gflop / side["train_step_ms"] * 1e3, 1)
                     if args.profile and batch == 32:
                         row["onnxruntime_profile_ms_by_op"] = profile_ort(artifact, x, threads, 5)
+                        row["pytorch_profile_ms_by_op"] = profile_torch(segment, x, threads, 5)
                     rows.append(row)
                     print(f"{name:<9} {threads:>3} {batch:>5} {ours['train_step_ms']:>8.2f} "
                           f"{theirs['train_step_ms']:>9.2f} {row['ratio_train_step']:>6.2f} "
+                          f"{row['ratio_train_step_median_of_pairs']:>6.2f} "
                           f"{ours['forward_ms']:>8.2f} {theirs['forward_ms']:>9.2f} "
                           f"{ours['saved_bytes_per_job'] / 2**20:>10.2f} {theirs['saved_bytes_per_job'] / 2**20:>12.2f}",
                           flush=True)
-    result = {"benchmark": "segment train step (forward + backward + SGD momentum), median of repeats",
+    gemm = {str(t): gemm_gflops(t, args.repeats) for t in (int(t) for t in args.threads.split(","))}
+    print("MatMul 512x4608x512 GFLOP/s by threads:", gemm)
+    result = {"benchmark": "segment train step (forward + backward + SGD momentum), median of interleaved repeats",
               "repeats": args.repeats, "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
                                                    "load_average": os.getloadavg()},
-              "versions": exporter_versions(), "rows": rows}
+              "versions": exporter_versions(), "gemm_gflops_512x4608x512": gemm, "rows": rows}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1) + "\n")
