@@ -159,8 +159,11 @@ def start_server(impl: str, secure: bool, keys: Path) -> tuple[subprocess.Popen,
     return proc, proc.stdout.readline().strip()
 
 
-def measure(secure: bool, keys: Path, arr: np.ndarray, blocks: int, per_block: int, seq0: int) -> dict[str, list[list[float]]]:
-    """Round-trip times (s) in blocks of `per_block`, raw and channel alternating ABBA, `blocks` blocks per kind.
+def measure(secure: bool, keys: Path, arr: np.ndarray, blocks: int, per_block: int,
+            seq0: int) -> tuple[dict[str, list[list[float]]], dict[str, list[float]]]:
+    """Round-trip times (s) in blocks of `per_block`, raw and channel alternating ABBA, `blocks` blocks per kind,
+    and the CPU time (s) the client's thread spent on each round trip (its send and receive paths, system calls
+    included; the echo server does the same work the other way round).
 
     Both echo servers are fresh processes; each client makes 3 warm-up round trips and checks the echoed data.
     """
@@ -176,17 +179,19 @@ def measure(secure: bool, keys: Path, arr: np.ndarray, blocks: int, per_block: i
             if back.nbytes != arr.nbytes or back[:16].tobytes() != arr[:16].tobytes():
                 raise RuntimeError(f"{impl} echo returned different data")
         times: dict[str, list[list[float]]] = {"raw": [], "channel": []}
+        cpu: dict[str, list[float]] = {"raw": [], "channel": []}
         seq = seq0 + 3
         for b in range(blocks):
             for impl in (("raw", "channel") if b % 2 == 0 else ("channel", "raw")):
                 block = []
                 for _ in range(per_block):
-                    start = time.perf_counter()
+                    start, start_cpu = time.perf_counter(), time.thread_time()
                     clients[impl].round_trip(arr, seq)
                     block.append(time.perf_counter() - start)
+                    cpu[impl].append(time.thread_time() - start_cpu)
                     seq += 1
                 times[impl].append(block)
-        return times
+        return times, cpu
     finally:
         for client in clients.values():
             client.close()
@@ -203,15 +208,22 @@ def summarise(times: list[float], size: int) -> dict:
             "throughput_mib_s": 2 * size / 2**20 / median}
 
 
-def overhead(raw_blocks: list[list[float]], channel_blocks: list[list[float]], seed: int) -> dict:
-    """Channel overhead in % from the ratios of neighbouring blocks' medians: median, IQR, bootstrap 95 % interval."""
+def overhead(raw_blocks: list[list[float]], channel_blocks: list[list[float]], rounds: int, seed: int) -> dict:
+    """Channel overhead in % from the ratios of neighbouring blocks' medians: median, IQR, 95 % interval, and the
+    median of each round. Each round has its own pair of server processes, so blocks of one round share a CPU
+    placement; the interval comes from a two-level bootstrap (rounds, then blocks within them) to account for it."""
     ratios = np.array([statistics.median(c) / statistics.median(r) for r, c in zip(raw_blocks, channel_blocks)])
     pct = (ratios - 1) * 100
+    parts = np.array_split(pct, rounds)
     rng = np.random.default_rng(seed)
-    boot = np.median(rng.choice(pct, size=(BOOTSTRAP, len(pct))), axis=1)
+    boot = np.empty(BOOTSTRAP)
+    for i in range(BOOTSTRAP):
+        chosen = [parts[j] for j in rng.integers(0, rounds, rounds)]
+        boot[i] = np.median(np.concatenate([rng.choice(part, len(part)) for part in chosen]))
     return {"blocks": len(pct), "overhead_pct_median": float(np.median(pct)),
             "overhead_pct_iqr": [float(np.percentile(pct, 25)), float(np.percentile(pct, 75))],
-            "overhead_pct_ci95": [float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5))]}
+            "overhead_pct_ci95": [float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5))],
+            "overhead_pct_per_round": [float(np.median(part)) for part in parts]}
 
 
 def verdict(size: int, stats: dict) -> dict:
@@ -239,16 +251,21 @@ def run_benchmark(sizes: list[int], scale: float, rounds: int) -> dict:
                 blocks_per_round = max(2, round(blocks * scale / rounds))
                 load_before = os.getloadavg()[0]
                 times: dict[str, list[list[float]]] = {"raw": [], "channel": []}
+                cpu: dict[str, list[float]] = {"raw": [], "channel": []}
                 for r in range(rounds):
-                    for impl, got in measure(secure, keys, arr, blocks_per_round, per_block, seq0=r * 10**6).items():
-                        times[impl] += got
+                    got_times, got_cpu = measure(secure, keys, arr, blocks_per_round, per_block, seq0=r * 10**6)
+                    for impl in times:
+                        times[impl] += got_times[impl]
+                        cpu[impl] += got_cpu[impl]
                 security = "curve" if secure else "plain"
                 row = {}
                 for impl in ("raw", "channel"):
                     flat = [t for block in times[impl] for t in block]
-                    row[impl] = {"payload_bytes": size, "security": security, "impl": impl, **summarise(flat, size)}
+                    row[impl] = {"payload_bytes": size, "security": security, "impl": impl, **summarise(flat, size),
+                                 "client_cpu_us_median": statistics.median(cpu[impl]) * 1e6}
                     results.append(row[impl])
-                stats = overhead(times["raw"], times["channel"], seed=size + secure)
+                stats = overhead(times["raw"], times["channel"], rounds, seed=size + secure)
+                stats["client_cpu_extra_us"] = row["channel"]["client_cpu_us_median"] - row["raw"]["client_cpu_us_median"]
                 overheads.append({"payload_bytes": size, "security": security, "round_trips_per_block": per_block,
                                   "load_avg_1m_before_after": [load_before, os.getloadavg()[0]], **stats, **verdict(size, stats)})
                 print_row(row["raw"], row["channel"], overheads[-1])
@@ -258,7 +275,7 @@ def run_benchmark(sizes: list[int], scale: float, rounds: int) -> dict:
 def print_header() -> None:
     """Column titles of the table."""
     print(f"{'payload':>8} {'security':>8} | {'raw ms':>8} {'raw MiB/s':>10} | {'chan ms':>8} {'chan MiB/s':>10} | "
-          f"{'overhead':>8} {'95% interval':>16} {'load':>5} | target")
+          f"{'overhead':>8} {'95% interval':>16} {'per round':>22} {'+cpu us':>7} {'load':>5} | target")
 
 
 def print_row(raw: dict, chan: dict, over: dict) -> None:
@@ -266,9 +283,11 @@ def print_row(raw: dict, chan: dict, over: dict) -> None:
     size = raw["payload_bytes"]
     label = f"{size // 2**20}M" if size >= 2**20 else f"{size // 2**10}K"
     low, high = over["overhead_pct_ci95"]
+    rounds = " ".join(f"{pct:+.1f}" for pct in over["overhead_pct_per_round"])
     print(f"{label:>8} {raw['security']:>8} | {raw['rtt_ms_median']:8.3f} {raw['throughput_mib_s']:10.1f} | "
           f"{chan['rtt_ms_median']:8.3f} {chan['throughput_mib_s']:10.1f} | {over['overhead_pct_median']:+7.1f}% "
-          f"[{low:+6.1f}, {high:+6.1f}] {over['load_avg_1m_before_after'][1]:5.1f} | {over['verdict']}", flush=True)
+          f"[{low:+6.1f}, {high:+6.1f}] {rounds:>22} {over['client_cpu_extra_us']:+7.1f} "
+          f"{over['load_avg_1m_before_after'][1]:5.1f} | {over['verdict']}", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -276,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="64K,1M,4M,32M", help="comma-separated payload sizes")
     parser.add_argument("--scale", type=float, default=1.0, help="multiply the iteration counts (0.1 for a quick look)")
-    parser.add_argument("--rounds", type=int, default=3, help="fresh server pairs per size (blocks are split among them)")
+    parser.add_argument("--rounds", type=int, default=4, help="fresh server pairs per size (blocks are split among them)")
     parser.add_argument("--out", default="bench-results/wire.json", help="JSON output path")
     parser.add_argument("--serve", choices=("raw", "channel"), help=argparse.SUPPRESS)
     parser.add_argument("--security", choices=("plain", "curve"), help=argparse.SUPPRESS)
