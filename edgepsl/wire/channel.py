@@ -1,8 +1,8 @@
 """The machinery shared by both channel ends: configuration, the socket lock, the I/O thread and the inbox.
 
 The network socket is used under one lock by whichever thread needs it, so the data path has no thread hop:
-a user thread sends on it directly, and a user thread in recv() holds the lock while it waits in zmq_poll and
-reads what arrives; the message it reads is handed back to it without passing through the inbox. Senders from
+a user thread sends on it directly, and a user thread in recv() holds the lock while it waits in poll() on the
+socket's ZMQ_FD and reads what arrives; the message it reads is handed back to it without passing through the inbox. Senders from
 other threads poke the waiting reader, which lets them go first. An uncontended send or recv takes the lock at
 once, without the hand-over bookkeeping. The I/O thread wakes once per heartbeat interval on its own clock, so
 compute never starves it: unless a reader is waiting (that reader then does the same work on time), it reads
