@@ -136,3 +136,18 @@ def test_unsupported_op_is_an_export_error():
                           nn.Sequential(nn.Flatten(), nn.Linear(2 * 10 * 10, 3)))
     with pytest.raises(ExportError, match="segment part1 .*non-transposed convolutions"):
         export_model(model, (1, 8, 8), 3, [1])
+
+
+def test_batchnorm_backward_reads_the_forward_centred_input():
+    """Training BatchNorm centres its input once: the backward reuses the forward's centred tensor (saved in
+    place of the raw input) instead of subtracting the mean from a saved tensor again."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU()),
+                          nn.Sequential(nn.Conv2d(4, 4, 3, bias=False), nn.BatchNorm2d(4), nn.ReLU()),
+                          nn.Sequential(nn.Flatten(), nn.Linear(4 * 4 * 4, 3)))
+    (part2,) = export_model(model, (1, 8, 8), 3, [1, 2], segment_filter=["part2"])
+    backward = part2.graphs[names.BACKWARD].graph
+    forward_tensors = {i.name for i in backward.input if i.name != names.GRAD_OUT}
+    subs = [n for n in backward.node if n.op_type == "Sub"]
+    assert subs and not [n.name for n in subs if n.input[0] in forward_tensors]
+    assert max(part2.errors.values()) <= 1e-5
