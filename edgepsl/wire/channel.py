@@ -323,7 +323,6 @@ class ChannelBase(abc.ABC):
                 self._closed = True
             self._stop_extras()
             self._context.term()
-            self._inbox.close()
             self._user_wake.poke()
             with self._reader:
                 self._io_wake.close()
@@ -358,7 +357,7 @@ class ChannelBase(abc.ABC):
         except Exception as exc:
             self._failure = f"{type(exc).__name__}: {exc}"
             logger.exception("the I/O thread stopped on an unexpected error")
-            self._inbox.close()
+            self._user_wake.poke()  # a reader waiting in recv() wakes up and raises ChannelClosedError
 
     def _accept(self, peer: str, message: Message, now: float) -> Delivery | None:
         """What a validated message delivers (heartbeats: nothing; duplicates: a notice); liveness events are queued."""

@@ -2,12 +2,10 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections import deque
 from dataclasses import dataclass
 from typing import Union
 
-from edgepsl.wire.errors import ChannelClosedError
 from edgepsl.wire.liveness import EventKind
 from edgepsl.wire.messages import JobId, Message, MsgType
 
@@ -41,8 +39,8 @@ def _counts(item: Delivery) -> bool:
 class Inbox:
     """Messages bounded by `capacity` (the socket is not read while full); liveness events are never dropped.
 
-    pop() and put() take a plain lock and signal the condition only while a get() waits on it, so the channel's
-    data path pays for one uncontended lock per call.
+    Only pop() takes items out: recv() is the one reader and does its own waiting on the socket, so the inbox
+    needs no condition, just a lock held for a deque operation.
     """
 
     def __init__(self, capacity: int) -> None:
@@ -50,26 +48,17 @@ class Inbox:
         self._items: deque[Delivery] = deque()
         self.pending = self._items  # read-only use: `if inbox.pending` tells whether anything waits, without a call
         self._messages = 0
-        self._closed = False
         self._lock = threading.Lock()
-        self._cond = threading.Condition(self._lock)
-        self._waiting = 0
 
     def has_room(self) -> bool:
         """True while fewer than `capacity` messages wait."""
         return self._messages < self.capacity
-
-    def __len__(self) -> int:
-        """Items waiting, messages and events."""
-        return len(self._items)
 
     def put(self, item: Delivery) -> None:
         """Append a message or an event (the I/O thread checks has_room() before reading messages)."""
         with self._lock:
             self._items.append(item)
             self._messages += _counts(item)
-            if self._waiting:
-                self._cond.notify()
 
     def pop(self) -> Delivery | None:
         """The oldest item, or None at once if there is none."""
@@ -79,28 +68,3 @@ class Inbox:
             item = self._items.popleft()
             self._messages -= _counts(item)
         return item
-
-    def get(self, timeout: float | None) -> Delivery | None:
-        """The oldest item, waiting up to `timeout` seconds (None: forever); None on timeout."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        with self._lock:
-            while not self._items:
-                if self._closed:
-                    raise ChannelClosedError("the channel is closed")
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    return None
-                self._waiting += 1
-                try:
-                    self._cond.wait(remaining)
-                finally:
-                    self._waiting -= 1
-            item = self._items.popleft()
-            self._messages -= _counts(item)
-        return item
-
-    def close(self) -> None:
-        """Wake every waiter; get() raises ChannelClosedError once the remaining items are taken."""
-        with self._lock:
-            self._closed = True
-            self._cond.notify_all()

@@ -1,11 +1,7 @@
 """Liveness bookkeeping, reconnect backoff, duplicate filter and the bounded inbox (pure, no sockets)."""
 from __future__ import annotations
 
-import threading
-
-import pytest
-
-from edgepsl.wire import ChannelClosedError, Envelope, EventKind, JobId, Message, MsgType, PeerEvent
+from edgepsl.wire import Envelope, EventKind, JobId, Message, MsgType, PeerEvent
 from edgepsl.wire.dedupe import DuplicateFilter
 from edgepsl.wire.inbox import Inbox
 from edgepsl.wire.liveness import Backoff, Liveness
@@ -61,34 +57,14 @@ def test_duplicate_filter_is_per_peer_and_bounded():
 
 
 def test_inbox_bounds_messages_not_liveness_events():
-    """has_room() counts messages and duplicate notices; liveness events always go in; get() times out."""
+    """has_room() counts messages and duplicate notices; liveness events always go in; items come out in order."""
     inbox = Inbox(capacity=2)
     for _ in range(2):
         inbox.put(Envelope("p", Message(MsgType.REPORT)))
     assert not inbox.has_room()
     inbox.put(PeerEvent(EventKind.LOST, "p"))
-    assert isinstance(inbox.get(0), Envelope) and inbox.has_room()
+    assert isinstance(inbox.pop(), Envelope) and inbox.has_room()
     inbox.put(PeerEvent(EventKind.DUPLICATE, "p", MsgType.FORWARD, JobId()))
-    assert not inbox.has_room()
-    assert [type(inbox.get(0)) for _ in range(3)] == [Envelope, PeerEvent, PeerEvent]
-    assert inbox.get(0.01) is None
-
-
-def test_inbox_close_wakes_a_waiting_reader():
-    """A reader blocked in get() raises ChannelClosedError when the inbox closes."""
-    inbox = Inbox(capacity=1)
-    outcome = []
-
-    def reader() -> None:
-        try:
-            inbox.get(None)
-        except ChannelClosedError as exc:
-            outcome.append(exc)
-
-    thread = threading.Thread(target=reader)
-    thread.start()
-    inbox.close()
-    thread.join(timeout=5)
-    assert len(outcome) == 1
-    with pytest.raises(ChannelClosedError):
-        inbox.get(0)
+    assert not inbox.has_room() and inbox.pending
+    assert [type(inbox.pop()) for _ in range(3)] == [Envelope, PeerEvent, PeerEvent]
+    assert inbox.pop() is None and not inbox.pending and inbox.has_room()
