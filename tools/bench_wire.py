@@ -12,13 +12,14 @@ block a few round trips of one kind. Each pair of neighbouring blocks gives one 
 overhead is the median of those ratios, with its interquartile range and a bootstrap 95 % interval. The target
 (overhead <= 5 % at >= 1 MiB) is 'met' when the median is within it, and the interval says how sure that is.
 
-    python tools/bench_wire.py [--sizes 64K,1M,4M,32M] [--scale 1.0] [--rounds 3] [--out bench-results/wire.json]
+    python tools/bench_wire.py [--sizes 64K,1M,4M,32M] [--scale 1.0] [--rounds 6] [--out bench-results/wire.json]
 """
 from __future__ import annotations
 
 import argparse
 import json
 import math
+import multiprocessing
 import os
 import platform
 import statistics
@@ -26,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import msgpack
@@ -238,8 +240,26 @@ def verdict(size: int, stats: dict) -> dict:
             "verdict": ("met" if met else "missed") + ("" if sure else " (the 95 % interval straddles the target)") if applies else "no target below 1 MiB"}
 
 
+def measure_rounds(secure: bool, keys: Path, size: int, rounds: int, blocks: int,
+                   per_block: int) -> tuple[dict[str, list[list[float]]], dict[str, list[float]]]:
+    """measure() over `rounds` pairs of fresh echo servers, pooled."""
+    arr = np.random.default_rng(size).standard_normal(size // 4, dtype=np.float32)
+    times: dict[str, list[list[float]]] = {"raw": [], "channel": []}
+    cpu: dict[str, list[float]] = {"raw": [], "channel": []}
+    for r in range(rounds):
+        got_times, got_cpu = measure(secure, keys, arr, blocks, per_block, seq0=r * 10**6)
+        for impl in times:
+            times[impl] += got_times[impl]
+            cpu[impl] += got_cpu[impl]
+    return times, cpu
+
+
 def run_benchmark(sizes: list[int], scale: float, rounds: int) -> dict:
-    """Measure every size x security, raw and channel in alternating blocks, over `rounds` pairs of fresh servers."""
+    """Measure every size x security, raw and channel in alternating blocks, over `rounds` pairs of fresh servers.
+
+    Each size x security runs its clients in a fresh process, so that what earlier sizes left in the
+    allocator and the caches (32 MiB buffers, say) does not weigh on the next measurement.
+    """
     results, overheads = [], []
     with tempfile.TemporaryDirectory() as tmp:
         keys = Path(tmp)
@@ -248,17 +268,11 @@ def run_benchmark(sizes: list[int], scale: float, rounds: int) -> dict:
         store.allow("client", store.new("client").public)
         for secure in (False, True):
             for size in sizes:
-                arr = np.random.default_rng(size).standard_normal(size // 4, dtype=np.float32)
                 blocks, per_block = BLOCKS.get(size, (max(8, 2**28 // size // 8), 4))
                 blocks_per_round = max(2, round(blocks * scale / rounds))
                 load_before = os.getloadavg()[0]
-                times: dict[str, list[list[float]]] = {"raw": [], "channel": []}
-                cpu: dict[str, list[float]] = {"raw": [], "channel": []}
-                for r in range(rounds):
-                    got_times, got_cpu = measure(secure, keys, arr, blocks_per_round, per_block, seq0=r * 10**6)
-                    for impl in times:
-                        times[impl] += got_times[impl]
-                        cpu[impl] += got_cpu[impl]
+                with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+                    times, cpu = pool.submit(measure_rounds, secure, keys, size, rounds, blocks_per_round, per_block).result()
                 security = "curve" if secure else "plain"
                 row = {}
                 for impl in ("raw", "channel"):
@@ -335,7 +349,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="64K,1M,4M,32M", help="comma-separated payload sizes")
     parser.add_argument("--scale", type=float, default=1.0, help="multiply the iteration counts (0.1 for a quick look)")
-    parser.add_argument("--rounds", type=int, default=4, help="fresh server pairs per size (blocks are split among them)")
+    parser.add_argument("--rounds", type=int, default=6, help="fresh server pairs per size (blocks are split among them)")
     parser.add_argument("--out", default="bench-results/wire.json", help="JSON output path")
     parser.add_argument("--serve", choices=("raw", "channel"), help=argparse.SUPPRESS)
     parser.add_argument("--security", choices=("plain", "curve"), help=argparse.SUPPRESS)
