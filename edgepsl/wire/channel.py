@@ -368,7 +368,7 @@ class ChannelBase(abc.ABC):
         if mtype is MsgType.HEARTBEAT:
             return None
         if mtype not in UNTRACKED_TYPES and self._dedupe.seen(peer, (mtype, message.job)):
-            self._log.warning(f"dup:{peer}", f"dropped a duplicate {mtype.value} {message.job} from {peer}")
+            self._log.warning("dup:" + peer, "dropped a duplicate %s %s from %s", mtype.value, message.job, peer)
             return PeerEvent(EventKind.DUPLICATE, peer, mtype, message.job)
         if mtype is MsgType.BYE:
             self._liveness.forget(peer)
@@ -376,7 +376,7 @@ class ChannelBase(abc.ABC):
 
     def _refusal(self, peer: str, exc: ProtocolError) -> list[Any]:
         """Log a refused message and build the ERROR reply frames."""
-        self._log.warning(f"bad:{peer}", f"refused a message from {peer}: {ErrorCode(exc.code).name}: {exc.reason[:MAX_REASON_CHARS]}")
+        self._log.warning("bad:" + peer, "refused a message from %s: %s: %s", peer, ErrorCode(exc.code).name, exc.reason[:MAX_REASON_CHARS])
         return encode(error_message(exc.code, exc.reason, exc.job if isinstance(exc.job, JobId) else None))
 
     def _heartbeat_frames(self) -> list[Any]:

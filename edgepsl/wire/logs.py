@@ -17,8 +17,11 @@ class RateLimitedLog:
         self._last: dict[str, float] = {}
         self._suppressed: dict[str, int] = {}
 
-    def warning(self, key: str, text: str) -> None:
-        """Log `text` for `key` unless one was logged for `key` less than interval_s ago."""
+    def warning(self, key: str, text: str, *args: object) -> None:
+        """Log `text % args` for `key` unless one was logged for `key` less than interval_s ago.
+
+        The text is only formatted when it is logged, so a flood of suppressed warnings costs little.
+        """
         now = time.monotonic()
         if now - self._last.get(key, -self.interval_s) < self.interval_s:
             self._suppressed[key] = self._suppressed.get(key, 0) + 1
@@ -27,4 +30,4 @@ class RateLimitedLog:
             self._last.clear()
         self._last[key] = now
         skipped = self._suppressed.pop(key, 0)
-        logger.warning("%s%s", text, f" ({skipped} similar messages suppressed)" if skipped else "")
+        logger.warning(text + (f" ({skipped} similar messages suppressed)" if skipped else ""), *args)
