@@ -104,6 +104,26 @@ def test_insecure_opt_out_names_peers_by_routing_id(channels):
     assert got.peer == "client-3" and got.message.meta == {"role": "client"}
 
 
+def test_first_message_of_a_peer_comes_after_its_joined_event(channels):
+    """A message that is a peer's first contact, read by the waiting recv() itself, follows its peer_joined."""
+    server = ServerChannel("tcp://127.0.0.1:*", insecure=True, config=ChannelConfig(**{**FAST.__dict__, "heartbeat_s": 5.0}))
+    channels.append(server)
+    got: list = []
+    reader = threading.Thread(target=lambda: got.extend(item for item in (server.recv(timeout=5), server.recv(timeout=5)) if item))
+    reader.start()
+    time.sleep(0.1)  # the reader waits on the socket before anything arrives
+    context = zmq.Context()
+    dealer = context.socket(zmq.DEALER)
+    dealer.routing_id = b"bare"
+    dealer.connect(server.endpoint)
+    dealer.send_multipart(encode(Message(MsgType.REPORT, JobId("run1", 0, "bare", 1))))
+    reader.join(timeout=6)
+    dealer.close(linger=0)
+    context.term()
+    assert [type(item) for item in got] == [PeerEvent, Envelope]
+    assert got[0].kind is EventKind.JOINED and got[1].message.type is MsgType.REPORT and got[1].peer == "bare"
+
+
 def test_bad_endpoint_is_a_clear_error():
     """Binding an unparsable endpoint raises ChannelConfigError naming it."""
     with pytest.raises(ChannelConfigError, match="nowhere"):
