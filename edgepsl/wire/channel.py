@@ -196,7 +196,7 @@ class ChannelBase(abc.ABC):
         looked = False
         with self._reader:
             while True:
-                item = self._inbox.pop()
+                item = self._inbox.pop() if self._inbox.pending else None
                 if item is not None:
                     return item
                 if looked and deadline is not None and time.monotonic() >= deadline:
