@@ -182,26 +182,16 @@ def gemm_gflops(threads: int, repeats: int, shape: tuple[int, int, int] = (512, 
     return {side: round(2 * m * k * n / 1e6 / float(np.median(t)), 1) for side, t in times.items()}
 
 
-def profile_torch(segment: torch.nn.Module, x: np.ndarray, threads: int, repeats: int) -> dict[str, float]:
-    """Milliseconds per aten op (self CPU time, mean per train step) of the PyTorch train step."""
-    torch.set_num_threads(threads)
-    step = torch_steps(segment, x)[0]["train_step"]
-    step()
-    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
-        for _ in range(repeats):
-            step()
-    totals = collections.Counter({e.key: e.self_cpu_time_total / 1e3 / repeats for e in prof.key_averages()})
-    return {op: round(ms, 3) for op, ms in totals.most_common(12)}
-
-
-def profile_ort(artifact: Path, x: np.ndarray, threads: int, repeats: int) -> dict[str, dict[str, float]]:
-    """Milliseconds per op type in the forward and backward graphs (onnxruntime profiler, mean over runs)."""
+def profile_pair(artifact: Path, segment: torch.nn.Module, x: np.ndarray, threads: int,
+                 repeats: int) -> dict[str, dict[str, float]]:
+    """Milliseconds per op, mean per run: onnxruntime per op type in the forward and backward graphs (its
+    profiler) and PyTorch per aten op in the train step (self CPU time), the three run in turn in every repeat."""
     seg = Segment(artifact, "part2", threads=threads)
     out = seg.forward("probe", x)
     feeds = {**{names.PARAM + k: v for k, v in seg.params.items()}, **{names.BUFFER + k: v for k, v in seg.buffers.items()},
              **seg.saved_tensors("probe"), names.X: x,
              names.GRAD_OUT: np.random.default_rng(0).standard_normal(out.shape).astype(np.float32)}
-    result = {}
+    sessions = {}
     for graph in (names.FORWARD, names.BACKWARD):
         options = ort.SessionOptions()
         options.enable_profiling = True
@@ -210,16 +200,27 @@ def profile_ort(artifact: Path, x: np.ndarray, threads: int, repeats: int) -> di
         options.profile_file_prefix = str(Path(tempfile.gettempdir()) / f"edgepsl-profile-{graph}")
         session = ort.InferenceSession(str(seg.manifest.path(seg.spec.graphs[graph].file)), options,
                                        providers=["CPUExecutionProvider"])
-        run_feeds = {i.name: feeds[i.name] for i in session.get_inputs()}
+        sessions[graph] = session, {i.name: feeds[i.name] for i in session.get_inputs()}
+    torch.set_num_threads(threads)
+    torch_step = torch_steps(segment, x)[0]["train_step"]
+    torch_step()
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
         for _ in range(repeats):
-            session.run(None, run_feeds)
+            for session, run_feeds in sessions.values():
+                session.run(None, run_feeds)
+            torch_step()
+    result = {}
+    for graph, (session, _) in sessions.items():
         trace_file = session.end_profiling()
         totals: collections.Counter[str] = collections.Counter()
         for event in json.loads(Path(trace_file).read_text()):
             if event.get("cat") == "Node" and event["name"].endswith("_kernel_time"):
                 totals[event["args"]["op_name"]] += event["dur"] / 1e3 / repeats
         os.unlink(trace_file)
-        result[graph] = {op: round(ms, 3) for op, ms in totals.most_common(12)}
+        result["onnxruntime_" + graph] = {op: round(ms, 3) for op, ms in totals.most_common(12)}
+    aten_ops = collections.Counter({e.key: e.self_cpu_time_total / 1e3 / repeats for e in prof.key_averages()
+                                    if e.key.startswith("aten::")})
+    result["pytorch_train_step"] = {op: round(ms, 3) for op, ms in aten_ops.most_common(12)}
     return result
 
 
@@ -252,8 +253,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     for side in (ours, theirs):
                         side["effective_gflops"] = round(gflop / side["train_step_ms"] * 1e3, 1)
                     if args.profile and batch == 32:
-                        row["onnxruntime_profile_ms_by_op"] = profile_ort(artifact, x, threads, 5)
-                        row["pytorch_profile_ms_by_op"] = profile_torch(segment, x, threads, 5)
+                        row["profile_ms_by_op"] = profile_pair(artifact, segment, x, threads, 5)
                     rows.append(row)
                     print(f"{name:<9} {threads:>3} {batch:>5} {ours['train_step_ms']:>8.2f} "
                           f"{theirs['train_step_ms']:>9.2f} {row['ratio_train_step']:>6.2f} "
