@@ -3,7 +3,7 @@
 A client sends one tensor to an echo server running in another process and waits for it to come back.
 `raw` is bare pyzmq DEALER/ROUTER doing what an application would without edgepsl: send_multipart([msgpack
 header, array], copy=False), recv_multipart(copy=False), msgpack.unpackb + np.frombuffer (the server sends that
-array back), with the channel's high-water marks. `channel` is PeerChannel.send(FORWARD) -> ServerChannel.recv ->
+array back), with the channel's high-water marks and ROUTER_MANDATORY. `channel` is PeerChannel.send(FORWARD) -> ServerChannel.recv ->
 ServerChannel.send(ACTIVATIONS) -> PeerChannel.recv, with validation, duplicate suppression, liveness and
 heartbeats. Both move the same bytes.
 
@@ -76,6 +76,9 @@ def serve_raw(secure: bool, store: KeyStore) -> None:
     auth = start_authenticator(context, AllowList(store.allowed())) if secure else None
     socket = context.socket(zmq.ROUTER)
     socket.sndhwm = socket.rcvhwm = CONFIG.hwm
+    # With a high-water mark this small, a ROUTER learns only now and then that its peer has read, so without
+    # ROUTER_MANDATORY it would drop an echo now and then (the channel's ROUTER has it too): the send waits instead.
+    socket.router_mandatory = 1
     if secure:
         apply_server(socket, ServerSecurity(store.identity("server"), store.allowed()))
     socket.bind("tcp://127.0.0.1:*")
@@ -115,6 +118,7 @@ class RawClient:
         self.context = zmq.Context()
         self.socket = self.context.socket(zmq.DEALER)
         self.socket.sndhwm = self.socket.rcvhwm = CONFIG.hwm
+        self.socket.rcvtimeo = 60_000  # a lost echo fails the run instead of hanging it
         if secure:
             apply_peer(self.socket, PeerSecurity.from_store(store, "client", store.identity("server").public))
         self.socket.connect(endpoint)
@@ -374,7 +378,7 @@ def main(argv: list[str] | None = None) -> int:
         "params": {"sizes": sizes, "scale": args.scale, "rounds": args.rounds, "transport": "tcp loopback",
                    "design": "blocks of round trips, raw and channel alternating ABBA; overhead = median over neighbouring "
                              "block pairs of (channel median / raw median - 1), IQR and bootstrap 95 % interval",
-                   "raw_sockets": {"sndhwm": CONFIG.hwm, "rcvhwm": CONFIG.hwm, "copy": False},
+                   "raw_sockets": {"sndhwm": CONFIG.hwm, "rcvhwm": CONFIG.hwm, "router_mandatory": True, "copy": False},
                    "channel_config": {"hwm": CONFIG.hwm, "inbox": CONFIG.inbox, "heartbeat_s": CONFIG.heartbeat_s}},
         "target": {"overhead_pct": TARGET_OVERHEAD_PCT, "min_payload_bytes": TARGET_MIN_BYTES,
                    "met_everywhere": all(o["meets_target"] for o in report["overhead"] if o["target_applies"])},
