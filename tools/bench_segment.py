@@ -34,7 +34,7 @@ import torch  # noqa: E402
 import models  # noqa: E402
 from edgepsl.segment import SGD, Segment, names  # noqa: E402
 from edgepsl.segment.session import open_session  # noqa: E402
-from tools.onnx_export.artifact import exporter_versions, export_model, segment_examples, segment_bounds  # noqa: E402
+from tools.onnx_export.artifact import exporter_versions, export_model, segment_bounds  # noqa: E402
 from tools.onnx_export.artifact import write_artifact  # noqa: E402
 
 LR, MOMENTUM = 0.01, 0.9
