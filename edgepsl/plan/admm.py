@@ -22,11 +22,11 @@ from edgepsl.errors import EdgePSLError
 from edgepsl.plan.backend import kernels
 from edgepsl.plan.bounds import lower_bound
 from edgepsl.plan.errors import InfeasibleError
-from edgepsl.plan.evaluate import MEMORY_RTOL, timeline_of
+from edgepsl.plan.evaluate import MEMORY_RTOL
 from edgepsl.plan.heuristics import Solution, assign
 from edgepsl.plan.highs import SolverFailedError, add_assignment, highs_module, new_model, run
 from edgepsl.plan.instance import Instance
-from edgepsl.plan.pure.constants import BWD, FWD
+from edgepsl.plan.preemptive import preemptive_schedules, schedule_assignment
 from edgepsl.plan.schedule import Plan, Timeline
 from edgepsl.plan.slot_ilp import SlotLengthError
 
@@ -57,76 +57,6 @@ class AdmmSolution(Solution):
     stop_reason: str
     slot_ms: float
     history: tuple[dict, ...]
-
-
-@dataclass(frozen=True)
-class PreemptiveSchedules:
-    """Every helper's exact preemptive forward and backward schedules for one assignment (ms)."""
-
-    fwd_start: np.ndarray
-    fwd_end: np.ndarray
-    bwd_start: np.ndarray
-    bwd_end: np.ndarray
-    forward_objective: float
-
-
-def preemptive_schedules(instance: Instance, assignment: np.ndarray) -> PreemptiveSchedules:
-    """Per helper: forward jobs by the largest-tail rule (tail d + l), then backward jobs around them (tail q')."""
-    K, H = instance.K, instance.H
-    starts = {FWD: np.zeros(K), BWD: np.zeros(K)}
-    ends = {FWD: np.zeros(K), BWD: np.zeros(K)}
-    objective = 0.0
-    empty = np.empty(0)
-    for i in range(H):
-        m = np.flatnonzero(assignment == i)
-        if m.size == 0:
-            continue
-        fwd_tail = instance.d[m, i] + instance.l[m]
-        fc, fobj, fj, fs, fe = kernels.jackson_preemptive(instance.r[m, i], instance.p[m, i], fwd_tail, empty, empty)
-        bc, _, bj, bs, _ = kernels.jackson_preemptive(fc + instance.gap[m, i], instance.p_bwd[m, i],
-                                                      instance.tail[m, i], fs, fe)
-        objective = max(objective, float(fobj))
-        for kind, end, job, piece_start in ((FWD, fc, fj, fs), (BWD, bc, bj, bs)):
-            first = end.copy()          # a job without work starts where it ends
-            np.minimum.at(first, job, piece_start)
-            starts[kind][m] = first
-            ends[kind][m] = end
-    return PreemptiveSchedules(starts[FWD], ends[FWD], starts[BWD], ends[BWD], objective)
-
-
-def _sequenced(assignment: np.ndarray, fwd_key: np.ndarray, bwd_key: np.ndarray, H: int) -> Plan:
-    """Each helper's jobs sorted by key (forward before backward on ties, then by client)."""
-    K = assignment.shape[0]
-    client = np.concatenate([np.arange(K), np.arange(K)])
-    kind = np.concatenate([np.full(K, FWD), np.full(K, BWD)])
-    helper = assignment[client]
-    order = np.lexsort((client, kind, np.concatenate([fwd_key, bwd_key]), helper))
-    offsets = np.searchsorted(helper[order], np.arange(H + 1))
-    return Plan.from_flat(assignment, client[order], kind[order], offsets)
-
-
-def _helper_spans(instance: Instance, plan: Plan) -> np.ndarray:
-    span = np.zeros(instance.H)
-    np.maximum.at(span, plan.assignment, timeline_of(instance, plan).finish)
-    return span
-
-
-def schedule_assignment(instance: Instance, assignment: np.ndarray) -> tuple[Plan, Timeline, float]:
-    """The executed plan of an assignment: per helper the best of the preemptive schedules' completion order,
-    their start order and the best dispatch rule; with its evaluated timeline and the exact P_f value (ms)."""
-    sched = preemptive_schedules(instance, assignment)
-    H = instance.H
-    arrays = (instance.r, instance.p, instance.gap, instance.p_bwd, instance.tail)
-    rules = kernels.local_search(assignment, *arrays, instance.mem, instance.cap, 0, 0)
-    candidates = [
-        _sequenced(assignment, sched.fwd_end, sched.bwd_end, H),
-        _sequenced(assignment, sched.fwd_start, sched.bwd_start, H),
-        Plan.from_flat(assignment, rules[1], rules[2], rules[3]),
-    ]
-    spans = np.stack([_helper_spans(instance, c) for c in candidates])
-    pick = spans.argmin(axis=0)
-    plan = Plan(assignment, tuple(candidates[pick[i]].orders[i] for i in range(H)), "admm")
-    return plan, timeline_of(instance, plan), sched.forward_objective
 
 
 def initial_assignment(instance: Instance) -> np.ndarray | None:

@@ -11,6 +11,7 @@ from edgepsl.plan.bounds import LowerBound, lower_bound
 from edgepsl.plan.errors import InfeasibleError, UnknownMethodError
 from edgepsl.plan.evaluate import timeline_of
 from edgepsl.plan.instance import Instance
+from edgepsl.plan.preemptive import helper_spans, schedule_assignment
 from edgepsl.plan.pure.constants import RULE_FCFS, RULE_FWD_FIRST, RULE_TAIL
 from edgepsl.plan.schedule import Plan, Timeline
 
@@ -106,15 +107,9 @@ def _kick(instance: Instance, assignment: np.ndarray, rng: np.random.Generator) 
 
 def _polished(instance: Instance, plan: Plan) -> Plan:
     """Per helper, the plan's job order or the order from its exact preemptive schedule, whichever ends earlier."""
-    from edgepsl.plan.admm import schedule_assignment  # admm builds on this module
-
     other = schedule_assignment(instance, plan.assignment)[0]
-    spans = []
-    for p in (plan, other):
-        span = np.zeros(instance.H)
-        np.maximum.at(span, p.assignment, timeline_of(instance, p).finish)
-        spans.append(span)
-    orders = tuple(other.orders[i] if spans[1][i] < spans[0][i] else plan.orders[i] for i in range(instance.H))
+    mine, theirs = helper_spans(instance, plan), helper_spans(instance, other)
+    orders = tuple(other.orders[i] if theirs[i] < mine[i] else plan.orders[i] for i in range(instance.H))
     return Plan(plan.assignment, orders)
 
 

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from edgepsl.cli import main
-from edgepsl.plan.admm import AdmmParameterError, preemptive_schedules, solve_admm
+from edgepsl.plan.admm import AdmmParameterError, solve_admm
+from edgepsl.plan.preemptive import preemptive_schedules
 from edgepsl.plan.errors import InfeasibleError
 from edgepsl.plan.evaluate import evaluate
 from edgepsl.plan.highs import SolverUnavailableError

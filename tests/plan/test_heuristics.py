@@ -10,6 +10,7 @@ from edgepsl.plan.errors import InfeasibleError, UnknownMethodError
 from edgepsl.plan.evaluate import evaluate
 from edgepsl.plan.heuristics import DEFAULT_KICKS, METHODS, solve
 from edgepsl.plan.instance import Instance
+from edgepsl.plan.preemptive import schedule_assignment
 from edgepsl.plan.scenarios import scenario_instance
 
 from .instances import random_instance
@@ -75,7 +76,6 @@ def test_greedy_ls_restarts_stop_when_the_budget_is_spent() -> None:
 
 @pytest.mark.parametrize("profile", ["resnet101_cifar10", "vgg19_cifar10"])
 def test_greedy_ls_orders_are_never_worse_than_the_preemptive_schedule_orders(profile) -> None:
-    from edgepsl.plan.admm import schedule_assignment
 
     for seed in range(3):
         inst = scenario_instance(profile, 12, 3, 1, seed)
