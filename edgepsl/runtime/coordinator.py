@@ -224,8 +224,7 @@ class Coordinator:
         inst, plan = self.instance, self.plan
         orders = planning.helper_orders(plan, self.clients)
         bandwidth = {n: self.roles[n]["profile"].get("bandwidth_mbps") for n in self.clients}
-        online = planning.online_rule(plan)
-        rule = online or self.config.fallback_rule
+        rule = self.config.fallback_rule
         timeline = self.timeline
         t0 = now_ms()
         for i, name in enumerate(self.helpers):
@@ -234,7 +233,7 @@ class Coordinator:
             starts = [float((timeline.fwd_start if kind == "fwd" else timeline.bwd_start)[self.clients.index(c)])
                       for c, kind in orders[i]]
             self._send(name, Message(MsgType.ROUND_START, self._job(r), meta={
-                "order": orders[i], "online_rule": online, "planned_start": starts, "priority": priority,
+                "order": orders[i], "planned_start": starts, "priority": priority,
                 "duration": {self.clients[j]: [float(inst.p[j, i]), float(inst.p_bwd[j, i])] for j in mine},
                 "bandwidth": {self.clients[j]: bandwidth[self.clients[j]] for j in mine},
                 "memory_mb": {self.clients[j]: float(inst.mem[j]) for j in mine}}))

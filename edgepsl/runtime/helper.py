@@ -60,14 +60,13 @@ class Job:
 class RoundPlan:
     """This helper's part of one round: job order, planned starts and durations, priorities, link bandwidths.
 
-    online_rule: the dispatch rule (kernel code) of a dispatched baseline plan, run over the arrived jobs;
-    None: follow `order`, running an arrived job out of order only when it ends before the planned job's start.
+    The helper follows `order`, running an arrived job out of order only when it ends before the planned job's
+    planned start.
     """
 
     round: int
     run: str
     order: list[tuple[str, int]]
-    online_rule: int | None
     planned_start: dict[tuple[str, int], float]
     duration: dict[str, tuple[float, float]]
     priority: dict[str, tuple[float, float]]
@@ -78,8 +77,7 @@ class RoundPlan:
     def from_meta(cls, round_: int, run: str, meta: dict) -> "RoundPlan":
         """The plan a ROUND_START carries."""
         order = [(c, FWD if k == "fwd" else BWD) for c, k in meta["order"]]
-        online = meta.get("online_rule")
-        return cls(round_, run, order, None if online is None else DISPATCH_RULES[online],
+        return cls(round_, run, order,
                    dict(zip(order, (float(t) for t in meta["planned_start"]))),
                    {c: (float(v[0]), float(v[1])) for c, v in meta["duration"].items()},
                    {c: (float(v[0]), float(v[1])) for c, v in meta["priority"].items()},
@@ -261,13 +259,10 @@ class Helper:
     def _choose(self, plan: RoundPlan, ready: dict[tuple[str, int], Job], now: float) -> tuple[Job, bool] | None:
         """The job to run now and whether it is the plan's, or None to wait for more arrivals.
 
-        A dispatched baseline's rule runs over the arrived jobs (that is its plan). Otherwise the next planned
-        job runs once it has arrived; before that, the fallback rule's best arrived job runs only if it is
-        expected to end by the planned job's planned start, so the plan is never delayed by it.
+        The next planned job runs once it has arrived; before that, the fallback rule's best arrived job runs
+        only if it is expected to end by the planned job's planned start, so the plan is never delayed by it.
+        Baseline plans too: their order is their dispatch rule applied to the planned releases.
         """
-        if plan.online_rule is not None:
-            job = self._pick(plan, ready, now, plan.online_rule)
-            return ready.pop((job.client, job.kind)), True
         nxt = next(job for job in plan.order if job not in plan.done)
         if nxt in ready:
             return ready.pop(nxt), True

@@ -6,7 +6,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from edgepsl.plan.heuristics import DISPATCH_RULES, Solution, solve
+from edgepsl.plan.heuristics import Solution, solve
 from edgepsl.plan.instance import Instance
 from edgepsl.plan.profiles import instance_from_parts, loose_capacity_mb
 from edgepsl.plan.schedule import KIND_NAMES, Plan
@@ -63,16 +63,6 @@ def build_instance(config: RunConfig, manifest: Manifest, clients: Sequence[str]
 def make_plan(config: RunConfig, instance: Instance) -> Solution:
     """Plan the round with the configured method (and dispatch rule for the baselines)."""
     return solve(instance, config.method, dispatch=config.dispatch, seed=config.seed)
-
-
-def online_rule(plan: Plan) -> str | None:
-    """The dispatch rule a helper applies to arrived jobs when the plan is a dispatched baseline, else None.
-
-    A baseline's planned timeline is its dispatch rule run over the jobs' releases (FCFS: by arrival), so the
-    helper executes that rule online; any other plan's timeline is its job order, which the helper follows.
-    """
-    rule = plan.meta.get("dispatch")
-    return rule if plan.method in ("random", "balanced-greedy") and rule in DISPATCH_RULES else None
 
 
 def fallback_priority(instance: Instance, rule: str, j: int, i: int) -> tuple[float, float]:
