@@ -108,7 +108,7 @@ def test_cli_rejects_bad_model_or_cuts_and_writes_nothing(tmp_path, capsys, argv
 
 def test_export_without_our_decompositions_fails_verification_and_writes_nothing(tmp_path, capsys, monkeypatch):
     """The stock translation scales the cross-entropy gradient by the batch size: verification must catch it."""
-    monkeypatch.setattr(trace, "decomposition_table", dict)
+    monkeypatch.setattr(trace, "decomposition_table", lambda winograd_tile: {})
     out = tmp_path / "bad"
     assert export_cli.main(["--model", "mlp", "--out", str(out)]) == 1
     err = capsys.readouterr().err
@@ -122,7 +122,7 @@ def test_stock_batchnorm_translation_is_caught(monkeypatch):
     table = decompositions.decomposition_table()
     for op in decompositions._BATCH_NORM_OPS:
         table.pop(op, None)
-    monkeypatch.setattr(trace, "decomposition_table", lambda: table)
+    monkeypatch.setattr(trace, "decomposition_table", lambda winograd_tile: table)
     torch.manual_seed(0)
     model = nn.Sequential(nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU()),
                           nn.Sequential(nn.Conv2d(4, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(),

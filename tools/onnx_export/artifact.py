@@ -19,6 +19,7 @@ from torch import nn
 
 from edgepsl.segment import names
 from tools.onnx_export.convert import OPSET
+from tools.onnx_export.decompositions import WINOGRAD_TILE
 from tools.onnx_export.errors import ExportError
 from tools.onnx_export.segment import ExportedSegment, SegmentExample, export_segment
 from tools.onnx_export.verify import TOLERANCE
@@ -64,14 +65,16 @@ def segment_examples(model: nn.Sequential, input_shape: Sequence[int], bounds: l
 
 
 def export_model(model: nn.Sequential, input_shape: Sequence[int], num_classes: int, cuts: Sequence[int],
-                 seed: int = 0, segment_filter: Sequence[str] | None = None) -> list[ExportedSegment]:
-    """Export and verify every segment of a cut model (or only the named ones), in memory."""
+                 seed: int = 0, segment_filter: Sequence[str] | None = None,
+                 winograd_tile: int = WINOGRAD_TILE) -> list[ExportedSegment]:
+    """Export and verify every segment of a cut model (or only the named ones), in memory; winograd_tile as in
+    export_segment."""
     bounds = segment_bounds(len(model), cuts)
     examples = segment_examples(model, input_shape, bounds, seed)
     exported = []
     for name, role, span, example in zip(segment_names(len(bounds)), roles(len(bounds)), bounds, examples):
         if segment_filter is None or name in segment_filter:
-            exported.append(export_segment(name, role, model, span, example, num_classes, seed))
+            exported.append(export_segment(name, role, model, span, example, num_classes, seed, winograd_tile))
     return exported
 
 

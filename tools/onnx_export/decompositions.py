@@ -5,6 +5,7 @@ Without them the stock exporter fails (no ONNX function for convolution_backward
 """
 from __future__ import annotations
 
+import functools
 from typing import Callable, Sequence
 
 import torch
@@ -22,18 +23,103 @@ Tensor = torch.Tensor
 # per-image convolution is slow there (measured 2.4x on 2x2 maps, 512 channels, batch 32, one thread).
 SMALL_MAP_PIXELS = 4
 
+# Output tile of the Winograd F(m x m, 3x3) used for 3x3 stride-1 padding-1 convolutions (forward, input and
+# weight gradients); 0 keeps the Conv formulation. 2, not 4: F(4x4,3x3) is faster but reached 1.12e-5 relative
+# L2 on a VGG-11 weight gradient. See docs/segments.md and tools/bench_winograd.py.
+WINOGRAD_TILE = 2
+
+# Lavin & Gray's transforms (B^T, G, A^T): y = A^T [(G g G^T) * (B^T d B)] A is the 3x3 correlation of tile d.
+WINOGRAD_TRANSFORMS: dict[int, tuple[list[list[float]], list[list[float]], list[list[float]]]] = {
+    2: ([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]],
+        [[1, 0, 0], [.5, .5, .5], [.5, -.5, .5], [0, 0, 1]],
+        [[1, 1, 1, 0], [0, 1, -1, -1]]),
+    4: ([[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0], [0, -2, -1, 2, 1, 0],
+         [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]],
+        [[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6], [1 / 24, 1 / 12, 1 / 6],
+         [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]],
+        [[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]]),
+}
+
+
+def winograd_tile_for(tile: int, inp: Tensor, weight: Tensor, stride: Sequence[int], padding: Sequence[int],
+                      dilation: Sequence[int], groups: int) -> int:
+    """The Winograd output tile for this convolution (tile, else 2 when tile does not divide the map), 0 if none."""
+    if not tile or groups != 1 or tuple(weight.shape[2:]) != (3, 3) or any(s != 1 for s in stride) \
+            or any(p != 1 for p in padding) or any(d != 1 for d in dilation):
+        return 0
+    h, w = inp.shape[2:]
+    if h * w <= SMALL_MAP_PIXELS:
+        return 0
+    return next((m for m in (tile, 2) if h % m == 0 and w % m == 0), 0)
+
+
+def winograd_weight(weight: Tensor, tile: int, flip: bool) -> Tensor:
+    """(G x G) g of every 3x3 kernel as [alpha^2, Cout, Cin]: one MatMul with the weight transposed (onnxruntime
+    fuses it); flip=True transforms the 180-degree rotated kernels (the reversal folded into the constant)."""
+    cout, cin = weight.shape[:2]
+    gg = _winograd_matrix(tile, 1, weight)
+    if flip:
+        gg = gg.flip(1)
+    return (gg @ weight.reshape(cout * cin, 9).t()).reshape(-1, cout, cin)
+
+
+def _winograd_matrix(tile: int, which: int, like: Tensor) -> Tensor:
+    """kron(T, T) of transform `which` (0: B^T, 1: G, 2: A^T) in like's dtype and device."""
+    t = torch.tensor(WINOGRAD_TRANSFORMS[tile][which], dtype=like.dtype, device=like.device)
+    return torch.kron(t, t)
+
+
+def winograd_input(inp: Tensor, tile: int) -> Tensor:
+    """(B^T x B^T) d of every input tile of inp [N, Cin, H, W] padded by 1, as [alpha^2, tiles, Cin]: channel-last,
+    so each of the alpha^2 strided tap Slices moves whole channel vectors."""
+    alpha = tile + 2
+    th, tw = inp.shape[2] // tile, inp.shape[3] // tile
+    x = aten.constant_pad_nd(inp.permute(0, 2, 3, 1), [0, 0, 1, 1, 1, 1], 0.0)
+    taps = [x[:, a: a + tile * (th - 1) + 1: tile, b: b + tile * (tw - 1) + 1: tile, :]
+            for a in range(alpha) for b in range(alpha)]
+    d = torch.stack(taps, 0).reshape(alpha * alpha, -1)
+    return (_winograd_matrix(tile, 0, inp) @ d).reshape(alpha * alpha, -1, inp.shape[1])
+
+
+def winograd_conv3x3(inp: Tensor, u: Tensor, tile: int) -> Tensor:
+    """3x3 stride-1 padding-1 correlation of inp [N, Cin, H, W] by Winograd F(tile x tile, 3x3); u is the
+    transformed weight [alpha^2, Cin, Cout]: the alpha^2 channel-mixing products as one batched MatMul V u,
+    Y = (A^T x A^T) M, rearranged with whole-channel runs to NHWC, then NCHW."""
+    n, _, h, w = inp.shape
+    cout = u.shape[2]
+    m = (winograd_input(inp, tile) @ u).reshape(u.shape[0], -1)
+    y = (_winograd_matrix(tile, 2, inp) @ m).reshape(tile, tile, n, h // tile, w // tile, cout)
+    return y.permute(2, 3, 0, 4, 1, 5).reshape(n, h, w, cout).permute(0, 3, 1, 2)
+
+
+def winograd_weight_grad(grad_out: Tensor, inp: Tensor, tile: int) -> Tensor:
+    """Weight gradient [Cout, Cin, 3, 3] of the Winograd convolution (its transpose): dM = (A^T x A^T)^T dY per
+    tile, dU = dM^T V as one batched MatMul over the tiles, dW = dU^T (G x G)."""
+    n, cout, h, w = grad_out.shape
+    cin, alpha2 = inp.shape[1], (tile + 2) ** 2
+    dy = grad_out.permute(0, 2, 3, 1).reshape(n, h // tile, tile, w // tile, tile, cout)
+    dy = dy.permute(2, 4, 0, 1, 3, 5).reshape(tile * tile, -1)
+    dm = (_winograd_matrix(tile, 2, grad_out).t() @ dy).reshape(alpha2, -1, cout)
+    du = dm.transpose(1, 2) @ winograd_input(inp, tile)
+    return (du.reshape(alpha2, -1).t() @ _winograd_matrix(tile, 1, inp)).reshape(cout, cin, 3, 3)
+
 
 def convolution(inp: Tensor, weight: Tensor, bias: Tensor | None, stride: Sequence[int], padding: Sequence[int],
                 dilation: Sequence[int], transposed: bool, output_padding: Sequence[int],
-                groups: int) -> object:
-    """Small-map 2-D convolutions as taps Concat + one MatMul in channel-major layout; others stay Conv.
+                groups: int, winograd_tile: int = WINOGRAD_TILE) -> object:
+    """3x3 stride-1 convolutions by Winograd (winograd_tile > 0); small-map 2-D convolutions as taps Concat + one
+    MatMul in channel-major layout; others stay Conv.
 
-    The columns are ordered (input channel, tap), the order of the weight's own layout, so the weight enters
-    the MatMul as a plain reshape (no per-step transpose of the parameters).
+    The small-map columns are ordered (input channel, tap), the order of the weight's own layout, so the weight
+    enters the MatMul as a plain reshape (no per-step transpose of the parameters).
     """
     if transposed or groups != 1 or inp.dim() != 4:
         return NotImplemented
     stride, padding, dilation = (list(v) * 2 if len(v) == 1 else list(v) for v in (stride, padding, dilation))
+    tile = winograd_tile_for(winograd_tile, inp, weight, stride, padding, dilation, groups)
+    if tile:
+        out = winograd_conv3x3(inp, winograd_weight(weight, tile, False).transpose(1, 2), tile)
+        return out if bias is None else out + bias.reshape(1, -1, 1, 1)
     cout, cin, kh, kw = weight.shape
     h, w = inp.shape[2:]
     ho = (h + 2 * padding[0] - dilation[0] * (kh - 1) - 1) // stride[0] + 1
@@ -53,8 +139,12 @@ def convolution(inp: Tensor, weight: Tensor, bias: Tensor | None, stride: Sequen
 
 
 def _conv_input_grad(grad_out: Tensor, inp: Tensor, weight: Tensor, stride: Sequence[int],
-                     padding: Sequence[int], dilation: Sequence[int], groups: int) -> Tensor:
-    """Input gradient: a Conv with flipped, transposed weights at stride 1, else a ConvTranspose."""
+                     padding: Sequence[int], dilation: Sequence[int], groups: int, winograd_tile: int) -> Tensor:
+    """Input gradient: Winograd on the flipped kernels for 3x3 stride-1 padding-1 (winograd_tile > 0), a Conv with
+    flipped, transposed weights at other stride-1 convolutions, else a ConvTranspose."""
+    tile = winograd_tile_for(winograd_tile, grad_out, weight, stride, padding, dilation, groups)
+    if tile:
+        return winograd_conv3x3(grad_out, winograd_weight(weight, tile, True), tile)
     k = weight.shape[2:]
     full_pad = [d * (kk - 1) - p for kk, p, d in zip(k, padding, dilation)]
     if all(s == 1 for s in stride) and all(p >= 0 for p in full_pad):
@@ -78,13 +168,17 @@ def _conv_input_grad(grad_out: Tensor, inp: Tensor, weight: Tensor, stride: Sequ
 
 
 def _conv_weight_grad(grad_out: Tensor, inp: Tensor, weight: Tensor, stride: Sequence[int],
-                      padding: Sequence[int], dilation: Sequence[int], groups: int) -> Tensor:
-    """Weight gradient: one MatMul per kernel tap on channel-major views (groups == 1); grouped convolutions
-    fold the groups into the batch axis and use a convolution.
+                      padding: Sequence[int], dilation: Sequence[int], groups: int, winograd_tile: int) -> Tensor:
+    """Weight gradient: Winograd for 3x3 stride-1 padding-1 (winograd_tile > 0), else one MatMul per kernel tap on
+    channel-major views (groups == 1); grouped convolutions fold the groups into the batch axis and use a
+    convolution.
 
     Per tap (i, j): grad_w[:, :, i, j] = grad_out^T (Cout, N*Ho*Wo) @ x_tap (Cin, N*Ho*Wo)^T, with x transposed to
     (Cin, N, H, W) once and each tap a strided Slice of it: no im2col Concat and no transpose of the taps.
     """
+    tile = winograd_tile_for(winograd_tile, inp, weight, stride, padding, dilation, groups)
+    if tile:
+        return winograd_weight_grad(grad_out, inp, tile)
     cout, cin_g, kh, kw = weight.shape
     n = inp.shape[0]
     ho, wo = grad_out.shape[2:]
@@ -106,13 +200,16 @@ def _conv_weight_grad(grad_out: Tensor, inp: Tensor, weight: Tensor, stride: Seq
 def convolution_backward(grad_out: Tensor, inp: Tensor, weight: Tensor, bias_sizes: Sequence[int] | None,
                          stride: Sequence[int], padding: Sequence[int], dilation: Sequence[int], transposed: bool,
                          output_padding: Sequence[int], groups: int,
-                         output_mask: Sequence[bool]) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
+                         output_mask: Sequence[bool], winograd_tile: int = WINOGRAD_TILE,
+                         ) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
     """aten.convolution_backward for 2-D, non-transposed convolutions."""
     if transposed or inp.dim() != 4:
         raise ExportError("only 2-D, non-transposed convolutions can be exported for training")
     stride, padding, dilation = (list(v) * 2 if len(v) == 1 else list(v) for v in (stride, padding, dilation))
-    grad_in = _conv_input_grad(grad_out, inp, weight, stride, padding, dilation, groups) if output_mask[0] else None
-    grad_w = _conv_weight_grad(grad_out, inp, weight, stride, padding, dilation, groups) if output_mask[1] else None
+    grad_in = (_conv_input_grad(grad_out, inp, weight, stride, padding, dilation, groups, winograd_tile)
+               if output_mask[0] else None)
+    grad_w = (_conv_weight_grad(grad_out, inp, weight, stride, padding, dilation, groups, winograd_tile)
+              if output_mask[1] else None)
     grad_b = grad_out.sum([0, 2, 3]) if output_mask[2] else None
     return grad_in, grad_w, grad_b
 
@@ -240,11 +337,14 @@ _BATCH_NORM_OPS: dict[object, Callable[..., object]] = {
 }
 
 
-def decomposition_table() -> dict[object, Callable[..., object]]:
-    """core aten decompositions plus ours; always used, for training and eval graphs alike."""
+def decomposition_table(winograd_tile: int = WINOGRAD_TILE) -> dict[object, Callable[..., object]]:
+    """core aten decompositions plus ours; always used, for training and eval graphs alike. winograd_tile: output
+    tile of the Winograd 3x3 convolutions (2 or 4), 0 for none."""
+    if winograd_tile not in (0, *WINOGRAD_TRANSFORMS):
+        raise ExportError(f"winograd_tile must be 0 or one of {sorted(WINOGRAD_TRANSFORMS)}, got {winograd_tile}")
     table: dict[object, Callable[..., object]] = dict(core_aten_decompositions())
-    table[aten.convolution.default] = convolution
-    table[aten.convolution_backward.default] = convolution_backward
+    table[aten.convolution.default] = functools.partial(convolution, winograd_tile=winograd_tile)
+    table[aten.convolution_backward.default] = functools.partial(convolution_backward, winograd_tile=winograd_tile)
     table[aten.max_pool2d_with_indices_backward.default] = max_pool2d_backward
     table[aten._adaptive_avg_pool2d.default] = adaptive_avg_pool2d
     table[aten._adaptive_avg_pool2d_backward.default] = adaptive_avg_pool2d_backward

@@ -12,6 +12,7 @@ from torch import nn
 
 from edgepsl.segment import names
 from tools.onnx_export.convert import to_onnx
+from tools.onnx_export.decompositions import WINOGRAD_TILE
 from tools.onnx_export.errors import ExportError
 from tools.onnx_export.split import split_joint
 from tools.onnx_export.trace import segment_state, trace_eval, trace_joint
@@ -57,12 +58,12 @@ def _seed(out_shape: torch.Size, with_loss: bool, num_classes: int, generator: t
     return torch.randn(out_shape, generator=generator)
 
 
-def _graphs(segment: nn.Module, x: torch.Tensor, seed: torch.Tensor, role: str,
+def _graphs(segment: nn.Module, x: torch.Tensor, seed: torch.Tensor, role: str, winograd_tile: int,
             ) -> tuple[dict[str, onnx.ModelProto], list[str]]:
     """Trace and convert the eval graph and the joint graph; split the joint unless the segment is last."""
     with_loss, grad_input = role == names.LAST, role != names.FIRST
-    joint = to_onnx(trace_joint(segment, x, seed, with_loss, grad_input), "joint graph")
-    graphs = {names.EVAL: to_onnx(trace_eval(segment, x), "eval graph")}
+    joint = to_onnx(trace_joint(segment, x, seed, with_loss, grad_input, winograd_tile), "joint graph")
+    graphs = {names.EVAL: to_onnx(trace_eval(segment, x, winograd_tile), "eval graph")}
     if with_loss:
         graphs[names.TRAIN] = joint
         return graphs, []
@@ -73,8 +74,9 @@ def _graphs(segment: nn.Module, x: torch.Tensor, seed: torch.Tensor, role: str,
 
 
 def export_segment(name: str, role: str, model: nn.Sequential, blocks: tuple[int, int], example: SegmentExample,
-                   num_classes: int, seed: int = 0) -> ExportedSegment:
-    """Trace, convert, split and verify one segment; raises ExportError or VerificationError, writes nothing."""
+                   num_classes: int, seed: int = 0, winograd_tile: int = WINOGRAD_TILE) -> ExportedSegment:
+    """Trace, convert, split and verify one segment; raises ExportError or VerificationError, writes nothing.
+    winograd_tile: output tile of the Winograd 3x3 stride-1 convolutions (2 or 4), 0 keeps Conv."""
     start = time.perf_counter()
     segment = model[blocks[0]:blocks[1]]
     with_loss, grad_input = role == names.LAST, role != names.FIRST
@@ -85,7 +87,7 @@ def export_segment(name: str, role: str, model: nn.Sequential, blocks: tuple[int
         trace_out, verify_out = probe(example.trace_x), probe(example.verify_x)
     trace_seed = _seed(trace_out.shape, with_loss, num_classes, generator)
     try:
-        graphs, saved = _graphs(segment, example.trace_x, trace_seed, role)
+        graphs, saved = _graphs(segment, example.trace_x, trace_seed, role, winograd_tile)
     except ExportError as exc:
         raise ExportError(f"segment {name} (blocks {blocks[0]}:{blocks[1]}): {exc}") from exc
     verify_seed = _seed(verify_out.shape, with_loss, num_classes, generator)

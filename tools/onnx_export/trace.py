@@ -10,7 +10,7 @@ from torch import nn
 from torch.fx.experimental.proxy_tensor import make_fx
 
 from edgepsl.segment import names
-from tools.onnx_export.decompositions import decomposition_table
+from tools.onnx_export.decompositions import WINOGRAD_TILE, decomposition_table
 
 
 @dataclass
@@ -67,12 +67,12 @@ def _state_args(segment: nn.Module, requires_grad: bool) -> list[torch.Tensor]:
 
 
 def trace_joint(segment: nn.Module, x: torch.Tensor, seed: torch.Tensor, with_loss: bool,
-                grad_input: bool) -> TracedGraph:
+                grad_input: bool, winograd_tile: int = WINOGRAD_TILE) -> TracedGraph:
     """Trace the training joint; seed is grad_out (vector-Jacobian product) or integer labels (cross-entropy)."""
     pnames, bnames = segment_state(segment)
     segment.train()
     args = _state_args(segment, True) + [x.detach().clone().requires_grad_(grad_input), seed.detach().clone()]
-    module = make_fx(_joint(segment, with_loss, grad_input), decomposition_table=decomposition_table(),
+    module = make_fx(_joint(segment, with_loss, grad_input), decomposition_table=decomposition_table(winograd_tile),
                      tracing_mode="symbolic")(*args)
     inputs = [names.PARAM + n for n in pnames] + [names.BUFFER + n for n in bnames]
     inputs += [names.X, names.LABELS if with_loss else names.GRAD_OUT]
@@ -81,13 +81,14 @@ def trace_joint(segment: nn.Module, x: torch.Tensor, seed: torch.Tensor, with_lo
     return TracedGraph(module, tuple(a.detach() for a in args), inputs, outputs, [len(args) - 2, len(args) - 1])
 
 
-def trace_eval(segment: nn.Module, x: torch.Tensor) -> TracedGraph:
+def trace_eval(segment: nn.Module, x: torch.Tensor, winograd_tile: int = WINOGRAD_TILE) -> TracedGraph:
     """Trace the inference forward (BatchNorm with running statistics), parameters and buffers as inputs."""
     pnames, bnames = segment_state(segment)
     segment.eval()
     args = _state_args(segment, False) + [x.detach().clone()]
     with torch.no_grad():
-        module = make_fx(_eval(segment), decomposition_table=decomposition_table(), tracing_mode="symbolic")(*args)
+        module = make_fx(_eval(segment), decomposition_table=decomposition_table(winograd_tile),
+                         tracing_mode="symbolic")(*args)
     segment.train()
     inputs = [names.PARAM + n for n in pnames] + [names.BUFFER + n for n in bnames] + [names.X]
     return TracedGraph(module, tuple(args), inputs, [names.OUT], [len(args) - 1])
