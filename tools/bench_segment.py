@@ -36,6 +36,7 @@ from edgepsl.segment import SGD, Segment, names  # noqa: E402
 from edgepsl.segment.session import open_session  # noqa: E402
 from tools.onnx_export.artifact import exporter_versions, export_model, segment_bounds  # noqa: E402
 from tools.onnx_export.artifact import write_artifact  # noqa: E402
+from tools.onnx_export.decompositions import WINOGRAD_TILE  # noqa: E402
 
 LR, MOMENTUM = 0.01, 0.9
 WARMUP = 3
@@ -56,11 +57,13 @@ def interleaved_ms(steps: dict[str, Callable[[], object]], repeats: int) -> dict
     return times
 
 
-def export_middle(name: str, directory: Path) -> tuple[Path, torch.nn.Sequential, tuple[int, int]]:
+def export_middle(name: str, directory: Path,
+                  winograd_tile: int = WINOGRAD_TILE) -> tuple[Path, torch.nn.Sequential, tuple[int, int]]:
     """Export the middle segment (part2) of a model at its default cuts."""
     spec = models.get_spec(name)
     model = models.build(name)
-    segments = export_model(model, spec.input_shape, spec.num_classes, spec.default_cuts, segment_filter=["part2"])
+    segments = export_model(model, spec.input_shape, spec.num_classes, spec.default_cuts, segment_filter=["part2"],
+                            winograd_tile=winograd_tile)
     out = write_artifact(directory / name, name, spec.default_cuts, len(model), spec.num_classes, segments)
     return out, model, segments[0].blocks
 
@@ -233,6 +236,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--profile", action="store_true",
                         help="add onnxruntime and PyTorch per-op times (batch 32)")
+    parser.add_argument("--winograd-tile", type=int, default=WINOGRAD_TILE,
+                        help="Winograd output tile of the exported 3x3 stride-1 convolutions (2 or 4; 0: Conv)")
     parser.add_argument("--out", default="bench-results/segment.json")
     args = parser.parse_args(argv)
     rows = []
@@ -241,7 +246,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(header)
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.models.split(","):
-            artifact, model, blocks = export_middle(name, Path(tmp))
+            artifact, model, blocks = export_middle(name, Path(tmp), args.winograd_tile)
             segment = model[blocks[0]:blocks[1]]
             for threads in (int(t) for t in args.threads.split(",")):
                 for batch in (int(b) for b in args.batches.split(",")):
@@ -264,7 +269,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     gemm = {str(t): gemm_gflops(t, args.repeats) for t in (int(t) for t in args.threads.split(","))}
     print("MatMul 512x4608x512 GFLOP/s by threads:", gemm)
     result = {"benchmark": "segment train step (forward + backward + SGD momentum), median of interleaved repeats",
-              "repeats": args.repeats, "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
+              "repeats": args.repeats, "winograd_tile": args.winograd_tile, "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
                                                    "load_average": os.getloadavg()},
               "versions": exporter_versions(), "gemm_gflops_512x4608x512": gemm, "rows": rows}
     out = Path(args.out)
