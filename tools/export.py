@@ -15,6 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import models  # noqa: E402
 from edgepsl.errors import EdgePSLError  # noqa: E402
 from tools.onnx_export.artifact import export_model, write_artifact  # noqa: E402
+from tools.onnx_export.decompositions import WINOGRAD_TILE  # noqa: E402
 from tools.onnx_export.errors import ExportError  # noqa: E402
 
 
@@ -37,6 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--num-classes", type=int, help="classifier outputs (default: the model's)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the initial weights and the check data")
     parser.add_argument("--force", action="store_true", help="replace an existing, non-empty --out directory")
+    parser.add_argument("--winograd-tile", type=int, choices=(0, 2, 4), default=WINOGRAD_TILE,
+                        help="output tile of Winograd 3x3 stride-1 convolutions: 2 = F(2x2,3x3) (default), "
+                             "4 = F(4x4,3x3) (faster, less accurate), 0 = onnxruntime Conv (docs/segments.md)")
     return parser
 
 
@@ -53,7 +57,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             cuts = parse_cuts(args.cut) if args.cut else list(spec.default_cuts)
         num_classes = args.num_classes or spec.num_classes
-        segments = export_model(model, spec.input_shape, num_classes, cuts, args.seed)
+        segments = export_model(model, spec.input_shape, num_classes, cuts, args.seed,
+                                winograd_tile=args.winograd_tile)
         out = write_artifact(args.out, args.model, cuts, len(model), num_classes, segments, args.force)
     except EdgePSLError as exc:
         print(f"export: error: {exc}", file=sys.stderr)

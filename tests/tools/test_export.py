@@ -106,6 +106,15 @@ def test_cli_rejects_bad_model_or_cuts_and_writes_nothing(tmp_path, capsys, argv
     assert not out.exists()
 
 
+def test_cli_rejects_an_unknown_winograd_tile_and_writes_nothing(tmp_path, capsys):
+    out = tmp_path / "never"
+    with pytest.raises(SystemExit) as exit_info:
+        export_cli.main(["--model", "vgg11", "--winograd-tile", "3", "--out", str(out)])
+    assert exit_info.value.code == 2
+    assert "--winograd-tile" in capsys.readouterr().err
+    assert not out.exists()
+
+
 def test_export_without_our_decompositions_fails_verification_and_writes_nothing(tmp_path, capsys, monkeypatch):
     """The stock translation scales the cross-entropy gradient by the batch size: verification must catch it."""
     monkeypatch.setattr(trace, "decomposition_table", lambda winograd_tile: {})
