@@ -85,7 +85,7 @@ def unpack_header(frame: Any, limits: Limits) -> Any:
 
 
 def decode(frames: Frames, limits: Limits) -> Message:
-    """Decode and validate [header, frames...]; tensors are zero-copy read-only views unless cast back from float16."""
+    """Decode and validate [header, frames...]; tensors are zero-copy views of the frames unless cast back from float16."""
     if not frames:
         raise ProtocolError(ErrorCode.BAD_FRAMING, "empty message: a header frame is required")
     raw = unpack_header(frames[0], limits)
