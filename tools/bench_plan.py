@@ -8,7 +8,6 @@ writes JSON (default bench-results/plan.json).
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
 import sys
@@ -17,11 +16,14 @@ from pathlib import Path
 
 import numpy as np
 
-from edgepsl import __version__
-from edgepsl import _core as compiled
-from edgepsl.plan import heuristics, pure
-from edgepsl.plan.heuristics import METHODS, solve
-from edgepsl.plan.scenarios import scenario_instance
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from edgepsl import __version__  # noqa: E402
+from edgepsl import _core as compiled  # noqa: E402
+from edgepsl.plan import heuristics, pure  # noqa: E402
+from edgepsl.plan.heuristics import METHODS, solve  # noqa: E402
+from edgepsl.plan.scenarios import scenario_instance  # noqa: E402
+from tools.bench_output import write_result  # noqa: E402
 
 GRID = ((10, 2), (20, 5), (50, 5), (100, 10), (1000, 50), (10000, 100))
 
@@ -149,9 +151,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{'':>15} greedy-ls worse than balanced-greedy on {cell['greedy_ls_worse_than']['balanced-greedy']}, "
                   f"than random on {cell['greedy_ls_worse_than']['random']} of {args.seeds} seeds")
             sys.stdout.flush()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1) + "\n")
-    print(f"wrote {args.out}")
+    write_result(args.out, result)
     return 0
 
 

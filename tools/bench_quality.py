@@ -11,7 +11,6 @@ and draws the paper's Figure 7 and 8 analogues as PNGs.
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing
 import os
 import platform
@@ -25,14 +24,17 @@ from typing import Any
 
 import numpy as np
 
-from edgepsl import __version__
-from edgepsl.errors import EdgePSLError
-from edgepsl.plan import heuristics
-from edgepsl.plan.bounds import lower_bound
-from edgepsl.plan.evaluate import evaluate
-from edgepsl.plan.highs import SolverFailedError
-from edgepsl.plan.milp import solve_milp
-from edgepsl.plan.scenarios import scenario_instance
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from edgepsl import __version__  # noqa: E402
+from edgepsl.errors import EdgePSLError  # noqa: E402
+from edgepsl.plan import heuristics  # noqa: E402
+from edgepsl.plan.bounds import lower_bound  # noqa: E402
+from edgepsl.plan.evaluate import evaluate  # noqa: E402
+from edgepsl.plan.highs import SolverFailedError  # noqa: E402
+from edgepsl.plan.milp import solve_milp  # noqa: E402
+from edgepsl.plan.scenarios import scenario_instance  # noqa: E402
+from tools.bench_output import write_result  # noqa: E402
 
 MODELS = ("resnet101_cifar10", "vgg19_cifar10")
 OURS = "greedy-ls"
@@ -399,9 +401,8 @@ def main(argv: list[str] | None = None) -> int:
                      "ks": ks, "hs": hs, "seeds": args.seeds, "quick": args.quick, "bound_tol": BOUND_TOL},
         "wall_seconds": wall, "targets": checks, "cells": summary, "instances": records, "figures": figures,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1) + "\n")
-    print(f"wall {wall:.0f} s; wrote {args.out}, {', '.join(figures)}")
+    write_result(args.out, result)
+    print(f"wall {wall:.0f} s; figures {', '.join(figures)}")
     return 0
 
 

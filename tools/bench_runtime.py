@@ -35,6 +35,7 @@ from edgepsl.plan.schedule import KIND_CODES, Plan  # noqa: E402
 from edgepsl.runtime.config import RunConfig  # noqa: E402
 from edgepsl.runtime.emulation import Emulation, paper_fleet  # noqa: E402
 from edgepsl.runtime.launch import LocalRun, run_local  # noqa: E402
+from tools.bench_output import write_result  # noqa: E402
 
 METHODS = ("random", "balanced-greedy", "greedy-ls")
 TARGET_RATIO = 0.10
@@ -144,9 +145,7 @@ def main() -> int:
                                                "load_average_1_5_15min": load},
            "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
            "results": results, "targets": checks}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(out, indent=1) + "\n")
-    print(f"wrote {args.out}")
+    write_result(args.out, out)
     return 0
 
 

@@ -27,6 +27,7 @@ from typing import Callable, Sequence
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
+from tools.bench_output import write_result  # noqa: E402
 import onnx  # noqa: E402
 import onnxruntime as ort  # noqa: E402
 import torch  # noqa: E402
@@ -272,10 +273,7 @@ def main(argv: Sequence[str] | None = None) -> int:
               "repeats": args.repeats, "winograd_tile": args.winograd_tile, "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
                                                    "load_average": os.getloadavg()},
               "versions": exporter_versions(), "gemm_gflops_512x4608x512": gemm, "rows": rows}
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1) + "\n")
-    print(f"wrote {out}")
+    write_result(args.out, result)
     return 0
 
 

@@ -13,7 +13,6 @@ relative L2 error against PyTorch float64. Prints a table and writes JSON.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -23,6 +22,7 @@ from typing import Sequence
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
+from tools.bench_output import write_result  # noqa: E402
 import onnx  # noqa: E402
 import torch  # noqa: E402
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
@@ -179,10 +179,7 @@ def main(argv: Sequence[str] | None = None) -> int:
               "repeats": args.repeats, "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
                                                    "load_average": os.getloadavg()},
               "versions": exporter_versions(), "rows": rows}
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1) + "\n")
-    print(f"wrote {out}")
+    write_result(args.out, result)
     return 0
 
 

@@ -17,7 +17,6 @@ overhead is the median of those ratios, with its interquartile range and a boots
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import multiprocessing
 import os
@@ -49,6 +48,7 @@ from edgepsl.wire import (  # noqa: E402
     ServerChannel,
     ServerSecurity,
 )
+from tools.bench_output import write_result  # noqa: E402
 from edgepsl.wire import Limits, decode, encode  # noqa: E402
 from edgepsl.wire.security import AllowList, apply_peer, apply_server, start_authenticator  # noqa: E402
 
@@ -385,10 +385,7 @@ def main(argv: list[str] | None = None) -> int:
         **report,
         "stage_costs_us_warm": stages,
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {out}")
+    write_result(args.out, report)
     return 0
 
 
