@@ -60,13 +60,16 @@ def measured_links(clients: Sequence[str], helpers: Sequence[str], reports: Mapp
                  {c: dict(reports[c]) for c in clients})
 
 
+def cut_bytes(manifest: Manifest, segment: str, batch: int, float16: bool) -> int:
+    """Bytes of one batch of a segment's output as it travels on the wire (float16 halves float32 tensors)."""
+    spec = manifest.segment(segment).output
+    itemsize = 2 if float16 and spec.dtype == np.float32 else spec.dtype.itemsize
+    return batch * int(np.prod(spec.shape[1:])) * itemsize
+
+
 def probe_sizes_kb(manifest: Manifest, batch: int, float16: bool) -> list[int]:
     """Activation-sized probe payloads (KB of 1024 bytes): the two cut tensors of one batch, or a quarter of one."""
-    sizes = set()
-    for segment in ("part1", "part2"):
-        spec = manifest.segment(segment).output
-        itemsize = 2 if float16 and spec.dtype == np.float32 else spec.dtype.itemsize
-        sizes.add(max(1, math.ceil(batch * int(np.prod(spec.shape[1:])) * itemsize / 1024)))
+    sizes = {max(1, math.ceil(cut_bytes(manifest, segment, batch, float16) / 1024)) for segment in ("part1", "part2")}
     if len(sizes) == 1:
         (kb,) = sizes
         sizes.add(kb // 4 if kb >= 4 else kb + 1)

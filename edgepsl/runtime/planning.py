@@ -11,7 +11,7 @@ from edgepsl.plan.instance import Instance
 from edgepsl.plan.profiles import instance_from_parts, loose_capacity_mb
 from edgepsl.plan.schedule import KIND_NAMES, Plan
 from edgepsl.runtime.config import RunConfig
-from edgepsl.runtime.links import Links
+from edgepsl.runtime.links import Links, cut_bytes
 from edgepsl.segment import Manifest
 
 MB = 2.0 ** 20
@@ -19,9 +19,7 @@ MB = 2.0 ** 20
 
 def _cut_kb(manifest: Manifest, segment: str, batch: int, float16: bool) -> float:
     """KB (1000 bytes) of one batch of a segment's output as it travels on the wire."""
-    spec = manifest.segment(segment).output
-    itemsize = 2 if float16 and spec.dtype == np.float32 else spec.dtype.itemsize
-    return batch * int(np.prod(spec.shape[1:])) * itemsize / 1000.0
+    return cut_bytes(manifest, segment, batch, float16) / 1000.0
 
 
 def part2_memory_mb(manifest: Manifest, batch: int) -> float:
