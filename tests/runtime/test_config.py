@@ -19,6 +19,9 @@ def test_toml_round_trip(tmp_path):
     ({"rounds": 0}, "rounds"),
     ({"method": "magic"}, "method"),
     ({"aggregate_every": 4, "eval_every": 10}, "eval_every"),
+    ({"links": "guessed"}, "links"),
+    ({"probe_repeats": 0}, "probe_repeats"),
+    ({"probe_timeout_s": -1.0}, "probe_timeout_s"),
 ])
 def test_bad_configs_name_the_key(changes, word):
     with pytest.raises(RunConfigError, match=word):
