@@ -12,7 +12,12 @@ block a few round trips of one kind. Each pair of neighbouring blocks gives one 
 overhead is the median of those ratios, with its interquartile range and a bootstrap 95 % interval. The target
 (overhead <= 5 % at >= 1 MiB) is 'met' when the median is within it, and the interval says how sure that is.
 
-    python tools/bench_wire.py [--sizes 64K,1M,4M,32M] [--scale 1.0] [--rounds 6] [--out bench-results/wire.json]
+Where the machine has two CPUs or more, the client process runs on one CPU and the echo servers on another
+(--no-pin lets the scheduler place them): left to itself, the scheduler puts the four busy threads of a round trip
+(each side's Python thread and libzmq I/O thread) on the cores differently for each fresh server, and that
+placement, not the code, moved the per-round medians by tens of percent in either direction.
+
+    python tools/bench_wire.py [--sizes 64K,1M,4M,32M] [--scale 1.0] [--rounds 6] [--no-pin] [--out bench-results/wire.json]
 """
 from __future__ import annotations
 
@@ -68,6 +73,12 @@ def parse_size(text: str) -> int:
 
 
 # ---- echo servers (run in a child process: `--serve raw|channel --security plain|curve --keys DIR`) ----
+
+
+def pin_cpus(pin: bool) -> tuple[int, int] | None:
+    """The (client CPU, server CPU) pair to pin to, or None when not pinning or with fewer than two CPUs."""
+    cpus = sorted(os.sched_getaffinity(0))
+    return (cpus[0], cpus[1]) if pin and len(cpus) >= 2 else None
 
 
 def serve_raw(secure: bool, store: KeyStore) -> None:
@@ -159,16 +170,18 @@ class ChannelClient:
         self.peer.close()
 
 
-def start_server(impl: str, secure: bool, keys: Path) -> tuple[subprocess.Popen, str]:
-    """Start an echo server process and return it with its endpoint."""
+def start_server(impl: str, secure: bool, keys: Path, cpu: int | None) -> tuple[subprocess.Popen, str]:
+    """Start an echo server process (on CPU `cpu` if given) and return it with its endpoint."""
     cmd = [sys.executable, __file__, "--serve", impl, "--security", "curve" if secure else "plain", "--keys", str(keys)]
+    if cpu is not None:
+        cmd += ["--cpu", str(cpu)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert proc.stdout is not None
     return proc, proc.stdout.readline().strip()
 
 
-def measure(secure: bool, keys: Path, arr: np.ndarray, blocks: int, per_block: int,
-            seq0: int) -> tuple[dict[str, list[list[float]]], dict[str, list[float]]]:
+def measure(secure: bool, keys: Path, arr: np.ndarray, blocks: int, per_block: int, seq0: int,
+            cpus: tuple[int, int] | None) -> tuple[dict[str, list[list[float]]], dict[str, list[float]]]:
     """Round-trip times (s) in blocks of `per_block`, raw and channel alternating ABBA, `blocks` blocks per kind,
     and the CPU time (s) the client's thread spent on each round trip (its send and receive paths, system calls
     included; the echo server does the same work the other way round).
@@ -179,7 +192,7 @@ def measure(secure: bool, keys: Path, arr: np.ndarray, blocks: int, per_block: i
     procs, clients = [], {}
     try:
         for impl, kind in (("raw", RawClient), ("channel", ChannelClient)):
-            proc, endpoint = start_server(impl, secure, keys)
+            proc, endpoint = start_server(impl, secure, keys, cpus[1] if cpus else None)
             procs.append(proc)
             clients[impl] = kind(endpoint, secure, store)
             for i in range(3):
@@ -244,21 +257,23 @@ def verdict(size: int, stats: dict) -> dict:
             "verdict": ("met" if met else "missed") + ("" if sure else " (the 95 % interval straddles the target)") if applies else "no target below 1 MiB"}
 
 
-def measure_rounds(secure: bool, keys: Path, size: int, rounds: int, blocks: int,
-                   per_block: int) -> tuple[dict[str, list[list[float]]], dict[str, list[float]]]:
-    """measure() over `rounds` pairs of fresh echo servers, pooled."""
+def measure_rounds(secure: bool, keys: Path, size: int, rounds: int, blocks: int, per_block: int,
+                   cpus: tuple[int, int] | None) -> tuple[dict[str, list[list[float]]], dict[str, list[float]]]:
+    """measure() over `rounds` pairs of fresh echo servers, pooled; this process runs on the client CPU if pinned."""
+    if cpus is not None:
+        os.sched_setaffinity(0, {cpus[0]})  # before any socket exists, so libzmq's threads inherit it
     arr = np.random.default_rng(size).standard_normal(size // 4, dtype=np.float32)
     times: dict[str, list[list[float]]] = {"raw": [], "channel": []}
     cpu: dict[str, list[float]] = {"raw": [], "channel": []}
     for r in range(rounds):
-        got_times, got_cpu = measure(secure, keys, arr, blocks, per_block, seq0=r * 10**6)
+        got_times, got_cpu = measure(secure, keys, arr, blocks, per_block, r * 10**6, cpus)
         for impl in times:
             times[impl] += got_times[impl]
             cpu[impl] += got_cpu[impl]
     return times, cpu
 
 
-def run_benchmark(sizes: list[int], scale: float, rounds: int) -> dict:
+def run_benchmark(sizes: list[int], scale: float, rounds: int, cpus: tuple[int, int] | None) -> dict:
     """Measure every size x security, raw and channel in alternating blocks, over `rounds` pairs of fresh servers.
 
     Each size x security runs its clients in a fresh process, so that what earlier sizes left in the
@@ -276,7 +291,7 @@ def run_benchmark(sizes: list[int], scale: float, rounds: int) -> dict:
                 blocks_per_round = max(2, round(blocks * scale / rounds))
                 load_before = os.getloadavg()[0]
                 with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
-                    times, cpu = pool.submit(measure_rounds, secure, keys, size, rounds, blocks_per_round, per_block).result()
+                    times, cpu = pool.submit(measure_rounds, secure, keys, size, rounds, blocks_per_round, per_block, cpus).result()
                 security = "curve" if secure else "plain"
                 row = {}
                 for impl in ("raw", "channel"):
@@ -354,18 +369,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", default="64K,1M,4M,32M", help="comma-separated payload sizes")
     parser.add_argument("--scale", type=float, default=1.0, help="multiply the iteration counts (0.1 for a quick look)")
     parser.add_argument("--rounds", type=int, default=6, help="fresh server pairs per size (blocks are split among them)")
+    parser.add_argument("--no-pin", dest="pin", action="store_false",
+                        help="let the scheduler place client and servers (default: client on one CPU, servers on another)")
     parser.add_argument("--out", default="bench-results/wire.json", help="JSON output path")
+    parser.add_argument("--cpu", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--serve", choices=("raw", "channel"), help=argparse.SUPPRESS)
     parser.add_argument("--security", choices=("plain", "curve"), help=argparse.SUPPRESS)
     parser.add_argument("--keys", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve:
+        if args.cpu is not None:
+            os.sched_setaffinity(0, {args.cpu})  # before any socket exists, so libzmq's threads inherit it
         (serve_raw if args.serve == "raw" else serve_channel)(args.security == "curve", KeyStore(args.keys))
         return 0
     sizes = [parse_size(s) for s in args.sizes.split(",")]
     load_before = os.getloadavg()
     print_header()
-    report = run_benchmark(sizes, args.scale, args.rounds)
+    cpus = pin_cpus(args.pin)
+    report = run_benchmark(sizes, args.scale, args.rounds, cpus)
     stages = stage_costs()
     print("warm per-call us: " + ", ".join(f"{name} {us:.2f}" for name, us in stages.items()))
     report = {
@@ -376,6 +397,7 @@ def main(argv: list[str] | None = None) -> int:
                  "msgpack": ".".join(map(str, msgpack.version)), "numpy": np.__version__,
                  "load_avg_1m_before_after": [load_before[0], os.getloadavg()[0]]},
         "params": {"sizes": sizes, "scale": args.scale, "rounds": args.rounds, "transport": "tcp loopback",
+                   "pinned_cpus": {"client": cpus[0], "servers": cpus[1]} if cpus else None,
                    "design": "blocks of round trips, raw and channel alternating ABBA; overhead = median over neighbouring "
                              "block pairs of (channel median / raw median - 1), IQR and bootstrap 95 % interval",
                    "raw_sockets": {"sndhwm": CONFIG.hwm, "rcvhwm": CONFIG.hwm, "router_mandatory": True, "copy": False},

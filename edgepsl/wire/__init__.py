@@ -4,7 +4,7 @@ Servers bind a ServerChannel (ROUTER), peers connect a PeerChannel (DEALER). Bot
 Message and its authenticated sender) and PeerEvent (joined, lost, back, duplicate) from recv(). See docs/protocol.md.
 """
 from edgepsl.wire.channel import ChannelConfig
-from edgepsl.wire.codec import decode, encode
+from edgepsl.wire.backend import decode, encode
 from edgepsl.wire.errors import (
     ChannelClosedError,
     ChannelConfigError,

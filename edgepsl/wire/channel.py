@@ -2,7 +2,7 @@
 
 The network socket is used under one lock by whichever thread needs it, so the data path has no thread hop:
 a user thread sends on it directly, and a user thread in recv() holds the lock while it waits in poll() on the
-socket's ZMQ_FD and reads what arrives; the message it reads is handed back to it without passing through the inbox. Senders from
+socket and the wake pipe and reads what arrives; the message it reads is handed back to it without passing through the inbox. Senders from
 other threads poke the waiting reader, which lets them go first. An uncontended send or recv takes the lock at
 once, without the hand-over bookkeeping. The I/O thread wakes once per heartbeat interval on its own clock, so
 compute never starves it: unless a reader is waiting (that reader then does the same work on time), it reads
@@ -13,15 +13,15 @@ from __future__ import annotations
 
 import abc
 import math
-import select
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import zmq
+from zmq.backend import zmq_poll
 
-from edgepsl.wire.codec import encode
+from edgepsl.wire.backend import encode
 from edgepsl.wire.dedupe import DuplicateFilter
 from edgepsl.wire.errors import ChannelClosedError, ChannelConfigError, PeerUnreachableError, ProtocolError
 from edgepsl.wire.inbox import Delivery, Envelope, Inbox, PeerEvent
@@ -124,7 +124,8 @@ class ChannelBase(abc.ABC):
         self._turn = threading.Condition()
         self._senders = 0
         self._polling = False
-        self._waiter: tuple[zmq.Socket | None, select.poll] | None = None
+        self._poll_net: zmq.Socket | None = None
+        self._poll_items: list[tuple[Any, int]] | None = None
         self._io_wake = Wake()
         self._user_wake = Wake()
         self._user_wake_fd = self._user_wake.fileno()
@@ -221,44 +222,39 @@ class ChannelBase(abc.ABC):
         """With the lock: wait until a message is in, then read it and return its delivery; None if a sender
         pokes, an event is queued or `deadline` passes first. Heartbeat ticks that fall due meanwhile are done here.
 
-        The wait is the one zmq_poll does, with one system call less: ZMQ_EVENTS processes the socket's pending
-        commands (after which its ZMQ_FD signals any new one), poll() sleeps on that FD and the wake pipe, and
-        ZMQ_EVENTS again tells whether a message is in. A wake-up for a command that brought no message (libzmq's
-        flow control sends some on every few messages) loops here, as a blocking zmq recv does, instead of going
-        back through recv(). A NOBLOCK read instead of the first check would raise zmq.Again (a few microseconds)
-        on every round trip whose answer has not arrived yet.
+        The wait is one zmq_poll on the socket and the wake pipe (pyzmq's compiled call, which releases the GIL):
+        it processes the socket's pending commands, sleeps only if no message is in, and keeps sleeping through
+        wake-ups for commands that bring none (libzmq's flow control sends some every few messages).
         """
         pending = self._inbox.pending
-        settled = False  # whether ZMQ_EVENTS ran after the last other use of the socket
         while True:
             if time.monotonic() >= self._next_tick:
                 self._tick_if_due()
-                settled = False
             if pending:
                 return None  # an event is queued (a tick's peer_lost, or one the I/O thread put before we got the lock)
             net = self._net
-            if net is not None and not settled and net.getsockopt(_EVENTS) & _POLLIN:
-                break
             now = time.monotonic()
             wait = self._next_tick - now
             if deadline is not None and deadline - now < wait:
                 wait = deadline - now
-            if self._waiter is None or self._waiter[0] is not net:
-                self._waiter = (net, self._new_waiter(net))
+            if self._poll_items is None or self._poll_net is not net:
+                self._poll_net, self._poll_items = net, self._new_poll_items(net)
             self._polling = True
             try:
                 if self._senders:
                     return None  # a sender came in before it could see _polling: let it go first
-                woken = self._waiter[1].poll(max(0, math.ceil(wait * 1000)))
+                ready = zmq_poll(self._poll_items, max(0, math.ceil(wait * 1000)))
             finally:
                 self._polling = False
-            for fd, _ in woken:
-                if fd == self._user_wake_fd:
+            readable = False
+            for source, _ in ready:
+                if source is net:
+                    readable = True
+                else:
                     self._user_wake.clear()
                     return None  # a sender's poke (or close()): let it have the socket
-            if net is not None and net.getsockopt(_EVENTS) & _POLLIN:
+            if readable:
                 break
-            settled = True
             if deadline is not None and time.monotonic() >= deadline:
                 return None
         try:  # the inbox is empty (checked above, and only lock holders put), so it has room for this message
@@ -267,13 +263,10 @@ class ChannelBase(abc.ABC):
             return None
         return self._on_frames(frames, time.monotonic())
 
-    def _new_waiter(self, net: zmq.Socket | None) -> select.poll:
-        """A poll set of the wake pipe and the socket's ZMQ_FD."""
-        waiter = select.poll()
-        waiter.register(self._user_wake_fd, select.POLLIN)
-        if net is not None:
-            waiter.register(net.getsockopt(zmq.FD), select.POLLIN)
-        return waiter
+    def _new_poll_items(self, net: zmq.Socket | None) -> list[tuple[Any, int]]:
+        """zmq_poll items: the socket (first, when there is one) and the wake pipe."""
+        wake = (self._user_wake_fd, _POLLIN)
+        return [(net, _POLLIN), wake] if net is not None else [wake]
 
     def _send(self, target: str, message: Message, copy: bool) -> None:
         frames = encode(message, float16=self.config.float16)

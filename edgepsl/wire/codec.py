@@ -1,4 +1,7 @@
-"""Encoding a Message to [msgpack header, raw frames...] and decoding received frames back, validated."""
+"""Encoding a Message to [msgpack header, raw frames...] and decoding received frames back, validated.
+
+This is the reference codec; channels use edgepsl.wire.backend, whose compiled fast path gives the same results.
+"""
 from __future__ import annotations
 
 import threading
@@ -18,7 +21,8 @@ _ENCODE_LIMITS = Limits(max_message_bytes=2**62, max_header_bytes=2**62, max_ten
 _PACKERS = threading.local()
 
 
-def _reject_ext(code: int, data: bytes) -> None:
+def reject_ext(code: int, data: bytes) -> None:
+    """msgpack ext_hook: headers may not carry extension types."""
     raise ValueError(f"msgpack extension type {code} is not allowed in headers")
 
 
@@ -36,10 +40,12 @@ def _wire_array(name: str, value: Any, float16: bool) -> tuple[np.ndarray, dict[
     return np.ascontiguousarray(arr), {"name": name, "dtype": dtype, "shape": list(arr.shape)}
 
 
-def _new_packer() -> msgpack.Packer:
-    """Give this thread its msgpack packer: one is reused across calls, and never shared between threads."""
-    _PACKERS.packer = msgpack.Packer(use_bin_type=True)
-    return _PACKERS.packer
+def thread_packer() -> msgpack.Packer:
+    """This thread's msgpack packer: one is reused across calls, and never shared between threads."""
+    packer = getattr(_PACKERS, "packer", None)
+    if packer is None:
+        packer = _PACKERS.packer = msgpack.Packer(use_bin_type=True)
+    return packer
 
 
 def encode(message: Message, *, float16: bool = False) -> list[Any]:
@@ -65,7 +71,7 @@ def encode(message: Message, *, float16: bool = False) -> list[Any]:
     }
     try:
         check_outgoing(header, message.type, _ENCODE_LIMITS)
-        frames[0] = (getattr(_PACKERS, "packer", None) or _new_packer()).pack(header)
+        frames[0] = thread_packer().pack(header)
     except ProtocolError as exc:
         raise MessageError(f"cannot encode {message.type.value!r} message: {exc.reason}") from None
     except (TypeError, ValueError, OverflowError) as exc:
@@ -79,7 +85,7 @@ def unpack_header(frame: Any, limits: Limits) -> Any:
     if view.nbytes > limits.max_header_bytes:
         raise ProtocolError(ErrorCode.TOO_LARGE, f"header of {view.nbytes} bytes is over the {limits.max_header_bytes}-byte limit")
     try:
-        return msgpack.unpackb(view, raw=False, strict_map_key=True, ext_hook=_reject_ext)
+        return msgpack.unpackb(view, raw=False, strict_map_key=True, ext_hook=reject_ext)
     except (ValueError, TypeError, OverflowError, msgpack.UnpackException) as exc:
         raise ProtocolError(ErrorCode.BAD_HEADER, f"header is not valid msgpack: {exc}") from None
 

@@ -4,15 +4,18 @@ from __future__ import annotations
 import threading
 from collections import deque
 from dataclasses import dataclass
-from typing import Union
+from typing import NamedTuple, Union
 
 from edgepsl.wire.liveness import EventKind
 from edgepsl.wire.messages import JobId, Message, MsgType
 
 
-@dataclass(frozen=True)
-class Envelope:
-    """A validated message and its sender: `peer` is the authenticated name, the only identity to trust."""
+class Envelope(NamedTuple):
+    """A validated message and its sender: `peer` is the authenticated name, the only identity to trust.
+
+    A named tuple rather than a frozen dataclass: one is built for every message received, and this is the
+    cheapest immutable record to build.
+    """
 
     peer: str
     message: Message

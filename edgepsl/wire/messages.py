@@ -32,6 +32,10 @@ class MsgType(str, enum.Enum):
     PROBE = "probe"
     PROBE_ECHO = "probe_echo"
 
+    # Hash as the value string it equals (Enum's own __hash__ hashes the member name in Python code): consistent
+    # with str equality, and a C-level hash for the sets and dicts every message is looked up in.
+    __hash__ = str.__hash__
+
 
 # Types that may carry tensor frames; every other type is header-only.
 TENSOR_TYPES = frozenset({MsgType.FORWARD, MsgType.ACTIVATIONS, MsgType.GRADIENTS, MsgType.GRAD_BACK, MsgType.STATE,

@@ -7,7 +7,7 @@ from typing import Any
 import zmq
 
 from edgepsl.wire.channel import ChannelBase, ChannelConfig, check_security, send_nowait
-from edgepsl.wire.codec import decode
+from edgepsl.wire.backend import decode
 from edgepsl.wire.errors import PeerUnreachableError, ProtocolError
 from edgepsl.wire.inbox import Delivery, PeerEvent
 from edgepsl.wire.keys import check_name

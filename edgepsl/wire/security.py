@@ -39,7 +39,11 @@ class PeerSecurity:
 
 
 class AllowList:
-    """Thread-safe map Z85 public key -> peer name, read by the ZAP thread and the I/O thread."""
+    """Thread-safe map Z85 public key -> peer name, read by the ZAP thread and the I/O thread.
+
+    replace() builds a new dict and swaps the reference under the lock; readers look up whichever dict is current
+    (one atomic read under the GIL), so the per-message lookup takes no lock.
+    """
 
     def __init__(self, allowed: Mapping[str, bytes]) -> None:
         self._lock = threading.Lock()
@@ -59,8 +63,7 @@ class AllowList:
 
     def name_of(self, key: str) -> str | None:
         """The peer name of an allowed Z85 key, else None."""
-        with self._lock:
-            return self._by_key.get(key)
+        return self._by_key.get(key)
 
     def callback(self, domain: str, key: bytes) -> bool:
         """ZAP credentials-provider hook: admit only allowed keys."""

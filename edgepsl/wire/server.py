@@ -6,7 +6,7 @@ from typing import Any, Mapping
 import zmq
 
 from edgepsl.wire.channel import ChannelBase, ChannelConfig, check_security, send_nowait
-from edgepsl.wire.codec import decode
+from edgepsl.wire.backend import decode
 from edgepsl.wire.errors import ChannelConfigError, PeerUnreachableError, ProtocolError
 from edgepsl.wire.inbox import Delivery, PeerEvent
 from edgepsl.wire.liveness import EventKind
