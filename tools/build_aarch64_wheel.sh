@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # usage: bash tools/build_aarch64_wheel.sh [--rootfs DIR] [--out DIR]
 #
-# Cross-build a linux_aarch64 wheel of edgepsl (Python 3.11, with the compiled core) on an x86-64 Debian host with
+# Cross-build a linux_aarch64 wheel of edgepsl (Python 3.11, with its two compiled extensions: the scheduling core
+# edgepsl._core and the wire codec's fast path edgepsl.wire._codec) on an x86-64 Debian host with
 # Debian's cross toolchain (crossbuild-essential-arm64, installed when missing and root). The target's Python
 # headers, sysconfig data and numpy headers come from an arm64 bookworm root filesystem: --rootfs DIR, or the cache
 # that tools/check_aarch64.sh builds in $EDGEPSL_CACHE (/var/cache/edgepsl). The wheel goes to --out (default dist/).
@@ -90,13 +91,15 @@ check_wheel() {
     local wheel
     wheel=$(ls -t "$out"/edgepsl-*-cp311-cp311-linux_aarch64.whl 2>/dev/null | head -1)
     [ -n "$wheel" ] || die "no linux_aarch64 wheel in $out: $(tail -5 "$tmp/build.log")"
-    "$host_py" - "$wheel" <<'EOF' || die "the wheel's compiled core is not an aarch64 ELF file"
+    "$host_py" - "$wheel" <<'EOF' || die "the wheel does not hold exactly the two extensions as aarch64 ELF files"
 import sys, zipfile
+expected = ["edgepsl/_core.cpython-311-aarch64-linux-gnu.so", "edgepsl/wire/_codec.cpython-311-aarch64-linux-gnu.so"]
 with zipfile.ZipFile(sys.argv[1]) as whl:
-    names = [n for n in whl.namelist() if n.startswith("edgepsl/_core.") and n.endswith(".so")]
-    assert names == ["edgepsl/_core.cpython-311-aarch64-linux-gnu.so"], names
-    header = whl.read(names[0])[:20]
-    assert header[:4] == b"\x7fELF" and int.from_bytes(header[18:20], "little") == 183, "not aarch64"
+    names = sorted(n for n in whl.namelist() if n.endswith(".so"))
+    assert names == expected, f"shared objects in the wheel: {names}, expected {expected}"
+    for name in names:
+        header = whl.read(name)[:20]
+        assert header[:4] == b"\x7fELF" and int.from_bytes(header[18:20], "little") == 183, f"{name} is not aarch64"
 EOF
     log "built $wheel in $((SECONDS - started)) s"
     echo "$wheel"

@@ -5,7 +5,9 @@ usage: python -P client_checks.py core
 
 core:     this is aarch64, the installed edgepsl (not a source tree) uses its compiled core, the extension is an
           aarch64 ELF file, and the core agrees exactly with the pure-Python twin (dispatch under every rule,
-          evaluate, local_search) on a few small instances.
+          evaluate, local_search) on a few small instances; the wire codec's compiled fast path is active
+          (edgepsl.wire.backend), its extension is an aarch64 ELF file too, and it agrees with the reference codec
+          on a FORWARD with a float32 tensor, a header-only REPORT with meta, and a malformed header.
 segments: one training step of the LeNet segments (part-1 forward, part-2 forward, part-3 train step, part-2
           and part-1 backward, SGD); the loss falls after the step. --write saves the losses (run natively on
           the host), --expect compares with them (float32 tolerance).
@@ -30,6 +32,13 @@ def check_machine() -> None:
     assert platform.machine() == "aarch64", f"machine is {platform.machine()}, not aarch64"
 
 
+def check_aarch64_elf(path: str) -> None:
+    """Fail unless the file at `path` is an aarch64 ELF shared object."""
+    header = Path(path).read_bytes()[:20]
+    machine = int.from_bytes(header[18:20], "little")
+    assert header[:4] == b"\x7fELF" and machine == EM_AARCH64, f"{path} is not an aarch64 ELF file"
+
+
 def check_compiled_backend() -> None:
     """The installed edgepsl imports its compiled core, and the core is an aarch64 shared object."""
     import edgepsl
@@ -38,9 +47,7 @@ def check_compiled_backend() -> None:
 
     assert "site-packages" in edgepsl.__file__, f"edgepsl imported from {edgepsl.__file__}, not an installation"
     assert backend_name() == "compiled", f"active backend is {backend_name()!r}"
-    header = Path(_core.__file__).read_bytes()[:20]
-    machine = int.from_bytes(header[18:20], "little")
-    assert header[:4] == b"\x7fELF" and machine == EM_AARCH64, f"{_core.__file__} is not an aarch64 ELF file"
+    check_aarch64_elf(_core.__file__)
     print(f"core: edgepsl {edgepsl.__version__} at {Path(edgepsl.__file__).parent}, backend compiled, "
           f"{Path(_core.__file__).name} is aarch64 ELF")
 
@@ -99,6 +106,73 @@ def check_parity() -> None:
         print(f"parity: {label}: dispatch x{len(pure.RULES)} rules, evaluate, local_search agree exactly")
 
 
+def check_wire_backend() -> None:
+    """The installed wire codec uses its compiled fast path, and that extension is an aarch64 shared object."""
+    from edgepsl.wire import _codec, backend
+
+    assert backend.backend_name() == "compiled", f"active wire codec is {backend.backend_name()!r}"
+    assert backend.encode is _codec.encode and backend.decode is _codec.decode, "edgepsl.wire.backend is not _codec"
+    assert "site-packages" in _codec.__file__, f"edgepsl.wire._codec imported from {_codec.__file__}"
+    check_aarch64_elf(_codec.__file__)
+    print(f"wire: codec backend compiled, {Path(_codec.__file__).name} is aarch64 ELF")
+
+
+def same_arrays(a, b) -> bool:
+    """Same dtype as the wire spells it, shape and bytes."""
+    return a.dtype.str == b.dtype.str and a.shape == b.shape and a.tobytes() == b.tobytes()
+
+
+def check_wire_parity() -> None:
+    """The fast path takes a FORWARD and a REPORT and builds exactly the reference's frames and messages; a malformed
+    header is declined by it, and _codec.decode raises the reference's ProtocolError (code, reason, job)."""
+    import msgpack
+
+    from edgepsl.wire import _codec, codec
+    from edgepsl.wire.errors import ProtocolError
+    from edgepsl.wire.messages import ErrorCode, JobId, Message, MsgType
+    from edgepsl.wire.validate import Limits
+
+    limits = Limits()
+    sent = 1_700_000_000_123_456_789  # fixed, so the headers are byte-identical
+    messages = [
+        ("forward, float32 [2, 3, 4]", Message(MsgType.FORWARD, JobId("arm", 1, "client0", 7),
+                                              {"act": np.linspace(-1, 1, 24, dtype=np.float32).reshape(2, 3, 4)},
+                                              {"microbatch": 0, "batch": 2}, sent)),
+        ("report, header only", Message(MsgType.REPORT, JobId("arm", 1, "client0", 8),
+                                        meta={"loss": 0.25, "bytes": 4096, "timings_ms": [1.5, 2.0], "ok": True},
+                                        sent_ns=sent)),
+    ]
+    for label, message in messages:
+        fast, reference = _codec.encode_fast(message, False), codec.encode(message)
+        assert fast is not None, f"wire: encode_fast declined the {label}"
+        assert fast[0] == reference[0], f"wire: encode_fast's header differs from the reference's ({label})"
+        assert len(fast) == len(reference) and all(map(same_arrays, fast[1:], reference[1:])), f"wire: frames differ ({label})"
+        frames = [bytes(memoryview(f)) for f in reference]
+        got, want = _codec.decode_fast(frames, limits), codec.decode(frames, limits)
+        assert got is not None, f"wire: decode_fast declined the {label}"
+        assert (got.type, got.job, got.meta, got.sent_ns) == (want.type, want.job, want.meta, want.sent_ns) == \
+            (message.type, message.job, message.meta, message.sent_ns), f"wire: decoded {label} differs"
+        assert list(got.tensors) == list(want.tensors) == list(message.tensors), f"wire: tensor names differ ({label})"
+        assert all(same_arrays(got.tensors[n], want.tensors[n]) and same_arrays(got.tensors[n], message.tensors[n])
+                   for n in want.tensors), f"wire: decoded tensors differ ({label})"
+        print(f"wire parity: {label}: encode_fast and decode_fast agree with the reference codec")
+    header = msgpack.packb({"v": 1, "type": "forward", "run": "arm", "round": 1, "client": "client0", "seq": 9, "sent_ns": sent,
+                            "tensors": [{"name": "act", "dtype": "<f4", "shape": [2, -2]}], "meta": {}})
+    bad = [header, bytes(16)]
+    assert _codec.decode_fast(bad, limits) is None, "wire: decode_fast accepted a negative dimension"
+    refusals = []
+    for decode in (codec.decode, _codec.decode):
+        try:
+            decode(bad, limits)
+        except ProtocolError as exc:
+            refusals.append((exc.code, exc.reason, exc.job))
+        else:
+            raise AssertionError(f"wire: {decode.__module__}.decode accepted a negative dimension")
+    assert refusals[0] == refusals[1], f"wire: the codecs refuse differently: {refusals}"
+    assert refusals[0][0] == ErrorCode.BAD_TENSOR and refusals[0][2] == JobId("arm", 1, "client0", 9), refusals[0]
+    print(f"wire parity: malformed header (negative dimension): both codecs raise ProtocolError {refusals[0][0]}")
+
+
 def training_step(artifact: str) -> dict[str, float]:
     """One split training step on a fixed batch; the losses before and after the SGD update."""
     from edgepsl.segment import SGD, Segment
@@ -152,6 +226,8 @@ def main(argv: list[str]) -> int:
         check_machine()
         check_compiled_backend()
         check_parity()
+        check_wire_backend()
+        check_wire_parity()
     else:
         check_segments(args.artifact, args.expect, args.write)
     return 0
