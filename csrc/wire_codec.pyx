@@ -64,9 +64,24 @@ cdef inline int64_t _clamp(object limit):
     return _MAX_INT if limit > _MAX_INT else <int64_t>limit
 
 
+cdef bint _plain(dict meta):
+    """Whether meta holds only msgpack's plain types, as validate.check_meta accepts it."""
+    cdef list pending = [meta]
+    while pending:
+        container = pending.pop()
+        for value in ((<dict>container).values() if type(container) is dict else <list>container):
+            kind = type(value)
+            if kind is dict or kind is list:
+                pending.append(value)
+            elif not (value is None or kind is bool or kind is int or kind is float or kind is str or kind is bytes):
+                return False
+    return True
+
+
 cdef object _spec(object raw, int64_t max_bytes, Py_ssize_t max_rank, Py_ssize_t max_name):
     """The TensorSpec of one declared tensor, or None if any rule (or an overflow) says no."""
-    cdef int64_t nbytes, dim
+    cdef int64_t extent, dim
+    cdef bint empty = False
     if type(raw) is not dict:
         return None
     cdef dict spec = <dict>raw
@@ -83,19 +98,22 @@ cdef object _spec(object raw, int64_t max_bytes, Py_ssize_t max_rank, Py_ssize_t
         return None
     if type(shape) is not list or len(<list>shape) > max_rank:
         return None
-    nbytes = <int64_t>itemsize
+    extent = <int64_t>itemsize  # the bytes without the zero dimensions, as validate._tensor_spec bounds them
     for d in <list>shape:
-        if type(d) is not int or not 0 <= d <= max_bytes:  # larger dimensions: the reference decides
+        if type(d) is not int or not 0 <= d <= max_bytes:  # larger dimensions: the reference refuses them
             return None
         dim = <int64_t>d
-        if dim != 0 and nbytes > max_bytes // dim:
+        if dim == 0:
+            empty = True
+        elif extent > max_bytes // dim:
             return None
-        nbytes *= dim
-    if nbytes > max_bytes:
+        else:
+            extent *= dim
+    if extent > max_bytes:
         return None
     if cast is not None and not (dtype == "<f2" and type(cast) is str and cast == _CAST_FROM_F2):
         return None
-    return _new_tuple(_TensorSpec, (name, dtype, tuple(<list>shape), cast, nbytes))
+    return _new_tuple(_TensorSpec, (name, dtype, tuple(<list>shape), cast, 0 if empty else extent))
 
 
 cpdef object decode_fast(object frames, object limits):
@@ -133,7 +151,7 @@ cpdef object decode_fast(object frames, object limits):
         return None
     job = _new_tuple(_JobId, (run, round_, client, seq))
     meta = header.get("meta", {})
-    if type(meta) is not dict:
+    if type(meta) is not dict or (meta and not _plain(<dict>meta)):
         return None
     declared = header.get("tensors", ())
     if type(declared) is not list and type(declared) is not tuple:

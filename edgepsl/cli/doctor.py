@@ -1,4 +1,4 @@
-"""`edgepsl doctor`: report the version, the active scheduling-core backend and installed components."""
+"""`edgepsl doctor`: report the version, the active compiled-or-pure backends and installed components."""
 from __future__ import annotations
 
 import argparse
@@ -7,7 +7,7 @@ import platform
 
 from edgepsl import __version__
 
-HELP = "show the version, the active scheduling-core backend and which optional components are installed"
+HELP = "show the version, whether the compiled scheduling core and wire codec are active, and which optional components are installed"
 
 _COMPONENTS = ("numpy", "onnxruntime", "zmq", "msgpack", "matplotlib", "highspy", "torch")
 
@@ -26,13 +26,15 @@ def _component_version(name: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Print the environment report."""
-    from edgepsl.plan.backend import backend_name, compiled_import_error
+    from edgepsl.plan import backend as plan_backend
+    from edgepsl.wire import backend as wire_backend
 
     print(f"edgepsl {__version__} on Python {platform.python_version()} ({platform.machine()})")
-    print(f"scheduling core: {backend_name()}")
-    reason = compiled_import_error()
-    if reason:
-        print(f"  compiled core unavailable: {reason}")
+    for label, backend in (("scheduling core", plan_backend), ("wire codec", wire_backend)):
+        print(f"{label}: {backend.backend_name()}")
+        reason = backend.compiled_import_error()
+        if reason:
+            print(f"  compiled extension unavailable: {reason}")
     for name in _COMPONENTS:
         print(f"{name:>12}: {_component_version(name)}")
     return 0

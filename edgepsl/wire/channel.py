@@ -33,6 +33,7 @@ from edgepsl.wire.validate import Limits
 from edgepsl.wire.wake import Wake, wait_readable
 
 _DRAIN_BATCH = 64
+_new_tuple = tuple.__new__
 _SEND_RETRY_S = 0.001
 _IO_RECHECK_S = 0.01
 
@@ -203,7 +204,7 @@ class ChannelBase(abc.ABC):
                 if looked and deadline is not None and time.monotonic() >= deadline:
                     return None
                 looked = True
-                if self._senders or not self._lock.acquire(blocking=False):
+                if self._senders or not self._lock.acquire(False):
                     with self._turn:
                         self._turn.wait_for(lambda: self._senders == 0)
                         self._lock.acquire()
@@ -228,12 +229,12 @@ class ChannelBase(abc.ABC):
         """
         pending = self._inbox.pending
         while True:
-            if time.monotonic() >= self._next_tick:
+            now = time.monotonic()
+            if now >= self._next_tick:
                 self._tick_if_due()
             if pending:
                 return None  # an event is queued (a tick's peer_lost, or one the I/O thread put before we got the lock)
             net = self._net
-            now = time.monotonic()
             wait = self._next_tick - now
             if deadline is not None and deadline - now < wait:
                 wait = deadline - now
@@ -270,7 +271,7 @@ class ChannelBase(abc.ABC):
 
     def _send(self, target: str, message: Message, copy: bool) -> None:
         frames = encode(message, float16=self.config.float16)
-        if not self._senders and self._lock.acquire(blocking=False):  # nobody holds or waits for the socket
+        if not self._senders and self._lock.acquire(False):  # nobody holds or waits for the socket
             try:
                 if self._closing or self._closed or self._failure is not None:
                     self._check_open()
@@ -365,7 +366,7 @@ class ChannelBase(abc.ABC):
             return PeerEvent(EventKind.DUPLICATE, peer, mtype, message.job)
         if mtype is MsgType.BYE:
             self._liveness.forget(peer)
-        return Envelope(peer, message)
+        return _new_tuple(Envelope, (peer, message))  # Envelope(peer, message) without namedtuple's Python __new__
 
     def _refusal(self, peer: str, exc: ProtocolError) -> list[Any]:
         """Log a refused message and build the ERROR reply frames."""

@@ -134,16 +134,38 @@ def _tensor_spec(raw: Any, limits: Limits, index: int) -> TensorSpec:
         raise _fail(ErrorCode.BAD_TENSOR, f"tensor {name!r} has dtype {dtype!r}; allowed: {sorted(ALLOWED_DTYPES)}")
     if not isinstance(shape, (list, tuple)) or len(shape) > limits.max_rank:
         raise _bad_rank(name, limits)
-    nbytes = itemsize
+    nbytes = extent = itemsize  # extent: the bytes without the zero dimensions, which numpy must also be able to shape
     for d in shape:
         if type(d) is not int or not 0 <= d <= _MAX_INT:
             raise _fail(ErrorCode.BAD_TENSOR, f"tensor {name!r} has a shape with non-integer or negative dimensions")
         nbytes *= d
+        if d:
+            extent *= d
     if cast is not None and _CASTS.get(dtype) != cast:
         raise _fail(ErrorCode.BAD_TENSOR, f"tensor {name!r} cannot be cast from {dtype!r} to {cast!r}")
-    if nbytes > limits.max_message_bytes:
-        raise _fail(ErrorCode.TOO_LARGE, f"tensor {name!r} declares {nbytes} bytes, over the {limits.max_message_bytes}-byte cap")
+    if extent > limits.max_message_bytes:
+        if nbytes:
+            raise _fail(ErrorCode.TOO_LARGE, f"tensor {name!r} declares {nbytes} bytes, over the {limits.max_message_bytes}-byte cap")
+        raise _fail(ErrorCode.TOO_LARGE, f"tensor {name!r} has no elements, but its non-zero dimensions span {extent} bytes, "
+                                         f"over the {limits.max_message_bytes}-byte cap")
     return _make(TensorSpec, (name, dtype, tuple(shape), cast, nbytes))
+
+
+_PLAIN = frozenset({type(None), bool, int, float, str, bytes})
+
+
+def check_meta(meta: dict) -> None:
+    """Refuse a meta map that holds anything but msgpack's plain types: msgpack decodes extension type -1 (its
+    timestamp) without consulting the ext_hook that refuses every other extension type."""
+    pending = [meta]
+    while pending:
+        container = pending.pop()
+        for value in (container.values() if type(container) is dict else container):
+            kind = type(value)
+            if kind is dict or kind is list:
+                pending.append(value)
+            elif kind not in _PLAIN:
+                raise _fail(ErrorCode.BAD_HEADER, f"header field 'meta' holds a {kind.__name__}: extension types are refused")
 
 
 def parse_header(raw: Any, limits: Limits) -> Header:
@@ -161,6 +183,8 @@ def parse_header(raw: Any, limits: Limits) -> Header:
     meta = raw.get("meta", {})
     if not isinstance(meta, dict):
         raise _fail(ErrorCode.BAD_HEADER, "header field 'meta' must be a map")
+    if meta:
+        check_meta(meta)
     tensors = raw.get("tensors", ())
     if not isinstance(tensors, (list, tuple)):
         raise _fail(ErrorCode.BAD_HEADER, "header field 'tensors' must be a list")

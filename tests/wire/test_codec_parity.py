@@ -159,10 +159,9 @@ def fitting_limits(frames) -> Limits:
     header = msgpack.unpackb(frames[0])
     specs = header["tensors"]
     names = [header["run"], header["client"], *(spec["name"] for spec in specs)]
-    # a zero-size tensor declares 0 bytes, but the fast path declines it when its itemsize times its other dimensions
-    # exceeds max_message_bytes (the known gap of test_decode_fast_takes_zero_size_tensors_with_large_dimensions)
-    gap = [np.dtype(spec["dtype"]).itemsize * math.prod(d for d in spec["shape"] if d) for spec in specs if 0 in spec["shape"]]
-    return Limits(max_message_bytes=max(1, sum(memoryview(f).nbytes for f in frames[1:]), *gap),
+    # a zero-size tensor declares 0 bytes, but its non-zero dimensions must fit under max_message_bytes as well
+    extents = [np.dtype(spec["dtype"]).itemsize * math.prod(d for d in spec["shape"] if d) for spec in specs if 0 in spec["shape"]]
+    return Limits(max_message_bytes=max(1, sum(memoryview(f).nbytes for f in frames[1:]), *extents),
                   max_header_bytes=len(frames[0]), max_tensors=max(1, len(specs)),
                   max_rank=max([1, *(len(spec["shape"]) for spec in specs)]), max_name_len=max(1, *map(len, names)))
 
@@ -263,18 +262,13 @@ def test_float16_wire_decode_is_taken_and_float16_encode_is_left_to_the_referenc
         assert_same_frames(_codec.encode_fast(plain, True), codec.encode(plain, float16=True))
 
 
-@pytest.mark.xfail(strict=True, reason="parity gap: decode_fast bounds each dimension and each partial product of the "
-                                       "shape (itemsize first) by max_message_bytes, so it declines a well-formed zero-size "
-                                       "tensor whose other dimensions exceed that; the reference decodes it")
 @pytest.mark.parametrize("shape, dtype, limits", [
-    ((0, 2**40), "<f4", LIMITS),                      # a dimension over the 256 MiB cap, after the 0
-    ((2**27, 0), "<f4", LIMITS),                      # 4 * 2**27 = 512 MiB before the 0
-    ((0, 2), "<f2", Limits(max_message_bytes=1)),
-    ((1, 0, 0), "<f2", Limits(max_message_bytes=1)),  # the itemsize alone is over the cap
-], ids=["0x2**40", "2**27x0", "0x2 cap 1", "1x0x0 cap 1"])
-def test_decode_fast_takes_zero_size_tensors_with_large_dimensions(shape, dtype, limits):
-    """A C-contiguous array of 0 bytes: encode_fast takes it and the reference decodes it under these Limits (it
-    declares 0 bytes), so decode_fast should take it too."""
+    ((0, 1000), "<f4", LIMITS),
+    ((2**20, 0), "<f4", LIMITS),
+    ((0,), "<f2", Limits(max_message_bytes=2)),
+], ids=["0x1000", "2**20x0", "0 cap 2"])
+def test_decode_fast_takes_zero_size_tensors_whose_other_dimensions_fit(shape, dtype, limits):
+    """A C-contiguous array of 0 bytes whose non-zero dimensions fit under the cap: both codecs take it."""
     message = Message(MsgType.FORWARD, JobId("r", 0, "c", 1), {"x": np.zeros(shape, dtype)}, {"m": 1}, 5)
     frames = _codec.encode_fast(message, False)
     assert frames is not None
@@ -285,18 +279,39 @@ def test_decode_fast_takes_zero_size_tensors_with_large_dimensions(shape, dtype,
     assert_same_message(got, want)
 
 
-@pytest.mark.xfail(strict=True, raises=ValueError,
-                   reason="reference bug, shared by the fast path: a zero-size tensor whose other dimensions multiply past "
-                          "numpy's size limit passes validation (it declares 0 bytes), then np.ndarray(shape, dtype, frame) "
-                          "raises ValueError ('array is too big') instead of a ProtocolError")
-@pytest.mark.parametrize("decode", [codec.decode, _codec.decode], ids=["reference", "compiled"])
-@pytest.mark.parametrize("shape, dtype", [([2**32, 2**32, 0], "|u1"),             # the fast path declines it
-                                          ([0, 2**28, 2**28, 2**28], "<f8")],     # the fast path takes it
-                         ids=["2**32x2**32x0", "0x2**28x2**28x2**28"])
-def test_zero_size_tensors_numpy_cannot_shape_are_refused(decode, shape, dtype):
-    """Any input gives a Message or a ProtocolError (docs/protocol.md section 6), never another exception."""
-    with pytest.raises(ProtocolError):
-        decode([_header(tensors=[{"name": "x", "dtype": dtype, "shape": shape}]), b""], LIMITS)
+@pytest.mark.parametrize("shape, dtype, limits", [
+    ((0, 2**40), "<f4", LIMITS),                      # a dimension over the 256 MiB cap, after the 0
+    ((2**27, 0), "<f4", LIMITS),                      # 4 * 2**27 = 512 MiB without the 0
+    ((0, 2), "<f2", Limits(max_message_bytes=1)),
+    ((1, 0, 0), "<f2", Limits(max_message_bytes=1)),  # the itemsize alone is over the cap
+    ((2**32, 2**32, 0), "|u1", LIMITS),               # past numpy's size limit: np.ndarray could not shape it
+    ((0, 2**28, 2**28, 2**28), "<f8", LIMITS),
+], ids=["0x2**40", "2**27x0", "0x2 cap 1", "1x0x0 cap 1", "2**32x2**32x0", "0x2**28x2**28x2**28"])
+def test_zero_size_tensors_whose_other_dimensions_exceed_the_cap_are_refused(shape, dtype, limits):
+    """A zero-size tensor is bounded by its non-zero dimensions: beyond the cap both codecs refuse it as TOO_LARGE
+    (before this rule, a shape numpy cannot build got through validation and raised ValueError, which stopped a
+    server channel's I/O thread)."""
+    frames = [_header(tensors=[{"name": "x", "dtype": dtype, "shape": list(shape)}]), b""]
+    assert _codec.decode_fast(frames, limits) is None
+    errors = []
+    for decode in (codec.decode, _codec.decode):
+        with pytest.raises(ProtocolError) as caught:
+            decode(frames, limits)
+        errors.append((caught.value.code, caught.value.reason, caught.value.job))
+    assert errors[0] == errors[1] and errors[0][0] == ErrorCode.TOO_LARGE
+
+
+def test_msgpack_timestamps_in_meta_are_refused():
+    """msgpack decodes extension type -1 (its timestamp) without the ext_hook; meta must still refuse it."""
+    head = msgpack.packb({"v": 1, "type": "report", "client": "c", "seq": 1,
+                          "meta": {"when": [msgpack.Timestamp(1, 2)]}}, use_bin_type=True)
+    assert _codec.decode_fast([head], LIMITS) is None
+    errors = []
+    for decode in (codec.decode, _codec.decode):
+        with pytest.raises(ProtocolError) as caught:
+            decode([head], LIMITS)
+        errors.append((caught.value.code, caught.value.reason))
+    assert errors[0] == errors[1] and errors[0][0] == ErrorCode.BAD_HEADER and "Timestamp" in errors[0][1]
 
 
 # --- malformed input: decode ----------------------------------------------------------------------------------------
