@@ -183,7 +183,10 @@ cpdef object decode_fast(object frames, object limits):
         return None
     for i in range(ntensors):
         spec = specs[i]
-        arr = _ndarray((<tuple>spec)[2], _DTYPES[(<tuple>spec)[1]], views[i])
+        try:
+            arr = _ndarray((<tuple>spec)[2], _DTYPES[(<tuple>spec)[1]], views[i])
+        except (ValueError, TypeError):
+            return None  # the reference names the error
         cast = (<tuple>spec)[3]
         tensors[(<tuple>spec)[0]] = arr if cast is None else arr.astype(cast)
     return _Message(kind, job, tensors, meta, sent_ns)

@@ -108,6 +108,11 @@ def decode(frames: Frames, limits: Limits) -> Message:
         raise refusal from None
     tensors = {}
     for spec, view in zip(header.tensors, views):
-        arr = np.ndarray(spec.shape, spec.dtype, view)  # a view of the frame, as np.frombuffer(...).reshape(...)
+        try:  # validation keeps numpy's own limits; should one still be hit, it is this message's fault, not the receiver's
+            arr = np.ndarray(spec.shape, spec.dtype, view)  # a view of the frame, as np.frombuffer(...).reshape(...)
+        except (ValueError, TypeError) as exc:
+            refusal = ProtocolError(ErrorCode.BAD_TENSOR, f"tensor {spec.name!r} cannot be shaped: {exc}")
+            refusal.job = header.job
+            raise refusal from None
         tensors[spec.name] = arr.astype(spec.cast) if spec.cast else arr
     return Message(header.type, header.job, tensors, header.meta, header.sent_ns)

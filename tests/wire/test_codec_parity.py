@@ -744,3 +744,18 @@ def test_pure_env_variable_selects_the_reference_codec():
     env = dict(os.environ, EDGEPSL_PURE="1")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True, timeout=60)
     assert out.stdout.strip() == "pure (EDGEPSL_PURE=1)"
+
+
+def test_a_shape_numpy_cannot_build_under_huge_limits_is_refused_not_raised():
+    """Limits beyond numpy's own size limit let a zero-size shape through validation; building the array then fails
+    inside decode, and that failure is the message's BAD_TENSOR refusal, never another exception."""
+    limits = Limits(max_message_bytes=2**90)
+    frames = [_header(tensors=[{"name": "x", "dtype": "<f4", "shape": [0, 2**40, 2**40]}]), b""]
+    assert _codec.decode_fast(frames, limits) is None
+    errors = []
+    for decode in (codec.decode, _codec.decode):
+        with pytest.raises(ProtocolError) as caught:
+            decode(frames, limits)
+        errors.append((caught.value.code, caught.value.reason, caught.value.job))
+    assert errors[0] == errors[1] and errors[0][0] == ErrorCode.BAD_TENSOR and "cannot be shaped" in errors[0][1]
+    assert errors[0][2] is not None
