@@ -118,7 +118,8 @@ class ServerChannel(ChannelBase):
         if message.type in SENDER_BOUND_TYPES and message.job.client != name:
             self._send_now(route, self._refusal(name, self._impersonation(message, f"client {message.job.client!r} in a {message.type.value} from {name!r}")))
             return None
-        self._bind_route(name, route)
+        if self._routes.get(name) != route:
+            self._bind_route(name, route)
         item = self._accept(name, message, now)
         if message.type is MsgType.BYE:
             self._owners.pop(self._routes.pop(name, b""), None)
@@ -131,12 +132,12 @@ class ServerChannel(ChannelBase):
         return exc
 
     def _bind_route(self, name: str, route: bytes) -> None:
+        """Route messages for `name` to `route` from now on (a reconnected peer comes back on a new route)."""
         old = self._routes.get(name)
-        if old != route:
-            if old is not None:
-                self._owners.pop(old, None)
-            self._routes[name] = route
-            self._owners[route] = name
+        if old is not None:
+            self._owners.pop(old, None)
+        self._routes[name] = route
+        self._owners[route] = name
 
     def _on_tick(self, now: float) -> None:
         if not self._inbox.has_room():
