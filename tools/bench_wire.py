@@ -17,7 +17,10 @@ Where the machine has two CPUs or more, the client process runs on one CPU and t
 (each side's Python thread and libzmq I/O thread) on the cores differently for each fresh server, and that
 placement, not the code, moved the per-round medians by tens of percent in either direction.
 
-    python tools/bench_wire.py [--sizes 64K,1M,4M,32M] [--scale 1.0] [--rounds 6] [--no-pin] [--out bench-results/wire.json]
+`--null` runs the same design with a second raw pyzmq pair in the channel's place: the overhead it reports is the
+method's noise floor on this machine.
+
+    python tools/bench_wire.py [--sizes 64K,1M,4M,32M] [--scale 1.0] [--rounds 6] [--no-pin] [--null] [--out bench-results/wire.json]
 """
 from __future__ import annotations
 
@@ -181,7 +184,7 @@ def start_server(impl: str, secure: bool, keys: Path, cpu: int | None) -> tuple[
 
 
 def measure(secure: bool, keys: Path, arr: np.ndarray, blocks: int, per_block: int, seq0: int,
-            cpus: tuple[int, int] | None) -> tuple[dict[str, list[list[float]]], dict[str, list[float]]]:
+            cpus: tuple[int, int] | None, null: bool) -> tuple[dict[str, list[list[float]]], dict[str, list[float]]]:
     """Round-trip times (s) in blocks of `per_block`, raw and channel alternating ABBA, `blocks` blocks per kind,
     and the CPU time (s) the client's thread spent on each round trip (its send and receive paths, system calls
     included; the echo server does the same work the other way round).
@@ -191,8 +194,8 @@ def measure(secure: bool, keys: Path, arr: np.ndarray, blocks: int, per_block: i
     store = KeyStore(keys)
     procs, clients = [], {}
     try:
-        for impl, kind in (("raw", RawClient), ("channel", ChannelClient)):
-            proc, endpoint = start_server(impl, secure, keys, cpus[1] if cpus else None)
+        for impl, kind in (("raw", RawClient), ("channel", RawClient if null else ChannelClient)):
+            proc, endpoint = start_server("raw" if kind is RawClient else impl, secure, keys, cpus[1] if cpus else None)
             procs.append(proc)
             clients[impl] = kind(endpoint, secure, store)
             for i in range(3):
@@ -258,7 +261,7 @@ def verdict(size: int, stats: dict) -> dict:
 
 
 def measure_rounds(secure: bool, keys: Path, size: int, rounds: int, blocks: int, per_block: int,
-                   cpus: tuple[int, int] | None) -> tuple[dict[str, list[list[float]]], dict[str, list[float]]]:
+                   cpus: tuple[int, int] | None, null: bool) -> tuple[dict[str, list[list[float]]], dict[str, list[float]]]:
     """measure() over `rounds` pairs of fresh echo servers, pooled; this process runs on the client CPU if pinned."""
     if cpus is not None:
         os.sched_setaffinity(0, {cpus[0]})  # before any socket exists, so libzmq's threads inherit it
@@ -266,14 +269,14 @@ def measure_rounds(secure: bool, keys: Path, size: int, rounds: int, blocks: int
     times: dict[str, list[list[float]]] = {"raw": [], "channel": []}
     cpu: dict[str, list[float]] = {"raw": [], "channel": []}
     for r in range(rounds):
-        got_times, got_cpu = measure(secure, keys, arr, blocks, per_block, r * 10**6, cpus)
+        got_times, got_cpu = measure(secure, keys, arr, blocks, per_block, r * 10**6, cpus, null)
         for impl in times:
             times[impl] += got_times[impl]
             cpu[impl] += got_cpu[impl]
     return times, cpu
 
 
-def run_benchmark(sizes: list[int], scale: float, rounds: int, cpus: tuple[int, int] | None) -> dict:
+def run_benchmark(sizes: list[int], scale: float, rounds: int, cpus: tuple[int, int] | None, null: bool) -> dict:
     """Measure every size x security, raw and channel in alternating blocks, over `rounds` pairs of fresh servers.
 
     Each size x security runs its clients in a fresh process, so that what earlier sizes left in the
@@ -291,7 +294,7 @@ def run_benchmark(sizes: list[int], scale: float, rounds: int, cpus: tuple[int, 
                 blocks_per_round = max(2, round(blocks * scale / rounds))
                 load_before = os.getloadavg()[0]
                 with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
-                    times, cpu = pool.submit(measure_rounds, secure, keys, size, rounds, blocks_per_round, per_block, cpus).result()
+                    times, cpu = pool.submit(measure_rounds, secure, keys, size, rounds, blocks_per_round, per_block, cpus, null).result()
                 security = "curve" if secure else "plain"
                 row = {}
                 for impl in ("raw", "channel"):
@@ -371,6 +374,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=6, help="fresh server pairs per size (blocks are split among them)")
     parser.add_argument("--no-pin", dest="pin", action="store_false",
                         help="let the scheduler place client and servers (default: client on one CPU, servers on another)")
+    parser.add_argument("--null", action="store_true",
+                        help="null experiment: a second raw pyzmq pair stands in for the channel, so the 'overhead' "
+                             "shows the method's own noise (its verdicts mean nothing)")
     parser.add_argument("--out", default="bench-results/wire.json", help="JSON output path")
     parser.add_argument("--cpu", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--serve", choices=("raw", "channel"), help=argparse.SUPPRESS)
@@ -386,7 +392,7 @@ def main(argv: list[str] | None = None) -> int:
     load_before = os.getloadavg()
     print_header()
     cpus = pin_cpus(args.pin)
-    report = run_benchmark(sizes, args.scale, args.rounds, cpus)
+    report = run_benchmark(sizes, args.scale, args.rounds, cpus, args.null)
     stages = stage_costs()
     print("warm per-call us: " + ", ".join(f"{name} {us:.2f}" for name, us in stages.items()))
     report = {
@@ -398,6 +404,7 @@ def main(argv: list[str] | None = None) -> int:
                  "load_avg_1m_before_after": [load_before[0], os.getloadavg()[0]]},
         "params": {"sizes": sizes, "scale": args.scale, "rounds": args.rounds, "transport": "tcp loopback",
                    "pinned_cpus": {"client": cpus[0], "servers": cpus[1]} if cpus else None,
+                   "null_experiment": args.null,
                    "design": "blocks of round trips, raw and channel alternating ABBA; overhead = median over neighbouring "
                              "block pairs of (channel median / raw median - 1), IQR and bootstrap 95 % interval",
                    "raw_sockets": {"sndhwm": CONFIG.hwm, "rcvhwm": CONFIG.hwm, "router_mandatory": True, "copy": False},
