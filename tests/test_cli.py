@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import json
+import os
 import struct
+import subprocess
+import sys
 
 import pytest
 
@@ -22,7 +25,18 @@ def test_version_names_the_backend(capsys) -> None:
 def test_doctor_reports_backend_and_components(capsys) -> None:
     assert main(["doctor"]) == 0
     out = capsys.readouterr().out
-    assert "scheduling core:" in out and "onnxruntime" in out
+    assert "scheduling core:" in out and "wire codec:" in out and "onnxruntime" in out
+
+
+def test_output_into_a_closed_pipe_ends_quietly() -> None:
+    """`edgepsl doctor | head -1`: the reader leaves early; the command exits 141 without a traceback."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}  # each line is written when printed, as on a terminal
+    proc = subprocess.Popen([sys.executable, "-m", "edgepsl", "doctor"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    assert proc.stdout is not None and proc.stdout.readline().startswith(b"edgepsl")
+    proc.stdout.close()  # the reader leaves; the command's next writes meet a closed pipe
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 141, err
+    assert b"Traceback" not in err
 
 
 def test_plan_writes_consistent_outputs(tmp_path, capsys) -> None:
