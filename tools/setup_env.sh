@@ -32,6 +32,6 @@ fi
 .venv/bin/python -m pip install -q --upgrade pip "setuptools>=77" wheel "Cython>=3.0" "numpy>=1.26"
 spec="."
 [ -n "$extras" ] && spec=".[${extras}]"
-echo "setup: pip install -e '$spec' (builds the compiled scheduling core)"
+echo "setup: pip install -e '$spec' (builds the compiled extensions)"
 .venv/bin/python -m pip install -q --no-build-isolation -e "$spec"
 .venv/bin/edgepsl --version
