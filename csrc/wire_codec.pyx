@@ -12,12 +12,12 @@ import msgpack
 import numpy as np
 
 cimport numpy as cnp
-from libc.stdint cimport int64_t, uint64_t
+from libc.stdint cimport int64_t
 
 from edgepsl.wire import codec as _pure
 from edgepsl.wire.messages import (ALLOWED_DTYPES, FLOAT16_TYPES, PROTOCOL_VERSION, TENSOR_TYPES, JobId, Message,
                                    MsgType)
-from edgepsl.wire.validate import Header, Limits, TensorSpec
+from edgepsl.wire.validate import CASTS, ITEMSIZES, PLAIN_TYPES, TYPES, TensorSpec
 
 cnp.import_array()
 
@@ -31,17 +31,18 @@ cdef object _reject_ext = _pure.reject_ext
 cdef object _thread_packer = _pure.thread_packer
 cdef object _time_ns = time.time_ns
 cdef object _UnpackException = msgpack.UnpackException
-cdef dict _TYPES = {kind.value: kind for kind in MsgType}
+cdef dict _TYPES = TYPES
 cdef frozenset _TENSOR_TYPES = TENSOR_TYPES
 cdef frozenset _FLOAT16_TYPES = FLOAT16_TYPES
 cdef dict _DTYPES = {name: np.dtype(name) for name in ALLOWED_DTYPES}      # wire name -> dtype
 cdef dict _WIRE_NAMES = {np.dtype(name): name for name in ALLOWED_DTYPES}  # dtype -> wire name
-cdef dict _ITEMSIZES = {name: np.dtype(name).itemsize for name in ALLOWED_DTYPES}
-cdef object _CAST_FROM_F2 = "<f4"
+cdef dict _ITEMSIZES = ITEMSIZES
+cdef dict _CASTS = CASTS
+cdef frozenset _PLAIN_TYPES = PLAIN_TYPES
 cdef int64_t _MAX_INT = 0x7FFFFFFFFFFFFFFF
-cdef int64_t _ENCODE_MAX_TENSORS = 2**31
-cdef Py_ssize_t _ENCODE_MAX_NAME = Limits().max_name_len
-cdef Py_ssize_t _ENCODE_MAX_RANK = Limits().max_rank
+cdef int64_t _ENCODE_MAX_TENSORS = _pure.ENCODE_LIMITS.max_tensors
+cdef Py_ssize_t _ENCODE_MAX_NAME = _pure.ENCODE_LIMITS.max_name_len
+cdef Py_ssize_t _ENCODE_MAX_RANK = _pure.ENCODE_LIMITS.max_rank
 cdef int _VERSION = PROTOCOL_VERSION
 
 
@@ -73,7 +74,7 @@ cdef bint _plain(dict meta):
             kind = type(value)
             if kind is dict or kind is list:
                 pending.append(value)
-            elif not (value is None or kind is bool or kind is int or kind is float or kind is str or kind is bytes):
+            elif kind not in _PLAIN_TYPES:
                 return False
     return True
 
@@ -111,7 +112,7 @@ cdef object _spec(object raw, int64_t max_bytes, Py_ssize_t max_rank, Py_ssize_t
             extent *= dim
     if extent > max_bytes:
         return None
-    if cast is not None and not (dtype == "<f2" and type(cast) is str and cast == _CAST_FROM_F2):
+    if cast is not None and (type(cast) is not str or _CASTS.get(dtype) != cast):
         return None
     return _new_tuple(_TensorSpec, (name, dtype, tuple(<list>shape), cast, 0 if empty else extent))
 

@@ -190,6 +190,7 @@ def measure(secure: bool, keys: Path, arr: np.ndarray, blocks: int, per_block: i
     included; the echo server does the same work the other way round).
 
     Both echo servers are fresh processes; each client makes 3 warm-up round trips and checks the echoed data.
+    With `null`, a second raw client and raw server stand in the channel's place (the null experiment).
     """
     store = KeyStore(keys)
     procs, clients = [], {}

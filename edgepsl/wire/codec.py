@@ -17,7 +17,8 @@ from edgepsl.wire.validate import Limits, check_frames, check_outgoing, parse_he
 
 Frames = Sequence[Any]  # bytes, memoryview, numpy arrays or zmq.Frame: anything exposing the buffer protocol
 
-_ENCODE_LIMITS = Limits(max_message_bytes=2**62, max_header_bytes=2**62, max_tensors=2**31)
+# Bounds an encoder's own header must keep (names, ranks, tensor count); sizes are the receiver's to cap.
+ENCODE_LIMITS = Limits(max_message_bytes=2**62, max_header_bytes=2**62, max_tensors=2**31)
 _PACKERS = threading.local()
 
 
@@ -70,7 +71,7 @@ def encode(message: Message, *, float16: bool = False) -> list[Any]:
         "meta": dict(message.meta),
     }
     try:
-        check_outgoing(header, message.type, _ENCODE_LIMITS)
+        check_outgoing(header, message.type, ENCODE_LIMITS)
         frames[0] = thread_packer().pack(header)
     except ProtocolError as exc:
         raise MessageError(f"cannot encode {message.type.value!r} message: {exc.reason}") from None

@@ -10,7 +10,7 @@ from edgepsl.wire.errors import ProtocolError
 from edgepsl.wire.messages import ALLOWED_DTYPES, PROTOCOL_VERSION, TENSOR_TYPES, ErrorCode, JobId, MsgType
 
 _MAX_INT = 2**63 - 1
-_CASTS = {"<f2": "<f4"}  # wire dtype -> dtype it may be converted back to on receipt
+CASTS = {"<f2": "<f4"}  # wire dtype -> dtype it may be converted back to on receipt
 
 
 @dataclass(frozen=True)
@@ -30,8 +30,8 @@ class Limits:
 
 
 _DEFAULT_LIMITS = Limits()
-_ITEMSIZE = {name: np.dtype(name).itemsize for name in ALLOWED_DTYPES}
-_TYPES = {kind.value: kind for kind in MsgType}
+ITEMSIZES = {name: np.dtype(name).itemsize for name in ALLOWED_DTYPES}  # wire dtype -> bytes per value
+TYPES = {kind.value: kind for kind in MsgType}  # header 'type' string -> MsgType
 
 
 class TensorSpec(NamedTuple):
@@ -129,7 +129,7 @@ def _tensor_spec(raw: Any, limits: Limits, index: int) -> TensorSpec:
     name, dtype, shape, cast = raw.get("name"), raw.get("dtype"), raw.get("shape"), raw.get("cast")
     if not isinstance(name, str) or not 0 < len(name) <= limits.max_name_len:
         raise _bad_name(index, limits)
-    itemsize = _ITEMSIZE.get(dtype) if isinstance(dtype, str) else None
+    itemsize = ITEMSIZES.get(dtype) if isinstance(dtype, str) else None
     if itemsize is None:
         raise _fail(ErrorCode.BAD_TENSOR, f"tensor {name!r} has dtype {dtype!r}; allowed: {sorted(ALLOWED_DTYPES)}")
     if not isinstance(shape, (list, tuple)) or len(shape) > limits.max_rank:
@@ -141,7 +141,7 @@ def _tensor_spec(raw: Any, limits: Limits, index: int) -> TensorSpec:
         nbytes *= d
         if d:
             extent *= d
-    if cast is not None and _CASTS.get(dtype) != cast:
+    if cast is not None and CASTS.get(dtype) != cast:
         raise _fail(ErrorCode.BAD_TENSOR, f"tensor {name!r} cannot be cast from {dtype!r} to {cast!r}")
     if extent > limits.max_message_bytes:
         if nbytes:
@@ -151,7 +151,7 @@ def _tensor_spec(raw: Any, limits: Limits, index: int) -> TensorSpec:
     return _make(TensorSpec, (name, dtype, tuple(shape), cast, nbytes))
 
 
-_PLAIN = frozenset({type(None), bool, int, float, str, bytes})
+PLAIN_TYPES = frozenset({type(None), bool, int, float, str, bytes})  # what meta may hold besides maps and lists
 
 
 def check_meta(meta: dict) -> None:
@@ -164,7 +164,7 @@ def check_meta(meta: dict) -> None:
             kind = type(value)
             if kind is dict or kind is list:
                 pending.append(value)
-            elif kind not in _PLAIN:
+            elif kind not in PLAIN_TYPES:
                 raise _fail(ErrorCode.BAD_HEADER, f"header field 'meta' holds a {kind.__name__}: extension types are refused")
 
 
@@ -176,7 +176,7 @@ def parse_header(raw: Any, limits: Limits) -> Header:
     if version != PROTOCOL_VERSION:
         raise _fail(ErrorCode.BAD_VERSION, f"protocol version {version!r} is not supported (this peer speaks {PROTOCOL_VERSION})")
     kind = raw.get("type")
-    kind = _TYPES.get(kind) if isinstance(kind, str) else None
+    kind = TYPES.get(kind) if isinstance(kind, str) else None
     if kind is None:
         raise _fail(ErrorCode.UNKNOWN_TYPE, f"unknown message type {raw.get('type')!r}")
     job, sent_ns = _job_and_time(raw, limits)
