@@ -22,6 +22,7 @@ import zmq
 from zmq.backend import Socket as BackendSocket
 from zmq.backend import zmq_poll
 
+from edgepsl.wire import heap
 from edgepsl.wire.backend import encode
 from edgepsl.wire.dedupe import DuplicateFilter
 from edgepsl.wire.errors import ChannelClosedError, ChannelConfigError, PeerUnreachableError, ProtocolError
@@ -121,6 +122,7 @@ class ChannelBase(abc.ABC):
     """One network socket shared under a lock by user threads and a background I/O thread."""
 
     def __init__(self, config: ChannelConfig) -> None:
+        heap.tune()  # before the context exists, so libzmq's first message buffers already see the thresholds
         self.config = config
         self._context = zmq.Context()
         self._lock = threading.Lock()
