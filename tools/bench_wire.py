@@ -17,10 +17,15 @@ Where the machine has two CPUs or more, the client process runs on one CPU and t
 (each side's Python thread and libzmq I/O thread) on the cores differently for each fresh server, and that
 placement, not the code, moved the per-round medians by tens of percent in either direction.
 
+Every block runs on a fresh, warmed-up client connection, so that each block ratio samples a connection's own TCP
+state anew. Clients and echo servers, raw ones included, run under the heap policy a channel sets
+(edgepsl.wire.heap); EDGEPSL_HEAP=glibc runs them all under glibc's own rule instead.
+
 `--null` runs the same design with a second raw pyzmq pair in the channel's place: the overhead it reports is the
 method's noise floor on this machine.
 
-    python tools/bench_wire.py [--sizes 64K,1M,4M,32M] [--scale 1.0] [--rounds 6] [--no-pin] [--null] [--out bench-results/wire.json]
+    python tools/bench_wire.py [--sizes 64K,1M,4M,32M] [--scale 1.0] [--rounds 6] [--no-pin] [--transport tcp|ipc]
+                               [--null] [--out bench-results/wire.json]
 """
 from __future__ import annotations
 
@@ -34,6 +39,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -57,7 +63,7 @@ from edgepsl.wire import (  # noqa: E402
     ServerSecurity,
 )
 from tools.bench_output import write_result  # noqa: E402
-from edgepsl.wire import Limits, decode, encode  # noqa: E402
+from edgepsl.wire import Limits, decode, encode, heap  # noqa: E402
 from edgepsl.wire.security import AllowList, apply_peer, apply_server, start_authenticator  # noqa: E402
 
 TARGET_OVERHEAD_PCT = 5.0
@@ -84,8 +90,13 @@ def pin_cpus(pin: bool) -> tuple[int, int] | None:
     return (cpus[0], cpus[1]) if pin and len(cpus) >= 2 else None
 
 
-def serve_raw(secure: bool, store: KeyStore) -> None:
-    """Echo every message the way an application would with bare pyzmq: header + np.frombuffer, sent back zero-copy."""
+def serve_raw(secure: bool, store: KeyStore, bind: str) -> None:
+    """Echo every message the way an application would with bare pyzmq: header + np.frombuffer, sent back zero-copy.
+
+    The process gets the heap thresholds a channel sets (edgepsl.wire.heap), so both servers run under the same
+    allocator policy and the comparison is of code, not of which buffers each process happened to free first.
+    """
+    heap.tune()
     context = zmq.Context()
     auth = start_authenticator(context, AllowList(store.allowed())) if secure else None
     socket = context.socket(zmq.ROUTER)
@@ -95,7 +106,7 @@ def serve_raw(secure: bool, store: KeyStore) -> None:
     socket.router_mandatory = 1
     if secure:
         apply_server(socket, ServerSecurity(store.identity("server"), store.allowed()))
-    socket.bind("tcp://127.0.0.1:*")
+    socket.bind(bind)
     print(socket.last_endpoint.decode(), flush=True)
     try:
         while True:
@@ -111,10 +122,10 @@ def serve_raw(secure: bool, store: KeyStore) -> None:
             auth.stop()
 
 
-def serve_channel(secure: bool, store: KeyStore) -> None:
+def serve_channel(secure: bool, store: KeyStore, bind: str) -> None:
     """Answer every FORWARD with ACTIVATIONS carrying the same tensor."""
     options = {"security": ServerSecurity.from_store(store, "server")} if secure else {"insecure": True}
-    server = ServerChannel("tcp://127.0.0.1:*", config=CONFIG, **options)
+    server = ServerChannel(bind, config=CONFIG, **options)
     print(server.endpoint, flush=True)
     while True:
         item = server.recv()
@@ -173,9 +184,11 @@ class ChannelClient:
         self.peer.close()
 
 
-def start_server(impl: str, secure: bool, keys: Path, cpu: int | None) -> tuple[subprocess.Popen, str]:
-    """Start an echo server process (on CPU `cpu` if given) and return it with its endpoint."""
-    cmd = [sys.executable, __file__, "--serve", impl, "--security", "curve" if secure else "plain", "--keys", str(keys)]
+def start_server(impl: str, secure: bool, keys: Path, cpu: int | None, transport: str) -> tuple[subprocess.Popen, str]:
+    """Start an echo server process (on CPU `cpu` if given) on loopback TCP or a Unix socket in `keys`, and return
+    it with its endpoint."""
+    bind = "tcp://127.0.0.1:*" if transport == "tcp" else f"ipc://{keys}/{uuid.uuid4().hex}.sock"
+    cmd = [sys.executable, __file__, "--serve", impl, "--bind", bind, "--security", "curve" if secure else "plain", "--keys", str(keys)]
     if cpu is not None:
         cmd += ["--cpu", str(cpu)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
@@ -183,43 +196,67 @@ def start_server(impl: str, secure: bool, keys: Path, cpu: int | None) -> tuple[
     return proc, proc.stdout.readline().strip()
 
 
+def warmup_round_trips(size: int) -> int:
+    """Untimed round trips on each fresh connection: 40 up to 1 MiB (with BBR, a loopback connection's pacing
+    settles over tens of round trips), fewer for larger payloads, whose round trips are long enough themselves."""
+    return min(40, max(5, 2**26 // size))
+
+
+def connect(impl: str, kind: type, endpoint: str, secure: bool, store: KeyStore, arr: np.ndarray, seq: int,
+            warmup: int) -> RawClient | ChannelClient:
+    """A fresh client on a fresh connection, after `warmup` round trips that also check the echoed data."""
+    client = kind(endpoint, secure, store)
+    try:
+        for i in range(warmup):
+            back = client.round_trip(arr, seq + i)
+        if back.nbytes != arr.nbytes or back[:16].tobytes() != arr[:16].tobytes():
+            raise RuntimeError(f"{impl} echo returned different data")
+    except BaseException:
+        client.close()
+        raise
+    return client
+
+
 def measure(secure: bool, keys: Path, arr: np.ndarray, blocks: int, per_block: int, seq0: int,
-            cpus: tuple[int, int] | None, null: bool) -> tuple[dict[str, list[list[float]]], dict[str, list[float]]]:
+            cpus: tuple[int, int] | None, null: bool, transport: str) -> tuple[dict[str, list[list[float]]], dict[str, list[float]]]:
     """Round-trip times (s) in blocks of `per_block`, raw and channel alternating ABBA, `blocks` blocks per kind,
     and the CPU time (s) the client's thread spent on each round trip (its send and receive paths, system calls
     included; the echo server does the same work the other way round).
 
-    Both echo servers are fresh processes; each client makes 3 warm-up round trips and checks the echoed data.
-    With `null`, a second raw client and raw server stand in the channel's place (the null experiment).
+    Both echo servers are fresh processes. Every block runs on a fresh connection (a new client, warmed up first):
+    on loopback TCP each connection settles into its own speed (its pacing, its acknowledgement pattern), up to a
+    few times apart for the same code on both ends, so a block ratio must sample that anew rather than all blocks of
+    a round sharing one connection's luck. With `null`, a second raw client and raw server stand in the channel's
+    place (the null experiment).
     """
     store = KeyStore(keys)
-    procs, clients = [], {}
+    procs, endpoints = [], {}
+    kinds = {"raw": RawClient, "channel": RawClient if null else ChannelClient}
+    warmup = warmup_round_trips(arr.nbytes)
     try:
-        for impl, kind in (("raw", RawClient), ("channel", RawClient if null else ChannelClient)):
-            proc, endpoint = start_server("raw" if kind is RawClient else impl, secure, keys, cpus[1] if cpus else None)
+        for impl, kind in kinds.items():
+            proc, endpoints[impl] = start_server("raw" if kind is RawClient else impl, secure, keys, cpus[1] if cpus else None, transport)
             procs.append(proc)
-            clients[impl] = kind(endpoint, secure, store)
-            for i in range(3):
-                back = clients[impl].round_trip(arr, seq0 + i)
-            if back.nbytes != arr.nbytes or back[:16].tobytes() != arr[:16].tobytes():
-                raise RuntimeError(f"{impl} echo returned different data")
         times: dict[str, list[list[float]]] = {"raw": [], "channel": []}
         cpu: dict[str, list[float]] = {"raw": [], "channel": []}
-        seq = seq0 + 3
+        seq = seq0
         for b in range(blocks):
             for impl in (("raw", "channel") if b % 2 == 0 else ("channel", "raw")):
-                block = []
-                for _ in range(per_block):
-                    start, start_cpu = time.perf_counter(), time.thread_time()
-                    clients[impl].round_trip(arr, seq)
-                    block.append(time.perf_counter() - start)
-                    cpu[impl].append(time.thread_time() - start_cpu)
-                    seq += 1
+                client = connect(impl, kinds[impl], endpoints[impl], secure, store, arr, seq, warmup)
+                seq += warmup
+                try:
+                    block = []
+                    for _ in range(per_block):
+                        start, start_cpu = time.perf_counter(), time.thread_time()
+                        client.round_trip(arr, seq)
+                        block.append(time.perf_counter() - start)
+                        cpu[impl].append(time.thread_time() - start_cpu)
+                        seq += 1
+                finally:
+                    client.close()
                 times[impl].append(block)
         return times, cpu
     finally:
-        for client in clients.values():
-            client.close()
         for proc in procs:
             proc.terminate()
             proc.wait(timeout=10)
@@ -262,22 +299,23 @@ def verdict(size: int, stats: dict) -> dict:
 
 
 def measure_rounds(secure: bool, keys: Path, size: int, rounds: int, blocks: int, per_block: int,
-                   cpus: tuple[int, int] | None, null: bool) -> tuple[dict[str, list[list[float]]], dict[str, list[float]]]:
+                   cpus: tuple[int, int] | None, null: bool, transport: str) -> tuple[dict[str, list[list[float]]], dict[str, list[float]]]:
     """measure() over `rounds` pairs of fresh echo servers, pooled; this process runs on the client CPU if pinned."""
     if cpus is not None:
         os.sched_setaffinity(0, {cpus[0]})  # before any socket exists, so libzmq's threads inherit it
+    heap.tune()  # before the first raw client: a channel would set it later, and raw must run under the same heap
     arr = np.random.default_rng(size).standard_normal(size // 4, dtype=np.float32)
     times: dict[str, list[list[float]]] = {"raw": [], "channel": []}
     cpu: dict[str, list[float]] = {"raw": [], "channel": []}
     for r in range(rounds):
-        got_times, got_cpu = measure(secure, keys, arr, blocks, per_block, r * 10**6, cpus, null)
+        got_times, got_cpu = measure(secure, keys, arr, blocks, per_block, r * 10**6, cpus, null, transport)
         for impl in times:
             times[impl] += got_times[impl]
             cpu[impl] += got_cpu[impl]
     return times, cpu
 
 
-def run_benchmark(sizes: list[int], scale: float, rounds: int, cpus: tuple[int, int] | None, null: bool) -> dict:
+def run_benchmark(sizes: list[int], scale: float, rounds: int, cpus: tuple[int, int] | None, null: bool, transport: str) -> dict:
     """Measure every size x security, raw and channel in alternating blocks, over `rounds` pairs of fresh servers.
 
     Each size x security runs its clients in a fresh process, so that what earlier sizes left in the
@@ -295,7 +333,7 @@ def run_benchmark(sizes: list[int], scale: float, rounds: int, cpus: tuple[int, 
                 blocks_per_round = max(2, round(blocks * scale / rounds))
                 load_before = os.getloadavg()[0]
                 with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
-                    times, cpu = pool.submit(measure_rounds, secure, keys, size, rounds, blocks_per_round, per_block, cpus, null).result()
+                    times, cpu = pool.submit(measure_rounds, secure, keys, size, rounds, blocks_per_round, per_block, cpus, null, transport).result()
                 security = "curve" if secure else "plain"
                 row = {}
                 for impl in ("raw", "channel"):
@@ -375,11 +413,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=6, help="fresh server pairs per size (blocks are split among them)")
     parser.add_argument("--no-pin", dest="pin", action="store_false",
                         help="let the scheduler place client and servers (default: client on one CPU, servers on another)")
+    parser.add_argument("--transport", choices=("tcp", "ipc"), default="tcp",
+                        help="loopback TCP (default), or Unix domain sockets, which take TCP's per-connection window "
+                             "and pacing state out of the comparison")
     parser.add_argument("--null", action="store_true",
                         help="null experiment: a second raw pyzmq pair stands in for the channel, so the 'overhead' "
                              "shows the method's own noise (its verdicts mean nothing)")
     parser.add_argument("--out", default="bench-results/wire.json", help="JSON output path")
     parser.add_argument("--cpu", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--bind", help=argparse.SUPPRESS)
     parser.add_argument("--serve", choices=("raw", "channel"), help=argparse.SUPPRESS)
     parser.add_argument("--security", choices=("plain", "curve"), help=argparse.SUPPRESS)
     parser.add_argument("--keys", help=argparse.SUPPRESS)
@@ -387,13 +429,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.serve:
         if args.cpu is not None:
             os.sched_setaffinity(0, {args.cpu})  # before any socket exists, so libzmq's threads inherit it
-        (serve_raw if args.serve == "raw" else serve_channel)(args.security == "curve", KeyStore(args.keys))
+        (serve_raw if args.serve == "raw" else serve_channel)(args.security == "curve", KeyStore(args.keys), args.bind)
         return 0
     sizes = [parse_size(s) for s in args.sizes.split(",")]
     load_before = os.getloadavg()
     print_header()
     cpus = pin_cpus(args.pin)
-    report = run_benchmark(sizes, args.scale, args.rounds, cpus, args.null)
+    report = run_benchmark(sizes, args.scale, args.rounds, cpus, args.null, args.transport)
     stages = stage_costs()
     print("warm per-call us: " + ", ".join(f"{name} {us:.2f}" for name, us in stages.items()))
     report = {
@@ -403,9 +445,11 @@ def main(argv: list[str] | None = None) -> int:
                  "python": platform.python_version(), "pyzmq": zmq.__version__, "libzmq": zmq.zmq_version(),
                  "msgpack": ".".join(map(str, msgpack.version)), "numpy": np.__version__,
                  "load_avg_1m_before_after": [load_before[0], os.getloadavg()[0]]},
-        "params": {"sizes": sizes, "scale": args.scale, "rounds": args.rounds, "transport": "tcp loopback",
+        "params": {"sizes": sizes, "scale": args.scale, "rounds": args.rounds, "transport": "tcp loopback" if args.transport == "tcp" else "ipc (Unix domain socket)",
                    "pinned_cpus": {"client": cpus[0], "servers": cpus[1]} if cpus else None,
-                   "null_experiment": args.null,
+                   "null_experiment": args.null, "heap": heap.tune().detail,
+                   "connections": "a fresh client connection per block, warmed up first",
+                   "warmup_round_trips": {size: warmup_round_trips(size) for size in sizes},
                    "design": "blocks of round trips, raw and channel alternating ABBA; overhead = median over neighbouring "
                              "block pairs of (channel median / raw median - 1), IQR and bootstrap 95 % interval",
                    "raw_sockets": {"sndhwm": CONFIG.hwm, "rcvhwm": CONFIG.hwm, "router_mandatory": True, "copy": False},
