@@ -197,8 +197,8 @@ def start_server(impl: str, secure: bool, keys: Path, cpu: int | None, transport
 
 
 def warmup_round_trips(size: int) -> int:
-    """Untimed round trips on each fresh connection: 40 up to 1 MiB (with BBR, a loopback connection's pacing
-    settles over tens of round trips), fewer for larger payloads, whose round trips are long enough themselves."""
+    """Untimed round trips on each fresh connection, so that its set-up and TCP's early window growth stay out of the
+    timing: 40 up to 1 MiB, fewer for larger payloads, whose every round trip moves enough bytes by itself."""
     return min(40, max(5, 2**26 // size))
 
 
