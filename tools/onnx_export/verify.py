@@ -3,8 +3,12 @@
 Each tensor must be within TOLERANCE (relative L2) of PyTorch float64. Where float32 arithmetic itself cannot
 reach that (ReLU/ReLU6/max-pool decision flips at |pre-activation| ~ 1e-6, badly conditioned BatchNorm over few
 values, both seen in deep segments), the bound is NOISE_FACTOR times PyTorch float32's own error against
-float64 on the same data (the larger of two float32 memory layouts, which round differently). A mis-export
-(inference BatchNorm, a loss gradient scaled by the batch size, a wrong convolution) is off by O(1) and fails.
+float64 on the same data: the largest over two float32 memory layouts and INPUT_ROUNDINGS copies of the input with
+elements moved at random by one float32 ulp, each of which rounds differently. A decision flip moves a gradient
+by a step whose size depends on which unit flips: in a ResNet-101 bottleneck block, PyTorch float32's grad_in
+error was 1.7e-6, 1.7e-4 or 1.9e-3 depending on which of these runs it was, so a few runs are needed to see
+the steps float32 can take. A mis-export (inference BatchNorm, a loss gradient scaled by the batch size, a wrong
+convolution) is off by O(1) and fails.
 """
 from __future__ import annotations
 
@@ -28,6 +32,8 @@ NOISE_FACTOR = 10.0
 # running mean of a BatchNorm fed by a zero-mean BatchNorm output; its error is measured against that fraction
 # of the largest norm, since a relative error of float32 rounding noise around zero means nothing.
 ZERO_FRACTION = 1e-2
+INPUT_ROUNDINGS = 8
+_ROUNDING_SEED = 24
 _GROUPS = (names.GRAD, names.NEW_BUFFER)
 
 
@@ -92,12 +98,29 @@ def reference(segment: nn.Module, x: torch.Tensor, seed: torch.Tensor, with_loss
     """The float64 reference and PyTorch float32's error against it (worst of two memory layouts)."""
     train, eval_out = _step(segment, x, seed, with_loss, grad_input, torch.float64, False)
     float32_error: dict[str, float] = {}
-    for channels_last in ((False, True) if x.dim() == 4 else (False,)):
-        train32, eval32 = _step(segment, x, seed, with_loss, grad_input, torch.float32, channels_last)
-        errors = tensor_errors({**train32, f"{names.EVAL}:{names.OUT}": eval32},
-                               {**train, f"{names.EVAL}:{names.OUT}": eval_out})
-        float32_error = {k: max(v, float32_error.get(k, 0.0)) for k, v in errors.items()}
+    for x32 in _roundings(x):
+        for channels_last in ((False, True) if x.dim() == 4 else (False,)):
+            train32, eval32 = _step(segment, x32, seed, with_loss, grad_input, torch.float32, channels_last)
+            errors = tensor_errors({**train32, f"{names.EVAL}:{names.OUT}": eval32},
+                                   {**train, f"{names.EVAL}:{names.OUT}": eval_out})
+            float32_error = {k: max(v, float32_error.get(k, 0.0)) for k, v in errors.items()}
     return Reference(train, eval_out, float32_error)
+
+
+def _roundings(x: torch.Tensor) -> list[torch.Tensor]:
+    """The input as given, then (for a float input) INPUT_ROUNDINGS seeded float32 copies with each element left
+    alone or moved one ulp down or up at random (zeros stay: a ReLU's exact zeros have no rounding, and one ulp from
+    zero is a subnormal, which slows float arithmetic down by orders of magnitude)."""
+    if not x.is_floating_point():
+        return [x]
+    values = x.detach().to(torch.float32).numpy()
+    rng = np.random.default_rng(_ROUNDING_SEED)
+    copies = [x]
+    for _ in range(INPUT_ROUNDINGS):
+        sign = np.where(values == 0, 0, rng.integers(-1, 2, values.shape))
+        away = np.nextafter(values, np.where(sign > 0, np.inf, -np.inf).astype(np.float32))
+        copies.append(torch.from_numpy(np.where(sign == 0, values, away)))
+    return copies
 
 
 def _run(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
