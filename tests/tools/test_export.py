@@ -16,6 +16,7 @@ from tools import export as export_cli
 from tools.onnx_export import trace
 from tools.onnx_export.artifact import export_model, write_artifact
 from tools.onnx_export.errors import ExportError, VerificationError
+from tools.onnx_export.verify import INPUT_ROUNDINGS, _roundings
 
 
 @pytest.fixture(scope="module", params=["mlp", "lenet5"])
@@ -160,3 +161,21 @@ def test_batchnorm_backward_reads_the_forward_centred_input():
     subs = [n for n in backward.node if n.op_type == "Sub"]
     assert subs and not [n.name for n in subs if n.input[0] in forward_tensors]
     assert max(part2.errors.values()) <= 1e-5
+
+
+def test_float32_noise_runs_see_the_input_rounded_one_ulp_either_way():
+    """The float32 noise estimate's inputs: the input itself, then seeded copies whose nonzero elements stay or move
+    exactly one float32 ulp (both ways occur); zeros stay zero; an integer input is used as it is."""
+    x = torch.from_numpy(np.random.default_rng(3).standard_normal((4, 3, 8, 8)).astype(np.float32))
+    x[0] = 0.0
+    copies = _roundings(x)
+    assert len(copies) == INPUT_ROUNDINGS + 1 and copies[0] is x
+    values = x.numpy()
+    ulp = np.spacing(np.abs(values))
+    for moved in copies[1:]:
+        step = (moved.numpy().astype(np.float64) - values) / np.where(values == 0, 1, ulp)
+        assert set(np.unique(np.round(step, 6))) <= {-1.0, 0.0, 1.0} and (step == 1).any() and (step == -1).any()
+        assert not moved.numpy()[0].any()
+    assert all(torch.equal(a, b) for a, b in zip(copies[1:], _roundings(x)[1:]))
+    labels = torch.arange(4)
+    assert _roundings(labels) == [labels]
