@@ -95,7 +95,7 @@ def _step(segment: nn.Module, x: torch.Tensor, seed: torch.Tensor, with_loss: bo
 
 
 def reference(segment: nn.Module, x: torch.Tensor, seed: torch.Tensor, with_loss: bool, grad_input: bool) -> Reference:
-    """The float64 reference and PyTorch float32's error against it (worst of two memory layouts)."""
+    """The float64 reference and PyTorch float32's error against it (worst over layouts and input roundings)."""
     train, eval_out = _step(segment, x, seed, with_loss, grad_input, torch.float64, False)
     float32_error: dict[str, float] = {}
     for x32 in _roundings(x):
