@@ -70,7 +70,7 @@ def _commands(run: LocalRun, endpoint: str, store: KeyStore | None) -> list[list
                 cmd.append("--insecure")
             else:
                 server_key = store.identity(COORDINATOR).public.decode()
-                cmd += ["--keys", str(store.root), "--key", name, "--server-key", server_key]
+                cmd += ["--keys", str(store.root), "--key", name, f"--server-key={server_key}"]
             if k < len(emulations):
                 cmd += _emulation_args(emulations[k])
             commands.append(cmd)

@@ -15,7 +15,8 @@ def add_security_arguments(parser: argparse.ArgumentParser, *, connects: bool, b
     group.add_argument("--key", default=None, metavar="NAME", help="own key pair in the key store (see `edgepsl keys new`)")
     if connects:
         group.add_argument("--server-key", default=None, metavar="KEY",
-                           help="the server's public key: 40-character Z85 text or its NAME.key file")
+                           help="the server's public key: 40-character Z85 text or its NAME.key file "
+                                "(a Z85 key may begin with '-': write --server-key=KEY)")
     if binds:
         group.add_argument("--allowed-from", default=None, metavar="DIR",
                            help="key store whose allowed/ peers may connect (default: --keys)")

@@ -9,6 +9,7 @@ import pytest
 from edgepsl.cli import keys as keys_cli
 from edgepsl.wire import KeyStore, KeyStoreError
 from edgepsl.wire.keys import parse_public_key
+from tests.wire.helpers import new_dash_key_pair
 
 
 def run_keys(*argv: str) -> int:
@@ -58,6 +59,14 @@ def test_allow_accepts_z85_text_and_refuses_garbage(tmp_path):
         store.allow("../evil", public)
     with pytest.raises(KeyStoreError, match="not in the allow-list"):
         store.revoke("zed")
+
+
+def test_allow_takes_a_z85_key_beginning_with_a_dash_after_double_dash(tmp_path):
+    """`keys allow NAME -- KEY` allows a Z85 key that begins with '-', as the argument's help says."""
+    root = tmp_path / "ks"
+    public = new_dash_key_pair(KeyStore(tmp_path / "peer"), "client1").public
+    assert run_keys("--dir", str(root), "allow", "client1", "--", public.decode()) == 0
+    assert KeyStore(root).allowed() == {"client1": public}
 
 
 def test_missing_identity_says_how_to_create_it(tmp_path):

@@ -7,6 +7,7 @@ import pytest
 
 from edgepsl.wire import ChannelConfigError, KeyStore, PeerSecurity, ServerSecurity
 from edgepsl.wire.options import add_security_arguments, peer_security, server_security
+from tests.wire.helpers import new_dash_key_pair
 
 
 def parse(*argv: str) -> argparse.Namespace:
@@ -24,6 +25,17 @@ def test_keys_make_server_and_peer_security(tmp_path):
     args = parse("--keys", str(tmp_path), "--key", "helper0", "--server-key", str(tmp_path / "coord.key"))
     assert server_security(args) == ServerSecurity(helper, {"client1": store.identity("client1").public})
     assert peer_security(args) == PeerSecurity(helper, coordinator.public)
+
+
+def test_a_z85_server_key_beginning_with_a_dash_is_written_with_equals(tmp_path):
+    """A Z85 key that begins with '-' is taken as --server-key=KEY; standing alone argparse reads it as an option."""
+    store = KeyStore(tmp_path)
+    helper, coordinator = store.new("helper0"), new_dash_key_pair(store, "coord")
+    key = coordinator.public.decode()
+    args = parse("--keys", str(tmp_path), "--key", "helper0", f"--server-key={key}")
+    assert peer_security(args) == PeerSecurity(helper, coordinator.public)
+    with pytest.raises(SystemExit):
+        parse("--keys", str(tmp_path), "--key", "helper0", "--server-key", key)
 
 
 def test_insecure_is_explicit(tmp_path):
