@@ -19,7 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     allow = actions.add_parser("allow", help="allow peer NAME to connect, given its public key or public certificate file")
     allow.add_argument("name")
     allow.add_argument("key", help="40-character Z85 public key, or path to the peer's NAME.key file "
-                                         "(a Z85 key may begin with '-': write `allow NAME -- KEY`)")
+                                   "(a Z85 key may begin with '-': write `allow NAME -- KEY`)")
     revoke = actions.add_parser("revoke", help="remove peer NAME from the allow-list")
     revoke.add_argument("name")
 
