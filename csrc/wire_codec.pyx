@@ -65,17 +65,18 @@ cdef inline int64_t _clamp(object limit):
     return _MAX_INT if limit > _MAX_INT else <int64_t>limit
 
 
-cdef bint _plain(dict meta):
-    """Whether meta holds only msgpack's plain types, as validate.check_meta accepts it."""
-    cdef list pending = [meta]
+cdef bint _plain(dict header):
+    """Whether the header holds only msgpack's plain types at any depth, as validate.check_plain accepts it."""
+    cdef list pending = list(header.values())
     while pending:
-        container = pending.pop()
-        for value in ((<dict>container).values() if type(container) is dict else <list>container):
-            kind = type(value)
-            if kind is dict or kind is list:
-                pending.append(value)
-            elif kind not in _PLAIN_TYPES:
-                return False
+        value = pending.pop()
+        kind = type(value)
+        if kind is dict:
+            pending.extend((<dict>value).values())
+        elif kind is list:
+            pending.extend(<list>value)
+        elif kind not in _PLAIN_TYPES:
+            return False
     return True
 
 
@@ -137,6 +138,8 @@ cpdef object decode_fast(object frames, object limits):
     if type(raw) is not dict:
         return None
     cdef dict header = <dict>raw
+    if not _plain(header):
+        return None
     version = header.get("v")
     if type(version) is not int or version != _VERSION:
         return None
@@ -152,7 +155,7 @@ cpdef object decode_fast(object frames, object limits):
         return None
     job = _new_tuple(_JobId, (run, round_, client, seq))
     meta = header.get("meta", {})
-    if type(meta) is not dict or (meta and not _plain(<dict>meta)):
+    if type(meta) is not dict:
         return None
     declared = header.get("tensors", ())
     if type(declared) is not list and type(declared) is not tuple:
