@@ -61,6 +61,12 @@ def parse_public_key(text: str | bytes) -> bytes:
     return key
 
 
+def routing_id_of(public: bytes) -> bytes:
+    """The routing id bound to a Z85 public key: stable across reconnects and restarts, and one a server can check
+    against the key that authenticated a connection (a socket presenting another key's routing id is refused)."""
+    return b"k" + hashlib.sha256(b"edgepsl-routing-id\0" + public).digest()[:15]
+
+
 @dataclass(frozen=True)
 class KeyPair:
     """An own CURVE identity: its name, Z85 public key and Z85 secret key."""
@@ -70,8 +76,8 @@ class KeyPair:
     secret: bytes
 
     def routing_id(self) -> bytes:
-        """A stable routing id derived from the secret key: survives reconnects and restarts, unguessable by others."""
-        return b"k" + hashlib.sha256(b"edgepsl-routing-id\0" + self.secret).digest()[:15]
+        """The routing id this key pair's connections must present (routing_id_of its public key)."""
+        return routing_id_of(self.public)
 
 
 class KeyStore:

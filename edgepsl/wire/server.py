@@ -10,6 +10,8 @@ from edgepsl.wire.backend import decode
 from edgepsl.wire.errors import ChannelConfigError, PeerUnreachableError, ProtocolError
 from edgepsl.wire.inbox import Delivery, PeerEvent
 from edgepsl.wire.liveness import EventKind
+from edgepsl.wire.logs import logger
+from edgepsl.wire.monitor import SocketMonitor
 from edgepsl.wire.messages import SENDER_BOUND_TYPES, ErrorCode, Message, MsgType
 from edgepsl.wire.security import AllowList, ServerSecurity, apply_server, start_authenticator
 
@@ -32,19 +34,30 @@ class ServerChannel(ChannelBase):
     def __init__(self, endpoint: str, *, security: ServerSecurity | None = None, insecure: bool = False,
                  config: ChannelConfig | None = None) -> None:
         check_security(security, insecure)
-        self._allow = AllowList(security.allowed) if security is not None else None
+        self._allow = AllowList(security.allowed, self._key_refused) if security is not None else None
         super().__init__(config or ChannelConfig())
         self._auth = start_authenticator(self._context, self._allow) if self._allow is not None else None
         self._routes: dict[str, bytes] = {}
         self._owners: dict[bytes, str] = {}
+        self._fds: dict[str, int] = {}  # the connection (file descriptor) each bound route was verified on
+        self._events = 0  # monitor events seen, to order connection opens and closes
+        self._accepted: dict[int, int] = {}  # open connection's file descriptor -> event number of its accept
+        self._unbound: dict[str, int] = {}  # name -> event number of the close that unbound its route
         try:
             socket = self._context.socket(zmq.ROUTER)
             self._net = socket
             self._configure(socket)
             socket.router_mandatory = 1
-            socket.router_handover = 1
+            # No handover: a connection presenting a routing id that a live connection holds does not get that
+            # route, so nothing addressed to its owner can reach it (docs/protocol.md section 7). TCP_MAXRT
+            # (TCP_USER_TIMEOUT) aborts a connection whose sent data stays unacknowledged for twice the liveness
+            # timeout, so the route of a peer whose machine vanished is freed for its reconnection (the heartbeats
+            # sent to it every heartbeat_s are such data).
+            socket.router_handover = 0
+            socket.setsockopt(zmq.TCP_MAXRT, max(1, int(2 * self.config.timeout_s * 1000)))
             if security is not None:
                 apply_server(socket, security)
+                self._monitor = SocketMonitor(socket, int(zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED))
             socket.bind(endpoint)
         except zmq.ZMQError as exc:
             if self._auth is not None:
@@ -73,19 +86,46 @@ class ServerChannel(ChannelBase):
 
     # ---- I/O thread ----
 
-    def _send_now(self, route: bytes, frames: list[Any]) -> None:
-        """Best effort: heartbeats and ERROR replies are dropped if the peer is gone or full."""
+    def _send_now(self, route: bytes, frames: list[Any], what: str = "", peer: str = "") -> None:
+        """Best effort, never waiting: heartbeats and ERROR replies (`what` names them in the log line, `peer` is
+        the receiver) are dropped if the peer is gone or its queue is full."""
         assert self._net is not None
         try:
             send_nowait(self._net, [route, *frames])
         except zmq.ZMQError as exc:
             if exc.errno not in (zmq.EAGAIN, zmq.EHOSTUNREACH):
                 raise
+            if what:
+                self._log.warning("full:" + peer, "dropped %s to %s: it is gone or not reading", what, peer)
+
+    def _key_refused(self, key: str) -> None:
+        """ZAP thread: a handshake with a key outside the allow-list was refused."""
+        self._report_auth_failure(key, f"refused a connection from an unknown key {key}")
+
+    def _check_connections(self) -> None:
+        """Unbind the routes whose connection closed: a route is trusted again only once its owner's key is seen
+        on it (a connection that took over the freed routing id meanwhile gets nothing addressed to the owner)."""
+        assert self._monitor is not None
+        for event, fd in self._monitor.events():
+            self._events += 1
+            if event == zmq.EVENT_ACCEPTED:
+                self._accepted[fd] = self._events
+                continue
+            self._accepted.pop(fd, None)
+            for name in [name for name, known in self._fds.items() if known == fd]:
+                self._unbind(name)
+                self._unbound[name] = self._events
+
+    def _unbind(self, name: str) -> None:
+        self._owners.pop(self._routes.pop(name, b""), None)
+        self._fds.pop(name, None)
 
     def _transmit(self, target: str, frames: list[Any], copy: bool) -> None:
+        if self._monitor is not None and self._monitor.pending():
+            self._check_connections()
         route = self._routes.get(target)
         if route is None:
-            raise PeerUnreachableError(f"unknown peer {target!r}: it has not connected yet, or said bye")
+            raise PeerUnreachableError(f"unknown peer {target!r}: it has not connected yet, said bye, or its connection closed")
         assert self._net is not None
         try:
             send_nowait(self._net, [route, *frames], copy)
@@ -94,35 +134,42 @@ class ServerChannel(ChannelBase):
                 raise PeerUnreachableError(f"peer {target!r} is disconnected") from None
             raise
 
-    def _identify(self, route: bytes, frames: list[zmq.Frame]) -> str | None:
+    def _identify(self, route: bytes, frames: list[zmq.Frame]) -> tuple[str, bytes] | None:
+        """The sender's name and the routing id it must present: its allow-list entry by the key that authenticated
+        the connection (the frame's User-Id), or, insecure, the name its routing id spells."""
         if self._allow is None:
-            return _route_name(route)
-        return self._allow.name_of(frames[-1].get("User-Id"))
+            return _route_name(route), route
+        return self._allow.lookup(frames[-1].get("User-Id"))
 
     def _on_frames(self, frames: list[zmq.Frame], now: float) -> Delivery | None:
         route = frames[0].bytes
-        name = self._identify(route, frames) if len(frames) > 1 else None
-        if name is None:
+        known = self._identify(route, frames) if len(frames) > 1 else None
+        if known is None:
             label = "a peer whose key is not allowed" if len(frames) > 1 else _route_name(route)
-            self._send_now(route, self._refusal(label, ProtocolError(ErrorCode.UNAUTHORIZED, "this key is not in the allow-list")))
+            self._send_now(route, self._refusal(label, ProtocolError(ErrorCode.UNAUTHORIZED, "this key is not in the allow-list")),
+                           "an ERROR reply", label)
             return None
+        name, bound_route = known
         try:
             message = decode(frames[1:], self.config.limits)
         except ProtocolError as exc:
-            self._send_now(route, self._refusal(name, exc))
+            self._send_now(route, self._refusal(name, exc), "an ERROR reply", name)
             return None
         owner = self._owners.get(route)
-        if owner is not None and owner != name:
-            self._send_now(route, self._refusal(name, self._impersonation(message, f"routing id of peer {owner!r} used by key of {name!r}")))
+        if route != bound_route or (owner is not None and owner != name):
+            reason = (f"routing id of peer {owner!r} used by key of {name!r}" if owner is not None and owner != name
+                      else f"this connection of {name!r} does not present the routing id of its key")
+            self._send_now(route, self._refusal(name, self._impersonation(message, reason)), "an ERROR reply", name)
             return None
         if message.type in SENDER_BOUND_TYPES and message.job.client != name:
-            self._send_now(route, self._refusal(name, self._impersonation(message, f"client {message.job.client!r} in a {message.type.value} from {name!r}")))
+            self._send_now(route, self._refusal(name, self._impersonation(message, f"client {message.job.client!r} in a {message.type.value} from {name!r}")),
+                           "an ERROR reply", name)
             return None
-        if self._routes.get(name) != route:
-            self._bind_route(name, route)
+        if self._routes.get(name) != route and not self._bind_route(name, route, frames[-1]):
+            logger.debug("a message of %s from a closed connection: delivered, its route not bound", name)
         item = self._accept(name, message, now)
         if message.type is MsgType.BYE:
-            self._owners.pop(self._routes.pop(name, b""), None)
+            self._unbind(name)
         return item
 
     @staticmethod
@@ -131,15 +178,27 @@ class ServerChannel(ChannelBase):
         exc.job = message.job
         return exc
 
-    def _bind_route(self, name: str, route: bytes) -> None:
-        """Route messages for `name` to `route` from now on (a reconnected peer comes back on a new route)."""
+    def _bind_route(self, name: str, route: bytes, frame: zmq.Frame) -> bool:
+        """Route messages for `name` to `route` from now on, over the connection `frame` came on (a reconnected
+        peer comes back on a new connection); False if that connection closed since (a message read late), so
+        the routing id may be free for another connection to take."""
+        if self._monitor is not None:
+            self._check_connections()
+            fd = frame.get(zmq.SRCFD)
+            if name in self._unbound and self._accepted.get(fd, -1) < self._unbound[name]:
+                return False
+            self._unbound.pop(name, None)
+            self._fds[name] = fd
         old = self._routes.get(name)
         if old is not None:
             self._owners.pop(old, None)
         self._routes[name] = route
         self._owners[route] = name
+        return True
 
     def _on_tick(self, now: float) -> None:
+        if self._monitor is not None:
+            self._check_connections()
         if not self._inbox.has_room():
             self._liveness.hold(now)
         beat = self._heartbeat_frames()
