@@ -157,8 +157,12 @@ class ServerChannel(ChannelBase):
             return None
         owner = self._owners.get(route)
         if route != bound_route or (owner is not None and owner != name):
-            reason = (f"routing id of peer {owner!r} used by key of {name!r}" if owner is not None and owner != name
-                      else f"this connection of {name!r} does not present the routing id of its key")
+            if owner is not None and owner != name:
+                # another connection holds the owner's routing id, so the owner's own connection is gone
+                self._unbind(owner)
+                reason = f"routing id of peer {owner!r} used by key of {name!r}"
+            else:
+                reason = f"this connection of {name!r} does not present the routing id of its key"
             self._send_now(route, self._refusal(name, self._impersonation(message, reason)), "an ERROR reply", name)
             return None
         if message.type in SENDER_BOUND_TYPES and message.job.client != name:
@@ -181,11 +185,16 @@ class ServerChannel(ChannelBase):
     def _bind_route(self, name: str, route: bytes, frame: zmq.Frame) -> bool:
         """Route messages for `name` to `route` from now on, over the connection `frame` came on (a reconnected
         peer comes back on a new connection); False if that connection closed since (a message read late), so
-        the routing id may be free for another connection to take."""
+        the routing id may be free for another connection to take.
+
+        A connection counts as open when the monitor reported its accept and no close since; after a close unbound
+        `name`, only a connection accepted later can bind it again.
+        """
         if self._monitor is not None:
             self._check_connections()
             fd = frame.get(zmq.SRCFD)
-            if name in self._unbound and self._accepted.get(fd, -1) < self._unbound[name]:
+            opened = self._accepted.get(fd)
+            if opened is None or opened < self._unbound.get(name, 0):
                 return False
             self._unbound.pop(name, None)
             self._fds[name] = fd
