@@ -61,9 +61,12 @@ def parse_public_key(text: str | bytes) -> bytes:
     return key
 
 
-def routing_id_of(public: bytes) -> bytes:
-    """The routing id bound to a Z85 public key: stable across reconnects and restarts, and one a server can check
-    against the key that authenticated a connection (a socket presenting another key's routing id is refused)."""
+ROUTING_NONCE_BYTES = 8
+
+
+def routing_prefix(public: bytes) -> bytes:
+    """The first 16 bytes of every routing id a Z85 public key's connections present: a server checks them against
+    the key that authenticated the connection and refuses a connection presenting another key's prefix."""
     return b"k" + hashlib.sha256(b"edgepsl-routing-id\0" + public).digest()[:15]
 
 
@@ -76,8 +79,9 @@ class KeyPair:
     secret: bytes
 
     def routing_id(self) -> bytes:
-        """The routing id this key pair's connections must present (routing_id_of its public key)."""
-        return routing_id_of(self.public)
+        """A fresh routing id for one connection: the key's routing prefix and 8 random bytes, so a reconnection
+        never needs the route of a connection the server may not have closed yet, and no one can guess it."""
+        return routing_prefix(self.public) + os.urandom(ROUTING_NONCE_BYTES)
 
 
 class KeyStore:

@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 import zmq
+from zmq.backend import zmq_poll
 from zmq.utils.monitor import parse_monitor_message
 
 HANDSHAKE_EVENTS = int(zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_HANDSHAKE_FAILED_AUTH
                        | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
-_EVENTS = int(zmq.EVENTS)
 _POLLIN = int(zmq.POLLIN)
 _NOWAIT = int(zmq.NOBLOCK)
 
@@ -18,10 +18,12 @@ class SocketMonitor:
         self._owner = socket
         self._pair = socket.get_monitor_socket(events)
         self._pair.linger = 0
+        self._poll_items = [(self._pair, _POLLIN)]
 
     def pending(self) -> bool:
-        """True when an event waits (reading ZMQ_EVENTS also processes the pair's pending commands)."""
-        return bool(self._pair.getsockopt(_EVENTS) & _POLLIN)
+        """True when an event waits: a zero-timeout zmq_poll, which also processes the pair's pending commands
+        (about half the cost of reading ZMQ_EVENTS through pyzmq; this runs before every send of a server)."""
+        return bool(zmq_poll(self._poll_items, 0))
 
     def events(self) -> list[tuple[int, int]]:
         """Every event that waits, as (event, value), oldest first."""

@@ -32,7 +32,6 @@ class PeerChannel(ChannelBase):
         super().__init__(config or ChannelConfig())
         self.endpoint = endpoint
         self._security = security
-        self._routing_id = security.keypair.routing_id() if security is not None else name.encode()
         self._backoff = Backoff(self.config.reconnect_min_s, self.config.reconnect_max_s)
         self._reconnect_at = 0.0
         self._since = 0.0
@@ -56,7 +55,7 @@ class PeerChannel(ChannelBase):
         socket = self._context.socket(zmq.DEALER)
         self._net = socket
         self._configure(socket)
-        socket.routing_id = self._routing_id
+        socket.routing_id = self._security.keypair.routing_id() if self._security is not None else self.name.encode()
         socket.reconnect_ivl = int(self.config.reconnect_min_s * 1000)
         socket.reconnect_ivl_max = int(self.config.reconnect_max_s * 1000)
         if self._security is not None:

@@ -9,7 +9,7 @@ import zmq
 from zmq.auth.thread import ThreadAuthenticator
 
 from edgepsl.wire.errors import ChannelConfigError
-from edgepsl.wire.keys import KeyPair, KeyStore, parse_public_key, routing_id_of
+from edgepsl.wire.keys import KeyPair, KeyStore, parse_public_key, routing_prefix
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,7 @@ class PeerSecurity:
 
 
 class AllowList:
-    """Thread-safe map Z85 public key -> (peer name, its routing id), read by the ZAP thread and the I/O thread.
+    """Thread-safe map Z85 public key -> (peer name, its routing prefix), read by the ZAP thread and the I/O thread.
 
     replace() builds a new dict and swaps the reference under the lock; readers look up whichever dict is current
     (one atomic read under the GIL), so the per-message lookup takes no lock. `on_refused(z85_key)` is called from
@@ -59,12 +59,12 @@ class AllowList:
             text = parse_public_key(key).decode("ascii")
             if text in by_key:
                 raise ChannelConfigError(f"peers {by_key[text][0]!r} and {name!r} share one public key; each peer needs its own")
-            by_key[text] = (name, routing_id_of(text.encode("ascii")))
+            by_key[text] = (name, routing_prefix(text.encode("ascii")))
         with self._lock:
             self._by_key = by_key
 
     def lookup(self, key: str) -> tuple[str, bytes] | None:
-        """The peer name of an allowed Z85 key and the routing id its connections must present, else None."""
+        """The peer name of an allowed Z85 key and the prefix its connections' routing ids must have, else None."""
         return self._by_key.get(key)
 
     def callback(self, domain: str, key: bytes) -> bool:

@@ -42,19 +42,17 @@ class ServerChannel(ChannelBase):
         self._fds: dict[str, int] = {}  # the connection (file descriptor) each bound route was verified on
         self._events = 0  # monitor events seen, to order connection opens and closes
         self._accepted: dict[int, int] = {}  # open connection's file descriptor -> event number of its accept
-        self._unbound: dict[str, int] = {}  # name -> event number of the close that unbound its route
+        self._unbound: dict[str, tuple[int, bytes]] = {}  # name -> (event number of the close that unbound it, route)
         try:
             socket = self._context.socket(zmq.ROUTER)
             self._net = socket
             self._configure(socket)
             socket.router_mandatory = 1
-            # No handover: a connection presenting a routing id that a live connection holds does not get that
-            # route, so nothing addressed to its owner can reach it (docs/protocol.md section 7). TCP_MAXRT
-            # (TCP_USER_TIMEOUT) aborts a connection whose sent data stays unacknowledged for twice the liveness
-            # timeout, so the route of a peer whose machine vanished is freed for its reconnection (the heartbeats
-            # sent to it every heartbeat_s are such data).
-            socket.router_handover = 0
-            socket.setsockopt(zmq.TCP_MAXRT, max(1, int(2 * self.config.timeout_s * 1000)))
+            # Secure: no handover, so a connection presenting a routing id that a live connection holds does not
+            # get that route and nothing addressed to its owner can reach it (docs/protocol.md section 7); secure
+            # peers present a fresh routing id on every connection, so none of them needs a route still held.
+            # Insecure peers are their routing id: handover lets one that reconnects take its route at once.
+            socket.router_handover = 0 if security is not None else 1
             if security is not None:
                 apply_server(socket, security)
                 self._monitor = SocketMonitor(socket, int(zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED))
@@ -113,8 +111,8 @@ class ServerChannel(ChannelBase):
                 continue
             self._accepted.pop(fd, None)
             for name in [name for name, known in self._fds.items() if known == fd]:
+                self._unbound[name] = (self._events, self._routes[name])
                 self._unbind(name)
-                self._unbound[name] = self._events
 
     def _unbind(self, name: str) -> None:
         self._owners.pop(self._routes.pop(name, b""), None)
@@ -135,8 +133,8 @@ class ServerChannel(ChannelBase):
             raise
 
     def _identify(self, route: bytes, frames: list[zmq.Frame]) -> tuple[str, bytes] | None:
-        """The sender's name and the routing id it must present: its allow-list entry by the key that authenticated
-        the connection (the frame's User-Id), or, insecure, the name its routing id spells."""
+        """The sender's name and the prefix its routing id must have: its allow-list entry by the key that
+        authenticated the connection (the frame's User-Id), or, insecure, the name its routing id spells."""
         if self._allow is None:
             return _route_name(route), route
         return self._allow.lookup(frames[-1].get("User-Id"))
@@ -149,14 +147,14 @@ class ServerChannel(ChannelBase):
             self._send_now(route, self._refusal(label, ProtocolError(ErrorCode.UNAUTHORIZED, "this key is not in the allow-list")),
                            "an ERROR reply", label)
             return None
-        name, bound_route = known
+        name, prefix = known
         try:
             message = decode(frames[1:], self.config.limits)
         except ProtocolError as exc:
             self._send_now(route, self._refusal(name, exc), "an ERROR reply", name)
             return None
         owner = self._owners.get(route)
-        if route != bound_route or (owner is not None and owner != name):
+        if not route.startswith(prefix) or (owner is not None and owner != name):
             if owner is not None and owner != name:
                 # another connection holds the owner's routing id, so the owner's own connection is gone
                 self._unbind(owner)
@@ -188,13 +186,14 @@ class ServerChannel(ChannelBase):
         the routing id may be free for another connection to take.
 
         A connection counts as open when the monitor reported its accept and no close since; after a close unbound
-        `name`, only a connection accepted later can bind it again.
+        `name`, only a connection accepted later, on another route, can bind it again.
         """
         if self._monitor is not None:
             self._check_connections()
             fd = frame.get(zmq.SRCFD)
             opened = self._accepted.get(fd)
-            if opened is None or opened < self._unbound.get(name, 0):
+            closed, dead_route = self._unbound.get(name, (0, b""))
+            if opened is None or opened < closed or route == dead_route:
                 return False
             self._unbound.pop(name, None)
             self._fds[name] = fd

@@ -158,8 +158,8 @@ def test_claiming_another_client_in_the_header_is_refused(secure_server, connect
 
 
 @contextlib.contextmanager
-def intruder_socket(keys, endpoint: str):
-    """A raw DEALER with mallory's allowed key presenting alice's routing id."""
+def intruder_socket(keys, endpoint: str, routing_id: bytes):
+    """A raw DEALER with mallory's allowed key presenting `routing_id`."""
     context = zmq.Context()
     intruder = context.socket(zmq.DEALER)
     try:
@@ -167,7 +167,7 @@ def intruder_socket(keys, endpoint: str):
         mallory = keys.identity("mallory")
         intruder.curve_secretkey, intruder.curve_publickey = mallory.secret, mallory.public
         intruder.curve_serverkey = keys.identity("server").public
-        intruder.routing_id = keys.identity("alice").routing_id()
+        intruder.routing_id = routing_id
         intruder.connect(endpoint)
         yield intruder
     finally:
@@ -183,29 +183,53 @@ def received(socket: zmq.Socket, limits, timeout_ms: int = 500) -> list[Message]
     return got
 
 
-def test_a_routing_id_taken_by_another_key_gets_none_of_its_owners_traffic(keys, secure_server, connect):
-    """mallory's socket presenting alice's routing id while alice is connected is ignored: nothing it sends is
-    processed, and everything sent to alice reaches alice, none of it the intruder."""
+def route_of(peer: PeerChannel) -> bytes:
+    """The routing id a peer channel's current connection presents (what an intruder would need to learn)."""
+    return peer._net.getsockopt(zmq.ROUTING_ID)
+
+
+def serve_alice(server: ServerChannel, alice: PeerChannel, rounds: int) -> list[int]:
+    """Send `rounds` ACTIVATIONS to alice; the seqs she receives."""
+    for seq in range(rounds):
+        server.send("alice", Message(MsgType.ACTIVATIONS, JobId("run1", 0, "alice", seq)))
+    got = [wait_for(alice, is_message(MsgType.ACTIVATIONS))[0] for _ in range(rounds)]
+    return [item.message.job.seq for item in got if item is not None]
+
+
+def test_a_routing_id_of_another_key_is_refused(keys, secure_server, connect):
+    """mallory's socket presenting a routing id with alice's key prefix is refused IMPERSONATION; alice's traffic
+    keeps reaching alice only."""
     alice = connect(secure_server.endpoint, "alice")
-    alice.send(forward("alice", 1, np.zeros(2, np.float32)))
-    assert wait_for(secure_server, is_message(MsgType.FORWARD))[0] is not None
-    with intruder_socket(keys, secure_server.endpoint) as intruder:
+    joined(secure_server, "alice")
+    with intruder_socket(keys, secure_server.endpoint, keys.identity("alice").routing_id()) as intruder:
+        intruder.send_multipart(encode(forward("mallory", 2, np.zeros(2, np.float32))))
+        assert intruder.poll(5000), "no ERROR reply to the intruder"
+        reply = decode(intruder.recv_multipart(), secure_server.config.limits)
+        assert reply.type is MsgType.ERROR and reply.error_info()[0] == ErrorCode.IMPERSONATION
+        assert serve_alice(secure_server, alice, 10) == list(range(10))
+        assert received(intruder, secure_server.config.limits) == []
+    assert wait_for(secure_server, is_message(MsgType.FORWARD), timeout=0.5)[0] is None
+
+
+def test_a_live_peers_exact_routing_id_gets_none_of_its_traffic(keys, secure_server, connect):
+    """Even with alice's exact routing id (learned somehow), mallory's socket gets nothing while alice is connected:
+    the server runs without ROUTER_HANDOVER, so the duplicate is ignored and nothing it sends is processed."""
+    alice = connect(secure_server.endpoint, "alice")
+    joined(secure_server, "alice")
+    with intruder_socket(keys, secure_server.endpoint, route_of(alice)) as intruder:
         intruder.send_multipart(encode(forward("mallory", 2, np.zeros(2, np.float32))))
         time.sleep(0.3)  # the intruder's handshake completes long before: its connection is up while alice is served
-        for seq in range(10):
-            secure_server.send("alice", Message(MsgType.ACTIVATIONS, JobId("run1", 0, "alice", seq)))
-        got = [wait_for(alice, is_message(MsgType.ACTIVATIONS))[0] for _ in range(10)]
-        assert [item.message.job.seq for item in got if item is not None] == list(range(10))
+        assert serve_alice(secure_server, alice, 10) == list(range(10))
         assert received(intruder, secure_server.config.limits) == []
     assert wait_for(secure_server, is_message(MsgType.FORWARD), timeout=0.5)[0] is None
 
 
 def test_a_routing_id_freed_by_its_owner_is_refused_to_another_key(keys, secure_server, connect):
-    """After alice's connection closes, mallory's socket presenting alice's routing id is refused IMPERSONATION and
-    sending to alice raises PeerUnreachableError instead of reaching it; alice's return restores her route."""
+    """After alice's connection closes, mallory's socket presenting her old routing id is refused IMPERSONATION and
+    sending to alice raises PeerUnreachableError instead of reaching it; alice's next connection is served at once."""
     alice = connect(secure_server.endpoint, "alice")
     joined(secure_server, "alice")
-    secure_server.send("alice", Message(MsgType.WELCOME))
+    old_route = route_of(alice)
     alice.close()
     deadline = time.monotonic() + 5
     with pytest.raises(PeerUnreachableError, match="connection closed"):
@@ -213,7 +237,7 @@ def test_a_routing_id_freed_by_its_owner_is_refused_to_another_key(keys, secure_
             secure_server.send("alice", Message(MsgType.WELCOME))
             time.sleep(0.05)
     time.sleep(0.5)  # libzmq frees the route once the server socket has processed the end of alice's pipe
-    with intruder_socket(keys, secure_server.endpoint) as intruder:
+    with intruder_socket(keys, secure_server.endpoint, old_route) as intruder:
         intruder.send_multipart(encode(Message(MsgType.REPORT, JobId("run1", 0, "mallory", 3))))
         assert intruder.poll(5000), "no ERROR reply to the intruder"
         reply = decode(intruder.recv_multipart(), secure_server.config.limits)
@@ -221,17 +245,27 @@ def test_a_routing_id_freed_by_its_owner_is_refused_to_another_key(keys, secure_
         with pytest.raises(PeerUnreachableError):
             secure_server.send("alice", Message(MsgType.WELCOME))
         assert received(intruder, secure_server.config.limits) == []
-    assert wait_for(secure_server, is_message(MsgType.REPORT), timeout=0.5)[0] is None
-    back = connect(secure_server.endpoint, "alice")
-    served = None
-    for seq in range(20):  # alice's new connection gets her route once the intruder's is gone
-        back.send(forward("alice", seq, np.zeros(2, np.float32)))
-        served, _ = wait_for(secure_server, is_message(MsgType.FORWARD), timeout=0.5)
-        if served is not None:
-            break
-    assert served is not None and served.peer == "alice"
-    secure_server.send("alice", Message(MsgType.ACTIVATIONS, served.message.job))
-    assert wait_for(back, is_message(MsgType.ACTIVATIONS))[0] is not None
+        assert wait_for(secure_server, is_message(MsgType.REPORT), timeout=0.5)[0] is None
+        back = connect(secure_server.endpoint, "alice")
+        back.send(forward("alice", 1, np.zeros(2, np.float32)))
+        served, _ = wait_for(secure_server, is_message(MsgType.FORWARD))
+        assert served is not None and served.peer == "alice"
+        secure_server.send("alice", Message(MsgType.ACTIVATIONS, served.message.job))
+        assert wait_for(back, is_message(MsgType.ACTIVATIONS))[0] is not None
+        assert received(intruder, secure_server.config.limits) == []
+
+
+def test_a_peer_reconnecting_at_once_is_served_at_once(keys, secure_server, connect):
+    """A peer that closes and reconnects immediately, again and again, is served on every new connection: each one
+    presents a fresh routing id, so none waits for the server to let go of the previous one."""
+    for seq in range(20):
+        alice = connect(secure_server.endpoint, "alice")
+        alice.send(forward("alice", seq, np.zeros(2, np.float32)))
+        request, _ = wait_for(secure_server, is_message(MsgType.FORWARD))
+        assert request is not None and request.message.job.seq == seq
+        secure_server.send("alice", Message(MsgType.ACTIVATIONS, request.message.job))
+        assert wait_for(alice, is_message(MsgType.ACTIVATIONS))[0] is not None
+        alice.close()
 
 
 def test_sending_to_unknown_or_vanished_peer_raises(secure_server, connect):
