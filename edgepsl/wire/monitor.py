@@ -45,6 +45,15 @@ class SocketMonitor:
         self._pair.close(0)
 
 
+def wrong_server_key(value: int) -> str | None:
+    """What a server's failed handshake means when the peer encrypted its HELLO for another server key (libzmq's
+    EVENT_HANDSHAKE_FAILED_PROTOCOL with ZMQ_PROTOCOL_ERROR_ZMTP_CRYPTOGRAPHIC), else None. The server never learns
+    that peer's key: it is inside the HELLO it could not open."""
+    if value != zmq.PROTOCOL_ERROR_ZMTP_CRYPTOGRAPHIC:
+        return None
+    return "a CURVE handshake failed: a peer did not encrypt for this server's key (its --server-key is wrong)"
+
+
 def handshake_failure(event: int, value: int, endpoint: str) -> str | None:
     """What a connecting peer's failed CURVE handshake with `endpoint` means, or None for any other event.
 

@@ -11,7 +11,7 @@ from edgepsl.wire.errors import ChannelConfigError, PeerUnreachableError, Protoc
 from edgepsl.wire.inbox import Delivery, PeerEvent
 from edgepsl.wire.liveness import EventKind
 from edgepsl.wire.logs import logger
-from edgepsl.wire.monitor import SocketMonitor
+from edgepsl.wire.monitor import SocketMonitor, wrong_server_key
 from edgepsl.wire.messages import SENDER_BOUND_TYPES, ErrorCode, Message, MsgType
 from edgepsl.wire.security import AllowList, ServerSecurity, apply_server, start_authenticator
 
@@ -55,7 +55,8 @@ class ServerChannel(ChannelBase):
             socket.router_handover = 0 if security is not None else 1
             if security is not None:
                 apply_server(socket, security)
-                self._monitor = SocketMonitor(socket, int(zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED))
+                self._monitor = SocketMonitor(socket, int(zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED
+                                                          | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL))
             socket.bind(endpoint)
         except zmq.ZMQError as exc:
             if self._auth is not None:
@@ -102,10 +103,17 @@ class ServerChannel(ChannelBase):
 
     def _check_connections(self) -> None:
         """Unbind the routes whose connection closed: a route is trusted again only once its owner's key is seen
-        on it (a connection that took over the freed routing id meanwhile gets nothing addressed to the owner)."""
+        on it (a connection that took over the freed routing id meanwhile gets nothing addressed to the owner).
+        Also report handshakes that failed because a peer encrypted for another server key."""
         assert self._monitor is not None
-        for event, fd in self._monitor.events():
+        for event, value in self._monitor.events():
             self._events += 1
+            if event == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL:
+                cause = wrong_server_key(value)
+                if cause is not None:
+                    self._report_auth_failure("", cause)
+                continue
+            fd = value
             if event == zmq.EVENT_ACCEPTED:
                 self._accepted[fd] = self._events
                 continue

@@ -39,18 +39,25 @@ def test_an_unlisted_client_key_is_named_on_both_sides_once(keys, secure_server,
     assert errors.count(server_event.detail) == 1 and errors.count(client_event.detail) == 1
 
 
-def test_a_wrong_server_key_is_named_by_the_client(keys, secure_server, channels, caplog):
-    """alice expects another server key: the handshake fails and alice names the server's key as the cause."""
+def test_a_wrong_server_key_is_named_on_both_sides_once(keys, secure_server, channels, caplog):
+    """alice expects another server key: the handshake fails, alice names the server's key as the cause, and the
+    server, which never learns who it was (the key is inside the HELLO it cannot open), says that a peer did."""
     caplog.set_level(logging.ERROR, logger="edgepsl.wire")
+    deadline = time.monotonic() + NAMED_WITHIN_S
     security = PeerSecurity.from_store(keys, "alice", keys.identity("stranger").public)
     alice = PeerChannel(secure_server.endpoint, "alice", security=security, config=FAST)
     channels.append(alice)
-    event, _ = wait_for(alice, is_event(EventKind.AUTH_FAILED), timeout=NAMED_WITHIN_S)
-    assert isinstance(event, PeerEvent)
-    assert event.detail.startswith(f"CURVE handshake with {secure_server.endpoint} failed: {TEXT_WRONG_SERVER}")
+    client_event, _ = wait_for(alice, is_event(EventKind.AUTH_FAILED), timeout=deadline - time.monotonic())
+    server_event, _ = wait_for(secure_server, is_event(EventKind.AUTH_FAILED), timeout=deadline - time.monotonic())
+    assert isinstance(client_event, PeerEvent)
+    assert client_event.detail.startswith(f"CURVE handshake with {secure_server.endpoint} failed: {TEXT_WRONG_SERVER}")
+    assert isinstance(server_event, PeerEvent) and server_event.peer == ""
+    assert server_event.detail == "a CURVE handshake failed: a peer did not encrypt for this server's key (its --server-key is wrong)"
     time.sleep(RETRIES_S)
     assert wait_for(alice, is_event(EventKind.AUTH_FAILED), timeout=0.2)[0] is None
-    assert auth_errors(caplog).count(event.detail) == 1
+    assert wait_for(secure_server, is_event(EventKind.AUTH_FAILED), timeout=0.2)[0] is None
+    errors = auth_errors(caplog)
+    assert errors.count(client_event.detail) == 1 and errors.count(server_event.detail) == 1
     assert not [d for d in pending(secure_server) if isinstance(d, Envelope)]
 
 
@@ -60,3 +67,4 @@ def test_a_handshake_that_succeeds_reports_nothing(secure_server, connect):
     assert wait_for(alice, is_event(EventKind.JOINED))[0] is not None
     seen = wait_for(secure_server, is_event(EventKind.AUTH_FAILED), timeout=0.5)
     assert seen[0] is None and not [d for d in seen[1] if is_event(EventKind.AUTH_FAILED)(d)]
+
