@@ -317,16 +317,11 @@ class ChannelBase(abc.ABC):
                     self._turn.notify_all()
             if time.monotonic() >= deadline:
                 self._congested.add(target)
-                who = target or self._server_label()
                 reason = ("is still not reading: dropped without waiting" if congested else
                           f"is not reading: its queue stayed full for {self.config.send_timeout_s:g} s")
-                self._log.warning("full:" + who, "dropped a %s to %s, which %s", message.type.value, who, reason)
-                raise PeerBackpressureError(f"{who} {reason}; the {message.type.value} was dropped")
+                self._log.warning("full:" + target, "dropped a %s to %s, which %s", message.type.value, target, reason)
+                raise PeerBackpressureError(f"{target} {reason}; the {message.type.value} was dropped")
             time.sleep(_SEND_RETRY_S)
-
-    def _server_label(self) -> str:
-        """How the peer end names its server in messages (the server end has no single one)."""
-        return "the server"
 
     def close(self) -> None:
         """Stop the I/O thread and release the socket; queued outgoing messages get linger_s to leave."""

@@ -47,7 +47,7 @@ class PeerChannel(ChannelBase):
         With copy=False the tensors are handed to the transport as they are: do not modify them afterwards
         (pass copy=True for arrays you will update in place, such as weights).
         """
-        self._send("", message, copy)
+        self._send(self.endpoint, message, copy)
 
     # ---- I/O thread (and the constructor, before it starts) ----
 
@@ -74,10 +74,7 @@ class PeerChannel(ChannelBase):
                 send_nowait(self._net, frames)
             except zmq.Again:
                 if what:
-                    self._log.warning("full:", "dropped %s to %s: its queue is full", what, self.endpoint)
-
-    def _server_label(self) -> str:
-        return self.endpoint
+                    self._log.warning("refused:" + self.endpoint, "dropped %s to %s: its queue is full", what, self.endpoint)
 
     def _transmit(self, target: str, frames: list[Any], copy: bool) -> None:
         if self._net is None:

@@ -1,6 +1,7 @@
 """The server end: a ROUTER that binds, authenticates peers by CURVE key and serves many of them."""
 from __future__ import annotations
 
+from collections import deque
 from typing import Any, Mapping
 
 import zmq
@@ -14,6 +15,9 @@ from edgepsl.wire.logs import logger
 from edgepsl.wire.monitor import SocketMonitor, wrong_server_key
 from edgepsl.wire.messages import SENDER_BOUND_TYPES, ErrorCode, Message, MsgType
 from edgepsl.wire.security import AllowList, ServerSecurity, apply_server, start_authenticator
+
+
+_CLOSED_ROUTES_KEPT = 8  # per peer: routes of closed connections a late message must not bind again
 
 
 def _route_name(route: bytes) -> str:
@@ -40,9 +44,8 @@ class ServerChannel(ChannelBase):
         self._routes: dict[str, bytes] = {}
         self._owners: dict[bytes, str] = {}
         self._fds: dict[str, int] = {}  # the connection (file descriptor) each bound route was verified on
-        self._events = 0  # monitor events seen, to order connection opens and closes
-        self._accepted: dict[int, int] = {}  # open connection's file descriptor -> event number of its accept
-        self._unbound: dict[str, tuple[int, bytes]] = {}  # name -> (event number of the close that unbound it, route)
+        self._open_fds: set[int] = set()  # connections the monitor reported accepted and not yet closed
+        self._closed_routes: dict[str, deque[bytes]] = {}  # name -> routes of its last closed connections
         try:
             socket = self._context.socket(zmq.ROUTER)
             self._net = socket
@@ -107,20 +110,17 @@ class ServerChannel(ChannelBase):
         Also report handshakes that failed because a peer encrypted for another server key."""
         assert self._monitor is not None
         for event, value in self._monitor.events():
-            self._events += 1
             if event == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL:
                 cause = wrong_server_key(value)
                 if cause is not None:
                     self._report_auth_failure("", cause)
-                continue
-            fd = value
-            if event == zmq.EVENT_ACCEPTED:
-                self._accepted[fd] = self._events
-                continue
-            self._accepted.pop(fd, None)
-            for name in [name for name, known in self._fds.items() if known == fd]:
-                self._unbound[name] = (self._events, self._routes[name])
-                self._unbind(name)
+            elif event == zmq.EVENT_ACCEPTED:
+                self._open_fds.add(value)
+            else:
+                self._open_fds.discard(value)
+                for name in [name for name, fd in self._fds.items() if fd == value]:
+                    self._closed_routes.setdefault(name, deque(maxlen=_CLOSED_ROUTES_KEPT)).append(self._routes[name])
+                    self._unbind(name)
 
     def _unbind(self, name: str) -> None:
         self._owners.pop(self._routes.pop(name, b""), None)
@@ -193,17 +193,15 @@ class ServerChannel(ChannelBase):
         peer comes back on a new connection); False if that connection closed since (a message read late), so
         the routing id may be free for another connection to take.
 
-        A connection counts as open when the monitor reported its accept and no close since; after a close unbound
-        `name`, only a connection accepted later, on another route, can bind it again.
+        A connection counts as open when the monitor reported its accept and no close since, and its route is not
+        one of `name`'s closed connections (a file descriptor number is reused by later connections; a route, with
+        its random part, is not).
         """
         if self._monitor is not None:
             self._check_connections()
             fd = frame.get(zmq.SRCFD)
-            opened = self._accepted.get(fd)
-            closed, dead_route = self._unbound.get(name, (0, b""))
-            if opened is None or opened < closed or route == dead_route:
+            if fd not in self._open_fds or route in self._closed_routes.get(name, ()):
                 return False
-            self._unbound.pop(name, None)
             self._fds[name] = fd
         old = self._routes.get(name)
         if old is not None:
