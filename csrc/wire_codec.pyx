@@ -44,6 +44,7 @@ cdef int64_t _ENCODE_MAX_TENSORS = _pure.ENCODE_LIMITS.max_tensors
 cdef Py_ssize_t _ENCODE_MAX_NAME = _pure.ENCODE_LIMITS.max_name_len
 cdef Py_ssize_t _ENCODE_MAX_RANK = _pure.ENCODE_LIMITS.max_rank
 cdef int _VERSION = PROTOCOL_VERSION
+cdef Py_ssize_t _HEADER_KEYS = 9  # v, type, run, round, client, seq, sent_ns, tensors, meta: what encode writes
 
 
 cdef inline bint _count_ok(object value):
@@ -65,18 +66,22 @@ cdef inline int64_t _clamp(object limit):
     return _MAX_INT if limit > _MAX_INT else <int64_t>limit
 
 
-cdef bint _plain(dict header):
-    """Whether the header holds only msgpack's plain types at any depth, as validate.check_plain accepts it."""
-    cdef list pending = list(header.values())
+cdef bint _plain(dict meta):
+    """Whether meta holds only msgpack's plain types at any depth, as validate.check_plain accepts it.
+
+    The fast path checks the rest of a header by its keys and types instead: it takes only headers with every key
+    of the schema and no other (a timestamp under an unknown key is left to the reference), and tensor entries with
+    no key besides name, dtype, shape and cast.
+    """
+    cdef list pending = [meta]
     while pending:
-        value = pending.pop()
-        kind = type(value)
-        if kind is dict:
-            pending.extend((<dict>value).values())
-        elif kind is list:
-            pending.extend(<list>value)
-        elif kind not in _PLAIN_TYPES:
-            return False
+        container = pending.pop()
+        for value in ((<dict>container).values() if type(container) is dict else <list>container):
+            kind = type(value)
+            if kind is dict or kind is list:
+                pending.append(value)
+            elif kind not in _PLAIN_TYPES:
+                return False
     return True
 
 
@@ -91,6 +96,8 @@ cdef object _spec(object raw, int64_t max_bytes, Py_ssize_t max_rank, Py_ssize_t
     dtype = spec.get("dtype")
     shape = spec.get("shape")
     cast = spec.get("cast")
+    if len(spec) != (3 if cast is None else 4):  # another key: the reference checks what it holds
+        return None
     if type(name) is not str or not 0 < len(<str>name) <= max_name:
         return None
     if type(dtype) is not str:
@@ -138,7 +145,7 @@ cpdef object decode_fast(object frames, object limits):
     if type(raw) is not dict:
         return None
     cdef dict header = <dict>raw
-    if not _plain(header):
+    if len(header) != _HEADER_KEYS:  # a key missing (it has a default) or an unknown one: the reference decides
         return None
     version = header.get("v")
     if type(version) is not int or version != _VERSION:
@@ -155,7 +162,7 @@ cpdef object decode_fast(object frames, object limits):
         return None
     job = _new_tuple(_JobId, (run, round_, client, seq))
     meta = header.get("meta", {})
-    if type(meta) is not dict:
+    if type(meta) is not dict or (meta and not _plain(<dict>meta)):
         return None
     declared = header.get("tensors", ())
     if type(declared) is not list and type(declared) is not tuple:
