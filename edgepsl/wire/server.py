@@ -105,9 +105,9 @@ class ServerChannel(ChannelBase):
         self._report_auth_failure(key, f"refused a connection from an unknown key {key}")
 
     def _check_connections(self) -> None:
-        """Unbind the routes whose connection closed: a route is trusted again only once its owner's key is seen
-        on it (a connection that took over the freed routing id meanwhile gets nothing addressed to the owner).
-        Also report handshakes that failed because a peer encrypted for another server key."""
+        """Track open connections and unbind the routes whose connection closed (the peer's next message from an
+        open connection binds it again; a connection that took over the freed routing id gets nothing addressed
+        to the peer). Also report handshakes that failed because a peer encrypted for another server key."""
         assert self._monitor is not None
         for event, value in self._monitor.events():
             if event == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL:
@@ -119,7 +119,8 @@ class ServerChannel(ChannelBase):
             else:
                 self._open_fds.discard(value)
                 for name in [name for name, fd in self._fds.items() if fd == value]:
-                    self._closed_routes.setdefault(name, deque(maxlen=_CLOSED_ROUTES_KEPT)).append(self._routes[name])
+                    closed = self._closed_routes.setdefault(name, deque(maxlen=_CLOSED_ROUTES_KEPT))
+                    closed.append(self._routes.get(name, b""))
                     self._unbind(name)
 
     def _unbind(self, name: str) -> None:
