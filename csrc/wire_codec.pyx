@@ -44,6 +44,7 @@ cdef int64_t _ENCODE_MAX_TENSORS = _pure.ENCODE_LIMITS.max_tensors
 cdef Py_ssize_t _ENCODE_MAX_NAME = _pure.ENCODE_LIMITS.max_name_len
 cdef Py_ssize_t _ENCODE_MAX_RANK = _pure.ENCODE_LIMITS.max_rank
 cdef int _VERSION = PROTOCOL_VERSION
+cdef Py_ssize_t _HEADER_KEYS = 9  # v, type, run, round, client, seq, sent_ns, tensors, meta: what encode writes
 
 
 cdef inline bint _count_ok(object value):
@@ -66,7 +67,12 @@ cdef inline int64_t _clamp(object limit):
 
 
 cdef bint _plain(dict meta):
-    """Whether meta holds only msgpack's plain types, as validate.check_meta accepts it."""
+    """Whether meta holds only msgpack's plain types at any depth, as validate.check_plain accepts it.
+
+    The fast path checks the rest of a header by its keys and types instead: it takes only headers with every key
+    of the schema and no other (a timestamp under an unknown key is left to the reference), and tensor entries with
+    no key besides name, dtype, shape and cast.
+    """
     cdef list pending = [meta]
     while pending:
         container = pending.pop()
@@ -90,6 +96,8 @@ cdef object _spec(object raw, int64_t max_bytes, Py_ssize_t max_rank, Py_ssize_t
     dtype = spec.get("dtype")
     shape = spec.get("shape")
     cast = spec.get("cast")
+    if len(spec) != (3 if cast is None else 4):  # another key: the reference checks what it holds
+        return None
     if type(name) is not str or not 0 < len(<str>name) <= max_name:
         return None
     if type(dtype) is not str:
@@ -137,6 +145,8 @@ cpdef object decode_fast(object frames, object limits):
     if type(raw) is not dict:
         return None
     cdef dict header = <dict>raw
+    if len(header) != _HEADER_KEYS:  # a key missing (it has a default) or an unknown one: the reference decides
+        return None
     version = header.get("v")
     if type(version) is not int or version != _VERSION:
         return None

@@ -1,7 +1,7 @@
 """The wire: ZeroMQ channels carrying [msgpack header, raw tensor frames], CURVE-authenticated by default.
 
 Servers bind a ServerChannel (ROUTER), peers connect a PeerChannel (DEALER). Both deliver Envelope (a validated
-Message and its authenticated sender) and PeerEvent (joined, lost, back, duplicate) from recv(). See docs/protocol.md.
+Message and its authenticated sender) and PeerEvent (joined, lost, back, duplicate, auth_failed) from recv(). See docs/protocol.md.
 """
 from edgepsl.wire.channel import ChannelConfig
 from edgepsl.wire.backend import decode, encode
@@ -10,6 +10,7 @@ from edgepsl.wire.errors import (
     ChannelConfigError,
     KeyStoreError,
     MessageError,
+    PeerBackpressureError,
     PeerUnreachableError,
     ProtocolError,
     WireError,
@@ -25,7 +26,7 @@ from edgepsl.wire.validate import Limits
 
 __all__ = [
     "ChannelClosedError", "ChannelConfig", "ChannelConfigError", "Delivery", "Envelope", "ErrorCode", "EventKind",
-    "JobId", "KeyPair", "KeyStore", "Limits", "Message", "MessageError", "MsgType", "PeerChannel", "PeerEvent",
-    "PeerSecurity", "PeerUnreachableError", "ProtocolError", "ServerChannel", "ServerSecurity", "WireError",
+    "JobId", "KeyPair", "KeyStore", "Limits", "Message", "MessageError", "MsgType", "PeerBackpressureError", "PeerChannel",
+    "PeerEvent", "PeerSecurity", "PeerUnreachableError", "ProtocolError", "ServerChannel", "ServerSecurity", "WireError",
     "decode", "encode", "error_message",
 ]

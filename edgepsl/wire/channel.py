@@ -25,10 +25,11 @@ from zmq.backend import zmq_poll
 from edgepsl.wire import heap
 from edgepsl.wire.backend import encode
 from edgepsl.wire.dedupe import DuplicateFilter
-from edgepsl.wire.errors import ChannelClosedError, ChannelConfigError, PeerUnreachableError, ProtocolError
+from edgepsl.wire.errors import ChannelClosedError, ChannelConfigError, PeerBackpressureError, ProtocolError
 from edgepsl.wire.inbox import Delivery, Envelope, Inbox, PeerEvent
 from edgepsl.wire.liveness import EventKind, Liveness
 from edgepsl.wire.logs import RateLimitedLog, logger
+from edgepsl.wire.monitor import SocketMonitor
 from edgepsl.wire.messages import (MAX_REASON_CHARS, UNTRACKED_TYPES, ErrorCode, JobId, Message, MsgType, error_message,
                                    heartbeat_message)
 from edgepsl.wire.validate import Limits
@@ -38,6 +39,7 @@ _DRAIN_BATCH = 64
 _new_tuple = tuple.__new__
 _SEND_RETRY_S = 0.001
 _IO_RECHECK_S = 0.01
+_MAX_AUTH_CAUSES = 1024  # distinct handshake failures remembered (so each is reported once), then forgotten
 
 
 @dataclass(frozen=True)
@@ -50,7 +52,7 @@ class ChannelConfig:
     reconnect_max_s: float = 32.0
     hwm: int = 4
     inbox: int = 4
-    send_timeout_s: float = 30.0
+    send_timeout_s: float = 1.0
     linger_s: float = 1.0
     dedupe_window: int = 4096
     float16: bool = False
@@ -140,6 +142,9 @@ class ChannelBase(abc.ABC):
         self._dedupe = DuplicateFilter(config.dedupe_window)
         self._liveness = Liveness(config.timeout_s)
         self._net: zmq.Socket | None = None
+        self._monitor: SocketMonitor | None = None
+        self._congested: set[str] = set()  # targets whose queue stayed full for send_timeout_s: sends fail fast
+        self._auth_causes: set[str] = set()  # handshake failures already reported
         self._next_tick = time.monotonic()
         self._closing = False
         self._closed = False
@@ -156,6 +161,9 @@ class ChannelBase(abc.ABC):
         socket.maxmsgsize = self.config.limits.max_message_bytes + self.config.limits.max_header_bytes
 
     def _close_net(self, linger_s: float | None = None) -> None:
+        if self._monitor is not None:
+            self._monitor.close()
+            self._monitor = None
         if self._net is not None:
             self._net.close(linger=None if linger_s is None else int(linger_s * 1000))
             self._net = None
@@ -281,12 +289,15 @@ class ChannelBase(abc.ABC):
                 if self._closing or self._closed or self._failure is not None:
                     self._check_open()
                 self._transmit(target, frames, copy)
+                if self._congested:
+                    self._congested.discard(target)
                 return
             except zmq.Again:
                 pass
             finally:
                 self._lock.release()
-        deadline = time.monotonic() + self.config.send_timeout_s
+        congested = target in self._congested
+        deadline = time.monotonic() + (0.0 if congested else self.config.send_timeout_s)
         while True:
             with self._turn:
                 self._senders += 1
@@ -296,6 +307,7 @@ class ChannelBase(abc.ABC):
                 with self._lock:
                     self._check_open()
                     self._transmit(target, frames, copy)
+                    self._congested.discard(target)
                     return
             except zmq.Again:
                 pass
@@ -304,8 +316,11 @@ class ChannelBase(abc.ABC):
                     self._senders -= 1
                     self._turn.notify_all()
             if time.monotonic() >= deadline:
-                raise PeerUnreachableError(f"{target or 'the server'} is not reading: "
-                                           f"its queue stayed full for {self.config.send_timeout_s:g} s")
+                self._congested.add(target)
+                reason = ("is still not reading: dropped without waiting" if congested else
+                          f"is not reading: its queue stayed full for {self.config.send_timeout_s:g} s")
+                self._log.warning("full:" + target, "dropped a %s to %s, which %s", message.type.value, target, reason)
+                raise PeerBackpressureError(f"{target} {reason}; the {message.type.value} was dropped")
             time.sleep(_SEND_RETRY_S)
 
     def close(self) -> None:
@@ -377,6 +392,17 @@ class ChannelBase(abc.ABC):
         """Log a refused message and build the ERROR reply frames."""
         self._log.warning("bad:" + peer, "refused a message from %s: %s: %s", peer, ErrorCode(exc.code).name, exc.reason[:MAX_REASON_CHARS])
         return encode(error_message(exc.code, exc.reason, exc.job if isinstance(exc.job, JobId) else None))
+
+    def _report_auth_failure(self, peer: str, detail: str) -> None:
+        """Deliver PeerEvent(AUTH_FAILED) and log it at ERROR, once per distinct cause (not once per reconnect)."""
+        if detail in self._auth_causes:
+            return
+        if len(self._auth_causes) >= _MAX_AUTH_CAUSES:
+            self._auth_causes.clear()
+        self._auth_causes.add(detail)
+        logger.error("%s", detail)
+        self._inbox.put(PeerEvent(EventKind.AUTH_FAILED, peer, detail=detail))
+        self._user_wake.poke()  # a reader waiting in recv() takes the event at once
 
     def _heartbeat_frames(self) -> list[Any]:
         return encode(heartbeat_message())

@@ -34,5 +34,9 @@ class PeerUnreachableError(WireError):
     """A message cannot be delivered: the peer is unknown, disconnected, or not reading (queue full)."""
 
 
+class PeerBackpressureError(PeerUnreachableError):
+    """A send was dropped because the peer's queue stayed full for ChannelConfig.send_timeout_s: it is not reading."""
+
+
 class ChannelClosedError(WireError):
     """The channel was closed, or its I/O thread stopped, so it can no longer send or receive."""

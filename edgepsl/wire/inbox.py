@@ -23,12 +23,14 @@ class Envelope(NamedTuple):
 
 @dataclass(frozen=True)
 class PeerEvent:
-    """A liveness change of a peer, or a suppressed duplicate (then `type` and `job` name the resent job)."""
+    """A liveness change of a peer, a suppressed duplicate (then `type` and `job` name the resent job), or a failed
+    CURVE handshake (AUTH_FAILED; `detail` names the cause)."""
 
     kind: EventKind
     peer: str
     type: MsgType | None = None
     job: JobId | None = None
+    detail: str = ""
 
 
 Delivery = Union[Envelope, PeerEvent]

@@ -61,6 +61,15 @@ def parse_public_key(text: str | bytes) -> bytes:
     return key
 
 
+ROUTING_NONCE_BYTES = 8
+
+
+def routing_prefix(public: bytes) -> bytes:
+    """The first 16 bytes of every routing id a Z85 public key's connections present: a server checks them against
+    the key that authenticated the connection and refuses a connection presenting another key's prefix."""
+    return b"k" + hashlib.sha256(b"edgepsl-routing-id\0" + public).digest()[:15]
+
+
 @dataclass(frozen=True)
 class KeyPair:
     """An own CURVE identity: its name, Z85 public key and Z85 secret key."""
@@ -70,8 +79,9 @@ class KeyPair:
     secret: bytes
 
     def routing_id(self) -> bytes:
-        """A stable routing id derived from the secret key: survives reconnects and restarts, unguessable by others."""
-        return b"k" + hashlib.sha256(b"edgepsl-routing-id\0" + self.secret).digest()[:15]
+        """A fresh routing id for one connection: the key's routing prefix and 8 random bytes, so a reconnection
+        never needs the route of a connection the server may not have closed yet, and no one can guess it."""
+        return routing_prefix(self.public) + os.urandom(ROUTING_NONCE_BYTES)
 
 
 class KeyStore:

@@ -11,6 +11,7 @@ class EventKind(str, enum.Enum):
     LOST = "peer_lost"
     BACK = "peer_back"
     DUPLICATE = "duplicate"
+    AUTH_FAILED = "auth_failed"
 
 
 class Liveness:

@@ -14,6 +14,7 @@ from edgepsl.wire.keys import check_name
 from edgepsl.wire.liveness import Backoff, EventKind
 from edgepsl.wire.logs import logger
 from edgepsl.wire.messages import Message
+from edgepsl.wire.monitor import HANDSHAKE_EVENTS, SocketMonitor, handshake_failure
 from edgepsl.wire.security import PeerSecurity, apply_peer
 
 
@@ -31,7 +32,6 @@ class PeerChannel(ChannelBase):
         super().__init__(config or ChannelConfig())
         self.endpoint = endpoint
         self._security = security
-        self._routing_id = security.keypair.routing_id() if security is not None else name.encode()
         self._backoff = Backoff(self.config.reconnect_min_s, self.config.reconnect_max_s)
         self._reconnect_at = 0.0
         self._since = 0.0
@@ -47,7 +47,7 @@ class PeerChannel(ChannelBase):
         With copy=False the tensors are handed to the transport as they are: do not modify them afterwards
         (pass copy=True for arrays you will update in place, such as weights).
         """
-        self._send("", message, copy)
+        self._send(self.endpoint, message, copy)
 
     # ---- I/O thread (and the constructor, before it starts) ----
 
@@ -55,23 +55,26 @@ class PeerChannel(ChannelBase):
         socket = self._context.socket(zmq.DEALER)
         self._net = socket
         self._configure(socket)
-        socket.routing_id = self._routing_id
+        socket.routing_id = self._security.keypair.routing_id() if self._security is not None else self.name.encode()
         socket.reconnect_ivl = int(self.config.reconnect_min_s * 1000)
         socket.reconnect_ivl_max = int(self.config.reconnect_max_s * 1000)
         if self._security is not None:
             apply_peer(socket, self._security)
+            self._monitor = SocketMonitor(socket, HANDSHAKE_EVENTS)
         socket.connect(self.endpoint)
         self._since = now
         self._liveness.expect(self.endpoint, now)
         self._send_now(self._heartbeat_frames())
 
-    def _send_now(self, frames: list[Any]) -> None:
-        """Best effort: heartbeats and ERROR replies are dropped while the queue is full."""
+    def _send_now(self, frames: list[Any], what: str = "") -> None:
+        """Best effort: heartbeats and ERROR replies (`what` names them in the log line) are dropped while the
+        queue is full."""
         if self._net is not None:
             try:
                 send_nowait(self._net, frames)
             except zmq.Again:
-                pass
+                if what:
+                    self._log.warning("refused:" + self.endpoint, "dropped %s to %s: its queue is full", what, self.endpoint)
 
     def _transmit(self, target: str, frames: list[Any], copy: bool) -> None:
         if self._net is None:
@@ -82,17 +85,30 @@ class PeerChannel(ChannelBase):
         try:
             message = decode(frames, self.config.limits)
         except ProtocolError as exc:
-            self._send_now(self._refusal(self.endpoint, exc))
+            self._send_now(self._refusal(self.endpoint, exc), "an ERROR reply")
             return None
         self._since = now
         self._backoff.reset()
         return self._accept(self.endpoint, message, now)
+
+    def _check_handshakes(self) -> None:
+        """Report failed CURVE handshakes (once per cause until one succeeds)."""
+        assert self._monitor is not None
+        for event, value in self._monitor.events():
+            if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+                self._auth_causes.clear()
+                continue
+            cause = handshake_failure(event, value, self.endpoint)
+            if cause is not None:
+                self._report_auth_failure(self.endpoint, cause)
 
     def _on_tick(self, now: float) -> None:
         if self._net is None:
             if now >= self._reconnect_at:
                 self._connect(now)
             return
+        if self._monitor is not None:
+            self._check_handshakes()
         self._send_now(self._heartbeat_frames())
         if not self._inbox.has_room():
             self._liveness.hold(now)

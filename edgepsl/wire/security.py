@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import Callable, Mapping
 
 import zmq
 from zmq.auth.thread import ThreadAuthenticator
 
 from edgepsl.wire.errors import ChannelConfigError
-from edgepsl.wire.keys import KeyPair, KeyStore, parse_public_key
+from edgepsl.wire.keys import KeyPair, KeyStore, parse_public_key, routing_prefix
 
 
 @dataclass(frozen=True)
@@ -39,15 +39,17 @@ class PeerSecurity:
 
 
 class AllowList:
-    """Thread-safe map Z85 public key -> peer name, read by the ZAP thread and the I/O thread.
+    """Thread-safe map Z85 public key -> (peer name, its routing prefix), read by the ZAP thread and the I/O thread.
 
     replace() builds a new dict and swaps the reference under the lock; readers look up whichever dict is current
-    (one atomic read under the GIL), so the per-message lookup takes no lock.
+    (one atomic read under the GIL), so the per-message lookup takes no lock. `on_refused(z85_key)` is called from
+    the ZAP thread for every handshake it refuses.
     """
 
-    def __init__(self, allowed: Mapping[str, bytes]) -> None:
+    def __init__(self, allowed: Mapping[str, bytes], on_refused: Callable[[str], None] | None = None) -> None:
         self._lock = threading.Lock()
-        self._by_key: dict[str, str] = {}
+        self._by_key: dict[str, tuple[str, bytes]] = {}
+        self._on_refused = on_refused
         self.replace(allowed)
 
     def replace(self, allowed: Mapping[str, bytes]) -> None:
@@ -56,18 +58,23 @@ class AllowList:
         for name, key in allowed.items():
             text = parse_public_key(key).decode("ascii")
             if text in by_key:
-                raise ChannelConfigError(f"peers {by_key[text]!r} and {name!r} share one public key; each peer needs its own")
-            by_key[text] = name
+                raise ChannelConfigError(f"peers {by_key[text][0]!r} and {name!r} share one public key; each peer needs its own")
+            by_key[text] = (name, routing_prefix(text.encode("ascii")))
         with self._lock:
             self._by_key = by_key
 
-    def name_of(self, key: str) -> str | None:
-        """The peer name of an allowed Z85 key, else None."""
+    def lookup(self, key: str) -> tuple[str, bytes] | None:
+        """The peer name of an allowed Z85 key and the prefix its connections' routing ids must have, else None."""
         return self._by_key.get(key)
 
     def callback(self, domain: str, key: bytes) -> bool:
-        """ZAP credentials-provider hook: admit only allowed keys."""
-        return self.name_of(key.decode("ascii")) is not None
+        """ZAP credentials-provider hook: admit only allowed keys (and tell on_refused about the others)."""
+        text = key.decode("ascii")
+        if text in self._by_key:
+            return True
+        if self._on_refused is not None:
+            self._on_refused(text)
+        return False
 
 
 def start_authenticator(context: zmq.Context, allow_list: AllowList) -> ThreadAuthenticator:

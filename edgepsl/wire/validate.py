@@ -151,29 +151,32 @@ def _tensor_spec(raw: Any, limits: Limits, index: int) -> TensorSpec:
     return _make(TensorSpec, (name, dtype, tuple(shape), cast, nbytes))
 
 
-PLAIN_TYPES = frozenset({type(None), bool, int, float, str, bytes})  # what meta may hold besides maps and lists
+PLAIN_TYPES = frozenset({type(None), bool, int, float, str, bytes})  # what a header may hold besides maps and lists
 
 
-def check_meta(meta: dict) -> None:
-    """Refuse a meta map that holds anything but msgpack's plain types: msgpack decodes extension type -1 (its
-    timestamp) without consulting the ext_hook that refuses every other extension type."""
-    pending = [meta]
-    while pending:
-        container = pending.pop()
-        for value in (container.values() if type(container) is dict else container):
+def check_plain(header: dict) -> None:
+    """Refuse a header that holds anything but msgpack's plain types, under any key, known or not, at any depth:
+    msgpack decodes extension type -1 (its timestamp) without consulting the ext_hook that refuses every other one."""
+    for key, top in header.items():
+        pending = [top]
+        while pending:
+            value = pending.pop()
             kind = type(value)
-            if kind is dict or kind is list:
-                pending.append(value)
+            if kind is dict:
+                pending.extend(value.values())
+            elif kind is list:
+                pending.extend(value)
             elif kind not in PLAIN_TYPES:
-                raise _fail(ErrorCode.BAD_HEADER, f"header field 'meta' holds a {kind.__name__}: extension types are refused")
+                raise _fail(ErrorCode.BAD_HEADER, f"header field {key!r} holds a {kind.__name__}: extension types are refused")
 
 
 def parse_header(raw: Any, limits: Limits) -> Header:
     """Validate an unpacked header map and return it as a Header; raise ProtocolError with the reply code."""
     if not isinstance(raw, dict):
         raise _fail(ErrorCode.BAD_HEADER, "the header must be a msgpack map")
+    check_plain(raw)
     version = raw.get("v")
-    if version != PROTOCOL_VERSION:
+    if type(version) is not int or version != PROTOCOL_VERSION:
         raise _fail(ErrorCode.BAD_VERSION, f"protocol version {version!r} is not supported (this peer speaks {PROTOCOL_VERSION})")
     kind = raw.get("type")
     kind = TYPES.get(kind) if isinstance(kind, str) else None
@@ -183,8 +186,6 @@ def parse_header(raw: Any, limits: Limits) -> Header:
     meta = raw.get("meta", {})
     if not isinstance(meta, dict):
         raise _fail(ErrorCode.BAD_HEADER, "header field 'meta' must be a map")
-    if meta:
-        check_meta(meta)
     tensors = raw.get("tensors", ())
     if not isinstance(tensors, (list, tuple)):
         raise _fail(ErrorCode.BAD_HEADER, "header field 'tensors' must be a list")

@@ -305,6 +305,35 @@ def test_msgpack_timestamps_in_meta_are_refused():
     assert outcome[0] == "refused" and outcome[2] == ErrorCode.BAD_HEADER and "Timestamp" in outcome[3]
 
 
+@pytest.mark.parametrize("where, reason", [
+    ("unknown top-level key", "header field 'when' holds a Timestamp: extension types are refused"),
+    ("unknown key of a tensor spec", "header field 'tensors' holds a Timestamp: extension types are refused"),
+    ("nested in a list", "header field 'when' holds a Timestamp: extension types are refused"),
+])
+def test_msgpack_timestamps_anywhere_in_the_header_are_refused(where, reason):
+    """A timestamp (ext -1) is refused wherever it sits, under keys the schema does not know too: the same
+    BAD_HEADER reason from both codecs, and the fast path declines it."""
+    header = _base({})
+    stamp = msgpack.Timestamp(1, 2)
+    if where == "unknown top-level key":
+        header["when"] = stamp
+    elif where == "unknown key of a tensor spec":
+        header["tensors"][0]["when"] = stamp
+    else:
+        header["when"] = [1, {"k": [stamp]}]
+    outcome = assert_same_decode([msgpack.packb(header, use_bin_type=True), GOOD_FRAME], LIMITS)
+    assert outcome[:4] == ("refused", ProtocolError, ErrorCode.BAD_HEADER, reason)
+    assert outcome[4] == JobId("r", 0, "c", 1)
+
+
+@pytest.mark.parametrize("version", [True, 1.0], ids=["true", "1.0"])
+def test_a_version_equal_to_1_but_not_an_int_is_refused(version):
+    """`v` must be the integer 1: true and 1.0 compare equal to 1 in Python, and both codecs refuse them alike."""
+    outcome = assert_same_decode([_header(v=version), GOOD_FRAME], LIMITS)
+    assert outcome[:4] == ("refused", ProtocolError, ErrorCode.BAD_VERSION,
+                           f"protocol version {version!r} is not supported (this peer speaks 1)")
+
+
 # --- malformed input: decode ----------------------------------------------------------------------------------------
 
 def _base(header):

@@ -8,7 +8,7 @@ import pytest
 
 from edgepsl.cli import keys as keys_cli
 from edgepsl.wire import KeyStore, KeyStoreError
-from edgepsl.wire.keys import parse_public_key
+from edgepsl.wire.keys import parse_public_key, routing_prefix
 from tests.wire.helpers import new_dash_key_pair
 
 
@@ -85,11 +85,14 @@ def test_parse_public_key_reads_certificate_files(tmp_path):
         parse_public_key(str(tmp_path / "empty.key"))
 
 
-def test_routing_id_is_stable_and_key_specific(tmp_path):
-    """The routing id derived from a key pair is the same on every load and differs between key pairs."""
+def test_routing_ids_carry_the_key_prefix_and_a_fresh_nonce(tmp_path):
+    """Every routing id of a key pair begins with its key's prefix (the same on every load, another for another key)
+    and ends in 8 fresh random bytes."""
     store = KeyStore(tmp_path)
     a, b = store.new("a"), store.new("b")
-    assert store.identity("a").routing_id() == a.routing_id() != b.routing_id()
+    first, second = store.identity("a").routing_id(), a.routing_id()
+    assert first[:16] == second[:16] == routing_prefix(a.public) != routing_prefix(b.public) == b.routing_id()[:16]
+    assert len(first) == len(second) == 24 and first != second
 
 
 def test_a_forty_character_path_is_read_as_a_file_not_as_z85(tmp_path, monkeypatch):
