@@ -19,6 +19,8 @@ import numpy as np
 import pytest
 import torch
 
+from edgepsl.data.shares import save_npz
+from edgepsl.data.spec import DataShapeError, Normalisation, load_client_data
 from edgepsl.errors import EdgePSLError
 from edgepsl.export import export_model, load_model
 from edgepsl.export.losses import loss_value
@@ -175,3 +177,19 @@ def test_bad_export_requests_get_specific_errors(model_file, tmp_path, kwargs, m
     with pytest.raises(EdgePSLError, match=re.escape(message)):
         export_model(args["model"], [1, 2], args["input_shape"], tmp_path / "never", loss=args["loss"])
     assert not (tmp_path / "never").exists()
+
+
+def test_client_data_files_are_checked_against_the_exported_model(exported, tmp_path):
+    name, out = exported
+    manifest = load_manifest(out)
+    x, y = _batch(name, np.random.default_rng(1))
+    good, bad_x, bad_y = tmp_path / "good.npz", tmp_path / "bad_x.npz", tmp_path / "bad_y.npz"
+    save_npz(good, x, y)
+    save_npz(bad_x, x[..., :-1], y)
+    save_npz(bad_y, x, y.astype(np.float32) if name == "cnn" else y[:, :1])
+    data = load_client_data(f"npz:{good}", manifest, Normalisation(), index=0, seed=0, batch_size=2)
+    assert np.array_equal(data.x, x) and np.array_equal(data.y, y)
+    with pytest.raises(DataShapeError, match=f"{bad_x}: x has shape .* takes inputs of shape"):
+        load_client_data(f"npz:{bad_x}", manifest, Normalisation(), index=0, seed=0, batch_size=2)
+    with pytest.raises(DataShapeError, match=f"{bad_y}: y has dtype"):
+        load_client_data(f"npz:{bad_y}", manifest, Normalisation(), index=0, seed=0, batch_size=2)
