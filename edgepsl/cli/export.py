@@ -35,7 +35,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--input-shape", required=True,
                         help="one sample's input shape without the batch axis, e.g. 1,28,28 or 13")
     parser.add_argument("--loss", choices=sorted(LOSSES), default=CROSS_ENTROPY,
-                        help="the last segment's loss: " + "; ".join(f"{n}: {l.description}" for n, l in LOSSES.items()))
+                        help="the last segment's loss: " + "; ".join(f"{name}: {loss.description}"
+                                                                     for name, loss in LOSSES.items()))
     parser.add_argument("--out", required=True, help="artifact directory to create")
     parser.add_argument("--name", help="model name recorded in the manifest (default: the factory's name)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the initial weights and the check data")

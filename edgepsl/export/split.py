@@ -5,8 +5,8 @@ from dataclasses import dataclass
 
 import onnx
 
-from edgepsl.segment import names
 from edgepsl.export.errors import ExportError
+from edgepsl.segment import names
 
 # Cheap ops: when all their inputs are available to the backward graph (x, parameters, constants), the
 # backward recomputes them instead of receiving them as saved tensors.

@@ -95,7 +95,8 @@ def _step(segment: nn.Module, x: torch.Tensor, seed: torch.Tensor, loss: Loss | 
     return result, eval_out
 
 
-def reference(segment: nn.Module, x: torch.Tensor, seed: torch.Tensor, loss: Loss | None, grad_input: bool) -> Reference:
+def reference(segment: nn.Module, x: torch.Tensor, seed: torch.Tensor, loss: Loss | None,
+              grad_input: bool) -> Reference:
     """The float64 reference and PyTorch float32's error against it (worst over layouts and input roundings); seed is
     grad_out (loss None: a segment that is not last) or the loss's labels."""
     train, eval_out = _step(segment, x, seed, loss, grad_input, torch.float64, False)

@@ -10,14 +10,14 @@ import torch
 from torch import nn
 
 import models
-from edgepsl.segment import Segment, load_manifest, names
-from tests.tools.torch_reference import check_runtime_segment
-from tools import export as export_cli
 from edgepsl.export import trace
 from edgepsl.export.artifact import export_segments, write_artifact
 from edgepsl.export.errors import ExportError, VerificationError
 from edgepsl.export.verify import INPUT_ROUNDINGS, _roundings
+from edgepsl.segment import Segment, load_manifest, names
 from edgepsl.segment.losses import CROSS_ENTROPY, LOSSES
+from tests.tools.torch_reference import check_runtime_segment
+from tools import export as export_cli
 
 
 @pytest.fixture(scope="module", params=["mlp", "lenet5"])

@@ -10,10 +10,10 @@ import pytest
 import torch
 
 import models
-from edgepsl.segment import Segment, load_manifest, names
-from tests.tools.torch_reference import check_runtime_segment
 from edgepsl.export.artifact import export_segments, segment_bounds, segment_examples, write_artifact
+from edgepsl.segment import Segment, load_manifest, names
 from edgepsl.segment.losses import CROSS_ENTROPY, LOSSES
+from tests.tools.torch_reference import check_runtime_segment
 
 # model -> (cuts, the segments to export): small segments that still cover every block type of the model.
 CASES = {

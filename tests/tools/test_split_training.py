@@ -17,11 +17,11 @@ import torch
 import torch.nn.functional as F
 
 import models
-from edgepsl.segment import SGD, Segment, load_manifest, names
-from tests.tools.torch_reference import assert_within_bounds, load_runtime_state
 from edgepsl.export.artifact import export_segments, write_artifact
 from edgepsl.export.verify import reference, rel_l2, tensor_errors
+from edgepsl.segment import SGD, Segment, load_manifest, names
 from edgepsl.segment.losses import CROSS_ENTROPY, LOSSES
+from tests.tools.torch_reference import assert_within_bounds, load_runtime_state
 
 STEPS, BATCH = 5, 4
 LR, MOMENTUM, WEIGHT_DECAY = 0.02, 0.9, 5e-4

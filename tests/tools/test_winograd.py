@@ -7,12 +7,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edgepsl.segment import names
 from edgepsl.export.artifact import export_segments
-from edgepsl.export.decompositions import (WINOGRAD_TRANSFORMS, winograd_tile_for, winograd_weight,
-                                              decomposition_table, winograd_conv3x3,
-                                              winograd_weight_grad)
+from edgepsl.export.decompositions import (WINOGRAD_TRANSFORMS, decomposition_table, winograd_conv3x3,
+                                           winograd_tile_for, winograd_weight, winograd_weight_grad)
 from edgepsl.export.errors import ExportError
+from edgepsl.segment import names
 from edgepsl.segment.losses import CROSS_ENTROPY, LOSSES
 
 

@@ -5,8 +5,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from edgepsl.segment import Segment, names
 from edgepsl.export.verify import NOISE_FACTOR, TOLERANCE, reference, tensor_errors
+from edgepsl.segment import Segment, names
 from edgepsl.segment.losses import CROSS_ENTROPY, LOSSES
 
 
