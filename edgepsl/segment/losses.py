@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -40,6 +41,12 @@ class Loss:
         if self.name == MSE:
             return float(((per_sample - targets) ** 2).mean(axis=1).sum())
         return float(((per_sample > 0) == (targets > 0.5)).mean(axis=1).sum())
+
+    def evaluate(self, predict: Callable[[np.ndarray], np.ndarray], x: np.ndarray, y: np.ndarray,
+                 chunk: int = 1024) -> float:
+        """The metric over a whole data set (e.g. the coordinator's test set), predicting `chunk` samples at a time."""
+        total = sum(self.metric_total(predict(x[k:k + chunk]), y[k:k + chunk]) for k in range(0, len(y), chunk))
+        return total / len(y)
 
 
 LOSSES: dict[str, Loss] = {loss.name: loss for loss in (

@@ -7,7 +7,7 @@ import shutil
 import numpy as np
 import pytest
 
-from edgepsl.segment import ArtifactError, load_manifest
+from edgepsl.segment import ArtifactError, Segment, load_manifest
 from edgepsl.segment.losses import BCE_LOGITS, CROSS_ENTROPY, MSE, UnknownLossError, get_loss
 from tests.segment.conftest import ARTIFACT
 
@@ -24,6 +24,20 @@ def test_metric_totals_sum_the_per_sample_metric():
     assert get_loss(MSE).label_shape((None, 2)) == (None, 2)
     with pytest.raises(UnknownLossError, match="unknown loss 'hinge'"):
         get_loss("hinge")
+
+
+def test_evaluate_runs_the_metric_over_a_data_set_in_chunks(fashion_mnist):
+    _, _, x, y = fashion_mnist
+    manifest = load_manifest(ARTIFACT)
+    parts = [Segment(manifest, name, threads=1) for name in ("part1", "part2", "part3")]
+
+    def predict(batch: np.ndarray) -> np.ndarray:
+        for part in parts:
+            batch = part.evaluate(batch)
+        return batch
+
+    whole = (predict(x).argmax(axis=1) == y).mean()
+    assert manifest.loss.evaluate(predict, x, y, chunk=300) == pytest.approx(whole)
 
 
 def test_manifest_loss_defaults_to_cross_entropy_and_unknown_losses_are_refused(tmp_path):
