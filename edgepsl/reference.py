@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import importlib.util
+import os
 import sys
 from pathlib import Path
 
@@ -15,7 +16,8 @@ class UnresolvedReferenceError(EdgePSLError):
 
 
 def load_reference(ref: str, what: str) -> object:
-    """The object named by `file.py:name` (a file anywhere) or `module.path:name` (an importable module)."""
+    """The object named by `file.py:name` (a file anywhere) or `module.path:name` (importable, or found in the
+    current directory)."""
     location, sep, name = ref.rpartition(":")
     if not sep or not location or not name.isidentifier():
         raise UnresolvedReferenceError(f"{what} must be path/to/file.py:NAME or module.path:NAME, got {ref!r}")
@@ -23,13 +25,26 @@ def load_reference(ref: str, what: str) -> object:
         module = _load_file(Path(location), what)
     else:
         try:
-            module = importlib.import_module(location)
+            module = _import_module(location)
         except Exception as exc:
             raise UnresolvedReferenceError(f"{what} {ref!r}: cannot import module {location!r}: "
                                            f"{type(exc).__name__}: {exc}") from exc
     if not hasattr(module, name):
         raise UnresolvedReferenceError(f"{what} {ref!r}: {location} has no attribute {name!r}")
     return getattr(module, name)
+
+
+def _import_module(name: str) -> object:
+    """Import a module, also from the current directory (a console script, unlike `python -m`, leaves it off
+    sys.path)."""
+    cwd = os.getcwd()
+    if cwd in sys.path or "" in sys.path:
+        return importlib.import_module(name)
+    sys.path.insert(0, cwd)
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.path.remove(cwd)
 
 
 def _load_file(path: Path, what: str) -> object:
