@@ -35,9 +35,10 @@ import torch  # noqa: E402
 import models  # noqa: E402
 from edgepsl.segment import SGD, Segment, names  # noqa: E402
 from edgepsl.segment.session import open_session  # noqa: E402
-from tools.onnx_export.artifact import exporter_versions, export_model, segment_bounds  # noqa: E402
-from tools.onnx_export.artifact import write_artifact  # noqa: E402
-from tools.onnx_export.decompositions import WINOGRAD_TILE  # noqa: E402
+from edgepsl.export.artifact import export_segments, exporter_versions, segment_bounds  # noqa: E402
+from edgepsl.export.artifact import write_artifact  # noqa: E402
+from edgepsl.export.decompositions import WINOGRAD_TILE  # noqa: E402
+from edgepsl.segment.losses import CROSS_ENTROPY, LOSSES  # noqa: E402
 
 LR, MOMENTUM = 0.01, 0.9
 WARMUP = 3
@@ -63,9 +64,10 @@ def export_middle(name: str, directory: Path,
     """Export the middle segment (part2) of a model at its default cuts."""
     spec = models.get_spec(name)
     model = models.build(name)
-    segments = export_model(model, spec.input_shape, spec.num_classes, spec.default_cuts, segment_filter=["part2"],
-                            winograd_tile=winograd_tile)
-    out = write_artifact(directory / name, name, spec.default_cuts, len(model), spec.num_classes, segments)
+    segments = export_segments(model, spec.input_shape, spec.default_cuts, LOSSES[CROSS_ENTROPY],
+                               segment_filter=["part2"], winograd_tile=winograd_tile)
+    out = write_artifact(directory / name, name, spec.default_cuts, len(model), spec.num_classes, segments,
+                         LOSSES[CROSS_ENTROPY])
     return out, model, segments[0].blocks
 
 

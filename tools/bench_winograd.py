@@ -29,7 +29,7 @@ from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 from edgepsl.segment.session import open_session  # noqa: E402
 from tools.bench_segment import interleaved_ms  # noqa: E402
-from tools.onnx_export.artifact import exporter_versions  # noqa: E402
+from edgepsl.export.artifact import exporter_versions  # noqa: E402
 
 # (Cin, Cout, H=W) of the 3x3 stride-1 padding-1 convolutions of the middle segments at their default cuts, with
 # how many times each occurs (ResNet-18 part2: blocks 3-9; VGG-11 part2: blocks 2-8). 2x2 maps are excluded: the

@@ -185,7 +185,7 @@ prepare_rootfs() {
 prepare_shared() {
     mkdir -p "$shared/dist"
     (cd "$root" && "$host_py" setup.py -q sdist --dist-dir "$shared/dist" >"$work/sdist.log" 2>&1) || die "sdist failed: see $work/sdist.log"
-    cp -r "$root/models/artifacts/lenet5-fmnist" "$shared/artifact"
+    cp -r "$root/edgepsl/artifacts/lenet5-fmnist" "$shared/artifact"
     cp "$root/tools/aarch64/client_checks.py" "$shared/"
     (cd / && "$host_py" -P "$shared/client_checks.py" segments "$shared/artifact" --write "$shared/reference.json")
     make_keys

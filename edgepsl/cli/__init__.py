@@ -11,7 +11,7 @@ from edgepsl import __version__
 from edgepsl.errors import EdgePSLError
 
 # Each name is a module edgepsl.cli.<name> exposing HELP, add_arguments(parser) and run(args) -> int.
-SUBCOMMANDS: tuple[str, ...] = ("doctor", "plan", "keys", "profile", "demo", "coordinator", "helper", "client")
+SUBCOMMANDS: tuple[str, ...] = ("doctor", "plan", "keys", "profile", "export", "demo", "coordinator", "helper", "client")
 
 
 def _version_line() -> str:

@@ -11,7 +11,7 @@ from typing import Any, Mapping
 from edgepsl.plan.heuristics import DISPATCH_RULES, METHODS
 from edgepsl.runtime.errors import RunConfigError
 
-DEFAULT_ARTIFACT = str(Path(__file__).resolve().parents[2] / "models" / "artifacts" / "lenet5-fmnist")
+DEFAULT_ARTIFACT = str(Path(__file__).resolve().parents[1] / "artifacts" / "lenet5-fmnist")
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ import numpy as np
 
 from edgepsl.segment import names
 from edgepsl.segment.errors import ArtifactError, SegmentInputError
+from edgepsl.segment.losses import CROSS_ENTROPY, Loss, UnknownLossError, get_loss
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,26 @@ class Manifest:
     exporter: dict[str, str]
     segments: tuple[SegmentSpec, ...]
     files: dict[str, str]
+    loss: Loss
+
+    @property
+    def input(self) -> TensorSpec:
+        """The model's input: the first segment's input tensor (None marks the batch axis)."""
+        return self.segments[0].input
+
+    @property
+    def labels(self) -> TensorSpec:
+        """A batch of labels as the last segment's train graph takes them (dtype and shape set by the loss)."""
+        return self.loss_labels(self.segments[-1])
+
+    @property
+    def metric(self) -> str:
+        """Name of the evaluation metric that fits the loss: accuracy, mse or label_accuracy."""
+        return self.loss.metric
+
+    def loss_labels(self, segment: SegmentSpec) -> TensorSpec:
+        """The labels input of a last segment's train graph."""
+        return TensorSpec(names.LABELS, self.loss.label_shape(segment.output.shape), self.loss.label_dtype)
 
     def segment(self, name: str) -> SegmentSpec:
         """The named segment; ArtifactError listing the segments otherwise."""
@@ -130,6 +151,27 @@ def _segment(obj: dict[str, Any], index: int) -> SegmentSpec:
         state=str(_field(obj, "state", where)))
 
 
+def _loss(obj: dict[str, Any], path: Path) -> Loss:
+    """The manifest's loss (cross-entropy when absent: artifacts exported before losses were recorded)."""
+    try:
+        return get_loss(str(obj.get("loss", CROSS_ENTROPY)))
+    except UnknownLossError as exc:
+        raise ArtifactError(f"{path}: {exc}; this edgepsl may be older than the exporter") from None
+
+
+def _check_labels(manifest: Manifest) -> None:
+    """Every last segment's train graph takes labels of the dtype the manifest's loss needs."""
+    for seg in manifest.segments:
+        if seg.role != names.LAST:
+            continue
+        declared = next((t for t in seg.graphs[names.TRAIN].inputs if t.name == names.LABELS), None)
+        want = manifest.loss_labels(seg)
+        if declared is None or declared.dtype != want.dtype or len(declared.shape) != len(want.shape):
+            raise ArtifactError(f"artifact {manifest.directory}: segment {seg.name!r}'s train graph does not take "
+                                f"{want.dtype.name} labels of rank {len(want.shape)} as loss {manifest.loss.name!r} "
+                                f"needs; re-export it")
+
+
 def sha256_file(path: Path) -> str:
     """Hex sha256 of a file's bytes."""
     digest = hashlib.sha256()
@@ -161,7 +203,7 @@ def load_manifest(directory: str | os.PathLike[str]) -> Manifest:
     path = root / names.MANIFEST_FILE
     if not path.is_file():
         raise ArtifactError(f"{root} is not a segment artifact: {names.MANIFEST_FILE} is missing "
-                            f"(export one with tools/export.py)")
+                            f"(export one with `edgepsl export`)")
     try:
         obj = json.loads(path.read_text())
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -187,6 +229,8 @@ def load_manifest(directory: str | os.PathLike[str]) -> Manifest:
         exporter={str(k): str(v) for k, v in _field(obj, "exporter", "the manifest").items()},
         segments=tuple(_segment(s, i) for i, s in enumerate(segments)),
         files={str(k): str(v) for k, v in files.items()},
+        loss=_loss(obj, path),
     )
+    _check_labels(manifest)
     _check_files(manifest)
     return manifest

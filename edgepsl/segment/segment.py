@@ -11,6 +11,7 @@ import onnxruntime as ort
 from edgepsl.segment import names
 from edgepsl.segment.errors import (ArtifactError, SegmentError, SegmentInputError, SegmentRoleError, StateError,
                                     UnknownJobError)
+from edgepsl.segment.losses import BCE_LOGITS
 from edgepsl.segment.manifest import Manifest, SegmentSpec, TensorSpec, load_manifest
 from edgepsl.segment.session import DEFAULT_PROVIDERS, open_session
 
@@ -73,7 +74,7 @@ class Segment:
         self._input_names = {g: [i.name for i in s.get_inputs()] for g, s in self._sessions.items()}
         self._output_names = {g: [o.name for o in s.get_outputs()] for g, s in self._sessions.items()}
         self._jobs: dict[Hashable, dict[str, np.ndarray]] = {}
-        self._labels = TensorSpec(names.LABELS, (None,), np.dtype(np.int64))
+        self._labels = self.manifest.loss_labels(self.spec)
 
     @property
     def name(self) -> str:
@@ -174,18 +175,28 @@ class Segment:
         del self._jobs[job_id]
 
     def train_step(self, x: np.ndarray, labels: np.ndarray) -> TrainResult:
-        """Last segment: forward, mean cross-entropy loss and backward in one graph run."""
+        """Last segment: forward, the manifest's loss (mean over the batch) and backward in one graph run."""
         self._require(names.LAST)
         x = self._check_x(x, training=True)
         labels = self._labels.check(labels, f"segment {self.name} labels")
         if labels.shape[0] != x.shape[0]:
             raise SegmentInputError(f"segment {self.name}: {labels.shape[0]} labels for a batch of {x.shape[0]}")
-        classes = self.spec.output.shape[-1]
-        if labels.size and (labels.min() < 0 or labels.max() >= classes):
-            raise SegmentInputError(f"segment {self.name}: labels must lie in 0..{classes - 1}")
+        self._check_label_values(labels)
         outputs = self._run(names.TRAIN, {names.X: x, names.LABELS: labels})
         self._update_buffers(outputs)
         return TrainResult(float(outputs[names.LOSS]), outputs[names.GRAD_IN], self._grads(outputs))
+
+    def _check_label_values(self, labels: np.ndarray) -> None:
+        """Class indices inside 0..classes-1, targets finite (and inside [0, 1] for binary cross-entropy)."""
+        loss = self.manifest.loss
+        if loss.class_labels:
+            classes = self.spec.output.shape[-1]
+            if labels.size and (labels.min() < 0 or labels.max() >= classes):
+                raise SegmentInputError(f"segment {self.name}: labels must lie in 0..{classes - 1}")
+        elif not np.isfinite(labels).all():
+            raise SegmentInputError(f"segment {self.name}: {loss.name} targets must be finite")
+        elif loss.name == BCE_LOGITS and labels.size and (labels.min() < 0 or labels.max() > 1):
+            raise SegmentInputError(f"segment {self.name}: {loss.name} targets must lie in [0, 1]")
 
     def evaluate(self, x: np.ndarray) -> np.ndarray:
         """Inference-mode forward (BatchNorm with running statistics); logits for a last segment."""

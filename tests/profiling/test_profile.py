@@ -16,7 +16,7 @@ from edgepsl.profiling.measure import profile_artifact
 from edgepsl.profiling.profile_file import merge_device, profile_dict
 from edgepsl.segment import Segment, load_manifest
 
-ARTIFACT = str(Path(__file__).resolve().parents[2] / "models" / "artifacts" / "lenet5-fmnist")
+ARTIFACT = str(Path(__file__).resolve().parents[2] / "edgepsl" / "artifacts" / "lenet5-fmnist")
 BATCH = 16
 
 

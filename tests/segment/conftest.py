@@ -9,7 +9,7 @@ import pytest
 
 from edgepsl.data.idx import load_fashion_mnist
 
-ARTIFACT = Path(__file__).resolve().parents[2] / "models" / "artifacts" / "lenet5-fmnist"
+ARTIFACT = Path(__file__).resolve().parents[2] / "edgepsl" / "artifacts" / "lenet5-fmnist"
 
 
 def normalise(images: np.ndarray) -> np.ndarray:

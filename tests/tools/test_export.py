@@ -10,13 +10,14 @@ import torch
 from torch import nn
 
 import models
+from edgepsl.export import trace
+from edgepsl.export.artifact import export_segments, write_artifact
+from edgepsl.export.errors import ExportError, VerificationError
+from edgepsl.export.verify import INPUT_ROUNDINGS, _roundings
 from edgepsl.segment import Segment, load_manifest, names
+from edgepsl.segment.losses import CROSS_ENTROPY, LOSSES
 from tests.tools.torch_reference import check_runtime_segment
 from tools import export as export_cli
-from tools.onnx_export import trace
-from tools.onnx_export.artifact import export_model, write_artifact
-from tools.onnx_export.errors import ExportError, VerificationError
-from tools.onnx_export.verify import INPUT_ROUNDINGS, _roundings
 
 
 @pytest.fixture(scope="module", params=["mlp", "lenet5"])
@@ -25,9 +26,9 @@ def artifact(request, tmp_path_factory):
     name = request.param
     spec = models.get_spec(name)
     model = models.build(name)
-    segments = export_model(model, spec.input_shape, spec.num_classes, spec.default_cuts)
+    segments = export_segments(model, spec.input_shape, spec.default_cuts, LOSSES[CROSS_ENTROPY])
     out = write_artifact(tmp_path_factory.mktemp(name) / "art", name, spec.default_cuts, len(model),
-                         spec.num_classes, segments)
+                         spec.num_classes, segments, LOSSES[CROSS_ENTROPY])
     return name, model, segments, out
 
 
@@ -128,7 +129,7 @@ def test_export_without_our_decompositions_fails_verification_and_writes_nothing
 
 def test_stock_batchnorm_translation_is_caught(monkeypatch):
     """Without the BatchNorm decompositions training BN is exported as inference BN; verification names it."""
-    from tools.onnx_export import decompositions
+    from edgepsl.export import decompositions
     table = decompositions.decomposition_table()
     for op in decompositions._BATCH_NORM_OPS:
         table.pop(op, None)
@@ -138,14 +139,14 @@ def test_stock_batchnorm_translation_is_caught(monkeypatch):
                           nn.Sequential(nn.Conv2d(4, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(),
                                         nn.Linear(4 * 4 * 4, 3)))
     with pytest.raises(VerificationError, match=r"segment part2, train graph: tensor '[^']+' has relative L2 error"):
-        export_model(model, (1, 8, 8), 3, [1])
+        export_segments(model, (1, 8, 8), [1], LOSSES[CROSS_ENTROPY])
 
 
 def test_unsupported_op_is_an_export_error():
     model = nn.Sequential(nn.Sequential(nn.ConvTranspose2d(1, 2, 3), nn.ReLU()),
                           nn.Sequential(nn.Flatten(), nn.Linear(2 * 10 * 10, 3)))
     with pytest.raises(ExportError, match="segment part1 .*non-transposed convolutions"):
-        export_model(model, (1, 8, 8), 3, [1])
+        export_segments(model, (1, 8, 8), [1], LOSSES[CROSS_ENTROPY])
 
 
 def test_batchnorm_backward_reads_the_forward_centred_input():
@@ -155,7 +156,7 @@ def test_batchnorm_backward_reads_the_forward_centred_input():
     model = nn.Sequential(nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU()),
                           nn.Sequential(nn.Conv2d(4, 4, 3, bias=False), nn.BatchNorm2d(4), nn.ReLU()),
                           nn.Sequential(nn.Flatten(), nn.Linear(4 * 4 * 4, 3)))
-    (part2,) = export_model(model, (1, 8, 8), 3, [1, 2], segment_filter=["part2"])
+    (part2,) = export_segments(model, (1, 8, 8), [1, 2], LOSSES[CROSS_ENTROPY], segment_filter=["part2"])
     backward = part2.graphs[names.BACKWARD].graph
     forward_tensors = {i.name for i in backward.input if i.name != names.GRAD_OUT}
     subs = [n for n in backward.node if n.op_type == "Sub"]

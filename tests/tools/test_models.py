@@ -10,9 +10,10 @@ import pytest
 import torch
 
 import models
+from edgepsl.export.artifact import export_segments, segment_bounds, segment_examples, write_artifact
 from edgepsl.segment import Segment, load_manifest, names
+from edgepsl.segment.losses import CROSS_ENTROPY, LOSSES
 from tests.tools.torch_reference import check_runtime_segment
-from tools.onnx_export.artifact import export_model, segment_examples, segment_bounds, write_artifact
 
 # model -> (cuts, the segments to export): small segments that still cover every block type of the model.
 CASES = {
@@ -39,11 +40,11 @@ def test_segments_of_big_models_match_float64(name, tmp_path):
     cuts, wanted = CASES[name]
     spec = models.get_spec(name)
     model = models.build(name)
-    segments = export_model(model, spec.input_shape, spec.num_classes, cuts, segment_filter=wanted)
+    segments = export_segments(model, spec.input_shape, cuts, LOSSES[CROSS_ENTROPY], segment_filter=wanted)
     assert [s.name for s in segments] == wanted
     roles = {s.name: s.role for s in segments}
     assert roles[wanted[0]] == names.FIRST and roles[wanted[-1]] == names.LAST
-    out = write_artifact(tmp_path / name, name, cuts, len(model), spec.num_classes, segments)
+    out = write_artifact(tmp_path / name, name, cuts, len(model), spec.num_classes, segments, LOSSES[CROSS_ENTROPY])
     manifest = load_manifest(out)
     examples = segment_examples(model, spec.input_shape, segment_bounds(len(model), cuts), seed=9)
     rng = np.random.default_rng(1)

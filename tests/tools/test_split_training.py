@@ -17,10 +17,11 @@ import torch
 import torch.nn.functional as F
 
 import models
+from edgepsl.export.artifact import export_segments, write_artifact
+from edgepsl.export.verify import reference, rel_l2, tensor_errors
 from edgepsl.segment import SGD, Segment, load_manifest, names
+from edgepsl.segment.losses import CROSS_ENTROPY, LOSSES
 from tests.tools.torch_reference import assert_within_bounds, load_runtime_state
-from tools.onnx_export.artifact import export_model, write_artifact
-from tools.onnx_export.verify import reference, rel_l2, tensor_errors
 
 STEPS, BATCH = 5, 4
 LR, MOMENTUM, WEIGHT_DECAY = 0.02, 0.9, 5e-4
@@ -31,9 +32,9 @@ def vgg11_artifact(tmp_path_factory):
     """VGG-11 cut at the default cuts, exported and verified."""
     spec = models.get_spec("vgg11")
     model = models.build("vgg11")
-    segments = export_model(model, spec.input_shape, spec.num_classes, spec.default_cuts)
+    segments = export_segments(model, spec.input_shape, spec.default_cuts, LOSSES[CROSS_ENTROPY])
     out = write_artifact(tmp_path_factory.mktemp("vgg11") / "art", "vgg11", spec.default_cuts, len(model),
-                         spec.num_classes, segments)
+                         spec.num_classes, segments, LOSSES[CROSS_ENTROPY])
     return model, out
 
 
@@ -59,7 +60,7 @@ def test_three_segments_train_like_unsplit_pytorch(vgg11_artifact):
         y = rng.integers(0, 10, BATCH).astype(np.int64)
         state_model = copy.deepcopy(model)
         load_runtime_state(state_model, segments)
-        ref = reference(state_model, torch.from_numpy(x), torch.from_numpy(y), with_loss=True, grad_input=False)
+        ref = reference(state_model, torch.from_numpy(x), torch.from_numpy(y), LOSSES[CROSS_ENTROPY], grad_input=False)
         loss, grads = _split_step(segments, step, x, y)
         got = {names.LOSS: np.float64(loss), **{names.GRAD + k: v for k, v in grads.items()}}
         got.update({names.NEW_BUFFER + k: v for s in segments for k, v in s.buffers.items()})

@@ -7,12 +7,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from edgepsl.export.artifact import export_segments
+from edgepsl.export.decompositions import (WINOGRAD_TRANSFORMS, decomposition_table, winograd_conv3x3,
+                                           winograd_tile_for, winograd_weight, winograd_weight_grad)
+from edgepsl.export.errors import ExportError
 from edgepsl.segment import names
-from tools.onnx_export.artifact import export_model
-from tools.onnx_export.decompositions import (WINOGRAD_TRANSFORMS, winograd_tile_for, winograd_weight,
-                                              decomposition_table, winograd_conv3x3,
-                                              winograd_weight_grad)
-from tools.onnx_export.errors import ExportError
+from edgepsl.segment.losses import CROSS_ENTROPY, LOSSES
 
 
 def _rel(got: torch.Tensor, ref: torch.Tensor) -> float:
@@ -62,7 +62,7 @@ def test_conv_segment_exports_and_verifies_with_each_tile(tile):
     torch.manual_seed(0)
     model = nn.Sequential(_conv_block(3, 8), _conv_block(8, 8), _conv_block(8, 16),
                           nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 4)))
-    segments = export_model(model, (3, 8, 8), 4, [1, 3], winograd_tile=tile)
+    segments = export_segments(model, (3, 8, 8), [1, 3], LOSSES[CROSS_ENTROPY], winograd_tile=tile)
     assert all(max(s.errors.values()) <= 1e-5 for s in segments)
     middle = segments[1].graphs[names.FORWARD]
     assert any(n.op_type == "Conv" for n in middle.graph.node) == (tile == 0)

@@ -5,8 +5,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from edgepsl.export.verify import NOISE_FACTOR, TOLERANCE, reference, tensor_errors
 from edgepsl.segment import Segment, names
-from tools.onnx_export.verify import NOISE_FACTOR, TOLERANCE, reference, tensor_errors
+from edgepsl.segment.losses import CROSS_ENTROPY, LOSSES
 
 
 def load_runtime_state(model: nn.Sequential, segments: list[Segment]) -> None:
@@ -31,14 +32,14 @@ def check_runtime_segment(segment: Segment, torch_segment: nn.Module, x: np.ndar
     grad_input = segment.role != names.FIRST
     if segment.role == names.LAST:
         labels = rng.integers(0, num_classes, x.shape[0]).astype(np.int64)
-        ref = reference(torch_segment, torch.from_numpy(x), torch.from_numpy(labels), True, True)
+        ref = reference(torch_segment, torch.from_numpy(x), torch.from_numpy(labels), LOSSES[CROSS_ENTROPY], True)
         result = segment.train_step(x, labels)
         got = {names.LOSS: np.float64(result.loss), names.GRAD_IN: result.grad_in}
         grads = result.grads
     else:
         out = segment.forward("check", x)
         grad_out = rng.standard_normal(out.shape).astype(np.float32)
-        ref = reference(torch_segment, torch.from_numpy(x), torch.from_numpy(grad_out), False, grad_input)
+        ref = reference(torch_segment, torch.from_numpy(x), torch.from_numpy(grad_out), None, grad_input)
         back = segment.backward("check", grad_out)
         got = {names.OUT: out}
         grads = back.grads

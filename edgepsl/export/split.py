@@ -5,8 +5,8 @@ from dataclasses import dataclass
 
 import onnx
 
+from edgepsl.export.errors import ExportError
 from edgepsl.segment import names
-from tools.onnx_export.errors import ExportError
 
 # Cheap ops: when all their inputs are available to the backward graph (x, parameters, constants), the
 # backward recomputes them instead of receiving them as saved tensors.

@@ -17,12 +17,13 @@ import onnx
 import torch
 from torch import nn
 
+from edgepsl.export.convert import OPSET
+from edgepsl.export.decompositions import WINOGRAD_TILE
+from edgepsl.export.errors import ExportError
+from edgepsl.export.segment import ExportedSegment, SegmentExample, export_segment
+from edgepsl.export.verify import TOLERANCE
 from edgepsl.segment import names
-from tools.onnx_export.convert import OPSET
-from tools.onnx_export.decompositions import WINOGRAD_TILE
-from tools.onnx_export.errors import ExportError
-from tools.onnx_export.segment import ExportedSegment, SegmentExample, export_segment
-from tools.onnx_export.verify import TOLERANCE
+from edgepsl.segment.losses import Loss
 
 TRACE_BATCH = 4
 VERIFY_BATCH = 3
@@ -60,21 +61,25 @@ def segment_examples(model: nn.Sequential, input_shape: Sequence[int], bounds: l
     with torch.no_grad():
         for a, b in bounds:
             examples.append(SegmentExample(trace_x.clone(), verify_x.clone()))
-            trace_x, verify_x = probe[a:b](trace_x), probe[a:b](verify_x)
+            try:
+                trace_x, verify_x = probe[a:b](trace_x), probe[a:b](verify_x)
+            except Exception as exc:
+                raise ExportError(f"blocks {a}:{b} fail on a batch of input shape {list(input_shape)} (from the "
+                                  f"model's input shape): {type(exc).__name__}: {exc}") from exc
     return examples
 
 
-def export_model(model: nn.Sequential, input_shape: Sequence[int], num_classes: int, cuts: Sequence[int],
-                 seed: int = 0, segment_filter: Sequence[str] | None = None,
-                 winograd_tile: int = WINOGRAD_TILE) -> list[ExportedSegment]:
-    """Export and verify every segment of a cut model (or only the named ones), in memory; winograd_tile as in
-    export_segment."""
+def export_segments(model: nn.Sequential, input_shape: Sequence[int], cuts: Sequence[int], loss: Loss,
+                    seed: int = 0, segment_filter: Sequence[str] | None = None,
+                    winograd_tile: int = WINOGRAD_TILE) -> list[ExportedSegment]:
+    """Export and verify every segment of a cut model (or only the named ones), in memory, the last one with `loss`;
+    winograd_tile as in export_segment."""
     bounds = segment_bounds(len(model), cuts)
     examples = segment_examples(model, input_shape, bounds, seed)
     exported = []
     for name, role, span, example in zip(segment_names(len(bounds)), roles(len(bounds)), bounds, examples):
         if segment_filter is None or name in segment_filter:
-            exported.append(export_segment(name, role, model, span, example, num_classes, seed, winograd_tile))
+            exported.append(export_segment(name, role, model, span, example, loss, seed, winograd_tile))
     return exported
 
 
@@ -124,8 +129,9 @@ def _segment_entry(seg: ExportedSegment, files: dict[str, bytes]) -> dict[str, o
 
 
 def write_artifact(out_dir: str | os.PathLike[str], model_name: str, cuts: Sequence[int], num_blocks: int,
-                   num_classes: int, segments: list[ExportedSegment], force: bool = False) -> Path:
-    """Write graphs, states and manifest.json to a temporary directory, then move it to out_dir."""
+                   num_classes: int, segments: list[ExportedSegment], loss: Loss, force: bool = False) -> Path:
+    """Write graphs, states and manifest.json (recording the loss) to a temporary directory, then move it to
+    out_dir; num_classes is the width of the model's output."""
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()) and not force:
         raise ExportError(f"{out} exists and is not empty; pass --force to replace it")
@@ -133,7 +139,7 @@ def write_artifact(out_dir: str | os.PathLike[str], model_name: str, cuts: Seque
     entries = [_segment_entry(seg, files) for seg in segments]
     manifest = {
         "format": names.FORMAT_NAME, "format_version": names.FORMAT_VERSION, "model": model_name,
-        "cuts": list(cuts), "num_blocks": num_blocks, "num_classes": num_classes, "opset": OPSET,
+        "cuts": list(cuts), "num_blocks": num_blocks, "num_classes": num_classes, "loss": loss.name, "opset": OPSET,
         "exporter": exporter_versions(), "segments": entries,
         "files": {f: hashlib.sha256(data).hexdigest() for f, data in sorted(files.items())},
     }

@@ -18,12 +18,13 @@ from dataclasses import dataclass
 import numpy as np
 import onnx
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from edgepsl.export.errors import VerificationError
+from edgepsl.export.losses import loss_value
 from edgepsl.segment import names
+from edgepsl.segment.losses import Loss
 from edgepsl.segment.session import open_session
-from tools.onnx_export.errors import VerificationError
 
 TOLERANCE = 1e-5
 NOISE_FACTOR = 10.0
@@ -65,7 +66,7 @@ def tensor_errors(actual: dict[str, np.ndarray], expected: dict[str, np.ndarray]
     return errors
 
 
-def _step(segment: nn.Module, x: torch.Tensor, seed: torch.Tensor, with_loss: bool, grad_input: bool,
+def _step(segment: nn.Module, x: torch.Tensor, seed: torch.Tensor, loss: Loss | None, grad_input: bool,
           dtype: torch.dtype, channels_last: bool) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Train-mode out/loss, new buffers, grad_in and parameter gradients, and the eval-mode output, in `dtype`."""
     layout = torch.channels_last if channels_last else torch.contiguous_format
@@ -77,13 +78,13 @@ def _step(segment: nn.Module, x: torch.Tensor, seed: torch.Tensor, with_loss: bo
     out = train(xx)
     params = list(train.parameters())
     wrt = ([xx] if grad_input else []) + params
-    if with_loss:
-        head = F.cross_entropy(out, seed)
+    if loss is not None:
+        head = loss_value(loss, out, seed)
         grads = torch.autograd.grad(head, wrt)
     else:
         head = out
         grads = torch.autograd.grad(out, wrt, seed.to(dtype))
-    result = {names.LOSS if with_loss else names.OUT: head.detach().double().numpy()}
+    result = {names.OUT if loss is None else names.LOSS: head.detach().double().numpy()}
     result.update({names.NEW_BUFFER + n: b.numpy() for n, b in train.named_buffers()})
     if grad_input:
         result[names.GRAD_IN] = grads[0].double().numpy()
@@ -94,13 +95,15 @@ def _step(segment: nn.Module, x: torch.Tensor, seed: torch.Tensor, with_loss: bo
     return result, eval_out
 
 
-def reference(segment: nn.Module, x: torch.Tensor, seed: torch.Tensor, with_loss: bool, grad_input: bool) -> Reference:
-    """The float64 reference and PyTorch float32's error against it (worst over layouts and input roundings)."""
-    train, eval_out = _step(segment, x, seed, with_loss, grad_input, torch.float64, False)
+def reference(segment: nn.Module, x: torch.Tensor, seed: torch.Tensor, loss: Loss | None,
+              grad_input: bool) -> Reference:
+    """The float64 reference and PyTorch float32's error against it (worst over layouts and input roundings); seed is
+    grad_out (loss None: a segment that is not last) or the loss's labels."""
+    train, eval_out = _step(segment, x, seed, loss, grad_input, torch.float64, False)
     float32_error: dict[str, float] = {}
     for x32 in _roundings(x):
         for channels_last in ((False, True) if x.dim() == 4 else (False,)):
-            train32, eval32 = _step(segment, x32, seed, with_loss, grad_input, torch.float32, channels_last)
+            train32, eval32 = _step(segment, x32, seed, loss, grad_input, torch.float32, channels_last)
             errors = tensor_errors({**train32, f"{names.EVAL}:{names.OUT}": eval32},
                                    {**train, f"{names.EVAL}:{names.OUT}": eval_out})
             float32_error = {k: max(v, float32_error.get(k, 0.0)) for k, v in errors.items()}
@@ -150,12 +153,12 @@ def _compare(segment_name: str, graph: str, actual: dict[str, np.ndarray], expec
 
 
 def verify_segment(segment_name: str, graphs: dict[str, onnx.ModelProto], state: dict[str, np.ndarray],
-                   ref: Reference, x: np.ndarray, seed: np.ndarray, with_loss: bool) -> dict[str, float]:
+                   ref: Reference, x: np.ndarray, seed: np.ndarray, last: bool) -> dict[str, float]:
     """Run every graph of a segment on onnxruntime and compare with the float64 reference; errors by tensor."""
     errors: dict[str, float] = {}
     feeds = {**state, names.X: x}
     noise = ref.float32_error
-    if with_loss:
+    if last:
         got = _run(graphs[names.TRAIN], {**feeds, names.LABELS: seed})
         _compare(segment_name, names.TRAIN, got, ref.train, noise, errors)
     else:

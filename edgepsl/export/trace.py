@@ -5,12 +5,13 @@ from dataclasses import dataclass
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.fx.experimental.proxy_tensor import make_fx
 
+from edgepsl.export.decompositions import WINOGRAD_TILE, decomposition_table
+from edgepsl.export.losses import loss_value
 from edgepsl.segment import names
-from tools.onnx_export.decompositions import WINOGRAD_TILE, decomposition_table
+from edgepsl.segment.losses import Loss
 
 
 @dataclass
@@ -29,8 +30,9 @@ def segment_state(segment: nn.Module) -> tuple[list[str], list[str]]:
     return [n for n, _ in segment.named_parameters()], [n for n, _ in segment.named_buffers()]
 
 
-def _joint(segment: nn.Module, with_loss: bool, grad_input: bool) -> Callable[..., tuple[torch.Tensor, ...]]:
-    """f(params, buffers, x, grad_out|labels) -> (out|loss, new buffers, grad_in?, param grads), BN in train mode."""
+def _joint(segment: nn.Module, loss: Loss | None, grad_input: bool) -> Callable[..., tuple[torch.Tensor, ...]]:
+    """f(params, buffers, x, grad_out|labels) -> (out|loss, new buffers, grad_in?, param grads), BN in train mode;
+    loss None for a segment that is not last."""
     pnames, bnames = segment_state(segment)
 
     def joint(*flat: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -39,8 +41,8 @@ def _joint(segment: nn.Module, with_loss: bool, grad_input: bool) -> Callable[..
         x, seed = flat[-2], flat[-1]
         out = torch.func.functional_call(segment, {**dict(zip(pnames, params)), **dict(zip(bnames, buffers))}, (x,))
         wrt = ([x] if grad_input else []) + params
-        if with_loss:
-            head = F.cross_entropy(out, seed)
+        if loss is not None:
+            head = loss_value(loss, out, seed)
             grads = torch.autograd.grad(head, wrt)
         else:
             head = out
@@ -66,13 +68,14 @@ def _state_args(segment: nn.Module, requires_grad: bool) -> list[torch.Tensor]:
     return params + [b.detach().clone() for b in segment.buffers()]
 
 
-def trace_joint(segment: nn.Module, x: torch.Tensor, seed: torch.Tensor, with_loss: bool,
+def trace_joint(segment: nn.Module, x: torch.Tensor, seed: torch.Tensor, loss: Loss | None,
                 grad_input: bool, winograd_tile: int = WINOGRAD_TILE) -> TracedGraph:
-    """Trace the training joint; seed is grad_out (vector-Jacobian product) or integer labels (cross-entropy)."""
+    """Trace the training joint; seed is grad_out (vector-Jacobian product, loss None) or the loss's labels."""
     pnames, bnames = segment_state(segment)
     segment.train()
     args = _state_args(segment, True) + [x.detach().clone().requires_grad_(grad_input), seed.detach().clone()]
-    module = make_fx(_joint(segment, with_loss, grad_input), decomposition_table=decomposition_table(winograd_tile),
+    with_loss = loss is not None
+    module = make_fx(_joint(segment, loss, grad_input), decomposition_table=decomposition_table(winograd_tile),
                      tracing_mode="symbolic")(*args)
     inputs = [names.PARAM + n for n in pnames] + [names.BUFFER + n for n in bnames]
     inputs += [names.X, names.LABELS if with_loss else names.GRAD_OUT]

@@ -13,7 +13,7 @@ from torch._decomp import core_aten_decompositions
 from torch._decomp import decomposition_table as torch_decompositions
 from torch._decomp.decompositions import native_batch_norm_helper as torch_batch_norm
 
-from tools.onnx_export.errors import ExportError
+from edgepsl.export.errors import ExportError
 
 aten = torch.ops.aten
 Tensor = torch.Tensor

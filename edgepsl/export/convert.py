@@ -4,17 +4,19 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import re
 import warnings
 
 import onnx
 import torch
 from torch import nn
 
-from tools.onnx_export.errors import ExportError
-from tools.onnx_export.trace import TracedGraph
+from edgepsl.export.errors import ExportError
+from edgepsl.export.trace import TracedGraph
 
 OPSET = 18
 BATCH_DIM = "batch"
+_MISSING_OP = re.compile(r"No ONNX function found for <OpOverload\(op='([^']+)'")
 
 
 class _Wrapped(nn.Module):
@@ -60,6 +62,16 @@ def _rename_batch(model: onnx.ModelProto) -> None:
                 dim.dim_param = BATCH_DIM
 
 
+def _export_failure(what: str, exc: BaseException) -> str:
+    """The message of a failed torch.onnx.export: the op without a standard-ONNX translation when there is one."""
+    text = "\n".join(str(e) for e in (exc, exc.__cause__, exc.__context__) if e is not None)
+    match = _MISSING_OP.search(text)
+    if match:
+        return (f"{what}: the op {match.group(1)} has no translation to standard ONNX ops; replace it in the model "
+                f"or add a decomposition to edgepsl/export/decompositions.py")
+    return f"{what}: torch.onnx.export failed: {type(exc).__name__}: {exc}"
+
+
 def to_onnx(traced: TracedGraph, what: str) -> onnx.ModelProto:
     """Export with torch.onnx (dynamo) at opset 18, the batch axis of the data inputs dynamic."""
     batch = torch.export.Dim(BATCH_DIM, min=2, max=1 << 16)
@@ -73,7 +85,7 @@ def to_onnx(traced: TracedGraph, what: str) -> onnx.ModelProto:
                                         output_names=traced.output_names, dynamic_shapes=(spec,), optimize=True,
                                         verbose=False)
         except Exception as exc:
-            raise ExportError(f"{what}: torch.onnx.export failed: {type(exc).__name__}: {exc}") from exc
+            raise ExportError(_export_failure(what, exc)) from exc
         finally:
             logging.disable(logging.NOTSET)
     model = program.model_proto

@@ -1,1 +1,0 @@
-"""Offline export of model segments to standard-op ONNX training graphs (needs torch, onnx, onnxscript)."""
