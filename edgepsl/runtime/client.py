@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 
-from edgepsl.errors import EdgePSLError
 from edgepsl.profiling.link import ProbeTimeoutError, probe_link
 from edgepsl.runtime import state
 from edgepsl.runtime.channels import channel_config
@@ -99,7 +98,7 @@ class Client:
         except StopRequested:
             self.link.leave(f"{self.name} was stopped by a signal")
             raise
-        except (EdgePSLError, OSError) as exc:
+        except Exception as exc:  # noqa: BLE001 - reported to the coordinator, then raised
             self.link.fail(RuntimeCode.ROLE_FAILED, f"{self.name} failed: {exc}")
             raise
         finally:
@@ -109,7 +108,7 @@ class Client:
             self.trace.close()
 
     def _serve(self) -> None:
-        env, _ = self.link.join(ClientWelcome)
+        env = self.link.join(ClientWelcome)
         while True:
             if env.message.type is MsgType.BYE:
                 log.info("%s: the coordinator said bye: %s", self.name, bye_reason(env))
@@ -127,7 +126,7 @@ class Client:
         kind = env.message.type
         received = time.perf_counter()
         if kind is MsgType.WELCOME:
-            welcome = self.link.decode(env, ClientWelcome)
+            welcome = self.link.welcome(env, ClientWelcome)
             if welcome is not None:
                 self._welcome(welcome)
             return
@@ -310,8 +309,8 @@ class Client:
         try:
             report = self._train(r, start, received)
         except Diverged as exc:
-            reason = f"training diverged at round {r}: {self.name}: {exc}"
-            log.error("%s", reason)
+            reason = f"{self.name}: {exc}"
+            log.error("training diverged at round %d: %s", r, reason)
             self.link.send(ErrorReply(RuntimeCode.DIVERGED, reason), r)
             return
         self.link.send(report, r)

@@ -51,8 +51,11 @@ class CoordinatorLink:
         except PeerUnreachableError:
             pass  # not connected yet: the next try goes out once it is
 
-    def join(self, welcome: type[P]) -> tuple[Envelope, P]:
-        """Register (again every REGISTER_RETRY_S) until the coordinator's WELCOME; RoleFailedError after join_timeout_s."""
+    def join(self, welcome: type[Payload]) -> Envelope:
+        """Register (again every REGISTER_RETRY_S) until the coordinator's valid WELCOME (or BYE), which it returns.
+
+        RoleFailedError after join_timeout_s.
+        """
         deadline = time.monotonic() + self.join_timeout_s
         log.info("%s: registering with %s", self.name, self.channel.endpoint)
         while time.monotonic() < deadline:
@@ -63,17 +66,22 @@ class CoordinatorLink:
                 if env is None:
                     continue
                 if env.message.type is MsgType.BYE:
-                    return env, None  # type: ignore[return-value]
+                    return env
                 if env.message.type is MsgType.WELCOME:
-                    payload = self.decode(env, welcome)
-                    if payload is not None:
-                        self.run = env.message.job.run
-                        log.info("%s: registered with run %r", self.name, self.run)
-                        return env, payload
+                    if self.decode(env, welcome) is not None:
+                        return env
                     continue
                 log.info("%s: ignored %s before the welcome", self.name, env.message.type.value)
         raise RoleFailedError(f"no welcome from the coordinator at {self.channel.endpoint} within "
                               f"{self.join_timeout_s:g} s (is it running, and does it allow this role's key?)")
+
+    def welcome(self, env: Envelope, cls: type[P]) -> P | None:
+        """A WELCOME's payload (the run id taken from it), or None after refusing it."""
+        payload = self.decode(env, cls)
+        if payload is not None:
+            self.run = env.message.job.run
+            log.info("%s: registered with run %r", self.name, self.run)
+        return payload
 
     def decode(self, env: Envelope, cls: type[P], **expect) -> P | None:
         """The payload, or None after refusing it (ERROR BAD_PAYLOAD to the coordinator and a log line)."""

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 
-from edgepsl.errors import EdgePSLError
 from edgepsl.plan.backend import kernels
 from edgepsl.plan.heuristics import DISPATCH_RULES
 from edgepsl.profiling.link import answer_probe
@@ -25,7 +24,7 @@ from edgepsl.runtime.protocol import (BWD, FWD, KIND_WORDS, Activations, CutShap
                                       StateRequest)
 from edgepsl.runtime.trace import Trace, now_ms, tensor_bytes
 from edgepsl.segment import Optimizer, Segment, SegmentError, StateError, load_manifest
-from edgepsl.wire import (Envelope, ErrorCode, JobId, KeyPair, Message, MsgType, PeerChannel, PeerSecurity,
+from edgepsl.wire import (Envelope, ErrorCode, KeyPair, Message, MsgType, PeerChannel, PeerSecurity,
                           PeerUnreachableError, ServerChannel, ServerSecurity, error_message)
 
 log = logging.getLogger("edgepsl.runtime.helper")
@@ -190,7 +189,7 @@ class Helper:
         except StopRequested:
             self.link.leave(f"{self.name} was stopped by a signal")
             raise
-        except (EdgePSLError, OSError) as exc:
+        except Exception as exc:  # noqa: BLE001 - reported to the coordinator, then raised
             self.link.fail(RuntimeCode.ROLE_FAILED, f"{self.name} failed: {exc}")
             raise
         finally:
@@ -201,7 +200,7 @@ class Helper:
             self.trace.close()
 
     def _serve(self) -> None:
-        env, _ = self.link.join(HelperWelcome)
+        env = self.link.join(HelperWelcome)
         while True:
             if env.message.type is MsgType.BYE:
                 log.info("%s: the coordinator said bye: %s", self.name, bye_reason(env))
@@ -217,7 +216,7 @@ class Helper:
         """Carry out one command of the coordinator; a payload that fails validation is refused and changes nothing."""
         kind = env.message.type
         if kind is MsgType.WELCOME:
-            welcome = self.link.decode(env, HelperWelcome)
+            welcome = self.link.welcome(env, HelperWelcome)
             if welcome is not None:
                 self._welcome(welcome)
             return
@@ -254,6 +253,7 @@ class Helper:
         opts = self.options
         config = welcome.config
         manifest = load_manifest(config.artifact)
+        self.early.take()  # jobs of a round a restarted coordinator abandoned
         secure = opts.keypair is not None
         if self.server is None:
             self.server = ServerChannel(opts.bind, insecure=not secure,
