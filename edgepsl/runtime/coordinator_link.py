@@ -123,7 +123,11 @@ class CoordinatorLink:
     def _event(self, event: PeerEvent) -> None:
         if event.kind is EventKind.LOST:
             self.lost_since = self.lost_since or time.monotonic()
-            log.warning("%s: the coordinator went silent; waiting up to %g s for it", self.name, self.join_timeout_s)
+            if self.run:
+                log.warning("%s: the coordinator went silent; waiting up to %g s for it", self.name,
+                            self.join_timeout_s)
+            else:
+                log.info("%s: no coordinator at %s yet; still trying", self.name, self.channel.endpoint)
         elif event.kind is EventKind.BACK:
             log.warning("%s: the coordinator is back; registering again", self.name)
             self.lost_since = None

@@ -105,7 +105,7 @@ class Coordinator:
                     averaging.save(self.run_dir, saved)
                 self.metrics.append(metrics)
                 records.append(metrics)
-                log.info("round %d: loss %.4f, makespan %.1f ms%s", r, metrics["loss"],
+                log.debug("round %d: loss %.4f, makespan %.1f ms%s", r, metrics["loss"],
                          metrics["realised_makespan_ms"],
                          f", accuracy {100 * metrics['accuracy']:.2f} %" if "accuracy" in metrics else "")
                 if self.on_round is not None:
