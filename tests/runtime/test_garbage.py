@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import threading
 import time
 
@@ -11,7 +12,8 @@ import zmq
 
 from edgepsl.runtime.launch import run_local
 from edgepsl.runtime.protocol import RuntimeCode
-from edgepsl.wire import ErrorCode, JobId, Message, MsgType, decode, encode
+from edgepsl.wire import (ChannelConfig, ErrorCode, JobId, KeyStore, Message, MsgType, PeerChannel, PeerEvent,
+                          PeerSecurity, decode, encode)
 from edgepsl.wire.validate import Limits
 from tests.runtime.conftest import small_run
 
@@ -70,3 +72,52 @@ def test_garbage_is_refused_while_the_others_finish(tmp_path):
     rogue.context.term()
     assert sorted(rogue.codes) == sorted(2 * [ErrorCode.BAD_HEADER, ErrorCode.BAD_TENSOR, ErrorCode.IMPERSONATION]
                                          + 3 * [ErrorCode.REJECTED] + [RuntimeCode.BAD_PAYLOAD])
+
+
+ATTACKS = [  # (message from an allowed key that is no role of the run, the refusal's reason)
+    (Message(MsgType.REGISTER, JobId("test", 0, "mallory", 1), meta={}), "register: role is missing"),
+    (Message(MsgType.REGISTER, JobId("test", 0, "mallory", 2), meta={"role": 5}), "register: role is 5; expected"),
+    (Message(MsgType.REGISTER, JobId("test", 0, "mallory", 3), meta={"role": "client", "capacity_mb": math.nan}),
+     "register: capacity_mb is nan, not finite"),
+    (Message(MsgType.REPORT, JobId("test", 1, "mallory", 4), meta={"phase": "round", "round": 1, "loss": "low"}),
+     "report (round): loss must be a number, got str"),
+    (Message(MsgType.REPORT, JobId("test", 0, "mallory", 5), meta={"phase": "links", "links": {"helper0": {
+        "sizes_bytes": list(range(1, 10)), "rtt_ms": [1.0], "latency_ms": 0.0, "mbps": 1.0, "fit": "line"}}}),
+     "report (links): links['helper0'].sizes_bytes has 9 items, more than 8"),
+]
+LEARNING = ("round", "loss", "client_loss", "accuracy")
+
+
+def test_malformed_payloads_from_an_allowed_key_are_refused_by_name_while_the_run_trains_as_usual(reference_run,
+                                                                                                   tmp_path):
+    """An authenticated peer (its CURVE key is allowed) sends payloads that fail validation mid-run: each gets
+    BAD_PAYLOAD naming the field, and the run ends with exactly the undisturbed run's metrics."""
+    run_dir = tmp_path / "run"
+    store = KeyStore(run_dir / "keys")
+    store.new("mallory")  # the local run allows every key of its store
+    channels: list[PeerChannel] = []
+
+    def on_round(metrics: dict) -> None:
+        if metrics["round"] == 0:
+            roles = json.loads((run_dir / "roles.json").read_text())
+            channel = PeerChannel(roles["coordinator"], "mallory", config=ChannelConfig(inbox=16, hwm=16),
+                                  security=PeerSecurity(store.identity("mallory"), store.identity("coordinator").public))
+            channels.append(channel)
+            for message, _ in ATTACKS:
+                channel.send(message)
+
+    summary = run_local(small_run(run_dir, clients=3, helpers=2), on_round)
+    reasons = []
+    deadline = time.monotonic() + 10.0
+    while len(reasons) < len(ATTACKS) and time.monotonic() < deadline:
+        item = channels[0].recv(timeout=0.2)
+        if item is not None and not isinstance(item, PeerEvent) and item.message.type is MsgType.ERROR:
+            code, reason = item.message.error_info()
+            assert code == RuntimeCode.BAD_PAYLOAD, reason
+            reasons.append(reason)
+    channels[0].close()
+    assert len(reasons) == len(ATTACKS)
+    for _, expected in ATTACKS:
+        assert any(reason.startswith(expected) for reason in reasons), (expected, reasons)
+    assert [{k: m[k] for k in LEARNING if k in m} for m in summary.records] == \
+        [{k: m[k] for k in LEARNING if k in m} for m in reference_run.records]
