@@ -53,7 +53,7 @@ class RunConfig:
     register_timeout_s: float = 120.0
     round_timeout_s: float = 300.0
     aggregation: str = "fedavg"
-    helper_early_messages: int = 64
+    helper_early_messages: int = 8
     helper_early_mb: float = 256.0
 
     def __post_init__(self) -> None:

@@ -119,26 +119,28 @@ class RoundSchedule:
 
 
 class EarlyJobs:
-    """Job messages that arrive before their round starts, bounded in count and bytes (the rest is refused BUSY)."""
+    """Job messages that arrive before their round starts, bounded per sender in count and bytes (the rest is refused
+    BUSY), so a peer that floods the helper cannot crowd out the others' early jobs."""
 
     def __init__(self) -> None:
         self.envelopes: list[Envelope] = []
-        self.bytes = 0
+        self.held: dict[str, tuple[int, int]] = {}  # sender -> (messages, bytes) kept
 
     def offer(self, env: Envelope, max_messages: int, max_bytes: int) -> str | None:
         """Keep the message, or the reason it cannot be kept."""
         size = tensor_bytes(env.message.tensors)
-        if len(self.envelopes) >= max_messages or self.bytes + size > max_bytes:
-            return (f"this helper holds {len(self.envelopes)} messages ({self.bytes} bytes) for rounds that have not "
-                    f"started, its bound (helper_early_messages {max_messages}, helper_early_mb "
+        count, held = self.held.get(env.peer, (0, 0))
+        if count >= max_messages or held + size > max_bytes:
+            return (f"this helper holds {count} messages ({held} bytes) of {env.peer} for rounds that have not "
+                    f"started, its bound per sender (helper_early_messages {max_messages}, helper_early_mb "
                     f"{max_bytes / 2 ** 20:g}); send the job after its round starts")
         self.envelopes.append(env)
-        self.bytes += size
+        self.held[env.peer] = (count + 1, held + size)
         return None
 
     def take(self) -> list[Envelope]:
         """Everything kept, emptied."""
-        out, self.envelopes, self.bytes = self.envelopes, [], 0
+        out, self.envelopes, self.held = self.envelopes, [], {}
         return out
 
 

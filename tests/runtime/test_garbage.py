@@ -121,3 +121,40 @@ def test_malformed_payloads_from_an_allowed_key_are_refused_by_name_while_the_ru
         assert any(reason.startswith(expected) for reason in reasons), (expected, reasons)
     assert [{k: m[k] for k in LEARNING if k in m} for m in summary.records] == \
         [{k: m[k] for k in LEARNING if k in m} for m in reference_run.records]
+
+
+FLOOD = 30
+
+
+def test_a_flood_of_jobs_before_their_round_is_bounded_at_the_helper(reference_run, tmp_path):
+    """Jobs that arrive before their round are kept only up to helper_early_messages / helper_early_mb per sender;
+    the rest is refused BUSY at once, and the clients' own early jobs are still kept: the run trains exactly as the
+    undisturbed one."""
+    run_dir = tmp_path / "run"
+    context = zmq.Context()
+    busy: list[str] = []
+
+    def on_round(metrics: dict) -> None:
+        if metrics["round"] != 0:
+            return
+        roles = json.loads((run_dir / "roles.json").read_text())
+        sock = context.socket(zmq.DEALER)
+        sock.routing_id, sock.linger = b"mallory", 0
+        sock.connect(roles["helper_endpoints"]["helper0"])
+        payload = {"x": np.zeros(2 ** 16, np.float32)}  # 256 KiB
+        for seq in range(FLOOD):
+            sock.send_multipart(encode(Message(MsgType.FORWARD, JobId("test", 1, "mallory", seq), payload)))
+        deadline = time.monotonic() + 30.0  # the helper answers while this round's callback holds the run
+        while len(busy) < FLOOD - 4 and time.monotonic() < deadline:
+            if sock.poll(200):
+                code, reason = decode(sock.recv_multipart(), Limits()).error_info()
+                if code == RuntimeCode.BUSY:
+                    busy.append(reason)
+        sock.close()
+
+    config = dict(clients=3, helpers=2, secure=False, helper_early_messages=4, helper_early_mb=1.0)
+    summary = run_local(small_run(run_dir, **config), on_round)
+    context.term()
+    assert len(busy) == FLOOD - 4 and "holds 4 messages (1048576 bytes) of mallory" in busy[0]
+    assert [{k: m[k] for k in LEARNING if k in m} for m in summary.records] == \
+        [{k: m[k] for k in LEARNING if k in m} for m in reference_run.records]

@@ -120,3 +120,18 @@ def test_a_diverging_run_stops_naming_the_round_and_keeps_its_metrics(tmp_path):
     assert all(math.isfinite(m["loss"]) for m in metrics)
     assert (run.run_dir / "curves.png").is_file()
     _no_tracebacks(run)
+
+
+def test_roles_leave_on_the_bye_of_a_coordinator_whose_registration_timed_out(tmp_path):
+    run = CommandRun(tmp_path, SMALL.replace(clients=2, helpers=1, register_timeout_s=3.0))
+    try:
+        run.coordinator()
+        run.role("helper0")
+        run.role("client0")  # client1 never comes
+        codes = run.wait_all(RUN_S)
+    finally:
+        run.kill_all()
+    assert codes == {"coordinator": 1, "helper0": 0, "client0": 0}
+    assert "timed out after 3 s waiting for registrations (2 of 3)" in run.log("coordinator")
+    for name in ("helper0", "client0"):
+        assert "the coordinator said bye: run aborted: timed out" in run.log(name)
