@@ -13,7 +13,7 @@ from edgepsl.profiling.link import ProbeTimeoutError, probe_link
 from edgepsl.runtime import state
 from edgepsl.runtime.channels import channel_config
 from edgepsl.runtime.config import RunConfig
-from edgepsl.runtime.coordinator_link import SLICE_S, CoordinatorLink, bye_reason
+from edgepsl.runtime.coordinator_link import SLICE_S, CoordinatorLink, bye_reason, error_text
 from edgepsl.runtime.dataset import ClientData, client_data
 from edgepsl.runtime.emulation import Emulation, pad_to
 from edgepsl.runtime.errors import CommandArrived, NonFiniteError, PayloadError, RoleFailedError, StopRequested
@@ -251,7 +251,7 @@ class Client:
                 continue
             if item.message.type is MsgType.ERROR:
                 raise RoleFailedError(f"{self.name}: its helper refused the job of round {job.round}: "
-                                      f"{ErrorReply.decode(item.message).text(helper.endpoint)}")
+                                      f"{error_text(item)}")
             if item.message.type is not reply.TYPE or item.message.job != job:
                 log.warning("%s: ignored a %s from its helper while waiting for the %s", self.name,
                             item.message.type.value, what)

@@ -111,9 +111,7 @@ class CoordinatorLink:
             self._check_lost()
             return None
         if item.message.type is MsgType.ERROR:
-            reply = ErrorReply.decode(item.message) if not item.message.tensors else None
-            log.warning("%s: the coordinator refused a message: %s", self.name,
-                        reply.text("coordinator") if reply else "(unreadable error)")
+            log.warning("%s: the coordinator refused a message: %s", self.name, error_text(item))
             return None
         if item.message.type not in COMMANDS:
             log.warning("%s: ignored a %s from the coordinator", self.name, item.message.type.value)
@@ -174,6 +172,14 @@ class CoordinatorLink:
                 return
             if env is not None and env.message.type is MsgType.BYE:
                 return
+
+
+def error_text(env: Envelope) -> str:
+    """Readable form of an ERROR (or a note that it was unreadable)."""
+    try:
+        return ErrorReply.decode(env.message).text(env.peer)
+    except PayloadError as exc:
+        return f"{env.peer}: (unreadable error: {exc})"
 
 
 def bye_reason(env: Envelope) -> str:

@@ -14,7 +14,7 @@ from edgepsl.profiling.link import answer_probe
 from edgepsl.runtime import state
 from edgepsl.runtime.channels import SERVER_INBOX, channel_config
 from edgepsl.runtime.config import RunConfig
-from edgepsl.runtime.coordinator_link import SLICE_S, CoordinatorLink, bye_reason
+from edgepsl.runtime.coordinator_link import SLICE_S, CoordinatorLink, bye_reason, error_text
 from edgepsl.runtime.emulation import Emulation, Pacer
 from edgepsl.runtime.errors import CommandArrived, PayloadError, RoleFailedError, StopRequested
 from edgepsl.runtime.measure import measure_helper
@@ -325,7 +325,13 @@ class Helper:
         return self.parts[client]
 
     def _refuse(self, env: Envelope, code: int, reason: str) -> None:
-        """Send an ERROR for one message to its sender only; never disturbs the other clients."""
+        """Send an ERROR for one message to its sender only; never disturbs the other clients.
+
+        An ERROR is never answered with one (two processes must not refuse each other's refusals forever).
+        """
+        if env.message.type is MsgType.ERROR:
+            log.warning("%s: ignored an error from %s: %s", self.name, env.peer, error_text(env))
+            return
         log.warning("refused %s %s from %s: %s", env.message.type.value, tuple(env.message.job), env.peer, reason)
         self.trace.event("refused", peer=env.peer, type=env.message.type.value, reason=reason)
         try:

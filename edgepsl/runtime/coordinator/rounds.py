@@ -28,12 +28,15 @@ def play_round(messenger: Messenger, config: RunConfig, fleet: Fleet, schedule: 
             return None
         if env.peer in fleet.clients:
             report = ClientRoundReport.decode(env.message)
-            clients[env.peer] = report
+            if report.round == r:
+                clients[env.peer] = report
+                return env.peer
         elif env.peer in fleet.helpers:
-            helpers[env.peer] = report = HelperRoundReport.decode(env.message)
-        else:
-            return None
-        return env.peer if report.round == r else None
+            helper_report = HelperRoundReport.decode(env.message)
+            if helper_report.round == r:
+                helpers[env.peer] = helper_report
+                return env.peer
+        return None
 
     messenger.collect(accept, len(fleet.roles), f"the reports of round {r}", config.round_timeout_s, r)
     record = realised(schedule.instance, schedule.plan, schedule.timeline, fleet.clients, t0,
