@@ -12,7 +12,7 @@ import time
 from typing import Callable, TypeVar
 
 from edgepsl.runtime.errors import PayloadError, RoleFailedError
-from edgepsl.runtime.protocol import Bye, ErrorReply, Payload, Register, RuntimeCode
+from edgepsl.runtime.protocol import MAX_REASON, Bye, ErrorReply, Payload, Register, RuntimeCode
 from edgepsl.wire import Envelope, EventKind, JobId, MsgType, PeerChannel, PeerEvent, PeerUnreachableError
 
 log = logging.getLogger("edgepsl.runtime.role")
@@ -36,7 +36,6 @@ class CoordinatorLink:
         self.seqs = seqs
         self.run = ""
         self.lost_since: float | None = None
-        self.pending: list[Envelope] = []
 
     def send(self, payload: Payload, round_: int, client: str | None = None) -> None:
         """Send a payload to the coordinator; a coordinator that is away misses it (logged), it re-plays the round."""
@@ -101,8 +100,6 @@ class CoordinatorLink:
 
     def _command(self, timeout_s: float) -> Envelope | None:
         """One command from the coordinator within timeout_s, handling liveness events and its ERROR replies."""
-        if self.pending:
-            return self.pending.pop(0)
         item = self.channel.recv(timeout=timeout_s)
         if isinstance(item, PeerEvent):
             self._event(item)
@@ -153,7 +150,7 @@ class CoordinatorLink:
     def leave(self, reason: str) -> None:
         """Say BYE to the coordinator (best effort)."""
         try:
-            self.channel.send(Bye(reason).encode(JobId(self.run, 0, self.name, self.seqs())))
+            self.channel.send(Bye(reason[:MAX_REASON]).encode(JobId(self.run, 0, self.name, self.seqs())))
         except PeerUnreachableError:
             pass
 

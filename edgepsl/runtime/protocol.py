@@ -19,6 +19,7 @@ import numpy as np
 
 from edgepsl.runtime.config import RunConfig
 from edgepsl.runtime.errors import NonFiniteError, PayloadError, RunConfigError
+from edgepsl.segment import Manifest
 from edgepsl.wire import ErrorCode, JobId, Message, MsgType, error_message
 
 MAX_ROLES = 4096          # bound on per-client and per-role lists and maps
@@ -565,7 +566,7 @@ class CutShapes:
     out: TensorShape
 
     @classmethod
-    def of(cls, manifest: Any, batch: int) -> "CutShapes":
+    def of(cls, manifest: Manifest, batch: int) -> "CutShapes":
         """From a segment manifest and the run's batch size (float32 after any float16 cast on the wire)."""
         specs = [manifest.segment(name).output for name in ("part1", "part2")]
         act, out = (TensorShape((batch, *s.shape[1:]), np.dtype(s.dtype)) for s in specs)

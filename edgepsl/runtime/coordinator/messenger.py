@@ -10,8 +10,8 @@ import time
 from typing import Callable
 
 from edgepsl.runtime.errors import PayloadError, RunAbortedError, TrainingDivergedError
-from edgepsl.runtime.protocol import (Bye, ClientProfile, ClientRoundReport, ErrorReply, LinkReport, Payload, Register,
-                                      RuntimeCode, State, decode_any)
+from edgepsl.runtime.protocol import (MAX_REASON, Bye, ClientProfile, ClientRoundReport, ErrorReply, LinkReport,
+                                      Payload, Register, RuntimeCode, State, decode_any)
 from edgepsl.runtime.trace import Trace
 from edgepsl.wire import Envelope, ErrorCode, EventKind, JobId, MsgType, PeerEvent, PeerUnreachableError, ServerChannel
 
@@ -52,7 +52,7 @@ class Messenger:
         """Best effort: tell every registered role that the run is over, so none waits for its timeout."""
         for name in self.members:
             try:
-                self.server.send(name, Bye(reason).encode(self.job(0)))
+                self.server.send(name, Bye(reason[:MAX_REASON]).encode(self.job(0)))
             except PeerUnreachableError:
                 pass
 
