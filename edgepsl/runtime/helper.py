@@ -21,9 +21,9 @@ from edgepsl.runtime.measure import measure_helper
 from edgepsl.runtime.protocol import (BWD, FWD, KIND_WORDS, Activations, CutShapes, EmulationInfo, ErrorReply,
                                       ForwardJob, GradBack, Gradients, HelperProfile, HelperRoundReport,
                                       HelperRoundStart, HelperWelcome, JobRecord, Register, RuntimeCode, State,
-                                      StateRequest)
+                                      StateRequest, StateShapes)
 from edgepsl.runtime.trace import Trace, now_ms, tensor_bytes
-from edgepsl.segment import Optimizer, Segment, SegmentError, StateError, load_manifest
+from edgepsl.segment import Manifest, Optimizer, Segment, SegmentError, StateError, load_manifest
 from edgepsl.wire import (Envelope, ErrorCode, KeyPair, Message, MsgType, PeerChannel, PeerSecurity,
                           PeerUnreachableError, ServerChannel, ServerSecurity, error_message)
 
@@ -146,12 +146,14 @@ class EarlyJobs:
 
 @dataclass
 class Serving:
-    """What a welcome sets up: the run's configuration, the part times, the cut shapes, the fallback rule."""
+    """What a welcome sets up: the run's configuration, the part times, the shapes of jobs and states, the fallback
+    rule and the clients' emulated links."""
 
     config: RunConfig
-    manifest: object
+    manifest: Manifest
     times: dict[str, float]
     cuts: CutShapes
+    state_shapes: StateShapes
     rule: int
     client_links: dict[str, float | None]
 
@@ -240,9 +242,9 @@ class Helper:
                     self.link.send(State(None, state.pack(segment, PART2, optimizer if request.optimizer else None)),
                                    env.message.job.round, client)
         elif kind is MsgType.STATE:
-            segment, optimizer = self._part(env.message.job.client)
-            payload = self.link.decode(env, State, shapes=state.shapes({PART2: segment}))
+            payload = self.link.decode(env, State, shapes=self.serving.state_shapes)
             if payload is not None:
+                segment, optimizer = self._part(env.message.job.client)
                 try:
                     state.restore(segment, optimizer, payload.state, PART2)
                 except StateError as exc:
@@ -263,11 +265,12 @@ class Helper:
                                         security=ServerSecurity(opts.keypair, {}) if secure else None)
         if secure:
             self.server.set_allowed({n: k.encode() for n, k in welcome.client_keys.items()})
-        measured = measure_helper(Segment(manifest, "part2", threads=config.threads), config.batch_size,
-                                  config.profile_iters)
+        scratch = Segment(manifest, "part2", threads=config.threads)
+        measured = measure_helper(scratch, config.batch_size, config.profile_iters)
         times = opts.emulation.part_times(measured, config.emulation_profile, config.time_scale)
         self.serving = Serving(config, manifest, times, CutShapes.of(manifest, config.batch_size),
-                               DISPATCH_RULES[config.fallback_rule], dict(welcome.client_links))
+                               state.shapes({PART2: scratch}), DISPATCH_RULES[config.fallback_rule],
+                               dict(welcome.client_links))
         log.info("%s: serving run %r on %s", self.name, self.link.run, self.server.endpoint)
         self.link.send(HelperProfile(times, measured, opts.advertise or self.server.endpoint), 0)
 
