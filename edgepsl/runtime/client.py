@@ -249,7 +249,7 @@ class Client:
                 continue
             if item is None:
                 continue
-            if item.message.type is MsgType.ERROR:
+            if item.message.type is MsgType.ERROR and item.message.job == job:
                 raise RoleFailedError(f"{self.name}: its helper refused the job of round {job.round}: "
                                       f"{error_text(item)}")
             if item.message.type is not reply.TYPE or item.message.job != job:
@@ -327,8 +327,8 @@ class Client:
         act = _finite("its part-1 activations", t.part1.forward(r, x))
         compute1 = time.perf_counter() - clock
         pad1, ready = self._step(received, t.times["part1_fwd"])
-        out, fwd = self._exchange(helper, ForwardJob(tensor=act).encode(JobId(run, r, self.name, self._next_seq())),
-                                  ready, Activations)
+        out, fwd = self._exchange(helper, ForwardJob(start.token, tensor=act).encode(
+            JobId(run, r, self.name, self._next_seq())), ready, Activations)
         clock = time.perf_counter()
         result = t.part3.train_step(out, y)
         if not math.isfinite(result.loss):
@@ -337,7 +337,7 @@ class Client:
         t.opt3.step(result.grads)
         compute3 = time.perf_counter() - clock
         pad3, ready = self._step(clock, t.times["part3_fwd"] + t.times["part3_bwd"])
-        grad, bwd = self._exchange(helper, Gradients(tensor=result.grad_in).encode(
+        grad, bwd = self._exchange(helper, Gradients(start.token, tensor=result.grad_in).encode(
             JobId(run, r, self.name, self._next_seq())), ready, GradBack)
         clock = time.perf_counter()
         t.opt1.step(t.part1.backward(r, grad).grads)

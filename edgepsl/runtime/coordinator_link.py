@@ -36,6 +36,7 @@ class CoordinatorLink:
         self.seqs = seqs
         self.run = ""
         self.lost_since: float | None = None
+        self.rejoin_at: float | None = None  # after the coordinator came back: when to send REGISTER again
 
     def send(self, payload: Payload, round_: int, client: str | None = None) -> None:
         """Send a payload to the coordinator; a coordinator that is away misses it (logged), it re-plays the round."""
@@ -79,6 +80,7 @@ class CoordinatorLink:
         payload = self.decode(env, cls)
         if payload is not None:
             self.run = env.message.job.run
+            self.rejoin_at = None
             log.info("%s: registered with run %r", self.name, self.run)
         return payload
 
@@ -100,6 +102,9 @@ class CoordinatorLink:
 
     def _command(self, timeout_s: float) -> Envelope | None:
         """One command from the coordinator within timeout_s, handling liveness events and its ERROR replies."""
+        if self.rejoin_at is not None and time.monotonic() >= self.rejoin_at:
+            self._register_once()
+            self.rejoin_at = time.monotonic() + REGISTER_RETRY_S
         item = self.channel.recv(timeout=timeout_s)
         if isinstance(item, PeerEvent):
             self._event(item)
@@ -113,6 +118,7 @@ class CoordinatorLink:
         if item.message.type not in COMMANDS:
             log.warning("%s: ignored a %s from the coordinator", self.name, item.message.type.value)
             return None
+        self.rejoin_at = None  # a coordinator that sends commands knows this role
         return item
 
     def _event(self, event: PeerEvent) -> None:
@@ -126,7 +132,8 @@ class CoordinatorLink:
         elif event.kind is EventKind.BACK:
             log.warning("%s: the coordinator is back; registering again", self.name)
             self.lost_since = None
-            self._register_once()
+            if self.run:
+                self.rejoin_at = time.monotonic()  # every REGISTER_RETRY_S until the next welcome
         self._check_lost()
 
     def _check_lost(self) -> None:

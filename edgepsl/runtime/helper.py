@@ -78,6 +78,7 @@ class RoundSchedule:
         self.planned_start = np.array(start.planned_start_ms, dtype=np.float64)
         self.duration = np.array(start.duration_ms, dtype=np.float64).reshape(-1, 2)
         self.priority = np.array(start.priority, dtype=np.float64).reshape(-1, 2)
+        self.token = start.token
         self.bandwidth = list(start.bandwidth_mbps)
         self.memory_mb = float(np.sum(start.memory_mb))
         n = len(self.clients)
@@ -363,16 +364,20 @@ class Helper:
             self._refuse(env, ErrorCode.UNKNOWN_JOB, f"gradients of round {plan.round} before its forward job ran")
         else:
             try:
-                tensor = payload_class.decode(message, cuts=self.serving.cuts).tensor
+                job = payload_class.decode(message, cuts=self.serving.cuts)
             except PayloadError as exc:
                 self._refuse(env, RuntimeCode.BAD_PAYLOAD, str(exc))
+                return
+            if job.token != plan.token:
+                self._refuse(env, ErrorCode.REJECTED, f"the {message.type.value} job belongs to an earlier start of "
+                                                      f"round {plan.round} (a restarted coordinator replays it)")
                 return
             arrival = now_ms()
             self.trace.event("recv", arrival, type=message.type.value, client=env.peer, round=plan.round,
                              bytes=tensor_bytes(message.tensors, self.serving.config.float16))
             plan.ready[position, kind] = True
             plan.arrival[position, kind] = arrival - t0
-            ready[(position, kind)] = Job(position, kind, env, tensor, arrival - t0)
+            ready[(position, kind)] = Job(position, kind, env, job.tensor, arrival - t0)
 
     def _choose(self, plan: RoundSchedule, ready: dict[tuple[int, int], Job], now: float) -> tuple[Job, bool] | None:
         """The job to run now and whether it is the plan's, or None to wait for more arrivals.

@@ -533,6 +533,7 @@ class HelperRoundStart(Payload):
     planned_start_ms: list[float] = spec(ListOf(Float(lo=0.0), max_len=2 * MAX_ROLES),
                                          "planned start of each job of `order` (ms from the round start)")
     t0_ms: float = spec(Float(lo=0.0), "the coordinator's wall clock at the round start (ms)")
+    token: int = spec(Int(), "this round start's token, which the round's jobs carry")
 
     def check(self, kind: str, path: str) -> None:
         """Per-client lists as long as `clients`; `order` holds each client's two jobs exactly once."""
@@ -557,6 +558,7 @@ class ClientRoundStart(Payload):
     helper: str = spec(Str(), "the helper serving it this round")
     helper_endpoint: str = spec(Str(), "where to reach it")
     t0_ms: float = spec(Float(lo=0.0), "the coordinator's wall clock at the round start (ms)")
+    token: int = spec(Int(), "this round start's token, which the round's jobs carry")
     helper_key: str | None = spec(Opt(Str(40)), "its CURVE public key (nil when insecure)", default=None)
 
 
@@ -581,7 +583,7 @@ class _Job(Payload):
 
     TENSOR: ClassVar[str]
     CUT: ClassVar[str]
-    tensor: np.ndarray = field(default=None)  # type: ignore[assignment]
+    tensor: np.ndarray = field(default=None, kw_only=True)  # type: ignore[assignment]
 
     def tensors(self) -> dict[str, np.ndarray]:
         """The job's one tensor under its wire name."""
@@ -593,10 +595,6 @@ class _Job(Payload):
         want = getattr(cuts, self.CUT) if cuts is not None else None
         return dataclasses.replace(self, tensor=_tensor_field(message, kind, self.TENSOR, want))
 
-    def to_meta(self) -> dict[str, Any]:
-        """No meta: the tensor is the whole payload."""
-        return {}
-
 
 @dataclass(frozen=True)
 class ForwardJob(_Job):
@@ -606,6 +604,7 @@ class ForwardJob(_Job):
     DIRECTION = "C→H"
     TENSORS = "`x`: part-1 output, (batch, …) float32, finite"
     TENSOR, CUT = "x", "act"
+    token: int = spec(Int(), "the token of the round_start it belongs to (a job of an earlier start is refused)")
 
 
 @dataclass(frozen=True)
@@ -626,6 +625,7 @@ class Gradients(_Job):
     DIRECTION = "C→H"
     TENSORS = "`grad`: like the part-2 output, finite"
     TENSOR, CUT = "grad", "out"
+    token: int = spec(Int(), "the token of the round_start it belongs to (a job of an earlier start is refused)")
 
 
 @dataclass(frozen=True)

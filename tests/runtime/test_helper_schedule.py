@@ -12,7 +12,7 @@ START = HelperRoundStart(
     clients=["client0", "client1", "client2"], duration_ms=[[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]],
     priority=[[10.0, 1.0], [30.0, 3.0], [20.0, 2.0]], bandwidth_mbps=[None, 5.0, None], memory_mb=[1.0, 2.0, 3.0],
     order=[[1, FWD], [0, FWD], [1, BWD], [2, FWD], [0, BWD], [2, BWD]], planned_start_ms=[0, 3, 4, 8, 13, 15],
-    t0_ms=0.0)
+    t0_ms=0.0, token=17)
 
 
 def test_the_schedule_follows_the_order_and_skips_jobs_done_out_of_order():

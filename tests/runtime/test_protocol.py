@@ -39,11 +39,11 @@ SAMPLES: list[p.Payload] = [
     p.ProbeRequest([p.ProbeTarget("helper0", "tcp://127.0.0.1:5600", KEY)], [1, 4]),
     p.LinkReport({"helper0": FIT}),
     p.HelperRoundStart(["client0", "client1"], [[1.0, 2.0], [1.0, 2.0]], [[0.0, 1.0], [0.0, 1.0]], [None, 5.0],
-                       [1.0, 1.0], [[0, 0], [1, 0], [0, 1], [1, 1]], [0.0, 1.0, 2.0, 3.0], 1.0e12),
-    p.ClientRoundStart("helper0", "tcp://127.0.0.1:5600", 1.0e12, KEY),
-    p.ForwardJob(tensor=_tensor(CUTS.act)),
+                       [1.0, 1.0], [[0, 0], [1, 0], [0, 1], [1, 1]], [0.0, 1.0, 2.0, 3.0], 1.0e12, 17),
+    p.ClientRoundStart("helper0", "tcp://127.0.0.1:5600", 1.0e12, 17, KEY),
+    p.ForwardJob(17, tensor=_tensor(CUTS.act)),
     p.Activations(tensor=_tensor(CUTS.out)),
-    p.Gradients(tensor=_tensor(CUTS.out)),
+    p.Gradients(17, tensor=_tensor(CUTS.out)),
     p.GradBack(tensor=_tensor(CUTS.act)),
     p.ClientRoundReport(3, 0.5, 4, 1.0, 2.0, TRANSFER, TRANSFER, STEPS, STEPS),
     p.HelperRoundReport(3, [p.JobRecord("client0", 0, 1.0, 2.0, 3.0, 1.0, 0.0, 0.0, 10, 20, True)]),
@@ -177,7 +177,7 @@ def test_job_tensors_must_have_the_cut_name_shape_and_dtype():
     good = _tensor(CUTS.act)
     cases = {"x2": good, "x": good[:-1], "x ": good.astype(np.float64)}
     for name, tensor in cases.items():
-        message = Message(p.ForwardJob.TYPE, JobId("run", 1, "client0", 1), {name.strip(): tensor})
+        message = Message(p.ForwardJob.TYPE, JobId("run", 1, "client0", 1), {name.strip(): tensor}, {"token": 17})
         with pytest.raises(PayloadError, match="tensor|tensors"):
             p.ForwardJob.decode(_over_the_wire(message), cuts=CUTS)
     with pytest.raises(PayloadError, match="carries no tensors"):

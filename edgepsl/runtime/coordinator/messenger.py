@@ -34,10 +34,14 @@ class Messenger:
         self.members: dict[str, str] = {}  # registered role name -> "client" | "helper"
         self._seq = time.time_ns() // 1000
 
+    def token(self) -> int:
+        """A fresh number, never repeated, also by a restarted coordinator (it starts from the clock in µs)."""
+        self._seq += 1
+        return self._seq
+
     def job(self, round_: int, client: str = "") -> JobId:
         """A fresh job id of this run."""
-        self._seq += 1
-        return JobId(self.run_id, round_, client, self._seq)
+        return JobId(self.run_id, round_, client, self.token())
 
     def send(self, peer: str, payload: Payload, round_: int, client: str = "") -> None:
         """Send a payload to a role; RunAbortedError when it cannot be reached."""

@@ -14,12 +14,16 @@ from edgepsl.wire import Envelope, MsgType
 
 
 def play_round(messenger: Messenger, config: RunConfig, fleet: Fleet, schedule: Schedule, r: int) -> RoundRecord:
-    """Send every role its ROUND_START, collect every report of round r, and build the round's record."""
-    t0 = now_ms()
+    """Send every role its ROUND_START, collect every report of round r, and build the round's record.
+
+    The round's token (unique across coordinator restarts: it comes from the clock) ties the jobs to this start, so
+    a helper refuses a job a client sent for the same round number before a restarted coordinator replayed it.
+    """
+    t0, token = now_ms(), messenger.token()
     for name in fleet.helpers:
-        messenger.send(name, at(schedule.helper_starts[name], t0), r)
+        messenger.send(name, at(schedule.helper_starts[name], t0, token), r)
     for name in fleet.clients:
-        messenger.send(name, at(schedule.client_starts[name], t0), r, name)
+        messenger.send(name, at(schedule.client_starts[name], t0, token), r, name)
     clients: dict[str, ClientRoundReport] = {}
     helpers: dict[str, HelperRoundReport] = {}
 

@@ -25,7 +25,8 @@ from edgepsl.wire import Envelope, MsgType
 
 @dataclass(frozen=True)
 class Schedule:
-    """The planned round every round runs: instance, plan, its timeline, and each role's round payload (t0 = 0)."""
+    """The planned round every round runs: instance, plan, its timeline, and each role's round payload (t0 and token
+    set per round)."""
 
     instance: Instance
     plan: Plan
@@ -104,17 +105,18 @@ def schedule(config: RunConfig, fleet: Fleet, profiles: Profiles, instance: Inst
             duration_ms=[[float(instance.p[j, i]), float(instance.p_bwd[j, i])] for j in mine],
             priority=[list(planning.fallback_priority(instance, config.fallback_rule, j, i)) for j in mine],
             bandwidth_mbps=[profiles.clients[fleet.clients[j]].bandwidth_mbps for j in mine],
-            memory_mb=[float(instance.mem[j]) for j in mine], order=order, planned_start_ms=starts, t0_ms=0.0)
+            memory_mb=[float(instance.mem[j]) for j in mine], order=order, planned_start_ms=starts, t0_ms=0.0,
+            token=0)
     client_starts = {}
     for j, name in enumerate(fleet.clients):
         helper = fleet.helpers[int(plan.assignment[j])]
-        client_starts[name] = ClientRoundStart(helper, endpoints[helper], 0.0, fleet.registrations[helper].public_key)
+        client_starts[name] = ClientRoundStart(helper, endpoints[helper], 0.0, 0, fleet.registrations[helper].public_key)
     roles = {"clients": fleet.clients, "helpers": fleet.helpers, "helper_endpoints": endpoints,
              "coordinator": coordinator}
     (run_dir / "roles.json").write_text(json.dumps(roles, indent=1) + "\n")
     return Schedule(instance, plan, timeline, helper_starts, client_starts)
 
 
-def at(start: HelperRoundStart | ClientRoundStart, t0_ms: float) -> HelperRoundStart | ClientRoundStart:
-    """A round payload with the round's start time."""
-    return dataclasses.replace(start, t0_ms=float(t0_ms))
+def at(start: HelperRoundStart | ClientRoundStart, t0_ms: float, token: int) -> HelperRoundStart | ClientRoundStart:
+    """A round payload with the round's start time and token."""
+    return dataclasses.replace(start, t0_ms=float(t0_ms), token=token)
