@@ -25,7 +25,7 @@ from edgepsl.runtime.protocol import (BWD, FWD, KIND_WORDS, Activations, CutShap
 from edgepsl.runtime.trace import Trace, now_ms, tensor_bytes
 from edgepsl.segment import Manifest, Optimizer, Segment, SegmentError, StateError, load_manifest
 from edgepsl.wire import (Envelope, ErrorCode, KeyPair, Message, MsgType, PeerChannel, PeerSecurity,
-                          PeerUnreachableError, ServerChannel, ServerSecurity, error_message)
+                          PeerUnreachableError, ServerChannel, ServerSecurity)
 
 log = logging.getLogger("edgepsl.runtime.helper")
 PART2 = "part2/"
@@ -340,9 +340,9 @@ class Helper:
         self.trace.event("refused", peer=env.peer, type=env.message.type.value, reason=reason)
         try:
             assert self.server is not None
-            self.server.send(env.peer, error_message(code, reason, env.message.job))
-        except PeerUnreachableError:
-            pass
+            self.server.send(env.peer, ErrorReply(code, reason).encode(env.message.job))
+        except PeerUnreachableError as exc:  # a peer that does not read its refusals loses them, nothing else
+            log.warning("%s: dropped the refusal to %s: %s", self.name, env.peer, exc)
 
     def _admit(self, env: Envelope, plan: RoundSchedule, ready: dict[tuple[int, int], Job], t0: float) -> None:
         """Queue a job message if it belongs to this round's plan and its payload is valid; refuse it otherwise."""

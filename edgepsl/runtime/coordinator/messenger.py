@@ -66,8 +66,8 @@ class Messenger:
         self.trace.event("refused", peer=env.peer, type=env.message.type.value, reason=reason)
         try:
             self.server.send(env.peer, ErrorReply(code, reason).encode(env.message.job))
-        except PeerUnreachableError:
-            pass
+        except PeerUnreachableError as exc:  # a peer that does not read its refusals loses them, nothing else
+            log.warning("dropped the refusal to %s: %s", env.peer, exc)
 
     def refuse_unexpected(self, env: Envelope, what: str) -> None:
         """Refuse a message no phase waits for: BAD_PAYLOAD naming its field if it is malformed, else REJECTED."""
