@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -222,3 +223,11 @@ def test_the_docs_hold_the_payload_tables_generated_from_the_classes():
     runtime_md = (ROOT / "docs" / "runtime.md").read_text()
     missing = [cls.__name__ for cls in p.PAYLOADS if f"`{cls.__name__}`" not in runtime_md]
     assert not missing, f"docs/runtime.md does not name the payload classes {missing}"
+
+
+def test_no_role_reads_a_message_meta_outside_the_protocol_module():
+    pattern = re.compile(r"meta(\.get\(|\[)")
+    runtime = ROOT / "edgepsl" / "runtime"
+    readers = [f"{path.relative_to(ROOT)}:{k + 1}" for path in sorted(runtime.rglob("*.py")) if path.name != "protocol.py"
+               for k, line in enumerate(path.read_text().splitlines()) if pattern.search(line)]
+    assert not readers, f"read payloads through edgepsl.runtime.protocol, not meta: {readers}"
