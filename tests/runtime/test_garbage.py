@@ -10,10 +10,13 @@ import msgpack
 import numpy as np
 import zmq
 
+from edgepsl.runtime.client import Client, ClientOptions
+from edgepsl.runtime.coordinator import Coordinator
+from edgepsl.runtime.helper import Helper, HelperOptions
 from edgepsl.runtime.launch import run_local
 from edgepsl.runtime.protocol import RuntimeCode
-from edgepsl.wire import (ChannelConfig, ErrorCode, JobId, KeyStore, Message, MsgType, PeerChannel, PeerEvent,
-                          PeerSecurity, decode, encode)
+from edgepsl.wire import (ChannelConfig, Envelope, ErrorCode, JobId, KeyStore, Message, MsgType, PeerChannel,
+                          PeerEvent, PeerSecurity, decode, encode)
 from edgepsl.wire.validate import Limits
 from tests.runtime.conftest import small_run
 
@@ -158,3 +161,58 @@ def test_a_flood_of_jobs_before_their_round_is_bounded_at_the_helper(reference_r
     assert len(busy) == FLOOD - 4 and "holds 4 messages (1048576 bytes) of mallory" in busy[0]
     assert [{k: m[k] for k in LEARNING if k in m} for m in summary.records] == \
         [{k: m[k] for k in LEARNING if k in m} for m in reference_run.records]
+
+
+class MalformedFirst(Client):
+    """A client (its own, assigned, authenticated name) that sends malformed forward jobs before each real one."""
+
+    def __init__(self, options: ClientOptions) -> None:
+        super().__init__(options)
+        self.refusals: list[str] = []
+
+    def _send_paced(self, channel: PeerChannel, message: Message, ready: float) -> tuple[float, float]:
+        if message.type is MsgType.FORWARD:
+            x = message.tensors["x"]
+            bad_x = x.copy()
+            bad_x.flat[0] = np.nan
+            for tensors, meta in (({"x": bad_x}, message.meta), ({"x": x[:1]}, message.meta), ({"x": x}, {}),
+                                  ({"x": x}, {"token": "low"})):
+                job = JobId(message.job.run, message.job.round, self.name, self._next_seq())
+                channel.send(Message(MsgType.FORWARD, job, tensors, meta))
+                deadline = time.monotonic() + 10.0
+                while time.monotonic() < deadline:
+                    item = channel.recv(timeout=0.5)
+                    if isinstance(item, Envelope) and item.message.type is MsgType.ERROR and item.message.job == job:
+                        self.refusals.append("%d %s" % item.message.error_info())
+                        break
+        return super()._send_paced(channel, message, ready)
+
+
+def _threaded(run_dir, config, client0: type[Client]) -> tuple[list[dict], Client]:
+    """A coordinator here, one helper and two clients in threads (insecure); the run's records and client0."""
+    coordinator = Coordinator(config, run_dir)
+    roles = [Helper(HelperOptions("helper0", coordinator.endpoint)),
+             client0(ClientOptions("client0", coordinator.endpoint)), Client(ClientOptions("client1", coordinator.endpoint))]
+    threads = [threading.Thread(target=role.run, daemon=True) for role in roles]
+    for thread in threads:
+        thread.start()
+    summary = coordinator.run()
+    for thread in threads:
+        thread.join(60.0)
+        assert not thread.is_alive()
+    return summary.records, roles[1]
+
+
+def test_a_helper_refuses_malformed_jobs_of_its_own_client_by_name_and_the_run_trains_as_usual(tmp_path):
+    config = small_run(tmp_path, clients=2, helpers=1, rounds=2, aggregate_every=2, eval_every=2).config
+    undisturbed, _ = _threaded(tmp_path / "undisturbed", config, Client)
+    records, client = _threaded(tmp_path / "disturbed", config, MalformedFirst)
+    code = int(RuntimeCode.BAD_PAYLOAD)
+    assert client.refusals[:4] == [
+        f"{code} forward: tensor 'x' holds non-finite values (NaN or infinity)",
+        f"{code} forward: tensor 'x' has shape (1, 6, 14, 14), expected (32, 6, 14, 14)",
+        f"{code} forward: token is missing",
+        f"{code} forward: token must be an integer, got str"]
+    assert len(client.refusals) == 4 * 2  # each round
+    assert [{k: m[k] for k in LEARNING if k in m} for m in records] == \
+        [{k: m[k] for k in LEARNING if k in m} for m in undisturbed]
