@@ -97,7 +97,7 @@ class Int(Check):
 
     @property
     def doc(self) -> str:  # type: ignore[override]
-        return f"int in [{self.lo}, {self.hi if self.hi < 2 ** 62 else '2^63)'}" + ("]" if self.hi < 2 ** 62 else "")
+        return f"int in [{self.lo}, " + ("2^63)" if self.hi >= 2 ** 62 else f"{self.hi}]")
 
     def __call__(self, value: Any, kind: str, path: str) -> int:
         if not isinstance(value, int) or isinstance(value, bool):
