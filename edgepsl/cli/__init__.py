@@ -4,11 +4,14 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import signal
 import sys
 from typing import Sequence
 
 from edgepsl import __version__
 from edgepsl.errors import EdgePSLError
+from edgepsl.runtime.errors import StopRequested
+from edgepsl.runtime.signals import exit_status
 
 # Each name is a module edgepsl.cli.<name> exposing HELP, add_arguments(parser) and run(args) -> int.
 SUBCOMMANDS: tuple[str, ...] = ("doctor", "plan", "keys", "profile", "export", "demo", "coordinator", "helper", "client")
@@ -46,6 +49,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except EdgePSLError as exc:
         print(f"edgepsl {args.command}: error: {exc}", file=sys.stderr)
         return 1
+    except StopRequested as exc:  # SIGINT or SIGTERM after a role's or coordinator's farewell (docs/runtime.md)
+        print(f"edgepsl {args.command}: stopped by {signal.Signals(exc.signum).name}", file=sys.stderr)
+        return exit_status(exc)
     except BrokenPipeError:  # output piped into a reader that stopped early (`edgepsl doctor | head`)
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit flush does not fail again
         return 141

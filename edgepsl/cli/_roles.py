@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 import argparse
-import logging
 from pathlib import Path
 
+from edgepsl.cli._logging import add_log_level
 from edgepsl.runtime.emulation import Emulation
 from edgepsl.wire import KeyPair, KeyStore
 from edgepsl.wire.keys import parse_public_key
@@ -20,7 +20,10 @@ def add_role_arguments(parser: argparse.ArgumentParser) -> None:
     emu.add_argument("--slowdown", type=float, help="emulate a device this many times slower than this one (>= 1)")
     emu.add_argument("--bandwidth", type=float, metavar="MBPS", help="emulated link bandwidth; sends are paced to it")
     parser.add_argument("--trace", type=Path, help="write this process's event trace (JSON lines) here")
-    parser.add_argument("--verbose", action="store_true", help="log at INFO level")
+    parser.add_argument("--join-timeout", type=float, default=600.0, metavar="SECONDS",
+                        help="how long to keep trying to register, and to wait for a coordinator that went silent "
+                             "(default 600)")
+    add_log_level(parser)
     add_security_arguments(parser, connects=True, binds=False)
 
 
@@ -35,9 +38,3 @@ def keys(args: argparse.Namespace) -> tuple[KeyPair | None, bytes | None]:
     if security is None:
         return None, None
     return KeyStore(args.keys).identity(args.key), parse_public_key(args.server_key)
-
-
-def setup_logging(args: argparse.Namespace) -> None:
-    """Log warnings (or INFO with --verbose) to stderr with the process name."""
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format=f"%(asctime)s {args.name} %(levelname)s %(message)s")

@@ -2,16 +2,18 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import time
 from pathlib import Path
 
+from edgepsl.cli._logging import add_log_level, setup_logging
+from edgepsl.cli._progress import progress
 from edgepsl.plan.heuristics import METHODS
 from edgepsl.runtime.checkpoint import resumed_round
 from edgepsl.runtime.config import RunConfig
 from edgepsl.runtime.emulation import Emulation, paper_fleet
 from edgepsl.runtime.launch import LocalRun, run_local
 from edgepsl.runtime.report import print_summary
+from edgepsl.runtime.signals import stop_on_signals
 
 HELP = ("train LeNet-5 on Fashion-MNIST with parallel split learning on this machine: a coordinator, helpers and "
         "clients as separate processes on 127.0.0.1")
@@ -42,6 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue a stopped demo run from its checkpoint")
     parser.add_argument("--insecure", action="store_true",
                         help="plaintext sockets; by default throwaway CURVE keys are generated in the run directory")
+    add_log_level(parser, default="warning")
 
 
 def _emulations(kind: str, clients: int, helpers: int, seed: int) -> tuple[list[Emulation], list[Emulation]]:
@@ -52,28 +55,10 @@ def _emulations(kind: str, clients: int, helpers: int, seed: int) -> tuple[list[
     return [], []
 
 
-def _progress(total: int, initial: int):
-    """A tqdm bar over rounds showing loss and the latest accuracy, and its per-round callback."""
-    from tqdm import tqdm
-
-    bar = tqdm(total=total, initial=initial, unit="round", desc="training", dynamic_ncols=True)
-    last = {"acc": None}
-
-    def on_round(metrics: dict) -> None:
-        if metrics.get("accuracy") is not None:
-            last["acc"] = metrics["accuracy"]
-        post = {"loss": f"{metrics['loss']:.3f}", "makespan": f"{metrics['realised_makespan_ms']:.0f}ms"}
-        if last["acc"] is not None:
-            post["acc"] = f"{100 * last['acc']:.1f}%"
-        bar.set_postfix(post, refresh=False)
-        bar.update(1)
-
-    return bar, on_round
-
-
 def run(args: argparse.Namespace) -> int:
     """Run the demo and print the summary."""
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s demo %(levelname)s %(message)s")
+    setup_logging(args, "demo")
+    stop_on_signals()
     if args.resume:
         run_dir = args.resume
         config = RunConfig.load(run_dir / "run.toml")
@@ -89,11 +74,11 @@ def run(args: argparse.Namespace) -> int:
     print(f"edgepsl demo: {config.clients} clients, {config.helpers} helpers, {config.rounds} rounds of batch "
           f"{config.batch_size}, {config.partition} split, planner {config.method}, "
           f"{'insecure (plaintext)' if args.insecure else 'CURVE with throwaway keys'}; run directory {run_dir}", flush=True)
-    bar, on_round = _progress(config.rounds, resumed_round(run_dir) + 1 if args.resume else 0)
+    on_round, close = progress(config.rounds, resumed_round(run_dir) + 1 if args.resume else 0)
     try:
         summary = run_local(LocalRun(config, run_dir, secure=not args.insecure, client_emulation=clients,
                                      helper_emulation=helpers, resume=args.resume is not None), on_round)
     finally:
-        bar.close()
+        close()
     print_summary(summary)
     return 0

@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import argparse
 
-from edgepsl.cli._roles import add_role_arguments, emulation, keys, setup_logging
+from edgepsl.cli._logging import setup_logging
+from edgepsl.cli._roles import add_role_arguments, emulation, keys
 from edgepsl.runtime.helper import Helper, HelperOptions
+from edgepsl.runtime.signals import stop_on_signals
 
 HELP = "run a helper: train the middle part of its assigned clients, jobs in the coordinator's plan order"
 
@@ -19,8 +21,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Serve until the coordinator says bye."""
-    setup_logging(args)
+    setup_logging(args, args.name)
+    stop_on_signals()
     keypair, coordinator_key = keys(args)
     Helper(HelperOptions(args.name, args.coordinator, args.bind, args.advertise, keypair, coordinator_key,
-                         args.capacity_mb, emulation(args), args.trace)).run()
+                         args.capacity_mb, emulation(args), args.trace, args.join_timeout)).run()
     return 0

@@ -53,19 +53,19 @@ def load(directory: str | os.PathLike[str]) -> Checkpoint:
     """Read a checkpoint; ResumeError naming what is missing."""
     root = Path(directory)
     try:
-        meta = json.loads((root / META_FILE).read_text())
+        info = json.loads((root / META_FILE).read_text())
         with np.load(root / STATE_FILE, allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in npz.files}
     except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
         raise ResumeError(f"no usable checkpoint in {root} ({exc}); resume needs a run that completed an "
                           "averaging round") from None
     model = {k[len("model|"):]: v for k, v in arrays.items() if k.startswith("model|")}
-    optim: dict[str, dict[str, np.ndarray]] = {owner: {} for owner in meta["owners"]}
+    optim: dict[str, dict[str, np.ndarray]] = {owner: {} for owner in info["owners"]}
     for key, value in arrays.items():
         if key.startswith("optim|"):
             _, owner, name = key.split("|", 2)
             optim[owner][name] = value
-    return Checkpoint(int(meta["round"]), model, optim)
+    return Checkpoint(int(info["round"]), model, optim)
 
 
 def select(tensors: Mapping[str, np.ndarray], prefixes: tuple[str, ...]) -> dict[str, np.ndarray]:

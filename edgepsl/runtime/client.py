@@ -2,24 +2,32 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgepsl.profiling.link import ProbeTimeoutError, probe_link
+import numpy as np
 
+from edgepsl.profiling.link import ProbeTimeoutError, probe_link
 from edgepsl.runtime import state
-from edgepsl.runtime.channels import channel_config, expect
+from edgepsl.runtime.channels import channel_config
 from edgepsl.runtime.config import RunConfig
+from edgepsl.runtime.coordinator_link import SLICE_S, CoordinatorLink, bye_reason, error_text
 from edgepsl.runtime.dataset import ClientData, client_data
 from edgepsl.runtime.emulation import Emulation, pad_to
+from edgepsl.runtime.errors import CommandArrived, NonFiniteError, PayloadError, RoleFailedError, StopRequested
 from edgepsl.runtime.measure import measure_client
+from edgepsl.runtime.protocol import (Activations, ClientProfile, ClientRoundReport, ClientRoundStart, ClientWelcome,
+                                      CutShapes, EmulationInfo, ErrorReply, ForwardJob, GradBack, Gradients, LinkFit,
+                                      LinkReport, ProbeRequest, Register, RuntimeCode, State, StateRequest, Transfer)
 from edgepsl.runtime.trace import Trace, now_ms, tensor_bytes
-from edgepsl.segment import Segment, load_manifest
-from edgepsl.wire import ErrorCode, JobId, KeyPair, Message, MsgType, PeerChannel, PeerSecurity, error_message
+from edgepsl.segment import Optimizer, Segment, StateError, load_manifest
+from edgepsl.wire import Envelope, EventKind, JobId, KeyPair, Message, MsgType, PeerChannel, PeerEvent, PeerSecurity
 
 PART1, PART3 = "part1/", "part3/"
 log = logging.getLogger("edgepsl.runtime.client")
+JOIN_TIMEOUT_S = 600.0
 
 
 @dataclass(frozen=True)
@@ -32,6 +40,25 @@ class ClientOptions:
     coordinator_key: bytes | None = None
     emulation: Emulation = Emulation()
     trace_path: Path | None = None
+    join_timeout_s: float = JOIN_TIMEOUT_S
+
+
+class Diverged(Exception):
+    """This client's own training produced a non-finite loss or tensor."""
+
+
+@dataclass
+class Training:
+    """What a welcome sets up: the run's configuration, this client's data, its two segments and optimizers."""
+
+    config: RunConfig
+    data: ClientData
+    part1: Segment
+    part3: Segment
+    opt1: Optimizer
+    opt3: Optimizer
+    times: dict[str, float]
+    cuts: CutShapes
 
 
 class Client:
@@ -43,7 +70,10 @@ class Client:
         self.trace = Trace(options.trace_path, self.name)
         self._seq = time.time_ns() // 1000
         self._helpers: dict[str, PeerChannel] = {}
-        self.config: RunConfig | None = None
+        self.training: Training | None = None
+        register = Register("client", EmulationInfo(**options.emulation.to_meta()))
+        self.link = CoordinatorLink(self._peer(options.coordinator, options.coordinator_key), self.name, register,
+                                    options.join_timeout_s, self._next_seq)
 
     def _next_seq(self) -> int:
         self._seq += 1
@@ -53,58 +83,104 @@ class Client:
         security = None
         if self.options.keypair is not None and server_key is not None:
             security = PeerSecurity(self.options.keypair, server_key)
-        float16 = self.config.float16 if self.config is not None else False
+        float16 = self.training.config.float16 if self.training is not None else False
         return PeerChannel(endpoint, self.name, security=security, insecure=security is None,
                            config=channel_config(float16))
 
     def run(self) -> None:
-        """Serve the whole run; returns after the coordinator's BYE."""
-        coord = self._peer(self.options.coordinator, self.options.coordinator_key)
+        """Serve the whole run; returns after the coordinator's BYE.
+
+        SIGINT/SIGTERM (StopRequested) say bye to the coordinator; a fatal error is reported to it as an ERROR
+        naming this client and the cause before it is raised.
+        """
         try:
-            self._serve(coord)
+            self._serve()
+        except StopRequested:
+            self.link.leave(f"{self.name} was stopped by a signal")
+            raise
+        except Exception as exc:  # noqa: BLE001 - reported to the coordinator, then raised
+            self.link.fail(RuntimeCode.ROLE_FAILED, f"{self.name} failed: {exc}")
+            raise
         finally:
             for channel in self._helpers.values():
                 channel.close()
-            coord.close()
+            self.link.channel.close()
             self.trace.close()
 
-    def _serve(self, coord: PeerChannel) -> None:
-        coord.send(Message(MsgType.REGISTER, JobId("", 0, self.name, self._next_seq()),
-                           meta={"role": "client", "emulation": self.options.emulation.to_meta()}))
-        welcome = expect(coord, {MsgType.WELCOME}, 600.0, "the coordinator's welcome").message
-        self.config = config = RunConfig.from_dict(welcome.meta["config"])
-        run = welcome.job.run
-        data = client_data(config, int(welcome.meta["index"]))
-        manifest = load_manifest(config.artifact)
-        self.part1 = Segment(manifest, "part1", threads=config.threads)
-        self.part3 = Segment(manifest, "part3", threads=config.threads)
-        self.opt1 = state.make_optimizer(config, self.part1.params)
-        self.opt3 = state.make_optimizer(config, self.part3.params)
-        measured = measure_client(self.part1, self.part3, config.batch_size, config.profile_iters)
-        self.times = self.options.emulation.part_times(measured, config.emulation_profile, config.time_scale)
-        coord.send(Message(MsgType.REPORT, JobId(run, 0, self.name, self._next_seq()),
-                           meta={"phase": "profile", "times": self.times, "measured": measured,
-                                 "samples": data.samples, "bandwidth_mbps": self.options.emulation.bandwidth_mbps}))
+    def _serve(self) -> None:
+        env = self.link.join(ClientWelcome)
         while True:
-            env = expect(coord, {MsgType.ROUND_START, MsgType.STATE_REQUEST, MsgType.STATE, MsgType.BYE, MsgType.PROBE},
-                         config.round_timeout_s * 10, "the coordinator's next command")
-            message = env.message
-            received = time.perf_counter() - self._lag(message.meta)
-            if message.type is MsgType.BYE:
+            if env.message.type is MsgType.BYE:
+                log.info("%s: the coordinator said bye: %s", self.name, bye_reason(env))
                 return
-            if message.type is MsgType.PROBE:
-                coord.send(self._probe(message))
-            elif message.type is MsgType.ROUND_START:
-                report = self._round(message, data, received)
-                coord.send(Message(MsgType.REPORT, JobId(run, message.job.round, self.name, self._next_seq()), meta=report))
-            elif message.type is MsgType.STATE_REQUEST:
-                tensors = {**state.pack(self.part1, PART1, self.opt1 if message.meta.get("optimizer") else None),
-                           **state.pack(self.part3, PART3, self.opt3 if message.meta.get("optimizer") else None)}
-                coord.send(Message(MsgType.STATE, JobId(run, message.job.round, self.name, self._next_seq()), tensors,
-                                   meta={"samples": data.samples}), copy=True)
-            else:
-                state.restore(self.part1, self.opt1, message.tensors, PART1)
-                state.restore(self.part3, self.opt3, message.tensors, PART3)
+            try:
+                self._command(env)
+            except CommandArrived as exc:
+                env = exc.envelope
+                continue
+            timeout = self.training.config.round_timeout_s * 10 if self.training else self.options.join_timeout_s
+            env = self.link.next_command(timeout)
+
+    def _command(self, env: Envelope) -> None:
+        """Carry out one command of the coordinator; a payload that fails validation is refused and changes nothing."""
+        kind = env.message.type
+        received = time.perf_counter()
+        if kind is MsgType.WELCOME:
+            welcome = self.link.welcome(env, ClientWelcome)
+            if welcome is not None:
+                self._welcome(welcome)
+            return
+        if self.training is None:
+            self.link.refuse(env, f"{kind.value} before the welcome")
+            return
+        if kind is MsgType.PROBE:
+            request = self.link.decode(env, ProbeRequest)
+            if request is not None:
+                self._probe(env.message.job, request)
+        elif kind is MsgType.ROUND_START:
+            start = self.link.decode(env, ClientRoundStart)
+            if start is not None:
+                self._round(env.message.job.round, start, received - self._lag(start.t0_ms))
+        elif kind is MsgType.STATE_REQUEST:
+            request = self.link.decode(env, StateRequest)
+            if request is not None:
+                self._send_state(env.message.job.round, request.optimizer)
+        elif kind is MsgType.STATE:
+            payload = self.link.decode(env, State, shapes=state.shapes({PART1: self.training.part1,
+                                                                        PART3: self.training.part3}))
+            if payload is not None:
+                self._restore(env, payload)
+
+    def _welcome(self, welcome: ClientWelcome) -> None:
+        """Set up (again, after a coordinator restart) from the welcome and report the part times."""
+        config = welcome.config
+        data = client_data(config, welcome.index)
+        manifest = load_manifest(config.artifact)
+        part1 = Segment(manifest, "part1", threads=config.threads)
+        part3 = Segment(manifest, "part3", threads=config.threads)
+        measured = measure_client(part1, part3, config.batch_size, config.profile_iters)
+        times = self.options.emulation.part_times(measured, config.emulation_profile, config.time_scale)
+        self.training = Training(config, data, part1, part3, state.make_optimizer(config, part1.params),
+                                 state.make_optimizer(config, part3.params), times,
+                                 CutShapes.of(manifest, config.batch_size))
+        log.info("%s: client %d of run %r, %d samples", self.name, welcome.index, self.link.run, data.samples)
+        self.link.send(ClientProfile(times, measured, data.samples, self.options.emulation.bandwidth_mbps), 0)
+
+    def _send_state(self, round_: int, optimizer: bool) -> None:
+        t = self.training
+        assert t is not None
+        tensors = {**state.pack(t.part1, PART1, t.opt1 if optimizer else None),
+                   **state.pack(t.part3, PART3, t.opt3 if optimizer else None)}
+        self.link.send(State(t.data.samples, tensors), round_)
+
+    def _restore(self, env: Envelope, payload: State) -> None:
+        t = self.training
+        assert t is not None
+        try:
+            state.restore(t.part1, t.opt1, payload.state, PART1)
+            state.restore(t.part3, t.opt3, payload.state, PART3)
+        except StateError as exc:
+            self.link.refuse(env, f"state: {exc}")
 
     def _helper(self, endpoint: str, key: str | None) -> PeerChannel:
         """The channel to a helper (opened on first use, then kept)."""
@@ -112,27 +188,28 @@ class Client:
             self._helpers[endpoint] = self._peer(endpoint, key.encode() if key else None)
         return self._helpers[endpoint]
 
-    def _probe(self, request: Message) -> Message:
-        """Probe every helper the coordinator lists, one after the other; the REPORT of the fitted links.
+    def _probe(self, job: JobId, request: ProbeRequest) -> None:
+        """Probe every helper the coordinator lists, one after the other; report the fitted links.
 
-        Uploads are paced like job uploads. A helper that does not echo in time gives an ERROR naming the link.
+        Uploads are paced like job uploads. A helper that does not echo in time is reported as an ERROR naming the link.
         """
-        config = self.config
-        assert config is not None
+        t = self.training
+        assert t is not None
         links = {}
-        for target in request.meta["helpers"]:
-            channel = self._helper(target["endpoint"], target.get("key"))
+        for target in request.helpers:
+            channel = self._helper(target.endpoint, target.key)
             try:
-                stats = probe_link(channel, request.job.run, self.name, self._next_seq, request.meta["sizes_kb"],
-                                   config.probe_repeats, config.probe_timeout_s, self._pace)
+                stats = probe_link(channel, job.run, self.name, self._next_seq, request.sizes_kb,
+                                   t.config.probe_repeats, t.config.probe_timeout_s, self._pace)
             except ProbeTimeoutError as exc:
-                reason = f"link probe {self.name} -> {target['helper']} ({target['endpoint']}): {exc}"
+                reason = f"link probe {self.name} -> {target.helper} ({target.endpoint}): {exc}"
                 log.warning("%s", reason)
-                return error_message(ErrorCode.REJECTED, reason, request.job)
-            links[target["helper"]] = stats.to_dict()
-            self.trace.event("probe", helper=target["helper"], latency_ms=stats.latency_ms, mbps=stats.mbps)
-        return Message(MsgType.REPORT, JobId(request.job.run, 0, self.name, self._next_seq()),
-                       meta={"phase": "links", "links": links})
+                self.link.send(ErrorReply(RuntimeCode.ROLE_FAILED, reason), 0)
+                return
+            links[target.helper] = LinkFit(list(stats.sizes_bytes), list(stats.rtt_ms), stats.latency_ms, stats.mbps,
+                                           stats.fit)
+            self.trace.event("probe", helper=target.helper, latency_ms=stats.latency_ms, mbps=stats.mbps)
+        self.link.send(LinkReport(links), 0)
 
     def _pace(self, nbytes: int) -> float:
         """Sleep for the emulated upload of nbytes (not at all without an emulated link); the seconds slept."""
@@ -143,8 +220,8 @@ class Client:
 
     def _send_paced(self, channel: PeerChannel, message: Message, ready: float) -> tuple[float, float]:
         """Send once the emulated upload that began at perf_counter time `ready` is over; (upload s, wall ms sent)."""
-        assert self.config is not None
-        nbytes = tensor_bytes(message.tensors, self.config.float16)
+        assert self.training is not None
+        nbytes = tensor_bytes(message.tensors, self.training.config.float16)
         up = self.options.emulation.transfer_s(nbytes)
         pad_to(ready, up)
         sent = now_ms()
@@ -152,18 +229,53 @@ class Client:
         self.trace.event("send", sent, type=message.type.value, round=message.job.round, bytes=nbytes)
         return up, sent
 
-    def _exchange(self, helper: PeerChannel, message: Message, ready: float, reply: MsgType,
-                  what: str) -> tuple[Message, dict]:
-        """Send a job to the helper (paced) and wait for its reply; the reply and {sent, recv, up_s} for the report."""
-        assert self.config is not None
+    def _await(self, helper: PeerChannel, job: JobId, reply: type[Activations] | type[GradBack]) -> Activations | GradBack:
+        """The helper's reply to `job`, checked; meanwhile a coordinator command interrupts (CommandArrived).
+
+        Raises Diverged for non-finite values and RoleFailedError for a refusal, a bad reply or a timeout.
+        """
+        t = self.training
+        assert t is not None
+        deadline = time.monotonic() + t.config.round_timeout_s
+        what = f"{reply.kind()} of round {job.round}"
+        while (remaining := deadline - time.monotonic()) > 0:
+            command = self.link.poll()
+            if command is not None:
+                raise CommandArrived(command)
+            item = helper.recv(timeout=min(remaining, SLICE_S))
+            if isinstance(item, PeerEvent):
+                if item.kind is EventKind.LOST:
+                    log.warning("%s: its helper went silent while it waited for the %s", self.name, what)
+                continue
+            if item is None:
+                continue
+            if item.message.type is MsgType.ERROR and item.message.job == job:
+                raise RoleFailedError(f"{self.name}: its helper refused the job of round {job.round}: "
+                                      f"{error_text(item)}")
+            if item.message.type is not reply.TYPE or item.message.job != job:
+                log.warning("%s: ignored a %s from its helper while waiting for the %s", self.name,
+                            item.message.type.value, what)
+                continue
+            try:
+                return reply.decode(item.message, cuts=t.cuts)
+            except NonFiniteError as exc:
+                raise Diverged(f"its helper's {exc}") from None
+            except PayloadError as exc:
+                raise RoleFailedError(f"{self.name}: refused its helper's reply: {exc}") from None
+        raise RoleFailedError(f"{self.name}: timed out after {t.config.round_timeout_s:g} s waiting for the {what}")
+
+    def _exchange(self, helper: PeerChannel, message: Message, ready: float,
+                  reply: type[Activations] | type[GradBack]) -> tuple[np.ndarray, Transfer]:
+        """Send a job to the helper (paced) and wait for its reply; the reply's tensor and the exchange's record."""
+        assert self.training is not None
+        float16 = self.training.config.float16
         up, sent = self._send_paced(helper, message, ready)
-        got = expect(helper, {reply}, self.config.round_timeout_s, what,
-                     lambda env: env.message.job == message.job).message
+        got = self._await(helper, message.job, reply)
         recv = now_ms()
-        self.trace.event("recv", recv, type=reply.value, round=message.job.round,
-                         bytes=tensor_bytes(got.tensors, self.config.float16))
-        return got, {"sent": sent, "recv": recv, "up_s": up, "bytes_up": tensor_bytes(message.tensors, self.config.float16),
-                     "bytes_down": tensor_bytes(got.tensors, self.config.float16)}
+        self.trace.event("recv", recv, type=reply.TYPE.value, round=message.job.round,
+                         bytes=tensor_bytes(got.tensors(), float16))
+        return got.tensor, Transfer(sent, recv, up, tensor_bytes(message.tensors, float16),
+                                    tensor_bytes(got.tensors(), float16))
 
     def _step(self, start: float, target_ms: float) -> tuple[float, float]:
         """End an emulated compute step begun at perf_counter `start`: pad it to target_ms when emulating.
@@ -177,46 +289,69 @@ class Client:
         pad = pad_to(start, target_ms / 1000.0)
         return pad, (start + target_ms / 1000.0 if pad > 0 else time.perf_counter())
 
-    def _lag(self, meta: dict) -> float:
+    def _lag(self, t0_ms: float) -> float:
         """Seconds from the coordinator's round start (its wall clock, `t0_ms`) until now, within [0, part-1 time].
 
         An emulated chain starts at the round start: emulation runs every role on one machine, one clock, so
         the time this process took to wake up is padded away rather than added to its chain.
         """
-        if not self.options.emulation.active or meta.get("t0_ms") is None:
+        if not self.options.emulation.active or self.training is None:
             return 0.0
-        return min(max((now_ms() - float(meta["t0_ms"])) / 1000.0, 0.0), self.times["part1_fwd"] / 1000.0)
+        return min(max((now_ms() - t0_ms) / 1000.0, 0.0), self.training.times["part1_fwd"] / 1000.0)
 
-    def _round(self, start: Message, data: ClientData, received: float) -> dict:
-        """One training step of this client's chain; its round began at perf_counter `received`."""
-        config = self.config
-        assert config is not None
-        r, run, meta = start.job.round, start.job.run, start.meta
-        helper = self._helper(meta["helper_endpoint"], meta.get("helper_key"))
+    def _round(self, r: int, start: ClientRoundStart, received: float) -> None:
+        """One training step of this client's chain (its round began at perf_counter `received`); report it.
+
+        A non-finite loss or tensor of its own training is reported as an ERROR DIVERGED instead of the report;
+        nothing non-finite is sent to the helper.
+        """
+        log.info("%s: round %d on %s", self.name, r, start.helper)
+        try:
+            report = self._train(r, start, received)
+        except Diverged as exc:
+            reason = f"{self.name}: {exc}"
+            log.error("training diverged at round %d: %s", r, reason)
+            self.link.send(ErrorReply(RuntimeCode.DIVERGED, reason), r)
+            return
+        self.link.send(report, r)
+
+    def _train(self, r: int, start: ClientRoundStart, received: float) -> ClientRoundReport:
+        t = self.training
+        assert t is not None
+        run = self.link.run
+        helper = self._helper(start.helper_endpoint, start.helper_key)
         t_start = now_ms()
-        self.opt1.lr = self.opt3.lr = state.lr_at(config, r)
-        x, y = data.batch(r)
-        t = time.perf_counter()
-        act = self.part1.forward(r, x)
-        compute1 = time.perf_counter() - t
-        pad1, ready = self._step(received, self.times["part1_fwd"])
-        got, fwd = self._exchange(helper, Message(MsgType.FORWARD, JobId(run, r, self.name, self._next_seq()),
-                                                  {"x": act}), ready, MsgType.ACTIVATIONS, f"activations of round {r}")
-        t = time.perf_counter()
-        result = self.part3.train_step(got.tensors["y"], y)
-        self.opt3.step(result.grads)
-        compute3 = time.perf_counter() - t
-        pad3, ready = self._step(t, self.times["part3_fwd"] + self.times["part3_bwd"])
-        back, bwd = self._exchange(helper, Message(MsgType.GRADIENTS, JobId(run, r, self.name, self._next_seq()),
-                                                   {"grad": result.grad_in}, meta={"loss": result.loss}),
-                                   ready, MsgType.GRAD_BACK, f"gradients of round {r}")
-        t = time.perf_counter()
-        self.opt1.step(self.part1.backward(r, back.tensors["grad"]).grads)
-        compute1b = time.perf_counter() - t
-        pad1b, _ = self._step(t, self.times["part1_bwd"])
+        t.opt1.lr = t.opt3.lr = state.lr_at(t.config, r)
+        x, y = t.data.batch(r)
+        clock = time.perf_counter()
+        act = _finite("its part-1 activations", t.part1.forward(r, x))
+        compute1 = time.perf_counter() - clock
+        pad1, ready = self._step(received, t.times["part1_fwd"])
+        out, fwd = self._exchange(helper, ForwardJob(start.token, tensor=act).encode(
+            JobId(run, r, self.name, self._next_seq())), ready, Activations)
+        clock = time.perf_counter()
+        result = t.part3.train_step(out, y)
+        if not math.isfinite(result.loss):
+            raise Diverged(f"its loss is {result.loss}")
+        _finite("its gradient of the part-2 output", result.grad_in)
+        t.opt3.step(result.grads)
+        compute3 = time.perf_counter() - clock
+        pad3, ready = self._step(clock, t.times["part3_fwd"] + t.times["part3_bwd"])
+        grad, bwd = self._exchange(helper, Gradients(start.token, tensor=result.grad_in).encode(
+            JobId(run, r, self.name, self._next_seq())), ready, GradBack)
+        clock = time.perf_counter()
+        t.opt1.step(t.part1.backward(r, grad).grads)
+        compute1b = time.perf_counter() - clock
+        pad1b, _ = self._step(clock, t.times["part1_bwd"])
         finish = now_ms()
         self.trace.event("round_end", finish, round=r, loss=result.loss)
-        return {"phase": "round", "round": r, "loss": result.loss, "samples": int(len(y)), "start": t_start,
-                "finish": finish, "fwd": fwd, "bwd": bwd,
-                "compute_ms": {"part1_fwd": compute1 * 1e3, "part3": compute3 * 1e3, "part1_bwd": compute1b * 1e3},
-                "pad_ms": {"part1_fwd": pad1 * 1e3, "part3": pad3 * 1e3, "part1_bwd": pad1b * 1e3}}
+        return ClientRoundReport(r, float(result.loss), int(len(y)), t_start, finish, fwd, bwd,
+                                 {"part1_fwd": compute1 * 1e3, "part3": compute3 * 1e3, "part1_bwd": compute1b * 1e3},
+                                 {"part1_fwd": pad1 * 1e3, "part3": pad3 * 1e3, "part1_bwd": pad1b * 1e3})
+
+
+def _finite(what: str, array: np.ndarray) -> np.ndarray:
+    """The array, or Diverged when it holds NaN or infinity."""
+    if not np.isfinite(array).all():
+        raise Diverged(f"{what} hold non-finite values")
+    return array

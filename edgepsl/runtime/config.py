@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from edgepsl.plan.heuristics import DISPATCH_RULES, METHODS
+from edgepsl.runtime.aggregation import STRATEGIES
 from edgepsl.runtime.errors import RunConfigError
 
 DEFAULT_ARTIFACT = str(Path(__file__).resolve().parents[1] / "artifacts" / "lenet5-fmnist")
@@ -51,11 +52,14 @@ class RunConfig:
     threads: int = 1
     register_timeout_s: float = 120.0
     round_timeout_s: float = 300.0
+    aggregation: str = "fedavg"
+    helper_early_messages: int = 8
+    helper_early_mb: float = 256.0
 
     def __post_init__(self) -> None:
         positive = ("clients", "helpers", "rounds", "batch_size", "aggregate_every", "eval_every", "profile_iters",
                     "threads", "bandwidth_mbps", "probe_repeats", "probe_timeout_s", "time_scale", "register_timeout_s",
-                    "round_timeout_s")
+                    "round_timeout_s", "helper_early_messages", "helper_early_mb")
         for name in positive:
             if not getattr(self, name) > 0:
                 raise RunConfigError(f"config key {name!r} must be > 0, got {getattr(self, name)!r}")
@@ -64,7 +68,7 @@ class RunConfig:
                 raise RunConfigError(f"config key {name!r} must be >= 0, got {getattr(self, name)!r}")
         choices = {"optimizer": ("sgd", "adam"), "lr_schedule": ("constant", "cosine"), "method": tuple(METHODS), "dispatch": (*DISPATCH_RULES, "best"),
                    "fallback_rule": tuple(DISPATCH_RULES), "partition": ("iid", "dirichlet"),
-                   "links": ("measured", "declared")}
+                   "links": ("measured", "declared"), "aggregation": tuple(STRATEGIES)}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise RunConfigError(f"config key {name!r} is {getattr(self, name)!r}; choose one of {', '.join(allowed)}")

@@ -3,32 +3,35 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from edgepsl.plan.backend import kernels
 from edgepsl.plan.heuristics import DISPATCH_RULES
-from edgepsl.plan.pure.constants import BWD, FWD
-from edgepsl.runtime import state
 from edgepsl.profiling.link import answer_probe
-from edgepsl.runtime.channels import SERVER_INBOX, channel_config, expect, poll
+from edgepsl.runtime import state
+from edgepsl.runtime.channels import SERVER_INBOX, channel_config
 from edgepsl.runtime.config import RunConfig
+from edgepsl.runtime.coordinator_link import SLICE_S, CoordinatorLink, bye_reason, error_text
 from edgepsl.runtime.emulation import Emulation, Pacer
-from edgepsl.runtime.errors import RunAbortedError
+from edgepsl.runtime.errors import CommandArrived, PayloadError, RoleFailedError, StopRequested
 from edgepsl.runtime.measure import measure_helper
+from edgepsl.runtime.protocol import (BWD, FWD, KIND_WORDS, Activations, CutShapes, EmulationInfo, ErrorReply,
+                                      ForwardJob, GradBack, Gradients, HelperProfile, HelperRoundReport,
+                                      HelperRoundStart, HelperWelcome, JobRecord, Register, RuntimeCode, State,
+                                      StateRequest, StateShapes)
 from edgepsl.runtime.trace import Trace, now_ms, tensor_bytes
-from edgepsl.segment import Optimizer, Segment, SegmentError, load_manifest
-from edgepsl.wire import (Envelope, ErrorCode, JobId, KeyPair, Message, MsgType, PeerChannel, PeerSecurity,
-                          PeerUnreachableError, ServerChannel, ServerSecurity, error_message)
+from edgepsl.segment import Manifest, Optimizer, Segment, SegmentError, StateError, load_manifest
+from edgepsl.wire import (Envelope, ErrorCode, KeyPair, Message, MsgType, PeerChannel, PeerSecurity,
+                          PeerUnreachableError, ServerChannel, ServerSecurity)
 
 log = logging.getLogger("edgepsl.runtime.helper")
 PART2 = "part2/"
-KINDS = {MsgType.FORWARD: FWD, MsgType.GRADIENTS: BWD}
-COMMANDS = {MsgType.ROUND_START, MsgType.STATE_REQUEST, MsgType.STATE, MsgType.BYE}
-PROBE_POLL_S = 0.01
-REPLIES = {FWD: MsgType.ACTIVATIONS, BWD: MsgType.GRAD_BACK}
+JOBS = {MsgType.FORWARD: (FWD, ForwardJob), MsgType.GRADIENTS: (BWD, Gradients)}
+REPLIES = {FWD: Activations, BWD: GradBack}
+JOIN_TIMEOUT_S = 600.0
 
 
 @dataclass(frozen=True)
@@ -44,44 +47,116 @@ class HelperOptions:
     capacity_mb: float | None = None
     emulation: Emulation = Emulation()
     trace_path: Path | None = None
+    join_timeout_s: float = JOIN_TIMEOUT_S
 
 
 @dataclass
 class Job:
     """A forward or backward job that arrived and waits to run."""
 
-    client: str
+    position: int
     kind: int
     envelope: Envelope
+    tensor: np.ndarray
     arrival: float
 
 
-@dataclass
-class RoundPlan:
-    """This helper's part of one round: job order, planned starts and durations, priorities, link bandwidths.
+class RoundSchedule:
+    """This helper's round as numpy arrays indexed by client position (built once per ROUND_START).
 
     The helper follows `order`, running an arrived job out of order only when it ends before the planned job's
-    planned start.
+    planned start. `arrival[j, kind]` is NaN until the job arrives; `ready` and `done` mark its state.
     """
 
-    round: int
-    run: str
-    order: list[tuple[str, int]]
-    planned_start: dict[tuple[str, int], float]
-    duration: dict[str, tuple[float, float]]
-    priority: dict[str, tuple[float, float]]
-    bandwidth: dict[str, float | None]
-    done: set[tuple[str, int]] = field(default_factory=set)
+    def __init__(self, round_: int, run: str, start: HelperRoundStart) -> None:
+        self.round = round_
+        self.run = run
+        self.clients = list(start.clients)
+        self.position = {name: j for j, name in enumerate(self.clients)}
+        order = np.array(start.order, dtype=np.int64).reshape(-1, 2)
+        self.order_position, self.order_kind = order[:, 0].copy(), order[:, 1].copy()
+        self.planned_start = np.array(start.planned_start_ms, dtype=np.float64)
+        self.duration = np.array(start.duration_ms, dtype=np.float64).reshape(-1, 2)
+        self.priority = np.array(start.priority, dtype=np.float64).reshape(-1, 2)
+        self.token = start.token
+        self.bandwidth = list(start.bandwidth_mbps)
+        self.memory_mb = float(np.sum(start.memory_mb))
+        n = len(self.clients)
+        self.arrival = np.full((n, 2), np.nan)
+        self.ready = np.zeros((n, 2), dtype=bool)
+        self.done = np.zeros((n, 2), dtype=bool)
+        self.next = 0  # index into the order of the first job not done
 
-    @classmethod
-    def from_meta(cls, round_: int, run: str, meta: dict) -> "RoundPlan":
-        """The plan a ROUND_START carries."""
-        order = [(c, FWD if k == "fwd" else BWD) for c, k in meta["order"]]
-        return cls(round_, run, order,
-                   dict(zip(order, (float(t) for t in meta["planned_start"]))),
-                   {c: (float(v[0]), float(v[1])) for c, v in meta["duration"].items()},
-                   {c: (float(v[0]), float(v[1])) for c, v in meta["priority"].items()},
-                   {c: v for c, v in meta["bandwidth"].items()})
+    @property
+    def finished(self) -> bool:
+        """Every job of the order has run."""
+        return self.next >= len(self.order_kind)
+
+    def planned_next(self) -> tuple[int, int]:
+        """(position, kind) of the next job of the order."""
+        return int(self.order_position[self.next]), int(self.order_kind[self.next])
+
+    def mark_done(self, position: int, kind: int) -> None:
+        """Record a job as run and move the order's pointer past finished jobs."""
+        self.done[position, kind] = True
+        self.ready[position, kind] = False
+        while not self.finished and self.done[self.order_position[self.next], self.order_kind[self.next]]:
+            self.next += 1
+
+    def pick(self, now: float, rule: int) -> tuple[int, int]:
+        """The compiled online dispatch kernel's choice among the arrived jobs under `rule`: (position, kind)."""
+        flat = np.flatnonzero(self.ready.ravel())
+        kind = flat % 2
+        release = self.arrival.ravel()[flat]
+        tail = self.priority.ravel()[flat]
+        pick = int(kernels.pick_next(float(now), kind, release, tail, flat // 2, rule))
+        chosen = int(flat[pick if pick >= 0 else int(np.argmin(release))])
+        return chosen // 2, chosen % 2
+
+    def missing(self) -> list[str]:
+        """The jobs not yet run, as client:fwd|bwd."""
+        return [f"{self.clients[j]}:{KIND_WORDS[k]}" for j, k in zip(self.order_position, self.order_kind)
+                if not self.done[j, k]]
+
+
+class EarlyJobs:
+    """Job messages that arrive before their round starts, bounded per sender in count and bytes (the rest is refused
+    BUSY), so a peer that floods the helper cannot crowd out the others' early jobs."""
+
+    def __init__(self) -> None:
+        self.envelopes: list[Envelope] = []
+        self.held: dict[str, tuple[int, int]] = {}  # sender -> (messages, bytes) kept
+
+    def offer(self, env: Envelope, max_messages: int, max_bytes: int) -> str | None:
+        """Keep the message, or the reason it cannot be kept."""
+        size = tensor_bytes(env.message.tensors)
+        count, held = self.held.get(env.peer, (0, 0))
+        if count >= max_messages or held + size > max_bytes:
+            return (f"this helper holds {count} messages ({held} bytes) of {env.peer} for rounds that have not "
+                    f"started, its bound per sender (helper_early_messages {max_messages}, helper_early_mb "
+                    f"{max_bytes / 2 ** 20:g}); send the job after its round starts")
+        self.envelopes.append(env)
+        self.held[env.peer] = (count + 1, held + size)
+        return None
+
+    def take(self) -> list[Envelope]:
+        """Everything kept, emptied."""
+        out, self.envelopes, self.held = self.envelopes, [], {}
+        return out
+
+
+@dataclass
+class Serving:
+    """What a welcome sets up: the run's configuration, the part times, the shapes of jobs and states, the fallback
+    rule and the clients' emulated links."""
+
+    config: RunConfig
+    manifest: Manifest
+    times: dict[str, float]
+    cuts: CutShapes
+    state_shapes: StateShapes
+    rule: int
+    client_links: dict[str, float | None]
 
 
 class Helper:
@@ -93,220 +168,274 @@ class Helper:
         self.trace = Trace(options.trace_path, self.name)
         self._seq = time.time_ns() // 1000
         self.parts: dict[str, tuple[Segment, Optimizer]] = {}
-        self.config: RunConfig | None = None
-        self.rule = DISPATCH_RULES["tail"]
+        self.serving: Serving | None = None
         self.server: ServerChannel | None = None
-        self.client_links: dict[str, float | None] = {}
-        self.early: list[Envelope] = []
+        self.early = EarlyJobs()
+        self.pacer = Pacer()
+        secure = options.keypair is not None
+        coord = PeerChannel(options.coordinator, self.name, insecure=not secure, config=channel_config(),
+                            security=PeerSecurity(options.keypair, options.coordinator_key) if secure else None)
+        register = Register("helper", EmulationInfo(**options.emulation.to_meta()), options.capacity_mb,
+                            options.keypair.public.decode() if secure else None)
+        self.link = CoordinatorLink(coord, self.name, register, options.join_timeout_s, self._next_seq)
 
     def _next_seq(self) -> int:
         self._seq += 1
         return self._seq
 
     def run(self) -> None:
-        """Serve the whole run; returns after the coordinator's BYE."""
-        opts = self.options
-        secure = opts.keypair is not None
-        coord = PeerChannel(opts.coordinator, self.name, insecure=not secure, config=channel_config(),
-                            security=PeerSecurity(opts.keypair, opts.coordinator_key) if secure else None)
-        pacer = Pacer()
+        """Serve the whole run; returns after the coordinator's BYE.
+
+        SIGINT/SIGTERM (StopRequested) say bye to the coordinator; a fatal error is reported to it as an ERROR
+        naming this helper and the cause before it is raised.
+        """
         try:
-            self._serve(coord, pacer)
+            self._serve()
+        except StopRequested:
+            self.link.leave(f"{self.name} was stopped by a signal")
+            raise
+        except Exception as exc:  # noqa: BLE001 - reported to the coordinator, then raised
+            self.link.fail(RuntimeCode.ROLE_FAILED, f"{self.name} failed: {exc}")
+            raise
         finally:
-            pacer.close()
+            self.pacer.close()
             if self.server is not None:
                 self.server.close()
-            coord.close()
+            self.link.channel.close()
             self.trace.close()
 
-    def _serve(self, coord: PeerChannel, pacer: Pacer) -> None:
+    def _serve(self) -> None:
+        env = self.link.join(HelperWelcome)
+        while True:
+            if env.message.type is MsgType.BYE:
+                log.info("%s: the coordinator said bye: %s", self.name, bye_reason(env))
+                return
+            try:
+                self._command(env)
+            except CommandArrived as exc:
+                env = exc.envelope
+                continue
+            env = self._idle()
+
+    def _command(self, env: Envelope) -> None:
+        """Carry out one command of the coordinator; a payload that fails validation is refused and changes nothing."""
+        kind = env.message.type
+        if kind is MsgType.WELCOME:
+            welcome = self.link.welcome(env, HelperWelcome)
+            if welcome is not None:
+                self._welcome(welcome)
+            return
+        if self.serving is None:
+            self.link.refuse(env, f"{kind.value} before the welcome")
+            return
+        if kind is MsgType.ROUND_START:
+            start = self.link.decode(env, HelperRoundStart)
+            if start is not None and self._capacity_ok(env, start):
+                schedule = RoundSchedule(env.message.job.round, self.link.run, start)
+                log.info("%s: round %d, %d clients", self.name, schedule.round, len(schedule.clients))
+                jobs = self._round(schedule)
+                self.link.send(HelperRoundReport(schedule.round, jobs), schedule.round)
+        elif kind is MsgType.STATE_REQUEST:
+            request = self.link.decode(env, StateRequest)
+            if request is not None:
+                for client in request.clients:
+                    segment, optimizer = self._part(client)
+                    self.link.send(State(None, state.pack(segment, PART2, optimizer if request.optimizer else None)),
+                                   env.message.job.round, client)
+        elif kind is MsgType.STATE:
+            payload = self.link.decode(env, State, shapes=self.serving.state_shapes)
+            if payload is not None:
+                segment, optimizer = self._part(env.message.job.client)
+                try:
+                    state.restore(segment, optimizer, payload.state, PART2)
+                except StateError as exc:
+                    self.link.refuse(env, f"state: {exc}")
+        else:
+            self.link.refuse(env, f"a helper takes no {kind.value} from the coordinator")
+
+    def _welcome(self, welcome: HelperWelcome) -> None:
+        """Set up (again, after a coordinator restart) from the welcome, bind for clients once, report part-2 times."""
         opts = self.options
+        config = welcome.config
+        manifest = load_manifest(config.artifact)
+        self.early.take()  # jobs of a round a restarted coordinator abandoned
         secure = opts.keypair is not None
-        coord.send(Message(MsgType.REGISTER, JobId("", 0, self.name, self._next_seq()), meta=self._register_meta()))
-        welcome = expect(coord, {MsgType.WELCOME}, 600.0, "the coordinator's welcome").message
-        self.config = config = RunConfig.from_dict(welcome.meta["config"])
-        self.rule = DISPATCH_RULES[config.fallback_rule]
-        self.client_links = dict(welcome.meta.get("client_links", {}))
-        self.manifest = load_manifest(config.artifact)
-        self.server = ServerChannel(opts.bind, insecure=not secure, config=channel_config(config.float16, SERVER_INBOX),
-                                    security=ServerSecurity(opts.keypair, {}) if secure else None)
+        if self.server is None:
+            self.server = ServerChannel(opts.bind, insecure=not secure,
+                                        config=channel_config(config.float16, SERVER_INBOX),
+                                        security=ServerSecurity(opts.keypair, {}) if secure else None)
         if secure:
-            self.server.set_allowed({n: k.encode() for n, k in welcome.meta["client_keys"].items()})
-        run = welcome.job.run
-        scratch = Segment(self.manifest, "part2", threads=config.threads)
+            self.server.set_allowed({n: k.encode() for n, k in welcome.client_keys.items()})
+        scratch = Segment(manifest, "part2", threads=config.threads)
         measured = measure_helper(scratch, config.batch_size, config.profile_iters)
         times = opts.emulation.part_times(measured, config.emulation_profile, config.time_scale)
-        self.times = times
-        coord.send(Message(MsgType.REPORT, JobId(run, 0, self.name, self._next_seq()), meta={
-            "phase": "profile", "times": times, "measured": measured,
-            "endpoint": opts.advertise or self.server.endpoint}))
-        message = self._first_command(coord, pacer, config.register_timeout_s * 10)
-        while True:
-            if message.type is MsgType.BYE:
-                return
-            if message.type is MsgType.ROUND_START:
-                self._check_capacity(coord, message)
-                plan = RoundPlan.from_meta(message.job.round, run, message.meta)
-                jobs = self._round(plan, pacer)
-                coord.send(Message(MsgType.REPORT, JobId(run, plan.round, self.name, self._next_seq()),
-                                   meta={"phase": "round", "round": plan.round, "jobs": jobs}))
-            elif message.type is MsgType.STATE_REQUEST:
-                for client in message.meta["clients"]:
-                    segment, optimizer = self._part(client)
-                    coord.send(Message(MsgType.STATE, JobId(run, message.job.round, client, self._next_seq()),
-                                       state.pack(segment, PART2, optimizer if message.meta.get("optimizer") else None)),
-                               copy=True)
-            else:
-                segment, optimizer = self._part(message.job.client)
-                state.restore(segment, optimizer, message.tensors, PART2)
-            message = expect(coord, COMMANDS, config.round_timeout_s * 10, "the coordinator's next command").message
+        self.serving = Serving(config, manifest, times, CutShapes.of(manifest, config.batch_size),
+                               state.shapes({PART2: scratch}), DISPATCH_RULES[config.fallback_rule],
+                               dict(welcome.client_links))
+        log.info("%s: serving run %r on %s", self.name, self.link.run, self.server.endpoint)
+        self.link.send(HelperProfile(times, measured, opts.advertise or self.server.endpoint), 0)
 
-    def _register_meta(self) -> dict:
-        """What this helper declares when it registers: capacity, emulation and public key."""
-        opts = self.options
-        return {"role": "helper", "capacity_mb": opts.capacity_mb, "emulation": opts.emulation.to_meta(),
-                "public_key": opts.keypair.public.decode() if opts.keypair is not None else None}
-
-    def _first_command(self, coord: PeerChannel, pacer: Pacer, timeout_s: float) -> Message:
-        """The coordinator's first command after the profile; meanwhile echo the clients' link probes.
-
-        Jobs that overtake the first ROUND_START wait in `early` for the round.
-        """
-        assert self.server is not None
-        deadline = time.monotonic() + timeout_s
+    def _idle(self) -> Envelope:
+        """Wait for the coordinator's next command; meanwhile echo link probes and keep early jobs (bounded)."""
+        assert self.serving is not None or self.server is None
+        timeout = self.serving.config.round_timeout_s * 10 if self.serving else self.options.join_timeout_s
+        deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            env = poll(coord, COMMANDS, "the coordinator's first command")
+            env = self.link.poll()
             if env is not None:
-                return env.message
-            item = self.server.recv(timeout=PROBE_POLL_S)
+                return env
+            item = self.server.recv(timeout=SLICE_S) if self.server is not None else None
             if isinstance(item, Envelope):
-                self._echo(item, pacer)
-        raise RunAbortedError(f"timed out after {timeout_s:g} s waiting for the coordinator's first command")
+                self._early(item)
+            elif self.server is None:
+                time.sleep(SLICE_S)
+        raise RoleFailedError(f"{self.name}: no command from the coordinator within {timeout:g} s")
 
-    def _echo(self, env: Envelope, pacer: Pacer) -> None:
-        """Answer a link probe after the emulated download of its payload; keep anything else for the round."""
-        if env.message.type is not MsgType.PROBE:
-            self.early.append(env)
+    def _early(self, env: Envelope) -> None:
+        """Answer a link probe after the emulated download of its payload; keep a job for its round, within bounds."""
+        assert self.server is not None and self.serving is not None
+        if env.message.type is MsgType.PROBE:
+            server = self.server
+            delay = Emulation(bandwidth_mbps=self.serving.client_links.get(env.peer)).transfer_s(
+                tensor_bytes(env.message.tensors))
+            self.pacer.later(delay, lambda: answer_probe(server, env))
             return
-        assert self.server is not None
-        server = self.server
-        delay = Emulation(bandwidth_mbps=self.client_links.get(env.peer)).transfer_s(tensor_bytes(env.message.tensors))
-        pacer.later(delay, lambda: answer_probe(server, env))
+        if env.message.type not in JOBS:
+            self._refuse(env, ErrorCode.REJECTED, f"a helper accepts only forward and gradients jobs, not "
+                                                  f"{env.message.type.value}")
+            return
+        config = self.serving.config
+        reason = self.early.offer(env, config.helper_early_messages, int(config.helper_early_mb * 2 ** 20))
+        if reason is not None:
+            self._refuse(env, RuntimeCode.BUSY, reason)
 
-    def _check_capacity(self, coord: PeerChannel, start: Message) -> None:
-        """Refuse (to the coordinator) a round whose clients' middle parts need more memory than this helper has."""
-        need = sum(float(v) for v in start.meta["memory_mb"].values())
+    def _capacity_ok(self, env: Envelope, start: HelperRoundStart) -> bool:
+        """False (and an ERROR to the coordinator) for a round whose middle parts need more memory than this helper has."""
+        need = float(np.sum(start.memory_mb))
         capacity = self.options.capacity_mb
         if capacity is not None and need > capacity:
             reason = f"helper {self.name} has {capacity:g} MB but its clients' middle parts need {need:g} MB"
-            coord.send(error_message(ErrorCode.REJECTED, reason, start.job))
-            raise RunAbortedError(reason)
+            self.link.send(ErrorReply(RuntimeCode.ROLE_FAILED, reason), env.message.job.round)
+            log.error("%s", reason)
+            return False
+        return True
 
     def _part(self, client: str) -> tuple[Segment, Optimizer]:
         """The middle-part state of one client (created on first use)."""
         if client not in self.parts:
-            assert self.config is not None
-            segment = Segment(self.manifest, "part2", threads=self.config.threads)
-            self.parts[client] = (segment, state.make_optimizer(self.config, segment.params))
+            assert self.serving is not None
+            segment = Segment(self.serving.manifest, "part2", threads=self.serving.config.threads)
+            self.parts[client] = (segment, state.make_optimizer(self.serving.config, segment.params))
         return self.parts[client]
 
     def _refuse(self, env: Envelope, code: int, reason: str) -> None:
-        """Send an ERROR for one message to its sender only; never disturbs the other clients."""
+        """Send an ERROR for one message to its sender only; never disturbs the other clients.
+
+        An ERROR is never answered with one (two processes must not refuse each other's refusals forever).
+        """
+        if env.message.type is MsgType.ERROR:
+            log.warning("%s: ignored an error from %s: %s", self.name, env.peer, error_text(env))
+            return
         log.warning("refused %s %s from %s: %s", env.message.type.value, tuple(env.message.job), env.peer, reason)
         self.trace.event("refused", peer=env.peer, type=env.message.type.value, reason=reason)
         try:
             assert self.server is not None
-            self.server.send(env.peer, error_message(code, reason, env.message.job))
-        except PeerUnreachableError:
-            pass
+            self.server.send(env.peer, ErrorReply(code, reason).encode(env.message.job))
+        except PeerUnreachableError as exc:  # a peer that does not read its refusals loses them, nothing else
+            log.warning("%s: dropped the refusal to %s: %s", self.name, env.peer, exc)
 
-    def _admit(self, env: Envelope, plan: RoundPlan, ready: dict[tuple[str, int], Job], t0: float) -> None:
-        """Queue a job message if it belongs to this round's plan; refuse it otherwise."""
+    def _admit(self, env: Envelope, plan: RoundSchedule, ready: dict[tuple[int, int], Job], t0: float) -> None:
+        """Queue a job message if it belongs to this round's plan and its payload is valid; refuse it otherwise."""
+        assert self.serving is not None
         message = env.message
-        kind = KINDS.get(message.type)
-        if kind is None:
+        if message.type not in JOBS:
             self._refuse(env, ErrorCode.REJECTED, f"a helper accepts only forward and gradients jobs, not {message.type.value}")
             return
-        key = (env.peer, kind)
-        if env.peer not in plan.priority:
+        kind, payload_class = JOBS[message.type]
+        position = plan.position.get(env.peer)
+        if position is None:
             self._refuse(env, ErrorCode.REJECTED, f"client {env.peer!r} is not assigned to helper {self.name}")
         elif message.job.round != plan.round or message.job.run != plan.run:
             self._refuse(env, ErrorCode.REJECTED, f"job of run {message.job.run!r} round {message.job.round}; "
                                                   f"this helper is serving run {plan.run!r} round {plan.round}")
-        elif key in plan.done or key in ready:
+        elif plan.done[position, kind] or plan.ready[position, kind]:
             self._refuse(env, ErrorCode.REJECTED, f"the {message.type.value} job of round {plan.round} was already received")
-        elif kind == BWD and (env.peer, FWD) not in plan.done:
+        elif kind == BWD and not plan.done[position, FWD]:
             self._refuse(env, ErrorCode.UNKNOWN_JOB, f"gradients of round {plan.round} before its forward job ran")
-        elif set(message.tensors) != {"x" if kind == FWD else "grad"}:
-            self._refuse(env, ErrorCode.REJECTED, f"a {message.type.value} job carries exactly one tensor named "
-                                                  f"{'x' if kind == FWD else 'grad'}, got {sorted(message.tensors)}")
         else:
+            try:
+                job = payload_class.decode(message, cuts=self.serving.cuts)
+            except PayloadError as exc:
+                self._refuse(env, RuntimeCode.BAD_PAYLOAD, str(exc))
+                return
+            if job.token != plan.token:
+                self._refuse(env, ErrorCode.REJECTED, f"the {message.type.value} job belongs to an earlier start of "
+                                                      f"round {plan.round} (a restarted coordinator replays it)")
+                return
             arrival = now_ms()
             self.trace.event("recv", arrival, type=message.type.value, client=env.peer, round=plan.round,
-                             bytes=tensor_bytes(message.tensors, self.config.float16))
-            ready[key] = Job(env.peer, kind, env, arrival - t0)
+                             bytes=tensor_bytes(message.tensors, self.serving.config.float16))
+            plan.ready[position, kind] = True
+            plan.arrival[position, kind] = arrival - t0
+            ready[(position, kind)] = Job(position, kind, env, job.tensor, arrival - t0)
 
-    def _pick(self, plan: RoundPlan, ready: dict[tuple[str, int], Job], now: float, rule: int) -> Job:
-        """The compiled online dispatch kernel's choice among the arrived jobs under `rule`."""
-        jobs = list(ready.values())
-        kind = np.array([j.kind for j in jobs], dtype=np.int64)
-        release = np.array([j.arrival for j in jobs], dtype=np.float64)
-        tail = np.array([plan.priority[j.client][j.kind] for j in jobs], dtype=np.float64)
-        client = np.array([[c for c, _ in plan.order].index(j.client) for j in jobs], dtype=np.int64)
-        pick = int(kernels.pick_next(float(now), kind, release, tail, client, rule))
-        return jobs[pick if pick >= 0 else int(np.argmin(release))]
-
-    def _choose(self, plan: RoundPlan, ready: dict[tuple[str, int], Job], now: float) -> tuple[Job, bool] | None:
+    def _choose(self, plan: RoundSchedule, ready: dict[tuple[int, int], Job], now: float) -> tuple[Job, bool] | None:
         """The job to run now and whether it is the plan's, or None to wait for more arrivals.
 
         The next planned job runs once it has arrived; before that, the fallback rule's best arrived job runs
         only if it is expected to end by the planned job's planned start, so the plan is never delayed by it.
         Baseline plans too: their order is their dispatch rule applied to the planned releases.
         """
-        nxt = next(job for job in plan.order if job not in plan.done)
+        assert self.serving is not None
+        nxt = plan.planned_next()
         if nxt in ready:
             return ready.pop(nxt), True
-        job = self._pick(plan, ready, now, self.rule)
-        if now + plan.duration[job.client][job.kind] > plan.planned_start[nxt]:
+        position, kind = plan.pick(now, self.serving.rule)
+        if now + plan.duration[position, kind] > plan.planned_start[plan.next]:
             return None
-        return ready.pop((job.client, job.kind)), False
+        return ready.pop((position, kind)), False
 
-    def _round(self, plan: RoundPlan, pacer: Pacer) -> list[dict]:
+    def _round(self, plan: RoundSchedule) -> list[JobRecord]:
         """Serve every job of the round's order; returns one record per job for the coordinator's report."""
-        assert self.server is not None and self.config is not None
+        assert self.server is not None and self.serving is not None
         t0 = now_ms()
-        ready: dict[tuple[str, int], Job] = {}
+        ready: dict[tuple[int, int], Job] = {}
         records = []
-        for env in self.early:
+        for env in self.early.take():
             self._admit(env, plan, ready, t0)
-        self.early.clear()
-        deadline = time.monotonic() + self.config.round_timeout_s
-        while len(plan.done) < len(plan.order):
+        timeout = self.serving.config.round_timeout_s
+        deadline = time.monotonic() + timeout
+        while not plan.finished:
             choice = self._choose(plan, ready, now_ms() - t0) if ready else None
             if choice is None:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    missing = [f"{c}:{'fwd' if k == FWD else 'bwd'}" for c, k in plan.order if (c, k) not in plan.done]
-                    raise RunAbortedError(f"round {plan.round}: jobs {missing} did not run within "
-                                          f"{self.config.round_timeout_s:g} s")
+                    raise RoleFailedError(f"{self.name}: round {plan.round}: jobs {plan.missing()} did not arrive "
+                                          f"within {timeout:g} s")
                 self._receive(remaining, plan, ready, t0)
                 continue
             job, planned = choice
-            record = self._execute(job, plan, ready, pacer, t0)
+            record = self._execute(job, plan, ready, t0, planned)
             if record is not None:
-                records.append({**record, "planned": planned})
+                records.append(record)
         return records
 
-    def _receive(self, timeout_s: float, plan: RoundPlan, ready: dict[tuple[str, int], Job], t0: float) -> None:
-        """Wait up to timeout_s for a message, then admit it and everything else already received."""
+    def _receive(self, timeout_s: float, plan: RoundSchedule, ready: dict[tuple[int, int], Job], t0: float) -> None:
+        """Wait up to timeout_s for a message, then admit it and everything else already received.
+
+        A command of the coordinator (its BYE, or a restarted coordinator's WELCOME) interrupts the round.
+        """
         assert self.server is not None
-        item = self.server.recv(timeout=timeout_s)
+        command = self.link.poll()
+        if command is not None:
+            raise CommandArrived(command)
+        item = self.server.recv(timeout=min(timeout_s, SLICE_S))
         while item is not None:
             if isinstance(item, Envelope):
                 self._admit(item, plan, ready, t0)
             item = self.server.recv(timeout=0)
 
-    def _pad(self, start: float, target_s: float, plan: RoundPlan, ready: dict[tuple[str, int], Job],
+    def _pad(self, start: float, target_s: float, plan: RoundSchedule, ready: dict[tuple[int, int], Job],
              t0: float) -> float:
         """Pad a job to target_s seconds after perf_counter `start`, admitting arrivals meanwhile; ms padded."""
         pad = max(0.0, target_s - (time.perf_counter() - start))
@@ -314,40 +443,41 @@ class Helper:
             self._receive(remaining, plan, ready, t0)
         return pad * 1e3
 
-    def _execute(self, job: Job, plan: RoundPlan, ready: dict[tuple[str, int], Job], pacer: Pacer,
-                 t0: float) -> dict | None:
+    def _execute(self, job: Job, plan: RoundSchedule, ready: dict[tuple[int, int], Job], t0: float,
+                 planned: bool) -> JobRecord | None:
         """Run one job, pad it, reply after the emulated download; its record, or None if its input was refused."""
-        segment, optimizer = self._part(job.client)
-        assert self.config is not None
-        optimizer.lr = state.lr_at(self.config, plan.round)
+        assert self.serving is not None
+        client = plan.clients[job.position]
+        segment, optimizer = self._part(client)
+        optimizer.lr = state.lr_at(self.serving.config, plan.round)
         message = job.envelope.message
         start = now_ms()
-        self.trace.event("job_start", start, client=job.client, kind=job.kind, round=plan.round)
+        self.trace.event("job_start", start, client=client, kind=job.kind, round=plan.round)
         t = time.perf_counter()
         try:
             if job.kind == FWD:
-                out = {"y": segment.forward(plan.round, message.tensors["x"])}
+                out = segment.forward(plan.round, job.tensor)
             else:
-                result = segment.backward(plan.round, message.tensors["grad"])
+                result = segment.backward(plan.round, job.tensor)
                 optimizer.step(result.grads)
-                out = {"grad": result.grad_in}
+                out = result.grad_in
         except SegmentError as exc:
+            plan.ready[job.position, job.kind] = False
             self._refuse(job.envelope, ErrorCode.REJECTED, str(exc))
             return None
         compute = (time.perf_counter() - t) * 1e3
-        emulated = self.times["part2_fwd" if job.kind == FWD else "part2_bwd"]
+        emulated = self.serving.times["part2_fwd" if job.kind == FWD else "part2_bwd"]
         pad = self._pad(t, emulated / 1000.0, plan, ready, t0) if self.options.emulation.active else 0.0
         end = now_ms()
-        plan.done.add((job.client, job.kind))
-        self.trace.event("job_end", end, client=job.client, kind=job.kind, round=plan.round, compute_ms=compute, pad_ms=pad)
-        reply = Message(REPLIES[job.kind], message.job, out)
-        bandwidth = plan.bandwidth.get(job.client)
-        nbytes = tensor_bytes(out, self.config.float16)
-        down = Emulation(bandwidth_mbps=bandwidth).transfer_s(nbytes)
-        pacer.later(down, lambda: self._reply(job.client, reply, nbytes))
-        return {"client": job.client, "kind": job.kind, "arrival": job.arrival + t0, "start": start, "end": end,
-                "compute_ms": compute, "pad_ms": pad, "down_s": down,
-                "bytes_in": tensor_bytes(message.tensors, self.config.float16), "bytes_out": nbytes}
+        plan.mark_done(job.position, job.kind)
+        self.trace.event("job_end", end, client=client, kind=job.kind, round=plan.round, compute_ms=compute, pad_ms=pad)
+        reply = REPLIES[job.kind](tensor=out).encode(message.job)
+        float16 = self.serving.config.float16
+        nbytes = tensor_bytes(reply.tensors, float16)
+        down = Emulation(bandwidth_mbps=plan.bandwidth[job.position]).transfer_s(nbytes)
+        self.pacer.later(down, lambda: self._reply(client, reply, nbytes))
+        return JobRecord(client, job.kind, job.arrival + t0, start, end, compute, pad, down,
+                         tensor_bytes(message.tensors, float16), nbytes, planned)
 
     def _reply(self, client: str, reply: Message, nbytes: int) -> None:
         """Send a job's result (on the pacer thread when a download is emulated)."""

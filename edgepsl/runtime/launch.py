@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -29,6 +30,7 @@ class LocalRun:
     helper_emulation: Sequence[Emulation] = ()
     resume: bool = False
     stop_after: int | None = None
+    log_level: str = "info"
 
 
 def role_names(config: RunConfig) -> tuple[list[str], list[str]]:
@@ -65,7 +67,7 @@ def _commands(run: LocalRun, endpoint: str, store: KeyStore | None) -> list[list
     for role, names, emulations in (("helper", helpers, run.helper_emulation), ("client", clients, run.client_emulation)):
         for k, name in enumerate(names):
             cmd = [sys.executable, "-m", "edgepsl", role, "--coordinator", endpoint, "--name", name,
-                   "--trace", str(run.run_dir / "traces" / f"{name}.jsonl")]
+                   "--trace", str(run.run_dir / "traces" / f"{name}.jsonl"), "--log-level", run.log_level]
             if store is None:
                 cmd.append("--insecure")
             else:
@@ -104,16 +106,23 @@ def run_local(run: LocalRun, on_round: Callable[[dict[str, Any]], None] | None =
             with open(logs / f"{name}.log", "ab") as log:
                 procs.append((name, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)))
         summary = coordinator.run()
-        failed = []
-        for name, proc in procs:
-            code = proc.wait(timeout=CHILD_EXIT_S)
-            if code != 0:
-                failed.append(f"{name} (exit {code})")
+        failed = [f"{name} (exit {code})" for name, code in _reap(procs) if code != 0]
         if failed:
             raise RunAbortedError(f"role processes failed: {', '.join(failed)}; see {logs}")
         return summary
     finally:
-        for _, proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+        _reap(procs)
+
+
+def _reap(procs: Sequence[tuple[str, subprocess.Popen]]) -> list[tuple[str, int]]:
+    """Wait (CHILD_EXIT_S in all) for the role processes, which leave on the coordinator's bye; kill what remains."""
+    deadline = time.monotonic() + CHILD_EXIT_S
+    codes = []
+    for name, proc in procs:
+        try:
+            proc.wait(timeout=max(deadline - time.monotonic(), 0.1))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        codes.append((name, proc.returncode))
+    return codes

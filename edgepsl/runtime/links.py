@@ -10,6 +10,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from edgepsl.runtime.config import RunConfig
+from edgepsl.runtime.protocol import LinkFit
 from edgepsl.segment import Manifest
 
 MEASURED = "measured"
@@ -48,16 +49,16 @@ def declared_links(config: RunConfig, clients: Sequence[str], helpers: Sequence[
     return Links(tuple(clients), tuple(helpers), np.zeros((K, H)), mbps.reshape(K, H), source, {})
 
 
-def measured_links(clients: Sequence[str], helpers: Sequence[str], reports: Mapping[str, Mapping[str, dict]]) -> Links:
-    """Links from the clients' probe reports ({client: {helper: LinkStats.to_dict()}})."""
+def measured_links(clients: Sequence[str], helpers: Sequence[str], reports: Mapping[str, Mapping[str, LinkFit]]) -> Links:
+    """Links from the clients' probe reports ({client: {helper: LinkFit}})."""
     K, H = len(clients), len(helpers)
     latency, mbps = np.zeros((K, H)), np.zeros((K, H))
     for j, c in enumerate(clients):
         for i, h in enumerate(helpers):
-            latency[j, i] = float(reports[c][h]["latency_ms"])
-            mbps[j, i] = float(reports[c][h]["mbps"])
+            latency[j, i] = reports[c][h].latency_ms
+            mbps[j, i] = reports[c][h].mbps
     return Links(tuple(clients), tuple(helpers), latency, mbps, tuple(tuple([MEASURED] * H) for _ in clients),
-                 {c: dict(reports[c]) for c in clients})
+                 {c: {h: fit.to_meta() for h, fit in reports[c].items()} for c in clients})
 
 
 def cut_bytes(manifest: Manifest, segment: str, batch: int, float16: bool) -> int:

@@ -12,6 +12,7 @@ import numpy as np
 from edgepsl.plan.instance import Instance
 from edgepsl.plan.pure.constants import BWD, FWD
 from edgepsl.plan.schedule import KIND_NAMES, Plan, Timeline
+from edgepsl.runtime.protocol import ClientRoundReport, HelperRoundReport, JobRecord
 
 
 @dataclass(frozen=True)
@@ -23,13 +24,13 @@ class RoundRecord:
     metrics: dict[str, Any]
 
 
-def _jobs_by_client(helper_reports: Mapping[str, dict]) -> dict[tuple[str, int], dict]:
-    return {(job["client"], int(job["kind"])): {**job, "helper": helper}
-            for helper, report in helper_reports.items() for job in report["jobs"]}
+def _jobs_by_client(helper_reports: Mapping[str, HelperRoundReport]) -> dict[tuple[str, int], tuple[JobRecord, str]]:
+    return {(job.client, job.kind): (job, helper) for helper, report in helper_reports.items() for job in report.jobs}
 
 
 def job_records(instance: Instance, plan: Plan, planned: Timeline, clients: Sequence[str], t0: float,
-                client_reports: Mapping[str, dict], helper_reports: Mapping[str, dict]) -> list[dict[str, Any]]:
+                client_reports: Mapping[str, ClientRoundReport],
+                helper_reports: Mapping[str, HelperRoundReport]) -> list[dict[str, Any]]:
     """One record per helper job, from the helper's and its client's reports (ms, bytes).
 
     arrival_ms / start_ms / end_ms: at the helper, from the round start, beside the plan's planned_release_ms and
@@ -43,15 +44,15 @@ def job_records(instance: Instance, plan: Plan, planned: Timeline, clients: Sequ
         rep, i = client_reports[name], int(plan.assignment[j])
         release = (float(instance.r[j, i]), float(planned.fwd_end[j] + instance.gap[j, i]))
         start = (float(planned.fwd_start[j]), float(planned.bwd_start[j]))
-        for kind, side in ((FWD, rep["fwd"]), (BWD, rep["bwd"])):
-            job = jobs[(name, kind)]
-            out.append({"client": name, "helper": job["helper"], "kind": KIND_NAMES[kind],
-                        "arrival_ms": job["arrival"] - t0, "start_ms": job["start"] - t0, "end_ms": job["end"] - t0,
+        for kind, side in ((FWD, rep.fwd), (BWD, rep.bwd)):
+            job, helper = jobs[(name, kind)]
+            out.append({"client": name, "helper": helper, "kind": KIND_NAMES[kind],
+                        "arrival_ms": job.arrival - t0, "start_ms": job.start - t0, "end_ms": job.end - t0,
                         "planned_release_ms": release[kind], "planned_start_ms": start[kind],
-                        "queue_wait_ms": job["start"] - job["arrival"], "compute_ms": job["compute_ms"],
-                        "pad_ms": job["pad_ms"], "upload_ms": side["up_s"] * 1e3 + job["arrival"] - side["sent"],
-                        "download_ms": side["recv"] - job["end"], "bytes_up": job["bytes_in"],
-                        "bytes_down": job["bytes_out"], "planned": bool(job["planned"])})
+                        "queue_wait_ms": job.start - job.arrival, "compute_ms": job.compute_ms,
+                        "pad_ms": job.pad_ms, "upload_ms": side.up_s * 1e3 + job.arrival - side.sent,
+                        "download_ms": side.recv - job.end, "bytes_up": job.bytes_in,
+                        "bytes_down": job.bytes_out, "planned": job.planned})
     return out
 
 
@@ -66,7 +67,7 @@ def job_summary(records: Sequence[Mapping[str, Any]]) -> dict[str, float]:
 
 
 def realised(instance: Instance, plan: Plan, planned: Timeline, clients: Sequence[str], t0: float,
-             client_reports: Mapping[str, dict], helper_reports: Mapping[str, dict]) -> RoundRecord:
+             client_reports: Mapping[str, ClientRoundReport], helper_reports: Mapping[str, HelperRoundReport]) -> RoundRecord:
     """Build the round's record from the reports (planned: the plan's timeline); times in ms from the round start t0."""
     jobs = _jobs_by_client(helper_reports)
     K, H = instance.K, instance.H
@@ -74,21 +75,21 @@ def realised(instance: Instance, plan: Plan, planned: Timeline, clients: Sequenc
     chain = {k: np.zeros(K) for k in ("r", "p", "d", "l", "r_bwd", "p_bwd", "d_bwd", "l_bwd")}
     overhead = np.zeros((K, 2))
     for j, name in enumerate(clients):
-        rep, fwd, bwd = client_reports[name], jobs[(name, FWD)], jobs[(name, BWD)]
-        times["fs"][j], times["fe"][j] = fwd["start"] - t0, fwd["end"] - t0
-        times["bs"][j], times["be"][j] = bwd["start"] - t0, bwd["end"] - t0
-        times["fin"][j] = rep["finish"] - t0
-        part3 = rep["bwd"]["sent"] - rep["fwd"]["recv"]
-        chain["r"][j] = fwd["arrival"] - t0
-        chain["p"][j] = fwd["end"] - fwd["start"]
-        chain["d"][j] = rep["fwd"]["recv"] - fwd["end"]
+        rep, (fwd, _), (bwd, _) = client_reports[name], jobs[(name, FWD)], jobs[(name, BWD)]
+        times["fs"][j], times["fe"][j] = fwd.start - t0, fwd.end - t0
+        times["bs"][j], times["be"][j] = bwd.start - t0, bwd.end - t0
+        times["fin"][j] = rep.finish - t0
+        part3 = rep.bwd.sent - rep.fwd.recv
+        chain["r"][j] = fwd.arrival - t0
+        chain["p"][j] = fwd.end - fwd.start
+        chain["d"][j] = rep.fwd.recv - fwd.end
         chain["l"][j] = part3 / 2.0
-        chain["r_bwd"][j] = bwd["arrival"] - rep["fwd"]["recv"] - part3 / 2.0
-        chain["p_bwd"][j] = bwd["end"] - bwd["start"]
-        chain["d_bwd"][j] = rep["bwd"]["recv"] - bwd["end"]
-        chain["l_bwd"][j] = rep["finish"] - rep["bwd"]["recv"]
-        for k, (job, side) in enumerate(((fwd, rep["fwd"]), (bwd, rep["bwd"]))):
-            overhead[j, k] = (side["recv"] - side["sent"]) - (job["end"] - job["arrival"]) - job["down_s"] * 1e3
+        chain["r_bwd"][j] = bwd.arrival - rep.fwd.recv - part3 / 2.0
+        chain["p_bwd"][j] = bwd.end - bwd.start
+        chain["d_bwd"][j] = rep.bwd.recv - bwd.end
+        chain["l_bwd"][j] = rep.finish - rep.bwd.recv
+        for k, (job, side) in enumerate(((fwd, rep.fwd), (bwd, rep.bwd))):
+            overhead[j, k] = (side.recv - side.sent) - (job.end - job.arrival) - job.down_s * 1e3
     a = plan.assignment
     busy = np.bincount(a, weights=chain["p"] + chain["p_bwd"], minlength=H)
     span = np.zeros(H)
@@ -100,15 +101,15 @@ def realised(instance: Instance, plan: Plan, planned: Timeline, clients: Sequenc
     measured = Instance(**wide, l=np.maximum(chain["l"], 0.0), l_bwd=np.maximum(chain["l_bwd"], 0.0),
                         mem=instance.mem, cap=instance.cap, client_names=instance.client_names,
                         helper_names=instance.helper_names, meta={"measured": "realised chain durations (ms)"})
-    all_jobs = list(jobs.values())
+    all_jobs = [job for job, _ in jobs.values()]
     records = job_records(instance, plan, planned, clients, t0, client_reports, helper_reports)
     metrics = {
         "realised_makespan_ms": makespan,
         "helper_utilisation": (busy / makespan).round(4).tolist() if makespan > 0 else [0.0] * H,
-        "fallback_jobs": int(sum(1 for job in all_jobs if not job["planned"])),
+        "fallback_jobs": int(sum(1 for job in all_jobs if not job.planned)),
         "overhead_ms_per_job": float(overhead.mean()),
         "overhead_share": float(overhead.sum(axis=1).mean() / makespan) if makespan > 0 else 0.0,
-        "bytes": int(sum(job["bytes_in"] + job["bytes_out"] for job in all_jobs)),
+        "bytes": int(sum(job.bytes_in + job.bytes_out for job in all_jobs)),
         "job_summary": job_summary(records),
         "jobs": records,
     }

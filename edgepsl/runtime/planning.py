@@ -9,7 +9,6 @@ import numpy as np
 from edgepsl.plan.heuristics import Solution, solve
 from edgepsl.plan.instance import Instance
 from edgepsl.plan.profiles import instance_from_parts, loose_capacity_mb
-from edgepsl.plan.schedule import KIND_NAMES, Plan
 from edgepsl.runtime.config import RunConfig
 from edgepsl.runtime.links import Links, cut_bytes
 from edgepsl.segment import Manifest
@@ -72,7 +71,3 @@ def fallback_priority(instance: Instance, rule: str, j: int, i: int) -> tuple[fl
         return gap, tail
     return 0.0, 0.0
 
-
-def helper_orders(plan: Plan, clients: Sequence[str]) -> list[list[list[str]]]:
-    """Each helper's job order as [client name, 'fwd' | 'bwd'] rows (the ROUND_START payload)."""
-    return [[[clients[int(j)], KIND_NAMES[int(k)]] for j, k in order] for order in plan.orders]

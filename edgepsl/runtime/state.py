@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import math
-from typing import Mapping, Sequence
+from typing import Mapping
 
 import numpy as np
 
-from edgepsl.runtime.errors import RunAbortedError
-from edgepsl.segment import SGD, Adam, Optimizer, Segment
 from edgepsl.runtime.config import RunConfig
+from edgepsl.runtime.protocol import StateShapes, TensorShape
+from edgepsl.segment import SGD, Adam, Optimizer, Segment
 
 MODEL, OPTIM = "m/", "o/"
 
@@ -50,21 +50,8 @@ def restore(segment: Segment, optimizer: Optimizer, tensors: Mapping[str, np.nda
         optimizer.load_state_dict(optim)
 
 
-def fedavg(states: Sequence[Mapping[str, np.ndarray]], weights: Sequence[float]) -> dict[str, np.ndarray]:
-    """Weighted average of model states with identical keys; integer tensors (step counters) take the maximum."""
-    if not states or len(states) != len(weights) or sum(weights) <= 0:
-        raise RunAbortedError(f"FedAvg needs states with positive total weight; got {len(states)} states")
-    keys = set(states[0])
-    for state in states[1:]:
-        if set(state) != keys:
-            raise RunAbortedError("FedAvg got model states with different tensor names")
-    w = np.asarray(weights, dtype=np.float64) / float(sum(weights))
-    out = {}
-    for key in states[0]:
-        stack = [np.asarray(s[key]) for s in states]
-        if np.issubdtype(stack[0].dtype, np.floating):
-            acc = sum(wi * a.astype(np.float64) for wi, a in zip(w, stack))
-            out[key] = np.asarray(acc, dtype=stack[0].dtype)
-        else:
-            out[key] = np.max(np.stack(stack), axis=0)
-    return out
+def shapes(segments: Mapping[str, Segment]) -> StateShapes:
+    """What a STATE for these segments (prefix -> segment) carries: their model tensors exactly, optimizer tensors."""
+    model = {prefix + MODEL + k: TensorShape(tuple(v.shape), v.dtype)
+             for prefix, segment in segments.items() for k, v in segment.get_state().items()}
+    return StateShapes(model, tuple(prefix + OPTIM for prefix in segments))

@@ -1,0 +1,39 @@
+"""Progress of a run's rounds: a bar on a terminal, one line per round otherwise (shared by demo and coordinator)."""
+from __future__ import annotations
+
+import sys
+from typing import Any, Callable
+
+
+def _post(metrics: dict[str, Any], accuracy: float | None) -> dict[str, str]:
+    post = {"loss": f"{metrics['loss']:.3f}", "makespan": f"{metrics['realised_makespan_ms']:.0f}ms"}
+    if accuracy is not None:
+        post["acc"] = f"{100 * accuracy:.1f}%"
+    return post
+
+
+def progress(total: int, initial: int) -> tuple[Callable[[dict[str, Any]], None], Callable[[], None]]:
+    """(on_round, close): a tqdm bar over rounds when stderr is a terminal, else one printed line per round."""
+    last: dict[str, float | None] = {"acc": None}
+
+    def accuracy(metrics: dict[str, Any]) -> float | None:
+        if metrics.get("accuracy") is not None:
+            last["acc"] = metrics["accuracy"]
+        return last["acc"]
+
+    if not sys.stderr.isatty():
+        def line(metrics: dict[str, Any]) -> None:
+            post = _post(metrics, accuracy(metrics))
+            print(f"round {metrics['round'] + 1}/{total}: " + ", ".join(f"{k} {v}" for k, v in post.items()), flush=True)
+
+        return line, lambda: None
+
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, initial=initial, unit="round", desc="training", dynamic_ncols=True)
+
+    def on_round(metrics: dict[str, Any]) -> None:
+        bar.set_postfix(_post(metrics, accuracy(metrics)), refresh=False)
+        bar.update(1)
+
+    return on_round, bar.close

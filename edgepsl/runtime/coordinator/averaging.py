@@ -1,0 +1,101 @@
+"""Aggregation and checkpoint phases: gather every state, merge it with the configured strategy, send it back,
+write the checkpoint; on resume, send the checkpoint's state back to the roles."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+
+from edgepsl.runtime import checkpoint as ckpt
+from edgepsl.runtime import state
+from edgepsl.runtime.aggregation import Aggregation
+from edgepsl.runtime.config import RunConfig
+from edgepsl.runtime.coordinator.fleet import Fleet
+from edgepsl.runtime.coordinator.messenger import Messenger
+from edgepsl.runtime.coordinator.schedule import Schedule
+from edgepsl.runtime.protocol import State, StateRequest
+from edgepsl.segment import Segment
+from edgepsl.wire import Envelope, MsgType
+
+PARTS = ("part1/", "part2/", "part3/")
+
+
+@dataclass(frozen=True)
+class Gathered:
+    """Every client's part-1/part-3 state with its samples, and every client's middle-part state (by client)."""
+
+    clients: Mapping[str, State]
+    middles: Mapping[str, State]
+
+
+def gather(messenger: Messenger, config: RunConfig, fleet: Fleet, schedule: Schedule, model: Mapping[str, Segment],
+           r: int) -> Gathered:
+    """STATE (model and optimizer) of every client (part1, part3) and of every middle part after round r."""
+    for name in fleet.clients:
+        messenger.send(name, StateRequest(True), r, name)
+    for i, name in enumerate(fleet.helpers):
+        mine = [c for j, c in enumerate(fleet.clients) if schedule.plan.assignment[j] == i]
+        messenger.send(name, StateRequest(True, mine), r)
+    ends = state.shapes({"part1/": model["part1"], "part3/": model["part3"]})
+    middle = state.shapes({"part2/": model["part2"]})
+    clients: dict[str, State] = {}
+    middles: dict[str, State] = {}
+
+    def accept(env: Envelope) -> str | None:
+        if env.message.type is not MsgType.STATE or env.message.job.round != r:
+            return None
+        if env.peer in fleet.clients:
+            payload = State.decode(env.message, shapes=ends)
+            if payload.samples is None:
+                return None
+            clients[env.peer] = payload
+            return env.peer
+        owner = env.message.job.client
+        if env.peer in fleet.helpers and owner in fleet.clients and schedule.helper_of(fleet, owner) == env.peer:
+            middles[owner] = State.decode(env.message, shapes=middle)
+            return owner + "@part2"
+        return None
+
+    messenger.collect(accept, 2 * len(fleet.clients), f"the states of round {r}", config.round_timeout_s, r)
+    return Gathered(clients, middles)
+
+
+def aggregate(strategy: Aggregation, fleet: Fleet, gathered: Gathered, r: int) -> ckpt.Checkpoint:
+    """The merged model (part1, part2, part3; weights: the clients' samples) and every owner's optimizer state."""
+    weights = [float(gathered.clients[n].samples or 0) for n in fleet.clients]
+    model: dict[str, np.ndarray] = {}
+    for prefix in PARTS:
+        source = gathered.middles if prefix == "part2/" else gathered.clients
+        states = [state.unpack(source[n].state, prefix)[0] for n in fleet.clients]
+        model.update({prefix + state.MODEL + k: v for k, v in strategy.aggregate(states, weights).items()})
+    optim = {n: ckpt.select(gathered.clients[n].state, ("part1/" + state.OPTIM, "part3/" + state.OPTIM))
+             for n in fleet.clients}
+    optim.update({n + "@part2": ckpt.select(gathered.middles[n].state, ("part2/" + state.OPTIM,))
+                  for n in fleet.clients})
+    return ckpt.Checkpoint(r, model, optim)
+
+
+def broadcast(messenger: Messenger, fleet: Fleet, schedule: Schedule, saved: ckpt.Checkpoint,
+              with_optimizer: bool) -> None:
+    """Send the model (and, on resume, each owner's optimizer state) to every client and middle part."""
+    ends = ckpt.select(saved.model, ("part1/", "part3/"))
+    middle = ckpt.select(saved.model, ("part2/",))
+    for name in fleet.clients:
+        extra = saved.optim[name] if with_optimizer else {}
+        messenger.send(name, State(None, {**ends, **extra}), saved.round, name)
+    for name in fleet.clients:
+        extra = saved.optim[name + "@part2"] if with_optimizer else {}
+        messenger.send(schedule.helper_of(fleet, name), State(None, {**middle, **extra}), saved.round, name)
+
+
+def load_model(model: Mapping[str, Segment], saved: ckpt.Checkpoint) -> None:
+    """Put an averaged model into the coordinator's own segments (for evaluation)."""
+    for prefix in PARTS:
+        model[prefix[:-1]].set_state(state.unpack(saved.model, prefix)[0])
+
+
+def save(run_dir: Path, saved: ckpt.Checkpoint) -> None:
+    """Write the checkpoint of an averaging round."""
+    ckpt.save(run_dir / "checkpoint", saved)

@@ -1,0 +1,135 @@
+"""The coordinator's channel: job ids, typed sends, and collecting the replies a phase waits for.
+
+Whatever a phase is not waiting for is refused with an ERROR to its sender only (BAD_PAYLOAD naming the field when
+its payload fails validation, REJECTED otherwise); a role's ERROR, DIVERGED report or BYE ends the run.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Callable
+
+from edgepsl.runtime.errors import PayloadError, RunAbortedError, TrainingDivergedError
+from edgepsl.runtime.protocol import (MAX_REASON, Bye, ClientProfile, ClientRoundReport, ErrorReply, LinkReport,
+                                      Payload, Register, RuntimeCode, State, decode_any)
+from edgepsl.runtime.trace import Trace
+from edgepsl.wire import Envelope, ErrorCode, EventKind, JobId, MsgType, PeerEvent, PeerUnreachableError, ServerChannel
+
+log = logging.getLogger("edgepsl.runtime.coordinator")
+WATCH_S = 1.0
+# What a message from a peer that is not (or no longer) expected is checked as, so that a refusal names its field.
+CHECKED_AS: tuple[type[Payload], ...] = (Register, ClientProfile, LinkReport, ClientRoundReport, State, Bye)
+
+Accept = Callable[[Envelope], "str | None"]
+
+
+class Messenger:
+    """Sends typed payloads to roles and collects the ones a phase waits for."""
+
+    def __init__(self, server: ServerChannel, run_id: str, trace: Trace, watch: Callable[[], None] | None) -> None:
+        self.server = server
+        self.run_id = run_id
+        self.trace = trace
+        self.watch = watch
+        self.members: dict[str, str] = {}  # registered role name -> "client" | "helper"
+        self._seq = time.time_ns() // 1000
+
+    def token(self) -> int:
+        """A fresh number, never repeated, also by a restarted coordinator (it starts from the clock in µs)."""
+        self._seq += 1
+        return self._seq
+
+    def job(self, round_: int, client: str = "") -> JobId:
+        """A fresh job id of this run."""
+        return JobId(self.run_id, round_, client, self.token())
+
+    def send(self, peer: str, payload: Payload, round_: int, client: str = "") -> None:
+        """Send a payload to a role; RunAbortedError when it cannot be reached."""
+        message = payload.encode(self.job(round_, client))
+        try:
+            self.server.send(peer, message, copy=True)
+        except PeerUnreachableError as exc:
+            raise RunAbortedError(f"cannot reach {peer}: {exc}") from None
+        self.trace.event("send", type=message.type.value, peer=peer, round=round_)
+
+    def farewell(self, reason: str) -> None:
+        """Best effort: tell every registered role that the run is over, so none waits for its timeout."""
+        for name in self.members:
+            try:
+                self.server.send(name, Bye(reason[:MAX_REASON]).encode(self.job(0)))
+            except PeerUnreachableError:
+                pass
+
+    def refuse(self, env: Envelope, code: int, reason: str) -> None:
+        """An ERROR to the sender only, and a log line."""
+        log.warning("refused %s from %s: %s", env.message.type.value, env.peer, reason)
+        self.trace.event("refused", peer=env.peer, type=env.message.type.value, reason=reason)
+        try:
+            self.server.send(env.peer, ErrorReply(code, reason).encode(env.message.job))
+        except PeerUnreachableError as exc:  # a peer that does not read its refusals loses them, nothing else
+            log.warning("dropped the refusal to %s: %s", env.peer, exc)
+
+    def refuse_unexpected(self, env: Envelope, what: str) -> None:
+        """Refuse a message no phase waits for: BAD_PAYLOAD naming its field if it is malformed, else REJECTED."""
+        try:
+            decode_any(env.message, CHECKED_AS)
+        except PayloadError as exc:
+            if env.message.type in {c.TYPE for c in CHECKED_AS}:
+                self.refuse(env, RuntimeCode.BAD_PAYLOAD, str(exc))
+                return
+        self.refuse(env, ErrorCode.REJECTED, f"unexpected {env.message.type.value} while waiting for {what}")
+
+    def _ends_run(self, env: Envelope, round_: int) -> None:
+        """Raise for a role's ERROR or BYE: the run cannot go on without it."""
+        if env.message.type is MsgType.BYE:
+            try:
+                reason = Bye.decode(env.message).reason
+            except PayloadError as exc:
+                reason = f"(unreadable bye: {exc})"
+            raise RunAbortedError(f"{env.peer} left the run: {reason}")
+        try:
+            error = ErrorReply.decode(env.message)
+        except PayloadError as exc:
+            raise RunAbortedError(f"{env.peer} sent an unreadable error: {exc}") from None
+        if error.code == RuntimeCode.DIVERGED:
+            raise TrainingDivergedError(f"training diverged at round {env.message.job.round}: {error.reason}")
+        raise RunAbortedError(error.text(env.peer))
+
+    def collect(self, accept: Accept, count: int, what: str, timeout_s: float, round_: int = 0) -> None:
+        """Wait for `count` messages that `accept` takes (it returns the slot they fill, once each, or None).
+
+        accept may raise PayloadError: the message is refused with BAD_PAYLOAD and the phase keeps waiting.
+        A duplicate REGISTER of a member is dropped silently (roles re-send it until welcomed).
+        """
+        got: set[str] = set()
+        deadline = time.monotonic() + timeout_s
+        while len(got) < count:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise RunAbortedError(f"timed out after {timeout_s:g} s waiting for {what} ({len(got)} of {count})")
+            item = self.server.recv(timeout=min(remaining, WATCH_S))
+            if isinstance(item, Envelope) and item.peer in self.members and \
+                    item.message.type in (MsgType.ERROR, MsgType.BYE):
+                self._ends_run(item, round_)
+            if self.watch is not None:
+                self.watch()
+            if item is None:
+                continue
+            if isinstance(item, PeerEvent):
+                if item.kind is EventKind.LOST and item.peer in self.members:
+                    log.warning("%s went silent during %s", item.peer, what)
+                continue
+            if item.message.type is MsgType.ERROR:
+                continue
+            if item.message.type is MsgType.REGISTER and item.peer in self.members:
+                continue
+            try:
+                slot = accept(item)
+            except PayloadError as exc:
+                self.refuse(item, RuntimeCode.BAD_PAYLOAD, str(exc))
+                continue
+            if slot is None or slot in got:
+                self.refuse_unexpected(item, what)
+                continue
+            got.add(slot)
+

@@ -1,0 +1,158 @@
+"""The coordinator's run loop: fleet -> links -> schedule -> rounds (aggregation, evaluation, checkpoint) -> bye."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from edgepsl.runtime import checkpoint as ckpt
+from edgepsl.runtime.aggregation import strategy
+from edgepsl.runtime.channels import SERVER_INBOX, channel_config
+from edgepsl.runtime.config import RunConfig
+from edgepsl.runtime.coordinator import averaging, fleet as fleet_phase, schedule as schedule_phase
+from edgepsl.runtime.coordinator.evaluation import accuracy
+from edgepsl.runtime.coordinator.messenger import Messenger
+from edgepsl.runtime.coordinator.rounds import play_round
+from edgepsl.runtime.coordinator.schedule import Schedule
+from edgepsl.runtime.dataset import test_set
+from edgepsl.runtime.errors import RunAbortedError, RunConfigError, StopRequested
+from edgepsl.runtime.metrics import MetricsLog, RoundRecord
+from edgepsl.runtime.trace import Trace
+from edgepsl.segment import Segment, load_manifest
+from edgepsl.wire import ServerChannel, ServerSecurity
+
+log = logging.getLogger("edgepsl.runtime.coordinator")
+
+
+@dataclass
+class RunSummary:
+    """What a finished (or stopped) run achieved."""
+
+    run_dir: Path
+    rounds_done: int
+    accuracy: float | None
+    planned_makespan_ms: float
+    realised_makespan_ms: list[float] = field(default_factory=list)
+    records: list[dict[str, Any]] = field(default_factory=list)
+
+
+class Coordinator:
+    """Binds the coordinator endpoint at construction (so roles can be started with it), then run() drives the run.
+
+    on_round(metrics) is called after every round; watch() at least once a second while waiting (it may raise to
+    abort, e.g. when a locally started role process died).
+    """
+
+    def __init__(self, config: RunConfig, run_dir: str | Path, *, bind: str = "tcp://127.0.0.1:*",
+                 security: ServerSecurity | None = None, resume: bool = False, stop_after: int | None = None,
+                 on_round: Callable[[dict[str, Any]], None] | None = None,
+                 watch: Callable[[], None] | None = None) -> None:
+        if stop_after is not None and (stop_after % config.aggregate_every or not 0 < stop_after <= config.rounds):
+            raise RunConfigError(f"stop_after ({stop_after}) must be a multiple of aggregate_every "
+                                 f"({config.aggregate_every}) within the {config.rounds} rounds: runs stop after averaging")
+        self.config = config
+        self.run_dir = Path(run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.resume = resume
+        self.stop_after = stop_after
+        self.on_round = on_round
+        self.allowed = dict(security.allowed) if security is not None else {}
+        self.server = ServerChannel(bind, security=security, insecure=security is None,
+                                    config=channel_config(config.float16, SERVER_INBOX))
+        self.endpoint = self.server.endpoint
+        self.trace = Trace(self.run_dir / "traces" / "coordinator.jsonl", "coordinator")
+        self.messenger = Messenger(self.server, config.run_id, self.trace, watch)
+        self.metrics = MetricsLog(self.run_dir / "metrics.jsonl")
+        self.manifest = load_manifest(config.artifact)
+        self.model = {name: Segment(self.manifest, name, threads=config.threads) for name in ("part1", "part2", "part3")}
+        self.strategy = strategy(config.aggregation)
+
+    def run(self) -> RunSummary:
+        """Drive the run to its last round (or stop_after); BYE to every role at the end, or when it stops early.
+
+        A role's error, a diverging loss (TrainingDivergedError) or SIGINT/SIGTERM (StopRequested) end the run
+        with a BYE naming the reason; the metrics written so far stay, and the figures are drawn.
+        """
+        cfg, messenger = self.config, self.messenger
+        cfg.save(self.run_dir / "run.toml")
+        if not self.resume:
+            self.metrics.truncate_after(-1)  # a fresh run in a used directory starts its metrics afresh
+        test = test_set(cfg)
+        last = self.stop_after or cfg.rounds
+        schedule: Schedule | None = None
+        record: RoundRecord | None = None
+        records: list[dict[str, Any]] = []
+        try:
+            fleet = fleet_phase.register(messenger, cfg)
+            log.info("registered %d clients and %d helpers", len(fleet.clients), len(fleet.helpers))
+            profiles = fleet_phase.welcome(messenger, cfg, fleet, self.allowed)
+            if self.resume:
+                instance, plan = schedule_phase.resumed_plan(fleet, self.run_dir)
+            else:
+                links = schedule_phase.links(messenger, cfg, self.manifest, fleet, profiles)
+                instance, plan = schedule_phase.plan_round(cfg, self.manifest, fleet, profiles, links, self.run_dir)
+            schedule = schedule_phase.schedule(cfg, fleet, profiles, instance, plan, self.endpoint, self.run_dir)
+            first = self._restore(fleet, schedule) if self.resume else 0
+            for r in range(first, last):
+                record = play_round(messenger, cfg, fleet, schedule, r)
+                metrics = dict(record.metrics)
+                if (r + 1) % cfg.aggregate_every == 0 or r + 1 == cfg.rounds:
+                    gathered = averaging.gather(messenger, cfg, fleet, schedule, self.model, r)
+                    saved = self._average(fleet, schedule, gathered, r)
+                    if (r + 1) % cfg.eval_every == 0 or r + 1 == cfg.rounds:
+                        metrics["accuracy"] = accuracy(self.model, test)
+                    averaging.save(self.run_dir, saved)
+                self.metrics.append(metrics)
+                records.append(metrics)
+                log.debug("round %d: loss %.4f, makespan %.1f ms%s", r, metrics["loss"],
+                         metrics["realised_makespan_ms"],
+                         f", accuracy {100 * metrics['accuracy']:.2f} %" if "accuracy" in metrics else "")
+                if self.on_round is not None:
+                    self.on_round(metrics)
+            messenger.farewell("run finished")
+        except StopRequested:
+            messenger.farewell("the coordinator was stopped by a signal")
+            raise
+        except RunAbortedError as exc:
+            messenger.farewell(f"run aborted: {exc}")
+            raise
+        finally:
+            self.server.close()
+            self.trace.close()
+            self._figures(schedule, record, last - 1)
+        all_records = self.metrics.read()
+        accuracies = [m["accuracy"] for m in all_records if m.get("accuracy") is not None]
+        assert schedule is not None
+        return RunSummary(self.run_dir, last, accuracies[-1] if accuracies else None,
+                          float(schedule.timeline.makespan), [m["realised_makespan_ms"] for m in records], records)
+
+    def _average(self, fleet: fleet_phase.Fleet, schedule: Schedule, gathered: averaging.Gathered,
+                 r: int) -> ckpt.Checkpoint:
+        """Merge the gathered states, load the result for evaluation and send it back to every role."""
+        saved = averaging.aggregate(self.strategy, fleet, gathered, r)
+        averaging.load_model(self.model, saved)
+        averaging.broadcast(self.messenger, fleet, schedule, saved, with_optimizer=False)
+        return saved
+
+    def _restore(self, fleet: fleet_phase.Fleet, schedule: Schedule) -> int:
+        """Send the checkpoint's model and optimizer states to the roles; the first round to run."""
+        saved = ckpt.load(self.run_dir / "checkpoint")
+        averaging.load_model(self.model, saved)
+        averaging.broadcast(self.messenger, fleet, schedule, saved, with_optimizer=True)
+        self.metrics.truncate_after(saved.round)
+        return saved.round + 1
+
+    def _figures(self, schedule: Schedule | None, last: RoundRecord | None, r: int) -> None:
+        """curves.png from metrics.jsonl, and the planned and last realised rounds' Gantt charts."""
+        try:
+            from edgepsl.runtime.plots import curves_png, gantt_pair
+
+            records = self.metrics.read()
+            if records:
+                curves_png(records, self.run_dir / "curves.png")
+            if schedule is not None and last is not None:
+                gantt_pair(schedule.instance, schedule.plan, schedule.timeline, last.measured, last.timeline,
+                           self.run_dir, int(last.metrics.get("round", r)))
+        except ImportError as exc:
+            log.warning("no figures (%s): install the plot extra, pip install 'edgepsl[plot]'", exc)

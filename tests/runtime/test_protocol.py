@@ -1,0 +1,233 @@
+"""Typed payloads: every message round-trips the wire, and each kind of malformed payload is refused by field name."""
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgepsl.runtime import protocol as p
+from edgepsl.runtime.config import RunConfig
+from edgepsl.runtime.errors import NonFiniteError, PayloadError
+from edgepsl.segment import load_manifest
+from edgepsl.wire import JobId, Limits, Message, decode, encode
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFIG = RunConfig(clients=2, helpers=1, batch_size=4)
+CUTS = p.CutShapes.of(load_manifest(CONFIG.artifact), CONFIG.batch_size)
+KEY = "k" * 40
+TRANSFER = p.Transfer(1.0, 2.0, 0.0, 10, 20)
+TIMES1 = {k: 1.0 for k in p.CLIENT_PARTS}
+TIMES2 = {k: 1.0 for k in p.HELPER_PARTS}
+STEPS = {k: 1.0 for k in p.CLIENT_STEPS}
+FIT = p.LinkFit([1024, 4096], [1.0, 2.0], 0.5, 100.0, "line")
+STATE_SHAPES = p.StateShapes({"part1/m/p:w": p.TensorShape((2, 2), np.dtype(np.float32))}, ("part1/o/",))
+
+
+def _tensor(shape: p.TensorShape) -> np.ndarray:
+    return np.ones(shape.shape, shape.dtype)
+
+
+SAMPLES: list[p.Payload] = [
+    p.Register("helper", p.EmulationInfo("d1", None, 10.0), 512.0, KEY),
+    p.HelperWelcome(CONFIG, {"client0": KEY}, {"client0": 5.0, "client1": None}),
+    p.ClientWelcome(CONFIG, 1),
+    p.ClientProfile(TIMES1, TIMES1, 100, None),
+    p.HelperProfile(TIMES2, TIMES2, "tcp://127.0.0.1:5600"),
+    p.ProbeRequest([p.ProbeTarget("helper0", "tcp://127.0.0.1:5600", KEY)], [1, 4]),
+    p.LinkReport({"helper0": FIT}),
+    p.HelperRoundStart(["client0", "client1"], [[1.0, 2.0], [1.0, 2.0]], [[0.0, 1.0], [0.0, 1.0]], [None, 5.0],
+                       [1.0, 1.0], [[0, 0], [1, 0], [0, 1], [1, 1]], [0.0, 1.0, 2.0, 3.0], 1.0e12, 17),
+    p.ClientRoundStart("helper0", "tcp://127.0.0.1:5600", 1.0e12, 17, KEY),
+    p.ForwardJob(17, tensor=_tensor(CUTS.act)),
+    p.Activations(tensor=_tensor(CUTS.out)),
+    p.Gradients(17, tensor=_tensor(CUTS.out)),
+    p.GradBack(tensor=_tensor(CUTS.act)),
+    p.ClientRoundReport(3, 0.5, 4, 1.0, 2.0, TRANSFER, TRANSFER, STEPS, STEPS),
+    p.HelperRoundReport(3, [p.JobRecord("client0", 0, 1.0, 2.0, 3.0, 1.0, 0.0, 0.0, 10, 20, True)]),
+    p.StateRequest(True, ["client0"]),
+    p.State(100, {"part1/m/p:w": np.ones((2, 2), np.float32), "part1/o/steps": np.array(3, np.int64)}),
+    p.Bye("run finished"),
+    p.ErrorReply(int(p.RuntimeCode.BAD_PAYLOAD), "register: role is missing"),
+]
+EXPECT = {"cuts": CUTS, "shapes": STATE_SHAPES}
+
+
+def _over_the_wire(message: Message) -> Message:
+    return decode(encode(message), Limits())
+
+
+def _decode(cls: type[p.Payload], message: Message) -> p.Payload:
+    if issubclass(cls, p.State):
+        return cls.decode(message, shapes=STATE_SHAPES)
+    if cls.TENSORS != "–":
+        return cls.decode(message, cuts=CUTS)
+    return cls.decode(message)
+
+
+def _with_meta(payload: p.Payload, wire: bool = True, **changes) -> Message:
+    """The payload's message with meta fields changed (or dropped), through the wire's codec unless wire=False."""
+    message = payload.encode(JobId("run", 1, "client0", 1))
+    meta = {k: v for k, v in {**message.meta, **changes}.items() if v is not _DROP}
+    changed = Message(message.type, message.job, message.tensors, meta)
+    return _over_the_wire(changed) if wire else changed
+
+
+_DROP = object()
+
+
+def test_every_message_has_a_payload_class_and_the_samples_cover_them():
+    assert {type(s) for s in SAMPLES} == set(p.PAYLOADS)
+
+
+@pytest.mark.parametrize("payload", SAMPLES, ids=lambda s: type(s).__name__)
+def test_a_payload_round_trips_the_wire(payload):
+    got = _decode(type(payload), _over_the_wire(payload.encode(JobId("run", 1, "client0", 1))))
+    assert got.to_meta() == payload.to_meta()
+    assert set(got.tensors()) == set(payload.tensors())
+    for name, tensor in payload.tensors().items():
+        np.testing.assert_array_equal(got.tensors()[name], tensor)
+
+
+def _required(cls: type[p.Record]) -> list[str]:
+    return [f.name for f in dataclasses.fields(cls) if "check" in f.metadata
+            and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+
+
+def _wrong_type(check: p.Check) -> object:
+    inner = check.inner if isinstance(check, p.Opt) else check
+    return [True] if isinstance(inner, (p.MapOf, p.Nested, p.Config)) else {"bad": 1}
+
+
+MISSING = [(s, name) for s in SAMPLES for name in _required(type(s))]
+TYPED = [(s, f) for s in SAMPLES for f in dataclasses.fields(s) if "check" in f.metadata]
+
+
+@pytest.mark.parametrize("payload,name", MISSING, ids=lambda v: v if isinstance(v, str) else type(v).__name__)
+def test_a_missing_field_is_refused_by_name(payload, name):
+    with pytest.raises(PayloadError) as info:
+        _decode(type(payload), _with_meta(payload, **{name: _DROP}))
+    assert info.value.field == name and info.value.problem == "is missing"
+    assert str(info.value).startswith(type(payload).kind())
+
+
+@pytest.mark.parametrize("payload,f", TYPED, ids=lambda v: v.name if isinstance(v, dataclasses.Field)
+                         else type(v).__name__)
+def test_a_field_of_the_wrong_type_is_refused_by_name(payload, f):
+    with pytest.raises(PayloadError) as info:
+        _decode(type(payload), _with_meta(payload, **{f.name: _wrong_type(f.metadata["check"])}))
+    assert info.value.field.startswith(f.name), str(info.value)
+
+
+NON_FINITE = [
+    (SAMPLES[0], {"capacity_mb": math.nan}, "capacity_mb"),
+    (SAMPLES[3], {"times": {**TIMES1, "part1_fwd": math.inf}}, "times['part1_fwd']"),
+    (SAMPLES[6], {"links": {"helper0": {**FIT.to_meta(), "mbps": math.nan}}}, "links['helper0'].mbps"),
+    (SAMPLES[7], {"t0_ms": math.inf}, "t0_ms"),
+    (SAMPLES[13], {"loss": math.nan}, "loss"),
+    (SAMPLES[13], {"fwd": {**TRANSFER.to_meta(), "recv": -math.inf}}, "fwd.recv"),
+    (SAMPLES[14], {"jobs": [{**SAMPLES[14].jobs[0].to_meta(), "compute_ms": math.nan}]}, "jobs[0].compute_ms"),
+]
+
+
+@pytest.mark.parametrize("payload,changes,field", NON_FINITE, ids=lambda v: v if isinstance(v, str) else "")
+def test_a_non_finite_number_is_refused_by_name(payload, changes, field):
+    with pytest.raises(NonFiniteError) as info:
+        _decode(type(payload), _with_meta(payload, **changes))
+    assert info.value.field == field and "not finite" in info.value.problem
+
+
+@pytest.mark.parametrize("payload", [s for s in SAMPLES if s.tensors()], ids=lambda s: type(s).__name__)
+def test_a_non_finite_tensor_is_refused_by_name(payload):
+    message = payload.encode(JobId("run", 1, "client0", 1))
+    name = next(n for n, t in message.tensors.items() if t.dtype.kind == "f")
+    bad = dict(message.tensors)
+    bad[name] = bad[name].copy()
+    bad[name].flat[0] = np.nan
+    with pytest.raises(NonFiniteError) as info:
+        _decode(type(payload), _over_the_wire(Message(message.type, message.job, bad, message.meta)))
+    assert info.value.field == f"tensor {name!r}"
+
+
+OVERSIZED = [
+    (SAMPLES[5], {"sizes_kb": list(range(1, 10))}, "sizes_kb", "more than 8"),
+    (SAMPLES[6], {"links": {f"helper{i}": FIT.to_meta() for i in range(p.MAX_ROLES + 1)}}, "links", "more than"),
+    (SAMPLES[14], {"jobs": [SAMPLES[14].jobs[0].to_meta()] * (2 * p.MAX_ROLES + 1)}, "jobs", "more than"),
+    (SAMPLES[17], {"reason": "x" * (p.MAX_REASON + 1)}, "reason", "characters"),
+    (SAMPLES[0], {"public_key": "k" * 41}, "public_key", "characters"),
+]
+
+
+@pytest.mark.parametrize("payload,changes,field,problem", OVERSIZED, ids=lambda v: v if isinstance(v, str) else "")
+def test_an_oversized_list_map_or_string_is_refused_by_name(payload, changes, field, problem):
+    """Checked on the decoded message: some of these are also beyond the wire's 64 KiB header bound."""
+    with pytest.raises(PayloadError) as info:
+        _decode(type(payload), _with_meta(payload, wire=False, **changes))
+    assert info.value.field == field and problem in info.value.problem
+
+
+def test_an_unknown_field_is_refused():
+    with pytest.raises(PayloadError, match="surprise is not a field"):
+        _decode(p.Register, _with_meta(SAMPLES[0], surprise=1))
+
+
+def test_job_tensors_must_have_the_cut_name_shape_and_dtype():
+    good = _tensor(CUTS.act)
+    cases = {"x2": good, "x": good[:-1], "x ": good.astype(np.float64)}
+    for name, tensor in cases.items():
+        message = Message(p.ForwardJob.TYPE, JobId("run", 1, "client0", 1), {name.strip(): tensor}, {"token": 17})
+        with pytest.raises(PayloadError, match="tensor|tensors"):
+            p.ForwardJob.decode(_over_the_wire(message), cuts=CUTS)
+    with pytest.raises(PayloadError, match="carries no tensors"):
+        p.Bye.decode(Message(p.Bye.TYPE, JobId(), {"x": good}, {"reason": ""}))
+
+
+def test_a_state_must_hold_exactly_its_model_tensors():
+    base = SAMPLES[16].encode(JobId("run", 1, "client0", 1))
+    missing = {k: v for k, v in base.tensors.items() if k != "part1/m/p:w"}
+    foreign = {**base.tensors, "part2/m/p:w": np.ones(2, np.float32)}
+    for tensors, text in ((missing, "is missing"), (foreign, "not a tensor of this state")):
+        with pytest.raises(PayloadError, match=text):
+            p.State.decode(Message(base.type, base.job, tensors, base.meta), shapes=STATE_SHAPES)
+
+
+def test_a_helper_schedule_must_list_every_job_once():
+    start = SAMPLES[7]
+    with pytest.raises(PayloadError, match="order must list every client's forward and backward job exactly once"):
+        _decode(p.HelperRoundStart, _with_meta(start, order=[[0, 0], [0, 0], [0, 1], [1, 1]]))
+    with pytest.raises(PayloadError, match="memory_mb has 1 entries for 2 clients"):
+        _decode(p.HelperRoundStart, _with_meta(start, memory_mb=[1.0]))
+
+
+def test_a_welcome_config_is_validated_by_the_run_configuration():
+    bad = {**CONFIG.to_dict(), "rounds": 0}
+    with pytest.raises(PayloadError, match="config key 'rounds' must be > 0"):
+        _decode(p.ClientWelcome, _with_meta(SAMPLES[2], config=bad))
+    with pytest.raises(PayloadError, match="index is 2, but the run has 2 clients"):
+        _decode(p.ClientWelcome, _with_meta(SAMPLES[2], index=2))
+
+
+def test_a_report_of_the_wrong_phase_is_refused():
+    with pytest.raises(PayloadError, match="phase is 'profile', expected 'round'"):
+        p.ClientRoundReport.decode(SAMPLES[3].encode(JobId("run", 1, "client0", 1)))
+
+
+def test_the_docs_hold_the_payload_tables_generated_from_the_classes():
+    protocol_md = (ROOT / "docs" / "protocol.md").read_text()
+    assert p.payload_docs() in protocol_md, (
+        "docs/protocol.md drifted from edgepsl/runtime/protocol.py: run "
+        "`python -m edgepsl.runtime.protocol --write docs/protocol.md`")
+    runtime_md = (ROOT / "docs" / "runtime.md").read_text()
+    missing = [cls.__name__ for cls in p.PAYLOADS if f"`{cls.__name__}`" not in runtime_md]
+    assert not missing, f"docs/runtime.md does not name the payload classes {missing}"
+
+
+def test_no_role_reads_a_message_meta_outside_the_protocol_module():
+    pattern = re.compile(r"meta(\.get\(|\[)")
+    runtime = ROOT / "edgepsl" / "runtime"
+    readers = [f"{path.relative_to(ROOT)}:{k + 1}" for path in sorted(runtime.rglob("*.py")) if path.name != "protocol.py"
+               for k, line in enumerate(path.read_text().splitlines()) if pattern.search(line)]
+    assert not readers, f"read payloads through edgepsl.runtime.protocol, not meta: {readers}"
