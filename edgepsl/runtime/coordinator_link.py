@@ -20,7 +20,7 @@ REGISTER_RETRY_S = 2.0
 FAREWELL_S = 5.0
 SLICE_S = 0.25
 COMMANDS = frozenset({MsgType.WELCOME, MsgType.ROUND_START, MsgType.STATE_REQUEST, MsgType.STATE, MsgType.BYE,
-                      MsgType.PROBE})
+                      MsgType.PROBE, MsgType.ARTIFACT_CHUNK})
 P = TypeVar("P", bound=Payload)
 
 
