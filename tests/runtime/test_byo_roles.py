@@ -8,8 +8,15 @@ import json
 import numpy as np
 import pytest
 
+from edgepsl.cli import build_parser
+from edgepsl.cli import client as client_cli
 from edgepsl.data.shares import write_fashion_mnist_shares
+from edgepsl.data.spec import load_client_data, load_test_data
 from edgepsl.runtime.artifact_store import artifact_sha256
+from edgepsl.runtime.dataset import client_data, test_set
+from edgepsl.runtime.errors import RunConfigError
+from edgepsl.runtime.launch import LocalRun, client_data_args
+from edgepsl.segment import load_manifest
 from tests.runtime.conftest import SMALL
 from tests.runtime.processes import CommandRun
 
@@ -84,3 +91,32 @@ def test_a_bad_data_spec_is_named_before_anything_starts(spec, text, tmp_path):
         run.kill_all()
     assert codes["coordinator"] == 1 and codes["client0"] == 1
     assert text in run.log("coordinator")
+
+
+def test_local_runs_give_each_client_the_demo_share_and_the_coordinator_the_demo_test_set(tmp_path):
+    """The shares written for a local run's clients, read with their --data options, are today's demo arrays."""
+    config = SMALL.replace(clients=3, partition="dirichlet", alpha=0.5)
+    manifest = load_manifest(config.artifact)
+    for j, args in enumerate(client_data_args(LocalRun(config, tmp_path))):
+        assert args[:2] == ["--data", f"npz:{tmp_path / 'data' / f'client{j}.npz'}"]
+        spec, normalisation = client_cli._data(build_parser().parse_args(
+            ["client", "--coordinator", "tcp://127.0.0.1:1", "--name", f"client{j}", "--insecure", *args]))
+        ours = load_client_data(spec, manifest, normalisation, index=j, seed=config.seed,
+                                batch_size=config.batch_size)
+        demo = client_data(config, j)
+        np.testing.assert_array_equal(ours.x, demo.x)
+        np.testing.assert_array_equal(ours.y, demo.y)
+        assert ours.x.dtype == demo.x.dtype and ours.y.dtype == demo.y.dtype
+    x, y = load_test_data(config.test_spec, manifest, config.normalisation, limit=config.test_samples)
+    demo_x, demo_y = test_set(config)
+    np.testing.assert_array_equal(x, demo_x)
+    np.testing.assert_array_equal(y, demo_y)
+
+
+@pytest.mark.parametrize("changes,text", [({"mean": [0.5, 0.5], "std": [0.2]}, "one value per channel"),
+                                          ({"std": [0.0]}, "std > 0"),
+                                          ({"artifact_chunk_kb": 5000}, "artifact_chunk_kb' must be in 1..4096"),
+                                          ({"mean": ["a"]}, "config key 'mean' must be a tuple")])
+def test_the_test_set_normalisation_and_chunk_size_keys_are_checked(changes, text):
+    with pytest.raises(RunConfigError, match=text):
+        SMALL.replace(**changes)
