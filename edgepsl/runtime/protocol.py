@@ -856,8 +856,8 @@ class ErrorReply(Payload):
 
 
 PAYLOADS: tuple[type[Payload], ...] = (
-    Register, HelperWelcome, ClientWelcome, ArtifactRequest, ArtifactChunk, ClientProfile, HelperProfile, ProbeRequest, LinkReport,
-    HelperRoundStart, ClientRoundStart, ForwardJob, Activations, Gradients, GradBack, ClientRoundReport,
+    Register, HelperWelcome, ClientWelcome, ArtifactRequest, ArtifactChunk, ClientProfile, HelperProfile,
+    ProbeRequest, LinkReport, HelperRoundStart, ClientRoundStart, ForwardJob, Activations, Gradients, GradBack, ClientRoundReport,
     HelperRoundReport, StateRequest, State, Bye, ErrorReply)
 RECORDS: tuple[type[Record], ...] = (EmulationInfo, ArtifactInfo, ProbeTarget, LinkFit, Transfer, JobRecord)
 

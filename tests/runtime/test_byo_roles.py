@@ -10,10 +10,11 @@ import pytest
 
 from edgepsl.cli import build_parser
 from edgepsl.cli import client as client_cli
+from edgepsl.data.idx import load_fashion_mnist
 from edgepsl.data.shares import write_fashion_mnist_shares
 from edgepsl.data.spec import load_client_data, load_test_data
 from edgepsl.runtime.artifact_store import artifact_sha256
-from edgepsl.runtime.dataset import client_data, test_set
+from edgepsl.runtime import dataset
 from edgepsl.runtime.errors import RunConfigError
 from edgepsl.runtime.launch import LocalRun, client_data_args
 from edgepsl.segment import load_manifest
@@ -51,7 +52,7 @@ def test_clients_read_their_own_files_and_receive_the_artifact(tmp_path):
         assert sorted(p.name for p in (tmp_path / "caches" / name).iterdir()) == [sha]
     records = [json.loads(line) for line in (run.run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [m["round"] for m in records] == list(range(20))
-    assert records[-1]["accuracy"] > 0.3, records[-1]  # chance is 0.1
+    assert records[-1]["accuracy"] > 0.25, records[-1]  # chance is 0.1; this seed gave 0.369
     assert "test accuracy:" in run.log("coordinator")
 
 
@@ -103,14 +104,14 @@ def test_local_runs_give_each_client_the_demo_share_and_the_coordinator_the_demo
             ["client", "--coordinator", "tcp://127.0.0.1:1", "--name", f"client{j}", "--insecure", *args]))
         ours = load_client_data(spec, manifest, normalisation, index=j, seed=config.seed,
                                 batch_size=config.batch_size)
-        demo = client_data(config, j)
+        demo = dataset.client_data(config, j)
         np.testing.assert_array_equal(ours.x, demo.x)
         np.testing.assert_array_equal(ours.y, demo.y)
         assert ours.x.dtype == demo.x.dtype and ours.y.dtype == demo.y.dtype
     x, y = load_test_data(config.test_spec, manifest, config.normalisation, limit=config.test_samples)
-    demo_x, demo_y = test_set(config)
-    np.testing.assert_array_equal(x, demo_x)
-    np.testing.assert_array_equal(y, demo_y)
+    test_x, test_y = load_fashion_mnist("t10k", config.data_dir)  # the demo's test set until now
+    np.testing.assert_array_equal(x, dataset.normalise(test_x[:config.test_samples]))
+    np.testing.assert_array_equal(y, test_y[:config.test_samples])
 
 
 @pytest.mark.parametrize("changes,text", [({"mean": [0.5, 0.5], "std": [0.2]}, "one value per channel"),
