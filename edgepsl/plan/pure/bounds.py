@@ -61,3 +61,61 @@ def lower_bound(
             weighted += best
         load = max(load, weighted)
     return chain, min_r + load + min_q
+
+
+def _mandatory(release: float, proc: float, tail: float, a: float, b: float) -> float:
+    """Work of a job that must fall inside the window [a, C - b] of any schedule ending by C (energetic reasoning)."""
+    early = a - release
+    late = b - tail
+    w = proc
+    if early > 0:
+        w -= early
+    if late > 0:
+        w -= late
+    return w if w > 0 else 0.0
+
+
+def window_bound(
+    r: np.ndarray, p: np.ndarray, g: np.ndarray, pb: np.ndarray, q: np.ndarray, mem: np.ndarray, cap: np.ndarray,
+    wa: np.ndarray, wb: np.ndarray,
+) -> tuple[float, float, float]:
+    """(bound, a, b): max over windows [a, C - b] of a + b + the pigeonhole load of the work that must fall inside.
+
+    A client's forward job (release r, work p, tail g + p' + q') and backward job (release r + p + g, work p',
+    tail q') on helper i put at least their mandatory work m_j(a, b) inside the window; v_j is its smallest
+    value over the helpers that fit j. If any v_j > 0, some helper has positive mandatory work, so C >= a + b +
+    its load; the t largest v_j put ceil(t / H) of them on one helper, whose load is at least the sum of the
+    ceil(t / H) smallest of those t values.
+    """
+    K, H = r.shape
+    best = (0.0, 0.0, 0.0)
+    for a in wa:
+        a = float(a)
+        for b in wb:
+            b = float(b)
+            v = []
+            for j in range(K):
+                best_i = -1.0
+                for i in range(H):
+                    if mem[j] > cap[i]:
+                        continue
+                    m = _mandatory(r[j, i], p[j, i], g[j, i] + pb[j, i] + q[j, i], a, b)
+                    m = m + _mandatory(r[j, i] + p[j, i] + g[j, i], pb[j, i], q[j, i], a, b)
+                    if best_i < 0 or m < best_i:
+                        best_i = m
+                if best_i > 0:
+                    v.append(best_i)
+            if not v:
+                continue
+            v.sort(reverse=True)
+            prefix = [0.0]
+            for x in v:
+                prefix.append(prefix[-1] + x)
+            w = 0.0
+            for t in range(1, len(v) + 1):
+                n = (t + H - 1) // H
+                if prefix[t] - prefix[t - n] > w:
+                    w = prefix[t] - prefix[t - n]
+            if a + b + w > best[0]:
+                best = (float(a + b + w), a, b)
+    return best
