@@ -21,6 +21,9 @@ from edgepsl.plan.instance import Instance
 WINDOW_WORK = 4_000_000
 # Largest window grid (release values x tail values) and the ratio of release to tail values in it.
 MAX_WINDOWS, RELEASE_PER_TAIL = 768, 4
+# The window and LP bounds add and weigh many floats in another order than the evaluator does; they are rounded
+# down by this relative margin so that rounding never puts them above the makespan of an optimal plan.
+ROUNDING_MARGIN = 1e-12
 # The linear relaxation's window grid (release values x tail values); its rows are H times as many.
 LP_RELEASES, LP_TAILS = 48, 12
 
@@ -74,7 +77,7 @@ def lower_bound(instance: Instance) -> LowerBound:
     chain, load = kernels.lower_bound(*arrays, instance.mem, instance.cap)
     wa, wb = window_grid(instance, *window_grid_size(instance.K, instance.H))
     window = kernels.window_bound(*arrays, instance.mem, instance.cap, wa, wb)[0]
-    return LowerBound(float(chain), float(load), float(window))
+    return LowerBound(float(chain), float(load), float(window) * (1 - ROUNDING_MARGIN))
 
 
 def mandatory_work(instance: Instance, a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -163,4 +166,4 @@ def lp_bound(instance: Instance, floor: float, threads: int = 1) -> float:
     nu = np.zeros(H)
     for row, i in enumerate(memory_rows, start=K + len(window_rows)):
         nu[i] = max(-dual[row], 0.0)
-    return max(0.0, lagrangian_bound(instance, ab, work, mu, nu))
+    return max(0.0, lagrangian_bound(instance, ab, work, mu, nu) * (1 - ROUNDING_MARGIN))

@@ -6,10 +6,12 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from edgepsl.plan.heuristics import Solution, solve
+from edgepsl.plan.heuristics import Solution
 from edgepsl.plan.instance import Instance
 from edgepsl.plan.profiles import instance_from_parts, loose_capacity_mb
+from edgepsl.plan.rules import priority_values
 from edgepsl.plan.schedule import KIND_NAMES, Plan
+from edgepsl.plan.solvers import plan, solver
 from edgepsl.runtime.config import RunConfig
 from edgepsl.runtime.links import Links, cut_bytes
 from edgepsl.segment import Manifest
@@ -59,18 +61,16 @@ def build_instance(config: RunConfig, manifest: Manifest, clients: Sequence[str]
 
 
 def make_plan(config: RunConfig, instance: Instance) -> Solution:
-    """Plan the round with the configured method (and dispatch rule for the baselines)."""
-    return solve(instance, config.method, dispatch=config.dispatch, seed=config.seed)
+    """Plan the round with the configured method (edgepsl.plan.solvers), passing the config's seed and dispatch
+    rule to the methods that take them; SolverUnavailableError names the extra a method needs."""
+    return plan(instance, config.method,
+                **solver(config.method).options_from({"seed": config.seed, "dispatch": config.dispatch}))
 
 
 def fallback_priority(instance: Instance, rule: str, j: int, i: int) -> tuple[float, float]:
     """The (forward, backward) priority values the online dispatch rule uses for client j on helper i."""
-    gap, tail = float(instance.gap[j, i]), float(instance.tail[j, i])
-    if rule == "tail":
-        return gap + float(instance.p_bwd[j, i]) + tail, tail
-    if rule == "fwd-first":
-        return gap, tail
-    return 0.0, 0.0
+    fwd, bwd = priority_values(instance, rule)
+    return float(fwd[j, i]), float(bwd[j, i])
 
 
 def helper_orders(plan: Plan, clients: Sequence[str]) -> list[list[list[str]]]:
