@@ -47,18 +47,18 @@ class LowerBound:
         return (makespan - self.value) / self.value if self.value > 0 else 0.0
 
 
-def job_windows(instance: Instance) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Release and tail of every client's forward and backward job on every helper that fits it, flattened:
-    (releases, tails) of the forward jobs (r, g + p' + q') and of the backward jobs (r + p + g, q')."""
-    fits = instance.fits
-    r, p, g, pb, q = kernel_arrays(instance)
-    return r[fits], (g + pb + q)[fits], (r + p + g)[fits], q[fits]
-
-
 def window_grid(instance: Instance, releases: int, tails: int) -> tuple[np.ndarray, np.ndarray]:
-    """Window starts a (quantiles of the job releases) and tail lengths b (quantiles of the job tails)."""
-    fr, ft, br, bt = job_windows(instance)
-    rel, tl = np.concatenate([fr, br]), np.concatenate([ft, bt])
+    """Window starts a and tail lengths b: quantiles of the clients' earliest job releases (forward r, backward
+    r + p + g) and of their shortest job tails (forward g + p' + q', backward q'), over the helpers that fit them."""
+    r, p, g, pb, q = kernel_arrays(instance)
+    fits = instance.fits
+    everywhere = bool(fits.all())
+
+    def least(values: np.ndarray) -> np.ndarray:
+        return (values if everywhere else np.where(fits, values, np.inf)).min(axis=1)
+
+    rel = np.concatenate([least(r), least(r + p + g)])
+    tl = np.concatenate([least(g + pb + q), least(q)])
     a = np.unique(np.quantile(rel, np.linspace(0.0, 1.0, releases), method="lower"))
     b = np.unique(np.quantile(tl, np.linspace(0.0, 1.0, tails), method="lower"))
     return np.ascontiguousarray(a), np.ascontiguousarray(b)
