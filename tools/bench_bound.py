@@ -89,7 +89,8 @@ def main() -> None:
                 for k in ("gap_old", "gap_window", "gap_lp", "gap_best")))
     total = _summary(rows)
     print("all: " + ", ".join(f"{k} {100 * v:.2f} %" for k, v in total.items() if k.startswith(("mean", "max")))
-          + f"; median window bound {1000 * total['median_window_seconds']:.2f} ms, LP {1000 * total['median_lp_seconds']:.1f} ms")
+          + f"; median window bound {1000 * total['median_window_seconds']:.2f} ms, "
+          f"LP {1000 * total['median_lp_seconds']:.1f} ms")
     target = total["mean_gap_best"] <= 0.02
     print(f"target: mean gap to the best bound at K >= 30 <= 2 %: {'pass' if target else 'FAIL'} "
           f"({100 * total['mean_gap_best']:.2f} %)")

@@ -23,6 +23,7 @@ from edgepsl.runtime.planning import fallback_priority, make_plan
 from .instances import random_instance
 
 QUICK = {"milp": {"time_limit": 20.0}, "admm": {"time_limit": 5.0}}
+CHOICES = "choose one of random, balanced-greedy, greedy-eft, greedy-ls, milp, admm"
 
 
 def test_every_method_is_registered() -> None:
@@ -49,7 +50,7 @@ def test_options_reach_the_method() -> None:
 
 def test_unknown_method_lists_the_choices() -> None:
     inst = random_instance(0, K=3, H=2, integer_times=True, tight_memory=False)
-    with pytest.raises(UnknownMethodError, match="choose one of random, balanced-greedy, greedy-eft, greedy-ls, milp, admm"):
+    with pytest.raises(UnknownMethodError, match=CHOICES):
         plan(inst, "simulated-annealing")
 
 
@@ -79,7 +80,7 @@ def test_a_run_config_chooses_any_registered_method() -> None:
     assert make_plan(RunConfig(method="milp"), inst).plan.method == "milp"
     assert make_plan(RunConfig(method="random", seed=3, dispatch="tail"), inst).plan.meta == {"seed": 3,
                                                                                              "dispatch": "tail"}
-    with pytest.raises(RunConfigError, match="choose one of random, balanced-greedy, greedy-eft, greedy-ls, milp, admm"):
+    with pytest.raises(RunConfigError, match=CHOICES):
         RunConfig(method="magic")
 
 
