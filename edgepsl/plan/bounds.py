@@ -76,7 +76,7 @@ def lower_bound(instance: Instance) -> LowerBound:
     arrays = kernel_arrays(instance)
     chain, load = kernels.lower_bound(*arrays, instance.mem, instance.cap)
     wa, wb = window_grid(instance, *window_grid_size(instance.K, instance.H))
-    window = kernels.window_bound(*arrays, instance.mem, instance.cap, wa, wb)[0]
+    window = kernels.window_bound(*arrays, instance.mem, instance.cap, wa, wb).value
     return LowerBound(float(chain), float(load), float(window) * (1 - ROUNDING_MARGIN))
 
 
