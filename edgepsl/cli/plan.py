@@ -60,7 +60,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bound", default="auto", choices=("auto", "fast", "lp"),
                         help="lower bound of the gap line: fast (chain, load, window; compiled), lp (also the linear "
                              "relaxation on HiGHS, the 'solvers' extra), auto (lp where HiGHS is installed and "
-                             "K x H <= 5000; default)")
+                             "K x H <= 2000; default)")
     parser.add_argument("--out", type=Path, default=Path("runs/plan"), help="output folder (default runs/plan)")
     parser.add_argument("--no-plot", action="store_true", help="skip gantt.png (needs matplotlib, the 'plot' extra)")
 

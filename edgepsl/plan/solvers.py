@@ -21,8 +21,8 @@ from edgepsl.plan.highs import SolverUnavailableError
 from edgepsl.plan.instance import Instance
 from edgepsl.plan.rules import DISPATCH_RULES
 
-# `edgepsl plan` adds the LP bound by default up to this many (client, helper) cells (about 0.3 s at K H = 1,000).
-LP_BOUND_MAX_CELLS = 5_000
+# `edgepsl plan` adds the LP bound by default up to this many (client, helper) cells (about 0.5 s at K H = 2,000).
+LP_BOUND_MAX_CELLS = 2_000
 
 
 class SolverOptionError(EdgePSLError):
