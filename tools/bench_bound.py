@@ -1,9 +1,9 @@
-"""Benchmark the lower bounds: greedy-ls's gap to the old (chain, load), window and LP bounds on scenario instances.
+"""Benchmark the lower bounds: greedy-ls's gap to the old (chain, load), compiled and LP bounds on scenario instances.
 
 For every shipped profile, both scenarios, K in --ks, H in --hs, loose and binding memory and --seeds seeds:
-plan with greedy-ls and compute the chain and load bounds (what every plan reported before the window bound),
-the compiled window bound (`lower_bound`, what every plan reports now) and the HiGHS linear relaxation
-(`lp_bound`, the `solvers` extra). Prints per-(profile, scenario) means and maxima of the gaps and the bounds'
+plan with greedy-ls and compute the chain and load bounds (what every plan reported before), the compiled
+bounds (`lower_bound`: chain, load, window and joint, what every plan reports now) and the HiGHS linear
+relaxation (`lp_bound`, the `solvers` extra). Prints per-(profile, scenario) means and maxima of the gaps and the bounds'
 median times, and writes JSON (default bench-results/bound.json) with every instance.
 """
 from __future__ import annotations
@@ -31,11 +31,11 @@ def _ints(text: str) -> list[int]:
 
 def _summary(rows: list[dict]) -> dict:
     out = {"instances": len(rows)}
-    for key in ("gap_old", "gap_window", "gap_lp", "gap_best"):
+    for key in ("gap_old", "gap_compiled", "gap_lp", "gap_best"):
         values = [r[key] for r in rows]
         out[f"mean_{key}"] = statistics.fmean(values)
         out[f"max_{key}"] = max(values)
-    for key in ("window_seconds", "lp_seconds"):
+    for key in ("compiled_seconds", "lp_seconds"):
         out[f"median_{key}"] = statistics.median(r[key] for r in rows)
     return out
 
@@ -61,7 +61,7 @@ def main() -> None:
                             makespan = solve(inst, "greedy-ls", seed=seed).makespan
                             t = time.perf_counter()
                             bound = lower_bound(inst)
-                            window_seconds = time.perf_counter() - t
+                            compiled_seconds = time.perf_counter() - t
                             t = time.perf_counter()
                             lp = lp_bound(inst, bound.value)
                             lp_seconds = time.perf_counter() - t
@@ -70,15 +70,15 @@ def main() -> None:
                             rows.append({
                                 "profile": profile, "scenario": scenario, "K": K, "H": H, "binding_memory": binding,
                                 "seed": seed, "makespan_ms": makespan, "chain_ms": bound.chain, "load_ms": bound.load,
-                                "window_ms": bound.window, "lp_ms": lp, "gap_old": (makespan - old) / old,
-                                "gap_window": bound.gap(makespan), "gap_lp": (makespan - lp) / lp if lp > 0 else None,
-                                "gap_best": (makespan - best) / best, "window_seconds": window_seconds,
+                                "window_ms": bound.window, "joint_ms": bound.joint, "lp_ms": lp,
+                                "gap_old": (makespan - old) / old, "gap_compiled": bound.gap(makespan), "gap_lp": (makespan - lp) / lp if lp > 0 else None,
+                                "gap_best": (makespan - best) / best, "compiled_seconds": compiled_seconds,
                                 "lp_seconds": lp_seconds,
                             })
     for r in rows:
         r["gap_lp"] = r["gap_best"] if r["gap_lp"] is None else r["gap_lp"]
     cells = {}
-    print(f"{'profile':<18} {'sc':>2} {'n':>4} | {'old mean':>8} {'max':>6} | {'window':>8} {'max':>6} | "
+    print(f"{'profile':<18} {'sc':>2} {'n':>4} | {'old mean':>8} {'max':>6} | {'compiled':>8} {'max':>6} | "
           f"{'lp':>8} {'max':>6} | {'best':>8} {'max':>6}")
     for profile in args.profiles.split(","):
         for scenario in (1, 2):
@@ -86,17 +86,17 @@ def main() -> None:
             s = cells[f"{profile}/{scenario}"] = _summary(sel)
             print(f"{profile:<18} {scenario:>2} {len(sel):>4} | " + " | ".join(
                 f"{100 * s[f'mean_{k}']:7.2f}% {100 * s[f'max_{k}']:5.1f}%"
-                for k in ("gap_old", "gap_window", "gap_lp", "gap_best")))
+                for k in ("gap_old", "gap_compiled", "gap_lp", "gap_best")))
     total = _summary(rows)
     print("all: " + ", ".join(f"{k} {100 * v:.2f} %" for k, v in total.items() if k.startswith(("mean", "max")))
-          + f"; median window bound {1000 * total['median_window_seconds']:.2f} ms, "
+          + f"; median compiled bounds {1000 * total['median_compiled_seconds']:.2f} ms, "
           f"LP {1000 * total['median_lp_seconds']:.1f} ms")
-    target = total["mean_gap_best"] <= 0.02
-    print(f"target: mean gap to the best bound at K >= 30 <= 2 %: {'pass' if target else 'FAIL'} "
-          f"({100 * total['mean_gap_best']:.2f} %)")
+    target = total["mean_gap_compiled"] <= 0.02
+    print(f"target: mean gap to the compiled bound (every plan's) at K >= 30 <= 2 %: {'pass' if target else 'FAIL'}"
+          f" ({100 * total['mean_gap_compiled']:.2f} %; with the LP bound {100 * total['mean_gap_best']:.2f} %)")
     write_result(args.out, {
         "benchmark": "bound", "version": __version__, "backend": backend_name(), "ks": args.ks, "hs": args.hs,
-        "seeds": args.seeds, "summary": total, "cells": cells, "target_mean_gap_best_le_2pct": target,
+        "seeds": args.seeds, "summary": total, "cells": cells, "target_mean_gap_compiled_le_2pct": target,
         "wall_seconds": time.perf_counter() - t0, "instances": rows,
     })
 

@@ -137,6 +137,11 @@ class Kernels:
         """The window bound over the grid of window starts wa and tail lengths wb."""
         return WindowBound(*self.module.window_bound(r, p, g, pb, q, mem, cap, wa, wb))
 
+    def joint_bound(self, r, p, g, pb, q, mem: np.ndarray, cap: np.ndarray, room: np.ndarray, ga: np.ndarray,
+                    gb: np.ndarray, rounds: int) -> float:
+        """The joint Lagrangian bound over one window per helper, helper weights and memory multipliers."""
+        return self.module.joint_bound(r, p, g, pb, q, mem, cap, room, ga, gb, rounds)
+
     def jackson_preemptive(self, release: np.ndarray, proc: np.ndarray, tail: np.ndarray, block_start: np.ndarray,
                            block_end: np.ndarray) -> PreemptiveSchedule:
         """Exact preemptive single-helper schedule by the largest-tail rule around blocked intervals."""

@@ -24,23 +24,28 @@ MAX_WINDOWS, RELEASE_PER_TAIL = 768, 4
 # The window and LP bounds add and weigh many floats in another order than the evaluator does; they are rounded
 # down by this relative margin so that rounding never puts them above the makespan of an optimal plan.
 ROUNDING_MARGIN = 1e-12
+# The joint bound's coordinate ascent: passes over the helpers, largest window grid, and work budget in
+# (client, helper, window, pass) cells; it is skipped where even a small grid does not fit (K H above 200,000).
+JOINT_ROUNDS, JOINT_WINDOWS, JOINT_WORK = 4, 144, 4_000_000
 # The linear relaxation's window grid (release values x tail values); its rows are H times as many.
 LP_RELEASES, LP_TAILS = 48, 12
 
 
 @dataclass(frozen=True)
 class LowerBound:
-    """The chain, load, window and (when computed) LP bounds (ms); `value` is the largest, valid for every plan."""
+    """The chain, load, window, joint and (when computed) LP bounds (ms); `value` is the largest, valid for every
+    plan."""
 
     chain: float
     load: float
     window: float = 0.0
+    joint: float = 0.0
     lp: float | None = None
 
     @property
     def value(self) -> float:
         """The best of the bounds."""
-        return max(self.chain, self.load, self.window, self.lp or 0.0)
+        return max(self.chain, self.load, self.window, self.joint, self.lp or 0.0)
 
     def gap(self, makespan: float) -> float:
         """Relative gap of a makespan above this bound (0.05 = 5 %)."""
@@ -71,13 +76,37 @@ def window_grid_size(K: int, H: int) -> tuple[int, int]:
     return pairs // tails, tails
 
 
+def window_pairs(instance: Instance, releases: int, tails: int, floor: float) -> tuple[np.ndarray, np.ndarray]:
+    """The windows (a, b) of a releases x tails grid with a + b <= floor, as two flat arrays (a-major)."""
+    wa, wb = window_grid(instance, releases, tails)
+    a, b = (grid.ravel() for grid in np.meshgrid(wa, wb, indexing="ij"))
+    keep = a + b <= floor
+    return np.ascontiguousarray(a[keep]), np.ascontiguousarray(b[keep])
+
+
+def joint_grid_size(K: int, H: int) -> tuple[int, int]:
+    """(release values, tail values) of the joint bound's grid within JOINT_WORK; (0, 0) where none fits."""
+    pairs = min(JOINT_WINDOWS, JOINT_WORK // (K * H * (JOINT_ROUNDS + 1)) - 8)
+    if pairs < RELEASE_PER_TAIL:
+        return 0, 0
+    tails = max(1, int(math.sqrt(pairs / RELEASE_PER_TAIL)))
+    return pairs // tails, tails
+
+
 def lower_bound(instance: Instance) -> LowerBound:
-    """Chain, load and window bounds from the compiled core (cheap: every plan reports them)."""
+    """Chain, load, window and joint bounds from the compiled core (cheap: every plan reports them)."""
     arrays = kernel_arrays(instance)
     chain, load = kernels.lower_bound(*arrays, instance.mem, instance.cap)
     wa, wb = window_grid(instance, *window_grid_size(instance.K, instance.H))
-    window = kernels.window_bound(*arrays, instance.mem, instance.cap, wa, wb).value
-    return LowerBound(float(chain), float(load), float(window) * (1 - ROUNDING_MARGIN))
+    window = kernels.window_bound(*arrays, instance.mem, instance.cap, wa, wb).value * (1 - ROUNDING_MARGIN)
+    floor = max(float(chain), float(load), window)
+    releases, tails = joint_grid_size(instance.K, instance.H)
+    joint = 0.0
+    if releases:
+        ga, gb = window_pairs(instance, releases, tails, floor)
+        room = instance.cap * (1 + MEMORY_RTOL)
+        joint = kernels.joint_bound(*arrays, instance.mem, instance.cap, room, ga, gb, JOINT_ROUNDS)
+    return LowerBound(float(chain), float(load), float(window), float(joint) * (1 - ROUNDING_MARGIN))
 
 
 def mandatory_work(instance: Instance, a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -119,10 +148,7 @@ def lp_bound(instance: Instance, floor: float, threads: int = 1) -> float:
     from edgepsl.plan.highs import highs_module
 
     highspy = highs_module()
-    wa, wb = window_grid(instance, LP_RELEASES, LP_TAILS)
-    a, b = (grid.ravel() for grid in np.meshgrid(wa, wb, indexing="ij"))
-    keep = a + b <= floor
-    a, b = a[keep], b[keep]
+    a, b = window_pairs(instance, LP_RELEASES, LP_TAILS, floor)
     ab = a + b
     work = mandatory_work(instance, a, b)
     K, H = instance.K, instance.H

@@ -9,7 +9,8 @@ from hypothesis import strategies as st
 from edgepsl import _core as core
 from edgepsl.plan import pure
 from edgepsl.plan.backend import kernel_arrays
-from edgepsl.plan.bounds import LowerBound, lower_bound, lp_bound, window_grid
+from edgepsl.plan.bounds import LowerBound, lower_bound, lp_bound, window_grid, window_pairs
+from edgepsl.plan.evaluate import MEMORY_RTOL
 from edgepsl.plan.heuristics import solve
 from edgepsl.plan.instance import Instance
 from edgepsl.plan.milp import solve_milp
@@ -33,6 +34,17 @@ def test_window_kernel_agrees_with_its_twin(inst, releases, tails) -> None:
     arrs = kernel_arrays(inst)
     wa, wb = window_grid(inst, releases, tails)
     assert core.window_bound(*arrs, inst.mem, inst.cap, wa, wb) == pure.window_bound(*arrs, inst.mem, inst.cap, wa, wb)
+
+
+@settings(max_examples=150, deadline=None)
+@given(inst=instances, releases=st.integers(1, 8), tails=st.integers(1, 4), rounds=st.integers(0, 3),
+       floor_share=st.floats(0.3, 1.0))
+def test_joint_kernel_agrees_with_its_twin(inst, releases, tails, rounds, floor_share) -> None:
+    arrs = kernel_arrays(inst)
+    bound = lower_bound(inst)
+    ga, gb = window_pairs(inst, releases, tails, floor_share * bound.value)
+    args = (*arrs, inst.mem, inst.cap, inst.cap * (1 + MEMORY_RTOL), ga, gb, rounds)
+    assert core.joint_bound(*args) == pure.joint_bound(*args)
 
 
 def _two_late_backward_jobs() -> Instance:
@@ -71,13 +83,15 @@ def test_no_bound_exceeds_the_milp_proven_optimum(seed) -> None:
     assert lp_bound(inst, exact.bound.value) <= exact.makespan * (1 + 1e-12)
 
 
-def test_lp_bound_tightens_binding_memory() -> None:
+def test_joint_and_lp_bounds_see_memory_and_helper_speeds_together() -> None:
     from edgepsl.plan.scenarios import scenario_instance
 
-    inst = scenario_instance("resnet101_cifar10", 40, 4, 1, 1, binding_memory=True)
+    # Fast helpers that cannot hold enough clients to balance the load (binding memory): the joint bound and the
+    # LP couple one helper's late window with another's whole-round window and price the memory.
+    inst = scenario_instance("resnet101_cifar10", 100, 5, 1, 1, binding_memory=True)
     bound = lower_bound(inst)
     lp = lp_bound(inst, bound.value)
-    assert bound.value < lp <= solve(inst).makespan
+    assert max(bound.chain, bound.load, bound.window) < bound.joint < lp <= solve(inst).makespan
 
 
 def test_the_best_bound_is_reported() -> None:
