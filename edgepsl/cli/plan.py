@@ -58,9 +58,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "whole decomposition (default 60)")
     parser.add_argument("--threads", type=int, default=THREADS.default, help="milp and admm: HiGHS threads (default 1)")
     parser.add_argument("--bound", default="auto", choices=("auto", "fast", "lp"),
-                        help="lower bound of the gap line: fast (chain, load, window; compiled), lp (also the linear "
-                             "relaxation on HiGHS, the 'solvers' extra), auto (lp where HiGHS is installed and "
-                             "K x H <= 2000; default)")
+                        help="lower bound of the gap line: fast (chain, load, window, joint; compiled), lp (also "
+                             "the linear relaxation on HiGHS, the 'solvers' extra), auto (lp where HiGHS is "
+                             "installed and K x H <= 2000; default)")
     parser.add_argument("--out", type=Path, default=Path("runs/plan"), help="output folder (default runs/plan)")
     parser.add_argument("--no-plot", action="store_true", help="skip gantt.png (needs matplotlib, the 'plot' extra)")
 
@@ -120,6 +120,7 @@ def run(args: argparse.Namespace) -> int:
         "chain_bound_ms": sol.bound.chain,
         "load_bound_ms": sol.bound.load,
         "window_bound_ms": sol.bound.window,
+        "joint_bound_ms": sol.bound.joint,
         "lp_bound_ms": sol.bound.lp,
         "gap": sol.gap,
         "solve_seconds": sol.solve_seconds,
@@ -137,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"makespan     {sol.makespan:.1f} ms")
     lp = "" if sol.bound.lp is None else f", lp {sol.bound.lp:.1f}"
     print(f"lower bound  {sol.bound.value:.1f} ms (chain {sol.bound.chain:.1f}, load {sol.bound.load:.1f}, "
-          f"window {sol.bound.window:.1f}{lp})")
+          f"window {sol.bound.window:.1f}, joint {sol.bound.joint:.1f}{lp})")
     print(f"gap          {100 * sol.gap:.2f} %")
     for line in sol.summary():
         print(line)

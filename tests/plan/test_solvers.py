@@ -104,11 +104,12 @@ def test_cli_plans_with_any_registered_method_and_reports_every_bound(tmp_path, 
     assert main(["plan", "--instance", str(tmp_path / "instance.json"), "--method", "admm", "--time-limit", "5",
                  "--bound", "lp", "--no-plot", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "ADMM " in printed and ", window " in printed and ", lp " in printed
+    assert "ADMM " in printed and ", window " in printed and ", joint " in printed and ", lp " in printed
     evaluation = json.loads((out / "plan.json").read_text())["evaluation"]
     assert evaluation["admm_iterations"] >= 1 and evaluation["lp_bound_ms"] > 0
     assert evaluation["lower_bound_ms"] == max(evaluation[k] for k in ("chain_bound_ms", "load_bound_ms",
-                                                                      "window_bound_ms", "lp_bound_ms"))
+                                                                      "window_bound_ms", "joint_bound_ms",
+                                                                      "lp_bound_ms"))
     assert main(["plan", "--instance", str(tmp_path / "instance.json"), "--bound", "fast", "--no-plot",
                  "--out", str(tmp_path / "fast")]) == 0
     assert json.loads((tmp_path / "fast" / "plan.json").read_text())["evaluation"]["lp_bound_ms"] is None
