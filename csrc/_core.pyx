@@ -205,6 +205,39 @@ def lower_bound(const double[:, ::1] r, const double[:, ::1] p, const double[:, 
     return out[0], out[1]
 
 
+def window_bound(const double[:, ::1] r, const double[:, ::1] p, const double[:, ::1] g,
+                 const double[:, ::1] pb, const double[:, ::1] q, const double[::1] mem, const double[::1] cap,
+                 const double[::1] wa, const double[::1] wb):
+    """(bound, a, b): max over windows [a, C - b] of a + b + the pigeonhole load of the work that must fall inside."""
+    cdef Inst s = make_inst(r, p, g, pb, q)
+    cdef double out[3]
+    cdef double zero = 0.0
+    cdef double[::1] v = np.empty(s.K, dtype=np.float64)
+    cdef double[::1] prefix = np.empty(s.K + 1, dtype=np.float64)
+    with nogil:
+        c_window_bound(&s, &mem[0], &cap[0], &wa[0] if wa.shape[0] else &zero, wa.shape[0],
+                       &wb[0] if wb.shape[0] else &zero, wb.shape[0], &v[0], &prefix[0], out)
+    return out[0], out[1], out[2]
+
+
+def joint_bound(const double[:, ::1] r, const double[:, ::1] p, const double[:, ::1] g,
+                const double[:, ::1] pb, const double[:, ::1] q, const double[::1] mem, const double[::1] cap,
+                const double[::1] room, const double[::1] ga, const double[::1] gb, long rounds):
+    """A Lagrangian bound coupling one window per helper, helper weights and memory multipliers (coordinate ascent)."""
+    cdef Inst s = make_inst(r, p, g, pb, q)
+    cdef long G = ga.shape[0]
+    if gb.shape[0] != G or room.shape[0] != s.H:
+        raise ValueError("ga and gb need one entry per window, room one per helper")
+    cdef double[::1] work = np.empty(s.K * s.H + 4 * s.K + 4 * s.H, dtype=np.float64)
+    cdef long[::1] index = np.empty(s.K + s.H, dtype=np.int64)
+    cdef double out
+    cdef double zero = 0.0
+    with nogil:
+        out = c_joint_bound(&s, &mem[0], &cap[0], &room[0], &ga[0] if G else &zero, &gb[0] if G else &zero, G,
+                            rounds, &work[0], &index[0])
+    return out
+
+
 def jackson_preemptive(const double[::1] release, const double[::1] proc, const double[::1] tail,
                        const double[::1] block_start, const double[::1] block_end):
     """(completion times, max(C + Q), piece job, piece start, piece end); blocks sorted and disjoint."""

@@ -21,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from edgepsl import __version__  # noqa: E402
 from edgepsl import _core as compiled  # noqa: E402
 from edgepsl.plan import heuristics, pure  # noqa: E402
+from edgepsl.plan.backend import kernel_arrays  # noqa: E402
 from edgepsl.plan.heuristics import METHODS, solve  # noqa: E402
 from edgepsl.plan.scenarios import scenario_instance  # noqa: E402
 from tools.bench_output import write_result  # noqa: E402
@@ -54,7 +55,7 @@ def _median_us(fn, repeats: int, inner: int) -> float:
 def kernel_targets(profile: str, scenario: int, seed: int) -> dict:
     """Balanced-greedy + FCFS at K=100, H=10 (compiled vs pure) and one online dispatch decision."""
     inst = scenario_instance(profile, 100, 10, scenario, seed)
-    arrs = (inst.r, inst.p, inst.gap, inst.p_bwd, inst.tail)
+    arrs = kernel_arrays(inst)
 
     def bg_fcfs(k):
         return lambda: k.dispatch(k.assign_balanced_greedy(inst.mem, inst.cap), k.RULE_FCFS, *arrs)

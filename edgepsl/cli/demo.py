@@ -7,7 +7,7 @@ from pathlib import Path
 
 from edgepsl.cli._logging import add_log_level, setup_logging
 from edgepsl.cli._progress import progress
-from edgepsl.plan.heuristics import METHODS
+from edgepsl.plan.solvers import method_names
 from edgepsl.runtime.checkpoint import resumed_round
 from edgepsl.runtime.config import RunConfig
 from edgepsl.runtime.emulation import Emulation, paper_fleet
@@ -30,7 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lr", type=float, default=d.lr, help=f"learning rate (default {d.lr})")
     parser.add_argument("--aggregate-every", type=int, default=d.aggregate_every, help=f"FedAvg period in rounds (default {d.aggregate_every})")
     parser.add_argument("--eval-every", type=int, default=d.eval_every, help=f"evaluation period in rounds (default {d.eval_every})")
-    parser.add_argument("--method", default=d.method, choices=list(METHODS), help=f"planning method (default {d.method})")
+    parser.add_argument("--method", default=d.method, choices=method_names(), help=f"planning method (default {d.method})")
     parser.add_argument("--partition", default=d.partition, choices=["iid", "dirichlet"], help="data split (default iid)")
     parser.add_argument("--alpha", type=float, default=d.alpha, help=f"Dirichlet concentration (default {d.alpha})")
     parser.add_argument("--emulate", default="none", choices=["none", "paper", "slowdown"],

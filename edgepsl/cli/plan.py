@@ -7,10 +7,10 @@ from pathlib import Path
 
 from edgepsl.errors import EdgePSLError
 from edgepsl.plan.backend import backend_name
-from edgepsl.plan.heuristics import DEFAULT_BUDGET, DISPATCH_RULES, METHODS, solve
 from edgepsl.plan.instance import Instance
 from edgepsl.plan.profiles import list_profiles
 from edgepsl.plan.scenarios import SCENARIOS, scenario_instance
+from edgepsl.plan.solvers import BUDGET, DISPATCH, KICKS, SOLVERS, THREADS, lp_bound_fits, plan, solver, with_lp_bound
 
 HELP = "plan one round (assignment + job order): write plan.json, gantt.png and trace.json, print makespan and gap"
 
@@ -44,18 +44,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help="plan every cut (a, b) and keep the one with the shortest makespan (writes cuts.json)")
     cut.add_argument("--per-client-cuts", action="store_true", help="with --choose-cuts: one cut per client")
     cut.add_argument("--client-memory-mb", type=float, help="with --choose-cuts: memory a client can give its layers")
-    parser.add_argument("--method", default="greedy-ls", choices=[*METHODS, "milp", "admm"],
-                        help="; ".join(f"{k}: {v}" for k, v in METHODS.items())
-                        + "; milp: exact MILP on HiGHS (the 'solvers' extra), warm-started from greedy-ls"
-                        + "; admm: the paper's ADMM decomposition on HiGHS with exact per-helper schedules")
-    parser.add_argument("--dispatch", default="fcfs", choices=[*DISPATCH_RULES, "best"],
+    parser.add_argument("--method", default="greedy-ls", choices=list(SOLVERS),
+                        help="; ".join(f"{m.name}: {m.description}" + (f" (the '{m.extra}' extra)" if m.extra else "")
+                                       for m in SOLVERS.values()))
+    parser.add_argument("--dispatch", default=DISPATCH.default, choices=DISPATCH.choices,
                         help="job order rule for random and balanced-greedy (default fcfs, as in the paper)")
-    parser.add_argument("--budget", type=int, default=DEFAULT_BUDGET,
-                        help=f"greedy-ls work budget in job steps (default {DEFAULT_BUDGET})")
+    parser.add_argument("--budget", type=int, default=BUDGET.default,
+                        help=f"greedy-ls and milp's warm start: {BUDGET.help} (default {BUDGET.default})")
+    parser.add_argument("--kicks", type=int, default=KICKS.default, help=f"greedy-ls: {KICKS.help} "
+                                                                         f"(default {KICKS.default})")
     parser.add_argument("--time-limit", type=float, default=60.0,
                         help="milp: seconds before HiGHS returns its incumbent and gap; admm: seconds for the "
                              "whole decomposition (default 60)")
-    parser.add_argument("--threads", type=int, default=1, help="milp and admm: HiGHS threads (default 1)")
+    parser.add_argument("--threads", type=int, default=THREADS.default, help="milp and admm: HiGHS threads (default 1)")
+    parser.add_argument("--bound", default="auto", choices=("auto", "fast", "lp"),
+                        help="lower bound of the gap line: fast (chain, load, window, joint; compiled), lp (also "
+                             "the linear relaxation on HiGHS, the 'solvers' extra), auto (lp where HiGHS is "
+                             "installed and K x H <= 2000; default)")
     parser.add_argument("--out", type=Path, default=Path("runs/plan"), help="output folder (default runs/plan)")
     parser.add_argument("--no-plot", action="store_true", help="skip gantt.png (needs matplotlib, the 'plot' extra)")
 
@@ -78,7 +83,7 @@ def _instance(args: argparse.Namespace) -> Instance:
 def _choose_cuts(args: argparse.Namespace) -> Instance:
     from edgepsl.plan.cuts import choose_cuts
 
-    method = "greedy-ls" if args.method in ("milp", "admm") else args.method
+    method = "greedy-ls" if solver(args.method).extra else args.method
     choice = choose_cuts(args.profile, args.clients, args.helpers, args.scenario, args.seed,
                          per_client=args.per_client_cuts, client_memory_limit_mb=args.client_memory_mb,
                          binding_memory=args.binding_memory, method=method, budget=args.budget)
@@ -103,17 +108,9 @@ def run(args: argparse.Namespace) -> int:
     from edgepsl.plan.gantt import gantt_png, write_chrome_trace
 
     instance = _instance(args)
-    if args.method == "milp":
-        from edgepsl.plan.milp import solve_milp
-
-        warm = solve(instance, "greedy-ls", seed=args.seed, budget=args.budget).plan
-        sol = solve_milp(instance, time_limit=args.time_limit, threads=args.threads, warm_start=warm)
-    elif args.method == "admm":
-        from edgepsl.plan.admm import solve_admm
-
-        sol = solve_admm(instance, time_limit=args.time_limit, threads=args.threads)
-    else:
-        sol = solve(instance, args.method, dispatch=args.dispatch, seed=args.seed, budget=args.budget)
+    sol = plan(instance, args.method, **solver(args.method).options_from(vars(args)))
+    if args.bound == "lp" or (args.bound == "auto" and lp_bound_fits(instance)):
+        sol = with_lp_bound(instance, sol, threads=args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
     instance.save(args.out / "instance.json")
     doc = sol.plan.to_dict()
@@ -122,14 +119,13 @@ def run(args: argparse.Namespace) -> int:
         "lower_bound_ms": sol.bound.value,
         "chain_bound_ms": sol.bound.chain,
         "load_bound_ms": sol.bound.load,
+        "window_bound_ms": sol.bound.window,
+        "joint_bound_ms": sol.bound.joint,
+        "lp_bound_ms": sol.bound.lp,
         "gap": sol.gap,
         "solve_seconds": sol.solve_seconds,
         "backend": backend_name(),
-        **({"highs_status": sol.status, "highs_dual_bound_ms": sol.dual_bound, "highs_gap": sol.mip_gap}
-           if args.method == "milp" else {}),
-        **({"admm_iterations": sol.iterations, "admm_stop_reason": sol.stop_reason, "admm_slot_ms": sol.slot_ms,
-            "admm_history": list(sol.history)}
-           if args.method == "admm" else {}),
+        **sol.details(),
         "timeline": sol.timeline.to_dict(),
     }
     (args.out / "plan.json").write_text(json.dumps(doc, indent=1) + "\n")
@@ -140,13 +136,12 @@ def run(args: argparse.Namespace) -> int:
     print(f"instance     K={instance.K} clients, H={instance.H} helpers")
     print(f"method       {args.method} (scheduling core: {backend_name()})")
     print(f"makespan     {sol.makespan:.1f} ms")
-    print(f"lower bound  {sol.bound.value:.1f} ms (chain {sol.bound.chain:.1f}, load {sol.bound.load:.1f})")
+    lp = "" if sol.bound.lp is None else f", lp {sol.bound.lp:.1f}"
+    print(f"lower bound  {sol.bound.value:.1f} ms (chain {sol.bound.chain:.1f}, load {sol.bound.load:.1f}, "
+          f"window {sol.bound.window:.1f}, joint {sol.bound.joint:.1f}{lp})")
     print(f"gap          {100 * sol.gap:.2f} %")
-    if args.method == "milp":
-        print(f"HiGHS        {sol.status}: objective {sol.objective:.1f} ms, bound {sol.dual_bound:.1f} ms, "
-              f"gap {100 * sol.mip_gap:.2f} %")
-    if args.method == "admm":
-        print(f"ADMM         {sol.iterations} iterations, stopped: {sol.stop_reason}, slot {sol.slot_ms:.1f} ms")
+    for line in sol.summary():
+        print(line)
     print(f"solve time   {1000 * sol.solve_seconds:.3f} ms")
     outputs = ["instance.json", "plan.json", "trace.json"] + ([] if args.no_plot else ["gantt.png"])
     print(f"wrote        {', '.join(str(args.out / name) for name in outputs)}")

@@ -58,6 +58,15 @@ class AdmmSolution(Solution):
     slot_ms: float
     history: tuple[dict, ...]
 
+    def details(self) -> dict[str, Any]:
+        """Iterations, stop reason, slot length and history, for the plan file's evaluation section."""
+        return {"admm_iterations": self.iterations, "admm_stop_reason": self.stop_reason, "admm_slot_ms": self.slot_ms,
+                "admm_history": list(self.history)}
+
+    def summary(self) -> list[str]:
+        """The decomposition's run as one summary line."""
+        return [f"ADMM         {self.iterations} iterations, stopped: {self.stop_reason}, slot {self.slot_ms:.1f} ms"]
+
 
 def initial_assignment(instance: Instance) -> np.ndarray | None:
     """[C-HEAD]'s start: clients in index order, each on the helper with room that minimises r+p+d+r'+p'+d'

@@ -1,18 +1,156 @@
-"""Choose the scheduling-core backend: the compiled extension edgepsl._core, or its pure-Python twin.
+"""Choose the scheduling-core backend (the compiled extension edgepsl._core, or its pure-Python twin) and give
+its kernels one Python face: instance arrays in, named results out.
 
 The twin (edgepsl.plan.pure) is used when EDGEPSL_PURE=1 is set or when the extension cannot be
-imported; in the second case a RuntimeWarning says why, and `edgepsl doctor` repeats it.
+imported; in the second case a RuntimeWarning says why, and `edgepsl doctor` repeats it. Both backends
+return plain tuples; `Kernels` wraps them in the named tuples below (which still unpack and index as
+tuples), and `kernel_arrays` is the one place that turns an Instance into the arrays the kernels take.
 """
 from __future__ import annotations
 
 from types import ModuleType
+from typing import TYPE_CHECKING, NamedTuple
+
+import numpy as np
 
 from edgepsl import compiled
 from edgepsl.plan import pure
 
+if TYPE_CHECKING:
+    from edgepsl.plan.instance import Instance
+
+
+class KernelArrays(NamedTuple):
+    """The five K x H arrays every kernel reads (ms): release r, forward work p, gap g, backward work p', tail q'."""
+
+    r: np.ndarray
+    p: np.ndarray
+    g: np.ndarray
+    pb: np.ndarray
+    q: np.ndarray
+
+
+class JobOrder(NamedTuple):
+    """Every helper's job order, flat: jobs offsets[i]:offsets[i + 1] are helper i's, as (client, kind) pairs."""
+
+    seq_client: np.ndarray
+    seq_kind: np.ndarray
+    offsets: np.ndarray
+
+
+class JobTimes(NamedTuple):
+    """Start and end of every client's forward and backward job, and each client's finish (ms)."""
+
+    fwd_start: np.ndarray
+    fwd_end: np.ndarray
+    bwd_start: np.ndarray
+    bwd_end: np.ndarray
+    finish: np.ndarray
+
+
+class SearchResult(NamedTuple):
+    """The local search's assignment and job order, with its counters
+    (iterations, reorders, moves, swaps, work)."""
+
+    assignment: np.ndarray
+    seq_client: np.ndarray
+    seq_kind: np.ndarray
+    offsets: np.ndarray
+    stats: np.ndarray
+
+
+class ChainLoad(NamedTuple):
+    """The chain and load lower bounds (ms)."""
+
+    chain: float
+    load: float
+
+
+class WindowBound(NamedTuple):
+    """The window lower bound (ms) and the window [a, C - b] that gives it."""
+
+    value: float
+    a: float
+    b: float
+
+
+class PreemptiveSchedule(NamedTuple):
+    """One helper's preemptive largest-tail schedule: completion times, max(C + tail), and its pieces."""
+
+    completion: np.ndarray
+    objective: float
+    piece_job: np.ndarray
+    piece_start: np.ndarray
+    piece_end: np.ndarray
+
+
+def kernel_arrays(instance: Instance) -> KernelArrays:
+    """The arrays (r, p, g, p', q') of an instance as the kernels take them."""
+    return KernelArrays(instance.r, instance.p, instance.gap, instance.p_bwd, instance.tail)
+
+
+class Kernels:
+    """The active backend's kernels with named results (same arguments as edgepsl.plan.pure)."""
+
+    def __init__(self, module: ModuleType) -> None:
+        self.module = module
+        for name in ("FWD", "BWD", "RULE_FCFS", "RULE_FWD_FIRST", "RULE_TAIL", "RULES"):
+            setattr(self, name, getattr(module, name))
+
+    def assign_random(self, mem: np.ndarray, cap: np.ndarray, seed: int) -> np.ndarray:
+        """Seeded random order, uniform helper with room; -1 for a client that found none."""
+        return self.module.assign_random(mem, cap, seed)
+
+    def assign_balanced_greedy(self, mem: np.ndarray, cap: np.ndarray) -> np.ndarray:
+        """Index order, helper keeping client counts most even; -1 for a client that found none."""
+        return self.module.assign_balanced_greedy(mem, cap)
+
+    def assign_greedy_eft(self, r, p, g, pb, q, mem: np.ndarray, cap: np.ndarray) -> np.ndarray:
+        """Largest work first to the helper with the earliest estimated finish; -1 for a client that found none."""
+        return self.module.assign_greedy_eft(r, p, g, pb, q, mem, cap)
+
+    def dispatch(self, assign: np.ndarray, rule: int, r, p, g, pb, q) -> JobOrder:
+        """Every helper's job order under one dispatch rule."""
+        return JobOrder(*self.module.dispatch(assign, rule, r, p, g, pb, q))
+
+    def evaluate(self, assign: np.ndarray, seq_client: np.ndarray, seq_kind: np.ndarray, offsets: np.ndarray,
+                 r, p, g, pb, q) -> JobTimes:
+        """Run a plan non-preemptively: every job's start and end, every client's finish."""
+        return JobTimes(*self.module.evaluate(assign, seq_client, seq_kind, offsets, r, p, g, pb, q))
+
+    def pick_next(self, now: float, kind: np.ndarray, release: np.ndarray, tail: np.ndarray, client: np.ndarray,
+                  rule: int) -> int:
+        """Online decision: index of the job to run next among those released by `now`, or -1."""
+        return self.module.pick_next(now, kind, release, tail, client, rule)
+
+    def local_search(self, assign: np.ndarray, r, p, g, pb, q, mem: np.ndarray, cap: np.ndarray, seed: int,
+                     budget: int) -> SearchResult:
+        """Improve a feasible assignment and its job orders within a work budget."""
+        return SearchResult(*self.module.local_search(assign, r, p, g, pb, q, mem, cap, seed, budget))
+
+    def lower_bound(self, r, p, g, pb, q, mem: np.ndarray, cap: np.ndarray) -> ChainLoad:
+        """The chain and load bounds."""
+        return ChainLoad(*self.module.lower_bound(r, p, g, pb, q, mem, cap))
+
+    def window_bound(self, r, p, g, pb, q, mem: np.ndarray, cap: np.ndarray, wa: np.ndarray,
+                     wb: np.ndarray) -> WindowBound:
+        """The window bound over the grid of window starts wa and tail lengths wb."""
+        return WindowBound(*self.module.window_bound(r, p, g, pb, q, mem, cap, wa, wb))
+
+    def joint_bound(self, r, p, g, pb, q, mem: np.ndarray, cap: np.ndarray, room: np.ndarray, ga: np.ndarray,
+                    gb: np.ndarray, rounds: int) -> float:
+        """The joint Lagrangian bound over one window per helper, helper weights and memory multipliers."""
+        return self.module.joint_bound(r, p, g, pb, q, mem, cap, room, ga, gb, rounds)
+
+    def jackson_preemptive(self, release: np.ndarray, proc: np.ndarray, tail: np.ndarray, block_start: np.ndarray,
+                           block_end: np.ndarray) -> PreemptiveSchedule:
+        """Exact preemptive single-helper schedule by the largest-tail rule around blocked intervals."""
+        return PreemptiveSchedule(*self.module.jackson_preemptive(release, proc, tail, block_start, block_end))
+
+
 _loaded = compiled.load("edgepsl._core", "scheduling core", "about 100x slower")
 
-kernels: ModuleType = _loaded.module or pure
+kernels = Kernels(_loaded.module or pure)
 
 
 def backend_name() -> str:

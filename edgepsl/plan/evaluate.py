@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgepsl.plan.backend import kernels
+from edgepsl.plan.backend import kernel_arrays, kernels
 from edgepsl.plan.errors import AssignmentError, JobCoverageError, JobOrderError, MemoryCapacityError
 from edgepsl.plan.instance import Instance
 from edgepsl.plan.pure.constants import BWD, FWD
@@ -70,10 +70,7 @@ def evaluate(instance: Instance, plan: Plan) -> Timeline:
 def timeline_of(instance: Instance, plan: Plan) -> Timeline:
     """Compute the timeline of a plan already known to be valid (as the kernels produce them)."""
     seq_client, seq_kind, offsets = plan.flat()
-    fs, fe, bs, be, fin = kernels.evaluate(
-        plan.assignment, seq_client, seq_kind, offsets,
-        instance.r, instance.p, instance.gap, instance.p_bwd, instance.tail,
-    )
+    fs, fe, bs, be, fin = kernels.evaluate(plan.assignment, seq_client, seq_kind, offsets, *kernel_arrays(instance))
     H = instance.H
     rows = np.arange(instance.K)
     a = plan.assignment

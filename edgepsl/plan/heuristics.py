@@ -3,19 +3,20 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
+from edgepsl.plan.backend import kernel_arrays as _arrays
 from edgepsl.plan.backend import kernels
 from edgepsl.plan.bounds import LowerBound, lower_bound
 from edgepsl.plan.errors import InfeasibleError, UnknownMethodError
 from edgepsl.plan.evaluate import timeline_of
 from edgepsl.plan.instance import Instance
 from edgepsl.plan.preemptive import helper_spans, schedule_assignment
-from edgepsl.plan.pure.constants import RULE_FCFS, RULE_FWD_FIRST, RULE_TAIL
+from edgepsl.plan.rules import DISPATCH_RULES
 from edgepsl.plan.schedule import Plan, Timeline
 
-DISPATCH_RULES = {"fcfs": RULE_FCFS, "fwd-first": RULE_FWD_FIRST, "tail": RULE_TAIL}
 METHODS = {
     "random": "seeded random order, uniform helper among those with room (paper 2.6); then the dispatch rule",
     "balanced-greedy": "clients in index order, helper that keeps client counts most even (paper 2.5); then the dispatch rule",
@@ -48,9 +49,13 @@ class Solution:
         """Relative gap of the makespan above the lower bound."""
         return self.bound.gap(self.makespan)
 
+    def details(self) -> dict[str, Any]:
+        """Method-specific results for the plan file's evaluation section (none for the heuristics)."""
+        return {}
 
-def _arrays(instance: Instance) -> tuple[np.ndarray, ...]:
-    return instance.r, instance.p, instance.gap, instance.p_bwd, instance.tail
+    def summary(self) -> list[str]:
+        """Method-specific lines of `edgepsl plan`'s summary (none for the heuristics)."""
+        return []
 
 
 def _checked(instance: Instance, assign: np.ndarray, method: str) -> np.ndarray:

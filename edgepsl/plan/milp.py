@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
+from edgepsl.plan.backend import kernel_arrays
 from edgepsl.plan.bounds import lower_bound
 from edgepsl.plan.evaluate import evaluate
 from edgepsl.plan.heuristics import Solution, solve
@@ -33,6 +35,15 @@ class MilpSolution(Solution):
     dual_bound: float
     mip_gap: float
 
+    def details(self) -> dict[str, Any]:
+        """HiGHS's status, dual bound and gap, for the plan file's evaluation section."""
+        return {"highs_status": self.status, "highs_dual_bound_ms": self.dual_bound, "highs_gap": self.mip_gap}
+
+    def summary(self) -> list[str]:
+        """HiGHS's outcome as one summary line."""
+        return [f"HiGHS        {self.status}: objective {self.objective:.1f} ms, bound {self.dual_bound:.1f} ms, "
+                f"gap {100 * self.mip_gap:.2f} %"]
+
 
 def solve_milp(instance: Instance, time_limit: float = 60.0, threads: int = 1, warm_start: Plan | None = None,
                verbose: bool = False) -> MilpSolution:
@@ -43,7 +54,7 @@ def solve_milp(instance: Instance, time_limit: float = 60.0, threads: int = 1, w
         warm_start = solve(instance, "greedy-ls").plan
     warm = evaluate(instance, warm_start)
     K, H = instance.K, instance.H
-    r, p, g, pb, q = instance.r, instance.p, instance.gap, instance.p_bwd, instance.tail
+    r, p, g, pb, q = kernel_arrays(instance)
     fits = instance.fits
     upper = warm.makespan
     big_m = upper + float(max(p.max(), pb.max()))

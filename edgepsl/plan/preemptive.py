@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edgepsl.plan.backend import kernels
+from edgepsl.plan.backend import kernel_arrays, kernels
 from edgepsl.plan.evaluate import timeline_of
 from edgepsl.plan.instance import Instance
 from edgepsl.plan.pure.constants import BWD, FWD
@@ -76,8 +76,7 @@ def schedule_assignment(instance: Instance, assignment: np.ndarray) -> tuple[Pla
     their start order and the best dispatch rule; with its evaluated timeline and the exact P_f value (ms)."""
     sched = preemptive_schedules(instance, assignment)
     H = instance.H
-    arrays = (instance.r, instance.p, instance.gap, instance.p_bwd, instance.tail)
-    rules = kernels.local_search(assignment, *arrays, instance.mem, instance.cap, 0, 0)
+    rules = kernels.local_search(assignment, *kernel_arrays(instance), instance.mem, instance.cap, 0, 0)
     candidates = [
         _sequenced(assignment, sched.fwd_end, sched.bwd_end, H),
         _sequenced(assignment, sched.fwd_start, sched.bwd_start, H),

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edgepsl.errors import EdgePSLError
+from edgepsl.plan.backend import kernel_arrays
 from edgepsl.plan.heuristics import solve
 from edgepsl.plan.instance import FIELDS, Instance
 from edgepsl.plan.highs import add_assignment, new_model, run
@@ -69,7 +70,7 @@ def solve_slot_ilp(instance: Instance, slot_ms: float, time_limit: float = 60.0,
     t0 = time.perf_counter()
     inst = discretise(instance, slot_ms)
     K, H = inst.K, inst.H
-    r, p, g, pb, q = (a.astype(np.int64) for a in (inst.r, inst.p, inst.gap, inst.p_bwd, inst.tail))
+    r, p, g, pb, q = (a.astype(np.int64) for a in kernel_arrays(inst))
     horizon = int(round(solve(inst, "greedy-ls").makespan))
     fits = inst.fits
 

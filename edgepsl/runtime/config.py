@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from edgepsl.data.spec import Normalisation
-from edgepsl.plan.heuristics import DISPATCH_RULES, METHODS
+from edgepsl.plan.rules import DISPATCH_RULES
+from edgepsl.plan.solvers import method_names
 from edgepsl.runtime.aggregation import STRATEGIES
 from edgepsl.runtime.errors import RunConfigError
 
@@ -73,7 +74,7 @@ class RunConfig:
         for name in ("lr", "momentum", "weight_decay", "train_samples", "test_samples"):
             if getattr(self, name) < 0:
                 raise RunConfigError(f"config key {name!r} must be >= 0, got {getattr(self, name)!r}")
-        choices = {"optimizer": ("sgd", "adam"), "lr_schedule": ("constant", "cosine"), "method": tuple(METHODS), "dispatch": (*DISPATCH_RULES, "best"),
+        choices = {"optimizer": ("sgd", "adam"), "lr_schedule": ("constant", "cosine"), "method": method_names(), "dispatch": (*DISPATCH_RULES, "best"),
                    "fallback_rule": tuple(DISPATCH_RULES), "partition": ("iid", "dirichlet"),
                    "links": ("measured", "declared"), "aggregation": tuple(STRATEGIES)}
         for name, allowed in choices.items():

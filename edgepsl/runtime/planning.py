@@ -6,9 +6,10 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from edgepsl.plan.heuristics import Solution, solve
+from edgepsl.plan.heuristics import Solution
 from edgepsl.plan.instance import Instance
 from edgepsl.plan.profiles import instance_from_parts, loose_capacity_mb
+from edgepsl.plan.solvers import plan, solver
 from edgepsl.runtime.config import RunConfig
 from edgepsl.runtime.links import Links, cut_bytes
 from edgepsl.segment import Manifest
@@ -58,16 +59,7 @@ def build_instance(config: RunConfig, manifest: Manifest, clients: Sequence[str]
 
 
 def make_plan(config: RunConfig, instance: Instance) -> Solution:
-    """Plan the round with the configured method (and dispatch rule for the baselines)."""
-    return solve(instance, config.method, dispatch=config.dispatch, seed=config.seed)
-
-
-def fallback_priority(instance: Instance, rule: str, j: int, i: int) -> tuple[float, float]:
-    """The (forward, backward) priority values the online dispatch rule uses for client j on helper i."""
-    gap, tail = float(instance.gap[j, i]), float(instance.tail[j, i])
-    if rule == "tail":
-        return gap + float(instance.p_bwd[j, i]) + tail, tail
-    if rule == "fwd-first":
-        return gap, tail
-    return 0.0, 0.0
-
+    """Plan the round with the configured method (edgepsl.plan.solvers), passing the config's seed and dispatch
+    rule to the methods that take them; SolverUnavailableError names the extra a method needs."""
+    return plan(instance, config.method,
+                **solver(config.method).options_from({"seed": config.seed, "dispatch": config.dispatch}))

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from edgepsl.plan.backend import kernel_arrays  # noqa: F401  (the kernel tests take the arrays from here)
 from edgepsl.plan.instance import Instance
 
 
@@ -23,8 +24,3 @@ def random_instance(seed: int, K: int, H: int, integer_times: bool, tight_memory
         r_bwd=times((K, H), 20), p_bwd=times((K, H), 10), d_bwd=times((K, H), 5), l_bwd=times(K, 10),
         mem=mem, cap=cap,
     )
-
-
-def kernel_arrays(inst: Instance) -> tuple[np.ndarray, ...]:
-    """(r, p, g, p', q') as the kernels take them."""
-    return inst.r, inst.p, inst.gap, inst.p_bwd, inst.tail

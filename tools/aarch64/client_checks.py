@@ -91,9 +91,10 @@ def check_parity() -> None:
     """Compiled core == pure twin for dispatch (every rule), evaluate and local_search on small instances."""
     from edgepsl import _core as core
     from edgepsl.plan import pure
+    from edgepsl.plan.backend import kernel_arrays
 
     for label, inst in small_instances():
-        arrs = (inst.r, inst.p, inst.gap, inst.p_bwd, inst.tail)
+        arrs = kernel_arrays(inst)
         start = pure.assign_balanced_greedy(inst.mem, inst.cap)
         assert (start >= 0).all(), f"{label}: no feasible start"
         for rule in pure.RULES:

@@ -1,6 +1,6 @@
 """Pure-Python twin of the compiled scheduling core (csrc/): same functions, same results, the test oracle."""
 from edgepsl.plan.pure.assign import assign_balanced_greedy, assign_greedy_eft, assign_random
-from edgepsl.plan.pure.bounds import lower_bound
+from edgepsl.plan.pure.bounds import joint_bound, lower_bound, window_bound
 from edgepsl.plan.pure.constants import BWD, FWD, RULE_FCFS, RULE_FWD_FIRST, RULE_TAIL, RULES
 from edgepsl.plan.pure.dispatch import dispatch, pick_next
 from edgepsl.plan.pure.evaluate import evaluate
@@ -10,5 +10,6 @@ from edgepsl.plan.pure.search import local_search
 __all__ = [
     "BWD", "FWD", "RULES", "RULE_FCFS", "RULE_FWD_FIRST", "RULE_TAIL",
     "assign_balanced_greedy", "assign_greedy_eft", "assign_random",
-    "dispatch", "evaluate", "jackson_preemptive", "local_search", "lower_bound", "pick_next",
+    "dispatch", "evaluate", "jackson_preemptive", "joint_bound", "local_search", "lower_bound", "pick_next",
+    "window_bound",
 ]

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from edgepsl.plan.evaluate import evaluate as evaluate_plan
 from edgepsl.plan.instance import Instance
+from edgepsl.plan.rules import dispatch_priorities
 from edgepsl.plan.schedule import Plan, Timeline
 from edgepsl.runtime import planning
 from edgepsl.runtime.config import RunConfig
@@ -94,6 +95,7 @@ def schedule(config: RunConfig, fleet: Fleet, profiles: Profiles, instance: Inst
     """The round payloads of every role from the plan; writes roles.json."""
     timeline = evaluate_plan(instance, plan)
     endpoints = profiles.endpoints()
+    priority = dispatch_priorities(instance, config.fallback_rule, plan.assignment)
     helper_starts = {}
     for i, name in enumerate(fleet.helpers):
         mine = [j for j in range(instance.K) if plan.assignment[j] == i]
@@ -103,7 +105,7 @@ def schedule(config: RunConfig, fleet: Fleet, profiles: Profiles, instance: Inst
         helper_starts[name] = HelperRoundStart(
             clients=[fleet.clients[j] for j in mine],
             duration_ms=[[float(instance.p[j, i]), float(instance.p_bwd[j, i])] for j in mine],
-            priority=[list(planning.fallback_priority(instance, config.fallback_rule, j, i)) for j in mine],
+            priority=[[float(v) for v in priority[j]] for j in mine],
             bandwidth_mbps=[profiles.clients[fleet.clients[j]].bandwidth_mbps for j in mine],
             memory_mb=[float(instance.mem[j]) for j in mine], order=order, planned_start_ms=starts, t0_ms=0.0,
             token=0)

@@ -1,0 +1,161 @@
+"""The one front door to planning: every method registered by name with its description, options and extra.
+
+`plan(instance, "greedy-ls", seed=3)` runs any method and returns a `Solution` (the heuristics' type; the MILP
+and ADMM return subclasses that add their diagnostics through `Solution.details()` and `Solution.summary()`).
+`edgepsl plan --method` and a run's `method = "..."` choose from `SOLVERS`; a method whose package is missing
+raises SolverUnavailableError naming the extra that installs it.
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from edgepsl.errors import EdgePSLError
+from edgepsl.plan import heuristics
+from edgepsl.plan.bounds import lp_bound
+from edgepsl.plan.errors import UnknownMethodError
+from edgepsl.plan.heuristics import DEFAULT_BUDGET, DEFAULT_KICKS, Solution
+from edgepsl.plan.highs import SolverUnavailableError
+from edgepsl.plan.instance import Instance
+from edgepsl.plan.rules import DISPATCH_RULES
+
+# `edgepsl plan` adds the LP bound by default up to this many (client, helper) cells (about 0.5 s at K H = 2,000).
+LP_BOUND_MAX_CELLS = 2_000
+
+
+class SolverOptionError(EdgePSLError):
+    """An option a planning method does not take, or a value of the wrong type or outside its choices."""
+
+
+@dataclass(frozen=True)
+class SolverOption:
+    """One keyword option of a method: its name (also the CLI flag and the run-config key), type, default, help."""
+
+    name: str
+    kind: type
+    default: Any
+    help: str
+    choices: tuple[Any, ...] = ()
+
+    def check(self, method: str, value: Any) -> Any:
+        """The value, converted to the option's type; SolverOptionError when it does not fit."""
+        if self.kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if type(value) is not self.kind:
+            raise SolverOptionError(f"option {self.name!r} of method {method!r} must be a {self.kind.__name__}, "
+                                    f"got {value!r}")
+        if self.choices and value not in self.choices:
+            raise SolverOptionError(f"option {self.name!r} of method {method!r} is {value!r}; choose one of "
+                                    f"{', '.join(map(str, self.choices))}")
+        return value
+
+
+@dataclass(frozen=True)
+class Solver:
+    """A planning method: name, one-line description, options, and the extra (and module) it needs, if any."""
+
+    name: str
+    description: str
+    run: Callable[..., Solution]
+    options: tuple[SolverOption, ...] = ()
+    extra: str | None = None
+    module: str | None = None
+
+    @property
+    def option_names(self) -> tuple[str, ...]:
+        """The names of the options this method takes."""
+        return tuple(o.name for o in self.options)
+
+    def available(self) -> bool:
+        """Whether the package this method needs is installed."""
+        return self.module is None or importlib.util.find_spec(self.module) is not None
+
+    def require(self) -> None:
+        """Raise SolverUnavailableError naming the extra to install when the method's package is missing."""
+        if not self.available():
+            raise SolverUnavailableError(f"planning method {self.name!r} needs {self.module}, which is not installed: "
+                                         f"pip install 'edgepsl[{self.extra}]'")
+
+    def options_from(self, values: dict[str, Any]) -> dict[str, Any]:
+        """This method's options taken from a larger mapping (CLI arguments, a run's config); others ignored."""
+        return {name: values[name] for name in self.option_names if name in values}
+
+
+SEED = SolverOption("seed", int, 0, "seed of the method's random choices")
+DISPATCH = SolverOption("dispatch", str, "fcfs", "job order rule (best: the best rule per helper)",
+                        (*DISPATCH_RULES, "best"))
+BUDGET = SolverOption("budget", int, DEFAULT_BUDGET, "local-search work budget in job steps")
+KICKS = SolverOption("kicks", int, DEFAULT_KICKS, "restarts of the local search from a perturbed plan")
+TIME_LIMIT = SolverOption("time_limit", float, 60.0, "seconds before HiGHS returns its best plan")
+THREADS = SolverOption("threads", int, 1, "HiGHS threads")
+
+
+def _heuristic(method: str) -> Callable[..., Solution]:
+    def run(instance: Instance, **options: Any) -> Solution:
+        return heuristics.solve(instance, method, **options)
+
+    return run
+
+
+def _milp(instance: Instance, *, time_limit: float, threads: int, seed: int, budget: int) -> Solution:
+    from edgepsl.plan.milp import solve_milp
+
+    warm = heuristics.solve(instance, "greedy-ls", seed=seed, budget=budget).plan
+    return solve_milp(instance, time_limit=time_limit, threads=threads, warm_start=warm)
+
+
+def _admm(instance: Instance, *, time_limit: float, threads: int) -> Solution:
+    from edgepsl.plan.admm import solve_admm
+
+    return solve_admm(instance, time_limit=time_limit, threads=threads)
+
+
+SOLVERS: dict[str, Solver] = {s.name: s for s in (
+    Solver("random", heuristics.METHODS["random"], _heuristic("random"), (SEED, DISPATCH)),
+    Solver("balanced-greedy", heuristics.METHODS["balanced-greedy"], _heuristic("balanced-greedy"), (DISPATCH,)),
+    Solver("greedy-eft", heuristics.METHODS["greedy-eft"], _heuristic("greedy-eft")),
+    Solver("greedy-ls", heuristics.METHODS["greedy-ls"], _heuristic("greedy-ls"), (SEED, BUDGET, KICKS)),
+    Solver("milp", "exact MILP on HiGHS, warm-started from greedy-ls (docs/milp.md)", _milp,
+           (TIME_LIMIT, THREADS, SEED, BUDGET), extra="solvers", module="highspy"),
+    Solver("admm", "the paper's ADMM decomposition on HiGHS with exact per-helper schedules (docs/admm.md)", _admm,
+           (dataclasses.replace(TIME_LIMIT, help="seconds for the whole decomposition"), THREADS),
+           extra="solvers", module="highspy"),
+)}
+
+
+def method_names() -> tuple[str, ...]:
+    """Every registered method's name, in the registry's order."""
+    return tuple(SOLVERS)
+
+
+def solver(method: str) -> Solver:
+    """The registered method of this name; UnknownMethodError listing the choices."""
+    if method not in SOLVERS:
+        raise UnknownMethodError(f"unknown planning method {method!r}; choose one of {', '.join(SOLVERS)}")
+    return SOLVERS[method]
+
+
+def plan(instance: Instance, method: str = "greedy-ls", **options: Any) -> Solution:
+    """Plan one round with a registered method and its options (others are SolverOptionError); the solution
+    carries the compiled lower bounds."""
+    spec = solver(method)
+    unknown = sorted(set(options) - set(spec.option_names))
+    if unknown:
+        raise SolverOptionError(f"method {method!r} takes no option {', '.join(map(repr, unknown))}; its options: "
+                                f"{', '.join(spec.option_names) or 'none'}")
+    spec.require()
+    values = {o.name: o.check(method, options.get(o.name, o.default)) for o in spec.options}
+    return spec.run(instance, **values)
+
+
+def with_lp_bound(instance: Instance, solution: Solution, threads: int = 1) -> Solution:
+    """The solution with the LP bound (HiGHS, the `solvers` extra) added to its lower bound."""
+    lp = lp_bound(instance, solution.bound.value, threads=threads)
+    return dataclasses.replace(solution, bound=dataclasses.replace(solution.bound, lp=lp))
+
+
+def lp_bound_fits(instance: Instance) -> bool:
+    """Whether the LP bound is installed (highspy) and quick for this instance (K H <= LP_BOUND_MAX_CELLS)."""
+    return importlib.util.find_spec("highspy") is not None and instance.K * instance.H <= LP_BOUND_MAX_CELLS
