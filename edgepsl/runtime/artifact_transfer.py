@@ -10,19 +10,21 @@ archive an ArtifactHashMismatchError, and nothing is cached unless the hash matc
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 
 import numpy as np
 
 from edgepsl.runtime.artifact_store import (CHUNK_BYTES, ArchiveError, ArtifactStore, ArtifactTransferError, Assembler,
                                             ChunkError, artifact_sha256, chunks)
-from edgepsl.runtime.coordinator_link import CoordinatorLink
-from edgepsl.runtime.errors import CommandArrived, PayloadError
+from edgepsl.runtime.coordinator_link import SLICE_S, CoordinatorLink
+from edgepsl.runtime.errors import CommandArrived, PayloadError, RoleFailedError
 from edgepsl.runtime.protocol import ArtifactChunk, ArtifactInfo, ArtifactRequest
 from edgepsl.segment import load_manifest
 from edgepsl.wire import MsgType
 
 log = logging.getLogger("edgepsl.runtime.artifact")
+RETRY_S = 2.0
 
 
 class ArtifactSource:
@@ -74,13 +76,28 @@ def receive(info: ArtifactInfo, link: CoordinatorLink, timeout_s: float) -> byte
     a chunk that does not fit is a ChunkError, an archive whose hash differs an ArtifactHashMismatchError."""
     assembler = Assembler(info.sha256, info.chunk_bytes, max_bytes=info.size)
     for index in range(info.chunks):
-        link.send(ArtifactRequest(info.sha256, index), 0)
-        env = link.next_command(timeout_s)
-        if env.message.type is not MsgType.ARTIFACT_CHUNK:
-            raise CommandArrived(env)
-        try:
-            chunk = ArtifactChunk.decode(env.message)
-        except PayloadError as exc:
-            raise ChunkError(f"chunk {index}: {exc}") from None
-        assembler.add(chunk.chunk())
+        assembler.add(_chunk(info, index, link, timeout_s).chunk())
     return assembler.archive()
+
+
+def _chunk(info: ArtifactInfo, index: int, link: CoordinatorLink, timeout_s: float) -> ArtifactChunk:
+    """Chunk `index`, asked for again every RETRY_S (a chunk the wire dropped); a late copy of an earlier chunk is
+    skipped; RoleFailedError when none comes within timeout_s."""
+    deadline = time.monotonic() + timeout_s
+    while (remaining := deadline - time.monotonic()) > 0:
+        link.send(ArtifactRequest(info.sha256, index), 0)
+        retry = time.monotonic() + min(remaining, RETRY_S)
+        while (wait := retry - time.monotonic()) > 0:
+            env = link.wait(min(wait, SLICE_S))
+            if env is None:
+                continue
+            if env.message.type is not MsgType.ARTIFACT_CHUNK:
+                raise CommandArrived(env)
+            try:
+                chunk = ArtifactChunk.decode(env.message)
+            except PayloadError as exc:
+                raise ChunkError(f"chunk {index}: {exc}") from None
+            if chunk.sha256 == info.sha256 and chunk.index < index:
+                continue  # the answer to a repeated request for a chunk already received
+            return chunk
+    raise RoleFailedError(f"no chunk {index} of the artifact from the coordinator within {timeout_s:g} s")

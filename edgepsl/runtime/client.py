@@ -9,14 +9,14 @@ from pathlib import Path
 
 import numpy as np
 
+from edgepsl.data.spec import DataShapeError, DataSpecError, Normalisation, load_client_data
 from edgepsl.profiling.link import ProbeTimeoutError, probe_link
 from edgepsl.runtime import state
+from edgepsl.runtime.artifact_store import ArtifactStore
+from edgepsl.runtime.artifact_transfer import resolve
 from edgepsl.runtime.channels import channel_config
 from edgepsl.runtime.config import RunConfig
 from edgepsl.runtime.coordinator_link import SLICE_S, CoordinatorLink, bye_reason, error_text
-from edgepsl.data.spec import DataShapeError, DataSpecError, Normalisation, load_client_data
-from edgepsl.runtime.artifact_store import ArtifactStore
-from edgepsl.runtime.artifact_transfer import resolve
 from edgepsl.runtime.dataset import ClientData, client_data
 from edgepsl.runtime.emulation import Emulation, pad_to
 from edgepsl.runtime.errors import CommandArrived, NonFiniteError, PayloadError, RoleFailedError, StopRequested

@@ -145,6 +145,10 @@ class CoordinatorLink:
         """A command that has arrived, else None (no waiting)."""
         return self._command(0.0)
 
+    def wait(self, timeout_s: float) -> Envelope | None:
+        """A command that arrives within timeout_s, else None."""
+        return self._command(timeout_s)
+
     def next_command(self, timeout_s: float) -> Envelope:
         """The coordinator's next command; RoleFailedError when none comes within timeout_s."""
         deadline = time.monotonic() + timeout_s

@@ -29,13 +29,13 @@ TIMEOUT_S = 10.0
 
 class Coordinator:
     """A Messenger serving the default artifact in 64 KiB chunks to members client0 and client1, in a thread; chunks
-    to a peer can be changed in flight by `tamper[peer](message)`."""
+    to a peer can be changed in flight by `tamper[peer](message)` (None: dropped)."""
 
     def __init__(self) -> None:
         self.server = ServerChannel("tcp://127.0.0.1:*", insecure=True, config=channel_config(False, SERVER_INBOX))
         self.source = ArtifactSource(DEFAULT_ARTIFACT, CHUNK)
         self.messenger = Messenger(self.server, "run", Trace(None, "coordinator"), self._watch, self.source)
-        self.tamper: dict[str, Callable[[Message], Message]] = {}
+        self.tamper: dict[str, Callable[[Message], Message | None]] = {}
         self.sent: dict[str, int] = {}
         self.stop = threading.Event()
         self.thread: threading.Thread | None = None
@@ -46,7 +46,8 @@ class Coordinator:
                 self.sent[peer] = self.sent.get(peer, 0) + 1
                 if peer in self.tamper:
                     message = self.tamper[peer](message)
-            real(peer, message, **kwargs)
+            if message is not None:
+                real(peer, message, **kwargs)
 
         self.server.send = send
 
@@ -150,6 +151,25 @@ def test_a_chunk_of_another_archive_is_a_chunk_error(coordinator, tmp_path):
                                          r"the one being received"):
         resolve(coordinator.source.info, None, ArtifactStore(tmp_path / "cache"), link, TIMEOUT_S)
     assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir())
+    link.channel.close()
+
+
+def test_a_chunk_lost_in_flight_is_asked_for_again(coordinator, tmp_path):
+    link = coordinator.link("client0")
+    dropped: list[int] = []
+
+    def drop_once(message: Message) -> Message | None:
+        if message.meta["index"] == 1 and not dropped:
+            dropped.append(1)
+            return None
+        return message
+
+    coordinator.tamper["client0"] = drop_once
+    coordinator.serve()
+    info = coordinator.source.info
+    path = resolve(info, None, ArtifactStore(tmp_path / "cache"), link, TIMEOUT_S)
+    assert artifact_sha256(path) == info.sha256 and dropped == [1]
+    assert coordinator.sent == {"client0": info.chunks + 1}
     link.channel.close()
 
 

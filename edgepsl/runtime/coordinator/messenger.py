@@ -92,7 +92,7 @@ class Messenger:
             return
         try:
             self.server.send(env.peer, chunk.encode(self.job(0, env.peer)))
-        except PeerUnreachableError as exc:  # the role asks again or times out; the others are served meanwhile
+        except PeerUnreachableError as exc:  # the role asks again (artifact_transfer.RETRY_S); others are served
             log.warning("dropped artifact chunk %d to %s: %s", chunk.index, env.peer, exc)
             return
         self.trace.event("send", type=MsgType.ARTIFACT_CHUNK.value, peer=env.peer, round=0, index=chunk.index)
