@@ -11,6 +11,7 @@ from edgepsl.plan.bounds import LowerBound, lower_bound
 from edgepsl.plan.errors import InfeasibleError, UnknownMethodError
 from edgepsl.plan.evaluate import timeline_of
 from edgepsl.plan.instance import Instance
+from edgepsl.plan.packing import memory_feasible_assignment
 from edgepsl.plan.preemptive import helper_spans, schedule_assignment
 from edgepsl.plan.pure.constants import RULE_FCFS, RULE_FWD_FIRST, RULE_TAIL
 from edgepsl.plan.schedule import Plan, Timeline
@@ -20,7 +21,8 @@ METHODS = {
     "random": "seeded random order, uniform helper among those with room (paper 2.6); then the dispatch rule",
     "balanced-greedy": "clients in index order, helper that keeps client counts most even (paper 2.5); then the dispatch rule",
     "greedy-eft": "largest work first to the helper with the earliest estimated finish; best rule per helper",
-    "greedy-ls": "best of greedy-eft / balanced-greedy / random starts, then local search (move, swap, reorder) with restarts",
+    "greedy-ls": "best of greedy-eft / balanced-greedy / random starts (an exact memory packing if none fits), "
+                 "then local search (move, swap, reorder) with restarts",
 }
 # Work budget of the local search, in jobs processed by its dispatches and evaluations.
 DEFAULT_BUDGET = 8_000_000
@@ -56,10 +58,13 @@ def _arrays(instance: Instance) -> tuple[np.ndarray, ...]:
 def _checked(instance: Instance, assign: np.ndarray, method: str) -> np.ndarray:
     if (assign < 0).any():
         j = int(np.flatnonzero(assign < 0)[0])
-        raise InfeasibleError(
-            f"{method} could not place {instance.client_name(j)} ({instance.mem[j]:g} MB): every helper with room was "
-            "already full; add helper memory or try greedy-ls, which packs memory more carefully"
-        )
+        what = (f"{method} could not place {instance.client_name(j)} ({instance.mem[j]:g} MB): every helper with "
+                "room was already full")
+        try:
+            memory_feasible_assignment(instance)
+        except InfeasibleError as exc:
+            raise type(exc)(f"{what}; {exc}") from None
+        raise InfeasibleError(f"{what}; an assignment within memory exists: greedy-ls (or milp) finds one")
     return assign
 
 
@@ -121,9 +126,7 @@ def _greedy_ls(instance: Instance, seed: int, budget: int, kicks: int) -> tuple[
         except InfeasibleError:
             continue
     if not starts:
-        raise InfeasibleError(
-            "no starting heuristic could fit every client within the helpers' memory; add helper memory"
-        )
+        starts["packing"] = memory_feasible_assignment(instance)
     best_name, best_value = None, None
     for name, a in starts.items():
         value = timeline_of(instance, Plan.from_flat(a, *_dispatched(instance, a, "best"))).makespan
