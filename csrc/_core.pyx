@@ -172,8 +172,11 @@ def pick_next(double now, const long[::1] kind, const double[::1] release, const
 
 def local_search(const long[::1] assign, const double[:, ::1] r, const double[:, ::1] p,
                  const double[:, ::1] g, const double[:, ::1] pb, const double[:, ::1] q,
-                 const double[::1] mem, const double[::1] cap, seed, long budget):
-    """Improve a feasible assignment; returns (assign, seq_client, seq_kind, offsets, stats)."""
+                 const double[::1] mem, const double[::1] cap, seed, long budget, long long deadline_ns=0):
+    """Improve a feasible assignment; returns (assign, seq_client, seq_kind, offsets, stats).
+
+    deadline_ns > 0 also stops the search at that time.monotonic_ns() value (stats[5] says it did).
+    """
     cdef Inst s = make_inst(r, p, g, pb, q)
     _check_assign(assign, s.K, s.H)
     cdef uint64_t sd = <uint64_t>(seed & _MASK)
@@ -181,7 +184,7 @@ def local_search(const long[::1] assign, const double[:, ::1] r, const double[:,
     seq_client = np.empty(2 * s.K, dtype=np.int64)
     seq_kind = np.empty(2 * s.K, dtype=np.int64)
     offsets = np.zeros(s.H + 1, dtype=np.int64)
-    stats = np.zeros(5, dtype=np.int64)
+    stats = np.zeros(6, dtype=np.int64)
     cdef long[::1] a = out
     cdef long[::1] sc = seq_client
     cdef long[::1] sk = seq_kind
@@ -189,7 +192,7 @@ def local_search(const long[::1] assign, const double[:, ::1] r, const double[:,
     cdef long[::1] st = stats
     cdef long rc
     with nogil:
-        rc = c_local_search(&s, &mem[0], &cap[0], &a[0], sd, budget, &sc[0], &sk[0], &off[0], &st[0])
+        rc = c_local_search(&s, &mem[0], &cap[0], &a[0], sd, budget, deadline_ns, &sc[0], &sk[0], &off[0], &st[0])
     if rc != 0:
         raise MemoryError("local search could not allocate its working memory")
     return out, seq_client, seq_kind, offsets, stats

@@ -1,5 +1,10 @@
 # Local search over assignment and job order (mirror of edgepsl/plan/pure/search.py; read its docstring).
 from libc.string cimport memcpy
+from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
+
+# Relative slack of the load bounds that subtract a client's work: rounding must never prune a candidate
+# the exact evaluation would accept.
+DEF BOUND_SLACK = 1e-9
 
 cdef struct Search:
     Inst* s
@@ -7,9 +12,24 @@ cdef struct Search:
     const double* cap
     long budget
     long work
+    long long deadline_ns  # CLOCK_MONOTONIC nanoseconds; 0: no deadline
+    bint timed_out
     Scratch sc
     long* tmp          # 2K: one rule's dispatch
     double* fwd_end    # K: scratch of c_span_of
+
+
+cdef inline bint spent(Search* st) noexcept nogil:
+    """True once the work budget is spent or the deadline has passed (the deadline sticks once seen)."""
+    cdef timespec ts
+    if st.work >= st.budget or st.timed_out:
+        return True
+    if st.deadline_ns > 0:
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        if <long long>ts.tv_sec * 1000000000 + ts.tv_nsec >= st.deadline_ns:
+            st.timed_out = True
+            return True
+    return False
 
 
 cdef double best_dispatch(Search* st, const long* clients, long n, long i, long* out) noexcept nogil:
@@ -87,7 +107,8 @@ cdef inline long insert_sorted(long* buf, long n, long x) noexcept nogil:
 
 
 cdef long c_local_search(Inst* s, const double* mem, const double* cap, long* assign, uint64_t seed,
-                         long budget, long* seq_client, long* seq_kind, long* offsets, long* stats) noexcept nogil:
+                         long budget, long long deadline_ns, long* seq_client, long* seq_kind, long* offsets,
+                         long* stats) noexcept nogil:
     """Returns 0, or -1 when memory could not be allocated."""
     cdef long K = s.K
     cdef long H = s.H
@@ -104,6 +125,8 @@ cdef long c_local_search(Inst* s, const double* mem, const double* cap, long* as
     st.cap = cap
     st.budget = budget
     st.work = 0
+    st.deadline_ns = deadline_ns
+    st.timed_out = False
     cdef long hcap = 2 * K + H + 1
     st.sc.h1.data = <Entry*>malloc(hcap * sizeof(Entry))
     st.sc.h2.data = <Entry*>malloc(hcap * sizeof(Entry))
@@ -145,7 +168,7 @@ cdef long c_local_search(Inst* s, const double* mem, const double* cap, long* as
             span[i] = best_dispatch(&st, &members[i * K], mcount[i], i, &seqs[i * 2 * K])
         for i in range(H):
             helper_stats(&st, &members[i * K], mcount[i], i, &hstats[3 * i])
-        while st.work < budget:
+        while not spent(&st):
             iterations += 1
             totals(span, H, -1, 0.0, -1, 0.0, &M, &S)
             c = 0
@@ -155,7 +178,7 @@ cdef long c_local_search(Inst* s, const double* mem, const double* cap, long* as
             # A. reorder the critical helper's jobs by adjacent swaps (in place, undone when rejected).
             m = 2 * mcount[c]
             for pos in range(m - 1):
-                if st.work >= budget:
+                if spent(&st):
                     break
                 a = seqs[c * 2 * K + pos]
                 b = seqs[c * 2 * K + pos + 1]
@@ -188,7 +211,7 @@ cdef long c_local_search(Inst* s, const double* mem, const double* cap, long* as
                 order[k] = members[c * K + perm[k]]
             # B. move a client off the critical helper.
             for kk in range(n_c):
-                if st.work >= budget:
+                if spent(&st):
                     break
                 j = order[kk]
                 n_rest = remove_sorted(&members[c * K], n_c, j, rest)
@@ -206,7 +229,7 @@ cdef long c_local_search(Inst* s, const double* mem, const double* cap, long* as
                 if not wo_span < span[c]:
                     continue
                 for t in range(H - 1):
-                    if st.work >= budget:
+                    if spent(&st):
                         break
                     i = targets[t]
                     t_span = tspan[t]
@@ -252,18 +275,18 @@ cdef long c_local_search(Inst* s, const double* mem, const double* cap, long* as
                 continue
             # C. swap a client of the critical helper with a lighter or shorter-chained client elsewhere.
             for kk in range(n_c):
-                if st.work >= budget or improved:
+                if improved or spent(&st):
                     break
                 j = order[kk]
                 for t in range(H - 1):
-                    if st.work >= budget or improved:
+                    if improved or spent(&st):
                         break
                     i = targets[t]
                     t_span = tspan[t]
                     if t_span >= M:
                         continue
                     for pos in range(mcount[i]):
-                        if st.work >= budget:
+                        if spent(&st):
                             break
                         k = members[i * K + pos]
                         a = k * H + c
@@ -273,6 +296,24 @@ cdef long c_local_search(Inst* s, const double* mem, const double* cap, long* as
                                 < s.r[b] + s.p[b] + s.g[b] + s.pb[b] + s.q[b]):
                             continue
                         if used[c] - mem[j] + mem[k] > cap[c] or used[i] - mem[k] + mem[j] > cap[i]:
+                            continue
+                        # Cheap bounds first: k's chain and the load bound of helper c with k for j must stay
+                        # below c's span, j's chain and the load bound of helper i with j for k within M.
+                        if s.r[a] + s.p[a] + s.g[a] + s.pb[a] + s.q[a] >= span[c]:
+                            continue
+                        lo = hstats[3 * c + 1] if hstats[3 * c + 1] <= s.r[a] else s.r[a]
+                        hi = hstats[3 * c + 2] if hstats[3 * c + 2] <= s.q[a] else s.q[a]
+                        lo = lo + ((hstats[3 * c] - (s.p[b] + s.pb[b])) + (s.p[a] + s.pb[a])) + hi
+                        if lo * (1 - BOUND_SLACK) >= span[c]:
+                            continue
+                        a = j * H + i
+                        b = k * H + i
+                        if s.r[a] + s.p[a] + s.g[a] + s.pb[a] + s.q[a] > M:
+                            continue
+                        lo = hstats[3 * i + 1] if hstats[3 * i + 1] <= s.r[a] else s.r[a]
+                        hi = hstats[3 * i + 2] if hstats[3 * i + 2] <= s.q[a] else s.q[a]
+                        lo = lo + ((hstats[3 * i] - (s.p[b] + s.pb[b])) + (s.p[a] + s.pb[a])) + hi
+                        if lo * (1 - BOUND_SLACK) > M:
                             continue
                         n_new = remove_sorted(&members[c * K], n_c, j, rest)
                         n_new = insert_sorted(rest, n_new, k)
@@ -316,6 +357,7 @@ cdef long c_local_search(Inst* s, const double* mem, const double* cap, long* as
         stats[2] = moves
         stats[3] = swaps
         stats[4] = st.work
+        stats[5] = st.timed_out
     free(st.sc.h1.data); free(st.sc.h2.data); free(st.sc.h3.data); free(st.tmp); free(st.fwd_end)
     free(members); free(mcount); free(seqs); free(span); free(used); free(rest); free(grown)
     free(order); free(perm); free(kept); free(djobs); free(injobs); free(targets); free(tspan); free(hstats)

@@ -27,6 +27,16 @@ def _cuts(text: str) -> tuple[int, int]:
     return a, b
 
 
+def _positive_ms(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"the time limit must be a positive number of milliseconds, got {text!r}")
+    return value
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Instance source, method and output options."""
     src = parser.add_argument_group("instance (either --instance, or a scenario from --profile)")
@@ -52,6 +62,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="job order rule for random and balanced-greedy (default fcfs, as in the paper)")
     parser.add_argument("--budget", type=int, default=DEFAULT_BUDGET,
                         help=f"greedy-ls work budget in job steps (default {DEFAULT_BUDGET})")
+    parser.add_argument("--time-limit-ms", type=_positive_ms, default=None,
+                        help="greedy-ls (and milp's warm start): stop at this wall time in ms and return the best "
+                             "plan found by then, or at the work budget if that comes first (default: no limit)")
     parser.add_argument("--time-limit", type=float, default=60.0,
                         help="milp: seconds before HiGHS returns its incumbent and gap; admm: seconds for the "
                              "whole decomposition (default 60)")
@@ -106,14 +119,15 @@ def run(args: argparse.Namespace) -> int:
     if args.method == "milp":
         from edgepsl.plan.milp import solve_milp
 
-        warm = solve(instance, "greedy-ls", seed=args.seed, budget=args.budget).plan
+        warm = solve(instance, "greedy-ls", seed=args.seed, budget=args.budget, time_limit_ms=args.time_limit_ms).plan
         sol = solve_milp(instance, time_limit=args.time_limit, threads=args.threads, warm_start=warm)
     elif args.method == "admm":
         from edgepsl.plan.admm import solve_admm
 
         sol = solve_admm(instance, time_limit=args.time_limit, threads=args.threads)
     else:
-        sol = solve(instance, args.method, dispatch=args.dispatch, seed=args.seed, budget=args.budget)
+        sol = solve(instance, args.method, dispatch=args.dispatch, seed=args.seed, budget=args.budget,
+                    time_limit_ms=args.time_limit_ms)
     args.out.mkdir(parents=True, exist_ok=True)
     instance.save(args.out / "instance.json")
     doc = sol.plan.to_dict()

@@ -8,8 +8,9 @@ import numpy as np
 
 from edgepsl.plan.backend import kernels
 from edgepsl.plan.bounds import LowerBound, lower_bound
-from edgepsl.plan.errors import InfeasibleError, UnknownMethodError
+from edgepsl.plan.errors import InfeasibleError, SearchLimitError, UnknownMethodError
 from edgepsl.plan.evaluate import timeline_of
+from edgepsl.plan.exact import exact_descent, exact_orders, solve_exhaustive
 from edgepsl.plan.instance import Instance
 from edgepsl.plan.packing import memory_feasible_assignment
 from edgepsl.plan.preemptive import helper_spans, schedule_assignment
@@ -29,6 +30,12 @@ DEFAULT_BUDGET = 8_000_000
 # Restarts of the local search from the current plan with one to three clients moved at random
 # (iterated local search), while the work budget lasts.
 DEFAULT_KICKS = 128
+# The end of greedy-ls on small instances (edgepsl.plan.exact): with at most EXHAUSTIVE_ASSIGNMENTS
+# assignments (H^K), the exact optimum; else with at most EXACT_SEARCH_CLIENTS clients, a descent over moves and
+# swaps judged by exact helper spans; else each helper of at most EXACT_ORDER_CLIENTS clients gets its exact order.
+EXHAUSTIVE_ASSIGNMENTS = 256
+EXACT_SEARCH_CLIENTS = 6
+EXACT_ORDER_CLIENTS = 5
 
 
 @dataclass(frozen=True)
@@ -118,9 +125,31 @@ def _polished(instance: Instance, plan: Plan) -> Plan:
     return Plan(plan.assignment, orders)
 
 
-def _greedy_ls(instance: Instance, seed: int, budget: int, kicks: int) -> tuple[Plan, dict]:
+def _passed(deadline_ns: int) -> bool:
+    return deadline_ns > 0 and time.monotonic_ns() >= deadline_ns
+
+
+def _exact_end(instance: Instance, plan: Plan, deadline_ns: int) -> tuple[Plan, str | None]:
+    """The plan improved by the exact methods that fit the instance's size, and which one ran."""
+    if _passed(deadline_ns):
+        return plan, None
+    if instance.K <= EXACT_SEARCH_CLIENTS and instance.H ** instance.K <= EXHAUSTIVE_ASSIGNMENTS:
+        other, exact = solve_exhaustive(instance, deadline_ns)[0], "exhaustive"
+    elif instance.K <= EXACT_SEARCH_CLIENTS:
+        other, exact = exact_descent(instance, plan.assignment, deadline_ns), "descent"
+    else:
+        other, exact = exact_orders(instance, plan, EXACT_ORDER_CLIENTS), "orders"
+    if timeline_of(instance, other).makespan <= timeline_of(instance, plan).makespan:
+        return Plan(other.assignment, other.orders), exact
+    return plan, None
+
+
+def _greedy_ls(instance: Instance, seed: int, budget: int, kicks: int, deadline_ns: int) -> tuple[Plan, dict]:
+    """The starts, the first descent, the restarts and the final reordering, each while budget and time last."""
     starts = {}
     for name in ("greedy-eft", "balanced-greedy", "random"):
+        if starts and _passed(deadline_ns):
+            break
         try:
             starts[name] = assign(instance, name, seed)
         except InfeasibleError:
@@ -129,22 +158,24 @@ def _greedy_ls(instance: Instance, seed: int, budget: int, kicks: int) -> tuple[
         starts["packing"] = memory_feasible_assignment(instance)
     best_name, best_value = None, None
     for name, a in starts.items():
-        value = timeline_of(instance, Plan.from_flat(a, *_dispatched(instance, a, "best"))).makespan
+        value = _makespan(instance, (a, *_dispatched(instance, a, "best")))
         if best_value is None or value < best_value:
             best_name, best_value = name, value
-    cur = kernels.local_search(starts[best_name], *_arrays(instance), instance.mem, instance.cap, seed, budget)
+    cur = kernels.local_search(starts[best_name], *_arrays(instance), instance.mem, instance.cap, seed, budget,
+                               deadline_ns)
     stats = cur[4].copy()
     cur_value = _makespan(instance, cur)
     best, best_ls = cur, cur_value
     rng = np.random.default_rng(seed)
     accepted = 0
     n = 0
-    while n < kicks and stats[4] < budget and instance.H > 1:
+    while n < kicks and stats[4] < budget and instance.H > 1 and not stats[5] and not _passed(deadline_ns):
         n += 1
         out = kernels.local_search(_kick(instance, cur[0], rng), *_arrays(instance), instance.mem, instance.cap,
-                                   seed + n, budget - int(stats[4]))
+                                   seed + n, budget - int(stats[4]), deadline_ns)
         stats[:4] += out[4][:4]
         stats[4] += out[4][4]
+        stats[5] = out[4][5]
         value = _makespan(instance, out)
         if value <= cur_value:
             cur, cur_value = out, value
@@ -152,24 +183,36 @@ def _greedy_ls(instance: Instance, seed: int, budget: int, kicks: int) -> tuple[
                 best, best_ls = out, value
                 accepted += 1
     plan = Plan.from_flat(*best[:4])
-    polish = bool(stats[4] < budget)
+    timed_out = bool(stats[5]) or _passed(deadline_ns)
+    polish = bool(stats[4] < budget) and not timed_out
+    exact = None
     if polish:
         plan = _polished(instance, plan)
+        plan, exact = _exact_end(instance, plan, deadline_ns)
+    stopped = "time" if timed_out else "budget" if stats[4] >= budget else "converged"
     meta = {"start": best_name, "start_makespan": best_value, "iterations": int(stats[0]), "reorders": int(stats[1]),
             "moves": int(stats[2]), "swaps": int(stats[3]), "work": int(stats[4]), "budget": budget,
-            "kicks": n, "kicks_improving": accepted, "polished": polish}
+            "kicks": n, "kicks_improving": accepted, "polished": polish, "exact": exact, "stopped": stopped}
     return plan, meta
 
 
 def solve(instance: Instance, method: str = "greedy-ls", dispatch: str = "fcfs", seed: int = 0,
-          budget: int = DEFAULT_BUDGET, kicks: int = DEFAULT_KICKS) -> Solution:
-    """Plan one round with a method; the dispatch rule applies to random and balanced-greedy."""
+          budget: int = DEFAULT_BUDGET, kicks: int = DEFAULT_KICKS, time_limit_ms: float | None = None) -> Solution:
+    """Plan one round with a method; the dispatch rule applies to random and balanced-greedy.
+
+    greedy-ls stops at whichever comes first of its work budget (deterministic for a seed) and
+    time_limit_ms (wall clock from the call, None for no limit), and returns the best plan found by then.
+    """
     if method not in METHODS:
         raise UnknownMethodError(f"unknown planning method {method!r}; choose one of {', '.join(METHODS)}")
+    if time_limit_ms is not None and not time_limit_ms > 0:
+        raise SearchLimitError(f"time_limit_ms must be a positive number of milliseconds or None, got {time_limit_ms!r}")
     t0 = time.perf_counter()
+    deadline_ns = 0 if time_limit_ms is None else time.monotonic_ns() + max(1, int(time_limit_ms * 1e6))
     meta: dict = {"seed": seed}
     if method == "greedy-ls":
-        plan, extra = _greedy_ls(instance, seed, budget, kicks)
+        plan, extra = _greedy_ls(instance, seed, budget, kicks, deadline_ns)
+        extra["time_limit_ms"] = time_limit_ms
         meta.update(extra)
     else:
         rule = "best" if method == "greedy-eft" else dispatch

@@ -81,3 +81,16 @@ def test_pick_next_agrees(n, now, rule, seed) -> None:
     tail = rng.integers(0, 5, n).astype(float)
     client = rng.permutation(n).astype(np.int64)
     assert core.pick_next(now, kind, release, tail, client, rule) == pure.pick_next(now, kind, release, tail, client, rule)
+
+
+@settings(max_examples=100, deadline=None)
+@given(inst=instances, seed=st.integers(0, 2**64 - 1))
+def test_local_search_past_its_deadline_stops_alike(inst, seed) -> None:
+    arrs = kernel_arrays(inst)
+    start = pure.assign_balanced_greedy(inst.mem, inst.cap)
+    if (start < 0).any():
+        return
+    c = core.local_search(start, *arrs, inst.mem, inst.cap, seed, 10**9, 1)
+    p = pure.local_search(start, *arrs, inst.mem, inst.cap, seed, 10**9, 1)
+    assert_same(c, p)
+    assert c[4][5] == 1 and c[4][0] == 0

@@ -1,7 +1,6 @@
 """The exact MILP planner: proven optima equal brute force on tiny instances; warm start; clear errors."""
 from __future__ import annotations
 
-import itertools
 import sys
 
 import numpy as np
@@ -15,40 +14,8 @@ from edgepsl.plan.instance import Instance
 from edgepsl.plan.milp import solve_milp
 from edgepsl.plan.scenarios import scenario_instance
 
+from .brute_force import brute_force_optimum
 from .instances import random_instance
-
-
-def helper_best_span(inst, clients, i) -> float:
-    """Smallest span of `clients` on helper i over every valid job sequence (brute force)."""
-    jobs = [(j, k) for j in clients for k in (0, 1)]
-    best = None
-    for seq in itertools.permutations(jobs):
-        seen, tau, fwd_end, span, valid = set(), 0.0, {}, 0.0, True
-        for j, k in seq:
-            if k == 0:
-                seen.add(j)
-                tau = max(tau, inst.r[j, i]) + inst.p[j, i]
-                fwd_end[j] = tau
-            elif j not in seen:
-                valid = False
-                break
-            else:
-                tau = max(tau, fwd_end[j] + inst.gap[j, i]) + inst.p_bwd[j, i]
-                span = max(span, tau + inst.tail[j, i])
-        if valid and (best is None or span < best):
-            best = span
-    return 0.0 if best is None else best
-
-
-def brute_force_optimum(inst) -> float:
-    best = None
-    for a in itertools.product(range(inst.H), repeat=inst.K):
-        a = np.array(a)
-        if (np.bincount(a, weights=inst.mem, minlength=inst.H) > inst.cap).any():
-            continue
-        value = max(helper_best_span(inst, [j for j in range(inst.K) if a[j] == i], i) for i in range(inst.H))
-        best = value if best is None else min(best, value)
-    return best
 
 
 @pytest.mark.parametrize("seed", range(12))

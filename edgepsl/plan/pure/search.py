@@ -5,16 +5,20 @@ dispatched with the best of the three rules. Then, until no move improves or the
   A. reorder: swap two adjacent jobs of the critical helper (not a client's own fwd/bwd pair);
   B. move: take a client off the critical helper and put it on another helper with room;
   C. swap: exchange a client of the critical helper with one of another helper that has less work
-     or a shorter chain on the critical helper.
+     or a shorter chain on the critical helper; a swap whose chain or load bound (below) already rules it
+     out on either helper is skipped before dispatching (on the scenario instances at K = 100, H = 10 this
+     saves 10-20 % of the work and changes no decision).
 A candidate is accepted only if (makespan, sum of spans) decreases lexicographically. Helpers touched by a
 move or swap are re-dispatched with the best rule (the critical helper may also keep its current order
 minus the moved client). A move target whose load bound (smallest release + total work + smallest tail)
-would exceed the makespan is skipped without dispatching it: it could not be accepted. The work budget counts jobs processed by dispatches and evaluations, so a run is
-deterministic for a seed and bounded in time.
+would exceed the makespan is skipped without dispatching it: it could not be accepted. The work budget
+counts jobs processed by dispatches and evaluations, so a run is deterministic for a seed and bounded in
+time; an optional deadline (monotonic clock) also stops it, at the cost of determinism.
 """
 from __future__ import annotations
 
 import bisect
+import time
 
 import numpy as np
 
@@ -23,16 +27,29 @@ from edgepsl.plan.pure.dispatch import dispatch_helper, members_by_helper
 from edgepsl.plan.pure.rng import SplitMix64
 
 Jobs = list[tuple[int, int]]
+# Relative slack of the load bounds that subtract a client's work: rounding must never prune a candidate
+# the exact evaluation would accept.
+BOUND_SLACK = 1e-9
 
 
 class _Search:
     """The instance arrays, the budget and the work spent so far."""
 
-    def __init__(self, r, p, g, pb, q, mem, cap, budget):
+    def __init__(self, r, p, g, pb, q, mem, cap, budget, deadline_ns):
         self.r, self.p, self.g, self.pb, self.q = r, p, g, pb, q
         self.mem, self.cap = mem, cap
         self.budget = budget
         self.work = 0
+        self.deadline_ns = deadline_ns
+        self.timed_out = False
+
+    def spent(self) -> bool:
+        """True once the work budget is spent or the deadline has passed (the deadline sticks once seen)."""
+        if self.work >= self.budget or self.timed_out:
+            return True
+        if self.deadline_ns > 0 and time.monotonic_ns() >= self.deadline_ns:
+            self.timed_out = True
+        return self.timed_out
 
     def best_dispatch(self, clients: list[int], i: int) -> tuple[Jobs, float]:
         """The job order of the rule giving the smallest span of `clients` on helper i, and that span."""
@@ -88,14 +105,15 @@ def _totals(span: list[float], a: int, va: float, b: int, vb: float) -> tuple[fl
 
 def local_search(
     assign: np.ndarray, r: np.ndarray, p: np.ndarray, g: np.ndarray, pb: np.ndarray, q: np.ndarray,
-    mem: np.ndarray, cap: np.ndarray, seed: int, budget: int,
+    mem: np.ndarray, cap: np.ndarray, seed: int, budget: int, deadline_ns: int = 0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Improve a feasible assignment; returns (assign, seq_client, seq_kind, offsets, stats).
 
-    stats = [iterations, reorders, moves, swaps, work].
+    stats = [iterations, reorders, moves, swaps, work, timed out]; deadline_ns > 0 also stops the search at
+    that time.monotonic_ns() value.
     """
     K, H = r.shape
-    st = _Search(r, p, g, pb, q, mem, cap, budget)
+    st = _Search(r, p, g, pb, q, mem, cap, budget, deadline_ns)
     assign = assign.copy()
     members = members_by_helper(assign, H)
     used = [0.0] * H
@@ -110,7 +128,7 @@ def local_search(
     hstats = [st.stats(members[i], i) for i in range(H)]
     rng = SplitMix64(seed)
     iterations = reorders = moves = swaps = 0
-    while st.work < budget:
+    while not st.spent():
         iterations += 1
         M, S = _totals(span, -1, 0.0, -1, 0.0)
         c = span.index(M)
@@ -118,7 +136,7 @@ def local_search(
         # A. reorder the critical helper's jobs by adjacent swaps.
         jobs = seqs[c]
         for pos in range(len(jobs) - 1):
-            if st.work >= budget:
+            if st.spent():
                 break
             if jobs[pos][0] == jobs[pos + 1][0]:
                 continue
@@ -137,7 +155,7 @@ def local_search(
         order = [members[c][k] for k in rng.permutation(len(members[c]))]
         # B. move a client off the critical helper.
         for j in order:
-            if st.work >= budget:
+            if st.spent():
                 break
             rest = [k for k in members[c] if k != j]
             kept = [job for job in seqs[c] if job[0] != j]
@@ -148,7 +166,7 @@ def local_search(
             if not wo_span < span[c]:
                 continue
             for t_span, i in targets:
-                if st.work >= budget:
+                if st.spent():
                     break
                 if t_span >= M or used[i] + mem[j] > cap[i]:
                     continue
@@ -184,15 +202,15 @@ def local_search(
             continue
         # C. swap a client of the critical helper with a lighter or shorter-chained client elsewhere.
         for j in order:
-            if st.work >= budget or improved:
+            if improved or st.spent():
                 break
             for t_span, i in targets:
-                if st.work >= budget or improved:
+                if improved or st.spent():
                     break
                 if t_span >= M:
                     continue
                 for k in members[i]:
-                    if st.work >= budget:
+                    if st.spent():
                         break
                     lighter = p[k, c] + pb[k, c] < p[j, c] + pb[j, c]
                     shorter = (r[k, c] + p[k, c] + g[k, c] + pb[k, c] + q[k, c]
@@ -200,6 +218,24 @@ def local_search(
                     if not (lighter or shorter):
                         continue
                     if used[c] - mem[j] + mem[k] > cap[c] or used[i] - mem[k] + mem[j] > cap[i]:
+                        continue
+                    # Cheap bounds first: k's chain and the load bound of helper c with k for j must stay
+                    # below c's span, j's chain and the load bound of helper i with j for k within M.
+                    if r[k, c] + p[k, c] + g[k, c] + pb[k, c] + q[k, c] >= span[c]:
+                        continue
+                    work, lo, hi = hstats[c]
+                    lo = lo if lo <= r[k, c] else r[k, c]
+                    hi = hi if hi <= q[k, c] else q[k, c]
+                    lo = lo + ((work - (p[j, c] + pb[j, c])) + (p[k, c] + pb[k, c])) + hi
+                    if lo * (1 - BOUND_SLACK) >= span[c]:
+                        continue
+                    if r[j, i] + p[j, i] + g[j, i] + pb[j, i] + q[j, i] > M:
+                        continue
+                    work, lo, hi = hstats[i]
+                    lo = lo if lo <= r[j, i] else r[j, i]
+                    hi = hi if hi <= q[j, i] else q[j, i]
+                    lo = lo + ((work - (p[k, i] + pb[k, i])) + (p[j, i] + pb[j, i])) + hi
+                    if lo * (1 - BOUND_SLACK) > M:
                         continue
                     new_c = [x for x in members[c] if x != j]
                     bisect.insort(new_c, k)
@@ -234,5 +270,5 @@ def local_search(
             seq_client[pos], seq_kind[pos] = j, kind
             pos += 1
         offsets[i + 1] = pos
-    stats = np.array([iterations, reorders, moves, swaps, st.work], dtype=np.int64)
+    stats = np.array([iterations, reorders, moves, swaps, st.work, st.timed_out], dtype=np.int64)
     return assign, seq_client, seq_kind, offsets, stats

@@ -1,0 +1,167 @@
+"""Incremental re-planning: repair a plan for a changed instance instead of planning from scratch.
+
+The changed instance may lose or gain clients, lose or gain helpers, and have any times, memory or
+capacities updated. Clients and helpers are matched to the previous instance by name (Instance.client_names
+and helper_names); two instances without names match by index when their sizes agree. Matched clients stay
+on their matched helper while it exists and has room; the others (new clients, clients of a removed helper,
+clients evicted from a helper whose capacity shrank, largest memory first) are placed largest work first on
+the helper with the earliest estimated finish, as greedy-eft does. The local search of greedy-ls then runs
+from that assignment under a small work budget (no restarts), and each helper whose clients did not change
+keeps its previous job order where that ends earlier than the search's.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from edgepsl.plan.backend import kernels
+from edgepsl.plan.bounds import lower_bound
+from edgepsl.plan.errors import InfeasibleError, ReplanMatchError, SearchLimitError
+from edgepsl.plan.evaluate import timeline_of, validate
+from edgepsl.plan.heuristics import Solution
+from edgepsl.plan.instance import Instance
+from edgepsl.plan.packing import memory_feasible_assignment
+from edgepsl.plan.preemptive import helper_spans
+from edgepsl.plan.schedule import Plan
+
+# Work budget of the repair's local search (jobs processed by its dispatches and evaluations).
+REPLAN_BUDGET = 20_000
+
+
+def _names(instance: Instance) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    return instance.client_names, instance.helper_names
+
+
+def match(previous: Instance, instance: Instance) -> tuple[np.ndarray, np.ndarray]:
+    """(client_map, helper_map): for each client and helper of `instance`, its index in `previous`, or -1 if new."""
+    maps = []
+    for old, new, count_old, count_new, what in (
+        (previous.client_names, instance.client_names, previous.K, instance.K, "client"),
+        (previous.helper_names, instance.helper_names, previous.H, instance.H, "helper"),
+    ):
+        if not old and not new:
+            if count_old != count_new:
+                raise ReplanMatchError(
+                    f"the {what} count changed ({count_old} -> {count_new}) and the instances have no {what}_names "
+                    f"to match them by; give both instances {what}_names"
+                )
+            maps.append(np.arange(count_new, dtype=np.int64))
+            continue
+        if not old or not new:
+            raise ReplanMatchError(f"only one of the two instances has {what}_names; give both or neither")
+        for names, which in ((old, "previous"), (new, "changed")):
+            if len(set(names)) != len(names):
+                raise ReplanMatchError(f"the {which} instance has duplicate {what}_names; names must be unique")
+        index = {name: k for k, name in enumerate(old)}
+        maps.append(np.array([index.get(name, -1) for name in new], dtype=np.int64))
+    return maps[0], maps[1]
+
+
+def _carried(instance: Instance, plan: Plan, clients: np.ndarray, helpers: np.ndarray) -> np.ndarray:
+    """Each matched client's previous helper in the new indexing, -1 where it is new or its helper is gone;
+    clients leave a helper whose capacity no longer holds them, largest memory first."""
+    new_of_old = np.full(len(plan.orders), -1, dtype=np.int64)
+    new_of_old[helpers[helpers >= 0]] = np.flatnonzero(helpers >= 0)
+    a = np.full(instance.K, -1, dtype=np.int64)
+    known = clients >= 0
+    a[known] = new_of_old[plan.assignment[clients[known]]]
+    for i in range(instance.H):
+        members = np.flatnonzero(a == i)
+        load = float(instance.mem[members].sum())
+        for j in members[np.argsort(-instance.mem[members], kind="stable")]:
+            if load <= instance.cap[i]:
+                break
+            a[j] = -1
+            load -= float(instance.mem[j])
+    return a
+
+
+def _place(instance: Instance, a: np.ndarray) -> bool:
+    """Place the clients at -1, largest smallest work first, where the estimated finish is earliest; False if one
+    finds no helper with room."""
+    r, p, g, pb, q = instance.r, instance.p, instance.gap, instance.p_bwd, instance.tail
+    H = instance.H
+    work, chain = np.zeros(H), np.zeros(H)
+    minr, minq = np.full(H, np.inf), np.full(H, np.inf)
+    used = np.zeros(H)
+    placed = np.flatnonzero(a >= 0)
+    ai = a[placed]
+    np.add.at(work, ai, p[placed, ai] + pb[placed, ai])
+    np.maximum.at(chain, ai, (r + p + g + pb + q)[placed, ai])
+    np.minimum.at(minr, ai, r[placed, ai])
+    np.minimum.at(minq, ai, q[placed, ai])
+    np.add.at(used, ai, instance.mem[placed])
+    pending = np.flatnonzero(a < 0)
+    for j in pending[np.argsort(-(p + pb)[pending].min(axis=1), kind="stable")]:
+        room = used + instance.mem[j] <= instance.cap
+        if not room.any():
+            return False
+        w = p[j] + pb[j]
+        est = np.maximum(np.maximum(chain, r[j] + p[j] + g[j] + pb[j] + q[j]),
+                         np.minimum(minr, r[j]) + work + w + np.minimum(minq, q[j]))
+        est[~room] = np.inf
+        i = int(np.argmin(est))
+        a[j] = i
+        work[i] += w[i]
+        chain[i] = max(chain[i], r[j, i] + p[j, i] + g[j, i] + pb[j, i] + q[j, i])
+        minr[i] = min(minr[i], r[j, i])
+        minq[i] = min(minq[i], q[j, i])
+        used[i] += instance.mem[j]
+    return True
+
+
+def _kept_orders(instance: Instance, plan: Plan, previous_plan: Plan, clients: np.ndarray,
+                 helpers: np.ndarray) -> Plan:
+    """Per helper with the same clients as before, the previous job order where it ends earlier than the plan's."""
+    new_client = np.full(len(previous_plan.assignment), -1, dtype=np.int64)
+    new_client[clients[clients >= 0]] = np.flatnonzero(clients >= 0)
+    previous_orders = []
+    for i, order in enumerate(plan.orders):
+        old = previous_plan.orders[helpers[i]] if helpers[i] >= 0 else np.empty((0, 2), dtype=np.int64)
+        mapped = np.stack([new_client[old[:, 0]], old[:, 1]], axis=1)
+        same = len(mapped) == len(order) and set(mapped[:, 0].tolist()) == set(order[:, 0].tolist())
+        previous_orders.append(mapped if same else order)
+    other = Plan(plan.assignment, tuple(previous_orders))
+    mine, theirs = helper_spans(instance, plan), helper_spans(instance, other)
+    return Plan(plan.assignment, tuple(other.orders[i] if theirs[i] < mine[i] else plan.orders[i]
+                                       for i in range(instance.H)))
+
+
+def replan(instance: Instance, plan: Plan, previous: Instance, seed: int = 0, budget: int = REPLAN_BUDGET,
+           time_limit_ms: float | None = None) -> Solution:
+    """Repair `plan`, made for `previous`, into a plan for the changed `instance` (clients and helpers matched by
+    name); the local search stops at the work budget or the time limit, whichever comes first."""
+    if time_limit_ms is not None and not time_limit_ms > 0:
+        raise SearchLimitError(f"time_limit_ms must be a positive number of milliseconds or None, got {time_limit_ms!r}")
+    if budget < 0:
+        raise SearchLimitError(f"budget must be a non-negative number of job steps, got {budget}")
+    t0 = time.perf_counter()
+    deadline_ns = 0 if time_limit_ms is None else time.monotonic_ns() + max(1, int(time_limit_ms * 1e6))
+    validate(previous, plan)
+    clients, helpers = match(previous, instance)
+    a = _carried(instance, plan, clients, helpers)
+    kept = int((a >= 0).sum())
+    start = "repair"
+    if not _place(instance, a):
+        try:
+            a = memory_feasible_assignment(instance)
+        except InfeasibleError as exc:
+            raise type(exc)(f"the changed instance has no plan: {exc}") from None
+        start = "packing"
+    arrays = (instance.r, instance.p, instance.gap, instance.p_bwd, instance.tail)
+    out = kernels.local_search(a, *arrays, instance.mem, instance.cap, seed, budget, deadline_ns)
+    repaired = _kept_orders(instance, Plan.from_flat(*out[:4]), plan, clients, helpers)
+    if out[4][2] + out[4][3] > 0:
+        # The search moved clients; the repaired assignment with the kept orders may still be better.
+        carried = _kept_orders(instance, Plan.from_flat(*kernels.local_search(a, *arrays, instance.mem, instance.cap,
+                                                                              seed, 0)[:4]), plan, clients, helpers)
+        if timeline_of(instance, carried).makespan < timeline_of(instance, repaired).makespan:
+            repaired = carried
+    stats = out[4]
+    meta = {"seed": seed, "start": start, "clients_kept": kept, "clients_placed": instance.K - kept,
+            "moves": int(stats[2]), "swaps": int(stats[3]), "reorders": int(stats[1]), "work": int(stats[4]),
+            "budget": budget, "time_limit_ms": time_limit_ms, "stopped": "time" if stats[5] else
+            "budget" if stats[4] >= budget else "converged"}
+    result = Plan(repaired.assignment, repaired.orders, "replan", meta)
+    return Solution(result, timeline_of(instance, result), lower_bound(instance), time.perf_counter() - t0)
