@@ -161,8 +161,9 @@ def _greedy_ls(instance: Instance, seed: int, budget: int, kicks: int, deadline_
         value = _makespan(instance, (a, *_dispatched(instance, a, "best")))
         if best_value is None or value < best_value:
             best_name, best_value = name, value
+    memo = kernels.new_memo(instance.K)
     cur = kernels.local_search(starts[best_name], *_arrays(instance), instance.mem, instance.cap, seed, budget,
-                               deadline_ns)
+                               deadline_ns, memo)
     stats = cur[4].copy()
     cur_value = _makespan(instance, cur)
     best, best_ls = cur, cur_value
@@ -172,7 +173,7 @@ def _greedy_ls(instance: Instance, seed: int, budget: int, kicks: int, deadline_
     while n < kicks and stats[4] < budget and instance.H > 1 and not stats[5] and not _passed(deadline_ns):
         n += 1
         out = kernels.local_search(_kick(instance, cur[0], rng), *_arrays(instance), instance.mem, instance.cap,
-                                   seed + n, budget - int(stats[4]), deadline_ns)
+                                   seed + n, budget - int(stats[4]), deadline_ns, memo)
         stats[:4] += out[4][:4]
         stats[4] += out[4][4]
         stats[5] = out[4][5]

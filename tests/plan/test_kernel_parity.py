@@ -94,3 +94,19 @@ def test_local_search_past_its_deadline_stops_alike(inst, seed) -> None:
     p = pure.local_search(start, *arrs, inst.mem, inst.cap, seed, 10**9, 1)
     assert_same(c, p)
     assert c[4][5] == 1 and c[4][0] == 0
+
+
+@settings(max_examples=150, deadline=None)
+@given(inst=instances, seed=st.integers(0, 2**64 - 1), tiny=st.booleans())
+def test_local_search_agrees_across_calls_sharing_a_span_memo(inst, seed, tiny) -> None:
+    # The restarts of greedy-ls share one memo; a tiny memo makes slots collide and be overwritten.
+    arrs = kernel_arrays(inst)
+    start = pure.assign_balanced_greedy(inst.mem, inst.cap)
+    if (start < 0).any():
+        return
+    memos = [(np.zeros(4, np.uint64), np.zeros(4)) if tiny else k.new_memo(inst.K) for k in (core, pure)]
+    kicked = np.roll(start, 1)
+    for a in (start, kicked if not (np.bincount(kicked, inst.mem, inst.H) > inst.cap).any() else start):
+        assert_same(core.local_search(a, *arrs, inst.mem, inst.cap, seed, 20_000, 0, memos[0]),
+                    pure.local_search(a, *arrs, inst.mem, inst.cap, seed, 20_000, 0, memos[1]))
+    assert_same(memos[0], memos[1])

@@ -14,6 +14,14 @@ minus the moved client). A move target whose load bound (smallest release + tota
 would exceed the makespan is skipped without dispatching it: it could not be accepted. The work budget
 counts jobs processed by dispatches and evaluations, so a run is deterministic for a seed and bounded in
 time; an optional deadline (monotonic clock) also stops it, at the cost of determinism.
+
+Span memo: a candidate's helper span (the best dispatch of a client set) is looked up first in a memo keyed
+by (helper, set), where a set's key is the XOR of fixed random 64-bit words of its clients (Zobrist hashing,
+kept up to date as clients move) mixed with the helper's word. A hit costs one work unit; a miss dispatches
+and stores the span in a direct-mapped table (one slot per key's low bits, overwritten on collision). Only
+an accepted candidate is dispatched again for its job order. The memo outlives a call, so the restarts of
+greedy-ls, which revisit mostly the same client sets, share one. Decisions are those without the memo
+(barring a 64-bit hash collision); only the work counted shrinks.
 """
 from __future__ import annotations
 
@@ -30,18 +38,47 @@ Jobs = list[tuple[int, int]]
 # Relative slack of the load bounds that subtract a client's work: rounding must never prune a candidate
 # the exact evaluation would accept.
 BOUND_SLACK = 1e-9
+# Seed of the per-client and per-helper words of the span memo's set hashes (fixed, so a memo outlives a call).
+ZOBRIST_SEED = 0x5EED5EED
+_MASK = (1 << 64) - 1
+
+
+def new_memo(K: int) -> tuple[np.ndarray, np.ndarray]:
+    """An empty span memo for local_search on K clients: (keys uint64, spans float64), a power-of-two size."""
+    size = 1 << 12
+    while size < 64 * K and size < (1 << 20):
+        size <<= 1
+    return np.zeros(size, dtype=np.uint64), np.zeros(size, dtype=np.float64)
 
 
 class _Search:
     """The instance arrays, the budget and the work spent so far."""
 
-    def __init__(self, r, p, g, pb, q, mem, cap, budget, deadline_ns):
+    def __init__(self, r, p, g, pb, q, mem, cap, budget, deadline_ns, memo):
         self.r, self.p, self.g, self.pb, self.q = r, p, g, pb, q
         self.mem, self.cap = mem, cap
         self.budget = budget
         self.work = 0
         self.deadline_ns = deadline_ns
         self.timed_out = False
+        self.memo_keys, self.memo_spans = memo
+        self.memo_mask = len(self.memo_keys) - 1
+        words = SplitMix64(ZOBRIST_SEED)
+        K, H = r.shape
+        self.zc = [words.next() for _ in range(K)]
+        self.zh = [words.next() for _ in range(H)]
+
+    def set_span(self, h: int, clients: list[int], i: int) -> float:
+        """Best-dispatch span of `clients` (set hash h) on helper i, from the memo when it holds it (1 work unit)."""
+        key = (h ^ self.zh[i]) or 1
+        slot = key & self.memo_mask
+        if int(self.memo_keys[slot]) == key:
+            self.work += 1
+            return float(self.memo_spans[slot])
+        span = self.best_dispatch(clients, i)[1]
+        self.memo_keys[slot] = key
+        self.memo_spans[slot] = span
+        return span
 
     def spent(self) -> bool:
         """True once the work budget is spent or the deadline has passed (the deadline sticks once seen)."""
@@ -106,14 +143,21 @@ def _totals(span: list[float], a: int, va: float, b: int, vb: float) -> tuple[fl
 def local_search(
     assign: np.ndarray, r: np.ndarray, p: np.ndarray, g: np.ndarray, pb: np.ndarray, q: np.ndarray,
     mem: np.ndarray, cap: np.ndarray, seed: int, budget: int, deadline_ns: int = 0,
+    memo: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Improve a feasible assignment; returns (assign, seq_client, seq_kind, offsets, stats).
 
     stats = [iterations, reorders, moves, swaps, work, timed out]; deadline_ns > 0 also stops the search at
-    that time.monotonic_ns() value.
+    that time.monotonic_ns() value. memo, from new_memo, keeps helper spans of client sets across calls on the
+    same instance (a fresh one if None).
     """
     K, H = r.shape
-    st = _Search(r, p, g, pb, q, mem, cap, budget, deadline_ns)
+    if memo is None:
+        memo = new_memo(K)
+    size = len(memo[0])
+    if size < 1 or size & (size - 1) or len(memo[1]) != size:
+        raise ValueError("memo must be two arrays of the same power-of-two length, as new_memo makes them")
+    st = _Search(r, p, g, pb, q, mem, cap, budget, deadline_ns, memo)
     assign = assign.copy()
     members = members_by_helper(assign, H)
     used = [0.0] * H
@@ -126,6 +170,9 @@ def local_search(
         seqs.append(jobs)
         span.append(s)
     hstats = [st.stats(members[i], i) for i in range(H)]
+    hsh = [0] * H
+    for j in range(K):
+        hsh[assign[j]] ^= st.zc[j]
     rng = SplitMix64(seed)
     iterations = reorders = moves = swaps = 0
     while not st.spent():
@@ -159,10 +206,11 @@ def local_search(
                 break
             rest = [k for k in members[c] if k != j]
             kept = [job for job in seqs[c] if job[0] != j]
-            wo_jobs, wo_span = kept, st.span_of(kept, c)
-            d_jobs, d_span = st.best_dispatch(rest, c)
-            if d_span < wo_span:
-                wo_jobs, wo_span = d_jobs, d_span
+            wo_span = st.span_of(kept, c)
+            d_span = st.set_span(hsh[c] ^ st.zc[j], rest, c)
+            use_d = d_span < wo_span
+            if use_d:
+                wo_span = d_span
             if not wo_span < span[c]:
                 continue
             for t_span, i in targets:
@@ -181,11 +229,15 @@ def local_search(
                     continue
                 grown = members[i].copy()
                 bisect.insort(grown, j)
-                in_jobs, in_span = st.best_dispatch(grown, i)
+                in_span = st.set_span(hsh[i] ^ st.zc[j], grown, i)
                 if in_span > M:
                     continue
                 m2, s2 = _totals(span, c, wo_span, i, in_span)
                 if m2 < M or (m2 == M and s2 < S):
+                    wo_jobs = st.best_dispatch(rest, c)[0] if use_d else kept
+                    in_jobs = st.best_dispatch(grown, i)[0]
+                    hsh[c] ^= st.zc[j]
+                    hsh[i] ^= st.zc[j]
                     members[c], members[i] = rest, grown
                     seqs[c], seqs[i] = wo_jobs, in_jobs
                     span[c], span[i] = wo_span, in_span
@@ -239,16 +291,20 @@ def local_search(
                         continue
                     new_c = [x for x in members[c] if x != j]
                     bisect.insort(new_c, k)
-                    c_jobs, c_span = st.best_dispatch(new_c, c)
+                    c_span = st.set_span(hsh[c] ^ st.zc[j] ^ st.zc[k], new_c, c)
                     if not c_span < span[c]:
                         continue
                     new_i = [x for x in members[i] if x != k]
                     bisect.insort(new_i, j)
-                    i_jobs, i_span = st.best_dispatch(new_i, i)
+                    i_span = st.set_span(hsh[i] ^ st.zc[k] ^ st.zc[j], new_i, i)
                     if i_span > M:
                         continue
                     m2, s2 = _totals(span, c, c_span, i, i_span)
                     if m2 < M or (m2 == M and s2 < S):
+                        c_jobs = st.best_dispatch(new_c, c)[0]
+                        i_jobs = st.best_dispatch(new_i, i)[0]
+                        hsh[c] ^= st.zc[j] ^ st.zc[k]
+                        hsh[i] ^= st.zc[j] ^ st.zc[k]
                         members[c], members[i] = new_c, new_i
                         seqs[c], seqs[i] = c_jobs, i_jobs
                         span[c], span[i] = c_span, i_span
