@@ -144,6 +144,45 @@ def _exact_end(instance: Instance, plan: Plan, deadline_ns: int) -> tuple[Plan, 
     return plan, None
 
 
+@dataclass(frozen=True)
+class SearchResult:
+    """The best plan of an iterated local search and its counters."""
+
+    plan: Plan
+    stats: np.ndarray  # iterations, reorders, moves, swaps, work, stopped by the deadline
+    kicks: int
+    kicks_improving: int
+
+
+def iterated_local_search(instance: Instance, start: np.ndarray, seed: int, budget: int, kicks: int,
+                          deadline_ns: int = 0) -> SearchResult:
+    """The local search from an assignment within memory, then up to `kicks` restarts from the current plan with
+    one to three clients moved at random, while the work budget and the deadline (time.monotonic_ns) last."""
+    arrays = _arrays(instance)
+    memo = kernels.new_memo(instance.K)
+    cur = kernels.local_search(start, *arrays, instance.mem, instance.cap, seed, budget, deadline_ns, memo)
+    stats = cur[4].copy()
+    cur_value = _makespan(instance, cur)
+    best, best_ls = cur, cur_value
+    rng = np.random.default_rng(seed)
+    accepted = 0
+    n = 0
+    while n < kicks and stats[4] < budget and instance.H > 1 and not stats[5] and not _passed(deadline_ns):
+        n += 1
+        out = kernels.local_search(_kick(instance, cur[0], rng), *arrays, instance.mem, instance.cap,
+                                   seed + n, budget - int(stats[4]), deadline_ns, memo)
+        stats[:4] += out[4][:4]
+        stats[4] += out[4][4]
+        stats[5] = out[4][5]
+        value = _makespan(instance, out)
+        if value <= cur_value:
+            cur, cur_value = out, value
+            if value < best_ls:
+                best, best_ls = out, value
+                accepted += 1
+    return SearchResult(Plan.from_flat(*best[:4]), stats, n, accepted)
+
+
 def _greedy_ls(instance: Instance, seed: int, budget: int, kicks: int, deadline_ns: int) -> tuple[Plan, dict]:
     """The starts, the first descent, the restarts and the final reordering, each while budget and time last."""
     starts = {}
@@ -161,29 +200,9 @@ def _greedy_ls(instance: Instance, seed: int, budget: int, kicks: int, deadline_
         value = _makespan(instance, (a, *_dispatched(instance, a, "best")))
         if best_value is None or value < best_value:
             best_name, best_value = name, value
-    memo = kernels.new_memo(instance.K)
-    cur = kernels.local_search(starts[best_name], *_arrays(instance), instance.mem, instance.cap, seed, budget,
-                               deadline_ns, memo)
-    stats = cur[4].copy()
-    cur_value = _makespan(instance, cur)
-    best, best_ls = cur, cur_value
-    rng = np.random.default_rng(seed)
-    accepted = 0
-    n = 0
-    while n < kicks and stats[4] < budget and instance.H > 1 and not stats[5] and not _passed(deadline_ns):
-        n += 1
-        out = kernels.local_search(_kick(instance, cur[0], rng), *_arrays(instance), instance.mem, instance.cap,
-                                   seed + n, budget - int(stats[4]), deadline_ns, memo)
-        stats[:4] += out[4][:4]
-        stats[4] += out[4][4]
-        stats[5] = out[4][5]
-        value = _makespan(instance, out)
-        if value <= cur_value:
-            cur, cur_value = out, value
-            if value < best_ls:
-                best, best_ls = out, value
-                accepted += 1
-    plan = Plan.from_flat(*best[:4])
+    found = iterated_local_search(instance, starts[best_name], seed, budget, kicks, deadline_ns)
+    stats, n, accepted = found.stats, found.kicks, found.kicks_improving
+    plan = found.plan
     timed_out = bool(stats[5]) or _passed(deadline_ns)
     polish = bool(stats[4] < budget) and not timed_out
     exact = None

@@ -19,7 +19,7 @@ from edgepsl.plan.backend import kernels
 from edgepsl.plan.bounds import lower_bound
 from edgepsl.plan.errors import InfeasibleError, ReplanMatchError, SearchLimitError
 from edgepsl.plan.evaluate import timeline_of, validate
-from edgepsl.plan.heuristics import Solution
+from edgepsl.plan.heuristics import Solution, iterated_local_search
 from edgepsl.plan.instance import Instance
 from edgepsl.plan.packing import memory_feasible_assignment
 from edgepsl.plan.preemptive import helper_spans
@@ -27,6 +27,9 @@ from edgepsl.plan.schedule import Plan
 
 # Work budget of the repair's local search (jobs processed by its dispatches and evaluations).
 REPLAN_BUDGET = 20_000
+# Restarts of the repair's local search (as greedy-ls's kicks) while its budget lasts; none by default, to stay
+# within about a millisecond at K = 100, H = 10.
+REPLAN_KICKS = 0
 
 
 def _names(instance: Instance) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -112,8 +115,9 @@ def _place(instance: Instance, a: np.ndarray) -> bool:
 
 
 def _kept_orders(instance: Instance, plan: Plan, previous_plan: Plan, clients: np.ndarray,
-                 helpers: np.ndarray) -> Plan:
-    """Per helper with the same clients as before, the previous job order where it ends earlier than the plan's."""
+                 helpers: np.ndarray) -> tuple[Plan, float]:
+    """Per helper with the same clients as before, the previous job order where it ends earlier than the plan's;
+    with the resulting makespan."""
     new_client = np.full(len(previous_plan.assignment), -1, dtype=np.int64)
     new_client[clients[clients >= 0]] = np.flatnonzero(clients >= 0)
     previous_orders = []
@@ -124,14 +128,14 @@ def _kept_orders(instance: Instance, plan: Plan, previous_plan: Plan, clients: n
         previous_orders.append(mapped if same else order)
     other = Plan(plan.assignment, tuple(previous_orders))
     mine, theirs = helper_spans(instance, plan), helper_spans(instance, other)
-    return Plan(plan.assignment, tuple(other.orders[i] if theirs[i] < mine[i] else plan.orders[i]
-                                       for i in range(instance.H)))
+    orders = tuple(other.orders[i] if theirs[i] < mine[i] else plan.orders[i] for i in range(instance.H))
+    return Plan(plan.assignment, orders), float(np.minimum(mine, theirs).max())
 
 
 def replan(instance: Instance, plan: Plan, previous: Instance, seed: int = 0, budget: int = REPLAN_BUDGET,
-           time_limit_ms: float | None = None) -> Solution:
+           kicks: int = REPLAN_KICKS, time_limit_ms: float | None = None) -> Solution:
     """Repair `plan`, made for `previous`, into a plan for the changed `instance` (clients and helpers matched by
-    name); the local search stops at the work budget or the time limit, whichever comes first."""
+    name); the local search and its restarts stop at the work budget or the time limit, whichever comes first."""
     if time_limit_ms is not None and not time_limit_ms > 0:
         raise SearchLimitError(f"time_limit_ms must be a positive number of milliseconds or None, got {time_limit_ms!r}")
     if budget < 0:
@@ -149,18 +153,19 @@ def replan(instance: Instance, plan: Plan, previous: Instance, seed: int = 0, bu
         except InfeasibleError as exc:
             raise type(exc)(f"the changed instance has no plan: {exc}") from None
         start = "packing"
-    arrays = (instance.r, instance.p, instance.gap, instance.p_bwd, instance.tail)
-    out = kernels.local_search(a, *arrays, instance.mem, instance.cap, seed, budget, deadline_ns)
-    repaired = _kept_orders(instance, Plan.from_flat(*out[:4]), plan, clients, helpers)
-    if out[4][2] + out[4][3] > 0:
+    found = iterated_local_search(instance, a, seed, budget, kicks, deadline_ns)
+    stats = found.stats
+    repaired, value = _kept_orders(instance, found.plan, plan, clients, helpers)
+    if stats[2] + stats[3] > 0:
         # The search moved clients; the repaired assignment with the kept orders may still be better.
-        carried = _kept_orders(instance, Plan.from_flat(*kernels.local_search(a, *arrays, instance.mem, instance.cap,
-                                                                              seed, 0)[:4]), plan, clients, helpers)
-        if timeline_of(instance, carried).makespan < timeline_of(instance, repaired).makespan:
+        arrays = (instance.r, instance.p, instance.gap, instance.p_bwd, instance.tail)
+        dispatched = Plan.from_flat(*kernels.local_search(a, *arrays, instance.mem, instance.cap, seed, 0)[:4])
+        carried, carried_value = _kept_orders(instance, dispatched, plan, clients, helpers)
+        if carried_value < value:
             repaired = carried
-    stats = out[4]
     meta = {"seed": seed, "start": start, "clients_kept": kept, "clients_placed": instance.K - kept,
             "moves": int(stats[2]), "swaps": int(stats[3]), "reorders": int(stats[1]), "work": int(stats[4]),
+            "kicks": found.kicks,
             "budget": budget, "time_limit_ms": time_limit_ms, "stopped": "time" if stats[5] else
             "budget" if stats[4] >= budget else "converged"}
     result = Plan(repaired.assignment, repaired.orders, "replan", meta)

@@ -124,3 +124,12 @@ def test_a_changed_instance_without_any_plan_is_a_proved_error(world) -> None:
         replan(changed, plan, base)
     with pytest.raises(SearchLimitError, match="time_limit_ms"):
         replan(base, plan, base, time_limit_ms=0)
+
+
+def test_restarts_with_more_budget_are_never_worse_than_the_plain_repair(world) -> None:
+    _, base, plan = world
+    changed = subset(base, range(30), [0, 1, 3])
+    plain = replan(changed, plan, base, seed=1)
+    more = replan(changed, plan, base, seed=1, budget=400_000, kicks=8)
+    check(more, changed)
+    assert more.plan.meta["kicks"] == 8 and more.makespan <= plain.makespan
