@@ -1,7 +1,8 @@
 """Benchmark greedy-ls as an anytime planner and the incremental re-planner (compiled core, CPU seconds).
 
-Anytime: per scenario instance, greedy-ls with its default work budget and no time limit (the reference)
-and greedy-ls with each --limits-ms time limit; the ratio of makespans and the CPU time of each call.
+Anytime: per scenario instance, greedy-ls with its default work budget and no time limit (the reference),
+greedy-ls with each --limits-ms time limit, and (row "descent") greedy-ls without restarts (kicks=0, no
+limit); the ratio of makespans to the reference and the CPU time of each call.
 Re-planning: from the reference plan, one client removed, one client added and one helper removed; the
 repaired plan (edgepsl.plan.replan) against a from-scratch greedy-ls on the changed instance. Prints a
 table and writes JSON (default bench-results/anytime.json).
@@ -52,13 +53,17 @@ def _subset(inst: Instance, clients: np.ndarray, helpers: np.ndarray) -> Instanc
 
 def anytime_cell(profile: str, K: int, H: int, scenario: int, seeds: int, limits: list[float]) -> dict:
     """Reference greedy-ls against each time limit on `seeds` instances of one cell."""
-    rows: dict = {"reference_cpu_s": [], "limits": {str(t): {"ratio": [], "cpu_s": [], "stopped": []} for t in limits}}
+    rows: dict = {"reference_cpu_s": [],
+                  "limits": {str(t): {"ratio": [], "cpu_s": [], "stopped": []} for t in [*limits, "descent"]}}
     for seed in range(seeds):
         inst = scenario_instance(profile, K, H, scenario, seed)
         ref, cpu = _cpu(solve, inst, seed=seed)
         rows["reference_cpu_s"].append(cpu)
-        for t in limits:
-            sol, cpu = _cpu(solve, inst, seed=seed, time_limit_ms=t)
+        for t in [*limits, "descent"]:
+            if t == "descent":
+                sol, cpu = _cpu(solve, inst, seed=seed, kicks=0)
+            else:
+                sol, cpu = _cpu(solve, inst, seed=seed, time_limit_ms=t)
             row = rows["limits"][str(t)]
             row["ratio"].append(sol.makespan / ref.makespan)
             row["cpu_s"].append(cpu)
@@ -127,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
             cell = anytime_cell(args.profile, K, H, scenario, seeds, lims)
             result["anytime"].append(cell)
             for t, r in cell["limits"].items():
-                print(f"{K:>6} {H:>4} {scenario:>2} {t + 'ms':>8} {r['within_1pct']:>3}/{seeds:<2} {r['mean_ratio']:>8.4f} "
+                print(f"{K:>6} {H:>4} {scenario:>2} {t + ('' if t == 'descent' else 'ms'):>8} {r['within_1pct']:>3}/{seeds:<2} {r['mean_ratio']:>8.4f} "
                       f"{r['max_ratio']:>8.4f} {r['median_cpu_s'] * 1e3:>7.2f}ms {r['max_cpu_s'] * 1e3:>7.2f}ms "
                       f"{cell['reference_median_cpu_s'] * 1e3:>7.1f}ms")
             sys.stdout.flush()
