@@ -6,8 +6,8 @@ and helper_names); two instances without names match by index when their sizes a
 on their matched helper while it exists and has room; the others (new clients, clients of a removed helper,
 clients evicted from a helper whose capacity shrank, largest memory first) are placed largest work first on
 the helper with the earliest estimated finish, as greedy-eft does. The local search of greedy-ls then runs
-from that assignment under a small work budget (no restarts), and each helper whose clients did not change
-keeps its previous job order where that ends earlier than the search's.
+from that assignment under a small work budget (restarts only when asked for), and each helper whose clients
+did not change keeps its previous job order where that ends earlier than the search's.
 """
 from __future__ import annotations
 
@@ -30,10 +30,6 @@ REPLAN_BUDGET = 20_000
 # Restarts of the repair's local search (as greedy-ls's kicks) while its budget lasts; none by default, to stay
 # within about a millisecond at K = 100, H = 10.
 REPLAN_KICKS = 0
-
-
-def _names(instance: Instance) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    return instance.client_names, instance.helper_names
 
 
 def match(previous: Instance, instance: Instance) -> tuple[np.ndarray, np.ndarray]:
@@ -165,8 +161,7 @@ def replan(instance: Instance, plan: Plan, previous: Instance, seed: int = 0, bu
             repaired = carried
     meta = {"seed": seed, "start": start, "clients_kept": kept, "clients_placed": instance.K - kept,
             "moves": int(stats[2]), "swaps": int(stats[3]), "reorders": int(stats[1]), "work": int(stats[4]),
-            "kicks": found.kicks,
-            "budget": budget, "time_limit_ms": time_limit_ms, "stopped": "time" if stats[5] else
-            "budget" if stats[4] >= budget else "converged"}
+            "kicks": found.kicks, "budget": budget, "time_limit_ms": time_limit_ms,
+            "stopped": "time" if stats[5] else "budget" if stats[4] >= budget else "converged"}
     result = Plan(repaired.assignment, repaired.orders, "replan", meta)
     return Solution(result, timeline_of(instance, result), lower_bound(instance), time.perf_counter() - t0)
