@@ -15,6 +15,7 @@ include "dispatch.pxi"
 include "evaluate.pxi"
 include "bounds.pxi"
 include "search.pxi"
+include "insert.pxi"
 include "jackson.pxi"
 
 FWD = C_FWD
@@ -94,6 +95,23 @@ def assign_greedy_eft(const double[:, ::1] r, const double[:, ::1] p, const doub
         c_assign_greedy_eft(&s, &mem[0], &cap[0], &o[0], &h, &buf[0, 0], &buf[1, 0], &buf[2, 0], &buf[3, 0],
                             &buf[4, 0], &count[0])
     free(h.data)
+    return out
+
+
+def assign_greedy_insert(const double[:, ::1] r, const double[:, ::1] p, const double[:, ::1] g,
+                         const double[:, ::1] pb, const double[:, ::1] q, const double[::1] mem,
+                         const double[::1] cap, long width):
+    """Largest work first; each client onto the best of its `width` most promising helpers by dispatched span."""
+    cdef Inst s = make_inst(r, p, g, pb, q)
+    if width < 1:
+        raise ValueError(f"width must be at least 1, got {width}")
+    out = np.empty(s.K, dtype=np.int64)
+    cdef long[::1] o = out
+    cdef long rc
+    with nogil:
+        rc = c_assign_greedy_insert(&s, &mem[0], &cap[0], width, &o[0])
+    if rc != 0:
+        raise MemoryError("greedy insertion could not allocate its working memory")
     return out
 
 

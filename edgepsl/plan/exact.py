@@ -102,11 +102,24 @@ class ExactSpans:
         return self.cache[key]
 
 
-def exact_descent(instance: Instance, assignment: np.ndarray, deadline_ns: int = 0) -> Plan:
-    """From an assignment within memory: moves and swaps of clients while (makespan, sum of exact helper spans)
-    decreases, then every helper's exact job order; stops early at deadline_ns (time.monotonic_ns, 0: none)."""
-    K, H, mem, cap = instance.K, instance.H, instance.mem, instance.cap
+def exact_descent(instance: Instance, starts: list[np.ndarray], deadline_ns: int = 0) -> Plan:
+    """The best over the starts (assignments within memory) of a descent by moves and swaps of clients while
+    (makespan, sum of exact helper spans) decreases, with every helper's exact job order; the starts share
+    one cache of exact spans; stops early at deadline_ns (time.monotonic_ns, 0: none)."""
     spans = ExactSpans(instance)
+    best, best_value = None, None
+    for start in starts:
+        plan, value = _descend(instance, start, spans, deadline_ns)
+        if best_value is None or value < best_value:
+            best, best_value = plan, value
+        if deadline_ns and time.monotonic_ns() >= deadline_ns:
+            break
+    return best
+
+
+def _descend(instance: Instance, assignment: np.ndarray, spans: ExactSpans, deadline_ns: int) -> tuple[Plan, float]:
+    """One descent of exact_descent from one assignment, with its makespan."""
+    K, H, mem, cap = instance.K, instance.H, instance.mem, instance.cap
     a = assignment.copy()
     members = [tuple(np.flatnonzero(a == i).tolist()) for i in range(H)]
     span = [spans.get(i, members[i])[0] for i in range(H)]
@@ -150,7 +163,7 @@ def exact_descent(instance: Instance, assignment: np.ndarray, deadline_ns: int =
                 members[c], members[i] = changes[c], changes[i]
                 break
     orders = tuple(np.array(spans.get(i, members[i])[1], dtype=np.int64).reshape(-1, 2) for i in range(H))
-    return Plan(a, orders)
+    return Plan(a, orders), max(span)
 
 
 def exact_orders(instance: Instance, plan: Plan, max_clients: int) -> Plan:

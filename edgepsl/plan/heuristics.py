@@ -22,7 +22,8 @@ METHODS = {
     "random": "seeded random order, uniform helper among those with room (paper 2.6); then the dispatch rule",
     "balanced-greedy": "clients in index order, helper that keeps client counts most even (paper 2.5); then the dispatch rule",
     "greedy-eft": "largest work first to the helper with the earliest estimated finish; best rule per helper",
-    "greedy-ls": "best of greedy-eft / balanced-greedy / random starts (an exact memory packing if none fits), "
+    "greedy-ls": "best of greedy insertion / greedy-eft / balanced-greedy / random starts (an exact memory packing "
+                 "if none fits), "
                  "then local search (move, swap, reorder) with restarts",
 }
 # Work budget of the local search, in jobs processed by its dispatches and evaluations.
@@ -30,6 +31,11 @@ DEFAULT_BUDGET = 8_000_000
 # Restarts of the local search from the current plan with one to three clients moved at random
 # (iterated local search), while the work budget lasts.
 DEFAULT_KICKS = 128
+# greedy-ls also starts from greedy insertion (kernels.assign_greedy_insert: each client tried on its
+# INSERT_WIDTH most promising helpers by dispatched span) where its cost, about 6 INSERT_WIDTH K^2 / H job
+# steps, stays within INSERT_WORK_LIMIT.
+INSERT_WIDTH = 2
+INSERT_WORK_LIMIT = 2_000_000
 # The end of greedy-ls on small instances (edgepsl.plan.exact): with at most EXHAUSTIVE_ASSIGNMENTS
 # assignments (H^K), the exact optimum; else with at most EXACT_SEARCH_CLIENTS clients, a descent over moves and
 # swaps judged by exact helper spans; else each helper of at most EXACT_ORDER_CLIENTS clients gets its exact order.
@@ -129,14 +135,15 @@ def _passed(deadline_ns: int) -> bool:
     return deadline_ns > 0 and time.monotonic_ns() >= deadline_ns
 
 
-def _exact_end(instance: Instance, plan: Plan, deadline_ns: int) -> tuple[Plan, str | None]:
-    """The plan improved by the exact methods that fit the instance's size, and which one ran."""
+def _exact_end(instance: Instance, plan: Plan, starts: list[np.ndarray], deadline_ns: int) -> tuple[Plan, str | None]:
+    """The plan improved by the exact methods that fit the instance's size (the descent also from the greedy
+    starts), and which one ran."""
     if _passed(deadline_ns):
         return plan, None
     if instance.K <= EXACT_SEARCH_CLIENTS and instance.H ** instance.K <= EXHAUSTIVE_ASSIGNMENTS:
         other, exact = solve_exhaustive(instance, deadline_ns)[0], "exhaustive"
     elif instance.K <= EXACT_SEARCH_CLIENTS:
-        other, exact = exact_descent(instance, plan.assignment, deadline_ns), "descent"
+        other, exact = exact_descent(instance, [plan.assignment, *starts], deadline_ns), "descent"
     else:
         other, exact = exact_orders(instance, plan, EXACT_ORDER_CLIENTS), "orders"
     if timeline_of(instance, other).makespan <= timeline_of(instance, plan).makespan:
@@ -186,9 +193,17 @@ def iterated_local_search(instance: Instance, start: np.ndarray, seed: int, budg
 def _greedy_ls(instance: Instance, seed: int, budget: int, kicks: int, deadline_ns: int) -> tuple[Plan, dict]:
     """The starts, the first descent, the restarts and the final reordering, each while budget and time last."""
     starts = {}
-    for name in ("greedy-eft", "balanced-greedy", "random"):
+    names = ("greedy-eft", "balanced-greedy", "random")
+    if 6 * INSERT_WIDTH * instance.K * instance.K <= INSERT_WORK_LIMIT * instance.H:
+        names = ("greedy-insert", *names)
+    for name in names:
         if starts and _passed(deadline_ns):
             break
+        if name == "greedy-insert":
+            a = kernels.assign_greedy_insert(*_arrays(instance), instance.mem, instance.cap, INSERT_WIDTH)
+            if (a >= 0).all():
+                starts[name] = a
+            continue
         try:
             starts[name] = assign(instance, name, seed)
         except InfeasibleError:
@@ -208,7 +223,7 @@ def _greedy_ls(instance: Instance, seed: int, budget: int, kicks: int, deadline_
     exact = None
     if polish:
         plan = _polished(instance, plan)
-        plan, exact = _exact_end(instance, plan, deadline_ns)
+        plan, exact = _exact_end(instance, plan, list(starts.values()), deadline_ns)
     stopped = "time" if timed_out else "budget" if stats[4] >= budget else "converged"
     meta = {"start": best_name, "start_makespan": best_value, "iterations": int(stats[0]), "reorders": int(stats[1]),
             "moves": int(stats[2]), "swaps": int(stats[3]), "work": int(stats[4]), "budget": budget,

@@ -56,7 +56,7 @@ def test_exact_descent_never_leaves_its_start_worse() -> None:
             start = solve(inst, "balanced-greedy")
         except InfeasibleError:
             continue
-        plan = exact_descent(inst, start.plan.assignment)
+        plan = exact_descent(inst, [start.plan.assignment])
         assert evaluate(inst, plan).makespan <= start.makespan + 1e-9
 
 

@@ -157,3 +157,18 @@ def test_time_limit_must_be_positive(limit) -> None:
     inst = random_instance(0, K=3, H=2, integer_times=True, tight_memory=False)
     with pytest.raises(SearchLimitError, match="positive number of milliseconds"):
         solve(inst, "greedy-ls", time_limit_ms=limit)
+
+
+def test_greedy_insertion_respects_memory_and_starts_greedy_ls_where_it_is_better() -> None:
+    from edgepsl.plan.backend import kernels
+
+    for seed in range(30):
+        inst = random_instance(seed, K=12, H=3, integer_times=bool(seed % 2), tight_memory=True)
+        a = kernels.assign_greedy_insert(inst.r, inst.p, inst.gap, inst.p_bwd, inst.tail, inst.mem, inst.cap, 2)
+        placed = a >= 0
+        assert ((a == -1) | placed).all()
+        assert (np.bincount(a[placed], weights=inst.mem[placed], minlength=inst.H) <= inst.cap).all()
+    inst = scenario_instance("resnet101_cifar10", 100, 10, 1, 0)
+    sol = solve(inst, "greedy-ls", kicks=0)
+    assert sol.plan.meta["start"] == "greedy-insert"
+    assert sol.plan.meta["start_makespan"] < solve(inst, "greedy-eft").makespan

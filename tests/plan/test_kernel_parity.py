@@ -41,6 +41,9 @@ def test_assignment_kernels_agree(inst, seed) -> None:
     assert_same(core.assign_random(inst.mem, inst.cap, seed), pure.assign_random(inst.mem, inst.cap, seed))
     assert_same(core.assign_balanced_greedy(inst.mem, inst.cap), pure.assign_balanced_greedy(inst.mem, inst.cap))
     assert_same(core.assign_greedy_eft(*arrs, inst.mem, inst.cap), pure.assign_greedy_eft(*arrs, inst.mem, inst.cap))
+    width = 1 + seed % 3
+    assert_same(core.assign_greedy_insert(*arrs, inst.mem, inst.cap, width),
+                pure.assign_greedy_insert(*arrs, inst.mem, inst.cap, width))
     assert_same(core.lower_bound(*arrs, inst.mem, inst.cap), pure.lower_bound(*arrs, inst.mem, inst.cap))
 
 

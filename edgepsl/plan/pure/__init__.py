@@ -4,11 +4,12 @@ from edgepsl.plan.pure.bounds import lower_bound
 from edgepsl.plan.pure.constants import BWD, FWD, RULE_FCFS, RULE_FWD_FIRST, RULE_TAIL, RULES
 from edgepsl.plan.pure.dispatch import dispatch, pick_next
 from edgepsl.plan.pure.evaluate import evaluate
+from edgepsl.plan.pure.insert import assign_greedy_insert
 from edgepsl.plan.pure.jackson import jackson_preemptive
 from edgepsl.plan.pure.search import local_search, new_memo
 
 __all__ = [
     "BWD", "FWD", "RULES", "RULE_FCFS", "RULE_FWD_FIRST", "RULE_TAIL",
-    "assign_balanced_greedy", "assign_greedy_eft", "assign_random",
+    "assign_balanced_greedy", "assign_greedy_eft", "assign_greedy_insert", "assign_random",
     "dispatch", "evaluate", "jackson_preemptive", "local_search", "lower_bound", "new_memo", "pick_next",
 ]
