@@ -1,11 +1,40 @@
 # Greedy insertion (mirror of edgepsl/plan/pure/insert.py; read its docstring). Unplaceable client: -1 and stop.
 
-cdef long c_assign_greedy_insert(Inst* s, const double* mem, const double* cap, long width,
+cdef inline void place(Inst* s, long j, long i, const double* mem, double* used, double* work, double* chain,
+                       double* minr, double* minq, long* count, long* members, long* out) noexcept nogil:
+    """Record client j on helper i: its statistics, and its place in the helper's ascending member list."""
+    cdef long K = s.K
+    cdef long ji = j * s.H + i
+    cdef long x = count[i]
+    cdef double c = s.r[ji] + s.p[ji] + s.g[ji] + s.pb[ji] + s.q[ji]
+    out[j] = i
+    if count[i] > 0:
+        if c > chain[i]:
+            chain[i] = c
+        if s.r[ji] < minr[i]:
+            minr[i] = s.r[ji]
+        if s.q[ji] < minq[i]:
+            minq[i] = s.q[ji]
+    else:
+        chain[i] = c
+        minr[i] = s.r[ji]
+        minq[i] = s.q[ji]
+    while x > 0 and members[i * K + x - 1] > j:
+        members[i * K + x] = members[i * K + x - 1]
+        x -= 1
+    members[i * K + x] = j
+    count[i] += 1
+    work[i] += s.p[ji] + s.pb[ji]
+    used[i] += mem[j]
+
+
+cdef long c_assign_greedy_insert(Inst* s, const double* mem, const double* cap, long width, const long* start,
                                  long* out) noexcept nogil:
-    """Returns 0, or -1 when memory could not be allocated."""
+    """Clients with start[j] >= 0 stay there; the others are inserted. Returns 0, or -1 when memory could not
+    be allocated."""
     cdef long K = s.K
     cdef long H = s.H
-    cdef long j, i, t, x, k, k2, n, ji, best, pick, rule
+    cdef long j, i, x, k, k2, n, ji, best, pick, rule
     cdef double w, c, lo, hi, e, sp, value, other, m, best_m, best_s
     cdef Entry entry
     cdef Heap order
@@ -40,15 +69,28 @@ cdef long c_assign_greedy_insert(Inst* s, const double* mem, const double* cap, 
         minq[i] = 0.0
         span[i] = 0.0
         count[i] = 0
+    for j in range(K):
+        if start[j] >= 0:
+            place(s, j, start[j], mem, used, work, chain, minr, minq, count, members, out)
+    for i in range(H):
+        if count[i] > 0:
+            sp = -1.0
+            for rule in range(N_RULES):
+                value = c_dispatch_helper(s, &members[i * K], count[i], i, <int>rule, jobs, &sc)
+                if sp < 0 or value < sp:
+                    sp = value
+            span[i] = sp
     order.size = 0
     for j in range(K):
+        if start[j] >= 0:
+            continue
         w = -1.0
         for i in range(H):
             ji = j * H + i
             if mem[j] <= cap[i] and (w < 0 or s.p[ji] + s.pb[ji] < w):
                 w = s.p[ji] + s.pb[ji]
         heap_push(&order, -w, <double>j, 0, j, 0)
-    for t in range(K):
+    while order.size > 0:
         entry = heap_pop(&order)
         j = entry.a
         for i in range(H):
@@ -106,30 +148,7 @@ cdef long c_assign_greedy_insert(Inst* s, const double* mem, const double* cap, 
                 best_s = sp
         if best < 0:
             break
-        i = best
-        ji = j * H + i
-        out[j] = i
-        c = s.r[ji] + s.p[ji] + s.g[ji] + s.pb[ji] + s.q[ji]
-        if count[i] > 0:
-            if c > chain[i]:
-                chain[i] = c
-            if s.r[ji] < minr[i]:
-                minr[i] = s.r[ji]
-            if s.q[ji] < minq[i]:
-                minq[i] = s.q[ji]
-        else:
-            chain[i] = c
-            minr[i] = s.r[ji]
-            minq[i] = s.q[ji]
-        n = count[i]
-        x = n
-        while x > 0 and members[i * K + x - 1] > j:
-            members[i * K + x] = members[i * K + x - 1]
-            x -= 1
-        members[i * K + x] = j
-        count[i] = n + 1
-        work[i] += s.p[ji] + s.pb[ji]
-        used[i] += mem[j]
-        span[i] = best_s
+        place(s, j, best, mem, used, work, chain, minr, minq, count, members, out)
+        span[best] = best_s
     free(used); free(count); free(order.data); free(sc.h1.data)
     return 0

@@ -4,8 +4,8 @@ The changed instance may lose or gain clients, lose or gain helpers, and have an
 capacities updated. Clients and helpers are matched to the previous instance by name (Instance.client_names
 and helper_names); two instances without names match by index when their sizes agree. Matched clients stay
 on their matched helper while it exists and has room; the others (new clients, clients of a removed helper,
-clients evicted from a helper whose capacity shrank, largest memory first) are placed largest work first on
-the helper with the earliest estimated finish, as greedy-eft does. The local search of greedy-ls then runs
+clients evicted from a helper whose capacity shrank, largest memory first) are inserted largest work first
+where the dispatched spans say, as in greedy-ls's insertion start. The local search of greedy-ls then runs
 from that assignment under a small work budget (restarts only when asked for), and each helper whose clients
 did not change keeps its previous job order where that ends earlier than the search's.
 """
@@ -19,7 +19,7 @@ from edgepsl.plan.backend import kernels
 from edgepsl.plan.bounds import lower_bound
 from edgepsl.plan.errors import InfeasibleError, ReplanMatchError, SearchLimitError
 from edgepsl.plan.evaluate import timeline_of, validate
-from edgepsl.plan.heuristics import Solution, iterated_local_search
+from edgepsl.plan.heuristics import INSERT_WIDTH, Solution, iterated_local_search
 from edgepsl.plan.instance import Instance
 from edgepsl.plan.packing import memory_feasible_assignment
 from edgepsl.plan.preemptive import helper_spans
@@ -76,38 +76,12 @@ def _carried(instance: Instance, plan: Plan, clients: np.ndarray, helpers: np.nd
     return a
 
 
-def _place(instance: Instance, a: np.ndarray) -> bool:
-    """Place the clients at -1, largest smallest work first, where the estimated finish is earliest; False if one
-    finds no helper with room."""
-    r, p, g, pb, q = instance.r, instance.p, instance.gap, instance.p_bwd, instance.tail
-    H = instance.H
-    work, chain = np.zeros(H), np.zeros(H)
-    minr, minq = np.full(H, np.inf), np.full(H, np.inf)
-    used = np.zeros(H)
-    placed = np.flatnonzero(a >= 0)
-    ai = a[placed]
-    np.add.at(work, ai, p[placed, ai] + pb[placed, ai])
-    np.maximum.at(chain, ai, (r + p + g + pb + q)[placed, ai])
-    np.minimum.at(minr, ai, r[placed, ai])
-    np.minimum.at(minq, ai, q[placed, ai])
-    np.add.at(used, ai, instance.mem[placed])
-    pending = np.flatnonzero(a < 0)
-    for j in pending[np.argsort(-(p + pb)[pending].min(axis=1), kind="stable")]:
-        room = used + instance.mem[j] <= instance.cap
-        if not room.any():
-            return False
-        w = p[j] + pb[j]
-        est = np.maximum(np.maximum(chain, r[j] + p[j] + g[j] + pb[j] + q[j]),
-                         np.minimum(minr, r[j]) + work + w + np.minimum(minq, q[j]))
-        est[~room] = np.inf
-        i = int(np.argmin(est))
-        a[j] = i
-        work[i] += w[i]
-        chain[i] = max(chain[i], r[j, i] + p[j, i] + g[j, i] + pb[j, i] + q[j, i])
-        minr[i] = min(minr[i], r[j, i])
-        minq[i] = min(minq[i], q[j, i])
-        used[i] += instance.mem[j]
-    return True
+def _place(instance: Instance, a: np.ndarray) -> np.ndarray | None:
+    """The clients at -1 inserted by dispatched span among the others (kernels.assign_greedy_insert, as
+    greedy-ls's insertion start); None if one finds no helper with room."""
+    arrays = (instance.r, instance.p, instance.gap, instance.p_bwd, instance.tail)
+    out = kernels.assign_greedy_insert(*arrays, instance.mem, instance.cap, INSERT_WIDTH, a)
+    return out if (out >= 0).all() else None
 
 
 def _kept_orders(instance: Instance, plan: Plan, previous_plan: Plan, clients: np.ndarray,
@@ -143,7 +117,10 @@ def replan(instance: Instance, plan: Plan, previous: Instance, seed: int = 0, bu
     a = _carried(instance, plan, clients, helpers)
     kept = int((a >= 0).sum())
     start = "repair"
-    if not _place(instance, a):
+    placed = _place(instance, a)
+    if placed is not None:
+        a = placed
+    else:
         try:
             a = memory_feasible_assignment(instance)
         except InfeasibleError as exc:

@@ -44,6 +44,10 @@ def test_assignment_kernels_agree(inst, seed) -> None:
     width = 1 + seed % 3
     assert_same(core.assign_greedy_insert(*arrs, inst.mem, inst.cap, width),
                 pure.assign_greedy_insert(*arrs, inst.mem, inst.cap, width))
+    start = np.random.default_rng(seed % 2**32).integers(-inst.H, inst.H, inst.K)
+    start[start < 0] = -1
+    assert_same(core.assign_greedy_insert(*arrs, inst.mem, inst.cap, width, start),
+                pure.assign_greedy_insert(*arrs, inst.mem, inst.cap, width, start))
     assert_same(core.lower_bound(*arrs, inst.mem, inst.cap), pure.lower_bound(*arrs, inst.mem, inst.cap))
 
 
