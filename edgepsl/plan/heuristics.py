@@ -22,9 +22,8 @@ METHODS = {
     "random": "seeded random order, uniform helper among those with room (paper 2.6); then the dispatch rule",
     "balanced-greedy": "clients in index order, helper that keeps client counts most even (paper 2.5); then the dispatch rule",
     "greedy-eft": "largest work first to the helper with the earliest estimated finish; best rule per helper",
-    "greedy-ls": "best of greedy insertion / greedy-eft / balanced-greedy / random starts (an exact memory packing "
-                 "if none fits), "
-                 "then local search (move, swap, reorder) with restarts",
+    "greedy-ls": "best of greedy insertion / greedy-eft / balanced-greedy / random starts (an exact memory "
+                 "packing if none fits), then local search (move, swap, reorder) with restarts",
 }
 # Work budget of the local search, in jobs processed by its dispatches and evaluations.
 DEFAULT_BUDGET = 8_000_000
@@ -81,17 +80,22 @@ def _checked(instance: Instance, assign: np.ndarray, method: str) -> np.ndarray:
     return assign
 
 
+def _heuristic(instance: Instance, method: str, seed: int) -> np.ndarray:
+    """The kernel's assignment, -1 for the clients it could not place."""
+    if method == "random":
+        return kernels.assign_random(instance.mem, instance.cap, seed)
+    if method == "balanced-greedy":
+        return kernels.assign_balanced_greedy(instance.mem, instance.cap)
+    if method in ("greedy-eft", "greedy-ls"):
+        return kernels.assign_greedy_eft(*_arrays(instance), instance.mem, instance.cap)
+    if method == "greedy-insert":
+        return kernels.assign_greedy_insert(*_arrays(instance), instance.mem, instance.cap, INSERT_WIDTH)
+    raise UnknownMethodError(f"unknown planning method {method!r}; choose one of {', '.join(METHODS)}")
+
+
 def assign(instance: Instance, method: str, seed: int = 0) -> np.ndarray:
     """The assignment of one of the assignment heuristics; InfeasibleError if it cannot place a client."""
-    if method == "random":
-        out = kernels.assign_random(instance.mem, instance.cap, seed)
-    elif method == "balanced-greedy":
-        out = kernels.assign_balanced_greedy(instance.mem, instance.cap)
-    elif method in ("greedy-eft", "greedy-ls"):
-        out = kernels.assign_greedy_eft(*_arrays(instance), instance.mem, instance.cap)
-    else:
-        raise UnknownMethodError(f"unknown planning method {method!r}; choose one of {', '.join(METHODS)}")
-    return _checked(instance, out, method)
+    return _checked(instance, _heuristic(instance, method, seed), method)
 
 
 def _dispatched(instance: Instance, assignment: np.ndarray, rule: str) -> tuple[np.ndarray, ...]:
@@ -199,15 +203,9 @@ def _greedy_ls(instance: Instance, seed: int, budget: int, kicks: int, deadline_
     for name in names:
         if starts and _passed(deadline_ns):
             break
-        if name == "greedy-insert":
-            a = kernels.assign_greedy_insert(*_arrays(instance), instance.mem, instance.cap, INSERT_WIDTH)
-            if (a >= 0).all():
-                starts[name] = a
-            continue
-        try:
-            starts[name] = assign(instance, name, seed)
-        except InfeasibleError:
-            continue
+        a = _heuristic(instance, name, seed)
+        if (a >= 0).all():
+            starts[name] = a
     if not starts:
         starts["packing"] = memory_feasible_assignment(instance)
     best_name, best_value = None, None
