@@ -22,6 +22,7 @@ import numpy as np
 
 from edgepsl.plan.errors import InfeasibleError, TooLargeError
 from edgepsl.plan.instance import Instance
+from edgepsl.plan.preemptive import helper_spans
 from edgepsl.plan.pure.constants import BWD, FWD, RULES
 from edgepsl.plan.pure.dispatch import dispatch_helper
 from edgepsl.plan.schedule import Plan
@@ -166,14 +167,22 @@ def _descend(instance: Instance, assignment: np.ndarray, spans: ExactSpans, dead
     return Plan(a, orders), max(span)
 
 
-def exact_orders(instance: Instance, plan: Plan, max_clients: int) -> Plan:
-    """The plan with every helper of at most max_clients clients running its exact job order."""
-    orders = []
-    for i, order in enumerate(plan.orders):
-        clients = sorted(set(order[:, 0].tolist()))
-        if 0 < len(clients) <= max_clients:
-            order = np.array(best_sequence(instance, clients, i)[1], dtype=np.int64).reshape(-1, 2)
-        orders.append(order)
+def exact_orders(instance: Instance, plan: Plan, max_clients: int, deadline_ns: int = 0) -> Plan:
+    """The plan with its critical helper running its exact job order, repeated for each new critical helper
+    while that one has at most max_clients clients and was not done yet (or until deadline_ns)."""
+    span = helper_spans(instance, plan)
+    orders = list(plan.orders)
+    done: set[int] = set()
+    while not (deadline_ns and time.monotonic_ns() >= deadline_ns):
+        i = int(np.argmax(span))
+        clients = sorted(set(orders[i][:, 0].tolist()))
+        if i in done or not 0 < len(clients) <= max_clients:
+            break
+        done.add(i)
+        value, jobs = best_sequence(instance, clients, i)
+        if value < span[i]:
+            orders[i] = np.array(jobs, dtype=np.int64).reshape(-1, 2)
+            span[i] = value
     return Plan(plan.assignment, tuple(orders))
 
 

@@ -149,7 +149,7 @@ def _exact_end(instance: Instance, plan: Plan, starts: list[np.ndarray], deadlin
     elif instance.K <= EXACT_SEARCH_CLIENTS:
         other, exact = exact_descent(instance, [plan.assignment, *starts], deadline_ns), "descent"
     else:
-        other, exact = exact_orders(instance, plan, EXACT_ORDER_CLIENTS), "orders"
+        other, exact = exact_orders(instance, plan, EXACT_ORDER_CLIENTS, deadline_ns), "orders"
     if timeline_of(instance, other).makespan <= timeline_of(instance, plan).makespan:
         return Plan(other.assignment, other.orders), exact
     return plan, None
