@@ -6,8 +6,7 @@ dispatched with the best of the three rules. Then, until no move improves or the
   B. move: take a client off the critical helper and put it on another helper with room;
   C. swap: exchange a client of the critical helper with one of another helper that has less work
      or a shorter chain on the critical helper; a swap whose chain or load bound (below) already rules it
-     out on either helper is skipped before dispatching (on the scenario instances at K = 100, H = 10 this
-     saves 10-20 % of the work and changes no decision).
+     out on either helper is skipped before dispatching (this changes no decision, only the work).
 A candidate is accepted only if (makespan, sum of spans) decreases lexicographically. Helpers touched by a
 move or swap are re-dispatched with the best rule (the critical helper may also keep its current order
 minus the moved client). A move target whose load bound (smallest release + total work + smallest tail)
