@@ -52,9 +52,11 @@ def test_an_unlisted_key_and_a_wrong_server_key_are_named_on_both_sides_within_5
     for name in run.procs:
         assert "Traceback" not in run.log(name), run.log(name)
     named = {  # process -> (when the client first tried, when each side named the failure)
-        "stranger": ("stranger", "the server refused this client's key", f"refused a connection from an unknown key {stranger}"),
+        "stranger": ("stranger", "the server refused this client's key",
+                     f"refused a connection from an unknown key {stranger}"),
         "client7": ("client7", "the server's key is not the expected one",
-                    "a CURVE handshake failed: a peer did not encrypt for this server's key (its --server-key is wrong)")}
+                    "a CURVE handshake failed: a peer did not encrypt for this server's key "
+                    "(its --server-key is wrong)")}
     for client, (name, client_text, coordinator_text) in named.items():
         tried = _when(run, name, "registering with")
         assert (_when(run, name, client_text) - tried).total_seconds() <= NAMED_WITHIN_S
