@@ -15,6 +15,7 @@ include "dispatch.pxi"
 include "evaluate.pxi"
 include "bounds.pxi"
 include "search.pxi"
+include "insert.pxi"
 include "jackson.pxi"
 
 FWD = C_FWD
@@ -97,6 +98,35 @@ def assign_greedy_eft(const double[:, ::1] r, const double[:, ::1] p, const doub
     return out
 
 
+def assign_greedy_insert(const double[:, ::1] r, const double[:, ::1] p, const double[:, ::1] g,
+                         const double[:, ::1] pb, const double[:, ::1] q, const double[::1] mem,
+                         const double[::1] cap, long width, start=None):
+    """Largest work first; each client onto the best of its `width` most promising helpers by dispatched span.
+
+    start, if given, fixes the clients with start[j] >= 0 on that helper; only the others are inserted.
+    """
+    cdef Inst s = make_inst(r, p, g, pb, q)
+    if width < 1:
+        raise ValueError(f"width must be at least 1, got {width}")
+    if start is None:
+        start = np.full(s.K, -1, dtype=np.int64)
+    cdef const long[::1] fixed = start
+    cdef long j
+    if fixed.shape[0] != s.K:
+        raise ValueError(f"start has {fixed.shape[0]} entries, expected {s.K}")
+    for j in range(s.K):
+        if fixed[j] >= s.H:
+            raise ValueError(f"client {j} starts on helper {fixed[j]}, not in [0, {s.H})")
+    out = np.empty(s.K, dtype=np.int64)
+    cdef long[::1] o = out
+    cdef long rc
+    with nogil:
+        rc = c_assign_greedy_insert(&s, &mem[0], &cap[0], width, &fixed[0], &o[0])
+    if rc != 0:
+        raise MemoryError("greedy insertion could not allocate its working memory")
+    return out
+
+
 def dispatch(const long[::1] assign, int rule, const double[:, ::1] r, const double[:, ::1] p,
              const double[:, ::1] g, const double[:, ::1] pb, const double[:, ::1] q):
     """Job order of every helper under one rule, flat: (seq_client, seq_kind, offsets of length H + 1)."""
@@ -170,18 +200,38 @@ def pick_next(double now, const long[::1] kind, const double[::1] release, const
     return c_pick_next(now, &kind[0], &release[0], &tail[0], &client[0], n, rule)
 
 
+def new_memo(long K):
+    """An empty span memo for local_search on K clients: (keys uint64, spans float64), a power-of-two size."""
+    size = 1 << 12
+    while size < 64 * K and size < (1 << 20):
+        size <<= 1
+    return np.zeros(size, dtype=np.uint64), np.zeros(size, dtype=np.float64)
+
+
 def local_search(const long[::1] assign, const double[:, ::1] r, const double[:, ::1] p,
                  const double[:, ::1] g, const double[:, ::1] pb, const double[:, ::1] q,
-                 const double[::1] mem, const double[::1] cap, seed, long budget):
-    """Improve a feasible assignment; returns (assign, seq_client, seq_kind, offsets, stats)."""
+                 const double[::1] mem, const double[::1] cap, seed, long budget, long long deadline_ns=0,
+                 memo=None):
+    """Improve a feasible assignment; returns (assign, seq_client, seq_kind, offsets, stats).
+
+    deadline_ns > 0 also stops the search at that time.monotonic_ns() value (stats[5] says it did). memo, from
+    new_memo, keeps helper spans of client sets across calls on the same instance (a fresh one if None).
+    """
     cdef Inst s = make_inst(r, p, g, pb, q)
     _check_assign(assign, s.K, s.H)
+    if memo is None:
+        memo = new_memo(s.K)
+    cdef uint64_t[::1] memo_keys = memo[0]
+    cdef double[::1] memo_spans = memo[1]
+    cdef long memo_size = memo_keys.shape[0]
+    if memo_size < 1 or memo_size & (memo_size - 1) or memo_spans.shape[0] != memo_size:
+        raise ValueError("memo must be two arrays of the same power-of-two length, as new_memo makes them")
     cdef uint64_t sd = <uint64_t>(seed & _MASK)
     out = np.array(assign, dtype=np.int64)
     seq_client = np.empty(2 * s.K, dtype=np.int64)
     seq_kind = np.empty(2 * s.K, dtype=np.int64)
     offsets = np.zeros(s.H + 1, dtype=np.int64)
-    stats = np.zeros(5, dtype=np.int64)
+    stats = np.zeros(6, dtype=np.int64)
     cdef long[::1] a = out
     cdef long[::1] sc = seq_client
     cdef long[::1] sk = seq_kind
@@ -189,7 +239,8 @@ def local_search(const long[::1] assign, const double[:, ::1] r, const double[:,
     cdef long[::1] st = stats
     cdef long rc
     with nogil:
-        rc = c_local_search(&s, &mem[0], &cap[0], &a[0], sd, budget, &sc[0], &sk[0], &off[0], &st[0])
+        rc = c_local_search(&s, &mem[0], &cap[0], &a[0], sd, budget, deadline_ns, &memo_keys[0], &memo_spans[0],
+                            memo_size, &sc[0], &sk[0], &off[0], &st[0])
     if rc != 0:
         raise MemoryError("local search could not allocate its working memory")
     return out, seq_client, seq_kind, offsets, stats

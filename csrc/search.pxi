@@ -1,5 +1,12 @@
 # Local search over assignment and job order (mirror of edgepsl/plan/pure/search.py; read its docstring).
 from libc.string cimport memcpy
+from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
+
+# Relative slack of the load bounds that subtract a client's work: rounding must never prune a candidate
+# the exact evaluation would accept.
+DEF BOUND_SLACK = 1e-9
+# Seed of the per-client and per-helper words of the span memo's set hashes (fixed, so a memo outlives a call).
+DEF ZOBRIST_SEED = 0x5EED5EED
 
 cdef struct Search:
     Inst* s
@@ -7,9 +14,30 @@ cdef struct Search:
     const double* cap
     long budget
     long work
+    long long deadline_ns  # CLOCK_MONOTONIC nanoseconds; 0: no deadline
+    bint timed_out
     Scratch sc
     long* tmp          # 2K: one rule's dispatch
     double* fwd_end    # K: scratch of c_span_of
+    long* memo_jobs    # 2K: dispatch whose order is not kept
+    uint64_t* memo_keys   # the memo of best-dispatch spans by (helper, client set); 0 marks an empty slot
+    double* memo_spans
+    uint64_t memo_mask
+    uint64_t* zc       # K: random word per client; a set's hash is the XOR of its clients' words
+    uint64_t* zh       # H: random word per helper, mixed into the key
+
+
+cdef inline bint spent(Search* st) noexcept nogil:
+    """True once the work budget is spent or the deadline has passed (the deadline sticks once seen)."""
+    cdef timespec ts
+    if st.work >= st.budget or st.timed_out:
+        return True
+    if st.deadline_ns > 0:
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        if <long long>ts.tv_sec * 1000000000 + ts.tv_nsec >= st.deadline_ns:
+            st.timed_out = True
+            return True
+    return False
 
 
 cdef double best_dispatch(Search* st, const long* clients, long n, long i, long* out) noexcept nogil:
@@ -23,6 +51,23 @@ cdef double best_dispatch(Search* st, const long* clients, long n, long i, long*
             memcpy(out, st.tmp, 2 * n * sizeof(long))
             best_span = span
     return best_span
+
+
+cdef double set_span(Search* st, uint64_t h, const long* clients, long n, long i) noexcept nogil:
+    """Best-dispatch span of clients[0:n] (set hash h) on helper i, from the memo when it holds it (1 work unit)."""
+    cdef uint64_t key = h ^ st.zh[i]
+    cdef uint64_t slot
+    cdef double span
+    if key == 0:
+        key = 1
+    slot = key & st.memo_mask
+    if st.memo_keys[slot] == key:
+        st.work += 1
+        return st.memo_spans[slot]
+    span = best_dispatch(st, clients, n, i, st.memo_jobs)
+    st.memo_keys[slot] = key
+    st.memo_spans[slot] = span
+    return span
 
 
 cdef inline void helper_stats(Search* st, const long* clients, long n, long i, double* out) noexcept nogil:
@@ -87,7 +132,9 @@ cdef inline long insert_sorted(long* buf, long n, long x) noexcept nogil:
 
 
 cdef long c_local_search(Inst* s, const double* mem, const double* cap, long* assign, uint64_t seed,
-                         long budget, long* seq_client, long* seq_kind, long* offsets, long* stats) noexcept nogil:
+                         long budget, long long deadline_ns, uint64_t* memo_keys, double* memo_spans,
+                         long memo_size, long* seq_client, long* seq_kind, long* offsets,
+                         long* stats) noexcept nogil:
     """Returns 0, or -1 when memory could not be allocated."""
     cdef long K = s.K
     cdef long H = s.H
@@ -96,7 +143,8 @@ cdef long c_local_search(Inst* s, const double* mem, const double* cap, long* as
     cdef long i, j, k, c, t, pos, m, n_c, n_rest, n_kept, n_new, n_new_i, a, b, ji, kk
     cdef long iterations = 0, reorders = 0, moves = 0, swaps = 0
     cdef double M, S, m2, s2, sp, wo_span, d_span, in_span, c_span, i_span, t_span
-    cdef bint improved
+    cdef bint improved, use_d
+    cdef uint64_t zstate = ZOBRIST_SEED
     cdef long* wo_jobs
     cdef Entry e
     st.s = s
@@ -104,6 +152,15 @@ cdef long c_local_search(Inst* s, const double* mem, const double* cap, long* as
     st.cap = cap
     st.budget = budget
     st.work = 0
+    st.deadline_ns = deadline_ns
+    st.timed_out = False
+    st.memo_keys = memo_keys
+    st.memo_spans = memo_spans
+    st.memo_mask = <uint64_t>(memo_size - 1)
+    st.memo_jobs = <long*>malloc(2 * K * sizeof(long))
+    st.zc = <uint64_t*>malloc(K * sizeof(uint64_t))
+    st.zh = <uint64_t*>malloc(H * sizeof(uint64_t))
+    cdef uint64_t* hsh = <uint64_t*>malloc(H * sizeof(uint64_t))
     cdef long hcap = 2 * K + H + 1
     st.sc.h1.data = <Entry*>malloc(hcap * sizeof(Entry))
     st.sc.h2.data = <Entry*>malloc(hcap * sizeof(Entry))
@@ -129,7 +186,8 @@ cdef long c_local_search(Inst* s, const double* mem, const double* cap, long* as
     cdef long rc = 0
     if (not st.sc.h1.data or not st.sc.h2.data or not st.sc.h3.data or not st.tmp or not st.fwd_end
             or not members or not mcount or not seqs or not span or not used or not rest or not grown
-            or not order or not perm or not kept or not djobs or not injobs or not targets or not tspan or not hstats):
+            or not order or not perm or not kept or not djobs or not injobs or not targets or not tspan or not hstats
+            or not st.memo_jobs or not st.zc or not st.zh or not hsh):
         rc = -1
     else:
         for i in range(H):
@@ -141,11 +199,18 @@ cdef long c_local_search(Inst* s, const double* mem, const double* cap, long* as
             mcount[i] += 1
         for j in range(K):
             used[assign[j]] += mem[j]
+        for j in range(K):
+            st.zc[j] = rng_next(&zstate)
+        for i in range(H):
+            st.zh[i] = rng_next(&zstate)
+            hsh[i] = 0
+        for j in range(K):
+            hsh[assign[j]] ^= st.zc[j]
         for i in range(H):
             span[i] = best_dispatch(&st, &members[i * K], mcount[i], i, &seqs[i * 2 * K])
         for i in range(H):
             helper_stats(&st, &members[i * K], mcount[i], i, &hstats[3 * i])
-        while st.work < budget:
+        while not spent(&st):
             iterations += 1
             totals(span, H, -1, 0.0, -1, 0.0, &M, &S)
             c = 0
@@ -155,7 +220,7 @@ cdef long c_local_search(Inst* s, const double* mem, const double* cap, long* as
             # A. reorder the critical helper's jobs by adjacent swaps (in place, undone when rejected).
             m = 2 * mcount[c]
             for pos in range(m - 1):
-                if st.work >= budget:
+                if spent(&st):
                     break
                 a = seqs[c * 2 * K + pos]
                 b = seqs[c * 2 * K + pos + 1]
@@ -188,7 +253,7 @@ cdef long c_local_search(Inst* s, const double* mem, const double* cap, long* as
                 order[k] = members[c * K + perm[k]]
             # B. move a client off the critical helper.
             for kk in range(n_c):
-                if st.work >= budget:
+                if spent(&st):
                     break
                 j = order[kk]
                 n_rest = remove_sorted(&members[c * K], n_c, j, rest)
@@ -197,16 +262,15 @@ cdef long c_local_search(Inst* s, const double* mem, const double* cap, long* as
                     if (seqs[c * 2 * K + pos] >> 1) != j:
                         kept[n_kept] = seqs[c * 2 * K + pos]
                         n_kept += 1
-                wo_jobs = kept
                 wo_span = span_of(&st, kept, n_kept, c)
-                d_span = best_dispatch(&st, rest, n_rest, c, djobs)
-                if d_span < wo_span:
-                    wo_jobs = djobs
+                d_span = set_span(&st, hsh[c] ^ st.zc[j], rest, n_rest, c)
+                use_d = d_span < wo_span
+                if use_d:
                     wo_span = d_span
                 if not wo_span < span[c]:
                     continue
                 for t in range(H - 1):
-                    if st.work >= budget:
+                    if spent(&st):
                         break
                     i = targets[t]
                     t_span = tspan[t]
@@ -225,11 +289,18 @@ cdef long c_local_search(Inst* s, const double* mem, const double* cap, long* as
                         continue
                     memcpy(grown, &members[i * K], mcount[i] * sizeof(long))
                     n_new = insert_sorted(grown, mcount[i], j)
-                    in_span = best_dispatch(&st, grown, n_new, i, injobs)
+                    in_span = set_span(&st, hsh[i] ^ st.zc[j], grown, n_new, i)
                     if in_span > M:
                         continue
                     totals(span, H, c, wo_span, i, in_span, &m2, &s2)
                     if m2 < M or (m2 == M and s2 < S):
+                        wo_jobs = kept
+                        if use_d:
+                            best_dispatch(&st, rest, n_rest, c, djobs)
+                            wo_jobs = djobs
+                        best_dispatch(&st, grown, n_new, i, injobs)
+                        hsh[c] ^= st.zc[j]
+                        hsh[i] ^= st.zc[j]
                         memcpy(&members[c * K], rest, n_rest * sizeof(long))
                         mcount[c] = n_rest
                         memcpy(&members[i * K], grown, n_new * sizeof(long))
@@ -252,18 +323,18 @@ cdef long c_local_search(Inst* s, const double* mem, const double* cap, long* as
                 continue
             # C. swap a client of the critical helper with a lighter or shorter-chained client elsewhere.
             for kk in range(n_c):
-                if st.work >= budget or improved:
+                if improved or spent(&st):
                     break
                 j = order[kk]
                 for t in range(H - 1):
-                    if st.work >= budget or improved:
+                    if improved or spent(&st):
                         break
                     i = targets[t]
                     t_span = tspan[t]
                     if t_span >= M:
                         continue
                     for pos in range(mcount[i]):
-                        if st.work >= budget:
+                        if spent(&st):
                             break
                         k = members[i * K + pos]
                         a = k * H + c
@@ -274,18 +345,40 @@ cdef long c_local_search(Inst* s, const double* mem, const double* cap, long* as
                             continue
                         if used[c] - mem[j] + mem[k] > cap[c] or used[i] - mem[k] + mem[j] > cap[i]:
                             continue
+                        # Cheap bounds first: k's chain and the load bound of helper c with k for j must stay
+                        # below c's span, j's chain and the load bound of helper i with j for k within M.
+                        if s.r[a] + s.p[a] + s.g[a] + s.pb[a] + s.q[a] >= span[c]:
+                            continue
+                        lo = hstats[3 * c + 1] if hstats[3 * c + 1] <= s.r[a] else s.r[a]
+                        hi = hstats[3 * c + 2] if hstats[3 * c + 2] <= s.q[a] else s.q[a]
+                        lo = lo + ((hstats[3 * c] - (s.p[b] + s.pb[b])) + (s.p[a] + s.pb[a])) + hi
+                        if lo * (1 - BOUND_SLACK) >= span[c]:
+                            continue
+                        a = j * H + i
+                        b = k * H + i
+                        if s.r[a] + s.p[a] + s.g[a] + s.pb[a] + s.q[a] > M:
+                            continue
+                        lo = hstats[3 * i + 1] if hstats[3 * i + 1] <= s.r[a] else s.r[a]
+                        hi = hstats[3 * i + 2] if hstats[3 * i + 2] <= s.q[a] else s.q[a]
+                        lo = lo + ((hstats[3 * i] - (s.p[b] + s.pb[b])) + (s.p[a] + s.pb[a])) + hi
+                        if lo * (1 - BOUND_SLACK) > M:
+                            continue
                         n_new = remove_sorted(&members[c * K], n_c, j, rest)
                         n_new = insert_sorted(rest, n_new, k)
-                        c_span = best_dispatch(&st, rest, n_new, c, djobs)
+                        c_span = set_span(&st, hsh[c] ^ st.zc[j] ^ st.zc[k], rest, n_new, c)
                         if not c_span < span[c]:
                             continue
                         n_new_i = remove_sorted(&members[i * K], mcount[i], k, grown)
                         n_new_i = insert_sorted(grown, n_new_i, j)
-                        i_span = best_dispatch(&st, grown, n_new_i, i, injobs)
+                        i_span = set_span(&st, hsh[i] ^ st.zc[k] ^ st.zc[j], grown, n_new_i, i)
                         if i_span > M:
                             continue
                         totals(span, H, c, c_span, i, i_span, &m2, &s2)
                         if m2 < M or (m2 == M and s2 < S):
+                            best_dispatch(&st, rest, n_new, c, djobs)
+                            best_dispatch(&st, grown, n_new_i, i, injobs)
+                            hsh[c] ^= st.zc[j] ^ st.zc[k]
+                            hsh[i] ^= st.zc[j] ^ st.zc[k]
                             memcpy(&members[c * K], rest, n_new * sizeof(long))
                             memcpy(&members[i * K], grown, n_new_i * sizeof(long))
                             memcpy(&seqs[c * 2 * K], djobs, 2 * n_new * sizeof(long))
@@ -316,7 +409,9 @@ cdef long c_local_search(Inst* s, const double* mem, const double* cap, long* as
         stats[2] = moves
         stats[3] = swaps
         stats[4] = st.work
+        stats[5] = st.timed_out
     free(st.sc.h1.data); free(st.sc.h2.data); free(st.sc.h3.data); free(st.tmp); free(st.fwd_end)
     free(members); free(mcount); free(seqs); free(span); free(used); free(rest); free(grown)
     free(order); free(perm); free(kept); free(djobs); free(injobs); free(targets); free(tspan); free(hstats)
+    free(st.memo_jobs); free(st.zc); free(st.zh); free(hsh)
     return rc

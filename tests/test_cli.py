@@ -78,3 +78,19 @@ def test_plan_with_the_exact_milp(tmp_path, capsys) -> None:
     assert "HiGHS        Optimal" in capsys.readouterr().out
     doc = json.loads((out / "plan.json").read_text())
     assert doc["method"] == "milp" and doc["evaluation"]["highs_status"] == "Optimal"
+
+
+def test_plan_with_a_time_limit_on_tight_memory_and_the_milp(tmp_path, capsys) -> None:
+    # Memory 2, 2, 2, 3 MB on helpers of 6 and 3 MB: every greedy start fails, the packing start fits.
+    ones = [[1.0, 2.0]] * 4
+    Instance(r=ones, p=ones, d=ones, l=[1.0] * 4, r_bwd=ones, p_bwd=ones, d_bwd=ones, l_bwd=[1.0] * 4,
+             mem=[2.0, 2.0, 2.0, 3.0], cap=[6.0, 3.0]).save(tmp_path / "tight.json")
+    for method in ("greedy-ls", "milp"):
+        out = tmp_path / method
+        assert main(["plan", "--instance", str(tmp_path / "tight.json"), "--method", method, "--time-limit-ms", "50",
+                     "--no-plot", "--out", str(out)]) == 0
+        doc = json.loads((out / "plan.json").read_text())
+        assert doc["assignment"] == [0, 0, 0, 1]
+    with pytest.raises(SystemExit):
+        main(["plan", "--instance", str(tmp_path / "tight.json"), "--time-limit-ms", "0"])
+    assert "positive number of milliseconds" in capsys.readouterr().err

@@ -20,7 +20,8 @@ def _post(metrics: dict[str, Any], evaluated: tuple[str, float] | None) -> dict[
 
 
 def progress(total: int, initial: int) -> tuple[Callable[[dict[str, Any]], None], Callable[[], None]]:
-    """(on_round, close): a tqdm bar over rounds when stderr is a terminal, else one printed line per round."""
+    """(on_round, close): a tqdm bar over rounds when stderr is a terminal and tqdm is installed (the `demo`
+    extra), else one printed line per round."""
     last: dict[str, tuple[str, float] | None] = {"metric": None}
 
     def accuracy(metrics: dict[str, Any]) -> tuple[str, float] | None:
@@ -30,14 +31,16 @@ def progress(total: int, initial: int) -> tuple[Callable[[dict[str, Any]], None]
                 last["metric"] = (name, metrics[name])
         return last["metric"]
 
+    def line(metrics: dict[str, Any]) -> None:
+        post = _post(metrics, accuracy(metrics))
+        print(f"round {metrics['round'] + 1}/{total}: " + ", ".join(f"{k} {v}" for k, v in post.items()), flush=True)
+
     if not sys.stderr.isatty():
-        def line(metrics: dict[str, Any]) -> None:
-            post = _post(metrics, accuracy(metrics))
-            print(f"round {metrics['round'] + 1}/{total}: " + ", ".join(f"{k} {v}" for k, v in post.items()), flush=True)
-
         return line, lambda: None
-
-    from tqdm import tqdm
+    try:
+        from tqdm import tqdm
+    except ImportError:  # a plain `pip install edgepsl`: tqdm comes with the demo extra
+        return line, lambda: None
 
     bar = tqdm(total=total, initial=initial, unit="round", desc="training", dynamic_ncols=True)
 

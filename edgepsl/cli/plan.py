@@ -27,6 +27,16 @@ def _cuts(text: str) -> tuple[int, int]:
     return a, b
 
 
+def _positive_ms(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"the time limit must be a positive number of milliseconds, got {text!r}")
+    return value
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Instance source, method and output options."""
     src = parser.add_argument_group("instance (either --instance, or a scenario from --profile)")
@@ -53,6 +63,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"greedy-ls and milp's warm start: {BUDGET.help} (default {BUDGET.default})")
     parser.add_argument("--kicks", type=int, default=KICKS.default, help=f"greedy-ls: {KICKS.help} "
                                                                          f"(default {KICKS.default})")
+    parser.add_argument("--time-limit-ms", type=_positive_ms, default=None,
+                        help="greedy-ls (and milp's warm start): stop at this wall time in ms and return the best "
+                             "plan found by then, or at the work budget if that comes first (default: no limit)")
     parser.add_argument("--time-limit", type=float, default=60.0,
                         help="milp: seconds before HiGHS returns its incumbent and gap; admm: seconds for the "
                              "whole decomposition (default 60)")

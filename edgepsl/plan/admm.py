@@ -26,6 +26,7 @@ from edgepsl.plan.evaluate import MEMORY_RTOL
 from edgepsl.plan.heuristics import Solution, assign
 from edgepsl.plan.highs import SolverFailedError, add_assignment, highs_module, new_model, run
 from edgepsl.plan.instance import Instance
+from edgepsl.plan.packing import memory_feasible_assignment
 from edgepsl.plan.preemptive import preemptive_schedules, schedule_assignment
 from edgepsl.plan.schedule import Plan, Timeline
 from edgepsl.plan.slot_ilp import SlotLengthError
@@ -84,23 +85,7 @@ def initial_assignment(instance: Instance) -> np.ndarray | None:
     return out
 
 
-def _packing(instance: Instance, time_limit: float, threads: int, verbose: bool) -> np.ndarray:
-    """Any assignment that respects helper memory (a HiGHS feasibility model); InfeasibleError if none exists."""
-    highspy = highs_module()
-    h = new_model(max(time_limit, MIN_SOLVE_SECONDS), threads, verbose)
-    y = add_assignment(h, instance)
-    try:
-        return run(h, "assignment within helper memory").assignment(y, instance.K)
-    except SolverFailedError:
-        if h.getModelStatus() == highspy.HighsModelStatus.kInfeasible:
-            raise InfeasibleError(
-                "no assignment fits every client within the helpers' memory capacities; add helper memory"
-            ) from None
-        raise
-
-
-def reference_assignment(instance: Instance, initial: np.ndarray | None, time_limit: float, threads: int,
-                         verbose: bool) -> np.ndarray:
+def reference_assignment(instance: Instance, initial: np.ndarray | None, time_limit: float) -> np.ndarray:
     """The assignment that sets the slot length and horizon: of the initial y, greedy-eft and balanced-greedy the
     one with the smallest P_f value, else any memory-feasible assignment (InfeasibleError when there is none)."""
     best, best_value = None, math.inf
@@ -114,7 +99,9 @@ def reference_assignment(instance: Instance, initial: np.ndarray | None, time_li
         value = preemptive_schedules(instance, a).forward_objective
         if value < best_value:
             best, best_value = a, value
-    return best if best is not None else _packing(instance, time_limit, threads, verbose)
+    if best is not None:
+        return best
+    return memory_feasible_assignment(instance, time_limit=max(time_limit, MIN_SOLVE_SECONDS))
 
 
 @dataclass(frozen=True)
@@ -376,7 +363,7 @@ def solve_admm(instance: Instance, *, rho: float = 350.0, max_iter: int = 10, st
     t0 = time.perf_counter()
     deadline = t0 + time_limit
     y = initial_assignment(instance)
-    reference = reference_assignment(instance, y, time_limit, threads, verbose)
+    reference = reference_assignment(instance, y, time_limit)
     y = reference.copy() if y is None else y
     slots = choose_slots(instance, reference, slot_ms)
     model = ForwardModel(instance, slots, rho, threads, verbose)

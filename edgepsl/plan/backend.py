@@ -50,7 +50,7 @@ class JobTimes(NamedTuple):
 
 class SearchResult(NamedTuple):
     """The local search's assignment and job order, with its counters
-    (iterations, reorders, moves, swaps, work)."""
+    (iterations, reorders, moves, swaps, work, stopped by time)."""
 
     assignment: np.ndarray
     seq_client: np.ndarray
@@ -109,6 +109,11 @@ class Kernels:
         """Largest work first to the helper with the earliest estimated finish; -1 for a client that found none."""
         return self.module.assign_greedy_eft(r, p, g, pb, q, mem, cap)
 
+    def assign_greedy_insert(self, r, p, g, pb, q, mem: np.ndarray, cap: np.ndarray, width: int,
+                             start: np.ndarray | None = None) -> np.ndarray:
+        """Greedy insertion: each client on the best of its `width` most promising helpers by dispatched span."""
+        return self.module.assign_greedy_insert(r, p, g, pb, q, mem, cap, width, start)
+
     def dispatch(self, assign: np.ndarray, rule: int, r, p, g, pb, q) -> JobOrder:
         """Every helper's job order under one dispatch rule."""
         return JobOrder(*self.module.dispatch(assign, rule, r, p, g, pb, q))
@@ -123,10 +128,16 @@ class Kernels:
         """Online decision: index of the job to run next among those released by `now`, or -1."""
         return self.module.pick_next(now, kind, release, tail, client, rule)
 
+    def new_memo(self, K: int) -> tuple[np.ndarray, np.ndarray]:
+        """An empty memo of helper spans that restarts of local_search on K clients share."""
+        return self.module.new_memo(K)
+
     def local_search(self, assign: np.ndarray, r, p, g, pb, q, mem: np.ndarray, cap: np.ndarray, seed: int,
-                     budget: int) -> SearchResult:
-        """Improve a feasible assignment and its job orders within a work budget."""
-        return SearchResult(*self.module.local_search(assign, r, p, g, pb, q, mem, cap, seed, budget))
+                     budget: int, deadline_ns: int = 0,
+                     memo: tuple[np.ndarray, np.ndarray] | None = None) -> SearchResult:
+        """Improve a feasible assignment and its job orders within a work budget (and a monotonic deadline, 0: none)."""
+        return SearchResult(*self.module.local_search(assign, r, p, g, pb, q, mem, cap, seed, budget, deadline_ns,
+                                                      memo))
 
     def lower_bound(self, r, p, g, pb, q, mem: np.ndarray, cap: np.ndarray) -> ChainLoad:
         """The chain and load bounds."""

@@ -46,5 +46,17 @@ class PlotUnavailableError(EdgePSLError):
     """Drawing a Gantt chart needs matplotlib, which is not installed (install the `plot` extra)."""
 
 
+class ReplanMatchError(EdgePSLError):
+    """A previous plan's clients or helpers cannot be matched to the changed instance (names missing or duplicated)."""
+
+
+class TooLargeError(EdgePSLError, ValueError):
+    """An instance is too large for an exact method that enumerates its assignments."""
+
+
+class SearchLimitError(EdgePSLError, ValueError):
+    """A planner's time limit or work budget is not a positive number."""
+
+
 class UnknownMethodError(EdgePSLError):
     """A planning method or dispatch rule name that does not exist."""

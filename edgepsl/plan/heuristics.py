@@ -10,9 +10,11 @@ import numpy as np
 from edgepsl.plan.backend import kernel_arrays as _arrays
 from edgepsl.plan.backend import kernels
 from edgepsl.plan.bounds import LowerBound, lower_bound
-from edgepsl.plan.errors import InfeasibleError, UnknownMethodError
+from edgepsl.plan.errors import InfeasibleError, SearchLimitError, UnknownMethodError
 from edgepsl.plan.evaluate import timeline_of
+from edgepsl.plan.exact import exact_descent, exact_orders, solve_exhaustive
 from edgepsl.plan.instance import Instance
+from edgepsl.plan.packing import memory_feasible_assignment
 from edgepsl.plan.preemptive import helper_spans, schedule_assignment
 from edgepsl.plan.rules import DISPATCH_RULES
 from edgepsl.plan.schedule import Plan, Timeline
@@ -21,13 +23,25 @@ METHODS = {
     "random": "seeded random order, uniform helper among those with room (paper 2.6); then the dispatch rule",
     "balanced-greedy": "clients in index order, helper that keeps client counts most even (paper 2.5); then the dispatch rule",
     "greedy-eft": "largest work first to the helper with the earliest estimated finish; best rule per helper",
-    "greedy-ls": "best of greedy-eft / balanced-greedy / random starts, then local search (move, swap, reorder) with restarts",
+    "greedy-ls": "best of greedy insertion / greedy-eft / balanced-greedy / random starts (an exact memory "
+                 "packing if none fits), then local search (move, swap, reorder) with restarts",
 }
 # Work budget of the local search, in jobs processed by its dispatches and evaluations.
 DEFAULT_BUDGET = 8_000_000
 # Restarts of the local search from the current plan with one to three clients moved at random
 # (iterated local search), while the work budget lasts.
 DEFAULT_KICKS = 128
+# greedy-ls also starts from greedy insertion (kernels.assign_greedy_insert: each client tried on its
+# INSERT_WIDTH most promising helpers by dispatched span) where its cost, about 6 INSERT_WIDTH K^2 / H job
+# steps, stays within INSERT_WORK_LIMIT.
+INSERT_WIDTH = 2
+INSERT_WORK_LIMIT = 2_000_000
+# The end of greedy-ls on small instances (edgepsl.plan.exact): with at most EXHAUSTIVE_ASSIGNMENTS
+# assignments (H^K), the exact optimum; else with at most EXACT_SEARCH_CLIENTS clients, a descent over moves and
+# swaps judged by exact helper spans; else each helper of at most EXACT_ORDER_CLIENTS clients gets its exact order.
+EXHAUSTIVE_ASSIGNMENTS = 256
+EXACT_SEARCH_CLIENTS = 6
+EXACT_ORDER_CLIENTS = 5
 
 
 @dataclass(frozen=True)
@@ -61,24 +75,32 @@ class Solution:
 def _checked(instance: Instance, assign: np.ndarray, method: str) -> np.ndarray:
     if (assign < 0).any():
         j = int(np.flatnonzero(assign < 0)[0])
-        raise InfeasibleError(
-            f"{method} could not place {instance.client_name(j)} ({instance.mem[j]:g} MB): every helper with room was "
-            "already full; add helper memory or try greedy-ls, which packs memory more carefully"
-        )
+        what = (f"{method} could not place {instance.client_name(j)} ({instance.mem[j]:g} MB): every helper with "
+                "room was already full")
+        try:
+            memory_feasible_assignment(instance)
+        except InfeasibleError as exc:
+            raise type(exc)(f"{what}; {exc}") from None
+        raise InfeasibleError(f"{what}; an assignment within memory exists: greedy-ls (or milp) finds one")
     return assign
+
+
+def _heuristic(instance: Instance, method: str, seed: int) -> np.ndarray:
+    """The kernel's assignment, -1 for the clients it could not place."""
+    if method == "random":
+        return kernels.assign_random(instance.mem, instance.cap, seed)
+    if method == "balanced-greedy":
+        return kernels.assign_balanced_greedy(instance.mem, instance.cap)
+    if method in ("greedy-eft", "greedy-ls"):
+        return kernels.assign_greedy_eft(*_arrays(instance), instance.mem, instance.cap)
+    if method == "greedy-insert":
+        return kernels.assign_greedy_insert(*_arrays(instance), instance.mem, instance.cap, INSERT_WIDTH)
+    raise UnknownMethodError(f"unknown planning method {method!r}; choose one of {', '.join(METHODS)}")
 
 
 def assign(instance: Instance, method: str, seed: int = 0) -> np.ndarray:
     """The assignment of one of the assignment heuristics; InfeasibleError if it cannot place a client."""
-    if method == "random":
-        out = kernels.assign_random(instance.mem, instance.cap, seed)
-    elif method == "balanced-greedy":
-        out = kernels.assign_balanced_greedy(instance.mem, instance.cap)
-    elif method in ("greedy-eft", "greedy-ls"):
-        out = kernels.assign_greedy_eft(*_arrays(instance), instance.mem, instance.cap)
-    else:
-        raise UnknownMethodError(f"unknown planning method {method!r}; choose one of {', '.join(METHODS)}")
-    return _checked(instance, out, method)
+    return _checked(instance, _heuristic(instance, method, seed), method)
 
 
 def _dispatched(instance: Instance, assignment: np.ndarray, rule: str) -> tuple[np.ndarray, ...]:
@@ -118,60 +140,117 @@ def _polished(instance: Instance, plan: Plan) -> Plan:
     return Plan(plan.assignment, orders)
 
 
-def _greedy_ls(instance: Instance, seed: int, budget: int, kicks: int) -> tuple[Plan, dict]:
-    starts = {}
-    for name in ("greedy-eft", "balanced-greedy", "random"):
-        try:
-            starts[name] = assign(instance, name, seed)
-        except InfeasibleError:
-            continue
-    if not starts:
-        raise InfeasibleError(
-            "no starting heuristic could fit every client within the helpers' memory; add helper memory"
-        )
-    best_name, best_value = None, None
-    for name, a in starts.items():
-        value = timeline_of(instance, Plan.from_flat(a, *_dispatched(instance, a, "best"))).makespan
-        if best_value is None or value < best_value:
-            best_name, best_value = name, value
-    cur = kernels.local_search(starts[best_name], *_arrays(instance), instance.mem, instance.cap, seed, budget)
+def _passed(deadline_ns: int) -> bool:
+    return deadline_ns > 0 and time.monotonic_ns() >= deadline_ns
+
+
+def _exact_end(instance: Instance, plan: Plan, starts: list[np.ndarray], deadline_ns: int) -> tuple[Plan, str | None]:
+    """The plan improved by the exact methods that fit the instance's size (the descent also from the greedy
+    starts), and which one ran."""
+    if _passed(deadline_ns):
+        return plan, None
+    if instance.K <= EXACT_SEARCH_CLIENTS and instance.H ** instance.K <= EXHAUSTIVE_ASSIGNMENTS:
+        other, exact = solve_exhaustive(instance, deadline_ns)[0], "exhaustive"
+    elif instance.K <= EXACT_SEARCH_CLIENTS:
+        other, exact = exact_descent(instance, [plan.assignment, *starts], deadline_ns), "descent"
+    else:
+        other, exact = exact_orders(instance, plan, EXACT_ORDER_CLIENTS, deadline_ns), "orders"
+    if timeline_of(instance, other).makespan <= timeline_of(instance, plan).makespan:
+        return Plan(other.assignment, other.orders), exact
+    return plan, None
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """The best plan of an iterated local search and its counters."""
+
+    plan: Plan
+    stats: np.ndarray  # iterations, reorders, moves, swaps, work, stopped by the deadline
+    kicks: int
+    kicks_improving: int
+
+
+def iterated_local_search(instance: Instance, start: np.ndarray, seed: int, budget: int, kicks: int,
+                          deadline_ns: int = 0) -> SearchResult:
+    """The local search from an assignment within memory, then up to `kicks` restarts from the current plan with
+    one to three clients moved at random, while the work budget and the deadline (time.monotonic_ns) last."""
+    arrays = _arrays(instance)
+    memo = kernels.new_memo(instance.K)
+    cur = kernels.local_search(start, *arrays, instance.mem, instance.cap, seed, budget, deadline_ns, memo)
     stats = cur[4].copy()
     cur_value = _makespan(instance, cur)
     best, best_ls = cur, cur_value
     rng = np.random.default_rng(seed)
     accepted = 0
     n = 0
-    while n < kicks and stats[4] < budget and instance.H > 1:
+    while n < kicks and stats[4] < budget and instance.H > 1 and not stats[5] and not _passed(deadline_ns):
         n += 1
-        out = kernels.local_search(_kick(instance, cur[0], rng), *_arrays(instance), instance.mem, instance.cap,
-                                   seed + n, budget - int(stats[4]))
+        out = kernels.local_search(_kick(instance, cur[0], rng), *arrays, instance.mem, instance.cap,
+                                   seed + n, budget - int(stats[4]), deadline_ns, memo)
         stats[:4] += out[4][:4]
         stats[4] += out[4][4]
+        stats[5] = out[4][5]
         value = _makespan(instance, out)
         if value <= cur_value:
             cur, cur_value = out, value
             if value < best_ls:
                 best, best_ls = out, value
                 accepted += 1
-    plan = Plan.from_flat(*best[:4])
-    polish = bool(stats[4] < budget)
+    return SearchResult(Plan.from_flat(*best[:4]), stats, n, accepted)
+
+
+def _greedy_ls(instance: Instance, seed: int, budget: int, kicks: int, deadline_ns: int) -> tuple[Plan, dict]:
+    """The starts, the first descent, the restarts and the final reordering, each while budget and time last."""
+    starts = {}
+    names = ("greedy-eft", "balanced-greedy", "random")
+    if 6 * INSERT_WIDTH * instance.K * instance.K <= INSERT_WORK_LIMIT * instance.H:
+        names = ("greedy-insert", *names)
+    for name in names:
+        if starts and _passed(deadline_ns):
+            break
+        a = _heuristic(instance, name, seed)
+        if (a >= 0).all():
+            starts[name] = a
+    if not starts:
+        starts["packing"] = memory_feasible_assignment(instance)
+    best_name, best_value = None, None
+    for name, a in starts.items():
+        value = _makespan(instance, (a, *_dispatched(instance, a, "best")))
+        if best_value is None or value < best_value:
+            best_name, best_value = name, value
+    found = iterated_local_search(instance, starts[best_name], seed, budget, kicks, deadline_ns)
+    stats, n, accepted = found.stats, found.kicks, found.kicks_improving
+    plan = found.plan
+    timed_out = bool(stats[5]) or _passed(deadline_ns)
+    polish = bool(stats[4] < budget) and not timed_out
+    exact = None
     if polish:
         plan = _polished(instance, plan)
+        plan, exact = _exact_end(instance, plan, list(starts.values()), deadline_ns)
+    stopped = "time" if timed_out else "budget" if stats[4] >= budget else "converged"
     meta = {"start": best_name, "start_makespan": best_value, "iterations": int(stats[0]), "reorders": int(stats[1]),
             "moves": int(stats[2]), "swaps": int(stats[3]), "work": int(stats[4]), "budget": budget,
-            "kicks": n, "kicks_improving": accepted, "polished": polish}
+            "kicks": n, "kicks_improving": accepted, "polished": polish, "exact": exact, "stopped": stopped}
     return plan, meta
 
 
 def solve(instance: Instance, method: str = "greedy-ls", dispatch: str = "fcfs", seed: int = 0,
-          budget: int = DEFAULT_BUDGET, kicks: int = DEFAULT_KICKS) -> Solution:
-    """Plan one round with a method; the dispatch rule applies to random and balanced-greedy."""
+          budget: int = DEFAULT_BUDGET, kicks: int = DEFAULT_KICKS, time_limit_ms: float | None = None) -> Solution:
+    """Plan one round with a method; the dispatch rule applies to random and balanced-greedy.
+
+    greedy-ls stops at whichever comes first of its work budget (deterministic for a seed) and
+    time_limit_ms (wall clock from the call, None for no limit), and returns the best plan found by then.
+    """
     if method not in METHODS:
         raise UnknownMethodError(f"unknown planning method {method!r}; choose one of {', '.join(METHODS)}")
+    if time_limit_ms is not None and not time_limit_ms > 0:
+        raise SearchLimitError(f"time_limit_ms must be a positive number of milliseconds or None, got {time_limit_ms!r}")
     t0 = time.perf_counter()
+    deadline_ns = 0 if time_limit_ms is None else time.monotonic_ns() + max(1, int(time_limit_ms * 1e6))
     meta: dict = {"seed": seed}
     if method == "greedy-ls":
-        plan, extra = _greedy_ls(instance, seed, budget, kicks)
+        plan, extra = _greedy_ls(instance, seed, budget, kicks, deadline_ns)
+        extra["time_limit_ms"] = time_limit_ms
         meta.update(extra)
     else:
         rule = "best" if method == "greedy-eft" else dispatch

@@ -66,8 +66,10 @@ def _sequenced(assignment: np.ndarray, fwd_key: np.ndarray, bwd_key: np.ndarray,
 
 def helper_spans(instance: Instance, plan: Plan) -> np.ndarray:
     """Each helper's finish time under the plan (ms; 0 for an idle helper)."""
+    finish = kernels.evaluate(plan.assignment, *plan.flat(), instance.r, instance.p, instance.gap, instance.p_bwd,
+                              instance.tail)[4]
     span = np.zeros(instance.H)
-    np.maximum.at(span, plan.assignment, timeline_of(instance, plan).finish)
+    np.maximum.at(span, plan.assignment, finish)
     return span
 
 

@@ -41,6 +41,8 @@ class SolverOption:
 
     def check(self, method: str, value: Any) -> Any:
         """The value, converted to the option's type; SolverOptionError when it does not fit."""
+        if value is None and self.default is None:
+            return None
         if self.kind is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
         if type(value) is not self.kind:
@@ -90,6 +92,8 @@ BUDGET = SolverOption("budget", int, DEFAULT_BUDGET, "local-search work budget i
 KICKS = SolverOption("kicks", int, DEFAULT_KICKS, "restarts of the local search from a perturbed plan")
 TIME_LIMIT = SolverOption("time_limit", float, 60.0, "seconds before HiGHS returns its best plan")
 THREADS = SolverOption("threads", int, 1, "HiGHS threads")
+TIME_LIMIT_MS = SolverOption("time_limit_ms", float, None,
+                             "wall-clock ms after which the local search returns its best plan (None: no limit)")
 
 
 def _heuristic(method: str) -> Callable[..., Solution]:
@@ -99,10 +103,11 @@ def _heuristic(method: str) -> Callable[..., Solution]:
     return run
 
 
-def _milp(instance: Instance, *, time_limit: float, threads: int, seed: int, budget: int) -> Solution:
+def _milp(instance: Instance, *, time_limit: float, threads: int, seed: int, budget: int,
+          time_limit_ms: float | None) -> Solution:
     from edgepsl.plan.milp import solve_milp
 
-    warm = heuristics.solve(instance, "greedy-ls", seed=seed, budget=budget).plan
+    warm = heuristics.solve(instance, "greedy-ls", seed=seed, budget=budget, time_limit_ms=time_limit_ms).plan
     return solve_milp(instance, time_limit=time_limit, threads=threads, warm_start=warm)
 
 
@@ -116,9 +121,10 @@ SOLVERS: dict[str, Solver] = {s.name: s for s in (
     Solver("random", heuristics.METHODS["random"], _heuristic("random"), (SEED, DISPATCH)),
     Solver("balanced-greedy", heuristics.METHODS["balanced-greedy"], _heuristic("balanced-greedy"), (DISPATCH,)),
     Solver("greedy-eft", heuristics.METHODS["greedy-eft"], _heuristic("greedy-eft")),
-    Solver("greedy-ls", heuristics.METHODS["greedy-ls"], _heuristic("greedy-ls"), (SEED, BUDGET, KICKS)),
+    Solver("greedy-ls", heuristics.METHODS["greedy-ls"], _heuristic("greedy-ls"),
+           (SEED, BUDGET, KICKS, TIME_LIMIT_MS)),
     Solver("milp", "exact MILP on HiGHS, warm-started from greedy-ls (docs/milp.md)", _milp,
-           (TIME_LIMIT, THREADS, SEED, BUDGET), extra="solvers", module="highspy"),
+           (TIME_LIMIT, THREADS, SEED, BUDGET, TIME_LIMIT_MS), extra="solvers", module="highspy"),
     Solver("admm", "the paper's ADMM decomposition on HiGHS with exact per-helper schedules (docs/admm.md)", _admm,
            (dataclasses.replace(TIME_LIMIT, help="seconds for the whole decomposition"), THREADS),
            extra="solvers", module="highspy"),

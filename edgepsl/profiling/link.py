@@ -14,7 +14,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from edgepsl.profiling.errors import ProfilingError
-from edgepsl.wire import Envelope, JobId, Message, MsgType, PeerChannel, ServerChannel
+from edgepsl.wire import Envelope, EventKind, JobId, Message, MsgType, PeerChannel, PeerEvent, ServerChannel
 
 PAYLOAD = "payload"
 DEFAULT_SIZES_KB = (64, 256, 1024, 4096)
@@ -51,6 +51,10 @@ class ProbeTimeoutError(ProfilingError):
     """A probed helper did not echo a probe in time (it is not running, or does not answer probes)."""
 
 
+class ProbeRefusedError(ProfilingError):
+    """The CURVE handshake with the probed helper failed (the message is the channel's cause)."""
+
+
 def _round_trip(channel: PeerChannel, message: Message, timeout_s: float,
                 pace: Callable[[int], None] | None) -> float:
     """Send one probe (after pace(nbytes), which counts as part of the trip) and wait for its echo; ms."""
@@ -65,6 +69,8 @@ def _round_trip(channel: PeerChannel, message: Message, timeout_s: float,
             raise ProbeTimeoutError(f"no probe echo for {message.tensors[PAYLOAD].nbytes} bytes within {timeout_s:g} s")
         if isinstance(item, Envelope) and item.message.type is MsgType.PROBE_ECHO and item.message.job == message.job:
             return (time.perf_counter() - t0) * 1e3
+        if isinstance(item, PeerEvent) and item.kind is EventKind.AUTH_FAILED:
+            raise ProbeRefusedError(item.detail)
 
 
 def probe_link(channel: PeerChannel, run: str, client: str, seqs: Callable[[], int],

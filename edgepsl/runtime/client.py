@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from edgepsl.data.spec import DataShapeError, DataSpecError, Normalisation, load_client_data
-from edgepsl.profiling.link import ProbeTimeoutError, probe_link
+from edgepsl.profiling.link import ProbeRefusedError, ProbeTimeoutError, probe_link
 from edgepsl.runtime import state
 from edgepsl.runtime.artifact_store import ArtifactStore
 from edgepsl.runtime.artifact_transfer import resolve
@@ -19,7 +19,8 @@ from edgepsl.runtime.config import RunConfig
 from edgepsl.runtime.coordinator_link import SLICE_S, CoordinatorLink, bye_reason, error_text
 from edgepsl.runtime.dataset import ClientData, client_data
 from edgepsl.runtime.emulation import Emulation, pad_to
-from edgepsl.runtime.errors import CommandArrived, NonFiniteError, PayloadError, RoleFailedError, StopRequested
+from edgepsl.runtime.errors import (AuthenticationFailedError, CommandArrived, NonFiniteError, PayloadError,
+                                    RoleFailedError, StopRequested)
 from edgepsl.runtime.measure import measure_client
 from edgepsl.runtime.protocol import (Activations, ClientProfile, ClientRoundReport, ClientRoundStart, ClientWelcome,
                                       CutShapes, EmulationInfo, ErrorReply, ForwardJob, GradBack, Gradients, LinkFit,
@@ -214,7 +215,8 @@ class Client:
     def _probe(self, job: JobId, request: ProbeRequest) -> None:
         """Probe every helper the coordinator lists, one after the other; report the fitted links.
 
-        Uploads are paced like job uploads. A helper that does not echo in time is reported as an ERROR naming the link.
+        Uploads are paced like job uploads. A helper that does not echo in time is reported as an ERROR naming the link;
+        a failed handshake with it ends this client (AuthenticationFailedError, reported to the coordinator).
         """
         t = self.training
         assert t is not None
@@ -224,6 +226,8 @@ class Client:
             try:
                 stats = probe_link(channel, job.run, self.name, self._next_seq, request.sizes_kb,
                                    t.config.probe_repeats, t.config.probe_timeout_s, self._pace)
+            except ProbeRefusedError as exc:
+                raise AuthenticationFailedError(f"link probe {self.name} -> {target.helper}: {exc}") from None
             except ProbeTimeoutError as exc:
                 reason = f"link probe {self.name} -> {target.helper} ({target.endpoint}): {exc}"
                 log.warning("%s", reason)
@@ -255,7 +259,8 @@ class Client:
     def _await(self, helper: PeerChannel, job: JobId, reply: type[Activations] | type[GradBack]) -> Activations | GradBack:
         """The helper's reply to `job`, checked; meanwhile a coordinator command interrupts (CommandArrived).
 
-        Raises Diverged for non-finite values and RoleFailedError for a refusal, a bad reply or a timeout.
+        Raises Diverged for non-finite values, RoleFailedError for a refusal, a bad reply or a timeout, and
+        AuthenticationFailedError for a failed handshake with the helper (it is up: its endpoint came from the run).
         """
         t = self.training
         assert t is not None
@@ -267,6 +272,8 @@ class Client:
                 raise CommandArrived(command)
             item = helper.recv(timeout=min(remaining, SLICE_S))
             if isinstance(item, PeerEvent):
+                if item.kind is EventKind.AUTH_FAILED:
+                    raise AuthenticationFailedError(f"{self.name}: its helper at {helper.endpoint}: {item.detail}")
                 if item.kind is EventKind.LOST:
                     log.warning("%s: its helper went silent while it waited for the %s", self.name, what)
                 continue

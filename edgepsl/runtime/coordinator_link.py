@@ -4,6 +4,11 @@ Helpers and clients connect before or after the coordinator binds: REGISTER is r
 WELCOME arrives (bounded by join_timeout_s; the coordinator dedupes by name). A coordinator that goes silent is
 waited for up to join_timeout_s; when it is heard again (a restart with --resume), the role registers again and
 continues from the state the coordinator broadcasts.
+
+A failed CURVE handshake ends the role (AuthenticationFailedError, exit status 1): at once when the coordinator refused
+this role's key; for any other cause (a wrong --server-key, which libzmq cannot tell from a server that hung up
+mid-handshake) when the coordinator is not heard within AUTH_GRACE_S, so a transient failure, e.g. while the
+coordinator restarts, does not end a role that is waiting for it.
 """
 from __future__ import annotations
 
@@ -11,14 +16,16 @@ import logging
 import time
 from typing import Callable, TypeVar
 
-from edgepsl.runtime.errors import PayloadError, RoleFailedError
+from edgepsl.runtime.errors import AuthenticationFailedError, PayloadError, RoleFailedError
 from edgepsl.runtime.protocol import MAX_REASON, Bye, ErrorReply, Payload, Register, RuntimeCode
 from edgepsl.wire import Envelope, EventKind, JobId, MsgType, PeerChannel, PeerEvent, PeerUnreachableError
+from edgepsl.wire.monitor import KEY_REFUSED
 
 log = logging.getLogger("edgepsl.runtime.role")
 REGISTER_RETRY_S = 2.0
 FAREWELL_S = 5.0
 SLICE_S = 0.25
+AUTH_GRACE_S = 5.0
 COMMANDS = frozenset({MsgType.WELCOME, MsgType.ROUND_START, MsgType.STATE_REQUEST, MsgType.STATE, MsgType.BYE,
                       MsgType.PROBE, MsgType.ARTIFACT_CHUNK})
 P = TypeVar("P", bound=Payload)
@@ -37,6 +44,7 @@ class CoordinatorLink:
         self.run = ""
         self.lost_since: float | None = None
         self.rejoin_at: float | None = None  # after the coordinator came back: when to send REGISTER again
+        self.auth_failed: tuple[str, float] | None = None  # a failed handshake not followed by contact: (cause, when)
 
     def send(self, payload: Payload, round_: int, client: str | None = None) -> None:
         """Send a payload to the coordinator; a coordinator that is away misses it (logged), it re-plays the round."""
@@ -112,6 +120,7 @@ class CoordinatorLink:
         if item is None:
             self._check_lost()
             return None
+        self.auth_failed = None  # a message came through: this role's handshake succeeded
         if item.message.type is MsgType.ERROR:
             log.warning("%s: the coordinator refused a message: %s", self.name, error_text(item))
             return None
@@ -122,7 +131,14 @@ class CoordinatorLink:
         return item
 
     def _event(self, event: PeerEvent) -> None:
-        if event.kind is EventKind.LOST:
+        if event.kind is EventKind.AUTH_FAILED:
+            self.auth_failed = (event.detail, time.monotonic())
+            if not event.detail.startswith(KEY_REFUSED):
+                log.error("%s: %s; giving up unless the coordinator answers within %g s", self.name, event.detail,
+                          AUTH_GRACE_S)
+        elif event.kind is EventKind.JOINED:
+            self.auth_failed = None
+        elif event.kind is EventKind.LOST:
             self.lost_since = self.lost_since or time.monotonic()
             if self.run:
                 log.warning("%s: the coordinator went silent; waiting up to %g s for it", self.name,
@@ -132,11 +148,20 @@ class CoordinatorLink:
         elif event.kind is EventKind.BACK:
             log.warning("%s: the coordinator is back; registering again", self.name)
             self.lost_since = None
+            self.auth_failed = None
             if self.run:
                 self.rejoin_at = time.monotonic()  # every REGISTER_RETRY_S until the next welcome
         self._check_lost()
 
     def _check_lost(self) -> None:
+        if self.auth_failed is not None:
+            cause, since = self.auth_failed
+            if cause.startswith(KEY_REFUSED):
+                raise AuthenticationFailedError(f"{self.name}: {cause}: the coordinator does not allow this role's "
+                                                f"key; allow it there (edgepsl keys allow {self.name} KEY; the "
+                                                f"coordinator's log names the refused key)")
+            if time.monotonic() - since >= AUTH_GRACE_S:
+                raise AuthenticationFailedError(f"{self.name}: {cause}")
         if self.lost_since is not None and time.monotonic() - self.lost_since > self.join_timeout_s:
             raise RoleFailedError(f"lost the coordinator at {self.channel.endpoint} for more than "
                                   f"{self.join_timeout_s:g} s")
@@ -166,8 +191,13 @@ class CoordinatorLink:
             pass
 
     def fail(self, code: RuntimeCode, reason: str, round_: int = 0) -> None:
-        """Report a failure to the coordinator, then wait (FAREWELL_S at most) for its BYE."""
+        """Report a failure to the coordinator, then wait (FAREWELL_S at most) for its BYE.
+
+        Not when this role's handshake with the coordinator failed: nothing it sends gets through.
+        """
         log.error("%s", reason)
+        if self.auth_failed is not None:
+            return
         try:
             self.channel.send(ErrorReply(code, reason).encode(JobId(self.run, round_, self.name, self.seqs())))
         except PeerUnreachableError:

@@ -44,6 +44,10 @@ class RoleFailedError(RunAbortedError):
     """A helper or client cannot go on (no coordinator, a timeout, its own start-up error); it tells the coordinator."""
 
 
+class AuthenticationFailedError(RoleFailedError):
+    """A CURVE handshake of this role failed: its key was refused, or the server's key is not the one it was given."""
+
+
 class CommandArrived(Exception):
     """The coordinator sent a command while a role waited for something else; the role's loop handles it next."""
 

@@ -26,8 +26,8 @@ from edgepsl.runtime.protocol import (BWD, FWD, KIND_WORDS, Activations, CutShap
                                       StateRequest, StateShapes)
 from edgepsl.runtime.trace import Trace, now_ms, tensor_bytes
 from edgepsl.segment import Manifest, Optimizer, Segment, SegmentError, StateError, load_manifest
-from edgepsl.wire import (Envelope, ErrorCode, KeyPair, Message, MsgType, PeerChannel, PeerSecurity,
-                          PeerUnreachableError, ServerChannel, ServerSecurity)
+from edgepsl.wire import (Envelope, ErrorCode, EventKind, KeyPair, Message, MsgType, PeerChannel, PeerEvent,
+                          PeerSecurity, PeerUnreachableError, ServerChannel, ServerSecurity)
 
 log = logging.getLogger("edgepsl.runtime.helper")
 PART2 = "part2/"
@@ -292,9 +292,17 @@ class Helper:
             item = self.server.recv(timeout=SLICE_S) if self.server is not None else None
             if isinstance(item, Envelope):
                 self._early(item)
+            elif isinstance(item, PeerEvent):
+                self._event(item)
             elif self.server is None:
                 time.sleep(SLICE_S)
         raise RoleFailedError(f"{self.name}: no command from the coordinator within {timeout:g} s")
+
+    def _event(self, event: PeerEvent) -> None:
+        """Log a failed CURVE handshake of a client (once per cause, as the wire reports it); it disturbs no one."""
+        if event.kind is EventKind.AUTH_FAILED:
+            log.warning("%s: a client could not connect: %s (this helper allows only the clients the coordinator "
+                        "welcomed)", self.name, event.detail)
 
     def _early(self, env: Envelope) -> None:
         """Answer a link probe after the emulated download of its payload; keep a job for its round, within bounds."""
@@ -438,6 +446,8 @@ class Helper:
         while item is not None:
             if isinstance(item, Envelope):
                 self._admit(item, plan, ready, t0)
+            else:
+                self._event(item)
             item = self.server.recv(timeout=0)
 
     def _pad(self, start: float, target_s: float, plan: RoundSchedule, ready: dict[tuple[int, int], Job],

@@ -54,6 +54,9 @@ def wrong_server_key(value: int) -> str | None:
     return "a CURVE handshake failed: a peer did not encrypt for this server's key (its --server-key is wrong)"
 
 
+KEY_REFUSED = "the server refused this client's key"  # how a peer's AUTH_FAILED detail starts when its key was refused
+
+
 def handshake_failure(event: int, value: int, endpoint: str) -> str | None:
     """What a connecting peer's failed CURVE handshake with `endpoint` means, or None for any other event.
 
@@ -62,7 +65,7 @@ def handshake_failure(event: int, value: int, endpoint: str) -> str | None:
     another server key, hangs up without a reason (EVENT_HANDSHAKE_FAILED_NO_DETAIL).
     """
     if event == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
-        return f"the server refused this client's key ({endpoint}; ZAP status {value})"
+        return f"{KEY_REFUSED} ({endpoint}; ZAP status {value})"
     if event == zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL:
         return (f"CURVE handshake with {endpoint} failed: the server's key is not the expected one "
                 f"(the server hung up during the handshake without a reason; check --server-key)")

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edgepsl.plan.errors import InfeasibleError, UnknownMethodError
+from edgepsl.plan.errors import InfeasibleError, SearchLimitError, UnknownMethodError
 from edgepsl.plan.evaluate import evaluate
 from edgepsl.plan.heuristics import DEFAULT_KICKS, METHODS, solve
 from edgepsl.plan.instance import Instance
@@ -133,3 +133,42 @@ def test_weighted_load_bound_is_exact_for_helpers_that_differ_by_speed() -> None
     sol = solve(inst, "greedy-ls")
     assert sol.bound.load == pytest.approx(16.0)
     assert sol.makespan == pytest.approx(16.0)
+
+
+def test_greedy_ls_time_limit_returns_a_valid_plan_and_says_it_stopped_for_time() -> None:
+    inst = scenario_instance("resnet101_cifar10", 400, 8, 1, 0)
+    sol = solve(inst, "greedy-ls", time_limit_ms=1e-3)
+    assert sol.plan.meta["stopped"] == "time" and not sol.plan.meta["polished"]
+    assert evaluate(inst, sol.plan).makespan == sol.makespan
+    assert sol.makespan <= sol.plan.meta["start_makespan"]
+
+
+def test_greedy_ls_with_an_unreached_time_limit_is_the_budgeted_run() -> None:
+    inst = scenario_instance("vgg19_cifar10", 30, 3, 2, 1)
+    plain = solve(inst, "greedy-ls", seed=4)
+    limited = solve(inst, "greedy-ls", seed=4, time_limit_ms=1e7)
+    assert limited.plan.meta["stopped"] == plain.plan.meta["stopped"] != "time"
+    np.testing.assert_array_equal(plain.plan.assignment, limited.plan.assignment)
+    assert plain.makespan == limited.makespan
+
+
+@pytest.mark.parametrize("limit", [0, -1.0, float("nan")])
+def test_time_limit_must_be_positive(limit) -> None:
+    inst = random_instance(0, K=3, H=2, integer_times=True, tight_memory=False)
+    with pytest.raises(SearchLimitError, match="positive number of milliseconds"):
+        solve(inst, "greedy-ls", time_limit_ms=limit)
+
+
+def test_greedy_insertion_respects_memory_and_starts_greedy_ls_where_it_is_better() -> None:
+    from edgepsl.plan.backend import kernels
+
+    for seed in range(30):
+        inst = random_instance(seed, K=12, H=3, integer_times=bool(seed % 2), tight_memory=True)
+        a = kernels.assign_greedy_insert(inst.r, inst.p, inst.gap, inst.p_bwd, inst.tail, inst.mem, inst.cap, 2)
+        placed = a >= 0
+        assert ((a == -1) | placed).all()
+        assert (np.bincount(a[placed], weights=inst.mem[placed], minlength=inst.H) <= inst.cap).all()
+    inst = scenario_instance("resnet101_cifar10", 100, 10, 1, 0)
+    sol = solve(inst, "greedy-ls", kicks=0)
+    assert sol.plan.meta["start"] == "greedy-insert"
+    assert sol.plan.meta["start_makespan"] < solve(inst, "greedy-eft").makespan

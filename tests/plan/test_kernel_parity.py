@@ -41,6 +41,13 @@ def test_assignment_kernels_agree(inst, seed) -> None:
     assert_same(core.assign_random(inst.mem, inst.cap, seed), pure.assign_random(inst.mem, inst.cap, seed))
     assert_same(core.assign_balanced_greedy(inst.mem, inst.cap), pure.assign_balanced_greedy(inst.mem, inst.cap))
     assert_same(core.assign_greedy_eft(*arrs, inst.mem, inst.cap), pure.assign_greedy_eft(*arrs, inst.mem, inst.cap))
+    width = 1 + seed % 3
+    assert_same(core.assign_greedy_insert(*arrs, inst.mem, inst.cap, width),
+                pure.assign_greedy_insert(*arrs, inst.mem, inst.cap, width))
+    start = np.random.default_rng(seed % 2**32).integers(-inst.H, inst.H, inst.K)
+    start[start < 0] = -1
+    assert_same(core.assign_greedy_insert(*arrs, inst.mem, inst.cap, width, start),
+                pure.assign_greedy_insert(*arrs, inst.mem, inst.cap, width, start))
     assert_same(core.lower_bound(*arrs, inst.mem, inst.cap), pure.lower_bound(*arrs, inst.mem, inst.cap))
 
 
@@ -81,3 +88,32 @@ def test_pick_next_agrees(n, now, rule, seed) -> None:
     tail = rng.integers(0, 5, n).astype(float)
     client = rng.permutation(n).astype(np.int64)
     assert core.pick_next(now, kind, release, tail, client, rule) == pure.pick_next(now, kind, release, tail, client, rule)
+
+
+@settings(max_examples=100, deadline=None)
+@given(inst=instances, seed=st.integers(0, 2**64 - 1))
+def test_local_search_past_its_deadline_stops_alike(inst, seed) -> None:
+    arrs = kernel_arrays(inst)
+    start = pure.assign_balanced_greedy(inst.mem, inst.cap)
+    if (start < 0).any():
+        return
+    c = core.local_search(start, *arrs, inst.mem, inst.cap, seed, 10**9, 1)
+    p = pure.local_search(start, *arrs, inst.mem, inst.cap, seed, 10**9, 1)
+    assert_same(c, p)
+    assert c[4][5] == 1 and c[4][0] == 0
+
+
+@settings(max_examples=150, deadline=None)
+@given(inst=instances, seed=st.integers(0, 2**64 - 1), tiny=st.booleans())
+def test_local_search_agrees_across_calls_sharing_a_span_memo(inst, seed, tiny) -> None:
+    # The restarts of greedy-ls share one memo; a tiny memo makes slots collide and be overwritten.
+    arrs = kernel_arrays(inst)
+    start = pure.assign_balanced_greedy(inst.mem, inst.cap)
+    if (start < 0).any():
+        return
+    memos = [(np.zeros(4, np.uint64), np.zeros(4)) if tiny else k.new_memo(inst.K) for k in (core, pure)]
+    kicked = np.roll(start, 1)
+    for a in (start, kicked if not (np.bincount(kicked, inst.mem, inst.H) > inst.cap).any() else start):
+        assert_same(core.local_search(a, *arrs, inst.mem, inst.cap, seed, 20_000, 0, memos[0]),
+                    pure.local_search(a, *arrs, inst.mem, inst.cap, seed, 20_000, 0, memos[1]))
+    assert_same(memos[0], memos[1])

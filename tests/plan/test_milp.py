@@ -1,51 +1,21 @@
 """The exact MILP planner: proven optima equal brute force on tiny instances; warm start; clear errors."""
 from __future__ import annotations
 
-import itertools
 import sys
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from edgepsl.plan.heuristics import solve
 from edgepsl.plan.highs import SolverUnavailableError
+from edgepsl.plan.instance import Instance
 from edgepsl.plan.milp import solve_milp
 from edgepsl.plan.scenarios import scenario_instance
 
+from .brute_force import brute_force_optimum
 from .instances import random_instance
-
-
-def helper_best_span(inst, clients, i) -> float:
-    """Smallest span of `clients` on helper i over every valid job sequence (brute force)."""
-    jobs = [(j, k) for j in clients for k in (0, 1)]
-    best = None
-    for seq in itertools.permutations(jobs):
-        seen, tau, fwd_end, span, valid = set(), 0.0, {}, 0.0, True
-        for j, k in seq:
-            if k == 0:
-                seen.add(j)
-                tau = max(tau, inst.r[j, i]) + inst.p[j, i]
-                fwd_end[j] = tau
-            elif j not in seen:
-                valid = False
-                break
-            else:
-                tau = max(tau, fwd_end[j] + inst.gap[j, i]) + inst.p_bwd[j, i]
-                span = max(span, tau + inst.tail[j, i])
-        if valid and (best is None or span < best):
-            best = span
-    return 0.0 if best is None else best
-
-
-def brute_force_optimum(inst) -> float:
-    best = None
-    for a in itertools.product(range(inst.H), repeat=inst.K):
-        a = np.array(a)
-        if (np.bincount(a, weights=inst.mem, minlength=inst.H) > inst.cap).any():
-            continue
-        value = max(helper_best_span(inst, [j for j in range(inst.K) if a[j] == i], i) for i in range(inst.H))
-        best = value if best is None else min(best, value)
-    return best
 
 
 @pytest.mark.parametrize("seed", range(12))
@@ -82,3 +52,31 @@ def test_missing_highspy_is_a_clear_error(monkeypatch) -> None:
     inst = random_instance(0, K=3, H=2, integer_times=True, tight_memory=False)
     with pytest.raises(SolverUnavailableError, match=r"pip install 'edgepsl\[solvers\]'"):
         solve_milp(inst)
+
+
+def test_zero_length_job_keeps_its_place_before_a_longer_job_starting_with_it() -> None:
+    # HiGHS starts client 2's zero-length forward job and client 0's 4 ms one at 7 ms; ordered by start
+    # alone, client 2's job went second and the plan took 19 ms for an objective of 18.
+    inst = Instance(r=np.array([[2.0], [2.0], [3.0]]), p=np.array([[4.0], [5.0], [0.0]]),
+                    d=np.array([[2.0], [1.0], [0.0]]), l=np.array([2.0, 3.0, 1.0]),
+                    r_bwd=np.array([[0.0], [0.0], [0.0]]), p_bwd=np.array([[1.0], [4.0], [1.0]]),
+                    d_bwd=np.array([[1.0], [1.0], [2.0]]), l_bwd=np.array([0.0, 0.0, 1.0]),
+                    mem=np.ones(3), cap=np.array([3.0]))
+    sol = solve_milp(inst, time_limit=30)
+    assert sol.optimal
+    assert sol.makespan == pytest.approx(sol.objective, rel=1e-9)
+    assert sol.makespan == pytest.approx(brute_force_optimum(inst), rel=1e-9)
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1))
+def test_plan_makespan_equals_the_proven_objective_with_zero_length_jobs(seed) -> None:
+    rng = np.random.default_rng(seed)
+    inst = random_instance(seed, K=3, H=1 + seed % 2, integer_times=True, tight_memory=False)
+    p = inst.p.copy()
+    p[rng.integers(0, inst.K)] = 0.0
+    inst = Instance(r=inst.r, p=p, d=inst.d, l=inst.l, r_bwd=inst.r_bwd, p_bwd=inst.p_bwd, d_bwd=inst.d_bwd,
+                    l_bwd=inst.l_bwd, mem=inst.mem, cap=inst.cap)
+    sol = solve_milp(inst, time_limit=30)
+    assert sol.optimal
+    assert sol.makespan == pytest.approx(sol.objective, rel=1e-9, abs=1e-9)

@@ -8,13 +8,16 @@ import time
 
 import msgpack
 import numpy as np
+import pytest
 import zmq
 
-from edgepsl.runtime.client import Client, ClientOptions
+from edgepsl.runtime import state
+from edgepsl.runtime.client import PART1, PART3, Client, ClientOptions
 from edgepsl.runtime.coordinator import Coordinator
+from edgepsl.runtime.errors import TrainingDivergedError
 from edgepsl.runtime.helper import Helper, HelperOptions
 from edgepsl.runtime.launch import run_local
-from edgepsl.runtime.protocol import RuntimeCode
+from edgepsl.runtime.protocol import RuntimeCode, State
 from edgepsl.wire import (ChannelConfig, Envelope, ErrorCode, JobId, KeyStore, Message, MsgType, PeerChannel,
                           PeerEvent, PeerSecurity, decode, encode)
 from edgepsl.wire.validate import Limits
@@ -196,10 +199,12 @@ def _threaded(run_dir, config, client0: type[Client]) -> tuple[list[dict], Clien
     threads = [threading.Thread(target=role.run, daemon=True) for role in roles]
     for thread in threads:
         thread.start()
-    summary = coordinator.run()
-    for thread in threads:
-        thread.join(60.0)
-        assert not thread.is_alive()
+    try:
+        summary = coordinator.run()
+    finally:  # every role leaves on the coordinator's bye, also when the run stops early
+        for thread in threads:
+            thread.join(60.0)
+            assert not thread.is_alive()
     return summary.records, roles[1]
 
 
@@ -216,3 +221,25 @@ def test_a_helper_refuses_malformed_jobs_of_its_own_client_by_name_and_the_run_t
     assert len(client.refusals) == 4 * 2  # each round
     assert [{k: m[k] for k in LEARNING if k in m} for m in records] == \
         [{k: m[k] for k in LEARNING if k in m} for m in undisturbed]
+
+
+class NaNState(Client):
+    """A client whose state for averaging holds NaN (weights that blew up in the round's last optimizer step)."""
+
+    def _send_state(self, round_: int, optimizer: bool) -> None:
+        t = self.training
+        assert t is not None
+        tensors = {**state.pack(t.part1, PART1, t.opt1), **state.pack(t.part3, PART3, t.opt3)}
+        name = sorted(tensors)[0]
+        tensors[name] = np.full_like(tensors[name], np.nan)
+        self.link.send(State(t.data.samples, tensors), round_)
+
+
+def test_a_non_finite_state_for_averaging_ends_the_run_as_divergence(tmp_path):
+    """The coordinator refuses client0's NaN state and stops at once with "training diverged at round 1" (not after
+    round_timeout_s); every role leaves on its bye and the metrics of the rounds before stay."""
+    config = small_run(tmp_path, clients=2, helpers=1, rounds=4, aggregate_every=2, eval_every=2).config
+    with pytest.raises(TrainingDivergedError, match=r"^training diverged at round 1: client0: state: tensor "
+                                                    r"'part1/\S+' holds non-finite values"):
+        _threaded(tmp_path / "run", config, NaNState)
+    assert [json.loads(line)["round"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()] == [0]

@@ -15,7 +15,8 @@ from edgepsl.runtime.config import RunConfig
 from edgepsl.runtime.coordinator.fleet import Fleet
 from edgepsl.runtime.coordinator.messenger import Messenger
 from edgepsl.runtime.coordinator.schedule import Schedule
-from edgepsl.runtime.protocol import State, StateRequest
+from edgepsl.runtime.errors import NonFiniteError, TrainingDivergedError
+from edgepsl.runtime.protocol import State, StateRequest, StateShapes
 from edgepsl.segment import Segment
 from edgepsl.wire import Envelope, MsgType
 
@@ -32,7 +33,10 @@ class Gathered:
 
 def gather(messenger: Messenger, config: RunConfig, fleet: Fleet, schedule: Schedule, model: Mapping[str, Segment],
            r: int) -> Gathered:
-    """STATE (model and optimizer) of every client (part1, part3) and of every middle part after round r."""
+    """STATE (model and optimizer) of every client (part1, part3) and of every middle part after round r.
+
+    A state that holds NaN or infinity ends the run at once (TrainingDivergedError naming the round and the role).
+    """
     for name in fleet.clients:
         messenger.send(name, StateRequest(True), r, name)
     for i, name in enumerate(fleet.helpers):
@@ -47,19 +51,27 @@ def gather(messenger: Messenger, config: RunConfig, fleet: Fleet, schedule: Sche
         if env.message.type is not MsgType.STATE or env.message.job.round != r:
             return None
         if env.peer in fleet.clients:
-            payload = State.decode(env.message, shapes=ends)
+            payload = _decode(env, ends, r, env.peer)
             if payload.samples is None:
                 return None
             clients[env.peer] = payload
             return env.peer
         owner = env.message.job.client
         if env.peer in fleet.helpers and owner in fleet.clients and schedule.helper_of(fleet, owner) == env.peer:
-            middles[owner] = State.decode(env.message, shapes=middle)
+            middles[owner] = _decode(env, middle, r, f"{env.peer} ({owner}'s middle part)")
             return owner + "@part2"
         return None
 
     messenger.collect(accept, 2 * len(fleet.clients), f"the states of round {r}", config.round_timeout_s, r)
     return Gathered(clients, middles)
+
+
+def _decode(env: Envelope, shapes: StateShapes, r: int, role: str) -> State:
+    """A role's expected state; TrainingDivergedError when it is not finite (waiting on would only time out)."""
+    try:
+        return State.decode(env.message, shapes=shapes)
+    except NonFiniteError as exc:
+        raise TrainingDivergedError(f"training diverged at round {r}: {role}: {exc}") from None
 
 
 def aggregate(strategy: Aggregation, fleet: Fleet, gathered: Gathered, r: int) -> ckpt.Checkpoint:

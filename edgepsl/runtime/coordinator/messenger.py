@@ -1,8 +1,9 @@
 """The coordinator's channel: job ids, typed sends, and collecting the replies a phase waits for.
 
 Whatever a phase is not waiting for is refused with an ERROR to its sender only (BAD_PAYLOAD naming the field when
-its payload fails validation, REJECTED otherwise); a role's ERROR, DIVERGED report or BYE ends the run. A member's
-ARTIFACT_REQUEST is answered in every phase with the one chunk it asks for.
+its payload fails validation, REJECTED otherwise); a role's ERROR, DIVERGED report or BYE ends the run. A failed CURVE
+handshake (a key outside the allow-list, a wrong --server-key) is logged and traced once per cause and ends nothing.
+A member's ARTIFACT_REQUEST is answered in every phase with the one chunk it asks for.
 """
 from __future__ import annotations
 
@@ -97,6 +98,15 @@ class Messenger:
             return
         self.trace.event("send", type=MsgType.ARTIFACT_CHUNK.value, peer=env.peer, round=0, index=chunk.index)
 
+    def _auth_failed(self, event: PeerEvent) -> None:
+        """Log and trace a failed handshake (the wire reports each cause once); the run goes on."""
+        self.trace.event("auth_failed", peer=event.peer, detail=event.detail)
+        if event.peer:
+            log.warning("%s: a role with that key cannot join; if it is one of this run's, allow it "
+                        "(edgepsl keys allow NAME %s) and restart the coordinator", event.detail, event.peer)
+        else:
+            log.warning("%s: a role cannot join until it is given this coordinator's public key", event.detail)
+
     def _ends_run(self, env: Envelope, round_: int) -> None:
         """Raise for a role's ERROR or BYE: the run cannot go on without it."""
         if env.message.type is MsgType.BYE:
@@ -136,6 +146,8 @@ class Messenger:
             if isinstance(item, PeerEvent):
                 if item.kind is EventKind.LOST and item.peer in self.members:
                     log.warning("%s went silent during %s", item.peer, what)
+                elif item.kind is EventKind.AUTH_FAILED:
+                    self._auth_failed(item)
                 continue
             if item.message.type is MsgType.ERROR:
                 continue

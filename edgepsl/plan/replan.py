@@ -1,0 +1,144 @@
+"""Incremental re-planning: repair a plan for a changed instance instead of planning from scratch.
+
+The changed instance may lose or gain clients, lose or gain helpers, and have any times, memory or
+capacities updated. Clients and helpers are matched to the previous instance by name (Instance.client_names
+and helper_names); two instances without names match by index when their sizes agree. Matched clients stay
+on their matched helper while it exists and has room; the others (new clients, clients of a removed helper,
+clients evicted from a helper whose capacity shrank, largest memory first) are inserted largest work first
+where the dispatched spans say, as in greedy-ls's insertion start. The local search of greedy-ls then runs
+from that assignment under a small work budget (restarts only when asked for), and each helper whose clients
+did not change keeps its previous job order where that ends earlier than the search's.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from edgepsl.plan.backend import kernels
+from edgepsl.plan.bounds import lower_bound
+from edgepsl.plan.errors import InfeasibleError, ReplanMatchError, SearchLimitError
+from edgepsl.plan.evaluate import timeline_of, validate
+from edgepsl.plan.heuristics import INSERT_WIDTH, Solution, iterated_local_search
+from edgepsl.plan.instance import Instance
+from edgepsl.plan.packing import memory_feasible_assignment
+from edgepsl.plan.preemptive import helper_spans
+from edgepsl.plan.schedule import Plan
+
+# Work budget of the repair's local search (jobs processed by its dispatches and evaluations).
+REPLAN_BUDGET = 20_000
+# Restarts of the repair's local search (as greedy-ls's kicks) while its budget lasts; none by default, to stay
+# within about a millisecond at K = 100, H = 10.
+REPLAN_KICKS = 0
+
+
+def match(previous: Instance, instance: Instance) -> tuple[np.ndarray, np.ndarray]:
+    """(client_map, helper_map): for each client and helper of `instance`, its index in `previous`, or -1 if new."""
+    maps = []
+    for old, new, count_old, count_new, what in (
+        (previous.client_names, instance.client_names, previous.K, instance.K, "client"),
+        (previous.helper_names, instance.helper_names, previous.H, instance.H, "helper"),
+    ):
+        if not old and not new:
+            if count_old != count_new:
+                raise ReplanMatchError(
+                    f"the {what} count changed ({count_old} -> {count_new}) and the instances have no {what}_names "
+                    f"to match them by; give both instances {what}_names"
+                )
+            maps.append(np.arange(count_new, dtype=np.int64))
+            continue
+        if not old or not new:
+            raise ReplanMatchError(f"only one of the two instances has {what}_names; give both or neither")
+        for names, which in ((old, "previous"), (new, "changed")):
+            if len(set(names)) != len(names):
+                raise ReplanMatchError(f"the {which} instance has duplicate {what}_names; names must be unique")
+        index = {name: k for k, name in enumerate(old)}
+        maps.append(np.array([index.get(name, -1) for name in new], dtype=np.int64))
+    return maps[0], maps[1]
+
+
+def _carried(instance: Instance, plan: Plan, clients: np.ndarray, helpers: np.ndarray) -> np.ndarray:
+    """Each matched client's previous helper in the new indexing, -1 where it is new or its helper is gone;
+    clients leave a helper whose capacity no longer holds them, largest memory first."""
+    new_of_old = np.full(len(plan.orders), -1, dtype=np.int64)
+    new_of_old[helpers[helpers >= 0]] = np.flatnonzero(helpers >= 0)
+    a = np.full(instance.K, -1, dtype=np.int64)
+    known = clients >= 0
+    a[known] = new_of_old[plan.assignment[clients[known]]]
+    for i in range(instance.H):
+        members = np.flatnonzero(a == i)
+        load = float(instance.mem[members].sum())
+        for j in members[np.argsort(-instance.mem[members], kind="stable")]:
+            if load <= instance.cap[i]:
+                break
+            a[j] = -1
+            load -= float(instance.mem[j])
+    return a
+
+
+def _place(instance: Instance, a: np.ndarray) -> np.ndarray | None:
+    """The clients at -1 inserted by dispatched span among the others (kernels.assign_greedy_insert, as
+    greedy-ls's insertion start); None if one finds no helper with room."""
+    arrays = (instance.r, instance.p, instance.gap, instance.p_bwd, instance.tail)
+    out = kernels.assign_greedy_insert(*arrays, instance.mem, instance.cap, INSERT_WIDTH, a)
+    return out if (out >= 0).all() else None
+
+
+def _kept_orders(instance: Instance, plan: Plan, previous_plan: Plan, clients: np.ndarray,
+                 helpers: np.ndarray) -> tuple[Plan, float]:
+    """Per helper with the same clients as before, the previous job order where it ends earlier than the plan's;
+    with the resulting makespan."""
+    new_client = np.full(len(previous_plan.assignment), -1, dtype=np.int64)
+    new_client[clients[clients >= 0]] = np.flatnonzero(clients >= 0)
+    previous_orders = []
+    for i, order in enumerate(plan.orders):
+        old = previous_plan.orders[helpers[i]] if helpers[i] >= 0 else np.empty((0, 2), dtype=np.int64)
+        mapped = np.stack([new_client[old[:, 0]], old[:, 1]], axis=1)
+        same = len(mapped) == len(order) and set(mapped[:, 0].tolist()) == set(order[:, 0].tolist())
+        previous_orders.append(mapped if same else order)
+    other = Plan(plan.assignment, tuple(previous_orders))
+    mine, theirs = helper_spans(instance, plan), helper_spans(instance, other)
+    orders = tuple(other.orders[i] if theirs[i] < mine[i] else plan.orders[i] for i in range(instance.H))
+    return Plan(plan.assignment, orders), float(np.minimum(mine, theirs).max())
+
+
+def replan(instance: Instance, plan: Plan, previous: Instance, seed: int = 0, budget: int = REPLAN_BUDGET,
+           kicks: int = REPLAN_KICKS, time_limit_ms: float | None = None) -> Solution:
+    """Repair `plan`, made for `previous`, into a plan for the changed `instance` (clients and helpers matched by
+    name); the local search and its restarts stop at the work budget or the time limit, whichever comes first."""
+    if time_limit_ms is not None and not time_limit_ms > 0:
+        raise SearchLimitError(f"time_limit_ms must be a positive number of milliseconds or None, got {time_limit_ms!r}")
+    if budget < 0:
+        raise SearchLimitError(f"budget must be a non-negative number of job steps, got {budget}")
+    t0 = time.perf_counter()
+    deadline_ns = 0 if time_limit_ms is None else time.monotonic_ns() + max(1, int(time_limit_ms * 1e6))
+    validate(previous, plan)
+    clients, helpers = match(previous, instance)
+    a = _carried(instance, plan, clients, helpers)
+    kept = int((a >= 0).sum())
+    start = "repair"
+    placed = _place(instance, a)
+    if placed is not None:
+        a = placed
+    else:
+        try:
+            a = memory_feasible_assignment(instance)
+        except InfeasibleError as exc:
+            raise type(exc)(f"the changed instance has no plan: {exc}") from None
+        start = "packing"
+    found = iterated_local_search(instance, a, seed, budget, kicks, deadline_ns)
+    stats = found.stats
+    repaired, value = _kept_orders(instance, found.plan, plan, clients, helpers)
+    if stats[2] + stats[3] > 0:
+        # The search moved clients; the repaired assignment with the kept orders may still be better.
+        arrays = (instance.r, instance.p, instance.gap, instance.p_bwd, instance.tail)
+        dispatched = Plan.from_flat(*kernels.local_search(a, *arrays, instance.mem, instance.cap, seed, 0)[:4])
+        carried, carried_value = _kept_orders(instance, dispatched, plan, clients, helpers)
+        if carried_value < value:
+            repaired = carried
+    meta = {"seed": seed, "start": start, "clients_kept": kept, "clients_placed": instance.K - kept,
+            "moves": int(stats[2]), "swaps": int(stats[3]), "reorders": int(stats[1]), "work": int(stats[4]),
+            "kicks": found.kicks, "budget": budget, "time_limit_ms": time_limit_ms,
+            "stopped": "time" if stats[5] else "budget" if stats[4] >= budget else "converged"}
+    result = Plan(repaired.assignment, repaired.orders, "replan", meta)
+    return Solution(result, timeline_of(instance, result), lower_bound(instance), time.perf_counter() - t0)
