@@ -106,7 +106,7 @@ def solve_hybrid(instance: Instance, seed: int = 0, budget: int = DEFAULT_BUDGET
                  time_limit_ms: float | None = None) -> Solution:
     """The hybrid planner: quick plans for every threshold, then greedy-ls on T = 0 (all split) and on the
     REFINED_THRESHOLDS thresholds with the shortest quick plans; the best of these (never longer than greedy-ls
-    all-split with the same seed and budget)."""
+    all-split with the same seed and budget), the one with more local clients among equal makespans."""
     t0 = time.perf_counter()
     cands = thresholds(instance)
     quick = [max(th.value, _quick(instance.subset(th.split)) if th.split.size else 0.0) for th in cands]
@@ -116,7 +116,7 @@ def solve_hybrid(instance: Instance, seed: int = 0, budget: int = DEFAULT_BUDGET
     best: tuple[float, Plan] | None = None
     for k in chosen:
         th = cands[k]
-        if best is not None and th.value >= best[0]:
+        if best is not None and th.value > best[0]:
             continue
         sub_plan = None
         value = th.value
@@ -127,7 +127,7 @@ def solve_hybrid(instance: Instance, seed: int = 0, budget: int = DEFAULT_BUDGET
             except InfeasibleError:
                 continue
             sub_plan, value = sol.plan, max(th.value, sol.makespan)
-        if best is None or value < best[0]:
+        if best is None or value <= best[0]:   # ties go to the larger local set: less helper work and traffic
             meta = {"seed": seed, "threshold_ms": th.value, "local_clients": int(instance.K - th.split.size),
                     "thresholds": len(cands), "refined": len(chosen), "budget": budget, "kicks": kicks,
                     "time_limit_ms": time_limit_ms}

@@ -57,7 +57,8 @@ class SolverOption:
 
 @dataclass(frozen=True)
 class Solver:
-    """A planning method: name, one-line description, options, and the extra (and module) it needs, if any."""
+    """A planning method: name, one-line description, options, the extra (and module) it needs, if any, and
+    whether it may put clients in local mode (a run then has its clients declare their part-2 times)."""
 
     name: str
     description: str
@@ -65,6 +66,7 @@ class Solver:
     options: tuple[SolverOption, ...] = ()
     extra: str | None = None
     module: str | None = None
+    local_mode: bool = False
 
     @property
     def option_names(self) -> tuple[str, ...]:
@@ -146,11 +148,12 @@ SOLVERS: dict[str, Solver] = {s.name: s for s in (
            (SEED, BUDGET, KICKS, TIME_LIMIT_MS)),
     Solver("milp", "exact MILP on HiGHS, warm-started from greedy-ls (docs/milp.md)", _milp,
            (TIME_LIMIT, THREADS, SEED, BUDGET, TIME_LIMIT_MS), extra="solvers", module="highspy"),
-    Solver("hybrid", hybrid.METHODS["hybrid"], _hybrid, (SEED, BUDGET, KICKS, TIME_LIMIT_MS)),
-    *(Solver(name, hybrid.METHODS[name], _hybrid_baseline(name), (SEED,)) for name in hybrid.BASELINES),
+    Solver("hybrid", hybrid.METHODS["hybrid"], _hybrid, (SEED, BUDGET, KICKS, TIME_LIMIT_MS), local_mode=True),
+    *(Solver(name, hybrid.METHODS[name], _hybrid_baseline(name), (SEED,), local_mode=True)
+      for name in hybrid.BASELINES),
     Solver("hybrid-milp", "exact MILP with a local-mode binary per client on HiGHS, warm-started from hybrid "
            "(docs/milp.md)", _hybrid_milp, (TIME_LIMIT, THREADS, SEED, BUDGET, TIME_LIMIT_MS), extra="solvers",
-           module="highspy"),
+           module="highspy", local_mode=True),
     Solver("admm", "the paper's ADMM decomposition on HiGHS with exact per-helper schedules (docs/admm.md)", _admm,
            (dataclasses.replace(TIME_LIMIT, help="seconds for the whole decomposition"), THREADS),
            extra="solvers", module="highspy"),
