@@ -22,8 +22,8 @@ def validate(instance: Instance, plan: Plan) -> None:
     out = ((a < 0) & (a != LOCAL)) | (a >= H)
     if out.any():
         j = int(np.flatnonzero(out)[0])
-        raise AssignmentError(f"{instance.client_name(j)} is assigned to helper {int(a[j])}, but helpers are 0..{H - 1} "
-                              f"(or {LOCAL} for local mode)")
+        raise AssignmentError(f"{instance.client_name(j)} is assigned to helper {int(a[j])}, but helpers are "
+                              f"0..{H - 1} (or {LOCAL} for local mode)")
     cannot = (a == LOCAL) & ~instance.local_fits
     if cannot.any():
         j = int(np.flatnonzero(cannot)[0])

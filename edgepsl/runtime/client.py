@@ -179,7 +179,7 @@ class Client:
                                      local_times), 0)
 
     def _parts(self, tensors: dict[str, np.ndarray]) -> dict[str, Segment]:
-        """The segments a STATE for this client covers: part-1 and part-3, and part-2 when it carries it (local mode)."""
+        """The segments a STATE for this client covers: part-1, part-3, and part-2 when it carries it (local mode)."""
         t = self.training
         assert t is not None
         parts = {PART1: t.part1, PART3: t.part3}

@@ -59,7 +59,11 @@ def job_records(instance: Instance, plan: Plan, planned: Timeline, clients: Sequ
 
 
 def job_summary(records: Sequence[Mapping[str, Any]]) -> dict[str, float]:
-    """The round's per-job records summarised: mean and max queue wait, mean compute and transfer, total bytes."""
+    """The round's per-job records summarised: mean and max queue wait, mean compute and transfer, total bytes (all 0
+    when every client trained locally)."""
+    if not records:
+        return {"jobs": 0, "queue_wait_ms_mean": 0.0, "queue_wait_ms_max": 0.0, "compute_ms_mean": 0.0,
+                "transfer_ms_mean": 0.0, "transfer_bytes": 0}
     wait = np.array([r["queue_wait_ms"] for r in records])
     transfer = np.array([r["upload_ms"] + r["download_ms"] for r in records])
     return {"jobs": len(records), "queue_wait_ms_mean": float(wait.mean()), "queue_wait_ms_max": float(wait.max()),

@@ -8,7 +8,8 @@ import json
 import numpy as np
 import pytest
 
-from edgepsl.plan.errors import AssignmentError, InfeasibleError, InstanceError, InstanceFormatError, JobCoverageError, PlanFormatError
+from edgepsl.plan.errors import (AssignmentError, InfeasibleError, InstanceError, InstanceFormatError,
+                                 JobCoverageError, PlanFormatError)
 from edgepsl.plan.evaluate import evaluate
 from edgepsl.plan.exact import solve_exhaustive
 from edgepsl.plan.gantt import gantt_layout

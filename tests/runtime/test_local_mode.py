@@ -41,3 +41,24 @@ def test_local_clients_train_part2_themselves_and_match_the_all_split_run(tmp_pa
     for name, value in split_ckpt.model.items():
         diff = np.linalg.norm(local_ckpt.model[name] - value)
         assert diff <= 1e-5 * max(np.linalg.norm(value), 1e-12), name
+
+
+def test_declared_local_times_give_the_instance_its_local_mode_fields():
+    from edgepsl.runtime.links import declared_links
+    from edgepsl.runtime.planning import build_instance
+    from edgepsl.segment import load_manifest
+    from tests.runtime.conftest import SMALL
+
+    clients, helpers = ["client0", "client1"], ["helper0"]
+    config = SMALL.replace(links="declared", bandwidth_mbps=100.0, method="hybrid")
+    links = declared_links(config, clients, helpers, {"client0": None, "client1": None})
+    times = {"part1_fwd": 1.0, "part1_bwd": 2.0, "part3_fwd": 3.0, "part3_bwd": 4.0}
+    profiles = {"client0": {"times": times, "local_times": {"part2_fwd": 5.0, "part2_bwd": 6.0}},
+                "client1": {"times": times, "local_times": None}}
+    args = (config, load_manifest(config.artifact), clients, helpers)
+    helper_profiles = {"helper0": {"times": {"part2_fwd": 2.0, "part2_bwd": 3.0}}}
+    instance = build_instance(*args, profiles, helper_profiles, links)
+    assert instance.hybrid and instance.local_fits.tolist() == [True, False]
+    assert instance.local_time[0] == 1.0 + 5.0 + 3.0 + 4.0 + 6.0 + 2.0
+    plain = build_instance(*args, {n: {"times": times} for n in clients}, helper_profiles, links)
+    assert not plain.hybrid

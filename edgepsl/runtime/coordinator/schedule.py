@@ -79,7 +79,8 @@ def plan_round(config: RunConfig, manifest: Manifest, fleet: Fleet, profiles: Pr
     measured.save(run_dir / "links.json")
     instance = planning.build_instance(
         config, manifest, fleet.clients, fleet.helpers,
-        {n: {"times": profiles.clients[n].times, "local_times": profiles.clients[n].local_times} for n in fleet.clients},
+        {n: {"times": profiles.clients[n].times, "local_times": profiles.clients[n].local_times}
+         for n in fleet.clients},
         {n: {"times": profiles.helpers[n].times, "capacity_mb": fleet.registrations[n].capacity_mb}
          for n in fleet.helpers}, measured)
     plan = planning.make_plan(config, instance).plan
