@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 
+from edgepsl.cli import main
 from edgepsl.plan.errors import (AssignmentError, InfeasibleError, InstanceError, InstanceFormatError,
                                  JobCoverageError, PlanFormatError)
 from edgepsl.plan.evaluate import evaluate
@@ -201,3 +202,16 @@ def test_gantt_draws_a_local_client_on_its_own_row() -> None:
     assert {s.kind for s in mine} == {"client_compute", "local_part2"}
     assert all(s.group == "clients" and s.lane == j for s in mine)
     assert max(s.end for s in mine) == pytest.approx(inst.local_time[j])
+
+
+def test_cli_plans_the_hybrid_scenario(tmp_path, capsys) -> None:
+    out = tmp_path / "plan"
+    assert main(["plan", "--profile", "resnet101_cifar10", "--hybrid-scenario", "-K", "12", "-H", "2", "--seed", "0",
+                 "--method", "hybrid", "--no-plot", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "local mode" in printed and "clients train part-2 on their own device" in printed
+    doc = json.loads((out / "plan.json").read_text())
+    inst = Instance.load(out / "instance.json")
+    assert inst.hybrid and doc["evaluation"]["local_clients"] == int(np.sum(np.array(doc["assignment"]) == LOCAL))
+    assert doc["evaluation"]["lp_bound_ms"] is None
+    assert evaluate(inst, Plan.load(out / "plan.json")).makespan == pytest.approx(doc["evaluation"]["makespan_ms"])
