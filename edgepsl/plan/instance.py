@@ -107,7 +107,7 @@ class Instance:
         arrays = {name: (getattr(self, name)[idx] if kind in ("KH", "K") else getattr(self, name))
                   for name, kind, _ in self._fields()}
         names = tuple(self.client_names[j] for j in idx) if self.client_names else ()
-        return Instance(**arrays, client_names=names, helper_names=self.helper_names, meta=self.meta)
+        return Instance(**arrays, client_names=names, helper_names=self.helper_names, meta=dict(self.meta))
 
     @property
     def K(self) -> int:
