@@ -1,8 +1,10 @@
 """Planning methods, the Python face of the compiled core: random, balanced-greedy, greedy-eft, greedy-ls."""
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -46,12 +48,19 @@ EXACT_ORDER_CLIENTS = 5
 
 @dataclass(frozen=True)
 class Solution:
-    """A plan with its timeline, lower bound and the wall time the method took."""
+    """A plan with its timeline, the instance it is for and the wall time the method took; its lower bound is
+    computed on first use, so that the certificate is not part of the planning time."""
 
     plan: Plan
     timeline: Timeline
-    bound: LowerBound
+    instance: Instance = dataclasses.field(repr=False, compare=False)
     solve_seconds: float
+    lp_bound: float | None = dataclasses.field(default=None, kw_only=True)
+
+    @cached_property
+    def bound(self) -> LowerBound:
+        """The instance's lower bound (chain, load, window, joint; the LP bound where one was added)."""
+        return dataclasses.replace(lower_bound(self.instance), lp=self.lp_bound)
 
     @property
     def makespan(self) -> float:
@@ -259,4 +268,4 @@ def solve(instance: Instance, method: str = "greedy-ls", dispatch: str = "fcfs",
         meta["dispatch"] = rule
     seconds = time.perf_counter() - t0
     plan = Plan(plan.assignment, plan.orders, method, meta)
-    return Solution(plan, timeline_of(instance, plan), lower_bound(instance), seconds)
+    return Solution(plan, timeline_of(instance, plan), instance, seconds)

@@ -16,7 +16,6 @@ from typing import Any
 import numpy as np
 
 from edgepsl.plan.backend import kernel_arrays
-from edgepsl.plan.bounds import lower_bound
 from edgepsl.plan.evaluate import evaluate
 from edgepsl.plan.heuristics import Solution, solve
 from edgepsl.plan.highs import add_assignment, highs_module, new_model, run
@@ -129,6 +128,6 @@ def solve_milp(instance: Instance, time_limit: float = 60.0, threads: int = 1, w
     timeline = evaluate(instance, plan)
     if timeline.makespan > warm.makespan:
         plan, timeline = Plan(warm_start.assignment, warm_start.orders, "milp", plan.meta), warm
-    return MilpSolution(plan=plan, timeline=timeline, bound=lower_bound(instance),
+    return MilpSolution(plan=plan, timeline=timeline, instance=instance,
                         solve_seconds=time.perf_counter() - t0, status=out.status, optimal=out.optimal,
                         objective=out.objective, dual_bound=out.dual_bound, mip_gap=out.mip_gap)

@@ -16,7 +16,6 @@ import time
 import numpy as np
 
 from edgepsl.plan.backend import kernels
-from edgepsl.plan.bounds import lower_bound
 from edgepsl.plan.errors import InfeasibleError, ReplanMatchError, SearchLimitError
 from edgepsl.plan.evaluate import timeline_of, validate
 from edgepsl.plan.heuristics import INSERT_WIDTH, Solution, iterated_local_search
@@ -141,4 +140,4 @@ def replan(instance: Instance, plan: Plan, previous: Instance, seed: int = 0, bu
             "kicks": found.kicks, "budget": budget, "time_limit_ms": time_limit_ms,
             "stopped": "time" if stats[5] else "budget" if stats[4] >= budget else "converged"}
     result = Plan(repaired.assignment, repaired.orders, "replan", meta)
-    return Solution(result, timeline_of(instance, result), lower_bound(instance), time.perf_counter() - t0)
+    return Solution(result, timeline_of(instance, result), instance, time.perf_counter() - t0)

@@ -158,8 +158,7 @@ def plan(instance: Instance, method: str = "greedy-ls", **options: Any) -> Solut
 
 def with_lp_bound(instance: Instance, solution: Solution, threads: int = 1) -> Solution:
     """The solution with the LP bound (HiGHS, the `solvers` extra) added to its lower bound."""
-    lp = lp_bound(instance, solution.bound.value, threads=threads)
-    return dataclasses.replace(solution, bound=dataclasses.replace(solution.bound, lp=lp))
+    return dataclasses.replace(solution, lp_bound=lp_bound(instance, solution.bound.value, threads=threads))
 
 
 def lp_bound_fits(instance: Instance) -> bool:
