@@ -91,10 +91,12 @@ def _kept_orders(instance: Instance, plan: Plan, previous_plan: Plan, clients: n
     new_client[clients[clients >= 0]] = np.flatnonzero(clients >= 0)
     previous_orders = []
     for i, order in enumerate(plan.orders):
-        old = previous_plan.orders[helpers[i]] if helpers[i] >= 0 else np.empty((0, 2), dtype=np.int64)
-        mapped = np.stack([new_client[old[:, 0]], old[:, 1]], axis=1)
-        same = len(mapped) == len(order) and set(mapped[:, 0].tolist()) == set(order[:, 0].tolist())
-        previous_orders.append(mapped if same else order)
+        old = previous_plan.orders[helpers[i]] if helpers[i] >= 0 else order[:0]
+        mapped = new_client[old[:, 0]]
+        # Both orders hold each of their clients twice: equal lengths and every previous client now on helper i
+        # mean the same clients.
+        same = len(old) == len(order) and bool((mapped >= 0).all()) and bool((plan.assignment[mapped] == i).all())
+        previous_orders.append(np.column_stack([mapped, old[:, 1]]) if same else order)
     other = Plan(plan.assignment, tuple(previous_orders))
     mine, theirs = helper_spans(instance, plan), helper_spans(instance, other)
     orders = tuple(other.orders[i] if theirs[i] < mine[i] else plan.orders[i] for i in range(instance.H))
