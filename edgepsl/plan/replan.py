@@ -64,7 +64,10 @@ def _carried(instance: Instance, plan: Plan, clients: np.ndarray, helpers: np.nd
     a = np.full(instance.K, -1, dtype=np.int64)
     known = clients >= 0
     a[known] = new_of_old[plan.assignment[clients[known]]]
-    for i in range(instance.H):
+    placed = a >= 0
+    loads = np.bincount(a[placed], weights=instance.mem[placed], minlength=instance.H)
+    # The helpers that may be over capacity (a margin for the other summation order); each is then checked exactly.
+    for i in np.flatnonzero(loads > instance.cap * (1 - 1e-9)):
         members = np.flatnonzero(a == i)
         load = float(instance.mem[members].sum())
         for j in members[np.argsort(-instance.mem[members], kind="stable")]:
