@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from edgepsl.plan.errors import InfeasibleError, SearchLimitError, UnknownMethodError
 from edgepsl.plan.evaluate import evaluate
-from edgepsl.plan.heuristics import DEFAULT_KICKS, METHODS, solve
+from edgepsl.plan.heuristics import DEFAULT_KICKS, METHODS, QUICK_LIMIT_MS, solve
 from edgepsl.plan.instance import Instance
 from edgepsl.plan.preemptive import schedule_assignment
 from edgepsl.plan.scenarios import scenario_instance
@@ -172,3 +172,11 @@ def test_greedy_insertion_respects_memory_and_starts_greedy_ls_where_it_is_bette
     sol = solve(inst, "greedy-ls", kicks=0)
     assert sol.plan.meta["start"] == "greedy-insert"
     assert sol.plan.meta["start_makespan"] < solve(inst, "greedy-eft").makespan
+
+
+def test_greedy_ls_under_a_short_time_limit_takes_only_its_first_start() -> None:
+    inst = scenario_instance("resnet101_cifar10", 40, 4, 2, 0)
+    sol = solve(inst, "greedy-ls", time_limit_ms=QUICK_LIMIT_MS / 2)
+    assert sol.plan.meta["start"] == "greedy-insert"
+    assert sol.makespan <= sol.plan.meta["start_makespan"]
+    assert evaluate(inst, sol.plan).makespan == sol.makespan
