@@ -25,7 +25,7 @@ from edgepsl.plan.preemptive import helper_spans
 from edgepsl.plan.schedule import Plan
 
 # Work budget of the repair's local search (jobs processed by its dispatches and evaluations).
-REPLAN_BUDGET = 20_000
+REPLAN_BUDGET = 30_000
 # Restarts of the repair's local search (as greedy-ls's kicks) while its budget lasts; none by default, to stay
 # within about a millisecond at K = 100, H = 10.
 REPLAN_KICKS = 0
