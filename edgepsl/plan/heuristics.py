@@ -1,9 +1,8 @@
 """Planning methods, the Python face of the compiled core: random, balanced-greedy, greedy-eft, greedy-ls."""
 from __future__ import annotations
 
-import dataclasses
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any
 
@@ -57,14 +56,14 @@ class Solution:
 
     plan: Plan
     timeline: Timeline
-    instance: Instance = dataclasses.field(repr=False, compare=False)
+    instance: Instance = field(repr=False, compare=False)
     solve_seconds: float
-    lp_bound: float | None = dataclasses.field(default=None, kw_only=True)
+    lp_bound: float | None = field(default=None, kw_only=True)
 
     @cached_property
     def bound(self) -> LowerBound:
         """The instance's lower bound (chain, load, window, joint; the LP bound where one was added)."""
-        return dataclasses.replace(lower_bound(self.instance), lp=self.lp_bound)
+        return replace(lower_bound(self.instance), lp=self.lp_bound)
 
     @property
     def makespan(self) -> float:

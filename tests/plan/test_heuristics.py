@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from edgepsl.plan.bounds import lower_bound
 from edgepsl.plan.errors import InfeasibleError, SearchLimitError, UnknownMethodError
 from edgepsl.plan.evaluate import evaluate
 from edgepsl.plan.heuristics import DEFAULT_KICKS, METHODS, QUICK_LIMIT_MS, solve
@@ -180,3 +181,10 @@ def test_greedy_ls_under_a_short_time_limit_takes_only_its_first_start() -> None
     assert sol.plan.meta["start"] == "greedy-insert"
     assert sol.makespan <= sol.plan.meta["start_makespan"]
     assert evaluate(inst, sol.plan).makespan == sol.makespan
+
+
+def test_the_lower_bound_is_computed_on_first_use_outside_the_planning_call() -> None:
+    inst = scenario_instance("resnet101_cifar10", 20, 3, 1, 0)
+    sol = solve(inst, "greedy-ls", time_limit_ms=1)
+    assert "bound" not in vars(sol)
+    assert sol.bound == lower_bound(inst) and sol.gap == sol.bound.gap(sol.makespan)
