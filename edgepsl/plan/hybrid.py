@@ -135,7 +135,8 @@ def solve_hybrid(instance: Instance, seed: int = 0, budget: int = DEFAULT_BUDGET
     if best is None:
         raise InfeasibleError("no threshold of the hybrid planner has a split set that fits the helpers' memory")
     plan = best[1]
-    return Solution(plan, timeline_of(instance, plan), hybrid_lower_bound(instance), time.perf_counter() - t0)
+    return Solution(plan, timeline_of(instance, plan), instance, time.perf_counter() - t0,
+                    bound_of=hybrid_lower_bound)
 
 
 def offload_rule(instance: Instance) -> np.ndarray:
@@ -203,4 +204,5 @@ def solve_baseline(instance: Instance, method: str, seed: int = 0) -> Solution:
     else:
         raise UnknownMethodError(f"not a hybrid baseline: {method!r}; choose one of {', '.join(BASELINES)}")
     plan = _fcfs_plan(instance, a, method, {"seed": seed, "dispatch": "fcfs"})
-    return Solution(plan, timeline_of(instance, plan), hybrid_lower_bound(instance), time.perf_counter() - t0)
+    return Solution(plan, timeline_of(instance, plan), instance, time.perf_counter() - t0,
+                    bound_of=hybrid_lower_bound)

@@ -142,7 +142,7 @@ def solve_milp(instance: Instance, time_limit: float = 60.0, threads: int = 1, w
     timeline = evaluate(instance, plan)
     if timeline.makespan > warm.makespan:
         plan, timeline = Plan(warm_start.assignment, warm_start.orders, "milp", plan.meta), warm
-    bound = hybrid_lower_bound(instance) if hybrid else lower_bound(instance)
-    return MilpSolution(plan=plan, timeline=timeline, bound=bound,
+    return MilpSolution(plan=plan, timeline=timeline, instance=instance,
+                        bound_of=hybrid_lower_bound if hybrid else lower_bound,
                         solve_seconds=time.perf_counter() - t0, status=out.status, optimal=out.optimal,
                         objective=out.objective, dual_bound=out.dual_bound, mip_gap=out.mip_gap)

@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 from edgepsl.errors import EdgePSLError
 from edgepsl.plan import heuristics, hybrid
-from edgepsl.plan.bounds import lp_bound
+from edgepsl.plan.bounds import lower_bound, lp_bound
 from edgepsl.plan.errors import UnknownMethodError
 from edgepsl.plan.heuristics import DEFAULT_BUDGET, DEFAULT_KICKS, Solution
 from edgepsl.plan.highs import SolverUnavailableError
@@ -186,12 +186,11 @@ def plan(instance: Instance, method: str = "greedy-ls", **options: Any) -> Solut
 
 
 def with_lp_bound(instance: Instance, solution: Solution, threads: int = 1) -> Solution:
-    """The solution with the LP bound (HiGHS, the `solvers` extra) added to its lower bound; unchanged where a
-    client may train locally (the all-split LP bound does not hold for hybrid plans)."""
-    if instance.local_fits.any():
+    """The solution with the LP bound (HiGHS, the `solvers` extra) added to its lower bound; unchanged for a hybrid
+    method's solution (the all-split LP bound does not hold for hybrid plans)."""
+    if solution.bound_of is not lower_bound:
         return solution
-    lp = lp_bound(instance, solution.bound.value, threads=threads)
-    return dataclasses.replace(solution, bound=dataclasses.replace(solution.bound, lp=lp))
+    return dataclasses.replace(solution, lp_bound=lp_bound(instance, solution.bound.value, threads=threads))
 
 
 def lp_bound_fits(instance: Instance) -> bool:

@@ -78,7 +78,7 @@ def test_the_horizon_moves_work_off_a_piled_helper_and_the_assignment_follows() 
     inst = Instance(r=zero, p=np.full((K, 2), 100.0), d=d, l=np.full(K, 10.0), r_bwd=np.full((K, 2), 10.0),
                     p_bwd=np.full((K, 2), 100.0), d_bwd=zero, l_bwd=np.full(K, 10.0), mem=np.ones(K),
                     cap=np.full(2, 10.0))
-    sol = solve_admm(inst, time_limit=60)  # converges in well under a second; the limit only guards a loaded machine
+    sol = solve_admm(inst, time_limit=10)
     first = sol.history[0]
     assert first["moved"] > 0 and first["pf_objective_ms"] < 6 * 100.0
     assert set(sol.plan.assignment.tolist()) == {0, 1}
