@@ -9,7 +9,7 @@ from edgepsl.errors import EdgePSLError
 from edgepsl.plan.backend import backend_name
 from edgepsl.plan.instance import Instance
 from edgepsl.plan.profiles import list_profiles
-from edgepsl.plan.scenarios import SCENARIOS, scenario_instance
+from edgepsl.plan.scenarios import SCENARIOS, hybrid_instance, scenario_instance
 from edgepsl.plan.solvers import BUDGET, DISPATCH, KICKS, SOLVERS, THREADS, lp_bound_fits, plan, solver, with_lp_bound
 
 HELP = "plan one round (assignment + job order): write plan.json, gantt.png and trace.json, print makespan and gap"
@@ -49,6 +49,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     src.add_argument("--seed", type=int, default=0, help="seed of the scenario and of the method (default 0)")
     src.add_argument("--cuts", type=_cuts, help="cut layers A,B for every client (default: the model's usual cut)")
     src.add_argument("--binding-memory", action="store_true", help="give helpers capacities that bind")
+    src.add_argument("--hybrid-scenario", action="store_true",
+                     help="the paper's hybrid scenario instead of --scenario: laptop helpers, clients d1 / Jetson CPU / "
+                          "Jetson GPU with local-mode times (plan it with --method hybrid)")
     cut = parser.add_argument_group("cut choice (with --profile)")
     cut.add_argument("--choose-cuts", action="store_true",
                      help="plan every cut (a, b) and keep the one with the shortest makespan (writes cuts.json)")
@@ -89,6 +92,8 @@ def _instance(args: argparse.Namespace) -> Instance:
         return Instance.load(args.instance)
     if args.choose_cuts:
         return _choose_cuts(args)
+    if args.hybrid_scenario:
+        return hybrid_instance(args.profile, args.clients, args.helpers, args.seed, cuts=args.cuts)
     return scenario_instance(args.profile, args.clients, args.helpers, args.scenario, args.seed,
                              cuts=args.cuts, binding_memory=args.binding_memory)
 
@@ -135,6 +140,8 @@ def run(args: argparse.Namespace) -> int:
         "window_bound_ms": sol.bound.window,
         "joint_bound_ms": sol.bound.joint,
         "lp_bound_ms": sol.bound.lp,
+        "local_bound_ms": sol.bound.local,
+        "local_clients": int(sol.plan.local.sum()),
         "gap": sol.gap,
         "solve_seconds": sol.solve_seconds,
         "backend": backend_name(),
@@ -150,6 +157,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"method       {args.method} (scheduling core: {backend_name()})")
     print(f"makespan     {sol.makespan:.1f} ms")
     lp = "" if sol.bound.lp is None else f", lp {sol.bound.lp:.1f}"
+    lp += f", local threshold {sol.bound.local:.1f}" if sol.bound.local else ""
+    if instance.hybrid:
+        print(f"local mode   {int(sol.plan.local.sum())} of {instance.K} clients train part-2 on their own device")
     print(f"lower bound  {sol.bound.value:.1f} ms (chain {sol.bound.chain:.1f}, load {sol.bound.load:.1f}, "
           f"window {sol.bound.window:.1f}, joint {sol.bound.joint:.1f}{lp})")
     print(f"gap          {100 * sol.gap:.2f} %")

@@ -20,7 +20,6 @@ import numpy as np
 
 from edgepsl.errors import EdgePSLError
 from edgepsl.plan.backend import kernels
-from edgepsl.plan.bounds import lower_bound
 from edgepsl.plan.errors import InfeasibleError
 from edgepsl.plan.evaluate import MEMORY_RTOL
 from edgepsl.plan.heuristics import Solution, assign
@@ -415,6 +414,6 @@ def solve_admm(instance: Instance, *, rho: float = 350.0, max_iter: int = 10, st
     meta = {"rho": rho, "iterations": len(history), "stop_reason": stop, "slot_ms": slots.slot_ms,
             "horizon_slots": slots.horizon, "x_binaries": model.nx, "time_limit": time_limit, "threads": threads}
     plan = Plan(best[0].assignment, best[0].orders, "admm", meta)
-    return AdmmSolution(plan=plan, timeline=best[1], bound=lower_bound(instance),
+    return AdmmSolution(plan=plan, timeline=best[1], instance=instance,
                         solve_seconds=time.perf_counter() - t0, iterations=len(history), stop_reason=stop,
                         slot_ms=slots.slot_ms, history=tuple(history))

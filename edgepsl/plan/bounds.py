@@ -34,18 +34,20 @@ LP_RELEASES, LP_TAILS = 48, 12
 @dataclass(frozen=True)
 class LowerBound:
     """The chain, load, window, joint and (when computed) LP bounds (ms); `value` is the largest, valid for every
-    plan."""
+    plan. A hybrid bound (edgepsl.plan.hybrid) holds its minimising threshold T in `local` and the split bounds
+    of that threshold's split clients in the others."""
 
     chain: float
     load: float
     window: float = 0.0
     joint: float = 0.0
     lp: float | None = None
+    local: float = 0.0
 
     @property
     def value(self) -> float:
         """The best of the bounds."""
-        return max(self.chain, self.load, self.window, self.joint, self.lp or 0.0)
+        return max(self.chain, self.load, self.window, self.joint, self.lp or 0.0, self.local)
 
     def gap(self, makespan: float) -> float:
         """Relative gap of a makespan above this bound (0.05 = 5 %)."""

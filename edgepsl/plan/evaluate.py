@@ -7,23 +7,57 @@ from edgepsl.plan.backend import kernel_arrays, kernels
 from edgepsl.plan.errors import AssignmentError, JobCoverageError, JobOrderError, MemoryCapacityError
 from edgepsl.plan.instance import Instance
 from edgepsl.plan.pure.constants import BWD, FWD
-from edgepsl.plan.schedule import Plan, Timeline
+from edgepsl.plan.schedule import LOCAL, Plan, Timeline
 
 # Memory loads are sums of floats; a load may exceed a capacity by this relative slack from rounding alone.
 MEMORY_RTOL = 1e-9
 
 
+def _plainly_valid(instance: Instance, plan: Plan) -> bool:
+    """True when the plan is valid, checked with array operations (validate's fast path; it finds the error
+    message only when this says False)."""
+    K, H = instance.K, instance.H
+    a = plan.assignment
+    if a.shape != (K,) or len(plan.orders) != H or ((a < 0) | (a >= H)).any():
+        return False
+    if (np.bincount(a, weights=instance.mem, minlength=H) > instance.cap * (1 + MEMORY_RTOL)).any():
+        return False
+    seq_client, seq_kind, offsets = plan.flat()
+    if len(seq_client) != 2 * K:
+        return False
+    if ((seq_client < 0) | (seq_client >= K) | ((seq_kind != FWD) & (seq_kind != BWD))).any():
+        return False
+    if (a[seq_client] != np.repeat(np.arange(H), np.diff(offsets))).any():
+        return False
+    key = 2 * seq_client + (seq_kind == BWD)
+    if (np.bincount(key, minlength=2 * K) != 1).any():
+        return False
+    position = np.empty(2 * K, dtype=np.int64)
+    position[key] = np.arange(2 * K)
+    return bool((position[0::2] < position[1::2]).all())
+
+
 def validate(instance: Instance, plan: Plan) -> None:
     """Raise the specific PlanError for the first violated rule; return quietly for a valid plan."""
+    if _plainly_valid(instance, plan):
+        return
     K, H = instance.K, instance.H
     a = plan.assignment
     if a.shape != (K,):
         raise AssignmentError(f"the plan assigns {a.size} clients, the instance has {K}: each client needs exactly one helper")
-    out = (a < 0) | (a >= H)
+    out = ((a < 0) & (a != LOCAL)) | (a >= H)
     if out.any():
         j = int(np.flatnonzero(out)[0])
-        raise AssignmentError(f"{instance.client_name(j)} is assigned to helper {int(a[j])}, but helpers are 0..{H - 1}")
-    load = np.bincount(a, weights=instance.mem, minlength=H)
+        raise AssignmentError(f"{instance.client_name(j)} is assigned to helper {int(a[j])}, but helpers are "
+                              f"0..{H - 1} (or {LOCAL} for local mode)")
+    cannot = (a == LOCAL) & ~instance.local_fits
+    if cannot.any():
+        j = int(np.flatnonzero(cannot)[0])
+        why = ("the instance has no local-mode times" if not instance.hybrid else
+               f"part-2 needs {instance.mem[j]:g} MB and its device has {instance.cap_own[j]:g} MB")
+        raise AssignmentError(f"{instance.client_name(j)} is in local mode but cannot train locally: {why}")
+    split = a != LOCAL
+    load = np.bincount(a[split], weights=instance.mem[split], minlength=H)
     over = load > instance.cap * (1 + MEMORY_RTOL)
     if over.any():
         i = int(np.flatnonzero(over)[0])
@@ -41,9 +75,9 @@ def validate(instance: Instance, plan: Plan) -> None:
                 raise JobCoverageError(f"{instance.helper_name(i)} runs a job of unknown kind {kind} (0 = fwd, 1 = bwd)")
             name = "forward" if kind == FWD else "backward"
             if a[j] != i:
+                where = "in local mode" if a[j] == LOCAL else f"assigned to {instance.helper_name(int(a[j]))}"
                 raise JobCoverageError(
-                    f"{instance.helper_name(i)} runs the {name} job of {instance.client_name(j)}, "
-                    f"which is assigned to {instance.helper_name(int(a[j]))}"
+                    f"{instance.helper_name(i)} runs the {name} job of {instance.client_name(j)}, which is {where}"
                 )
             if seen[j, kind]:
                 raise JobCoverageError(f"the {name} job of {instance.client_name(j)} appears twice")
@@ -53,7 +87,7 @@ def validate(instance: Instance, plan: Plan) -> None:
                     "before its forward job"
                 )
             seen[j, kind] = 1
-    missing = np.argwhere(seen == 0)
+    missing = np.argwhere((seen == 0) & split[:, None])
     if missing.size:
         j, kind = (int(v) for v in missing[0])
         raise JobCoverageError(
@@ -68,7 +102,10 @@ def evaluate(instance: Instance, plan: Plan) -> Timeline:
 
 
 def timeline_of(instance: Instance, plan: Plan) -> Timeline:
-    """Compute the timeline of a plan already known to be valid (as the kernels produce them)."""
+    """Compute the timeline of a plan already known to be valid (as the kernels produce them); a local client's
+    'jobs' are its part-2 forward and backward on its own device."""
+    if plan.local.any():
+        return _hybrid_timeline(instance, plan)
     seq_client, seq_kind, offsets = plan.flat()
     fs, fe, bs, be, fin = kernels.evaluate(plan.assignment, seq_client, seq_kind, offsets, *kernel_arrays(instance))
     H = instance.H
@@ -78,3 +115,32 @@ def timeline_of(instance: Instance, plan: Plan) -> Timeline:
     span = np.zeros(H)
     np.maximum.at(span, a, be)
     return Timeline(fs, fe, bs, be, fin, busy, span - busy, span, float(fin.max()))
+
+
+def split_part(instance: Instance, plan: Plan) -> tuple[np.ndarray, Instance | None, Plan | None]:
+    """(split clients, their sub-instance, the plan restricted to them with clients renumbered); None, None when
+    every client is local."""
+    clients = np.flatnonzero(~plan.local)
+    if clients.size == 0:
+        return clients, None, None
+    new = np.full(instance.K, -1, dtype=np.int64)
+    new[clients] = np.arange(clients.size)
+    orders = tuple(np.stack([new[o[:, 0]], o[:, 1]], axis=1) if len(o) else o for o in plan.orders)
+    return clients, instance.subset(clients), Plan(plan.assignment[clients], orders, plan.method)
+
+
+def _hybrid_timeline(instance: Instance, plan: Plan) -> Timeline:
+    fs = np.asarray(instance.r_own, dtype=np.float64).copy()
+    fe = fs + instance.p_own
+    bs = fe + instance.l + instance.r_bwd_own
+    be = bs + instance.p_bwd_own
+    fin = be + instance.l_bwd
+    busy, idle, span = np.zeros(instance.H), np.zeros(instance.H), np.zeros(instance.H)
+    clients, sub, sub_plan = split_part(instance, plan)
+    if sub is not None:
+        part = timeline_of(sub, sub_plan)
+        for full, mine in ((fs, part.fwd_start), (fe, part.fwd_end), (bs, part.bwd_start), (be, part.bwd_end),
+                           (fin, part.finish)):
+            full[clients] = mine
+        busy, idle, span = part.helper_busy, part.helper_idle, part.helper_span
+    return Timeline(fs, fe, bs, be, fin, busy, idle, span, float(fin.max()))

@@ -15,6 +15,7 @@ import numpy as np
 
 from edgepsl.plan.errors import PlanError, PlotUnavailableError
 from edgepsl.plan.instance import Instance
+from edgepsl.plan.schedule import LOCAL
 
 if TYPE_CHECKING:
     from edgepsl.plan.schedule import Plan, Timeline
@@ -27,6 +28,7 @@ KINDS: dict[str, tuple[str, str, Optional[str]]] = {
     "transfer": ("download (activations / gradient)", "#ff7f0e", None),
     "client_compute": ("client compute (part-3 fwd, part-1 bwd)", "#2ca02c", None),
     "client_upload": ("client compute + upload (part-1 fwd, part-3 bwd)", "#2ca02c", "#ff7f0e"),
+    "local_part2": ("local mode: part-2 on the client's own device", "#8c564b", None),
 }
 DEFAULT_MAX_CLIENT_LANES = 60
 DEFAULT_MAX_HELPER_LANES = 60
@@ -71,10 +73,11 @@ def gantt_layout(
     times = {name: np.asarray(getattr(timeline, name), dtype=np.float64) for name in ("fwd_start", "fwd_end", "bwd_start", "bwd_end", "finish")}
     if assignment.shape != (K,) or any(v.shape != (K,) for v in times.values()):
         raise PlanError(f"plan and timeline must describe the instance's K={K} clients (assignment shape {assignment.shape})")
-    if ((assignment < 0) | (assignment >= H)).any():
-        raise PlanError(f"plan assigns a client to a helper outside 0..{H - 1}")
+    if (((assignment < 0) & (assignment != LOCAL)) | (assignment >= H)).any():
+        raise PlanError(f"plan assigns a client to a helper outside 0..{H - 1} (or {LOCAL}, local mode)")
+    split = assignment != LOCAL
     helper_end = np.zeros(H)
-    np.maximum.at(helper_end, assignment, times["bwd_end"])
+    np.maximum.at(helper_end, assignment[split], times["bwd_end"][split])
     clients = _latest(times["finish"], max_client_lanes)
     helpers = _latest(helper_end, max_helper_lanes)
     segments: list[Segment] = []
@@ -83,7 +86,8 @@ def gantt_layout(
             segments.append(Segment(HELPERS, i, "helper_fwd", f"{j}", times["fwd_start"][j], times["fwd_end"][j], j, i))
             segments.append(Segment(HELPERS, i, "helper_bwd", f"{j}", times["bwd_start"][j], times["bwd_end"][j], j, i))
     for j in clients.tolist():
-        segments.extend(_client_chain(instance, j, int(assignment[j]), times))
+        chain = _local_chain if assignment[j] == LOCAL else _client_chain
+        segments.extend(chain(instance, j, int(assignment[j]), times))
     kept = tuple(s for s in segments if s.end > s.start)
     return GanttLayout(helpers=helpers, clients=clients, segments=kept, K=K, H=H)
 
@@ -205,6 +209,20 @@ def _client_chain(instance: Instance, j: int, i: int, times: dict[str, np.ndarra
         ("helper_bwd", f"bwd on h{i}", times["bwd_start"][j], bwd_end),
         ("transfer", "download grad", bwd_end, grad_down),
         ("client_compute", "part-1 bwd", grad_down, grad_down + instance.l_bwd[j]),
+    )
+    return [Segment(CLIENTS, j, kind, label, float(a), float(b), j, i) for kind, label, a, b in steps]
+
+
+def _local_chain(instance: Instance, j: int, i: int, times: dict[str, np.ndarray]) -> list[Segment]:
+    fwd_start, fwd_end = times["fwd_start"][j], times["fwd_end"][j]
+    bwd_start, bwd_end = times["bwd_start"][j], times["bwd_end"][j]
+    steps = (
+        ("client_compute", "part-1 fwd", 0.0, fwd_start),
+        ("local_part2", "part-2 fwd (local)", fwd_start, fwd_end),
+        ("client_compute", "part-3 fwd", fwd_end, fwd_end + instance.l[j]),
+        ("client_compute", "part-3 bwd", fwd_end + instance.l[j], bwd_start),
+        ("local_part2", "part-2 bwd (local)", bwd_start, bwd_end),
+        ("client_compute", "part-1 bwd", bwd_end, times["finish"][j]),
     )
     return [Segment(CLIENTS, j, kind, label, float(a), float(b), j, i) for kind, label, a, b in steps]
 

@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field, replace
+from functools import cached_property
+from typing import Any, Callable
 
 import numpy as np
 
@@ -36,6 +37,10 @@ DEFAULT_KICKS = 128
 # steps, stays within INSERT_WORK_LIMIT.
 INSERT_WIDTH = 2
 INSERT_WORK_LIMIT = 2_000_000
+# Under a time limit shorter than this, greedy-ls takes only the first start that places every client (greedy
+# insertion where it applies): at K = 100, H = 10 the other starts and their evaluation cost about 0.2 ms, a fifth
+# of a 1 ms limit, which the first descent needs more (bench-results/anytime.json).
+QUICK_LIMIT_MS = 10.0
 # The end of greedy-ls on small instances (edgepsl.plan.exact): with at most EXHAUSTIVE_ASSIGNMENTS
 # assignments (H^K), the exact optimum; else with at most EXACT_SEARCH_CLIENTS clients, a descent over moves and
 # swaps judged by exact helper spans; else each helper of at most EXACT_ORDER_CLIENTS clients gets its exact order.
@@ -46,12 +51,22 @@ EXACT_ORDER_CLIENTS = 5
 
 @dataclass(frozen=True)
 class Solution:
-    """A plan with its timeline, lower bound and the wall time the method took."""
+    """A plan with its timeline, the instance it is for and the wall time the method took; its lower bound is
+    computed on first use, so that the certificate is not part of the planning time."""
 
     plan: Plan
     timeline: Timeline
-    bound: LowerBound
+    instance: Instance = field(repr=False, compare=False)
     solve_seconds: float
+    lp_bound: float | None = field(default=None, kw_only=True)
+    # The bound that holds for the plans the method searches: all-split (lower_bound) or hybrid.
+    bound_of: Callable[[Instance], LowerBound] = field(default=lower_bound, kw_only=True, repr=False, compare=False)
+
+    @cached_property
+    def bound(self) -> LowerBound:
+        """The lower bound of the plans the method searches (chain, load, window, joint; hybrid's local threshold;
+        the LP bound where one was added)."""
+        return replace(self.bound_of(self.instance), lp=self.lp_bound)
 
     @property
     def makespan(self) -> float:
@@ -199,14 +214,16 @@ def iterated_local_search(instance: Instance, start: np.ndarray, seed: int, budg
     return SearchResult(Plan.from_flat(*best[:4]), stats, n, accepted)
 
 
-def _greedy_ls(instance: Instance, seed: int, budget: int, kicks: int, deadline_ns: int) -> tuple[Plan, dict]:
-    """The starts, the first descent, the restarts and the final reordering, each while budget and time last."""
+def _greedy_ls(instance: Instance, seed: int, budget: int, kicks: int, deadline_ns: int,
+               quick: bool) -> tuple[Plan, dict]:
+    """The starts (only the first that places every client when `quick`), the first descent, the restarts and the
+    final reordering, each while budget and time last."""
     starts = {}
     names = ("greedy-eft", "balanced-greedy", "random")
     if 6 * INSERT_WIDTH * instance.K * instance.K <= INSERT_WORK_LIMIT * instance.H:
         names = ("greedy-insert", *names)
     for name in names:
-        if starts and _passed(deadline_ns):
+        if starts and (quick or _passed(deadline_ns)):
             break
         a = _heuristic(instance, name, seed)
         if (a >= 0).all():
@@ -239,7 +256,8 @@ def solve(instance: Instance, method: str = "greedy-ls", dispatch: str = "fcfs",
     """Plan one round with a method; the dispatch rule applies to random and balanced-greedy.
 
     greedy-ls stops at whichever comes first of its work budget (deterministic for a seed) and
-    time_limit_ms (wall clock from the call, None for no limit), and returns the best plan found by then.
+    time_limit_ms (wall clock from the call, None for no limit), and returns the best plan found by then; under a
+    limit below QUICK_LIMIT_MS it takes only its first start.
     """
     if method not in METHODS:
         raise UnknownMethodError(f"unknown planning method {method!r}; choose one of {', '.join(METHODS)}")
@@ -249,7 +267,8 @@ def solve(instance: Instance, method: str = "greedy-ls", dispatch: str = "fcfs",
     deadline_ns = 0 if time_limit_ms is None else time.monotonic_ns() + max(1, int(time_limit_ms * 1e6))
     meta: dict = {"seed": seed}
     if method == "greedy-ls":
-        plan, extra = _greedy_ls(instance, seed, budget, kicks, deadline_ns)
+        quick = time_limit_ms is not None and time_limit_ms < QUICK_LIMIT_MS
+        plan, extra = _greedy_ls(instance, seed, budget, kicks, deadline_ns, quick)
         extra["time_limit_ms"] = time_limit_ms
         meta.update(extra)
     else:
@@ -259,4 +278,4 @@ def solve(instance: Instance, method: str = "greedy-ls", dispatch: str = "fcfs",
         meta["dispatch"] = rule
     seconds = time.perf_counter() - t0
     plan = Plan(plan.assignment, plan.orders, method, meta)
-    return Solution(plan, timeline_of(instance, plan), lower_bound(instance), seconds)
+    return Solution(plan, timeline_of(instance, plan), instance, seconds)

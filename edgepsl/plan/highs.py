@@ -8,6 +8,7 @@ import numpy as np
 
 from edgepsl.errors import EdgePSLError
 from edgepsl.plan.instance import Instance
+from edgepsl.plan.schedule import LOCAL
 
 
 class SolverUnavailableError(EdgePSLError):
@@ -39,12 +40,14 @@ def new_model(time_limit: float, threads: int, verbose: bool) -> Any:
     return h
 
 
-def add_assignment(h: Any, instance: Instance) -> dict[tuple[int, int], Any]:
-    """Binaries y[j, i] for each helper that fits client j, one helper per client, helper memory respected."""
+def add_assignment(h: Any, instance: Instance, local: dict[int, Any] | None = None) -> dict[tuple[int, int], Any]:
+    """Binaries y[j, i] for each helper that fits client j, one helper per client, helper memory respected; with
+    `local` (client -> its local-mode binary), a client takes one helper or local mode."""
     K, H, fits = instance.K, instance.H, instance.fits
+    local = local or {}
     y = {(j, i): h.addBinary() for j in range(K) for i in range(H) if fits[j, i]}
     for j in range(K):
-        h.addConstr(sum(y[j, i] for i in range(H) if fits[j, i]) == 1)
+        h.addConstr(sum(y[j, i] for i in range(H) if fits[j, i]) + (local[j] if j in local else 0) == 1)
     for i in range(H):
         members = [j for j in range(K) if fits[j, i]]
         if float(instance.mem[members].sum()) > instance.cap[i]:
@@ -63,11 +66,11 @@ class SolveOutcome:
     mip_gap: float
     values: np.ndarray
 
-    def assignment(self, y: dict[tuple[int, int], Any], K: int) -> np.ndarray:
-        """Each client's helper: the y[j, i] set in the solution."""
-        best = {}
+    def assignment(self, y: dict[tuple[int, int], Any], K: int, local: dict[int, Any] | None = None) -> np.ndarray:
+        """Each client's helper: the y[j, i] set in the solution, or LOCAL where its local-mode binary is set."""
+        best = {j: LOCAL for j, var in (local or {}).items() if self.values[var.index] > 0.5}
         for (j, i), var in y.items():
-            if j not in best or self.values[var.index] > self.values[y[j, best[j]]]:
+            if j not in best or (best[j] != LOCAL and self.values[var.index] > self.values[y[j, best[j]].index]):
                 best[j] = i
         return np.array([best[j] for j in range(K)], dtype=np.int64)
 

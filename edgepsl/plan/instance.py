@@ -13,6 +13,8 @@ from edgepsl.plan.jsonfile import check_header, read_json
 
 FORMAT_NAME = "edgepsl-instance"
 FORMAT_VERSION = 1
+# Version 2 adds the optional local-mode fields (LOCAL_FIELDS); a file without them is written as version 1.
+HYBRID_VERSION = 2
 
 # (field, shape kind, meaning); "KH" is K x H, "K" per client, "H" per helper.
 FIELDS: tuple[tuple[str, str, str], ...] = (
@@ -26,6 +28,14 @@ FIELDS: tuple[tuple[str, str, str], ...] = (
     ("l_bwd", "K", "part-1 backward and weight update on the client (ms)"),
     ("mem", "K", "memory client j's part-2 needs on a helper (MB)"),
     ("cap", "H", "memory capacity of helper i (MB)"),
+)
+# Optional, all or none (format version 2): client j training part-2 on its own device (local mode, no network).
+LOCAL_FIELDS: tuple[tuple[str, str, str], ...] = (
+    ("r_own", "K", "local mode: part-1 forward on the client, no upload (ms)"),
+    ("p_own", "K", "local mode: part-2 forward on the client's own device (ms)"),
+    ("r_bwd_own", "K", "local mode: part-3 backward on the client, no upload (ms)"),
+    ("p_bwd_own", "K", "local mode: part-2 backward and weight update on the client's own device (ms)"),
+    ("cap_own", "K", "memory the client's own device has for part-2 (MB); local mode needs mem_j <= cap_own_j"),
 )
 
 
@@ -43,12 +53,22 @@ class Instance:
     l_bwd: np.ndarray
     mem: np.ndarray
     cap: np.ndarray
+    r_own: np.ndarray | None = None
+    p_own: np.ndarray | None = None
+    r_bwd_own: np.ndarray | None = None
+    p_bwd_own: np.ndarray | None = None
+    cap_own: np.ndarray | None = None
     client_names: tuple[str, ...] = ()
     helper_names: tuple[str, ...] = ()
     meta: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        for name, _, _ in FIELDS:
+        given = [name for name, _, _ in LOCAL_FIELDS if getattr(self, name) is not None]
+        if given and len(given) != len(LOCAL_FIELDS):
+            absent = [name for name, _, _ in LOCAL_FIELDS if name not in given]
+            raise InstanceError(f"the local-mode fields come all or none: {', '.join(given)} given but "
+                                f"{', '.join(absent)} missing")
+        for name, _, _ in self._fields():
             try:
                 arr = np.ascontiguousarray(np.asarray(getattr(self, name), dtype=np.float64))
             except (TypeError, ValueError) as exc:
@@ -58,6 +78,36 @@ class Instance:
         object.__setattr__(self, "client_names", tuple(str(n) for n in self.client_names))
         object.__setattr__(self, "helper_names", tuple(str(n) for n in self.helper_names))
         self._validate()
+
+    def _fields(self) -> tuple[tuple[str, str, str], ...]:
+        return FIELDS + LOCAL_FIELDS if self.hybrid else FIELDS
+
+    @property
+    def hybrid(self) -> bool:
+        """Whether the instance has the local-mode fields (clients may train part-2 on their own device)."""
+        return self.r_own is not None
+
+    @property
+    def local_fits(self) -> np.ndarray:
+        """Boolean K: client j may train locally (local-mode fields given and part-2 fits its own memory)."""
+        if not self.hybrid:
+            return np.zeros(self.K, dtype=bool)
+        return self.mem <= self.cap_own
+
+    @property
+    def local_time(self) -> np.ndarray:
+        """L_j: client j's round in local mode, all six part passes on its own device (inf where not hybrid)."""
+        if not self.hybrid:
+            return np.full(self.K, np.inf)
+        return self.r_own + self.p_own + self.l + self.r_bwd_own + self.p_bwd_own + self.l_bwd
+
+    def subset(self, clients: np.ndarray) -> Instance:
+        """The instance of only these clients (indices, in this order), with all helpers."""
+        idx = np.asarray(clients, dtype=np.int64)
+        arrays = {name: (getattr(self, name)[idx] if kind in ("KH", "K") else getattr(self, name))
+                  for name, kind, _ in self._fields()}
+        names = tuple(self.client_names[j] for j in idx) if self.client_names else ()
+        return Instance(**arrays, client_names=names, helper_names=self.helper_names, meta=dict(self.meta))
 
     @property
     def K(self) -> int:
@@ -102,7 +152,7 @@ class Instance:
         if K < 1 or H < 1:
             raise InstanceError(f"an instance needs at least one client and one helper; got K={K}, H={H}")
         expected = {"KH": (K, H), "K": (K,), "H": (H,)}
-        for name, kind, _ in FIELDS:
+        for name, kind, _ in self._fields():
             arr = getattr(self, name)
             if arr.shape != expected[kind]:
                 raise InstanceError(
@@ -119,20 +169,22 @@ class Instance:
         for names, count, what in ((self.client_names, K, "client_names"), (self.helper_names, H, "helper_names")):
             if names and len(names) != count:
                 raise InstanceError(f"{what} has {len(names)} entries, expected {count}")
-        nowhere = ~self.fits.any(axis=1)
+        nowhere = ~self.fits.any(axis=1) & ~self.local_fits
         if nowhere.any():
             j = int(np.flatnonzero(nowhere)[0])
             raise InstanceError(
                 f"{self.client_name(j)} needs {self.mem[j]:g} MB but the largest helper capacity is "
-                f"{self.cap.max():g} MB: it fits on no helper ({int(nowhere.sum())} such clients)"
+                f"{self.cap.max():g} MB: it fits on no helper{' nor on its own device' if self.hybrid else ''} "
+                f"({int(nowhere.sum())} such clients)"
             )
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON-ready form documented in docs/formats.md."""
-        out: dict[str, Any] = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "units": {"time": "ms", "memory": "MB"}}
+        version = HYBRID_VERSION if self.hybrid else FORMAT_VERSION
+        out: dict[str, Any] = {"format": FORMAT_NAME, "version": version, "units": {"time": "ms", "memory": "MB"}}
         out["clients"] = self.K
         out["helpers"] = self.H
-        for name, _, _ in FIELDS:
+        for name, _, _ in self._fields():
             out[name] = getattr(self, name).tolist()
         if self.client_names:
             out["client_names"] = list(self.client_names)
@@ -144,12 +196,13 @@ class Instance:
     @classmethod
     def from_dict(cls, data: Any) -> Instance:
         """Build and validate an instance from its JSON-ready form."""
-        data = check_header(data, "instance", FORMAT_NAME, FORMAT_VERSION, InstanceFormatError)
-        missing = [name for name, _, _ in FIELDS if name not in data]
+        data = check_header(data, "instance", FORMAT_NAME, (FORMAT_VERSION, HYBRID_VERSION), InstanceFormatError)
+        fields = FIELDS + LOCAL_FIELDS if data["version"] == HYBRID_VERSION else FIELDS
+        missing = [name for name, _, _ in fields if name not in data]
         if missing:
-            raise InstanceFormatError(f"instance is missing field(s): {', '.join(missing)}")
+            raise InstanceFormatError(f"instance (version {data['version']}) is missing field(s): {', '.join(missing)}")
         arrays = {}
-        for name, _, _ in FIELDS:
+        for name, _, _ in fields:
             try:
                 arrays[name] = np.array(data[name], dtype=np.float64)
             except (TypeError, ValueError) as exc:

@@ -29,12 +29,15 @@ def read_json(path: str | Path, what: str, error: type[EdgePSLError]) -> Any:
     return parse_json(text, str(path), what, error)
 
 
-def check_header(data: Any, what: str, format_name: str, version: int, error: type[EdgePSLError]) -> dict:
-    """Check that `data` is an object with the expected format name and version; return it."""
+def check_header(data: Any, what: str, format_name: str, version: int | tuple[int, ...],
+                 error: type[EdgePSLError]) -> dict:
+    """Check that `data` is an object with the expected format name and a version it reads; return it."""
+    versions = version if isinstance(version, tuple) else (version,)
     if not isinstance(data, dict):
         raise error(f"{what} must be a JSON object, got {type(data).__name__}")
     if data.get("format") != format_name:
         raise error(f"not an edgepsl {what}: format is {data.get('format')!r}, expected {format_name!r}")
-    if data.get("version") != version:
-        raise error(f"{what} format version {data.get('version')!r} is not supported (this edgepsl reads version {version})")
+    if data.get("version") not in versions:
+        raise error(f"{what} format version {data.get('version')!r} is not supported (this edgepsl reads version "
+                    f"{' or '.join(map(str, versions))})")
     return data

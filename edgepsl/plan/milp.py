@@ -63,12 +63,19 @@ def helper_orders(assignment: np.ndarray, start: dict[int, list[float]], dur: di
 
 
 def solve_milp(instance: Instance, time_limit: float = 60.0, threads: int = 1, warm_start: Plan | None = None,
-               verbose: bool = False) -> MilpSolution:
-    """Solve the non-preemptive assignment + job-order problem; proven optimum or incumbent with HiGHS's gap."""
+               verbose: bool = False, hybrid: bool = False) -> MilpSolution:
+    """Solve the non-preemptive assignment + job-order problem; proven optimum or incumbent with HiGHS's gap.
+
+    With `hybrid` (and an instance with local-mode fields) each client that fits locally also gets a binary z_j
+    for local mode: it replaces the helper in the one-per-client row and adds W >= L_j z_j; a local client has no
+    y on any helper, so every ordering disjunction and every chain term of it is inactive."""
+    from edgepsl.plan.hybrid import hybrid_lower_bound, solve_hybrid
+
     highspy = highs_module()
     t0 = time.perf_counter()
+    hybrid = hybrid and instance.hybrid
     if warm_start is None:
-        warm_start = solve(instance, "greedy-ls").plan
+        warm_start = solve_hybrid(instance).plan if hybrid else solve(instance, "greedy-ls").plan
     warm = evaluate(instance, warm_start)
     K, H = instance.K, instance.H
     r, p, g, pb, q = kernel_arrays(instance)
@@ -77,10 +84,14 @@ def solve_milp(instance: Instance, time_limit: float = 60.0, threads: int = 1, w
     big_m = upper + float(max(p.max(), pb.max()))
 
     h = new_model(time_limit, threads, verbose)
-    y = add_assignment(h, instance)
+    local_time = instance.local_time
+    z = {j: h.addBinary() for j in np.flatnonzero(instance.local_fits).tolist()} if hybrid else {}
+    y = add_assignment(h, instance, z)
     S = [h.addVariable(lb=0.0, ub=upper) for _ in range(K)]
     T = [h.addVariable(lb=0.0, ub=upper) for _ in range(K)]
     W = h.addVariable(lb=0.0, ub=upper, obj=1.0)
+    for j, var in z.items():
+        h.addConstr(W - float(local_time[j]) * var >= 0)
 
     def lin(coef: np.ndarray, j: int):
         return sum(float(coef[j, i]) * y[j, i] for i in range(H) if fits[j, i])
@@ -109,6 +120,8 @@ def solve_milp(instance: Instance, time_limit: float = 60.0, threads: int = 1, w
     values = np.zeros(h.getNumCol())
     for (j, i), var in y.items():
         values[var.index] = float(warm_start.assignment[j] == i)
+    for j, var in z.items():
+        values[var.index] = float(warm_start.local[j])
     for j in range(K):
         values[S[j].index] = warm.fwd_start[j]
         values[T[j].index] = warm.bwd_start[j]
@@ -122,13 +135,14 @@ def solve_milp(instance: Instance, time_limit: float = 60.0, threads: int = 1, w
     h.setSolution(sol)
     out = run(h, "plan")
     col = out.values
-    assignment = out.assignment(y, K)
+    assignment = out.assignment(y, K, z)
     orders = helper_orders(assignment, {kind: [col[starts[kind][j].index] for j in range(K)] for kind in (FWD, BWD)},
                            dur, H)
     plan = Plan(assignment, orders, "milp", {"status": out.status, "time_limit": time_limit, "threads": threads})
     timeline = evaluate(instance, plan)
     if timeline.makespan > warm.makespan:
         plan, timeline = Plan(warm_start.assignment, warm_start.orders, "milp", plan.meta), warm
-    return MilpSolution(plan=plan, timeline=timeline, bound=lower_bound(instance),
+    return MilpSolution(plan=plan, timeline=timeline, instance=instance,
+                        bound_of=hybrid_lower_bound if hybrid else lower_bound,
                         solve_seconds=time.perf_counter() - t0, status=out.status, optimal=out.optimal,
                         objective=out.objective, dual_bound=out.dual_bound, mip_gap=out.mip_gap)

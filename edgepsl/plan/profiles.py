@@ -8,6 +8,8 @@ a gradient at a cut has the size of the activation at that cut.
 """
 from __future__ import annotations
 
+import dataclasses
+
 import math
 from collections import Counter
 from dataclasses import dataclass, field
@@ -161,8 +163,13 @@ def build_instance(
     bandwidth_mbps: float | np.ndarray | Sequence[Sequence[float]],
     helper_capacity_mb: float | np.ndarray | Sequence[float] | None = None,
     meta: dict[str, Any] | None = None,
+    client_memory_mb: float | np.ndarray | Sequence[float] | None = None,
 ) -> Instance:
     """Build the instance of K = len(client_devices) clients on H = len(helper_devices) helpers.
+
+    With client_memory_mb (a scalar or one value per client: each client device's memory for part-2), the
+    instance gets the local-mode fields: part-1 fwd, part-2 fwd/bwd and part-3 bwd on the client's own device from
+    the same profile rows, no network (docs/formats.md, instance version 2).
 
     cuts is one (a, b) for every client or one pair per client; bandwidth_mbps is a scalar or a K x H
     array of link bandwidths; helper_capacity_mb is a scalar or one value per helper, and by default
@@ -200,7 +207,7 @@ def build_instance(
         "memory_model": "part-2 activations + weights KB / 1024 (MB), not rounded",
     }
     info.update(meta or {})
-    return instance_from_parts(
+    inst = instance_from_parts(
         part1_fwd=part1_fwd[inverse, cdev],
         part1_bwd=part1_bwd[inverse, cdev],
         part3_fwd=part3_fwd[inverse, cdev],
@@ -216,6 +223,12 @@ def build_instance(
         helper_names=tuple(f"helper {i} ({d})" for i, d in enumerate(helper_devices)),
         meta=info,
     )
+    if client_memory_mb is None:
+        return inst
+    cap_own = np.broadcast_to(np.asarray(client_memory_mb, dtype=np.float64), (K,))
+    return dataclasses.replace(inst, r_own=part1_fwd[inverse, cdev], p_own=part2_fwd[inverse, cdev],
+                               r_bwd_own=part3_bwd[inverse, cdev], p_bwd_own=part2_bwd[inverse, cdev],
+                               cap_own=cap_own)
 
 
 def instance_from_parts(

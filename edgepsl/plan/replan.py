@@ -16,7 +16,6 @@ import time
 import numpy as np
 
 from edgepsl.plan.backend import kernels
-from edgepsl.plan.bounds import lower_bound
 from edgepsl.plan.errors import InfeasibleError, ReplanMatchError, SearchLimitError
 from edgepsl.plan.evaluate import timeline_of, validate
 from edgepsl.plan.heuristics import INSERT_WIDTH, Solution, iterated_local_search
@@ -26,7 +25,7 @@ from edgepsl.plan.preemptive import helper_spans
 from edgepsl.plan.schedule import Plan
 
 # Work budget of the repair's local search (jobs processed by its dispatches and evaluations).
-REPLAN_BUDGET = 20_000
+REPLAN_BUDGET = 30_000
 # Restarts of the repair's local search (as greedy-ls's kicks) while its budget lasts; none by default, to stay
 # within about a millisecond at K = 100, H = 10.
 REPLAN_KICKS = 0
@@ -65,7 +64,10 @@ def _carried(instance: Instance, plan: Plan, clients: np.ndarray, helpers: np.nd
     a = np.full(instance.K, -1, dtype=np.int64)
     known = clients >= 0
     a[known] = new_of_old[plan.assignment[clients[known]]]
-    for i in range(instance.H):
+    placed = a >= 0
+    loads = np.bincount(a[placed], weights=instance.mem[placed], minlength=instance.H)
+    # The helpers that may be over capacity (a margin for the other summation order); each is then checked exactly.
+    for i in np.flatnonzero(loads > instance.cap * (1 - 1e-9)):
         members = np.flatnonzero(a == i)
         load = float(instance.mem[members].sum())
         for j in members[np.argsort(-instance.mem[members], kind="stable")]:
@@ -92,10 +94,12 @@ def _kept_orders(instance: Instance, plan: Plan, previous_plan: Plan, clients: n
     new_client[clients[clients >= 0]] = np.flatnonzero(clients >= 0)
     previous_orders = []
     for i, order in enumerate(plan.orders):
-        old = previous_plan.orders[helpers[i]] if helpers[i] >= 0 else np.empty((0, 2), dtype=np.int64)
-        mapped = np.stack([new_client[old[:, 0]], old[:, 1]], axis=1)
-        same = len(mapped) == len(order) and set(mapped[:, 0].tolist()) == set(order[:, 0].tolist())
-        previous_orders.append(mapped if same else order)
+        old = previous_plan.orders[helpers[i]] if helpers[i] >= 0 else order[:0]
+        mapped = new_client[old[:, 0]]
+        # Both orders hold each of their clients twice: equal lengths and every previous client now on helper i
+        # mean the same clients.
+        same = len(old) == len(order) and bool((mapped >= 0).all()) and bool((plan.assignment[mapped] == i).all())
+        previous_orders.append(np.column_stack([mapped, old[:, 1]]) if same else order)
     other = Plan(plan.assignment, tuple(previous_orders))
     mine, theirs = helper_spans(instance, plan), helper_spans(instance, other)
     orders = tuple(other.orders[i] if theirs[i] < mine[i] else plan.orders[i] for i in range(instance.H))
@@ -141,4 +145,4 @@ def replan(instance: Instance, plan: Plan, previous: Instance, seed: int = 0, bu
             "kicks": found.kicks, "budget": budget, "time_limit_ms": time_limit_ms,
             "stopped": "time" if stats[5] else "budget" if stats[4] >= budget else "converged"}
     result = Plan(repaired.assignment, repaired.orders, "replan", meta)
-    return Solution(result, timeline_of(instance, result), lower_bound(instance), time.perf_counter() - t0)
+    return Solution(result, timeline_of(instance, result), instance, time.perf_counter() - t0)

@@ -32,6 +32,12 @@ BANDWIDTH_CLASSES: tuple[tuple[int, int, float], ...] = ((1, 4, 30.0), (5, 10, 4
 BINDING_SLACK = 0.25
 BINDING_WEIGHTS = (0.5, 1.5)
 
+HYBRID_CLIENT_DEVICES = ("d1", "jetson-cpu", "jetson-gpu")
+HYBRID_HELPER_DEVICES = ("laptop",)
+# paper.md 4.7: links at or below SLOW_MBPS get SLOW_FACTOR times longer transfers; each client's own device holds
+# part-2 with probability LOCAL_MEMORY_SHARE (the reference draws the own capacity as 1 or m_max at random).
+SLOW_MBPS, SLOW_FACTOR, LOCAL_MEMORY_SHARE = 1.0, 5.0, 0.5
+
 SCENARIOS: dict[int, str] = {
     1: "profiled devices: helpers VM or laptop, clients d1 or d2 (uniformly), times summed from the profile",
     2: "sampled heterogeneity: client and helper part times drawn uniformly within the profiled devices' ranges",
@@ -73,6 +79,33 @@ def scenario_instance(
         meta["built_by"] = "edgepsl.plan.scenarios.scenario_instance"
         return build_instance(prof, client_devices.tolist(), helper_devices.tolist(), (a, b), bandwidth, cap, meta)
     return _sampled_instance(prof, rng, K, H, (a, b), bandwidth, mem, cap, meta)
+
+
+def hybrid_instance(profile: str, K: int, H: int, seed: int, cuts: tuple[int, int] | None = None,
+                    local_memory_share: float = LOCAL_MEMORY_SHARE) -> Instance:
+    """The paper's hybrid scenario (paper.md 4.7): laptop helpers, clients drawn from d1, Jetson CPU and Jetson GPU,
+    slow links x5, binding helper memory, each client's own memory holding part-2 with probability
+    `local_memory_share`; deterministic for `seed`."""
+    if K < 1 or H < 1:
+        raise ProfileError(f"a scenario needs K >= 1 clients and H >= 1 helpers; got K={K}, H={H}")
+    if not 0.0 <= local_memory_share <= 1.0:
+        raise ProfileError(f"local_memory_share must be within [0, 1], got {local_memory_share!r}")
+    prof = load_profile(profile)
+    a, b = cuts if cuts is not None else _default_cuts(prof)
+    prof.check_cut(a, b)
+    rng = np.random.default_rng(seed)
+    clients = _measured(prof, HYBRID_CLIENT_DEVICES, "client")
+    helpers = _measured(prof, HYBRID_HELPER_DEVICES, "helper")
+    bandwidth = sample_bandwidth(rng, K, H)
+    bandwidth = np.where(bandwidth <= SLOW_MBPS, bandwidth / SLOW_FACTOR, bandwidth)
+    mem = np.full(K, prof.part2_memory_mb(a, b))
+    cap = binding_capacities(rng, mem, H)
+    client_devices = np.asarray(clients)[rng.integers(0, len(clients), K)]
+    own = np.where(rng.random(K) < local_memory_share, mem, 0.0)
+    meta = {"scenario": "hybrid", "seed": seed, "binding_memory": True, "local_memory_share": local_memory_share,
+            "built_by": "edgepsl.plan.scenarios.hybrid_instance"}
+    return build_instance(prof, client_devices.tolist(), [helpers[i % len(helpers)] for i in range(H)], (a, b),
+                          bandwidth, cap, meta, client_memory_mb=own)
 
 
 def sample_bandwidth(rng: np.random.Generator, K: int, H: int) -> np.ndarray:

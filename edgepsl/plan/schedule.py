@@ -14,13 +14,17 @@ from edgepsl.plan.pure.constants import BWD, FWD
 
 FORMAT_NAME = "edgepsl-plan"
 FORMAT_VERSION = 1
+# Version 2: the assignment may hold LOCAL (client trains part-2 on its own device); written only when it does.
+HYBRID_VERSION = 2
+LOCAL = -1
 KIND_NAMES = {FWD: "fwd", BWD: "bwd"}
 KIND_CODES = {name: code for code, name in KIND_NAMES.items()}
 
 
 @dataclass(frozen=True, eq=False)
 class Plan:
-    """assignment[j] is client j's helper; orders[i] is helper i's jobs as rows (client, kind) in run order."""
+    """assignment[j] is client j's helper, or LOCAL (-1) for local mode; orders[i] is helper i's jobs as rows
+    (client, kind) in run order (a local client has no jobs)."""
 
     assignment: np.ndarray
     orders: tuple[np.ndarray, ...]
@@ -47,11 +51,16 @@ class Plan:
         offsets[1:] = np.cumsum([len(o) for o in self.orders])
         return np.ascontiguousarray(jobs[:, 0]), np.ascontiguousarray(jobs[:, 1]), offsets
 
+    @property
+    def local(self) -> np.ndarray:
+        """Boolean K: which clients train in local mode."""
+        return self.assignment == LOCAL
+
     def to_dict(self) -> dict[str, Any]:
         """The JSON-ready form documented in docs/formats.md."""
         return {
             "format": FORMAT_NAME,
-            "version": FORMAT_VERSION,
+            "version": HYBRID_VERSION if self.local.any() else FORMAT_VERSION,
             "method": self.method,
             "assignment": self.assignment.tolist(),
             "orders": [[[int(j), KIND_NAMES.get(int(k), str(k))] for j, k in order] for order in self.orders],
@@ -61,7 +70,7 @@ class Plan:
     @classmethod
     def from_dict(cls, data: Any) -> Plan:
         """Read a plan from its JSON-ready form (structure only; evaluate() checks it against an instance)."""
-        data = check_header(data, "plan", FORMAT_NAME, FORMAT_VERSION, PlanFormatError)
+        data = check_header(data, "plan", FORMAT_NAME, (FORMAT_VERSION, HYBRID_VERSION), PlanFormatError)
         for key in ("assignment", "orders"):
             if key not in data:
                 raise PlanFormatError(f"plan is missing field {key!r}")
@@ -80,6 +89,9 @@ class Plan:
             raise PlanFormatError(f"plan has a malformed assignment or job list: {exc}") from None
         if assignment.ndim != 1:
             raise PlanFormatError("plan assignment must be a flat list of helper indices")
+        if data["version"] == FORMAT_VERSION and (assignment == LOCAL).any():
+            raise PlanFormatError(f"a version {FORMAT_VERSION} plan cannot put a client in local mode "
+                                  f"(assignment {LOCAL}); local mode needs version {HYBRID_VERSION}")
         return cls(assignment, tuple(orders), str(data.get("method", "")), dict(data.get("meta", {})))
 
     def save(self, path: str | Path) -> None:

@@ -13,13 +13,14 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from edgepsl.errors import EdgePSLError
-from edgepsl.plan import heuristics
-from edgepsl.plan.bounds import lp_bound
+from edgepsl.plan import heuristics, hybrid
+from edgepsl.plan.bounds import lower_bound, lp_bound
 from edgepsl.plan.errors import UnknownMethodError
 from edgepsl.plan.heuristics import DEFAULT_BUDGET, DEFAULT_KICKS, Solution
 from edgepsl.plan.highs import SolverUnavailableError
 from edgepsl.plan.instance import Instance
 from edgepsl.plan.rules import DISPATCH_RULES
+from edgepsl.plan.schedule import Plan
 
 # `edgepsl plan` adds the LP bound by default up to this many (client, helper) cells (about 0.5 s at K H = 2,000).
 LP_BOUND_MAX_CELLS = 2_000
@@ -56,7 +57,8 @@ class SolverOption:
 
 @dataclass(frozen=True)
 class Solver:
-    """A planning method: name, one-line description, options, and the extra (and module) it needs, if any."""
+    """A planning method: name, one-line description, options, the extra (and module) it needs, if any, and
+    whether it may put clients in local mode (a run then has its clients declare their part-2 times)."""
 
     name: str
     description: str
@@ -64,6 +66,7 @@ class Solver:
     options: tuple[SolverOption, ...] = ()
     extra: str | None = None
     module: str | None = None
+    local_mode: bool = False
 
     @property
     def option_names(self) -> tuple[str, ...]:
@@ -111,6 +114,26 @@ def _milp(instance: Instance, *, time_limit: float, threads: int, seed: int, bud
     return solve_milp(instance, time_limit=time_limit, threads=threads, warm_start=warm)
 
 
+def _hybrid(instance: Instance, *, seed: int, budget: int, kicks: int, time_limit_ms: float | None) -> Solution:
+    return hybrid.solve_hybrid(instance, seed=seed, budget=budget, kicks=kicks, time_limit_ms=time_limit_ms)
+
+
+def _hybrid_baseline(method: str) -> Callable[..., Solution]:
+    def run(instance: Instance, *, seed: int) -> Solution:
+        return hybrid.solve_baseline(instance, method, seed=seed)
+
+    return run
+
+
+def _hybrid_milp(instance: Instance, *, time_limit: float, threads: int, seed: int, budget: int,
+                 time_limit_ms: float | None) -> Solution:
+    from edgepsl.plan.milp import solve_milp
+
+    warm = hybrid.solve_hybrid(instance, seed=seed, budget=budget, time_limit_ms=time_limit_ms).plan
+    sol = solve_milp(instance, time_limit=time_limit, threads=threads, warm_start=warm, hybrid=True)
+    return dataclasses.replace(sol, plan=Plan(sol.plan.assignment, sol.plan.orders, "hybrid-milp", sol.plan.meta))
+
+
 def _admm(instance: Instance, *, time_limit: float, threads: int) -> Solution:
     from edgepsl.plan.admm import solve_admm
 
@@ -125,6 +148,12 @@ SOLVERS: dict[str, Solver] = {s.name: s for s in (
            (SEED, BUDGET, KICKS, TIME_LIMIT_MS)),
     Solver("milp", "exact MILP on HiGHS, warm-started from greedy-ls (docs/milp.md)", _milp,
            (TIME_LIMIT, THREADS, SEED, BUDGET, TIME_LIMIT_MS), extra="solvers", module="highspy"),
+    Solver("hybrid", hybrid.METHODS["hybrid"], _hybrid, (SEED, BUDGET, KICKS, TIME_LIMIT_MS), local_mode=True),
+    *(Solver(name, hybrid.METHODS[name], _hybrid_baseline(name), (SEED,), local_mode=True)
+      for name in hybrid.BASELINES),
+    Solver("hybrid-milp", "exact MILP with a local-mode binary per client on HiGHS, warm-started from hybrid "
+           "(docs/milp.md)", _hybrid_milp, (TIME_LIMIT, THREADS, SEED, BUDGET, TIME_LIMIT_MS), extra="solvers",
+           module="highspy", local_mode=True),
     Solver("admm", "the paper's ADMM decomposition on HiGHS with exact per-helper schedules (docs/admm.md)", _admm,
            (dataclasses.replace(TIME_LIMIT, help="seconds for the whole decomposition"), THREADS),
            extra="solvers", module="highspy"),
@@ -157,9 +186,11 @@ def plan(instance: Instance, method: str = "greedy-ls", **options: Any) -> Solut
 
 
 def with_lp_bound(instance: Instance, solution: Solution, threads: int = 1) -> Solution:
-    """The solution with the LP bound (HiGHS, the `solvers` extra) added to its lower bound."""
-    lp = lp_bound(instance, solution.bound.value, threads=threads)
-    return dataclasses.replace(solution, bound=dataclasses.replace(solution.bound, lp=lp))
+    """The solution with the LP bound (HiGHS, the `solvers` extra) added to its lower bound; unchanged for a hybrid
+    method's solution (the all-split LP bound does not hold for hybrid plans)."""
+    if solution.bound_of is not lower_bound:
+        return solution
+    return dataclasses.replace(solution, lp_bound=lp_bound(instance, solution.bound.value, threads=threads))
 
 
 def lp_bound_fits(instance: Instance) -> bool:

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from edgepsl.data.spec import DataShapeError, DataSpecError, Normalisation, load_client_data
+from edgepsl.plan.solvers import solver
 from edgepsl.profiling.link import ProbeRefusedError, ProbeTimeoutError, probe_link
 from edgepsl.runtime import state
 from edgepsl.runtime.artifact_store import ArtifactStore
@@ -21,7 +22,7 @@ from edgepsl.runtime.dataset import ClientData, client_data
 from edgepsl.runtime.emulation import Emulation, pad_to
 from edgepsl.runtime.errors import (AuthenticationFailedError, CommandArrived, NonFiniteError, PayloadError,
                                     RoleFailedError, StopRequested)
-from edgepsl.runtime.measure import measure_client
+from edgepsl.runtime.measure import measure_client, measure_helper
 from edgepsl.runtime.protocol import (Activations, ClientProfile, ClientRoundReport, ClientRoundStart, ClientWelcome,
                                       CutShapes, EmulationInfo, ErrorReply, ForwardJob, GradBack, Gradients, LinkFit,
                                       LinkReport, ProbeRequest, Register, RuntimeCode, State, StateRequest, Transfer)
@@ -29,7 +30,7 @@ from edgepsl.runtime.trace import Trace, now_ms, tensor_bytes
 from edgepsl.segment import Manifest, Optimizer, Segment, StateError, load_manifest
 from edgepsl.wire import Envelope, EventKind, JobId, KeyPair, Message, MsgType, PeerChannel, PeerEvent, PeerSecurity
 
-PART1, PART3 = "part1/", "part3/"
+PART1, PART2, PART3 = "part1/", "part2/", "part3/"
 log = logging.getLogger("edgepsl.runtime.client")
 JOIN_TIMEOUT_S = 600.0
 
@@ -71,6 +72,8 @@ class Training:
     opt3: Optimizer
     times: dict[str, float]
     cuts: CutShapes
+    part2: Segment | None = None
+    opt2: Optimizer | None = None
 
 
 class Client:
@@ -156,10 +159,9 @@ class Client:
         elif kind is MsgType.STATE_REQUEST:
             request = self.link.decode(env, StateRequest)
             if request is not None:
-                self._send_state(env.message.job.round, request.optimizer)
+                self._send_state(env.message.job.round, request.optimizer, self.name in request.clients)
         elif kind is MsgType.STATE:
-            payload = self.link.decode(env, State, shapes=state.shapes({PART1: self.training.part1,
-                                                                        PART3: self.training.part3}))
+            payload = self.link.decode(env, State, shapes=state.shapes(self._parts(env.message.tensors)))
             if payload is not None:
                 self._restore(env, payload)
 
@@ -173,11 +175,21 @@ class Client:
         part3 = Segment(manifest, "part3", threads=config.threads)
         measured = measure_client(part1, part3, config.batch_size, config.profile_iters)
         times = self.options.emulation.part_times(measured, config.emulation_profile, config.time_scale)
+        part2 = opt2 = local_times = None
+        if solver(config.method).local_mode:
+            part2 = Segment(manifest, "part2", threads=config.threads)
+            opt2 = state.make_optimizer(config, part2.params)
+            local_times = self.options.emulation.part_times(measure_helper(part2, config.batch_size,
+                                                                           config.profile_iters),
+                                                            config.emulation_profile, config.time_scale)
+            times = {**times, **local_times}
         self.training = Training(config, data, part1, part3, state.make_optimizer(config, part1.params),
                                  state.make_optimizer(config, part3.params), times,
-                                 CutShapes.of(manifest, config.batch_size))
+                                 CutShapes.of(manifest, config.batch_size), part2, opt2)
         log.info("%s: client %d of run %r, %d samples", self.name, welcome.index, self.link.run, data.samples)
-        self.link.send(ClientProfile(times, measured, data.samples, self.options.emulation.bandwidth_mbps), 0)
+        declared = {k: times[k] for k in measured}
+        self.link.send(ClientProfile(declared, measured, data.samples, self.options.emulation.bandwidth_mbps,
+                                     local_times), 0)
 
     def _data(self, config: RunConfig, manifest: Manifest, index: int) -> ClientData:
         """This client's own data (its spec, checked against the manifest), or its demo share without a spec."""
@@ -190,11 +202,22 @@ class Client:
         except (DataSpecError, DataShapeError) as exc:
             raise type(exc)(f"{type(exc).__name__}: {exc}") from None
 
-    def _send_state(self, round_: int, optimizer: bool) -> None:
+    def _parts(self, tensors: dict[str, np.ndarray]) -> dict[str, Segment]:
+        """The segments a STATE for this client covers: part-1, part-3, and part-2 when it carries it (local mode)."""
+        t = self.training
+        assert t is not None
+        parts = {PART1: t.part1, PART3: t.part3}
+        if t.part2 is not None and any(name.startswith(PART2) for name in tensors):
+            parts[PART2] = t.part2
+        return parts
+
+    def _send_state(self, round_: int, optimizer: bool, with_part2: bool) -> None:
         t = self.training
         assert t is not None
         tensors = {**state.pack(t.part1, PART1, t.opt1 if optimizer else None),
                    **state.pack(t.part3, PART3, t.opt3 if optimizer else None)}
+        if with_part2 and t.part2 is not None:
+            tensors.update(state.pack(t.part2, PART2, t.opt2 if optimizer else None))
         self.link.send(State(t.data.samples, tensors), round_)
 
     def _restore(self, env: Envelope, payload: State) -> None:
@@ -203,6 +226,8 @@ class Client:
         try:
             state.restore(t.part1, t.opt1, payload.state, PART1)
             state.restore(t.part3, t.opt3, payload.state, PART3)
+            if t.part2 is not None and any(name.startswith(PART2) for name in payload.state):
+                state.restore(t.part2, t.opt2, payload.state, PART2)
         except StateError as exc:
             self.link.refuse(env, f"state: {exc}")
 
@@ -346,6 +371,8 @@ class Client:
         self.link.send(report, r)
 
     def _train(self, r: int, start: ClientRoundStart, received: float) -> ClientRoundReport:
+        if start.local:
+            return self._train_local(r, received)
         t = self.training
         assert t is not None
         run = self.link.run
@@ -375,6 +402,49 @@ class Client:
         pad1b, _ = self._step(clock, t.times["part1_bwd"])
         finish = now_ms()
         self.trace.event("round_end", finish, round=r, loss=result.loss)
+        return ClientRoundReport(r, float(result.loss), int(len(y)), t_start, finish, fwd, bwd,
+                                 {"part1_fwd": compute1 * 1e3, "part3": compute3 * 1e3, "part1_bwd": compute1b * 1e3},
+                                 {"part1_fwd": pad1 * 1e3, "part3": pad3 * 1e3, "part1_bwd": pad1b * 1e3})
+
+    def _train_local(self, r: int, received: float) -> ClientRoundReport:
+        """One training step in local mode: part-2 on this device between part-1 and part-3, nothing sent; the two
+        part-2 steps are reported as the round's exchanges (no bytes) and padded to its part-2 times."""
+        t = self.training
+        assert t is not None
+        if t.part2 is None or t.opt2 is None:
+            raise RoleFailedError(f"{self.name}: told to train locally, but its run's method "
+                                  f"{t.config.method!r} gave it no part-2")
+        t_start = now_ms()
+        t.opt1.lr = t.opt2.lr = t.opt3.lr = state.lr_at(t.config, r)
+        x, y = t.data.batch(r)
+        clock = time.perf_counter()
+        act = _finite("its part-1 activations", t.part1.forward(r, x))
+        compute1 = time.perf_counter() - clock
+        pad1, _ = self._step(received, t.times["part1_fwd"])
+        fwd_begin, clock = now_ms(), time.perf_counter()
+        out = _finite("its part-2 outputs", t.part2.forward(r, act))
+        self._step(clock, t.times["part2_fwd"])
+        fwd = Transfer(fwd_begin, now_ms(), 0.0, 0, 0)
+        clock = time.perf_counter()
+        result = t.part3.train_step(out, y)
+        if not math.isfinite(result.loss):
+            raise Diverged(f"its loss is {result.loss}")
+        _finite("its gradient of the part-2 output", result.grad_in)
+        t.opt3.step(result.grads)
+        compute3 = time.perf_counter() - clock
+        pad3, _ = self._step(clock, t.times["part3_fwd"] + t.times["part3_bwd"])
+        bwd_begin, clock = now_ms(), time.perf_counter()
+        back = t.part2.backward(r, result.grad_in)
+        _finite("its gradient of the part-1 output", back.grad_in)
+        t.opt2.step(back.grads)
+        self._step(clock, t.times["part2_bwd"])
+        bwd = Transfer(bwd_begin, now_ms(), 0.0, 0, 0)
+        clock = time.perf_counter()
+        t.opt1.step(t.part1.backward(r, back.grad_in).grads)
+        compute1b = time.perf_counter() - clock
+        pad1b, _ = self._step(clock, t.times["part1_bwd"])
+        finish = now_ms()
+        self.trace.event("round_end", finish, round=r, loss=result.loss, local=True)
         return ClientRoundReport(r, float(result.loss), int(len(y)), t_start, finish, fwd, bwd,
                                  {"part1_fwd": compute1 * 1e3, "part3": compute3 * 1e3, "part1_bwd": compute1b * 1e3},
                                  {"part1_fwd": pad1 * 1e3, "part3": pad3 * 1e3, "part1_bwd": pad1b * 1e3})

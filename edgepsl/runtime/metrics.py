@@ -11,7 +11,7 @@ import numpy as np
 
 from edgepsl.plan.instance import Instance
 from edgepsl.plan.pure.constants import BWD, FWD
-from edgepsl.plan.schedule import KIND_NAMES, Plan, Timeline
+from edgepsl.plan.schedule import KIND_NAMES, LOCAL, Plan, Timeline
 from edgepsl.runtime.protocol import ClientRoundReport, HelperRoundReport, JobRecord
 
 
@@ -41,6 +41,8 @@ def job_records(instance: Instance, plan: Plan, planned: Timeline, clients: Sequ
     jobs = _jobs_by_client(helper_reports)
     out = []
     for j, name in enumerate(clients):
+        if plan.assignment[j] == LOCAL:
+            continue
         rep, i = client_reports[name], int(plan.assignment[j])
         release = (float(instance.r[j, i]), float(planned.fwd_end[j] + instance.gap[j, i]))
         start = (float(planned.fwd_start[j]), float(planned.bwd_start[j]))
@@ -57,7 +59,11 @@ def job_records(instance: Instance, plan: Plan, planned: Timeline, clients: Sequ
 
 
 def job_summary(records: Sequence[Mapping[str, Any]]) -> dict[str, float]:
-    """The round's per-job records summarised: mean and max queue wait, mean compute and transfer, total bytes."""
+    """The round's per-job records summarised: mean and max queue wait, mean compute and transfer, total bytes (all 0
+    when every client trained locally)."""
+    if not records:
+        return {"jobs": 0, "queue_wait_ms_mean": 0.0, "queue_wait_ms_max": 0.0, "compute_ms_mean": 0.0,
+                "transfer_ms_mean": 0.0, "transfer_bytes": 0}
     wait = np.array([r["queue_wait_ms"] for r in records])
     transfer = np.array([r["upload_ms"] + r["download_ms"] for r in records])
     return {"jobs": len(records), "queue_wait_ms_mean": float(wait.mean()), "queue_wait_ms_max": float(wait.max()),
@@ -68,13 +74,26 @@ def job_summary(records: Sequence[Mapping[str, Any]]) -> dict[str, float]:
 
 def realised(instance: Instance, plan: Plan, planned: Timeline, clients: Sequence[str], t0: float,
              client_reports: Mapping[str, ClientRoundReport], helper_reports: Mapping[str, HelperRoundReport]) -> RoundRecord:
-    """Build the round's record from the reports (planned: the plan's timeline); times in ms from the round start t0."""
+    """Build the round's record from the reports (planned: the plan's timeline); times in ms from the round start t0.
+
+    A client in local mode reports its own part-2 steps as its two exchanges: they give its job times, with no
+    transfers and no helper."""
     jobs = _jobs_by_client(helper_reports)
     K, H = instance.K, instance.H
     times = {k: np.zeros(K) for k in ("fs", "fe", "bs", "be", "fin")}
     chain = {k: np.zeros(K) for k in ("r", "p", "d", "l", "r_bwd", "p_bwd", "d_bwd", "l_bwd")}
     overhead = np.zeros((K, 2))
+    split = plan.assignment != LOCAL
     for j, name in enumerate(clients):
+        if not split[j]:
+            rep = client_reports[name]
+            fs, fe, bs, be = rep.fwd.sent - t0, rep.fwd.recv - t0, rep.bwd.sent - t0, rep.bwd.recv - t0
+            times["fs"][j], times["fe"][j], times["bs"][j], times["be"][j] = fs, fe, bs, be
+            times["fin"][j] = rep.finish - t0
+            chain["r"][j], chain["p"][j], chain["p_bwd"][j] = fs, fe - fs, be - bs
+            chain["l"][j] = chain["r_bwd"][j] = (bs - fe) / 2.0
+            chain["l_bwd"][j] = rep.finish - rep.bwd.recv
+            continue
         rep, (fwd, _), (bwd, _) = client_reports[name], jobs[(name, FWD)], jobs[(name, BWD)]
         times["fs"][j], times["fe"][j] = fwd.start - t0, fwd.end - t0
         times["bs"][j], times["be"][j] = bwd.start - t0, bwd.end - t0
@@ -90,10 +109,10 @@ def realised(instance: Instance, plan: Plan, planned: Timeline, clients: Sequenc
         chain["l_bwd"][j] = rep.finish - rep.bwd.recv
         for k, (job, side) in enumerate(((fwd, rep.fwd), (bwd, rep.bwd))):
             overhead[j, k] = (side.recv - side.sent) - (job.end - job.arrival) - job.down_s * 1e3
-    a = plan.assignment
-    busy = np.bincount(a, weights=chain["p"] + chain["p_bwd"], minlength=H)
+    a = plan.assignment[split]
+    busy = np.bincount(a, weights=(chain["p"] + chain["p_bwd"])[split], minlength=H)
     span = np.zeros(H)
-    np.maximum.at(span, a, times["be"])
+    np.maximum.at(span, a, times["be"][split])
     makespan = float(times["fin"].max())
     timeline = Timeline(times["fs"], times["fe"], times["bs"], times["be"], times["fin"], busy, span - busy, span,
                         makespan)
@@ -107,8 +126,9 @@ def realised(instance: Instance, plan: Plan, planned: Timeline, clients: Sequenc
         "realised_makespan_ms": makespan,
         "helper_utilisation": (busy / makespan).round(4).tolist() if makespan > 0 else [0.0] * H,
         "fallback_jobs": int(sum(1 for job in all_jobs if not job.planned)),
-        "overhead_ms_per_job": float(overhead.mean()),
-        "overhead_share": float(overhead.sum(axis=1).mean() / makespan) if makespan > 0 else 0.0,
+        "overhead_ms_per_job": float(overhead[split].mean()) if split.any() else 0.0,
+        "overhead_share": float(overhead[split].sum(axis=1).mean() / makespan) if makespan > 0 and split.any() else 0.0,
+        "local_clients": int((~split).sum()),
         "bytes": int(sum(job.bytes_in + job.bytes_out for job in all_jobs)),
         "job_summary": job_summary(records),
         "jobs": records,

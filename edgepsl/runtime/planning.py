@@ -34,7 +34,9 @@ def build_instance(config: RunConfig, manifest: Manifest, clients: Sequence[str]
                    client_profiles: Mapping[str, dict], helper_profiles: Mapping[str, dict], links: Links) -> Instance:
     """The instance of one round from the declared part times (ms), the cut sizes and the K x H links.
 
-    Each of a chain's four transfers takes its link's bytes * 8 / Mbps plus the link's one-way latency.
+    Each of a chain's four transfers takes its link's bytes * 8 / Mbps plus the link's one-way latency. Where some
+    client declared `local_times` (its part-2 times on its own device, for a hybrid method), the instance has the
+    local-mode fields: those clients may go local (their own memory is taken to hold part-2), the others not.
     """
     K = len(clients)
     c = {key: np.array([client_profiles[n]["times"][key] for n in clients]) for key in
@@ -55,7 +57,14 @@ def build_instance(config: RunConfig, manifest: Manifest, clients: Sequence[str]
               "artifact": manifest.model, "links": sorted({s for row in links.source for s in row})},
     )
     lat = links.latency_ms
-    return dataclasses.replace(built, r=built.r + lat, d=built.d + lat, r_bwd=built.r_bwd + lat, d_bwd=built.d_bwd + lat)
+    built = dataclasses.replace(built, r=built.r + lat, d=built.d + lat, r_bwd=built.r_bwd + lat, d_bwd=built.d_bwd + lat)
+    local = [client_profiles[n].get("local_times") for n in clients]
+    if all(times is None for times in local):
+        return built
+    own = {key: np.array([0.0 if times is None else times[key] for times in local]) for key in ("part2_fwd", "part2_bwd")}
+    return dataclasses.replace(built, r_own=c["part1_fwd"], p_own=own["part2_fwd"], r_bwd_own=c["part3_bwd"],
+                               p_bwd_own=own["part2_bwd"],
+                               cap_own=np.where([times is not None for times in local], mem, 0.0))
 
 
 def make_plan(config: RunConfig, instance: Instance) -> Solution:

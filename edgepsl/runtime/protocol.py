@@ -487,6 +487,9 @@ class ClientProfile(Payload):
     measured: dict[str, float] = spec(MapOf(Float(lo=0.0), keys=CLIENT_PARTS), "part times measured (ms)")
     samples: int = spec(Int(1), "training samples it holds (its FedAvg weight)")
     bandwidth_mbps: float | None = spec(Opt(Float(lo=1e-6)), "its emulated link (Mbps), nil for none", default=None)
+    local_times: dict[str, float] | None = spec(
+        Opt(MapOf(Float(lo=0.0), keys=HELPER_PARTS)),
+        "hybrid methods: part-2 times it will take training locally (ms); nil: it offers no local mode", default=None)
 
 
 @dataclass(frozen=True)
@@ -632,15 +635,23 @@ class HelperRoundStart(Payload):
 
 @dataclass(frozen=True)
 class ClientRoundStart(Payload):
-    """A client's round: its helper and when the round began."""
+    """A client's round: its helper (or local mode) and when the round began."""
 
     TYPE = MsgType.ROUND_START
     DIRECTION = "K→C"
-    helper: str = spec(Str(), "the helper serving it this round")
-    helper_endpoint: str = spec(Str(), "where to reach it")
+    helper: str = spec(Str(empty=True), "the helper serving it this round (empty exactly in local mode)")
+    helper_endpoint: str = spec(Str(empty=True), "where to reach it (empty exactly in local mode)")
     t0_ms: float = spec(Float(lo=0.0), "the coordinator's wall clock at the round start (ms)")
     token: int = spec(Int(), "this round start's token, which the round's jobs carry")
     helper_key: str | None = spec(Opt(Str(40)), "its CURVE public key (nil when insecure)", default=None)
+    local: bool = spec(Bool(), "local mode: train part-2 on its own device, no helper, no transfers", default=False)
+
+    def check(self, kind: str, path: str) -> None:
+        """A helper and its endpoint are given exactly when the client is not in local mode."""
+        for name in ("helper", "helper_endpoint"):
+            if bool(getattr(self, name)) == self.local:
+                raise _fail(kind, name, "must be empty in local mode" if self.local else "is empty, but the client "
+                            "is not in local mode")
 
 
 @dataclass(frozen=True)
@@ -742,8 +753,8 @@ class ClientRoundReport(Payload):
     samples: int = spec(Int(1), "samples in its batch")
     start: float = spec(Float(lo=0.0), "when it began the round (ms, wall clock)")
     finish: float = spec(Float(lo=0.0), "when its part-1 step ended (ms)")
-    fwd: Transfer = spec(Nested(Transfer), "its forward job's exchange")
-    bwd: Transfer = spec(Nested(Transfer), "its backward job's exchange")
+    fwd: Transfer = spec(Nested(Transfer), "its forward job's exchange (local mode: its own part-2 forward, no bytes)")
+    bwd: Transfer = spec(Nested(Transfer), "its backward job's exchange (local mode: its own part-2 backward)")
     compute_ms: dict[str, float] = spec(MapOf(Float(lo=0.0), keys=CLIENT_STEPS), "compute of its steps (ms)")
     pad_ms: dict[str, float] = spec(MapOf(Float(lo=0.0), keys=CLIENT_STEPS), "emulation padding of its steps (ms)")
 
@@ -785,7 +796,8 @@ class StateRequest(Payload):
     TYPE = MsgType.STATE_REQUEST
     DIRECTION = "K→C, K→H"
     optimizer: bool = spec(Bool(), "include optimizer state")
-    clients: list[str] = spec(ListOf(Str()), "helpers: the clients whose middle parts to send", default_factory=list)
+    clients: list[str] = spec(ListOf(Str()), "helpers: the clients whose middle parts to send; a client in local "
+                              "mode: its own name to add its part-2", default_factory=list)
 
 
 @dataclass(frozen=True)

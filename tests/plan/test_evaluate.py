@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgepsl.plan.errors import AssignmentError, JobCoverageError, JobOrderError, MemoryCapacityError
-from edgepsl.plan.evaluate import evaluate
+from edgepsl.plan.errors import AssignmentError, JobCoverageError, JobOrderError, MemoryCapacityError, PlanError
+from edgepsl.plan.evaluate import _plainly_valid, evaluate
 from edgepsl.plan.heuristics import assign, solve
 from edgepsl.plan.instance import Instance
 from edgepsl.plan.schedule import Plan
@@ -149,3 +149,38 @@ def test_orders_for_wrong_number_of_helpers(inst) -> None:
     plan = plan_of(inst)
     with pytest.raises(JobCoverageError, match="for 1 helpers, the instance has 2"):
         evaluate(inst, Plan(plan.assignment, plan.orders[:1]))
+
+
+def test_fast_check_agrees_with_the_rule_by_rule_check() -> None:
+    # validate's array check must accept exactly the plans its rule-by-rule loop accepts: corrupt valid plans at
+    # random (swap two jobs, move a job to another helper, change a kind or client) and compare the two verdicts.
+    rng = np.random.default_rng(7)
+    verdicts = set()
+    for trial in range(300):
+        inst = random_instance(trial, int(rng.integers(2, 7)), int(rng.integers(1, 4)), False, False)
+        plan = solve(inst, "greedy-eft").plan
+        orders = [o.copy() for o in plan.orders]
+        assignment = plan.assignment.copy()
+        i = int(rng.integers(inst.H))
+        what = trial % 4
+        if what == 0 and len(orders[i]) > 1:
+            x, y = rng.choice(len(orders[i]), 2, replace=False)
+            orders[i][[x, y]] = orders[i][[y, x]]
+        elif what == 1 and len(orders[i]):
+            other = int(rng.integers(inst.H))
+            row = orders[i][int(rng.integers(len(orders[i])))]
+            orders[other] = np.vstack([orders[other], row[None]])
+        elif what == 2 and len(orders[i]):
+            orders[i][int(rng.integers(len(orders[i]))), 1] = int(rng.integers(0, 3))
+        elif what == 3 and len(orders[i]):
+            orders[i][int(rng.integers(len(orders[i]))), 0] = int(rng.integers(-1, inst.K + 1))
+        changed = Plan(assignment, tuple(orders))
+        fast = _plainly_valid(inst, changed)
+        try:
+            evaluate(inst, changed)
+            slow = True
+        except PlanError:
+            slow = False
+        assert fast == slow
+        verdicts.add(fast)
+    assert verdicts == {True, False}

@@ -6,9 +6,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from edgepsl.plan.bounds import lower_bound
 from edgepsl.plan.errors import InfeasibleError, SearchLimitError, UnknownMethodError
 from edgepsl.plan.evaluate import evaluate
-from edgepsl.plan.heuristics import DEFAULT_KICKS, METHODS, solve
+from edgepsl.plan.heuristics import DEFAULT_KICKS, METHODS, QUICK_LIMIT_MS, solve
 from edgepsl.plan.instance import Instance
 from edgepsl.plan.preemptive import schedule_assignment
 from edgepsl.plan.scenarios import scenario_instance
@@ -172,3 +173,18 @@ def test_greedy_insertion_respects_memory_and_starts_greedy_ls_where_it_is_bette
     sol = solve(inst, "greedy-ls", kicks=0)
     assert sol.plan.meta["start"] == "greedy-insert"
     assert sol.plan.meta["start_makespan"] < solve(inst, "greedy-eft").makespan
+
+
+def test_greedy_ls_under_a_short_time_limit_takes_only_its_first_start() -> None:
+    inst = scenario_instance("resnet101_cifar10", 40, 4, 2, 0)
+    sol = solve(inst, "greedy-ls", time_limit_ms=QUICK_LIMIT_MS / 2)
+    assert sol.plan.meta["start"] == "greedy-insert"
+    assert sol.makespan <= sol.plan.meta["start_makespan"]
+    assert evaluate(inst, sol.plan).makespan == sol.makespan
+
+
+def test_the_lower_bound_is_computed_on_first_use_outside_the_planning_call() -> None:
+    inst = scenario_instance("resnet101_cifar10", 20, 3, 1, 0)
+    sol = solve(inst, "greedy-ls", time_limit_ms=1)
+    assert "bound" not in vars(sol)
+    assert sol.bound == lower_bound(inst) and sol.gap == sol.bound.gap(sol.makespan)

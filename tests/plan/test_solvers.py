@@ -23,11 +23,13 @@ from edgepsl.runtime.planning import make_plan
 from .instances import random_instance
 
 QUICK = {"milp": {"time_limit": 20.0}, "admm": {"time_limit": 5.0}}
-CHOICES = "choose one of random, balanced-greedy, greedy-eft, greedy-ls, milp, admm"
+CHOICES = ("choose one of random, balanced-greedy, greedy-eft, greedy-ls, milp, hybrid, hybrid-random, "
+           "hybrid-rule-random, hybrid-balanced-greedy, hybrid-milp, admm")
 
 
 def test_every_method_is_registered() -> None:
-    assert method_names() == ("random", "balanced-greedy", "greedy-eft", "greedy-ls", "milp", "admm")
+    assert method_names() == ("random", "balanced-greedy", "greedy-eft", "greedy-ls", "milp", "hybrid", "hybrid-random",
+                              "hybrid-rule-random", "hybrid-balanced-greedy", "hybrid-milp", "admm")
     for spec in SOLVERS.values():
         assert spec.description and all(o.help for o in spec.options)
         assert (spec.extra, spec.module) in ((None, None), ("solvers", "highspy"))

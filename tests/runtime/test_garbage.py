@@ -226,7 +226,7 @@ def test_a_helper_refuses_malformed_jobs_of_its_own_client_by_name_and_the_run_t
 class NaNState(Client):
     """A client whose state for averaging holds NaN (weights that blew up in the round's last optimizer step)."""
 
-    def _send_state(self, round_: int, optimizer: bool) -> None:
+    def _send_state(self, round_: int, optimizer: bool, with_part2: bool) -> None:
         t = self.training
         assert t is not None
         tensors = {**state.pack(t.part1, PART1, t.opt1), **state.pack(t.part3, PART3, t.opt3)}

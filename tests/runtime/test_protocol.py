@@ -254,3 +254,12 @@ def test_no_role_reads_a_message_meta_outside_the_protocol_module():
     readers = [f"{path.relative_to(ROOT)}:{k + 1}" for path in sorted(runtime.rglob("*.py")) if path.name != "protocol.py"
                for k, line in enumerate(path.read_text().splitlines()) if pattern.search(line)]
     assert not readers, f"read payloads through edgepsl.runtime.protocol, not meta: {readers}"
+
+
+def test_a_round_start_names_a_helper_exactly_when_the_client_is_not_local():
+    local = p.ClientRoundStart("", "", 1.0, 7, None, local=True)
+    assert _decode(p.ClientRoundStart, _with_meta(local)) == local
+    with pytest.raises(PayloadError, match="helper must be empty in local mode"):
+        _decode(p.ClientRoundStart, _with_meta(local, helper="helper0"))
+    with pytest.raises(PayloadError, match="helper is empty, but the client is not in local mode"):
+        _decode(p.ClientRoundStart, _with_meta(local, local=False))

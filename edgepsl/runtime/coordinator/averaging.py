@@ -33,17 +33,19 @@ class Gathered:
 
 def gather(messenger: Messenger, config: RunConfig, fleet: Fleet, schedule: Schedule, model: Mapping[str, Segment],
            r: int) -> Gathered:
-    """STATE (model and optimizer) of every client (part1, part3) and of every middle part after round r.
+    """STATE (model and optimizer) of every client (part1, part3) and of every middle part after round r; a client
+    in local mode sends its own part-2 with its ends, which is split off as its middle part.
 
     A state that holds NaN or infinity ends the run at once (TrainingDivergedError naming the round and the role).
     """
     for name in fleet.clients:
-        messenger.send(name, StateRequest(True), r, name)
+        messenger.send(name, StateRequest(True, [name] if schedule.is_local(fleet, name) else []), r, name)
     for i, name in enumerate(fleet.helpers):
         mine = [c for j, c in enumerate(fleet.clients) if schedule.plan.assignment[j] == i]
         messenger.send(name, StateRequest(True, mine), r)
     ends = state.shapes({"part1/": model["part1"], "part3/": model["part3"]})
     middle = state.shapes({"part2/": model["part2"]})
+    whole = state.shapes({"part1/": model["part1"], "part2/": model["part2"], "part3/": model["part3"]})
     clients: dict[str, State] = {}
     middles: dict[str, State] = {}
 
@@ -51,9 +53,14 @@ def gather(messenger: Messenger, config: RunConfig, fleet: Fleet, schedule: Sche
         if env.message.type is not MsgType.STATE or env.message.job.round != r:
             return None
         if env.peer in fleet.clients:
-            payload = _decode(env, ends, r, env.peer)
+            local = schedule.is_local(fleet, env.peer)
+            payload = _decode(env, whole if local else ends, r, env.peer)
             if payload.samples is None:
                 return None
+            if local:
+                mine = ckpt.select(payload.state, ("part2/",))
+                middles[env.peer] = State(None, mine)
+                payload = State(payload.samples, {k: v for k, v in payload.state.items() if k not in mine})
             clients[env.peer] = payload
             return env.peer
         owner = env.message.job.client
@@ -62,7 +69,8 @@ def gather(messenger: Messenger, config: RunConfig, fleet: Fleet, schedule: Sche
             return owner + "@part2"
         return None
 
-    messenger.collect(accept, 2 * len(fleet.clients), f"the states of round {r}", config.round_timeout_s, r)
+    split = sum(not schedule.is_local(fleet, name) for name in fleet.clients)
+    messenger.collect(accept, len(fleet.clients) + split, f"the states of round {r}", config.round_timeout_s, r)
     return Gathered(clients, middles)
 
 
@@ -91,13 +99,18 @@ def aggregate(strategy: Aggregation, fleet: Fleet, gathered: Gathered, r: int) -
 
 def broadcast(messenger: Messenger, fleet: Fleet, schedule: Schedule, saved: ckpt.Checkpoint,
               with_optimizer: bool) -> None:
-    """Send the model (and, on resume, each owner's optimizer state) to every client and middle part."""
+    """Send the model (and, on resume, each owner's optimizer state) to every client and middle part; a client in
+    local mode gets its part-2 in the same STATE as its ends."""
     ends = ckpt.select(saved.model, ("part1/", "part3/"))
     middle = ckpt.select(saved.model, ("part2/",))
     for name in fleet.clients:
         extra = saved.optim[name] if with_optimizer else {}
+        if schedule.is_local(fleet, name):
+            extra = {**extra, **middle, **(saved.optim[name + "@part2"] if with_optimizer else {})}
         messenger.send(name, State(None, {**ends, **extra}), saved.round, name)
     for name in fleet.clients:
+        if schedule.is_local(fleet, name):
+            continue
         extra = saved.optim[name + "@part2"] if with_optimizer else {}
         messenger.send(schedule.helper_of(fleet, name), State(None, {**middle, **extra}), saved.round, name)
 

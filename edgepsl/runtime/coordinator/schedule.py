@@ -11,7 +11,7 @@ from pathlib import Path
 from edgepsl.plan.evaluate import evaluate as evaluate_plan
 from edgepsl.plan.instance import Instance
 from edgepsl.plan.rules import dispatch_priorities
-from edgepsl.plan.schedule import Plan, Timeline
+from edgepsl.plan.schedule import LOCAL, Plan, Timeline
 from edgepsl.runtime import planning
 from edgepsl.runtime.config import RunConfig
 from edgepsl.runtime.coordinator.fleet import Fleet, Profiles
@@ -36,8 +36,13 @@ class Schedule:
     client_starts: dict[str, ClientRoundStart]
 
     def helper_of(self, fleet: Fleet, client: str) -> str:
-        """The helper a client is assigned to."""
-        return fleet.helpers[int(self.plan.assignment[fleet.clients.index(client)])]
+        """The helper a client is assigned to; the client itself in local mode (it holds its own part-2)."""
+        i = int(self.plan.assignment[fleet.clients.index(client)])
+        return client if i == LOCAL else fleet.helpers[i]
+
+    def is_local(self, fleet: Fleet, client: str) -> bool:
+        """Whether a client trains in local mode."""
+        return bool(self.plan.local[fleet.clients.index(client)])
 
 
 def links(messenger: Messenger, config: RunConfig, manifest: Manifest, fleet: Fleet, profiles: Profiles) -> Links:
@@ -73,7 +78,9 @@ def plan_round(config: RunConfig, manifest: Manifest, fleet: Fleet, profiles: Pr
     """Build the instance from the profiles and links, plan it with the configured method; write both files."""
     measured.save(run_dir / "links.json")
     instance = planning.build_instance(
-        config, manifest, fleet.clients, fleet.helpers, {n: {"times": profiles.clients[n].times} for n in fleet.clients},
+        config, manifest, fleet.clients, fleet.helpers,
+        {n: {"times": profiles.clients[n].times, "local_times": profiles.clients[n].local_times}
+         for n in fleet.clients},
         {n: {"times": profiles.helpers[n].times, "capacity_mb": fleet.registrations[n].capacity_mb}
          for n in fleet.helpers}, measured)
     plan = planning.make_plan(config, instance).plan
@@ -111,6 +118,9 @@ def schedule(config: RunConfig, fleet: Fleet, profiles: Profiles, instance: Inst
             token=0)
     client_starts = {}
     for j, name in enumerate(fleet.clients):
+        if plan.assignment[j] == LOCAL:
+            client_starts[name] = ClientRoundStart("", "", 0.0, 0, None, local=True)
+            continue
         helper = fleet.helpers[int(plan.assignment[j])]
         client_starts[name] = ClientRoundStart(helper, endpoints[helper], 0.0, 0, fleet.registrations[helper].public_key)
     roles = {"clients": fleet.clients, "helpers": fleet.helpers, "helper_endpoints": endpoints,

@@ -1,0 +1,64 @@
+"""Local mode over real processes: clients the hybrid plan puts local train part-2 themselves, and the run's model
+equals the all-split run's (one part-2 per client either way)."""
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+
+from edgepsl.runtime import checkpoint
+from edgepsl.runtime.emulation import Emulation
+from edgepsl.runtime.launch import run_local
+from tests.runtime.conftest import small_run
+
+ROUNDS = 4
+# Jetson GPUs train part-2 about 3x faster than a laptop helper (vgg19_cifar10 profile); a d1 far slower.
+CLIENTS = [Emulation(device="jetson-gpu"), Emulation(device="jetson-gpu"), Emulation(device="d1")]
+HELPERS = [Emulation(device="laptop")]
+
+
+def _run(tmp_path, method: str):
+    run = small_run(tmp_path / method, clients=3, helpers=1, rounds=ROUNDS, aggregate_every=2, eval_every=ROUNDS,
+                    method=method, time_scale=0.002, train_samples=600, test_samples=200)
+    summary = run_local(dataclasses.replace(run, secure=False, client_emulation=CLIENTS, helper_emulation=HELPERS))
+    records = [json.loads(line) for line in (tmp_path / method / "metrics.jsonl").read_text().splitlines()]
+    return summary, records, checkpoint.load(tmp_path / method / "checkpoint")
+
+
+def test_local_clients_train_part2_themselves_and_match_the_all_split_run(tmp_path):
+    hybrid, records, local_ckpt = _run(tmp_path, "hybrid")
+    plan = json.loads((tmp_path / "hybrid" / "plan.json").read_text())
+    assert plan["version"] == 2 and plan["assignment"] == [-1, -1, 0]
+    assert hybrid.rounds_done == ROUNDS
+    for record in records:
+        assert record["local_clients"] == 2
+        assert {job["client"] for job in record["jobs"]} == {"client2"}
+    split, split_records, split_ckpt = _run(tmp_path, "greedy-ls")
+    assert json.loads((tmp_path / "greedy-ls" / "plan.json").read_text())["assignment"] == [0, 0, 0]
+    assert [r["client_loss"] for r in records] == [r["client_loss"] for r in split_records]
+    assert set(local_ckpt.model) == set(split_ckpt.model)
+    for name, value in split_ckpt.model.items():
+        diff = np.linalg.norm(local_ckpt.model[name] - value)
+        assert diff <= 1e-5 * max(np.linalg.norm(value), 1e-12), name
+
+
+def test_declared_local_times_give_the_instance_its_local_mode_fields():
+    from edgepsl.runtime.links import declared_links
+    from edgepsl.runtime.planning import build_instance
+    from edgepsl.segment import load_manifest
+    from tests.runtime.conftest import SMALL
+
+    clients, helpers = ["client0", "client1"], ["helper0"]
+    config = SMALL.replace(links="declared", bandwidth_mbps=100.0, method="hybrid")
+    links = declared_links(config, clients, helpers, {"client0": None, "client1": None})
+    times = {"part1_fwd": 1.0, "part1_bwd": 2.0, "part3_fwd": 3.0, "part3_bwd": 4.0}
+    profiles = {"client0": {"times": times, "local_times": {"part2_fwd": 5.0, "part2_bwd": 6.0}},
+                "client1": {"times": times, "local_times": None}}
+    args = (config, load_manifest(config.artifact), clients, helpers)
+    helper_profiles = {"helper0": {"times": {"part2_fwd": 2.0, "part2_bwd": 3.0}}}
+    instance = build_instance(*args, profiles, helper_profiles, links)
+    assert instance.hybrid and instance.local_fits.tolist() == [True, False]
+    assert instance.local_time[0] == 1.0 + 5.0 + 3.0 + 4.0 + 6.0 + 2.0
+    plain = build_instance(*args, {n: {"times": times} for n in clients}, helper_profiles, links)
+    assert not plain.hybrid
