@@ -7,7 +7,7 @@
 
     config = RunConfig(clients=3, helpers=1, rounds=20, batch_size=32, eval_every=10)
     summary = train_local(config, "runs/mine", on_round=show)
-    print(summary.accuracy, summary.run_dir)
+    print(summary.metric, summary.value, summary.run_dir)     # the metric's name and its last value
 
 The roles run as separate processes on 127.0.0.1 (as `edgepsl demo` does), with throwaway CURVE keys in the run
 directory unless secure=False. docs/byo.md lists the keys of the per-round metrics and of RunConfig.
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from edgepsl.runtime.config import RunConfig
 from edgepsl.runtime.coordinator import RunSummary
@@ -28,8 +28,9 @@ __all__ = ["RoundCallback", "RunConfig", "RunSummary", "train_local"]
 
 
 def train_local(config: RunConfig, run_dir: str | os.PathLike[str], on_round: RoundCallback | None = None, *,
-                secure: bool = True, resume: bool = False) -> RunSummary:
+                secure: bool = True, resume: bool = False, client_data: Sequence[str] = ()) -> RunSummary:
     """Run config.helpers helpers and config.clients clients on this machine and return the run's summary;
     on_round(metrics) is called after every round (it may raise to abort the run); resume=True continues a stopped
-    run of run_dir from its checkpoint."""
-    return run_local(LocalRun(config, Path(run_dir), secure=secure, resume=resume), on_round)
+    run of run_dir from its checkpoint; client_data gives client j its data spec (default: its Fashion-MNIST
+    share)."""
+    return run_local(LocalRun(config, Path(run_dir), secure=secure, resume=resume, client_data=client_data), on_round)

@@ -4,23 +4,32 @@ from __future__ import annotations
 import sys
 from typing import Any, Callable
 
+from edgepsl.segment.losses import LOSSES, PERCENT_METRICS
 
-def _post(metrics: dict[str, Any], accuracy: float | None) -> dict[str, str]:
+
+METRICS = tuple(loss.metric for loss in LOSSES.values())  # accuracy, mse, label_accuracy
+SHORT = {"accuracy": "acc", "label_accuracy": "label acc"}
+
+
+def _post(metrics: dict[str, Any], evaluated: tuple[str, float] | None) -> dict[str, str]:
     post = {"loss": f"{metrics['loss']:.3f}", "makespan": f"{metrics['realised_makespan_ms']:.0f}ms"}
-    if accuracy is not None:
-        post["acc"] = f"{100 * accuracy:.1f}%"
+    if evaluated is not None:
+        name, value = evaluated
+        post[SHORT.get(name, name)] = f"{100 * value:.1f}%" if name in PERCENT_METRICS else f"{value:.4g}"
     return post
 
 
 def progress(total: int, initial: int) -> tuple[Callable[[dict[str, Any]], None], Callable[[], None]]:
     """(on_round, close): a tqdm bar over rounds when stderr is a terminal and tqdm is installed (the `demo`
     extra), else one printed line per round."""
-    last: dict[str, float | None] = {"acc": None}
+    last: dict[str, tuple[str, float] | None] = {"metric": None}
 
-    def accuracy(metrics: dict[str, Any]) -> float | None:
-        if metrics.get("accuracy") is not None:
-            last["acc"] = metrics["accuracy"]
-        return last["acc"]
+    def accuracy(metrics: dict[str, Any]) -> tuple[str, float] | None:
+        """The latest evaluation (metric name, value) up to this round."""
+        for name in METRICS:
+            if metrics.get(name) is not None:
+                last["metric"] = (name, metrics[name])
+        return last["metric"]
 
     def line(metrics: dict[str, Any]) -> None:
         post = _post(metrics, accuracy(metrics))

@@ -25,5 +25,5 @@ def run(args: argparse.Namespace) -> int:
     stop_on_signals()
     keypair, coordinator_key = keys(args)
     Helper(HelperOptions(args.name, args.coordinator, args.bind, args.advertise, keypair, coordinator_key,
-                         args.capacity_mb, emulation(args), args.trace, args.join_timeout)).run()
+                         args.capacity_mb, emulation(args), args.trace, args.join_timeout, args.artifact)).run()
     return 0

@@ -26,6 +26,7 @@ from edgepsl.segment.manifest import load_manifest
 CHUNK_BYTES = 1 << 20
 MAX_ARCHIVE_BYTES = 4 << 30
 CACHE_ENV = "EDGEPSL_ARTIFACT_CACHE"
+PLACE_TRIES = 3
 
 
 class ArtifactTransferError(EdgePSLError):
@@ -201,7 +202,11 @@ class ArtifactStore:
             return None
 
     def put_archive(self, data: bytes, sha256: str) -> Path:
-        """Verify an archive's hash, unpack it, check its manifest and file hashes, and move it into the cache."""
+        """Verify an archive's hash, unpack it, check its manifest and file hashes, and move it into the cache.
+
+        Several processes (the roles of one machine) may cache the same artifact at once: the entry appears by one
+        rename of a complete directory, a valid entry is never removed (a process that finds one keeps it and drops
+        its own copy), and only an entry that fails its hash is moved aside and replaced."""
         verify_archive(data, sha256)
         target = self.path(sha256)
         self.root.mkdir(parents=True, exist_ok=True)
@@ -211,14 +216,31 @@ class ArtifactStore:
             if artifact_sha256(staging) != sha256:
                 raise ArchiveError(f"artifact {sha256[:12]}... unpacks to files whose archive differs "
                                    f"(extra or missing files)")
-            if target.exists():
-                shutil.rmtree(target)
             staging.chmod(0o755)
-            staging.rename(target)
+            if not self._place(staging, target, sha256):
+                shutil.rmtree(staging, ignore_errors=True)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
         return target
+
+    def _place(self, staging: Path, target: Path, sha256: str) -> bool:
+        """Rename a verified staging directory to the entry; False when a valid entry is there already."""
+        for _ in range(PLACE_TRIES):
+            try:
+                staging.rename(target)
+                return True
+            except OSError:
+                if self.get(sha256) is not None:
+                    return False  # another process cached the same artifact meanwhile: keep its entry
+                if target.exists():  # a damaged entry: out of the way in one rename, then removed
+                    aside = Path(tempfile.mkdtemp(prefix=f".{sha256[:12]}.damaged.", dir=self.root))
+                    try:
+                        target.rename(aside / "entry")
+                    except OSError:
+                        pass  # another process moved it first
+                    shutil.rmtree(aside, ignore_errors=True)
+        raise ArtifactTransferError(f"cannot place artifact {sha256[:12]}... in the cache {self.root}")
 
     def put_dir(self, artifact_dir: str | os.PathLike[str]) -> tuple[str, Path]:
         """Cache a local artifact directory; (its sha256, its cached directory)."""

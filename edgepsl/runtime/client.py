@@ -9,9 +9,12 @@ from pathlib import Path
 
 import numpy as np
 
+from edgepsl.data.spec import DataShapeError, DataSpecError, Normalisation, load_client_data
 from edgepsl.plan.solvers import solver
 from edgepsl.profiling.link import ProbeRefusedError, ProbeTimeoutError, probe_link
 from edgepsl.runtime import state
+from edgepsl.runtime.artifact_store import ArtifactStore
+from edgepsl.runtime.artifact_transfer import resolve
 from edgepsl.runtime.channels import channel_config
 from edgepsl.runtime.config import RunConfig
 from edgepsl.runtime.coordinator_link import SLICE_S, CoordinatorLink, bye_reason, error_text
@@ -24,7 +27,7 @@ from edgepsl.runtime.protocol import (Activations, ClientProfile, ClientRoundRep
                                       CutShapes, EmulationInfo, ErrorReply, ForwardJob, GradBack, Gradients, LinkFit,
                                       LinkReport, ProbeRequest, Register, RuntimeCode, State, StateRequest, Transfer)
 from edgepsl.runtime.trace import Trace, now_ms, tensor_bytes
-from edgepsl.segment import Optimizer, Segment, StateError, load_manifest
+from edgepsl.segment import Manifest, Optimizer, Segment, StateError, load_manifest
 from edgepsl.wire import Envelope, EventKind, JobId, KeyPair, Message, MsgType, PeerChannel, PeerEvent, PeerSecurity
 
 PART1, PART2, PART3 = "part1/", "part2/", "part3/"
@@ -34,7 +37,12 @@ JOIN_TIMEOUT_S = 600.0
 
 @dataclass(frozen=True)
 class ClientOptions:
-    """How a client process reaches the coordinator and what it emulates."""
+    """How a client process reaches the coordinator, what it emulates, and where its artifact and data are.
+
+    artifact: a local copy, used when its hash is the run's (else the cache, else the coordinator's chunks).
+    data: this client's own data spec (npz:FILE, idx:DIR, python:MODULE:FUNCTION), normalised by `normalisation`
+    (default: the run's mean, std, divide); None: its share of Fashion-MNIST at the run's data_dir (the demo).
+    """
 
     name: str
     coordinator: str
@@ -43,6 +51,9 @@ class ClientOptions:
     emulation: Emulation = Emulation()
     trace_path: Path | None = None
     join_timeout_s: float = JOIN_TIMEOUT_S
+    artifact: Path | None = None
+    data: str | None = None
+    normalisation: Normalisation | None = None
 
 
 class Diverged(Exception):
@@ -157,8 +168,9 @@ class Client:
     def _welcome(self, welcome: ClientWelcome) -> None:
         """Set up (again, after a coordinator restart) from the welcome and report the part times."""
         config = welcome.config
-        data = client_data(config, welcome.index)
-        manifest = load_manifest(config.artifact)
+        manifest = load_manifest(resolve(welcome.artifact, self.options.artifact, ArtifactStore(), self.link,
+                                         config.register_timeout_s))
+        data = self._data(config, manifest, welcome.index)
         part1 = Segment(manifest, "part1", threads=config.threads)
         part3 = Segment(manifest, "part3", threads=config.threads)
         measured = measure_client(part1, part3, config.batch_size, config.profile_iters)
@@ -178,6 +190,17 @@ class Client:
         declared = {k: times[k] for k in measured}
         self.link.send(ClientProfile(declared, measured, data.samples, self.options.emulation.bandwidth_mbps,
                                      local_times), 0)
+
+    def _data(self, config: RunConfig, manifest: Manifest, index: int) -> ClientData:
+        """This client's own data (its spec, checked against the manifest), or its demo share without a spec."""
+        opts = self.options
+        if opts.data is None:
+            return client_data(config, index)
+        try:
+            return load_client_data(opts.data, manifest, opts.normalisation or config.normalisation, index=index,
+                                    seed=config.seed, batch_size=config.batch_size)
+        except (DataSpecError, DataShapeError) as exc:
+            raise type(exc)(f"{type(exc).__name__}: {exc}") from None
 
     def _parts(self, tensors: dict[str, np.ndarray]) -> dict[str, Segment]:
         """The segments a STATE for this client covers: part-1, part-3, and part-2 when it carries it (local mode)."""

@@ -8,11 +8,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
+from edgepsl.data.spec import Normalisation
 from edgepsl.plan.rules import DISPATCH_RULES
 from edgepsl.plan.solvers import method_names
 from edgepsl.runtime.aggregation import STRATEGIES
 from edgepsl.runtime.errors import RunConfigError
 
+MAX_CHUNK_KB = 4096  # the protocol's bound on an artifact chunk (protocol.MAX_CHUNK_BYTES)
 DEFAULT_ARTIFACT = str(Path(__file__).resolve().parents[1] / "artifacts" / "lenet5-fmnist")
 
 
@@ -42,6 +44,10 @@ class RunConfig:
     train_samples: int = 0
     test_samples: int = 0
     data_dir: str = "/usr/share/datasets/fashion-mnist"
+    test_data: str = ""
+    mean: tuple[float, ...] = (0.2860,)
+    std: tuple[float, ...] = (0.3530,)
+    divide: float = 255.0
     bandwidth_mbps: float = 1000.0
     links: str = "measured"
     probe_repeats: int = 3
@@ -56,6 +62,7 @@ class RunConfig:
     aggregation: str = "fedavg"
     helper_early_messages: int = 8
     helper_early_mb: float = 256.0
+    artifact_chunk_kb: int = 1024
 
     def __post_init__(self) -> None:
         positive = ("clients", "helpers", "rounds", "batch_size", "aggregate_every", "eval_every", "profile_iters",
@@ -73,13 +80,29 @@ class RunConfig:
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise RunConfigError(f"config key {name!r} is {getattr(self, name)!r}; choose one of {', '.join(allowed)}")
+        if not 1 <= self.artifact_chunk_kb <= MAX_CHUNK_KB:
+            raise RunConfigError(f"config key 'artifact_chunk_kb' must be in 1..{MAX_CHUNK_KB}, "
+                                 f"got {self.artifact_chunk_kb}")
+        if not self.mean or len(self.mean) != len(self.std) or min(self.std) <= 0 or not self.divide > 0:
+            raise RunConfigError(f"config keys 'mean' and 'std' need one value per channel (std > 0) and 'divide' "
+                                 f"must be > 0, got mean {list(self.mean)}, std {list(self.std)}, divide {self.divide}")
         if self.eval_every % self.aggregate_every:
             raise RunConfigError(f"eval_every ({self.eval_every}) must be a multiple of aggregate_every "
                                  f"({self.aggregate_every}): only averaged models are evaluated")
 
     def to_dict(self) -> dict[str, Any]:
-        """The configuration as a plain dict (sent in WELCOME, written to run.toml)."""
-        return dataclasses.asdict(self)
+        """The configuration as a plain dict (sent in WELCOME, written to run.toml); tuples as lists."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+    @property
+    def test_spec(self) -> str:
+        """The coordinator's test data spec: `test_data`, else the IDX files at `data_dir` (their t10k split)."""
+        return self.test_data or f"idx:{self.data_dir}"
+
+    @property
+    def normalisation(self) -> Normalisation:
+        """The run's per-channel normalisation (mean, std, divide): of the test set, and of clients that set none."""
+        return Normalisation(self.mean, self.std, self.divide)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "RunConfig":
@@ -94,6 +117,9 @@ class RunConfig:
             kind = type(default)
             if kind is float and isinstance(value, int) and not isinstance(value, bool):
                 value = float(value)
+            if kind is tuple and isinstance(value, (list, tuple)) and all(
+                    isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+                value = tuple(float(v) for v in value)
             if type(value) is not kind:
                 raise RunConfigError(f"config key {name!r} must be a {kind.__name__}, got {value!r}")
             values[name] = value

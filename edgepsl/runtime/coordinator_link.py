@@ -27,7 +27,7 @@ FAREWELL_S = 5.0
 SLICE_S = 0.25
 AUTH_GRACE_S = 5.0
 COMMANDS = frozenset({MsgType.WELCOME, MsgType.ROUND_START, MsgType.STATE_REQUEST, MsgType.STATE, MsgType.BYE,
-                      MsgType.PROBE})
+                      MsgType.PROBE, MsgType.ARTIFACT_CHUNK})
 P = TypeVar("P", bound=Payload)
 
 
@@ -169,6 +169,10 @@ class CoordinatorLink:
     def poll(self) -> Envelope | None:
         """A command that has arrived, else None (no waiting)."""
         return self._command(0.0)
+
+    def wait(self, timeout_s: float) -> Envelope | None:
+        """A command that arrives within timeout_s, else None."""
+        return self._command(timeout_s)
 
     def next_command(self, timeout_s: float) -> Envelope:
         """The coordinator's next command; RoleFailedError when none comes within timeout_s."""

@@ -1,7 +1,7 @@
-"""The demo's data from the run configuration: each client's share of Fashion-MNIST and the coordinator's test set.
+"""The share of Fashion-MNIST of a client started without a data spec, from the run configuration.
 
-Reading, normalising and checking data of any source is edgepsl.data.spec; this module keeps the configuration-
-driven entry points the roles call (client_data, test_set) on top of it.
+Reading, normalising and checking data of any source is edgepsl.data.spec (the coordinator's test set is
+load_test_data of the config's test_spec); this module keeps the configuration-driven share on top of it.
 """
 from __future__ import annotations
 
@@ -12,19 +12,12 @@ from edgepsl.data.partition import partition
 from edgepsl.data.spec import FASHION_MNIST, ClientData
 from edgepsl.runtime.config import RunConfig
 
-__all__ = ["ClientData", "client_data", "normalise", "test_set"]
+__all__ = ["ClientData", "client_data", "normalise"]
 
 
 def normalise(images: np.ndarray) -> np.ndarray:
     """uint8 N x 28 x 28 -> float32 N x 1 x 28 x 28 with the Fashion-MNIST mean and standard deviation."""
     return FASHION_MNIST.apply(images[:, None], "Fashion-MNIST")
-
-
-def test_set(config: RunConfig) -> tuple[np.ndarray, np.ndarray]:
-    """The (first test_samples of the) Fashion-MNIST test split, normalised: the coordinator's evaluation data."""
-    x, y = load_fashion_mnist("t10k", config.data_dir)
-    n = config.test_samples or len(y)
-    return normalise(x[:n]), y[:n]
 
 
 def client_data(config: RunConfig, index: int) -> ClientData:

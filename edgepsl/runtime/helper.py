@@ -12,6 +12,8 @@ from edgepsl.plan.backend import kernels
 from edgepsl.plan.heuristics import DISPATCH_RULES
 from edgepsl.profiling.link import answer_probe
 from edgepsl.runtime import state
+from edgepsl.runtime.artifact_store import ArtifactStore
+from edgepsl.runtime.artifact_transfer import resolve
 from edgepsl.runtime.channels import SERVER_INBOX, channel_config
 from edgepsl.runtime.config import RunConfig
 from edgepsl.runtime.coordinator_link import SLICE_S, CoordinatorLink, bye_reason, error_text
@@ -36,7 +38,8 @@ JOIN_TIMEOUT_S = 600.0
 
 @dataclass(frozen=True)
 class HelperOptions:
-    """How a helper process reaches the coordinator, where it serves clients, and what it emulates."""
+    """How a helper process reaches the coordinator, where it serves clients, and what it emulates; `artifact` is a
+    local copy, used when its hash is the run's (else the cache, else the coordinator's chunks)."""
 
     name: str
     coordinator: str
@@ -48,6 +51,7 @@ class HelperOptions:
     emulation: Emulation = Emulation()
     trace_path: Path | None = None
     join_timeout_s: float = JOIN_TIMEOUT_S
+    artifact: Path | None = None
 
 
 @dataclass
@@ -257,7 +261,8 @@ class Helper:
         """Set up (again, after a coordinator restart) from the welcome, bind for clients once, report part-2 times."""
         opts = self.options
         config = welcome.config
-        manifest = load_manifest(config.artifact)
+        manifest = load_manifest(resolve(welcome.artifact, opts.artifact, ArtifactStore(), self.link,
+                                         config.register_timeout_s))
         self.early.take()  # jobs of a round a restarted coordinator abandoned
         secure = opts.keypair is not None
         if self.server is None:

@@ -1,4 +1,8 @@
-"""Start a whole run on one machine: throwaway CURVE keys in the run directory, roles as separate processes."""
+"""Start a whole run on one machine: throwaway CURVE keys in the run directory, roles as separate processes.
+
+Each client reads only its own data: client j gets `--data` client_data[j], or (by default) its share of Fashion-MNIST
+written to RUN_DIR/data/client{j}.npz as the demo partitions it. Roles get the run's artifact as their local copy.
+"""
 from __future__ import annotations
 
 import dataclasses
@@ -9,10 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from edgepsl.data.shares import write_fashion_mnist_shares
+from edgepsl.data.spec import FASHION_MNIST, DataSpec
 from edgepsl.runtime.config import RunConfig
 from edgepsl.runtime.coordinator import Coordinator, RunSummary
 from edgepsl.runtime.emulation import Emulation
-from edgepsl.runtime.errors import RunAbortedError
+from edgepsl.runtime.errors import RunAbortedError, RunConfigError
 from edgepsl.wire import KeyStore, ServerSecurity
 
 COORDINATOR = "coordinator"
@@ -21,7 +27,8 @@ CHILD_EXIT_S = 30.0
 
 @dataclass(frozen=True)
 class LocalRun:
-    """A run of config.helpers helpers and config.clients clients on 127.0.0.1, each role a process."""
+    """A run of config.helpers helpers and config.clients clients on 127.0.0.1, each role a process; client_data: one
+    data spec per client (normalised by the run's mean, std, divide), default its Fashion-MNIST share."""
 
     config: RunConfig
     run_dir: Path
@@ -31,6 +38,7 @@ class LocalRun:
     resume: bool = False
     stop_after: int | None = None
     log_level: str = "info"
+    client_data: Sequence[str] = ()
 
 
 def role_names(config: RunConfig) -> tuple[list[str], list[str]]:
@@ -61,13 +69,33 @@ def _emulation_args(emulation: Emulation) -> list[str]:
     return args
 
 
+def client_data_args(run: LocalRun) -> list[list[str]]:
+    """Each client's data options: --data run.client_data[j] (the run's normalisation), else its Fashion-MNIST share
+    written into RUN_DIR/data with the Fashion-MNIST normalisation."""
+    config = run.config
+    if run.client_data:
+        if len(run.client_data) != config.clients:
+            raise RunConfigError(f"{len(run.client_data)} client data specs for {config.clients} clients")
+        return [["--data", str(DataSpec.parse(spec))] for spec in run.client_data]
+    paths = write_fashion_mnist_shares(run.run_dir / "data", config.clients, config.partition, config.seed,
+                                       config.alpha, config.train_samples, min_size=config.batch_size,
+                                       data_dir=config.data_dir)
+    norm = FASHION_MNIST
+    return [["--data", f"npz:{path}", "--mean", ",".join(map(repr, norm.mean)), "--std",
+             ",".join(map(repr, norm.std)), "--divide", repr(norm.divide)] for path in paths]
+
+
 def _commands(run: LocalRun, endpoint: str, store: KeyStore | None) -> list[list[str]]:
     helpers, clients = role_names(run.config)
+    data_args = client_data_args(run)
     commands = []
     for role, names, emulations in (("helper", helpers, run.helper_emulation), ("client", clients, run.client_emulation)):
         for k, name in enumerate(names):
             cmd = [sys.executable, "-m", "edgepsl", role, "--coordinator", endpoint, "--name", name,
-                   "--trace", str(run.run_dir / "traces" / f"{name}.jsonl"), "--log-level", run.log_level]
+                   "--trace", str(run.run_dir / "traces" / f"{name}.jsonl"), "--log-level", run.log_level,
+                   "--artifact", run.config.artifact]
+            if role == "client":
+                cmd += data_args[k]
             if store is None:
                 cmd.append("--insecure")
             else:

@@ -1,4 +1,4 @@
-"""Figures of a run directory: loss and accuracy curves, and the planned versus realised Gantt charts."""
+"""Figures of a run directory: loss and test metric curves, and the planned versus realised Gantt charts."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,10 +7,11 @@ from typing import Any, Sequence
 from edgepsl.plan.gantt import gantt_png, write_chrome_trace
 from edgepsl.plan.instance import Instance
 from edgepsl.plan.schedule import Plan, Timeline
+from edgepsl.segment.losses import PERCENT_METRICS
 
 
-def curves_png(records: Sequence[dict[str, Any]], path: str | Path) -> None:
-    """Mean training loss per round and test accuracy at each evaluation, side by side."""
+def curves_png(records: Sequence[dict[str, Any]], path: str | Path, metric: str = "accuracy") -> None:
+    """Mean training loss per round and the test metric (accuracy, mse, label_accuracy) at each evaluation."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -19,9 +20,10 @@ def curves_png(records: Sequence[dict[str, Any]], path: str | Path) -> None:
     loss_ax, acc_ax = fig.subplots(1, 2)
     loss_ax.plot([r["round"] for r in records], [r["loss"] for r in records], linewidth=0.8)
     loss_ax.set(xlabel="round", ylabel="mean training loss", title="training loss")
-    evals = [r for r in records if r.get("accuracy") is not None]
-    acc_ax.plot([r["round"] for r in evals], [100.0 * r["accuracy"] for r in evals], marker="o")
-    acc_ax.set(xlabel="round", ylabel="test accuracy (%)", title="test accuracy of the averaged model")
+    evals = [r for r in records if r.get(metric) is not None]
+    scale, unit = (100.0, " (%)") if metric in PERCENT_METRICS else (1.0, "")
+    acc_ax.plot([r["round"] for r in evals], [scale * r[metric] for r in evals], marker="o")
+    acc_ax.set(xlabel="round", ylabel=f"test {metric}{unit}", title=f"test {metric} of the averaged model")
     for ax in (loss_ax, acc_ax):
         ax.grid(linewidth=0.3, alpha=0.5)
     fig.tight_layout()

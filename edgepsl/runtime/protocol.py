@@ -17,7 +17,8 @@ from typing import Any, ClassVar, Mapping, Sequence, TypeVar
 
 import numpy as np
 
-from edgepsl.runtime.config import RunConfig
+from edgepsl.runtime.artifact_store import MAX_ARCHIVE_BYTES, Chunk
+from edgepsl.runtime.config import MAX_CHUNK_KB, RunConfig
 from edgepsl.runtime.errors import NonFiniteError, PayloadError, RunConfigError
 from edgepsl.segment import Manifest
 from edgepsl.wire import ErrorCode, JobId, Message, MsgType, error_message
@@ -26,6 +27,7 @@ MAX_ROLES = 4096          # bound on per-client and per-role lists and maps
 MAX_NAME = 256            # role names, endpoints, tensor names
 MAX_REASON = 500          # bye and error reasons (the wire cuts ERROR reasons to this too)
 MAX_STATE_TENSORS = 512   # the wire's own bound on tensors per message
+MAX_CHUNK_BYTES = MAX_CHUNK_KB << 10  # bound on one artifact chunk (the coordinator sends artifact_chunk_kb)
 FWD, BWD = 0, 1           # job kinds, as in edgepsl.plan (0 forward, 1 backward)
 KIND_WORDS = ("fwd", "bwd")
 CLIENT_PARTS = ("part1_fwd", "part1_bwd", "part3_fwd", "part3_bwd")
@@ -142,6 +144,18 @@ class Bool(Check):
     def __call__(self, value: Any, kind: str, path: str) -> bool:
         if not isinstance(value, bool):
             raise _fail(kind, path, f"must be true or false, got {type(value).__name__}")
+        return value
+
+
+@dataclass(frozen=True)
+class Sha256(Check):
+    """A sha256 as 64 lowercase hex digits."""
+
+    doc = "str, 64 lowercase hex digits"
+
+    def __call__(self, value: Any, kind: str, path: str) -> str:
+        if not isinstance(value, str) or len(value) != 64 or value.strip("0123456789abcdef"):
+            raise _fail(kind, path, f"must be a sha256 as 64 lowercase hex digits, got {str(value)[:80]!r}")
         return value
 
 
@@ -417,12 +431,28 @@ class Register(Payload):
 
 
 @dataclass(frozen=True)
+class ArtifactInfo(Record):
+    """The run's segment artifact: a role that lacks it (by hash) asks the coordinator for its chunks."""
+
+    sha256: str = spec(Sha256(), "sha256 of the artifact's deterministic archive (its identity)")
+    name: str = spec(Str(), "the artifact's model name (manifest `model`), for logs")
+    size: int = spec(Int(1, MAX_ARCHIVE_BYTES), "archive bytes")
+    chunk_bytes: int = spec(Int(1, MAX_CHUNK_BYTES), "bytes of every chunk but the last")
+
+    @property
+    def chunks(self) -> int:
+        """How many chunks the archive travels in."""
+        return -(-self.size // self.chunk_bytes)
+
+
+@dataclass(frozen=True)
 class HelperWelcome(Payload):
     """The coordinator admits a helper: the run's configuration and the clients it may serve."""
 
     TYPE = MsgType.WELCOME
     DIRECTION = "K→H"
     config: RunConfig = spec(Config(), "the run configuration")
+    artifact: ArtifactInfo = spec(Nested(ArtifactInfo), "the run's artifact (fetched by hash when not cached)")
     client_keys: dict[str, str] = spec(MapOf(Str(40)), "client name → CURVE public key (the helper's allow-list)",
                                        default_factory=dict)
     client_links: dict[str, float | None] = spec(MapOf(Opt(Float(lo=1e-6))),
@@ -437,6 +467,7 @@ class ClientWelcome(Payload):
     TYPE = MsgType.WELCOME
     DIRECTION = "K→C"
     config: RunConfig = spec(Config(), "the run configuration")
+    artifact: ArtifactInfo = spec(Nested(ArtifactInfo), "the run's artifact (fetched by hash when not cached)")
     index: int = spec(Int(0, MAX_ROLES), "the client's position among the clients (its data share)")
 
     def check(self, kind: str, path: str) -> None:
@@ -471,6 +502,56 @@ class HelperProfile(Payload):
     times: dict[str, float] = spec(MapOf(Float(lo=0.0), keys=HELPER_PARTS), "part times it will take (ms)")
     measured: dict[str, float] = spec(MapOf(Float(lo=0.0), keys=HELPER_PARTS), "part times measured (ms)")
     endpoint: str = spec(Str(), "where its clients connect")
+
+
+# ---- artifact transfer ----
+
+@dataclass(frozen=True)
+class ArtifactRequest(Payload):
+    """A welcomed role that lacks the run's artifact asks for one chunk of it (chunks are asked for in order)."""
+
+    TYPE = MsgType.ARTIFACT_REQUEST
+    DIRECTION = "C→K, H→K"
+
+    sha256: str = spec(Sha256(), "the welcome's artifact sha256")
+    index: int = spec(Int(0, MAX_ARCHIVE_BYTES), "the chunk wanted (0 first)")
+
+
+@dataclass(frozen=True)
+class ArtifactChunk(Payload):
+    """One chunk of the run's artifact archive, answering an artifact_request."""
+
+    TYPE = MsgType.ARTIFACT_CHUNK
+    DIRECTION = "K→C, K→H"
+    TENSORS = f"`data`: the chunk's bytes, 1-D uint8 of 1 to {MAX_CHUNK_BYTES} bytes"
+
+    sha256: str = spec(Sha256(), "the archive it belongs to")
+    index: int = spec(Int(0, MAX_ARCHIVE_BYTES), "its position (0 first)")
+    total: int = spec(Int(1, MAX_ARCHIVE_BYTES), "how many chunks the archive has")
+    data: np.ndarray = field(default=None, kw_only=True)  # type: ignore[assignment]
+
+    def check(self, kind: str, path: str) -> None:
+        """The index must lie within the total."""
+        if self.index >= self.total:
+            raise _fail(kind, "index", f"is {self.index}, but the archive has {self.total} chunks")
+
+    def tensors(self) -> dict[str, np.ndarray]:
+        """The chunk's bytes as one uint8 tensor."""
+        return {"data": self.data}
+
+    def _with_tensors(self, message: Message, kind: str, **expect: Any) -> "ArtifactChunk":
+        """Exactly one tensor `data`: 1-D uint8 of 1 to MAX_CHUNK_BYTES bytes."""
+        if set(message.tensors) != {"data"}:
+            raise _fail(kind, "tensors", f"must be exactly one tensor named 'data', got {sorted(message.tensors)}")
+        data = message.tensors["data"]
+        if data.dtype != np.uint8 or data.ndim != 1 or not 1 <= data.size <= MAX_CHUNK_BYTES:
+            raise _fail(kind, "tensor 'data'", f"has dtype {data.dtype} and shape {tuple(data.shape)}; expected "
+                                               f"1-D uint8 of 1 to {MAX_CHUNK_BYTES} bytes")
+        return dataclasses.replace(self, data=data)
+
+    def chunk(self) -> Chunk:
+        """As the Assembler takes it."""
+        return Chunk(self.index, self.total, self.sha256, self.data.tobytes())
 
 
 # ---- link probes ----
@@ -787,10 +868,10 @@ class ErrorReply(Payload):
 
 
 PAYLOADS: tuple[type[Payload], ...] = (
-    Register, HelperWelcome, ClientWelcome, ClientProfile, HelperProfile, ProbeRequest, LinkReport,
-    HelperRoundStart, ClientRoundStart, ForwardJob, Activations, Gradients, GradBack, ClientRoundReport,
+    Register, HelperWelcome, ClientWelcome, ArtifactRequest, ArtifactChunk, ClientProfile, HelperProfile,
+    ProbeRequest, LinkReport, HelperRoundStart, ClientRoundStart, ForwardJob, Activations, Gradients, GradBack, ClientRoundReport,
     HelperRoundReport, StateRequest, State, Bye, ErrorReply)
-RECORDS: tuple[type[Record], ...] = (EmulationInfo, ProbeTarget, LinkFit, Transfer, JobRecord)
+RECORDS: tuple[type[Record], ...] = (EmulationInfo, ArtifactInfo, ProbeTarget, LinkFit, Transfer, JobRecord)
 
 
 # ---- generated documentation ----

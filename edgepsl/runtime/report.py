@@ -2,10 +2,16 @@
 from __future__ import annotations
 
 from edgepsl.runtime.coordinator import RunSummary
+from edgepsl.segment.losses import PERCENT_METRICS
+
+
+def metric_text(metric: str, value: float) -> str:
+    """A metric value as printed: shares (accuracy, label_accuracy) in percent, errors (mse) as numbers."""
+    return f"{100.0 * value:.2f} %" if metric in PERCENT_METRICS else f"{value:.4g}"
 
 
 def print_summary(summary: RunSummary) -> None:
-    """Final accuracy, planned versus realised makespan per round, and where the run directory is."""
+    """Final test metric, planned versus realised makespan per round, and where the run directory is."""
     realised = summary.realised_makespan_ms
     print(f"rounds run: {len(realised)} (up to round {summary.rounds_done - 1})")
     if realised:
@@ -14,6 +20,6 @@ def print_summary(summary: RunSummary) -> None:
         shown = summary.records[-5:]
         print("last rounds (round: planned / realised ms):  " + ",  ".join(
             f"{m['round']}: {m['planned_makespan_ms']:,.1f} / {m['realised_makespan_ms']:,.1f}" for m in shown))
-    if summary.accuracy is not None:
-        print(f"test accuracy: {100.0 * summary.accuracy:.2f} %")
+    if summary.value is not None:
+        print(f"test {summary.metric}: {metric_text(summary.metric, summary.value)}")
     print(f"run directory: {summary.run_dir}")

@@ -59,6 +59,10 @@ LOSSES: dict[str, Loss] = {loss.name: loss for loss in (
 )}
 
 
+# Metrics that are shares of samples (shown in percent); the others are errors.
+PERCENT_METRICS = frozenset({"accuracy", "label_accuracy"})
+
+
 def get_loss(name: str) -> Loss:
     """The named loss; UnknownLossError naming the known losses otherwise."""
     try:

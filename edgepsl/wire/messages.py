@@ -31,6 +31,8 @@ class MsgType(str, enum.Enum):
     BYE = "bye"
     PROBE = "probe"
     PROBE_ECHO = "probe_echo"
+    ARTIFACT_REQUEST = "artifact_request"
+    ARTIFACT_CHUNK = "artifact_chunk"
 
     # Hash as the value string it equals (Enum's own __hash__ hashes the member name in Python code): consistent
     # with str equality, and a C-level hash for the sets and dicts every message is looked up in.
@@ -39,13 +41,14 @@ class MsgType(str, enum.Enum):
 
 # Types that may carry tensor frames; every other type is header-only.
 TENSOR_TYPES = frozenset({MsgType.FORWARD, MsgType.ACTIVATIONS, MsgType.GRADIENTS, MsgType.GRAD_BACK, MsgType.STATE,
-                          MsgType.PROBE, MsgType.PROBE_ECHO})
+                          MsgType.PROBE, MsgType.PROBE_ECHO, MsgType.ARTIFACT_CHUNK})
 
 # Types whose float32 tensors may travel as float16 when a channel enables the float16 wire format.
 FLOAT16_TYPES = frozenset({MsgType.FORWARD, MsgType.ACTIVATIONS, MsgType.GRADIENTS, MsgType.GRAD_BACK})
 
 # Types a peer sends about itself: a server refuses them unless header `client` is the sender's own name.
-SENDER_BOUND_TYPES = frozenset({MsgType.REGISTER, MsgType.FORWARD, MsgType.GRADIENTS, MsgType.BYE, MsgType.PROBE})
+SENDER_BOUND_TYPES = frozenset({MsgType.REGISTER, MsgType.FORWARD, MsgType.GRADIENTS, MsgType.BYE, MsgType.PROBE,
+                                MsgType.ARTIFACT_REQUEST})
 
 # Types exempt from duplicate suppression (they carry no job).
 UNTRACKED_TYPES = frozenset({MsgType.HEARTBEAT, MsgType.ERROR})

@@ -15,6 +15,14 @@ SMALL = RunConfig(run_id="test", rounds=20, batch_size=32, lr=0.05, aggregate_ev
                   round_timeout_s=60.0)
 
 
+@pytest.fixture(autouse=True)
+def artifact_cache(tmp_path_factory, monkeypatch) -> Path:
+    """Roles started by a test (and their processes) cache received artifacts in a fresh directory, not ~/.cache."""
+    cache = tmp_path_factory.mktemp("artifact-cache")
+    monkeypatch.setenv("EDGEPSL_ARTIFACT_CACHE", str(cache))
+    return cache
+
+
 def small_run(run_dir: Path, **changes) -> LocalRun:
     """A LocalRun of the SMALL configuration with some keys changed (clients, helpers, rounds, ...)."""
     options = {k: changes.pop(k) for k in ("secure", "resume", "stop_after") if k in changes}

@@ -1,6 +1,7 @@
 """A secure run of the standalone commands (edgepsl coordinator / helper / client), each role a process of its own."""
 from __future__ import annotations
 
+import os
 import re
 import socket
 import subprocess
@@ -39,9 +40,10 @@ class CommandRun:
         self.endpoint = endpoint or free_endpoint()
         self.procs: dict[str, subprocess.Popen] = {}
 
-    def _start(self, name: str, args: list[str]) -> subprocess.Popen:
+    def _start(self, name: str, args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
         log = open(self.root / f"{name}.log", "ab")
-        proc = subprocess.Popen([*EDGEPSL, *args], stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen([*EDGEPSL, *args], stdout=log, stderr=subprocess.STDOUT,
+                                env=None if env is None else {**os.environ, **env})
         log.close()
         self.procs[name] = proc
         return proc
@@ -52,11 +54,12 @@ class CommandRun:
                                   "--bind", self.endpoint, "--keys", str(self.store.root), "--key", "coordinator",
                                   *extra])
 
-    def role(self, name: str, *extra: str) -> subprocess.Popen:
-        """Start helper or client `name` against the run's endpoint."""
+    def role(self, name: str, *extra: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+        """Start helper or client `name` against the run's endpoint (with `env` added to this process's)."""
         role = "helper" if name.startswith("helper") else "client"
         return self._start(name, [role, "--coordinator", self.endpoint, "--name", name, "--keys", str(self.store.root),
-                                  "--key", name, "--server-key", str(self.store.root / "coordinator.key"), *extra])
+                                  "--key", name, "--server-key", str(self.store.root / "coordinator.key"), *extra],
+                           env)
 
     def roles(self) -> None:
         """Start every helper and client."""

@@ -3,8 +3,10 @@ content-addressed cache; a tampered, reordered or foreign chunk and a corrupted 
 from __future__ import annotations
 
 import io
+import multiprocessing
 import shutil
 import tarfile
+from concurrent.futures import ProcessPoolExecutor
 
 import pytest
 
@@ -118,3 +120,21 @@ def test_cache_directory_defaults_per_user_and_is_overridable(monkeypatch, tmp_p
     assert default_cache_dir() == tmp_path / "xdg" / "edgepsl" / "artifacts"
     monkeypatch.setenv("EDGEPSL_ARTIFACT_CACHE", str(tmp_path / "mine"))
     assert ArtifactStore().root == tmp_path / "mine"
+
+
+def _put(root: str, data: bytes, sha: str) -> str:
+    """One process caching an archive (for the concurrency test)."""
+    return str(ArtifactStore(root).put_archive(data, sha))
+
+
+def test_processes_caching_the_same_artifact_at_once_share_one_valid_entry(artifact, tmp_path):
+    """The roles of one machine share its cache: none removes an entry another placed (or is loading)."""
+    data = pack(artifact)
+    sha = sha256_hex(data)
+    root = tmp_path / "cache"
+    with ProcessPoolExecutor(max_workers=4, mp_context=multiprocessing.get_context("fork")) as pool:
+        paths = set(pool.map(_put, [str(root)] * 8, [data] * 8, [sha] * 8))
+    assert paths == {str(root / sha)}
+    assert [p.name for p in root.iterdir()] == [sha]  # no staging directory left behind
+    assert ArtifactStore(root).get(sha) == root / sha
+    Segment(load_manifest(root / sha), "part2", threads=1)

@@ -24,6 +24,8 @@ TIMES1 = {k: 1.0 for k in p.CLIENT_PARTS}
 TIMES2 = {k: 1.0 for k in p.HELPER_PARTS}
 STEPS = {k: 1.0 for k in p.CLIENT_STEPS}
 FIT = p.LinkFit([1024, 4096], [1.0, 2.0], 0.5, 100.0, "line")
+SHA = "0123456789abcdef" * 4
+ARTIFACT = p.ArtifactInfo(SHA, "lenet5", 3000, 1024)
 STATE_SHAPES = p.StateShapes({"part1/m/p:w": p.TensorShape((2, 2), np.dtype(np.float32))}, ("part1/o/",))
 
 
@@ -33,8 +35,8 @@ def _tensor(shape: p.TensorShape) -> np.ndarray:
 
 SAMPLES: list[p.Payload] = [
     p.Register("helper", p.EmulationInfo("d1", None, 10.0), 512.0, KEY),
-    p.HelperWelcome(CONFIG, {"client0": KEY}, {"client0": 5.0, "client1": None}),
-    p.ClientWelcome(CONFIG, 1),
+    p.HelperWelcome(CONFIG, ARTIFACT, {"client0": KEY}, {"client0": 5.0, "client1": None}),
+    p.ClientWelcome(CONFIG, ARTIFACT, 1),
     p.ClientProfile(TIMES1, TIMES1, 100, None),
     p.HelperProfile(TIMES2, TIMES2, "tcp://127.0.0.1:5600"),
     p.ProbeRequest([p.ProbeTarget("helper0", "tcp://127.0.0.1:5600", KEY)], [1, 4]),
@@ -52,6 +54,8 @@ SAMPLES: list[p.Payload] = [
     p.State(100, {"part1/m/p:w": np.ones((2, 2), np.float32), "part1/o/steps": np.array(3, np.int64)}),
     p.Bye("run finished"),
     p.ErrorReply(int(p.RuntimeCode.BAD_PAYLOAD), "register: role is missing"),
+    p.ArtifactRequest(SHA, 2),
+    p.ArtifactChunk(SHA, 2, 3, data=np.arange(952, dtype=np.uint8)),
 ]
 EXPECT = {"cuts": CUTS, "shapes": STATE_SHAPES}
 
@@ -140,7 +144,8 @@ def test_a_non_finite_number_is_refused_by_name(payload, changes, field):
     assert info.value.field == field and "not finite" in info.value.problem
 
 
-@pytest.mark.parametrize("payload", [s for s in SAMPLES if s.tensors()], ids=lambda s: type(s).__name__)
+@pytest.mark.parametrize("payload", [s for s in SAMPLES if any(t.dtype.kind == "f" for t in s.tensors().values())],
+                         ids=lambda s: type(s).__name__)
 def test_a_non_finite_tensor_is_refused_by_name(payload):
     message = payload.encode(JobId("run", 1, "client0", 1))
     name = next(n for n, t in message.tensors.items() if t.dtype.kind == "f")
@@ -208,6 +213,24 @@ def test_a_welcome_config_is_validated_by_the_run_configuration():
         _decode(p.ClientWelcome, _with_meta(SAMPLES[2], config=bad))
     with pytest.raises(PayloadError, match="index is 2, but the run has 2 clients"):
         _decode(p.ClientWelcome, _with_meta(SAMPLES[2], index=2))
+
+
+def test_artifact_messages_are_checked_by_name():
+    chunk = SAMPLES[-1]
+    with pytest.raises(PayloadError, match="sha256 must be a sha256 as 64 lowercase hex digits"):
+        _decode(p.ArtifactRequest, _with_meta(SAMPLES[-2], sha256="../" + SHA[3:]))
+    with pytest.raises(PayloadError, match="index is 3, but the archive has 3 chunks"):
+        _decode(p.ArtifactChunk, _with_meta(chunk, index=3))
+    with pytest.raises(PayloadError, match="chunk_bytes"):
+        _decode(p.ClientWelcome, _with_meta(SAMPLES[2], artifact={**ARTIFACT.to_meta(), "chunk_bytes": 0}))
+    base = chunk.encode(JobId("run", 1, "client0", 1))
+    too_big = np.zeros(p.MAX_CHUNK_BYTES + 1, np.uint8)
+    for tensors, text in (({"data": base.tensors["data"].astype(np.int8)}, "expected 1-D uint8"),
+                          ({"data": base.tensors["data"].reshape(8, -1)}, "expected 1-D uint8"),
+                          ({"data": too_big}, "expected 1-D uint8"),
+                          ({"bytes": base.tensors["data"]}, "exactly one tensor named 'data'")):
+        with pytest.raises(PayloadError, match=text):
+            p.ArtifactChunk.decode(Message(base.type, base.job, tensors, base.meta))
 
 
 def test_a_report_of_the_wrong_phase_is_refused():

@@ -6,7 +6,7 @@ from typing import Mapping
 
 from edgepsl.runtime.config import RunConfig
 from edgepsl.runtime.coordinator.messenger import Messenger
-from edgepsl.runtime.protocol import (ClientProfile, ClientWelcome, HelperProfile, HelperWelcome, Register)
+from edgepsl.runtime.protocol import ClientProfile, ClientWelcome, HelperProfile, HelperWelcome, Register
 from edgepsl.wire import Envelope, MsgType
 
 
@@ -63,14 +63,15 @@ def register(messenger: Messenger, config: RunConfig) -> Fleet:
 
 
 def welcome(messenger: Messenger, config: RunConfig, fleet: Fleet, allowed: Mapping[str, bytes | str]) -> Profiles:
-    """Send every role its welcome and collect its profile (register_timeout_s)."""
+    """Send every role its welcome (naming the run's artifact) and collect its profile (register_timeout_s)."""
+    artifact = messenger.artifact.info
     client_keys = {n: (allowed[n].decode() if isinstance(allowed[n], bytes) else str(allowed[n]))
                    for n in fleet.clients if n in allowed}
     client_links = {n: fleet.registrations[n].emulation.bandwidth_mbps for n in fleet.clients}
     for name in fleet.helpers:
-        messenger.send(name, HelperWelcome(config, client_keys, client_links), 0)
+        messenger.send(name, HelperWelcome(config, artifact, client_keys, client_links), 0)
     for index, name in enumerate(fleet.clients):
-        messenger.send(name, ClientWelcome(config, index), 0, name)
+        messenger.send(name, ClientWelcome(config, artifact, index), 0, name)
     clients: dict[str, ClientProfile] = {}
     helpers: dict[str, HelperProfile] = {}
 

@@ -3,6 +3,7 @@
 Whatever a phase is not waiting for is refused with an ERROR to its sender only (BAD_PAYLOAD naming the field when
 its payload fails validation, REJECTED otherwise); a role's ERROR, DIVERGED report or BYE ends the run. A failed CURVE
 handshake (a key outside the allow-list, a wrong --server-key) is logged and traced once per cause and ends nothing.
+A member's ARTIFACT_REQUEST is answered in every phase with the one chunk it asks for.
 """
 from __future__ import annotations
 
@@ -10,9 +11,10 @@ import logging
 import time
 from typing import Callable
 
+from edgepsl.runtime.artifact_transfer import ArtifactSource
 from edgepsl.runtime.errors import PayloadError, RunAbortedError, TrainingDivergedError
-from edgepsl.runtime.protocol import (MAX_REASON, Bye, ClientProfile, ClientRoundReport, ErrorReply, LinkReport,
-                                      Payload, Register, RuntimeCode, State, decode_any)
+from edgepsl.runtime.protocol import (MAX_REASON, ArtifactRequest, Bye, ClientProfile, ClientRoundReport, ErrorReply,
+                                      LinkReport, Payload, Register, RuntimeCode, State, decode_any)
 from edgepsl.runtime.trace import Trace
 from edgepsl.wire import Envelope, ErrorCode, EventKind, JobId, MsgType, PeerEvent, PeerUnreachableError, ServerChannel
 
@@ -27,8 +29,10 @@ Accept = Callable[[Envelope], "str | None"]
 class Messenger:
     """Sends typed payloads to roles and collects the ones a phase waits for."""
 
-    def __init__(self, server: ServerChannel, run_id: str, trace: Trace, watch: Callable[[], None] | None) -> None:
+    def __init__(self, server: ServerChannel, run_id: str, trace: Trace, watch: Callable[[], None] | None,
+                 artifact: ArtifactSource) -> None:
         self.server = server
+        self.artifact = artifact
         self.run_id = run_id
         self.trace = trace
         self.watch = watch
@@ -79,6 +83,20 @@ class Messenger:
                 self.refuse(env, RuntimeCode.BAD_PAYLOAD, str(exc))
                 return
         self.refuse(env, ErrorCode.REJECTED, f"unexpected {env.message.type.value} while waiting for {what}")
+
+    def _send_chunk(self, env: Envelope) -> None:
+        """Answer an artifact request with its one chunk (a bad request is refused BAD_PAYLOAD, nothing else)."""
+        try:
+            chunk = self.artifact.answer(ArtifactRequest.decode(env.message))
+        except PayloadError as exc:
+            self.refuse(env, RuntimeCode.BAD_PAYLOAD, str(exc))
+            return
+        try:
+            self.server.send(env.peer, chunk.encode(self.job(0, env.peer)))
+        except PeerUnreachableError as exc:  # the role asks again (artifact_transfer.RETRY_S); others are served
+            log.warning("dropped artifact chunk %d to %s: %s", chunk.index, env.peer, exc)
+            return
+        self.trace.event("send", type=MsgType.ARTIFACT_CHUNK.value, peer=env.peer, round=0, index=chunk.index)
 
     def _auth_failed(self, event: PeerEvent) -> None:
         """Log and trace a failed handshake (the wire reports each cause once); the run goes on."""
@@ -134,6 +152,9 @@ class Messenger:
             if item.message.type is MsgType.ERROR:
                 continue
             if item.message.type is MsgType.REGISTER and item.peer in self.members:
+                continue
+            if item.message.type is MsgType.ARTIFACT_REQUEST and item.peer in self.members:
+                self._send_chunk(item)
                 continue
             try:
                 slot = accept(item)

@@ -11,11 +11,12 @@ from edgepsl.runtime.aggregation import strategy
 from edgepsl.runtime.channels import SERVER_INBOX, channel_config
 from edgepsl.runtime.config import RunConfig
 from edgepsl.runtime.coordinator import averaging, fleet as fleet_phase, schedule as schedule_phase
-from edgepsl.runtime.coordinator.evaluation import accuracy
+from edgepsl.runtime.coordinator.evaluation import evaluate
 from edgepsl.runtime.coordinator.messenger import Messenger
 from edgepsl.runtime.coordinator.rounds import play_round
 from edgepsl.runtime.coordinator.schedule import Schedule
-from edgepsl.runtime.dataset import test_set
+from edgepsl.data.spec import load_test_data
+from edgepsl.runtime.artifact_transfer import ArtifactSource
 from edgepsl.runtime.errors import RunAbortedError, RunConfigError, StopRequested
 from edgepsl.runtime.metrics import MetricsLog, RoundRecord
 from edgepsl.runtime.trace import Trace
@@ -27,14 +28,21 @@ log = logging.getLogger("edgepsl.runtime.coordinator")
 
 @dataclass
 class RunSummary:
-    """What a finished (or stopped) run achieved."""
+    """What a finished (or stopped) run achieved: `value` is the last evaluation of the artifact's metric (`metric`:
+    accuracy, mse or label_accuracy; records hold it under that name)."""
 
     run_dir: Path
     rounds_done: int
-    accuracy: float | None
+    metric: str
+    value: float | None
     planned_makespan_ms: float
     realised_makespan_ms: list[float] = field(default_factory=list)
     records: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def accuracy(self) -> float | None:
+        """The last test accuracy of a classification run (None for other metrics)."""
+        return self.value if self.metric == "accuracy" else None
 
 
 class Coordinator:
@@ -62,9 +70,10 @@ class Coordinator:
                                     config=channel_config(config.float16, SERVER_INBOX))
         self.endpoint = self.server.endpoint
         self.trace = Trace(self.run_dir / "traces" / "coordinator.jsonl", "coordinator")
-        self.messenger = Messenger(self.server, config.run_id, self.trace, watch)
-        self.metrics = MetricsLog(self.run_dir / "metrics.jsonl")
         self.manifest = load_manifest(config.artifact)
+        self.messenger = Messenger(self.server, config.run_id, self.trace, watch, ArtifactSource(config.artifact,
+                                                                                      config.artifact_chunk_kb << 10))
+        self.metrics = MetricsLog(self.run_dir / "metrics.jsonl")
         self.model = {name: Segment(self.manifest, name, threads=config.threads) for name in ("part1", "part2", "part3")}
         self.strategy = strategy(config.aggregation)
 
@@ -78,7 +87,8 @@ class Coordinator:
         cfg.save(self.run_dir / "run.toml")
         if not self.resume:
             self.metrics.truncate_after(-1)  # a fresh run in a used directory starts its metrics afresh
-        test = test_set(cfg)
+        test = load_test_data(cfg.test_spec, self.manifest, cfg.normalisation, limit=cfg.test_samples)
+        metric = self.manifest.metric
         last = self.stop_after or cfg.rounds
         schedule: Schedule | None = None
         record: RoundRecord | None = None
@@ -101,13 +111,13 @@ class Coordinator:
                     gathered = averaging.gather(messenger, cfg, fleet, schedule, self.model, r)
                     saved = self._average(fleet, schedule, gathered, r)
                     if (r + 1) % cfg.eval_every == 0 or r + 1 == cfg.rounds:
-                        metrics["accuracy"] = accuracy(self.model, test)
+                        metrics[metric] = evaluate(self.model, self.manifest, test)
                     averaging.save(self.run_dir, saved)
                 self.metrics.append(metrics)
                 records.append(metrics)
                 log.debug("round %d: loss %.4f, makespan %.1f ms%s", r, metrics["loss"],
                          metrics["realised_makespan_ms"],
-                         f", accuracy {100 * metrics['accuracy']:.2f} %" if "accuracy" in metrics else "")
+                         f", {metric} {metrics[metric]:.4g}" if metric in metrics else "")
                 if self.on_round is not None:
                     self.on_round(metrics)
             messenger.farewell("run finished")
@@ -122,9 +132,9 @@ class Coordinator:
             self.trace.close()
             self._figures(schedule, record, last - 1)
         all_records = self.metrics.read()
-        accuracies = [m["accuracy"] for m in all_records if m.get("accuracy") is not None]
+        values = [m[metric] for m in all_records if m.get(metric) is not None]
         assert schedule is not None
-        return RunSummary(self.run_dir, last, accuracies[-1] if accuracies else None,
+        return RunSummary(self.run_dir, last, metric, values[-1] if values else None,
                           float(schedule.timeline.makespan), [m["realised_makespan_ms"] for m in records], records)
 
     def _average(self, fleet: fleet_phase.Fleet, schedule: Schedule, gathered: averaging.Gathered,
@@ -150,7 +160,7 @@ class Coordinator:
 
             records = self.metrics.read()
             if records:
-                curves_png(records, self.run_dir / "curves.png")
+                curves_png(records, self.run_dir / "curves.png", self.manifest.metric)
             if schedule is not None and last is not None:
                 gantt_pair(schedule.instance, schedule.plan, schedule.timeline, last.measured, last.timeline,
                            self.run_dir, int(last.metrics.get("round", r)))
