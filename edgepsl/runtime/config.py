@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
+from edgepsl.plan.errors import SearchLimitError
+from edgepsl.plan.pipeline_search import micro_option
 from edgepsl.plan.rules import DISPATCH_RULES
 from edgepsl.plan.solvers import method_names
 from edgepsl.runtime.aggregation import STRATEGIES
@@ -56,6 +58,9 @@ class RunConfig:
     aggregation: str = "fedavg"
     helper_early_messages: int = 8
     helper_early_mb: float = 256.0
+    # Micro-batches per client round (PiPar pipelining): "1" (none), a whole number, or "auto" (the planner's
+    # choice); the TOML may give a whole number.
+    micro_batches: str = "1"
 
     def __post_init__(self) -> None:
         positive = ("clients", "helpers", "rounds", "batch_size", "aggregate_every", "eval_every", "profile_iters",
@@ -73,6 +78,10 @@ class RunConfig:
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise RunConfigError(f"config key {name!r} is {getattr(self, name)!r}; choose one of {', '.join(allowed)}")
+        try:
+            micro_option(self.micro_batches)
+        except SearchLimitError as exc:
+            raise RunConfigError(f"config key 'micro_batches': {exc}") from None
         if self.eval_every % self.aggregate_every:
             raise RunConfigError(f"eval_every ({self.eval_every}) must be a multiple of aggregate_every "
                                  f"({self.aggregate_every}): only averaged models are evaluated")
@@ -94,6 +103,8 @@ class RunConfig:
             kind = type(default)
             if kind is float and isinstance(value, int) and not isinstance(value, bool):
                 value = float(value)
+            if name == "micro_batches" and isinstance(value, int) and not isinstance(value, bool):
+                value = str(value)
             if type(value) is not kind:
                 raise RunConfigError(f"config key {name!r} must be a {kind.__name__}, got {value!r}")
             values[name] = value
