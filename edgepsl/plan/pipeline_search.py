@@ -3,9 +3,9 @@
 
 `solve_pipelined` starts from greedy-ls's unpipelined plan. With a fixed N it improves the assignment by moves
 and swaps judged by the compiled pipelined spans (kernels.pipe_span, the better of two dispatch rules per
-helper). With N = "auto" it also runs PiPar's rule (pipeline.aps_micro) and then a descent that changes one
-client's N or helper at a time; the result is the best of the unpipelined plan, PiPar's N and that descent, so it
-is never worse than either.
+helper). With N = "auto" it also runs PiPar's rule (pipeline.aps_micro), then descents that change one client's N
+or helper at a time, from PiPar's N and from the best uniform N; the result is the best of the unpipelined plan,
+PiPar's N and the descents, so it is never worse than N = 1 or PiPar's rule.
 """
 from __future__ import annotations
 
@@ -30,6 +30,8 @@ N_CANDIDATES = (1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 24, 32, 48, 64)
 # Work budget of a descent in helper spans computed (each span runs one helper's micro-batch jobs once).
 SPAN_BUDGET = 60_000
 AUTO = "auto"
+# The auto descent also starts from the best of these N for every client (capped at each client's batch).
+UNIFORM_STARTS = (2, 4, 8, 16, 32)
 
 
 def micro_option(value: Any) -> str | None:
@@ -68,6 +70,7 @@ class _Search:
                        for n in sorted({int(n) for c in candidates for n in c})}
         self.deadline_ns = deadline_ns
         self.spans = 0
+        self.limit = SPAN_BUDGET
 
     def state(self, assign: np.ndarray, micro: np.ndarray) -> _State:
         st = stage_times(self.inst, micro)
@@ -83,7 +86,7 @@ class _Search:
                    for rule in kernels.PIPE_RULES)
 
     def _out(self) -> bool:
-        return self.spans >= SPAN_BUDGET or (self.deadline_ns > 0 and time.monotonic_ns() >= self.deadline_ns)
+        return self.spans >= self.limit or (self.deadline_ns > 0 and time.monotonic_ns() >= self.deadline_ns)
 
     def _better(self, s: _State, changed: dict[int, float]) -> bool:
         span = s.span.copy()
@@ -95,6 +98,7 @@ class _Search:
     def descend(self, s: _State, with_micro: bool) -> _State:
         """Moves, swaps and (with_micro) N changes, first improvement, until none improves or the budget ends."""
         inst = self.inst
+        self.limit = self.spans + SPAN_BUDGET
         used = np.bincount(s.assign, weights=inst.mem, minlength=inst.H)
         improved = True
         while improved and not self._out():
@@ -226,7 +230,11 @@ def solve_pipelined(instance: Instance, micro_batches: str | int | None = AUTO, 
         meta["aps_micro"] = start_micro.tolist()
         meta["aps_makespan"] = timeline_of(instance, aps_plan).makespan
         state = search.descend(state, with_micro=True)
-        found.append((dispatch_pipelined(instance, state.assign, state.micro), "descent"))
+        found.append((dispatch_pipelined(instance, state.assign, state.micro), "descent from PiPar's N"))
+        uniform = min((search.state(base.plan.assignment, np.minimum(n, instance.batch.astype(np.int64)))
+                       for n in UNIFORM_STARTS), key=_State.objective)
+        state = search.descend(search.descend(uniform, with_micro=False), with_micro=True)
+        found.append((dispatch_pipelined(instance, state.assign, state.micro), "descent from a uniform N"))
         found.append((base.plan, "unpipelined"))
     scored = [(timeline_of(instance, p).makespan, k, p, name) for k, (p, name) in enumerate(found)]
     value, _, chosen, name = min(scored)
