@@ -125,11 +125,18 @@ def _greedy_ls(instance: Instance, *, micro_batches: str | None, **options: Any)
 
 
 def _milp(instance: Instance, *, time_limit: float, threads: int, seed: int, budget: int,
-          time_limit_ms: float | None) -> Solution:
+          time_limit_ms: float | None, micro_batches: str | None) -> Solution:
     from edgepsl.plan.milp import solve_milp
 
-    warm = heuristics.solve(instance, "greedy-ls", seed=seed, budget=budget, time_limit_ms=time_limit_ms).plan
-    return solve_milp(instance, time_limit=time_limit, threads=threads, warm_start=warm)
+    if micro_batches is None and not (instance.micro_batches > 1).any():
+        warm = heuristics.solve(instance, "greedy-ls", seed=seed, budget=budget, time_limit_ms=time_limit_ms).plan
+        return solve_milp(instance, time_limit=time_limit, threads=threads, warm_start=warm)
+    from edgepsl.plan.pipeline_milp import solve_pipeline_milp
+
+    warm = solve_pipelined(instance, micro_batches, seed=seed, budget=budget, time_limit_ms=time_limit_ms).plan
+    if not warm.pipelined:
+        return solve_milp(instance, time_limit=time_limit, threads=threads, warm_start=warm)
+    return solve_pipeline_milp(instance, warm.micro_batches, warm, time_limit=time_limit, threads=threads)
 
 
 def _hybrid(instance: Instance, *, seed: int, budget: int, kicks: int, time_limit_ms: float | None) -> Solution:
@@ -164,8 +171,9 @@ SOLVERS: dict[str, Solver] = {s.name: s for s in (
     Solver("greedy-eft", heuristics.METHODS["greedy-eft"], _heuristic("greedy-eft")),
     Solver("greedy-ls", heuristics.METHODS["greedy-ls"] + "; with micro_batches, pipelined micro-batch jobs "
            "(docs/planning.md)", _greedy_ls, (SEED, BUDGET, KICKS, TIME_LIMIT_MS, MICRO_BATCHES)),
-    Solver("milp", "exact MILP on HiGHS, warm-started from greedy-ls (docs/milp.md)", _milp,
-           (TIME_LIMIT, THREADS, SEED, BUDGET, TIME_LIMIT_MS), extra="solvers", module="highspy"),
+    Solver("milp", "exact MILP on HiGHS, warm-started from greedy-ls (docs/milp.md); with micro_batches, exact for "
+           "the N greedy-ls plans (docs/planning.md)", _milp,
+           (TIME_LIMIT, THREADS, SEED, BUDGET, TIME_LIMIT_MS, MICRO_BATCHES), extra="solvers", module="highspy"),
     Solver("hybrid", hybrid.METHODS["hybrid"], _hybrid, (SEED, BUDGET, KICKS, TIME_LIMIT_MS), local_mode=True),
     *(Solver(name, hybrid.METHODS[name], _hybrid_baseline(name), (SEED,), local_mode=True)
       for name in hybrid.BASELINES),

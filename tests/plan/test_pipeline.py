@@ -290,3 +290,18 @@ def test_run_config_key_and_cli_option(tmp_path, capsys) -> None:
     doc = json.loads((out / "plan.json").read_text())
     assert doc["version"] == 3 and Instance.load(out / "instance.json").staged
     assert evaluate(Instance.load(out / "instance.json"), Plan.from_dict(doc)).makespan == doc["evaluation"]["makespan_ms"]
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_milp_reaches_the_exhaustive_optimum_for_fixed_n(seed) -> None:
+    pytest.importorskip("highspy")
+    inst = staged(random_instance(seed, 3, 2, bool(seed % 2), False), seed, 1, batch=2)
+    inst = dataclasses.replace(inst, micro=np.array([2.0, 1.0, 2.0]))
+    micro = inst.micro_batches
+    args = (inst.r, inst.gap, inst.tail, stage_times(inst, micro))
+    best = min(max(_helper_optimum(inst, i, [j for j in range(3) if assign[j] == i], micro, args) for i in range(2))
+               for assign in itertools.product(range(2), repeat=3))
+    sol = plan(inst, "milp", budget=20_000, time_limit=30.0)
+    assert sol.plan.micro_batches.tolist() == [2, 1, 2] and sol.optimal
+    assert sol.makespan == pytest.approx(best, rel=1e-9)
+    assert sol.bound.value <= sol.makespan <= plan(inst, "greedy-ls", budget=20_000).makespan
