@@ -13,7 +13,6 @@ bench-results/pipeline.json).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import platform
 import statistics
 import sys

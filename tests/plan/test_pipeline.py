@@ -289,7 +289,8 @@ def test_run_config_key_and_cli_option(tmp_path, capsys) -> None:
     assert "micro-batch  N per client" in capsys.readouterr().out
     doc = json.loads((out / "plan.json").read_text())
     assert doc["version"] == 3 and Instance.load(out / "instance.json").staged
-    assert evaluate(Instance.load(out / "instance.json"), Plan.from_dict(doc)).makespan == doc["evaluation"]["makespan_ms"]
+    written = Instance.load(out / "instance.json")
+    assert evaluate(written, Plan.from_dict(doc)).makespan == doc["evaluation"]["makespan_ms"]
 
 
 @pytest.mark.parametrize("seed", range(3))
