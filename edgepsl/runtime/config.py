@@ -8,10 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from edgepsl.plan.errors import SearchLimitError
-from edgepsl.plan.pipeline_search import micro_option
 from edgepsl.plan.rules import DISPATCH_RULES
-from edgepsl.plan.solvers import method_names
+from edgepsl.plan.solvers import MICRO_BATCHES, SolverOptionError, method_names
 from edgepsl.runtime.aggregation import STRATEGIES
 from edgepsl.runtime.errors import RunConfigError
 
@@ -37,6 +35,9 @@ class RunConfig:
     eval_every: int = 125
     method: str = "greedy-ls"
     dispatch: str = "fcfs"
+    # Micro-batches per client round (PiPar pipelining): "1" (none), a whole number, or "auto" (the planner's
+    # choice); the TOML may give a whole number.
+    micro_batches: str = "1"
     fallback_rule: str = "tail"
     seed: int = 0
     partition: str = "iid"
@@ -58,11 +59,12 @@ class RunConfig:
     aggregation: str = "fedavg"
     helper_early_messages: int = 8
     helper_early_mb: float = 256.0
-    # Micro-batches per client round (PiPar pipelining): "1" (none), a whole number, or "auto" (the planner's
-    # choice); the TOML may give a whole number.
-    micro_batches: str = "1"
 
     def __post_init__(self) -> None:
+        try:
+            MICRO_BATCHES.check("run config", self.micro_batches)
+        except SolverOptionError as exc:
+            raise RunConfigError(f"config key 'micro_batches': {exc}") from None
         positive = ("clients", "helpers", "rounds", "batch_size", "aggregate_every", "eval_every", "profile_iters",
                     "threads", "bandwidth_mbps", "probe_repeats", "probe_timeout_s", "time_scale", "register_timeout_s",
                     "round_timeout_s", "helper_early_messages", "helper_early_mb")
@@ -78,10 +80,6 @@ class RunConfig:
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise RunConfigError(f"config key {name!r} is {getattr(self, name)!r}; choose one of {', '.join(allowed)}")
-        try:
-            micro_option(self.micro_batches)
-        except SearchLimitError as exc:
-            raise RunConfigError(f"config key 'micro_batches': {exc}") from None
         if self.eval_every % self.aggregate_every:
             raise RunConfigError(f"eval_every ({self.eval_every}) must be a multiple of aggregate_every "
                                  f"({self.aggregate_every}): only averaged models are evaluated")
@@ -99,12 +97,12 @@ class RunConfig:
             raise RunConfigError(f"unknown config key(s) {', '.join(unknown)}; known keys: {', '.join(fields)}")
         values = {}
         for name, value in data.items():
+            if name == "micro_batches" and isinstance(value, int) and not isinstance(value, bool):
+                value = str(value)
             default = getattr(cls, name)
             kind = type(default)
             if kind is float and isinstance(value, int) and not isinstance(value, bool):
                 value = float(value)
-            if name == "micro_batches" and isinstance(value, int) and not isinstance(value, bool):
-                value = str(value)
             if type(value) is not kind:
                 raise RunConfigError(f"config key {name!r} must be a {kind.__name__}, got {value!r}")
             values[name] = value
