@@ -17,6 +17,7 @@ include "bounds.pxi"
 include "search.pxi"
 include "insert.pxi"
 include "jackson.pxi"
+include "pipeline.pxi"
 
 FWD = C_FWD
 BWD = C_BWD
@@ -24,6 +25,9 @@ RULE_FCFS = C_RULE_FCFS
 RULE_FWD_FIRST = C_RULE_FWD_FIRST
 RULE_TAIL = C_RULE_TAIL
 RULES = (RULE_FCFS, RULE_FWD_FIRST, RULE_TAIL)
+PIPE_FCFS = C_PIPE_FCFS
+PIPE_WORK = C_PIPE_WORK
+PIPE_RULES = (PIPE_FCFS, PIPE_WORK)
 
 _MASK = (1 << 64) - 1
 
@@ -321,3 +325,101 @@ def jackson_preemptive(const double[::1] release, const double[::1] proc, const 
                             &c[0] if n else &zero, &objective, &pj[0], &ps[0], &pe[0], &pending, &ready, remaining)
     free(pending.data); free(remaining)
     return completion, objective, pjob[:npieces].copy(), pstart[:npieces].copy(), pend[:npieces].copy()
+
+
+cdef inline int _check_pipe_rule(int rule) except -1:
+    if rule != C_PIPE_FCFS and rule != C_PIPE_WORK:
+        raise ValueError(f"unknown pipeline dispatch rule {rule}; expected one of {PIPE_RULES}")
+    return 0
+
+
+def pipe_span(const long[::1] clients, long i, int rule, const long[::1] micro, const double[:, ::1] r,
+              const double[:, ::1] g, const double[:, ::1] q, const double[:, :, ::1] st):
+    """The latest finish of `clients` on helper i with their micro-batch jobs chosen by `rule` (0.0 for none)."""
+    cdef Pipe s = make_pipe(micro, r, g, q, st)
+    _check_pipe_rule(rule)
+    cdef long nc = clients.shape[0]
+    cdef long c
+    if i < 0 or i >= s.H:
+        raise ValueError(f"helper {i} is not in [0, {s.H})")
+    for c in range(nc):
+        if clients[c] < 0 or clients[c] >= s.K:
+            raise ValueError(f"client {clients[c]} is not in [0, {s.K})")
+    if nc == 0:
+        return 0.0
+    cdef double span
+    with nogil:
+        span = c_run_helper(&s, i, &clients[0], nc, rule, NULL, NULL, NULL, NULL, NULL, NULL, NULL)
+    if span < 0.0:
+        raise MemoryError("pipe_span could not allocate its work arrays")
+    return span
+
+
+def pipe_dispatch(const long[::1] assign, int rule, const long[::1] micro, const double[:, ::1] r,
+                  const double[:, ::1] g, const double[:, ::1] q, const double[:, :, ::1] st):
+    """Every helper's micro-batch job order under a rule, flat (seq_client, seq_kind, offsets), and its span."""
+    cdef Pipe s = make_pipe(micro, r, g, q, st)
+    _check_pipe_rule(rule)
+    _check_assign(assign, s.K, s.H)
+    cdef long total = 0, i, j, nc, pos = 0
+    for j in range(s.K):
+        total += 2 * micro[j]
+    seq_client_a = np.empty(total, dtype=np.int64)
+    seq_kind_a = np.empty(total, dtype=np.int64)
+    offsets_a = np.zeros(s.H + 1, dtype=np.int64)
+    span_a = np.zeros(s.H, dtype=np.float64)
+    members_a = np.argsort(np.asarray(assign), kind="stable").astype(np.int64)
+    cdef long[::1] seq_client = seq_client_a, seq_kind = seq_kind_a, offsets = offsets_a, members = members_a
+    cdef double[::1] span = span_a
+    cdef long lo = 0
+    with nogil:
+        for i in range(s.H):
+            nc = 0
+            while lo + nc < s.K and assign[members[lo + nc]] == i:
+                nc += 1
+            if nc > 0:
+                span[i] = c_run_helper(&s, i, &members[lo], nc, rule, NULL, NULL, &seq_client[pos], &seq_kind[pos],
+                                       NULL, NULL, NULL)
+                for j in range(nc):
+                    pos += 2 * micro[members[lo + j]]
+            offsets[i + 1] = pos
+            lo += nc
+    if (span_a < 0.0).any():
+        raise MemoryError("pipe_dispatch could not allocate its work arrays")
+    return seq_client_a, seq_kind_a, offsets_a, span_a
+
+
+def pipe_evaluate(const long[::1] assign, const long[::1] seq_client, const long[::1] seq_kind,
+                  const long[::1] offsets, const long[::1] micro, const double[:, ::1] r, const double[:, ::1] g,
+                  const double[:, ::1] q, const double[:, :, ::1] st):
+    """Start and end of every job (flat, in plan order) and every client's finish, for valid job orders."""
+    cdef Pipe s = make_pipe(micro, r, g, q, st)
+    _check_assign(assign, s.K, s.H)
+    cdef long total = 0, i, j, nc, lo = 0
+    for j in range(s.K):
+        total += 2 * micro[j]
+    if seq_client.shape[0] != total or seq_kind.shape[0] != total or offsets.shape[0] != s.H + 1:
+        raise ValueError("job sequence arrays do not match the instance's micro-batches")
+    start_a = np.zeros(total, dtype=np.float64)
+    end_a = np.zeros(total, dtype=np.float64)
+    finish_a = np.zeros(s.K, dtype=np.float64)
+    members_a = np.argsort(np.asarray(assign), kind="stable").astype(np.int64)
+    cdef long[::1] members = members_a
+    cdef double[::1] start = start_a, end = end_a, finish = finish_a
+    cdef double span = 0.0
+    if total == 0:
+        return start_a, end_a, finish_a
+    with nogil:
+        for i in range(s.H):
+            nc = 0
+            while lo + nc < s.K and assign[members[lo + nc]] == i:
+                nc += 1
+            if nc > 0:
+                span = c_run_helper(&s, i, &members[lo], nc, 0, &seq_client[offsets[i]], &seq_kind[offsets[i]],
+                                    NULL, NULL, &start[offsets[i]], &end[offsets[i]], &finish[0])
+                if span < 0.0:
+                    break
+            lo += nc
+    if span < 0.0:
+        raise MemoryError("pipe_evaluate could not allocate its work arrays")
+    return start_a, end_a, finish_a

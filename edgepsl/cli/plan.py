@@ -69,6 +69,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--time-limit-ms", type=_positive_ms, default=None,
                         help="greedy-ls (and milp's warm start): stop at this wall time in ms and return the best "
                              "plan found by then, or at the work budget if that comes first (default: no limit)")
+    parser.add_argument("--micro-batches", default=None, metavar="N|auto",
+                        help="greedy-ls: split each client's round into N micro-batches (PiPar pipelining), or 'auto' "
+                             "for the N per client that minimises the planned makespan; needs stage times (with "
+                             "--profile they are added; an --instance file needs format version 3). Default: the "
+                             "instance's own N (1 for today's instances)")
     parser.add_argument("--time-limit", type=float, default=60.0,
                         help="milp: seconds before HiGHS returns its incumbent and gap; admm: seconds for the "
                              "whole decomposition (default 60)")
@@ -95,7 +100,8 @@ def _instance(args: argparse.Namespace) -> Instance:
     if args.hybrid_scenario:
         return hybrid_instance(args.profile, args.clients, args.helpers, args.seed, cuts=args.cuts)
     return scenario_instance(args.profile, args.clients, args.helpers, args.scenario, args.seed,
-                             cuts=args.cuts, binding_memory=args.binding_memory)
+                             cuts=args.cuts, binding_memory=args.binding_memory,
+                             micro_batches=1 if args.micro_batches is not None else None)
 
 
 def _choose_cuts(args: argparse.Namespace) -> Instance:
@@ -158,6 +164,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"makespan     {sol.makespan:.1f} ms")
     lp = "" if sol.bound.lp is None else f", lp {sol.bound.lp:.1f}"
     lp += f", local threshold {sol.bound.local:.1f}" if sol.bound.local else ""
+    if sol.plan.pipelined:
+        print(f"micro-batch  N per client {sol.plan.micro.tolist()} (unpipelined plan: "
+              f"{sol.plan.meta['unpipelined_makespan']:.1f} ms)")
     if instance.hybrid:
         print(f"local mode   {int(sol.plan.local.sum())} of {instance.K} clients train part-2 on their own device")
     print(f"lower bound  {sol.bound.value:.1f} ms (chain {sol.bound.chain:.1f}, load {sol.bound.load:.1f}, "

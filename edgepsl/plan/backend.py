@@ -48,6 +48,24 @@ class JobTimes(NamedTuple):
     finish: np.ndarray
 
 
+class PipeOrder(NamedTuple):
+    """Every helper's micro-batch job order, flat (the k-th job (j, kind) of client j is micro-batch k of that
+    kind), and each helper's span (ms)."""
+
+    seq_client: np.ndarray
+    seq_kind: np.ndarray
+    offsets: np.ndarray
+    span: np.ndarray
+
+
+class PipeTimes(NamedTuple):
+    """Start and end of every micro-batch job (flat, in plan order) and each client's finish (ms)."""
+
+    start: np.ndarray
+    end: np.ndarray
+    finish: np.ndarray
+
+
 class SearchResult(NamedTuple):
     """The local search's assignment and job order, with its counters
     (iterations, reorders, moves, swaps, work, stopped by time)."""
@@ -94,7 +112,8 @@ class Kernels:
 
     def __init__(self, module: ModuleType) -> None:
         self.module = module
-        for name in ("FWD", "BWD", "RULE_FCFS", "RULE_FWD_FIRST", "RULE_TAIL", "RULES"):
+        for name in ("FWD", "BWD", "RULE_FCFS", "RULE_FWD_FIRST", "RULE_TAIL", "RULES", "PIPE_FCFS", "PIPE_WORK",
+                     "PIPE_RULES"):
             setattr(self, name, getattr(module, name))
 
     def assign_random(self, mem: np.ndarray, cap: np.ndarray, seed: int) -> np.ndarray:
@@ -157,6 +176,21 @@ class Kernels:
                            block_end: np.ndarray) -> PreemptiveSchedule:
         """Exact preemptive single-helper schedule by the largest-tail rule around blocked intervals."""
         return PreemptiveSchedule(*self.module.jackson_preemptive(release, proc, tail, block_start, block_end))
+
+    def pipe_span(self, clients: np.ndarray, i: int, rule: int, micro: np.ndarray, r: np.ndarray, g: np.ndarray,
+                  q: np.ndarray, st: np.ndarray) -> float:
+        """Pipelined span of `clients` on helper i with their micro-batch jobs chosen by `rule`."""
+        return self.module.pipe_span(clients, i, rule, micro, r, g, q, st)
+
+    def pipe_dispatch(self, assign: np.ndarray, rule: int, micro: np.ndarray, r: np.ndarray, g: np.ndarray,
+                      q: np.ndarray, st: np.ndarray) -> PipeOrder:
+        """Every helper's micro-batch job order under a rule, and its span."""
+        return PipeOrder(*self.module.pipe_dispatch(assign, rule, micro, r, g, q, st))
+
+    def pipe_evaluate(self, assign: np.ndarray, seq_client: np.ndarray, seq_kind: np.ndarray, offsets: np.ndarray,
+                      micro: np.ndarray, r: np.ndarray, g: np.ndarray, q: np.ndarray, st: np.ndarray) -> PipeTimes:
+        """Run micro-batch job orders: every job's start and end (flat, plan order), every client's finish."""
+        return PipeTimes(*self.module.pipe_evaluate(assign, seq_client, seq_kind, offsets, micro, r, g, q, st))
 
 
 _loaded = compiled.load("edgepsl._core", "scheduling core", "about 100x slower")

@@ -60,3 +60,7 @@ class SearchLimitError(EdgePSLError, ValueError):
 
 class UnknownMethodError(EdgePSLError):
     """A planning method or dispatch rule name that does not exist."""
+
+
+class MicroBatchError(PlanError):
+    """A plan's micro-batch counts do not fit its instance (no stage fields, N above the batch, a local client)."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from edgepsl.plan.backend import kernel_arrays, kernels
-from edgepsl.plan.errors import AssignmentError, JobCoverageError, JobOrderError, MemoryCapacityError
+from edgepsl.plan.errors import AssignmentError, JobCoverageError, JobOrderError, MemoryCapacityError, MicroBatchError
 from edgepsl.plan.instance import Instance
 from edgepsl.plan.pure.constants import BWD, FWD
 from edgepsl.plan.schedule import LOCAL, Plan, Timeline
@@ -22,19 +22,22 @@ def _plainly_valid(instance: Instance, plan: Plan) -> bool:
         return False
     if (np.bincount(a, weights=instance.mem, minlength=H) > instance.cap * (1 + MEMORY_RTOL)).any():
         return False
+    micro = plan.micro_batches
+    if plan.pipelined and (micro.shape != (K,) or not instance.staged or (micro > instance.batch).any()):
+        return False
     seq_client, seq_kind, offsets = plan.flat()
-    if len(seq_client) != 2 * K:
+    if len(seq_client) != 2 * int(micro.sum()):
         return False
     if ((seq_client < 0) | (seq_client >= K) | ((seq_kind != FWD) & (seq_kind != BWD))).any():
         return False
     if (a[seq_client] != np.repeat(np.arange(H), np.diff(offsets))).any():
         return False
     key = 2 * seq_client + (seq_kind == BWD)
-    if (np.bincount(key, minlength=2 * K) != 1).any():
+    if (np.bincount(key, minlength=2 * K) != np.repeat(micro, 2)).any():
         return False
-    position = np.empty(2 * K, dtype=np.int64)
-    position[key] = np.arange(2 * K)
-    return bool((position[0::2] < position[1::2]).all())
+    by_key = np.argsort(key, kind="stable")  # positions grouped by (client, kind), micro-batch order inside
+    odd = key[by_key] % 2 == 1
+    return bool((by_key[~odd] < by_key[odd]).all())
 
 
 def validate(instance: Instance, plan: Plan) -> None:
@@ -66,6 +69,7 @@ def validate(instance: Instance, plan: Plan) -> None:
         )
     if len(plan.orders) != H:
         raise JobCoverageError(f"the plan orders jobs for {len(plan.orders)} helpers, the instance has {H}")
+    micro = _checked_micro(instance, plan)
     seen = np.zeros((K, 2), dtype=np.int64)
     for i, order in enumerate(plan.orders):
         for pos, (j, kind) in enumerate(order.tolist()):
@@ -79,20 +83,46 @@ def validate(instance: Instance, plan: Plan) -> None:
                 raise JobCoverageError(
                     f"{instance.helper_name(i)} runs the {name} job of {instance.client_name(j)}, which is {where}"
                 )
-            if seen[j, kind]:
-                raise JobCoverageError(f"the {name} job of {instance.client_name(j)} appears twice")
-            if kind == BWD and not seen[j, FWD]:
+            if seen[j, kind] >= micro[j]:
+                raise JobCoverageError(f"the {name} job of {instance.client_name(j)} appears "
+                                       f"{'twice' if micro[j] == 1 else f'more than N = {micro[j]} times'}")
+            if kind == BWD and seen[j, BWD] >= seen[j, FWD]:
+                which = "" if micro[j] == 1 else f" of micro-batch {seen[j, BWD]}"
                 raise JobOrderError(
-                    f"{instance.helper_name(i)} runs the backward job of {instance.client_name(j)} at position {pos}, "
-                    "before its forward job"
+                    f"{instance.helper_name(i)} runs the backward job{which} of {instance.client_name(j)} at position "
+                    f"{pos}, before its forward job"
                 )
-            seen[j, kind] = 1
-    missing = np.argwhere((seen == 0) & split[:, None])
+            seen[j, kind] += 1
+    missing = np.argwhere((seen < micro[:, None]) & split[:, None])
     if missing.size:
         j, kind = (int(v) for v in missing[0])
         raise JobCoverageError(
             f"the {'forward' if kind == FWD else 'backward'} job of {instance.client_name(j)} is in no helper's order"
         )
+
+
+def _checked_micro(instance: Instance, plan: Plan) -> np.ndarray:
+    """The plan's N per client after checking it against the instance (MicroBatchError)."""
+    micro = plan.micro_batches
+    if not plan.pipelined:
+        return micro
+    if micro.shape != (instance.K,):
+        raise MicroBatchError(f"the plan gives micro-batch counts for {micro.size} clients, the instance has "
+                              f"{instance.K}")
+    if not instance.staged:
+        raise MicroBatchError("the plan splits rounds into micro-batches but the instance has no stage fields "
+                              "(instance format version 3, docs/formats.md)")
+    over = micro > instance.batch
+    if over.any():
+        j = int(np.flatnonzero(over)[0])
+        raise MicroBatchError(f"{instance.client_name(j)} gets N = {micro[j]} micro-batches but its batch holds "
+                              f"{instance.batch[j]:g} samples")
+    local = (micro > 1) & (plan.assignment == LOCAL)
+    if local.any():
+        j = int(np.flatnonzero(local)[0])
+        raise MicroBatchError(f"{instance.client_name(j)} is in local mode and has no jobs on a helper: its N must "
+                              f"be 1, not {micro[j]}")
+    return micro
 
 
 def evaluate(instance: Instance, plan: Plan) -> Timeline:
@@ -106,6 +136,10 @@ def timeline_of(instance: Instance, plan: Plan) -> Timeline:
     'jobs' are its part-2 forward and backward on its own device."""
     if plan.local.any():
         return _hybrid_timeline(instance, plan)
+    if plan.pipelined:
+        from edgepsl.plan.pipeline import pipelined_timeline
+
+        return pipelined_timeline(instance, plan)
     seq_client, seq_kind, offsets = plan.flat()
     fs, fe, bs, be, fin = kernels.evaluate(plan.assignment, seq_client, seq_kind, offsets, *kernel_arrays(instance))
     H = instance.H
@@ -126,7 +160,8 @@ def split_part(instance: Instance, plan: Plan) -> tuple[np.ndarray, Instance | N
     new = np.full(instance.K, -1, dtype=np.int64)
     new[clients] = np.arange(clients.size)
     orders = tuple(np.stack([new[o[:, 0]], o[:, 1]], axis=1) if len(o) else o for o in plan.orders)
-    return clients, instance.subset(clients), Plan(plan.assignment[clients], orders, plan.method)
+    micro = plan.micro[clients] if plan.pipelined else None
+    return clients, instance.subset(clients), Plan(plan.assignment[clients], orders, plan.method, micro=micro)
 
 
 def _hybrid_timeline(instance: Instance, plan: Plan) -> Timeline:

@@ -3,11 +3,13 @@
 Both draw the same segments: on each helper lane its forward and backward jobs; on each client lane the
 client's whole chain: part-1 fwd + upload [0, r), the helper fwd job, download d, part-3 fwd l,
 part-3 bwd + upload r', the helper bwd job, download d', part-1 bwd l'. Zero-length segments are omitted.
+In a pipelined plan every micro-batch job is its own bar labelled "client.micro-batch"; a client with N > 1
+micro-batches has its compute stages on its client lane and its transfers on two link lanes (uplink, downlink).
 """
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
@@ -20,7 +22,7 @@ from edgepsl.plan.schedule import LOCAL
 if TYPE_CHECKING:
     from edgepsl.plan.schedule import Plan, Timeline
 
-HELPERS, CLIENTS = "helpers", "clients"
+HELPERS, CLIENTS, LINKS = "helpers", "clients", "links"
 # kind -> (legend text, face colour, hatch colour or None)
 KINDS: dict[str, tuple[str, str, Optional[str]]] = {
     "helper_fwd": ("helper forward job (part-2 fwd)", "#1f77b4", None),
@@ -32,7 +34,7 @@ KINDS: dict[str, tuple[str, str, Optional[str]]] = {
 }
 DEFAULT_MAX_CLIENT_LANES = 60
 DEFAULT_MAX_HELPER_LANES = 60
-TRACE_PIDS = {HELPERS: 1, CLIENTS: 2}
+TRACE_PIDS = {HELPERS: 1, CLIENTS: 2, LINKS: 3}
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,12 @@ class GanttLayout:
     segments: tuple[Segment, ...]
     K: int
     H: int
+    links: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))  # link lanes: 2 j uplink, 2 j + 1 downlink of client j
+
+
+def link_name(instance: Instance, lane: int) -> str:
+    """Display name of a link lane (2 j: client j's uplink, 2 j + 1: its downlink)."""
+    return f"{instance.client_name(lane // 2)} {'downlink' if lane % 2 else 'uplink'}"
 
 
 def gantt_layout(
@@ -81,15 +89,56 @@ def gantt_layout(
     clients = _latest(times["finish"], max_client_lanes)
     helpers = _latest(helper_end, max_helper_lanes)
     segments: list[Segment] = []
-    for i in helpers.tolist():
-        for j in np.flatnonzero(assignment == i).tolist():
-            segments.append(Segment(HELPERS, i, "helper_fwd", f"{j}", times["fwd_start"][j], times["fwd_end"][j], j, i))
-            segments.append(Segment(HELPERS, i, "helper_bwd", f"{j}", times["bwd_start"][j], times["bwd_end"][j], j, i))
+    if plan.pipelined:
+        segments.extend(_micro_jobs(plan, timeline, set(helpers.tolist())))
+    else:
+        for i in helpers.tolist():
+            for j in np.flatnonzero(assignment == i).tolist():
+                segments.append(Segment(HELPERS, i, "helper_fwd", f"{j}", times["fwd_start"][j], times["fwd_end"][j], j, i))
+                segments.append(Segment(HELPERS, i, "helper_bwd", f"{j}", times["bwd_start"][j], times["bwd_end"][j], j, i))
+    micro = plan.micro_batches
+    staged = _micro_stages(instance, plan, timeline) if plan.pipelined else {}
     for j in clients.tolist():
+        if micro[j] > 1:
+            segments.extend(staged[j])
+            continue
         chain = _local_chain if assignment[j] == LOCAL else _client_chain
         segments.extend(chain(instance, j, int(assignment[j]), times))
     kept = tuple(s for s in segments if s.end > s.start)
-    return GanttLayout(helpers=helpers, clients=clients, segments=kept, K=K, H=H)
+    links = np.array(sorted(s.lane for s in kept if s.group == LINKS and s.lane % 2 == 0), dtype=np.int64)
+    links = np.unique(np.concatenate([links, links + 1]))
+    return GanttLayout(helpers=helpers, clients=clients, segments=kept, K=K, H=H, links=links)
+
+
+def _micro_jobs(plan: Plan, timeline: Timeline, helpers: set[int]) -> list[Segment]:
+    """One bar per micro-batch job on the drawn helpers, labelled client.micro-batch."""
+    out = []
+    pos = 0
+    for i in range(len(plan.orders)):
+        for j, kind, k in plan.jobs(i):
+            if i in helpers:
+                out.append(Segment(HELPERS, i, "helper_fwd" if kind == 0 else "helper_bwd", f"{j}.{k}",
+                                   float(timeline.job_start[pos]), float(timeline.job_end[pos]), j, i))
+            pos += 1
+    return out
+
+
+def _micro_stages(instance: Instance, plan: Plan, timeline: Timeline) -> dict[int, list[Segment]]:
+    """Per pipelined client, its compute stages on its client lane and its transfers on its link lanes."""
+    from edgepsl.plan.pipeline import client_stages
+
+    out: dict[int, list[Segment]] = {}
+    for j, rows in enumerate(client_stages(instance, plan, timeline)):
+        i = int(plan.assignment[j])
+        segs = []
+        for stage, k, a, b in rows:
+            if stage.startswith(("upload", "download")):
+                lane = 2 * j + (1 if stage.startswith("download") else 0)
+                segs.append(Segment(LINKS, lane, "transfer", f"{stage} {k}", float(a), float(b), j, i))
+            else:
+                segs.append(Segment(CLIENTS, j, "client_compute", f"{stage} {k}", float(a), float(b), j, i))
+        out[j] = segs
+    return out
 
 
 def gantt_png(
@@ -112,7 +161,8 @@ def gantt_png(
         ) from None
     layout = gantt_layout(instance, plan, timeline, max_client_lanes, max_helper_lanes)
     makespan = float(timeline.makespan)
-    lanes = [(HELPERS, int(i)) for i in layout.helpers] + [(CLIENTS, int(j)) for j in layout.clients]
+    lanes = ([(HELPERS, int(i)) for i in layout.helpers] + [(CLIENTS, int(j)) for j in layout.clients]
+             + [(LINKS, int(n)) for n in layout.links])
     row = {lane: n for n, lane in enumerate(lanes)}
     fig = Figure(figsize=(14.0, 1.8 + 0.24 * len(lanes)), dpi=100)
     FigureCanvasAgg(fig)
@@ -137,7 +187,8 @@ def gantt_png(
     ax.set_ylim(len(lanes) - 0.5, -0.5)
     ax.set_xlim(0.0, x_max)
     ax.set_yticks(range(len(lanes)))
-    ax.set_yticklabels([instance.helper_name(i) if g == HELPERS else instance.client_name(i) for g, i in lanes], fontsize=7)
+    names = {HELPERS: instance.helper_name, CLIENTS: instance.client_name, LINKS: lambda n: link_name(instance, n)}
+    ax.set_yticklabels([names[g](i) for g, i in lanes], fontsize=7)
     ax.axhline(len(layout.helpers) - 0.5, color="black", linewidth=0.8)
     ax.axvline(makespan, color="red", linewidth=1.2, linestyle="--")
     ax.text(makespan, -0.5, f" makespan {makespan:,.1f} ms", color="red", fontsize=8, ha="right", va="bottom")
@@ -165,7 +216,10 @@ def chrome_trace(
     """Chrome trace-event JSON object (ts/dur in microseconds) of the plan: pid 1 = helpers, pid 2 = clients."""
     layout = gantt_layout(instance, plan, timeline, max_client_lanes, max_helper_lanes)
     events: list[dict[str, Any]] = []
-    for group, lanes, name_of in ((HELPERS, layout.helpers, instance.helper_name), (CLIENTS, layout.clients, instance.client_name)):
+    groups = [(HELPERS, layout.helpers, instance.helper_name), (CLIENTS, layout.clients, instance.client_name)]
+    if len(layout.links):
+        groups.append((LINKS, layout.links, lambda n: link_name(instance, n)))
+    for group, lanes, name_of in groups:
         pid = TRACE_PIDS[group]
         events.append({"ph": "M", "name": "process_name", "pid": pid, "tid": 0, "args": {"name": group}})
         events.append({"ph": "M", "name": "process_sort_index", "pid": pid, "tid": 0, "args": {"sort_index": pid}})
@@ -175,7 +229,7 @@ def chrome_trace(
     for s in layout.segments:
         events.append({
             "ph": "X",
-            "name": s.label if s.group == CLIENTS else f"{'fwd' if s.kind == 'helper_fwd' else 'bwd'} client {s.client}",
+            "name": s.label if s.group != HELPERS else _job_name(s),
             "cat": s.kind,
             "pid": TRACE_PIDS[s.group],
             "tid": s.lane,
@@ -188,6 +242,12 @@ def chrome_trace(
         "displayTimeUnit": "ms",
         "otherData": {"method": plan.method, "makespan_ms": float(timeline.makespan), "K": layout.K, "H": layout.H},
     }
+
+
+def _job_name(s: Segment) -> str:
+    kind = "fwd" if s.kind == "helper_fwd" else "bwd"
+    client, _, micro = s.label.partition(".")
+    return f"{kind} client {client}" + (f" micro-batch {micro}" if micro else "")
 
 
 def write_chrome_trace(instance: Instance, plan: Plan, timeline: Timeline, path: str | Path) -> None:

@@ -15,6 +15,8 @@ FORMAT_NAME = "edgepsl-instance"
 FORMAT_VERSION = 1
 # Version 2 adds the optional local-mode fields (LOCAL_FIELDS); a file without them is written as version 1.
 HYBRID_VERSION = 2
+# Version 3 adds the optional micro-batch stage fields (STAGE_FIELDS, pipelining); the local-mode fields stay optional.
+STAGED_VERSION = 3
 
 # (field, shape kind, meaning); "KH" is K x H, "K" per client, "H" per helper.
 FIELDS: tuple[tuple[str, str, str], ...] = (
@@ -38,6 +40,18 @@ LOCAL_FIELDS: tuple[tuple[str, str, str], ...] = (
     ("cap_own", "K", "memory the client's own device has for part-2 (MB); local mode needs mem_j <= cap_own_j"),
 )
 
+# Optional, all or none (format version 3): what a client's round costs split into N micro-batches (docs/planning.md,
+# "Micro-batch pipelining"). A stage of whole-batch time X with fixed part f costs min(f, X) + (X - min(f, X)) / N.
+STAGE_FIELDS: tuple[tuple[str, str, str], ...] = (
+    ("r_up", "KH", "the upload part of r: cut-1 activations over the link (ms, whole batch)"),
+    ("r_bwd_up", "KH", "the upload part of r_bwd: cut-2 gradient over the link (ms, whole batch)"),
+    ("o_client", "K", "fixed cost of one compute call on the client (ms per stage and micro-batch)"),
+    ("o_link", "KH", "fixed cost of one transfer on the link, its latency (ms per transfer)"),
+    ("o_helper", "H", "fixed cost of one job on the helper (ms per job)"),
+    ("batch", "K", "mini-batch size B of client j (samples); N <= B"),
+    ("micro", "K", "micro-batches N of client j's round (1 = unpipelined, today's chain)"),
+)
+
 
 @dataclass(frozen=True, eq=False)
 class Instance:
@@ -58,16 +72,24 @@ class Instance:
     r_bwd_own: np.ndarray | None = None
     p_bwd_own: np.ndarray | None = None
     cap_own: np.ndarray | None = None
+    r_up: np.ndarray | None = None
+    r_bwd_up: np.ndarray | None = None
+    o_client: np.ndarray | None = None
+    o_link: np.ndarray | None = None
+    o_helper: np.ndarray | None = None
+    batch: np.ndarray | None = None
+    micro: np.ndarray | None = None
     client_names: tuple[str, ...] = ()
     helper_names: tuple[str, ...] = ()
     meta: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        given = [name for name, _, _ in LOCAL_FIELDS if getattr(self, name) is not None]
-        if given and len(given) != len(LOCAL_FIELDS):
-            absent = [name for name, _, _ in LOCAL_FIELDS if name not in given]
-            raise InstanceError(f"the local-mode fields come all or none: {', '.join(given)} given but "
-                                f"{', '.join(absent)} missing")
+        for group, what in ((LOCAL_FIELDS, "local-mode"), (STAGE_FIELDS, "micro-batch stage")):
+            given = [name for name, _, _ in group if getattr(self, name) is not None]
+            if given and len(given) != len(group):
+                absent = [name for name, _, _ in group if name not in given]
+                raise InstanceError(f"the {what} fields come all or none: {', '.join(given)} given but "
+                                    f"{', '.join(absent)} missing")
         for name, _, _ in self._fields():
             try:
                 arr = np.ascontiguousarray(np.asarray(getattr(self, name), dtype=np.float64))
@@ -80,7 +102,19 @@ class Instance:
         self._validate()
 
     def _fields(self) -> tuple[tuple[str, str, str], ...]:
-        return FIELDS + LOCAL_FIELDS if self.hybrid else FIELDS
+        return FIELDS + (LOCAL_FIELDS if self.hybrid else ()) + (STAGE_FIELDS if self.staged else ())
+
+    @property
+    def staged(self) -> bool:
+        """Whether the instance has the micro-batch stage fields (its clients' rounds can be pipelined)."""
+        return self.r_up is not None
+
+    @property
+    def micro_batches(self) -> np.ndarray:
+        """N per client as int64 (all 1 for an instance without stage fields)."""
+        if not self.staged:
+            return np.ones(self.K, dtype=np.int64)
+        return self.micro.astype(np.int64)
 
     @property
     def hybrid(self) -> bool:
@@ -169,6 +203,8 @@ class Instance:
         for names, count, what in ((self.client_names, K, "client_names"), (self.helper_names, H, "helper_names")):
             if names and len(names) != count:
                 raise InstanceError(f"{what} has {len(names)} entries, expected {count}")
+        if self.staged:
+            self._validate_stages()
         nowhere = ~self.fits.any(axis=1) & ~self.local_fits
         if nowhere.any():
             j = int(np.flatnonzero(nowhere)[0])
@@ -178,9 +214,28 @@ class Instance:
                 f"({int(nowhere.sum())} such clients)"
             )
 
+    def _validate_stages(self) -> None:
+        for part, whole in (("r_up", "r"), ("r_bwd_up", "r_bwd")):
+            over = getattr(self, part) > getattr(self, whole)
+            if over.any():
+                j, i = (int(v) for v in np.argwhere(over)[0])
+                raise InstanceError(f"{part}[{j}][{i}] = {getattr(self, part)[j, i]:g} ms exceeds {whole}[{j}][{i}] = "
+                                    f"{getattr(self, whole)[j, i]:g} ms: the upload is a part of {whole}")
+        for name in ("batch", "micro"):
+            arr = getattr(self, name)
+            bad = (arr != np.floor(arr)) | (arr < 1)
+            if bad.any():
+                j = int(np.flatnonzero(bad)[0])
+                raise InstanceError(f"{name}[{j}] = {arr[j]:g}: {name} must hold whole numbers >= 1")
+        over = self.micro > self.batch
+        if over.any():
+            j = int(np.flatnonzero(over)[0])
+            raise InstanceError(f"{self.client_name(j)} has N = {self.micro[j]:g} micro-batches but a batch of "
+                                f"{self.batch[j]:g} samples: N <= B")
+
     def to_dict(self) -> dict[str, Any]:
         """The JSON-ready form documented in docs/formats.md."""
-        version = HYBRID_VERSION if self.hybrid else FORMAT_VERSION
+        version = STAGED_VERSION if self.staged else HYBRID_VERSION if self.hybrid else FORMAT_VERSION
         out: dict[str, Any] = {"format": FORMAT_NAME, "version": version, "units": {"time": "ms", "memory": "MB"}}
         out["clients"] = self.K
         out["helpers"] = self.H
@@ -196,8 +251,13 @@ class Instance:
     @classmethod
     def from_dict(cls, data: Any) -> Instance:
         """Build and validate an instance from its JSON-ready form."""
-        data = check_header(data, "instance", FORMAT_NAME, (FORMAT_VERSION, HYBRID_VERSION), InstanceFormatError)
-        fields = FIELDS + LOCAL_FIELDS if data["version"] == HYBRID_VERSION else FIELDS
+        data = check_header(data, "instance", FORMAT_NAME, (FORMAT_VERSION, HYBRID_VERSION, STAGED_VERSION),
+                            InstanceFormatError)
+        fields = FIELDS
+        if data["version"] == HYBRID_VERSION or (data["version"] == STAGED_VERSION and "r_own" in data):
+            fields = fields + LOCAL_FIELDS
+        if data["version"] == STAGED_VERSION:
+            fields = fields + STAGE_FIELDS
         missing = [name for name, _, _ in fields if name not in data]
         if missing:
             raise InstanceFormatError(f"instance (version {data['version']}) is missing field(s): {', '.join(missing)}")

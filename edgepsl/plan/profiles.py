@@ -30,6 +30,56 @@ TRANSFER_MODEL = "ms = KB * 8 / Mbps"
 
 Cuts = Union[tuple[int, int], Sequence[tuple[int, int]]]
 
+# The shipped profiles' batch: their activation sizes are those of 128 CIFAR-10 images (research/paper.md 3.1).
+PROFILE_BATCH = 128
+
+
+@dataclass(frozen=True)
+class StageCosts:
+    """What micro-batching costs on top of the profile (instance format version 3): the batch B the profile was
+    measured at, the default N per client, and the fixed part of every stage, which each micro-batch pays in full.
+
+    The defaults are stated, not measured (docs/planning.md, "Micro-batch pipelining"): a compute call costs at
+    least call_ms on a client and job_ms on a helper, below the smallest profiled layer times at B = 128 (18.5 ms
+    on the Raspberry Pi 4 'd1', 1.1 ms on the 'VM' helper, both VGG-19 pooling layers), and a transfer pays link_ms of
+    latency however small it is.
+    """
+
+    batch: int = PROFILE_BATCH
+    micro: int = 1
+    call_ms: float = 2.0
+    job_ms: float = 0.5
+    link_ms: float = 5.0
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.batch, int) and isinstance(self.micro, int) and 1 <= self.micro <= self.batch):
+            raise ProfileError(f"micro-batches need whole numbers 1 <= N <= B; got N = {self.micro!r}, "
+                               f"B = {self.batch!r}")
+        for name in ("call_ms", "job_ms", "link_ms"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+                raise ProfileError(f"{name} must be a finite number of ms >= 0, got {value!r}")
+
+
+def with_stages(instance: Instance, cut1_kb: np.ndarray, cut2_kb: np.ndarray, bandwidth_mbps: np.ndarray,
+                costs: StageCosts) -> Instance:
+    """The instance with its micro-batch stage fields: the upload parts of r and r' from the cut sizes and links,
+    and the fixed costs, batch and N of `costs`."""
+    K, H = instance.K, instance.H
+    meta = dict(instance.meta, stages={"batch": costs.batch, "micro": costs.micro, "call_ms": costs.call_ms,
+                                       "job_ms": costs.job_ms, "link_ms": costs.link_ms})
+    return dataclasses.replace(
+        instance,
+        r_up=np.minimum(transfer_ms(np.asarray(cut1_kb)[:, None], bandwidth_mbps), instance.r),
+        r_bwd_up=np.minimum(transfer_ms(np.asarray(cut2_kb)[:, None], bandwidth_mbps), instance.r_bwd),
+        o_client=np.full(K, float(costs.call_ms)),
+        o_link=np.full((K, H), float(costs.link_ms)),
+        o_helper=np.full(H, float(costs.job_ms)),
+        batch=np.full(K, float(costs.batch)),
+        micro=np.full(K, float(costs.micro)),
+        meta=meta,
+    )
+
 
 @dataclass(frozen=True, eq=False)
 class Profile:
@@ -164,8 +214,11 @@ def build_instance(
     helper_capacity_mb: float | np.ndarray | Sequence[float] | None = None,
     meta: dict[str, Any] | None = None,
     client_memory_mb: float | np.ndarray | Sequence[float] | None = None,
+    stages: StageCosts | None = None,
 ) -> Instance:
     """Build the instance of K = len(client_devices) clients on H = len(helper_devices) helpers.
+
+    With stages, the instance gets the micro-batch stage fields (docs/formats.md, instance version 3).
 
     With client_memory_mb (a scalar or one value per client: each client device's memory for part-2), the
     instance gets the local-mode fields: part-1 fwd, part-2 fwd/bwd and part-3 bwd on the client's own device from
@@ -223,6 +276,8 @@ def build_instance(
         helper_names=tuple(f"helper {i} ({d})" for i, d in enumerate(helper_devices)),
         meta=info,
     )
+    if stages is not None:
+        inst = with_stages(inst, prof.activation_kb[cut_a - 1], prof.activation_kb[cut_b - 1], bandwidth, stages)
     if client_memory_mb is None:
         return inst
     cap_own = np.broadcast_to(np.asarray(client_memory_mb, dtype=np.float64), (K,))

@@ -14,13 +14,15 @@ docs/scenarios.md explains each rule and fix:
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
 
 from edgepsl.plan.errors import ProfileError
 from edgepsl.plan.instance import Instance
-from edgepsl.plan.profiles import Profile, build_instance, instance_from_parts, load_profile, loose_capacity_mb
+from edgepsl.plan.profiles import (Profile, StageCosts, build_instance, instance_from_parts, load_profile,
+                                   loose_capacity_mb, with_stages)
 
 DEFAULT_CUTS: dict[str, tuple[int, int]] = {"resnet101": (3, 33), "vgg19": (3, 10)}
 SCENARIO1_CLIENT_DEVICES = ("d1", "d2")
@@ -52,8 +54,15 @@ def scenario_instance(
     seed: int,
     cuts: tuple[int, int] | None = None,
     binding_memory: bool = False,
+    micro_batches: int | None = None,
+    stages: StageCosts | None = None,
 ) -> Instance:
-    """Build the paper's scenario 1 or 2 instance with K clients and H helpers, deterministic for `seed`."""
+    """Build the paper's scenario 1 or 2 instance with K clients and H helpers, deterministic for `seed`.
+
+    With micro_batches (N for every client) or stages, the instance gets the micro-batch stage fields (version 3;
+    the default StageCosts with N = micro_batches); the other fields and the random draws are those without."""
+    if micro_batches is not None:
+        stages = dataclasses.replace(stages or StageCosts(), micro=micro_batches)
     if scenario not in SCENARIOS:
         raise ProfileError(f"unknown scenario {scenario!r}; choose one of {sorted(SCENARIOS)}: {SCENARIOS}")
     if K < 1 or H < 1:
@@ -77,8 +86,13 @@ def scenario_instance(
         client_devices = np.asarray(clients)[rng.integers(0, len(clients), K)]
         helper_devices = np.asarray(helpers)[rng.integers(0, len(helpers), H)]
         meta["built_by"] = "edgepsl.plan.scenarios.scenario_instance"
-        return build_instance(prof, client_devices.tolist(), helper_devices.tolist(), (a, b), bandwidth, cap, meta)
-    return _sampled_instance(prof, rng, K, H, (a, b), bandwidth, mem, cap, meta)
+        return build_instance(prof, client_devices.tolist(), helper_devices.tolist(), (a, b), bandwidth, cap, meta,
+                              stages=stages)
+    inst = _sampled_instance(prof, rng, K, H, (a, b), bandwidth, mem, cap, meta)
+    if stages is None:
+        return inst
+    return with_stages(inst, np.full(K, prof.activation_kb[a - 1]), np.full(K, prof.activation_kb[b - 1]), bandwidth,
+                       stages)
 
 
 def hybrid_instance(profile: str, K: int, H: int, seed: int, cuts: tuple[int, int] | None = None,

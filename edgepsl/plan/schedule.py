@@ -16,6 +16,9 @@ FORMAT_NAME = "edgepsl-plan"
 FORMAT_VERSION = 1
 # Version 2: the assignment may hold LOCAL (client trains part-2 on its own device); written only when it does.
 HYBRID_VERSION = 2
+# Version 3: micro-batch pipelining; `micro_batches` gives N per client and every job row is [client, kind, k]
+# (micro-batch k = 0..N-1 of that kind); written only when some client has N > 1.
+PIPELINED_VERSION = 3
 LOCAL = -1
 KIND_NAMES = {FWD: "fwd", BWD: "bwd"}
 KIND_CODES = {name: code for code, name in KIND_NAMES.items()}
@@ -24,17 +27,43 @@ KIND_CODES = {name: code for code, name in KIND_NAMES.items()}
 @dataclass(frozen=True, eq=False)
 class Plan:
     """assignment[j] is client j's helper, or LOCAL (-1) for local mode; orders[i] is helper i's jobs as rows
-    (client, kind) in run order (a local client has no jobs)."""
+    (client, kind) in run order (a local client has no jobs). With micro-batches (micro[j] = N_j > 1), client j
+    has N_j forward and N_j backward jobs on its helper: the k-th (j, kind) row of an order is micro-batch k of
+    that kind (`jobs(i)` lists them with k); micro None means N = 1 for every client."""
 
     assignment: np.ndarray
     orders: tuple[np.ndarray, ...]
     method: str = ""
     meta: dict[str, Any] = field(default_factory=dict)
+    micro: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "assignment", np.ascontiguousarray(self.assignment, dtype=np.int64))
         orders = tuple(np.ascontiguousarray(np.asarray(o, dtype=np.int64).reshape(-1, 2)) for o in self.orders)
         object.__setattr__(self, "orders", orders)
+        if self.micro is not None:
+            micro = np.ascontiguousarray(self.micro, dtype=np.int64)
+            object.__setattr__(self, "micro", micro if (micro != 1).any() else None)
+
+    @property
+    def micro_batches(self) -> np.ndarray:
+        """N per client (int64; all 1 for an unpipelined plan)."""
+        return self.micro if self.micro is not None else np.ones(len(self.assignment), dtype=np.int64)
+
+    @property
+    def pipelined(self) -> bool:
+        """Whether some client's round is split into micro-batches (N > 1)."""
+        return self.micro is not None
+
+    def jobs(self, i: int) -> list[tuple[int, int, int]]:
+        """Helper i's jobs in run order as (client, kind, micro-batch index); kind is FWD or BWD."""
+        seen: dict[tuple[int, int], int] = {}
+        out = []
+        for j, kind in self.orders[i].tolist():
+            k = seen.get((j, kind), 0)
+            seen[(j, kind)] = k + 1
+            out.append((j, kind, k))
+        return out
 
     @classmethod
     def from_flat(cls, assignment: np.ndarray, seq_client: np.ndarray, seq_kind: np.ndarray, offsets: np.ndarray,
@@ -58,6 +87,17 @@ class Plan:
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON-ready form documented in docs/formats.md."""
+        if self.pipelined:
+            return {
+                "format": FORMAT_NAME,
+                "version": PIPELINED_VERSION,
+                "method": self.method,
+                "assignment": self.assignment.tolist(),
+                "micro_batches": self.micro.tolist(),
+                "orders": [[[j, KIND_NAMES.get(k, str(k)), n] for j, k, n in self.jobs(i)]
+                           for i in range(len(self.orders))],
+                "meta": self.meta,
+            }
         return {
             "format": FORMAT_NAME,
             "version": HYBRID_VERSION if self.local.any() else FORMAT_VERSION,
@@ -70,29 +110,43 @@ class Plan:
     @classmethod
     def from_dict(cls, data: Any) -> Plan:
         """Read a plan from its JSON-ready form (structure only; evaluate() checks it against an instance)."""
-        data = check_header(data, "plan", FORMAT_NAME, (FORMAT_VERSION, HYBRID_VERSION), PlanFormatError)
-        for key in ("assignment", "orders"):
+        data = check_header(data, "plan", FORMAT_NAME, (FORMAT_VERSION, HYBRID_VERSION, PIPELINED_VERSION),
+                            PlanFormatError)
+        piped = data["version"] == PIPELINED_VERSION
+        for key in ("assignment", "orders") + (("micro_batches",) if piped else ()):
             if key not in data:
-                raise PlanFormatError(f"plan is missing field {key!r}")
+                raise PlanFormatError(f"plan (version {data['version']}) is missing field {key!r}")
         try:
             assignment = np.array(data["assignment"], dtype=np.int64)
+            micro = np.array(data["micro_batches"], dtype=np.int64) if piped else None
             orders = []
             for i, order in enumerate(data["orders"]):
                 rows = []
+                seen: dict[tuple[int, int], int] = {}
                 for job in order:
-                    client, kind = job
+                    client, kind, *index = job
                     if kind not in KIND_CODES:
                         raise PlanFormatError(f"helper {i}: job kind {kind!r} is neither 'fwd' nor 'bwd'")
-                    rows.append((int(client), KIND_CODES[kind]))
+                    if len(index) != int(piped):
+                        raise PlanFormatError(f"helper {i}: job {job!r} must be [client, kind"
+                                              f"{', micro-batch' if piped else ''}] in a version {data['version']} plan")
+                    key = (int(client), KIND_CODES[kind])
+                    if piped and int(index[0]) != seen.get(key, 0):
+                        raise PlanFormatError(f"helper {i}: job {job!r} is out of micro-batch order: the "
+                                              f"{kind} jobs of client {client} run as micro-batches 0, 1, 2, ...")
+                    seen[key] = seen.get(key, 0) + 1
+                    rows.append(key)
                 orders.append(np.array(rows, dtype=np.int64).reshape(-1, 2))
         except (TypeError, ValueError) as exc:
             raise PlanFormatError(f"plan has a malformed assignment or job list: {exc}") from None
+        if micro is not None and (micro.shape != assignment.shape or (micro < 1).any()):
+            raise PlanFormatError("plan micro_batches must hold one whole number >= 1 per client")
         if assignment.ndim != 1:
             raise PlanFormatError("plan assignment must be a flat list of helper indices")
         if data["version"] == FORMAT_VERSION and (assignment == LOCAL).any():
             raise PlanFormatError(f"a version {FORMAT_VERSION} plan cannot put a client in local mode "
                                   f"(assignment {LOCAL}); local mode needs version {HYBRID_VERSION}")
-        return cls(assignment, tuple(orders), str(data.get("method", "")), dict(data.get("meta", {})))
+        return cls(assignment, tuple(orders), str(data.get("method", "")), dict(data.get("meta", {})), micro)
 
     def save(self, path: str | Path) -> None:
         """Write the plan as JSON."""
@@ -117,8 +171,16 @@ class Timeline:
     helper_idle: np.ndarray
     helper_span: np.ndarray
     makespan: float
+    # Pipelined plans: start and end of every micro-batch job, flat in the plan's order (Plan.flat()); the
+    # per-client fields above then hold the first start and last end of each kind.
+    job_start: np.ndarray | None = None
+    job_end: np.ndarray | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready times, for the plan file's evaluation section."""
-        return {name: (getattr(self, name).tolist() if name != "makespan" else self.makespan)
-                for name in self.__dataclass_fields__}
+        out = {}
+        for name in self.__dataclass_fields__:
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = value.tolist() if isinstance(value, np.ndarray) else value
+        return out

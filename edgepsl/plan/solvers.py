@@ -19,6 +19,7 @@ from edgepsl.plan.errors import UnknownMethodError
 from edgepsl.plan.heuristics import DEFAULT_BUDGET, DEFAULT_KICKS, Solution
 from edgepsl.plan.highs import SolverUnavailableError
 from edgepsl.plan.instance import Instance
+from edgepsl.plan.pipeline_search import micro_option, solve_pipelined
 from edgepsl.plan.rules import DISPATCH_RULES
 from edgepsl.plan.schedule import Plan
 
@@ -39,11 +40,18 @@ class SolverOption:
     default: Any
     help: str
     choices: tuple[Any, ...] = ()
+    # Turns a value of another accepted form into the option's type (None: no conversion); raises EdgePSLError.
+    convert: Callable[[Any], Any] | None = None
 
     def check(self, method: str, value: Any) -> Any:
         """The value, converted to the option's type; SolverOptionError when it does not fit."""
         if value is None and self.default is None:
             return None
+        if self.convert is not None:
+            try:
+                value = self.convert(value)
+            except EdgePSLError as exc:
+                raise SolverOptionError(f"option {self.name!r} of method {method!r}: {exc}") from None
         if self.kind is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
         if type(value) is not self.kind:
@@ -97,6 +105,10 @@ TIME_LIMIT = SolverOption("time_limit", float, 60.0, "seconds before HiGHS retur
 THREADS = SolverOption("threads", int, 1, "HiGHS threads")
 TIME_LIMIT_MS = SolverOption("time_limit_ms", float, None,
                              "wall-clock ms after which the local search returns its best plan (None: no limit)")
+MICRO_BATCHES = SolverOption("micro_batches", str, None,
+                             "micro-batches per client (PiPar pipelining): a whole number N, or 'auto' for the N "
+                             "per client that minimises the planned makespan (default: the instance's own N)",
+                             convert=micro_option)
 
 
 def _heuristic(method: str) -> Callable[..., Solution]:
@@ -106,12 +118,25 @@ def _heuristic(method: str) -> Callable[..., Solution]:
     return run
 
 
+def _greedy_ls(instance: Instance, *, micro_batches: str | None, **options: Any) -> Solution:
+    if micro_batches is None and not (instance.micro_batches > 1).any():
+        return heuristics.solve(instance, "greedy-ls", **options)
+    return solve_pipelined(instance, micro_batches, **options)
+
+
 def _milp(instance: Instance, *, time_limit: float, threads: int, seed: int, budget: int,
-          time_limit_ms: float | None) -> Solution:
+          time_limit_ms: float | None, micro_batches: str | None) -> Solution:
     from edgepsl.plan.milp import solve_milp
 
-    warm = heuristics.solve(instance, "greedy-ls", seed=seed, budget=budget, time_limit_ms=time_limit_ms).plan
-    return solve_milp(instance, time_limit=time_limit, threads=threads, warm_start=warm)
+    if micro_batches is None and not (instance.micro_batches > 1).any():
+        warm = heuristics.solve(instance, "greedy-ls", seed=seed, budget=budget, time_limit_ms=time_limit_ms).plan
+        return solve_milp(instance, time_limit=time_limit, threads=threads, warm_start=warm)
+    from edgepsl.plan.pipeline_milp import solve_pipeline_milp
+
+    warm = solve_pipelined(instance, micro_batches, seed=seed, budget=budget, time_limit_ms=time_limit_ms).plan
+    if not warm.pipelined:
+        return solve_milp(instance, time_limit=time_limit, threads=threads, warm_start=warm)
+    return solve_pipeline_milp(instance, warm.micro_batches, warm, time_limit=time_limit, threads=threads)
 
 
 def _hybrid(instance: Instance, *, seed: int, budget: int, kicks: int, time_limit_ms: float | None) -> Solution:
@@ -144,10 +169,11 @@ SOLVERS: dict[str, Solver] = {s.name: s for s in (
     Solver("random", heuristics.METHODS["random"], _heuristic("random"), (SEED, DISPATCH)),
     Solver("balanced-greedy", heuristics.METHODS["balanced-greedy"], _heuristic("balanced-greedy"), (DISPATCH,)),
     Solver("greedy-eft", heuristics.METHODS["greedy-eft"], _heuristic("greedy-eft")),
-    Solver("greedy-ls", heuristics.METHODS["greedy-ls"], _heuristic("greedy-ls"),
-           (SEED, BUDGET, KICKS, TIME_LIMIT_MS)),
-    Solver("milp", "exact MILP on HiGHS, warm-started from greedy-ls (docs/milp.md)", _milp,
-           (TIME_LIMIT, THREADS, SEED, BUDGET, TIME_LIMIT_MS), extra="solvers", module="highspy"),
+    Solver("greedy-ls", heuristics.METHODS["greedy-ls"] + "; with micro_batches, pipelined micro-batch jobs "
+           "(docs/planning.md)", _greedy_ls, (SEED, BUDGET, KICKS, TIME_LIMIT_MS, MICRO_BATCHES)),
+    Solver("milp", "exact MILP on HiGHS, warm-started from greedy-ls (docs/milp.md); with micro_batches, exact for "
+           "the N greedy-ls plans (docs/planning.md)", _milp,
+           (TIME_LIMIT, THREADS, SEED, BUDGET, TIME_LIMIT_MS, MICRO_BATCHES), extra="solvers", module="highspy"),
     Solver("hybrid", hybrid.METHODS["hybrid"], _hybrid, (SEED, BUDGET, KICKS, TIME_LIMIT_MS), local_mode=True),
     *(Solver(name, hybrid.METHODS[name], _hybrid_baseline(name), (SEED,), local_mode=True)
       for name in hybrid.BASELINES),
