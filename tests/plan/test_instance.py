@@ -113,7 +113,8 @@ def test_docs_formats_examples_load_and_evaluate_as_documented():
     blocks = re.findall(r"```json\n(.*?)```", text, re.S)
     inst = Instance.from_dict(json.loads(blocks[0]))
     assert (inst.K, inst.H) == (3, 2) and inst.helper_names == ("gpu-server", "laptop")
-    plan = Plan.from_dict(json.loads(blocks[2]))
+    plans = [json.loads(b) for b in blocks if '"edgepsl-plan"' in b]
+    plan = Plan.from_dict(next(d for d in plans if d["version"] == 1))
     timeline = evaluate(inst, plan)
     assert timeline.fwd_start.tolist() == [600.0, 1500.0, 300.0]
     assert timeline.bwd_start.tolist() == [18350.0, 38800.0, 1090.0]
