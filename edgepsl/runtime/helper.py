@@ -69,7 +69,9 @@ class RoundSchedule:
     """This helper's round as numpy arrays indexed by client position (built once per ROUND_START).
 
     The helper follows `order`, running an arrived job out of order only when it ends before the planned job's
-    planned start. `arrival[j, kind]` is NaN until the job arrives; `ready` and `done` mark its state.
+    planned start. When the planned job is late (not arrived by its planned start), resequence() replaces the rest
+    of the order by the compiled online dispatch kernel's. `arrival[j, kind]` is NaN until the job arrives; `ready`
+    and `done` mark its state.
     """
 
     def __init__(self, round_: int, run: str, start: HelperRoundStart) -> None:
@@ -90,6 +92,7 @@ class RoundSchedule:
         self.ready = np.zeros((n, 2), dtype=bool)
         self.done = np.zeros((n, 2), dtype=bool)
         self.next = 0  # index into the order of the first job not done
+        self.resequenced = 0  # how many times the order was re-sequenced this round
 
     @property
     def finished(self) -> bool:
@@ -116,6 +119,52 @@ class RoundSchedule:
         pick = int(kernels.pick_next(float(now), kind, release, tail, flat // 2, rule))
         chosen = int(flat[pick if pick >= 0 else int(np.argmin(release))])
         return chosen // 2, chosen % 2
+
+    def late(self, now: float) -> bool:
+        """Whether the order's next job has not arrived by its planned start."""
+        position, kind = self.planned_next()
+        return not self.ready[position, kind] and now > self.planned_start[self.next]
+
+    def wait_ms(self, now: float) -> float:
+        """How long the helper may wait for arrivals before the next job becomes late (inf once it is)."""
+        ahead = float(self.planned_start[self.next]) - now if not self.finished else 0.0
+        return ahead if ahead > 0 else float("inf")
+
+    def expected_release(self, now: float) -> np.ndarray:
+        """n x 2 release of every job as the helper expects it now: its arrival once arrived; a job not yet due, its
+        planned start; a late one, as late again (planned start s, now t: at 2t - s)."""
+        planned = np.full(self.arrival.shape, np.inf)
+        planned[self.order_position, self.order_kind] = self.planned_start
+        expected = np.where(planned > now, planned, 2.0 * now - planned)
+        return np.where(self.ready, self.arrival, expected)
+
+    def resequence(self, now: float, rule: int) -> None:
+        """Re-sequence the jobs not yet run: the compiled kernel's online dispatch (pick_next under `rule`, the
+        plan's priorities) run forward from `now` over the arrived jobs and the expected ones (expected_release; a
+        backward job never before its forward one ends); the order and planned starts become the dispatch's."""
+        rest = np.arange(self.next, len(self.order_kind))
+        rest = rest[~self.done[self.order_position[rest], self.order_kind[rest]]]
+        position, kind = self.order_position[rest], self.order_kind[rest]
+        release = self.expected_release(now)[position, kind]
+        tail, duration = self.priority[position, kind], self.duration[position, kind]
+        backward = {int(j): b for b, j in enumerate(position) if kind[b] == BWD}
+        order, starts, t = [], [], now
+        for _ in range(len(rest)):  # a job taken is released at +inf, so pick_next never sees it again
+            pick = int(kernels.pick_next(t, kind, release, tail, position, rule))
+            if pick < 0:
+                t = float(release.min())
+                pick = int(kernels.pick_next(t, kind, release, tail, position, rule))
+            order.append(pick)
+            starts.append(t)
+            t += float(duration[pick])
+            release[pick] = np.inf
+            b = backward.get(int(position[pick])) if kind[pick] == FWD else None
+            if b is not None:
+                release[b] = max(release[b], t)
+        self.order_position = np.concatenate([self.order_position[:self.next], position[order]])
+        self.order_kind = np.concatenate([self.order_kind[:self.next], kind[order]])
+        self.planned_start = np.concatenate([self.planned_start[:self.next], np.array(starts)])
+        self.resequenced += 1
 
     def missing(self) -> list[str]:
         """The jobs not yet run, as client:fwd|bwd."""
@@ -397,12 +446,23 @@ class Helper:
 
         The next planned job runs once it has arrived; before that, the fallback rule's best arrived job runs
         only if it is expected to end by the planned job's planned start, so the plan is never delayed by it.
-        Baseline plans too: their order is their dispatch rule applied to the planned releases.
+        Baseline plans too: their order is their dispatch rule applied to the planned releases. A planned job late
+        (not arrived by its planned start) does not hold the arrived ones back: the rest of the order is
+        re-sequenced by the kernel (RoundSchedule.resequence), whose next job then runs. Jobs count as planned while
+        the round follows the plan's own order.
         """
         assert self.serving is not None
         nxt = plan.planned_next()
         if nxt in ready:
-            return ready.pop(nxt), True
+            return ready.pop(nxt), not plan.resequenced
+        if plan.late(now):
+            plan.resequence(now, self.serving.rule)
+            self.trace.event("resequence", round=plan.round, at_ms=now, order=[
+                f"{plan.clients[j]}:{KIND_WORDS[k]}" for j, k in zip(plan.order_position[plan.next:],
+                                                                     plan.order_kind[plan.next:])])
+            nxt = plan.planned_next()
+            if nxt in ready:
+                return ready.pop(nxt), False
         position, kind = plan.pick(now, self.serving.rule)
         if now + plan.duration[position, kind] > plan.planned_start[plan.next]:
             return None
@@ -425,7 +485,7 @@ class Helper:
                 if remaining <= 0:
                     raise RoleFailedError(f"{self.name}: round {plan.round}: jobs {plan.missing()} did not arrive "
                                           f"within {timeout:g} s")
-                self._receive(remaining, plan, ready, t0)
+                self._receive(min(remaining, plan.wait_ms(now_ms() - t0) / 1e3), plan, ready, t0)
                 continue
             job, planned = choice
             record = self._execute(job, plan, ready, t0, planned)
