@@ -9,6 +9,7 @@ bench-results/resequence.json).
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import sys
 import time
@@ -90,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{row['pure']['median_us']:>15.1f} {row['pure']['p90_us']:>8.1f} {row['pure_over_compiled']:>6.1f}")
     write_result(args.out, {"benchmark": "resequence", "version": __version__, "machine": platform.machine(),
                             "python": platform.python_version(), "reps": args.reps, "seed": args.seed,
-                            "rule": "tail", "rows": rows})
+                            "rule": "tail", "load_average": os.getloadavg()[0], "rows": rows})
     return 0
 
 

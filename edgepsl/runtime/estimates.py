@@ -48,8 +48,9 @@ class Smoothed:
 
 
 def _fit_link(nbytes: np.ndarray, ms: np.ndarray, ms_per_byte: float) -> tuple[float, float]:
-    """(latency ms, ms per byte) of one round's transfers on a link: least squares of ms = latency + bytes * slope,
-    both kept >= 0; with a single size, the slope stays `ms_per_byte` and the latency takes the rest."""
+    """(latency ms, ms per byte) of a link from its transfers' sizes and times: least squares of
+    ms = latency + bytes * slope, both kept >= 0; with a single size, the slope stays `ms_per_byte` (the declared
+    one) and the latency takes the rest."""
     if np.ptp(nbytes) > 0:
         slope = float(np.cov(nbytes, ms, bias=True)[0, 1] / np.var(nbytes))
         latency = float(ms.mean() - slope * nbytes.mean())
@@ -74,11 +75,9 @@ class Estimates:
                              for c in clients for k in CLIENT_PARTS}
         self.helper_times = {(h, k): Smoothed(helper_profiles[h]["times"][k]) for h in helpers for k in HELPER_PARTS}
         self.pair_times: dict[tuple[str, str, str], Smoothed] = {}
-        self.latency = {(c, h): Smoothed(links.latency_ms[j, i])
-                        for j, c in enumerate(clients) for i, h in enumerate(helpers)}
-        self.ms_per_byte = {(c, h): Smoothed(MS_PER_BYTE_MBPS / links.mbps[j, i])
-                            for j, c in enumerate(clients) for i, h in enumerate(helpers)}
-        self.observed: set[tuple[str, str]] = set()
+        # per link: the four transfers of a chain (forward upload and download, backward upload and download),
+        # each smoothed on its own as (bytes, ms); the link's latency and bandwidth are fitted to the four
+        self.transfers: dict[tuple[str, str], tuple[list[int], list[Smoothed]]] = {}
         self.rounds = 0
 
     def observe(self, record: RoundRecord) -> None:
@@ -86,7 +85,8 @@ class Estimates:
 
         Per split client: part-1 forward = forward arrival - upload (from the round start, so the start-up of its
         round is included as the plan's release), part-3 = the realised l (each half), part-1 backward = l'; per job:
-        part-2 time = end - start on its helper (per pair, and the round's median per helper); per link: latency and bytes/ms fitted to the round's four transfers.
+        part-2 time = end - start on its helper (per pair, and the round's median per helper); per link: the time of
+        each of a chain's four transfers, to which links() fits the latency and bandwidth.
         Records of roles outside this fleet, and clients in local mode (no jobs), change nothing.
         """
         jobs: dict[str, dict[str, Mapping[str, Any]]] = {}
@@ -108,12 +108,12 @@ class Estimates:
                 took = job["end_ms"] - job["start_ms"]
                 per_helper.setdefault((helper, key), []).append(took)
                 self.pair_times.setdefault((client, helper, key), Smoothed(took)).update(took)
-            nbytes = np.array([fwd["bytes_up"], fwd["bytes_down"], bwd["bytes_up"], bwd["bytes_down"]], dtype=float)
-            ms = np.array([fwd["upload_ms"], fwd["download_ms"], bwd["upload_ms"], bwd["download_ms"]])
-            latency, slope = _fit_link(nbytes, np.maximum(ms, 0.0), self.ms_per_byte[(client, helper)].value)
-            self.latency[(client, helper)].update(latency)
-            self.ms_per_byte[(client, helper)].update(slope)
-            self.observed.add((client, helper))
+            sides = ((fwd["bytes_up"], fwd["upload_ms"]), (fwd["bytes_down"], fwd["download_ms"]),
+                     (bwd["bytes_up"], bwd["upload_ms"]), (bwd["bytes_down"], bwd["download_ms"]))
+            sizes, times = self.transfers.setdefault((client, helper), ([0] * 4, [Smoothed(0.0) for _ in sides]))
+            for k, (nbytes, ms) in enumerate(sides):
+                sizes[k] = int(nbytes)
+                times[k].update(max(ms, 0.0))
         for key, took in per_helper.items():  # one observation per round: the median over the helper's jobs
             self.helper_times[key].update(float(np.median(took)))
         self.rounds += 1
@@ -125,17 +125,15 @@ class Estimates:
 
     def links(self) -> Links:
         """The K x H links as estimated (pairs never observed keep their probed or declared values)."""
-        K, H = len(self.clients), len(self.helpers)
-        latency, mbps = np.zeros((K, H)), np.zeros((K, H))
-        source = []
-        for j, c in enumerate(self.clients):
-            row = []
-            for i, h in enumerate(self.helpers):
-                latency[j, i] = self.latency[(c, h)].value
-                mbps[j, i] = MS_PER_BYTE_MBPS / max(self.ms_per_byte[(c, h)].value, 1e-12)
-                row.append(ESTIMATED if (c, h) in self.observed else self.declared_links.source[j][i])
-            source.append(tuple(row))
-        return Links(self.clients, self.helpers, latency, mbps, tuple(source), {})
+        latency, mbps = self.declared_links.latency_ms.copy(), self.declared_links.mbps.copy()
+        source = [list(row) for row in self.declared_links.source]
+        for (c, h), (sizes, times) in self.transfers.items():
+            j, i = self.clients.index(c), self.helpers.index(h)
+            ms = np.array([value.value for value in times])
+            latency[j, i], slope = _fit_link(np.array(sizes, dtype=np.float64), ms, MS_PER_BYTE_MBPS / mbps[j, i])
+            mbps[j, i] = MS_PER_BYTE_MBPS / max(slope, 1e-12)
+            source[j][i] = ESTIMATED
+        return Links(self.clients, self.helpers, latency, mbps, tuple(tuple(row) for row in source), {})
 
     def instance(self) -> Instance:
         """The planning instance with every time replaced by its estimate (same clients, helpers, memory, capacity),

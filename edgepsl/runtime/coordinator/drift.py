@@ -27,7 +27,7 @@ class DriftMonitor:
         return planned_ms <= 0 or abs(realised_ms / planned_ms - 1.0) > self.threshold
 
     def observe(self, planned_ms: float, realised_ms: float) -> bool:
-        """Take one round's planned and realised makespan (ms); True: re-plan now (the caller then runs the new plan)."""
+        """Take one round's planned and realised makespan (ms); True: re-plan now (then the new plan runs)."""
         if self.cooldown > 0:
             self.cooldown -= 1
             return False
