@@ -88,6 +88,8 @@ class RoundSchedule:
         self.bandwidth = list(start.bandwidth_mbps)
         self.memory_mb = float(np.sum(start.memory_mb))
         n = len(self.clients)
+        self.due = np.full((n, 2), np.inf)  # each job's planned start in the round's plan (re-sequencing keeps it)
+        self.due[self.order_position, self.order_kind] = self.planned_start
         self.arrival = np.full((n, 2), np.nan)
         self.ready = np.zeros((n, 2), dtype=bool)
         self.done = np.zeros((n, 2), dtype=bool)
@@ -132,39 +134,58 @@ class RoundSchedule:
 
     def expected_release(self, now: float) -> np.ndarray:
         """n x 2 release of every job as the helper expects it now: its arrival once arrived; a job not yet due, its
-        planned start; a late one, as late again (planned start s, now t: at 2t - s)."""
-        planned = np.full(self.arrival.shape, np.inf)
-        planned[self.order_position, self.order_kind] = self.planned_start
-        expected = np.where(planned > now, planned, 2.0 * now - planned)
+        planned start in the round's plan; a late one, as late again (planned start s, now t: at 2t - s)."""
+        expected = np.where(self.due > now, self.due, 2.0 * now - self.due)
         return np.where(self.ready, self.arrival, expected)
 
     def resequence(self, now: float, rule: int) -> None:
-        """Re-sequence the jobs not yet run: the compiled kernel's online dispatch (pick_next under `rule`, the
-        plan's priorities) run forward from `now` over the arrived jobs and the expected ones (expected_release; a
-        backward job never before its forward one ends); the order and planned starts become the dispatch's."""
+        """Re-sequence the jobs not yet run with the compiled online dispatch kernel (pick_next under `rule`, the
+        plan's priorities), run forward from `now` over the arrived jobs and the expected ones (expected_release; a
+        backward job not before its forward one ends). A job starts only if it ends by the next expected release,
+        or if the kernel would still prefer it then; otherwise the kernel's best job that does end by then starts,
+        or the helper idles until then. The order and planned starts become the dispatch's."""
         rest = np.arange(self.next, len(self.order_kind))
         rest = rest[~self.done[self.order_position[rest], self.order_kind[rest]]]
         position, kind = self.order_position[rest], self.order_kind[rest]
-        release = self.expected_release(now)[position, kind]
+        expected = self.expected_release(now)[position, kind]
         tail, duration = self.priority[position, kind], self.duration[position, kind]
-        backward = {int(j): b for b, j in enumerate(position) if kind[b] == BWD}
+        forward_of = {int(position[b]): b for b in range(len(rest)) if kind[b] == FWD}
+        backward = {forward_of[int(position[b])]: b for b in range(len(rest))
+                    if kind[b] == BWD and int(position[b]) in forward_of}
+        release = expected.copy()
+        release[list(backward.values())] = np.inf  # released when its forward job is placed
         order, starts, t = [], [], now
-        for _ in range(len(rest)):  # a job taken is released at +inf, so pick_next never sees it again
-            pick = int(kernels.pick_next(t, kind, release, tail, position, rule))
-            if pick < 0:
-                t = float(release.min())
-                pick = int(kernels.pick_next(t, kind, release, tail, position, rule))
+        for _ in range(len(rest)):  # a placed job is released at +inf, so pick_next never sees it again
+            pick = self._dispatch_step(t, kind, release, tail, position, duration, rule)
+            while pick < 0:  # nothing to start at t: idle until the next release
+                t = float(np.minimum.reduce(release, where=release > t, initial=np.inf))
+                pick = self._dispatch_step(t, kind, release, tail, position, duration, rule)
             order.append(pick)
             starts.append(t)
             t += float(duration[pick])
             release[pick] = np.inf
-            b = backward.get(int(position[pick])) if kind[pick] == FWD else None
-            if b is not None:
-                release[b] = max(release[b], t)
+            if pick in backward:
+                release[backward[pick]] = max(expected[backward[pick]], t)
         self.order_position = np.concatenate([self.order_position[:self.next], position[order]])
         self.order_kind = np.concatenate([self.order_kind[:self.next], kind[order]])
         self.planned_start = np.concatenate([self.planned_start[:self.next], np.array(starts)])
         self.resequenced += 1
+
+    @staticmethod
+    def _dispatch_step(t: float, kind: np.ndarray, release: np.ndarray, tail: np.ndarray, position: np.ndarray,
+                       duration: np.ndarray, rule: int) -> int:
+        """The job to start at t (index), or -1 to idle: the kernel's pick, unless it would run past the next
+        release e of a job the kernel prefers at e; then its best pick among the jobs that end by e."""
+        pick = int(kernels.pick_next(t, kind, release, tail, position, rule))
+        if pick < 0:
+            return -1
+        e = float(np.minimum.reduce(release, where=release > t, initial=np.inf))
+        if t + duration[pick] <= e:
+            return pick
+        if int(kernels.pick_next(e, kind, release, tail, position, rule)) == pick:
+            return pick
+        fits = np.where((release <= t) & (t + duration <= e), release, np.inf)
+        return int(kernels.pick_next(t, kind, fits, tail, position, rule))
 
     def missing(self) -> list[str]:
         """The jobs not yet run, as client:fwd|bwd."""

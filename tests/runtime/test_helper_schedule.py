@@ -4,7 +4,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from edgepsl.plan import pure
+from edgepsl.plan.backend import Kernels, kernels
 from edgepsl.plan.pure.constants import RULE_FCFS, RULE_TAIL
+from edgepsl.runtime import helper as helper_module
 from edgepsl.runtime import state
 from edgepsl.runtime.config import RunConfig
 from edgepsl.runtime.helper import PART2, EarlyJobs, Helper, HelperOptions, Job, RoundSchedule, Serving
@@ -110,16 +113,34 @@ def test_the_queue_after_re_sequencing_is_the_kernels_online_dispatch(helper):
     _arrive(plan, ready, 0, FWD, 1.0)
     _arrive(plan, ready, 2, FWD, 1.5)
     job, planned = helper._choose(plan, ready, 2.0)
-    # expected releases at 2 ms: client1 fwd 4 (late by 2: as late again), client1 bwd 4, client0 bwd 13,
-    # client2 bwd 15; the tail rule takes the largest priority among the released jobs, a backward job never
-    # before its forward one ends: client2 fwd (20) at 2, client1 fwd (30) at 7, client0 fwd (10) at 10, client1
-    # bwd at 11, client2 bwd (2) at 15, client0 bwd (1) at 21
-    assert (job.position, job.kind, planned) == (2, FWD, False)
+    # At 2 ms client1's forward (priority 30, due at 0) is expected at 4 (as late again). The tail rule prefers
+    # client2's forward (20, 5 ms) among the arrived jobs, but it would run past 4 where the rule prefers
+    # client1's: client0's forward (1 ms) fits and starts at 2; nothing else fits, so the queue idles to 4 for
+    # client1's forward; then client2's forward at 7 (ends 12, before client0's backward is due at 13), client1's
+    # backward at 12 (the rule still prefers it at 13), client2's backward (2) at 16, client0's (1) at 22.
+    assert (job.position, job.kind, planned) == (0, FWD, False)
     assert list(zip(plan.order_position.tolist(), plan.order_kind.tolist())) == [
-        (2, FWD), (1, FWD), (0, FWD), (1, BWD), (2, BWD), (0, BWD)]
-    np.testing.assert_allclose(plan.planned_start, [2.0, 7.0, 10.0, 11.0, 15.0, 21.0])
-    plan.mark_done(2, FWD)
+        (0, FWD), (1, FWD), (2, FWD), (1, BWD), (2, BWD), (0, BWD)]
+    np.testing.assert_allclose(plan.planned_start, [2.0, 4.0, 7.0, 12.0, 16.0, 22.0])
+    plan.mark_done(0, FWD)
     assert plan.planned_next() == (1, FWD) and plan.missing()[0] == "client1:fwd"
-    assert helper._choose(plan, ready, 6.5) is None  # client0's forward (1 ms) would delay client1's at 7: wait
-    job, planned = helper._choose(plan, ready, 6.0)  # it ends by 7: the existing gap-filling rule runs it
-    assert (job.position, job.kind, planned) == (0, FWD, False) and plan.resequenced == 1
+    assert helper._choose(plan, ready, 3.5) is None  # client2's 5 ms would delay client1's, expected at 4: wait
+    assert plan.wait_ms(3.5) == 0.5
+    # still missing at 4.5, client1's forward is expected at 9: client2's would end at 9.5, so the helper waits
+    assert helper._choose(plan, ready, 4.5) is None
+    assert plan.resequenced == 2 and plan.planned_start[plan.next] == 9.0 and plan.wait_ms(4.5) == 4.5
+    job, planned = helper._choose(plan, ready, 9.5)  # late by 9.5, expected at 19: client2's forward runs now
+    assert (job.position, job.kind, planned) == (2, FWD, False) and plan.resequenced == 3
+    assert plan.planned_next() == (2, FWD) and plan.planned_start[plan.next] == 9.5
+
+
+def test_re_sequencing_is_the_same_on_the_compiled_kernels_and_the_pure_twin(monkeypatch):
+    orders = []
+    for backend in (kernels, Kernels(pure)):
+        monkeypatch.setattr(helper_module, "kernels", backend)
+        plan = RoundSchedule(0, "run", START)
+        for position, at in ((0, 1.0), (2, 1.5)):
+            plan.ready[position, FWD], plan.arrival[position, FWD] = True, at
+        plan.resequence(2.0, RULE_TAIL)
+        orders.append((plan.order_position.tolist(), plan.order_kind.tolist(), plan.planned_start.tolist()))
+    assert orders[0] == orders[1]
