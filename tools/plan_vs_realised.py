@@ -3,7 +3,8 @@ plan (instance.json) against the medians of the per-job records (metrics.jsonl),
 
 Terms (ms): r, the forward job's arrival at its helper from the round start (part-1 forward + upload); p and p',
 part-2 forward and backward on the helper; d and d', the downloads; l + r', from the forward reply to the backward
-job's arrival (part-3 + upload). Prints a table and writes JSON (default bench-results/plan-vs-realised.json).
+job's arrival (part-3 + upload); upload and upload' (realised only), the forward and backward uploads. Prints a
+table and writes JSON (default bench-results/plan-vs-realised.json).
 """
 from __future__ import annotations
 
@@ -30,7 +31,8 @@ def realised_terms(records: list[dict], client: str) -> dict[str, float]:
         fwd, bwd = jobs["fwd"], jobs["bwd"]
         for key, value in (("r", fwd["arrival_ms"]), ("p", fwd["end_ms"] - fwd["start_ms"]), ("d", fwd["download_ms"]),
                            ("l+r'", bwd["arrival_ms"] - fwd["end_ms"] - fwd["download_ms"]),
-                           ("p'", bwd["end_ms"] - bwd["start_ms"]), ("d'", bwd["download_ms"])):
+                           ("p'", bwd["end_ms"] - bwd["start_ms"]), ("d'", bwd["download_ms"]),
+                           ("upload", fwd["upload_ms"]), ("upload'", bwd["upload_ms"])):
             rows.setdefault(key, []).append(value)
     return {key: float(np.median(values)) for key, values in rows.items()}
 
@@ -58,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{summary['ratio_median']:.2f}, rounds within 10 %: {summary['rounds_within_10pct']:.0%}")
     clients = []
     helper_of = {job["client"]: job["helper"] for job in records[-1]["jobs"]}
-    print(f"{'client':>8} {'term':>5} {'planned':>8} {'realised':>9}")
+    print(f"{'client':>8} {'term':>7} {'planned':>8} {'realised':>9}")
     for j, name in enumerate(instance.client_names):
         if name not in helper_of:
             continue
@@ -66,10 +68,11 @@ def main(argv: list[str] | None = None) -> int:
         plan = {"r": instance.r[j, i], "p": instance.p[j, i], "d": instance.d[j, i], "l+r'": instance.l[j] +
                 instance.r_bwd[j, i], "p'": instance.p_bwd[j, i], "d'": instance.d_bwd[j, i]}
         real = realised_terms(records[args.from_round:], name)
-        terms = {key: {"planned": float(plan[key]), "realised": real[key]} for key in real}
+        terms = {key: {"planned": float(plan[key]) if key in plan else None, "realised": real[key]} for key in real}
         clients.append({"client": name, "helper": helper_of[name], "terms": terms})
         for key, pair in terms.items():
-            print(f"{name:>8} {key:>5} {pair['planned']:>8.2f} {pair['realised']:>9.2f}")
+            planned = "-" if pair["planned"] is None else f"{pair['planned']:.2f}"
+            print(f"{name:>8} {key:>7} {planned:>8} {pair['realised']:>9.2f}")
     write_result(args.out, {"run_dir": str(args.run_dir), "summary": summary, "clients": clients})
     return 0
 

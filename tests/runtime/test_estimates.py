@@ -37,23 +37,26 @@ def _estimates(setting) -> Estimates:
     return Estimates(config, manifest, CLIENTS, HELPERS, clients, helpers, links)
 
 
-def _record(setting, present=CLIENTS, scale: float = 1.0, part2_bwd: float | None = None) -> RoundRecord:
-    """A round whose every client ran with the TRUE times (part-2 backward times `scale`, or `part2_bwd`)."""
+def _record(setting, present=CLIENTS, scale: float = 1.0, part2_bwd: float | None = None,
+            upload_extra: float = 0.0) -> RoundRecord:
+    """A round whose every client ran with the TRUE times (part-2 backward times `scale`, or `part2_bwd`; each
+    upload `upload_extra` ms longer than its link's)."""
     *_, up, down = setting
     K = len(CLIENTS)
-    ms = lambda nbytes: TRUE["latency"] + nbytes * 8e-3 / TRUE["mbps"]
+    link = lambda nbytes: TRUE["latency"] + nbytes * 8e-3 / TRUE["mbps"]
+    ms = lambda nbytes, upload=False: link(nbytes) + (upload_extra if upload else 0.0)
     jobs = []
     for c in present:
-        arrival = TRUE["part1_fwd"] + ms(up)
+        arrival = TRUE["part1_fwd"] + ms(up, True)
         fwd_end = arrival + TRUE["part2_fwd"]
-        bwd_arrival = fwd_end + ms(down) + TRUE["part3"] + ms(down)
+        bwd_arrival = fwd_end + ms(down) + TRUE["part3"] + ms(down, True)
         bwd = part2_bwd if part2_bwd is not None else TRUE["part2_bwd"] * scale
         common = {"client": c, "helper": ASSIGN[c], "queue_wait_ms": 0.0, "compute_ms": 0.0, "pad_ms": 0.0,
                   "planned": True, "planned_release_ms": 0.0, "planned_start_ms": 0.0}
         jobs.append({**common, "kind": "fwd", "arrival_ms": arrival, "start_ms": arrival, "end_ms": fwd_end,
-                     "upload_ms": ms(up), "download_ms": ms(down), "bytes_up": up, "bytes_down": down})
+                     "upload_ms": ms(up, True), "download_ms": ms(down), "bytes_up": up, "bytes_down": down})
         jobs.append({**common, "kind": "bwd", "arrival_ms": bwd_arrival, "start_ms": bwd_arrival,
-                     "end_ms": bwd_arrival + bwd, "upload_ms": ms(down), "download_ms": ms(up), "bytes_up": down,
+                     "end_ms": bwd_arrival + bwd, "upload_ms": ms(down, True), "download_ms": ms(up), "bytes_up": down,
                      "bytes_down": up})
     ones = np.ones(K)
     measured = instance_from_parts(
@@ -135,3 +138,19 @@ def test_a_client_missing_from_the_records_keeps_its_estimates(setting):
     assert inst.p_bwd[j, 0] == kept.p_bwd[j, 0] and inst.r[j, 0] == kept.r[j, 0]
     assert inst.p_bwd[0, 0] > kept.p_bwd[0, 0]  # client0's own records moved its estimate
     assert inst.meta["estimated_rounds"] == WINDOW + 4
+
+
+def test_upload_time_beyond_the_link_is_the_clients_and_the_chain_terms_are_the_realised_ones(setting):
+    *_, up, down = setting
+    est = _estimates(setting)
+    for _ in range(WINDOW):
+        est.observe(_record(setting, upload_extra=2.0))  # the sender's serialisation, its wait for a core
+    inst, links = est.instance(), est.links()
+    j = CLIENTS.index("client0")
+    link = lambda nbytes: TRUE["latency"] + nbytes * 8e-3 / TRUE["mbps"]
+    assert links.latency_ms[j, 0] == pytest.approx(TRUE["latency"]) and links.mbps[j, 0] == pytest.approx(TRUE["mbps"])
+    assert inst.r[j, 0] == pytest.approx(TRUE["part1_fwd"] + link(up) + 2.0)  # the realised arrival
+    assert inst.d[j, 0] == pytest.approx(link(down)) and inst.d_bwd[j, 0] == pytest.approx(link(up))
+    assert inst.l[j] + inst.r_bwd[j, 0] == pytest.approx(TRUE["part3"] + link(down) + 2.0)
+    times = est.client_times(links)
+    assert times["client0"]["part1_fwd"] == pytest.approx(TRUE["part1_fwd"] + 2.0)
