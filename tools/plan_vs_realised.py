@@ -3,8 +3,8 @@ plan (instance.json) against the medians of the per-job records (metrics.jsonl),
 
 Terms (ms): r, the forward job's arrival at its helper from the round start (part-1 forward + upload); p and p',
 part-2 forward and backward on the helper; d and d', the downloads; l + r', from the forward reply to the backward
-job's arrival (part-3 + upload); upload and upload' (realised only), the forward and backward uploads. Prints a
-table and writes JSON (default bench-results/plan-vs-realised.json).
+job's arrival (part-3 + upload); upload and upload', wait and wait' (realised only), the forward and backward
+uploads and waits in the helper's queue. Prints a table and writes JSON (default bench-results/plan-vs-realised.json).
 """
 from __future__ import annotations
 
@@ -32,7 +32,8 @@ def realised_terms(records: list[dict], client: str) -> dict[str, float]:
         for key, value in (("r", fwd["arrival_ms"]), ("p", fwd["end_ms"] - fwd["start_ms"]), ("d", fwd["download_ms"]),
                            ("l+r'", bwd["arrival_ms"] - fwd["end_ms"] - fwd["download_ms"]),
                            ("p'", bwd["end_ms"] - bwd["start_ms"]), ("d'", bwd["download_ms"]),
-                           ("upload", fwd["upload_ms"]), ("upload'", bwd["upload_ms"])):
+                           ("upload", fwd["upload_ms"]), ("upload'", bwd["upload_ms"]),
+                           ("wait", fwd["queue_wait_ms"]), ("wait'", bwd["queue_wait_ms"])):
             rows.setdefault(key, []).append(value)
     return {key: float(np.median(values)) for key, values in rows.items()}
 
