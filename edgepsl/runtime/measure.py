@@ -2,7 +2,7 @@
 
 Each call counts the smaller of its wall-clock and its process CPU time. Roles measure while the others start (the
 demo starts 9 processes on 2 cores at once), and a process waiting for a core adds wall-clock time but no CPU time:
-by wall-clock time alone LeNet's part-2 backward measured 32-45 ms at start-up where the run realised 3.5-7.5 ms
+by wall-clock time alone LeNet's part-2 backward measured 32 ms at start-up where the rounds realised 3.6-7.4 ms
 (docs/runtime.md "Start-up estimates"). Parallel onnxruntime threads (config threads > 1) add CPU time but no
 wall-clock time, hence the smaller of the two.
 """
