@@ -469,8 +469,9 @@ class Helper:
         only if it is expected to end by the planned job's planned start, so the plan is never delayed by it.
         Baseline plans too: their order is their dispatch rule applied to the planned releases. A planned job late
         (not arrived by its planned start) does not hold the arrived ones back: the rest of the order is
-        re-sequenced by the kernel (RoundSchedule.resequence), whose next job then runs. Jobs count as planned while
-        the round follows the plan's own order.
+        re-sequenced by the kernel (RoundSchedule.resequence), whose next job runs if it has arrived; the late job
+        keeps its turn only against jobs that would run past its expected arrival. Jobs count as planned while the
+        round follows the plan's own order.
         """
         assert self.serving is not None
         nxt = plan.planned_next()
