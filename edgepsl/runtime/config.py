@@ -66,6 +66,7 @@ class RunConfig:
     helper_early_messages: int = 8
     helper_early_mb: float = 256.0
     artifact_chunk_kb: int = 1024
+    replan_threshold: float = 0.10
 
     def __post_init__(self) -> None:
         try:
@@ -74,7 +75,7 @@ class RunConfig:
             raise RunConfigError(f"config key 'micro_batches': {exc}") from None
         positive = ("clients", "helpers", "rounds", "batch_size", "aggregate_every", "eval_every", "profile_iters",
                     "threads", "bandwidth_mbps", "probe_repeats", "probe_timeout_s", "time_scale", "register_timeout_s",
-                    "round_timeout_s", "helper_early_messages", "helper_early_mb")
+                    "round_timeout_s", "helper_early_messages", "helper_early_mb", "replan_threshold")
         for name in positive:
             if not getattr(self, name) > 0:
                 raise RunConfigError(f"config key {name!r} must be > 0, got {getattr(self, name)!r}")

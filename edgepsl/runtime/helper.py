@@ -69,7 +69,9 @@ class RoundSchedule:
     """This helper's round as numpy arrays indexed by client position (built once per ROUND_START).
 
     The helper follows `order`, running an arrived job out of order only when it ends before the planned job's
-    planned start. `arrival[j, kind]` is NaN until the job arrives; `ready` and `done` mark its state.
+    planned start. When the planned job is late (not arrived by its planned start), resequence() replaces the rest
+    of the order by the compiled online dispatch kernel's. `arrival[j, kind]` is NaN until the job arrives; `ready`
+    and `done` mark its state.
     """
 
     def __init__(self, round_: int, run: str, start: HelperRoundStart) -> None:
@@ -86,10 +88,13 @@ class RoundSchedule:
         self.bandwidth = list(start.bandwidth_mbps)
         self.memory_mb = float(np.sum(start.memory_mb))
         n = len(self.clients)
+        self.due = np.full((n, 2), np.inf)  # each job's planned start in the round's plan (re-sequencing keeps it)
+        self.due[self.order_position, self.order_kind] = self.planned_start
         self.arrival = np.full((n, 2), np.nan)
         self.ready = np.zeros((n, 2), dtype=bool)
         self.done = np.zeros((n, 2), dtype=bool)
         self.next = 0  # index into the order of the first job not done
+        self.resequenced = 0  # how many times the order was re-sequenced this round
 
     @property
     def finished(self) -> bool:
@@ -116,6 +121,71 @@ class RoundSchedule:
         pick = int(kernels.pick_next(float(now), kind, release, tail, flat // 2, rule))
         chosen = int(flat[pick if pick >= 0 else int(np.argmin(release))])
         return chosen // 2, chosen % 2
+
+    def late(self, now: float) -> bool:
+        """Whether the order's next job has not arrived by its planned start."""
+        position, kind = self.planned_next()
+        return not self.ready[position, kind] and now > self.planned_start[self.next]
+
+    def wait_ms(self, now: float) -> float:
+        """How long the helper may wait for arrivals before the next job becomes late (inf once it is)."""
+        ahead = float(self.planned_start[self.next]) - now if not self.finished else 0.0
+        return ahead if ahead > 0 else float("inf")
+
+    def expected_release(self, now: float) -> np.ndarray:
+        """n x 2 release of every job as the helper expects it now: its arrival once arrived; a job not yet due, its
+        planned start in the round's plan; a late one, as late again (planned start s, now t: at 2t - s)."""
+        expected = np.where(self.due > now, self.due, 2.0 * now - self.due)
+        return np.where(self.ready, self.arrival, expected)
+
+    def resequence(self, now: float, rule: int) -> None:
+        """Re-sequence the jobs not yet run with the compiled online dispatch kernel (pick_next under `rule`, the
+        plan's priorities), run forward from `now` over the arrived jobs and the expected ones (expected_release; a
+        backward job not before its forward one ends). A job starts only if it ends by the next expected release,
+        or if the kernel would still prefer it then; otherwise the kernel's best job that does end by then starts,
+        or the helper idles until then. The order and planned starts become the dispatch's."""
+        rest = np.arange(self.next, len(self.order_kind))
+        rest = rest[~self.done[self.order_position[rest], self.order_kind[rest]]]
+        position, kind = self.order_position[rest], self.order_kind[rest]
+        expected = self.expected_release(now)[position, kind]
+        tail, duration = self.priority[position, kind], self.duration[position, kind]
+        forward_of = {int(position[b]): b for b in range(len(rest)) if kind[b] == FWD}
+        backward = {forward_of[int(position[b])]: b for b in range(len(rest))
+                    if kind[b] == BWD and int(position[b]) in forward_of}
+        release = expected.copy()
+        release[list(backward.values())] = np.inf  # released when its forward job is placed
+        order, starts, t = [], [], now
+        for _ in range(len(rest)):  # a placed job is released at +inf, so pick_next never sees it again
+            pick = self._dispatch_step(t, kind, release, tail, position, duration, rule)
+            while pick < 0:  # nothing to start at t: idle until the next release
+                t = float(np.minimum.reduce(release, where=release > t, initial=np.inf))
+                pick = self._dispatch_step(t, kind, release, tail, position, duration, rule)
+            order.append(pick)
+            starts.append(t)
+            t += float(duration[pick])
+            release[pick] = np.inf
+            if pick in backward:
+                release[backward[pick]] = max(expected[backward[pick]], t)
+        self.order_position = np.concatenate([self.order_position[:self.next], position[order]])
+        self.order_kind = np.concatenate([self.order_kind[:self.next], kind[order]])
+        self.planned_start = np.concatenate([self.planned_start[:self.next], np.array(starts)])
+        self.resequenced += 1
+
+    @staticmethod
+    def _dispatch_step(t: float, kind: np.ndarray, release: np.ndarray, tail: np.ndarray, position: np.ndarray,
+                       duration: np.ndarray, rule: int) -> int:
+        """The job to start at t (index), or -1 to idle: the kernel's pick, unless it would run past the next
+        release e of a job the kernel prefers at e; then its best pick among the jobs that end by e."""
+        pick = int(kernels.pick_next(t, kind, release, tail, position, rule))
+        if pick < 0:
+            return -1
+        e = float(np.minimum.reduce(release, where=release > t, initial=np.inf))
+        if t + duration[pick] <= e:
+            return pick
+        if int(kernels.pick_next(e, kind, release, tail, position, rule)) == pick:
+            return pick
+        fits = np.where((release <= t) & (t + duration <= e), release, np.inf)
+        return int(kernels.pick_next(t, kind, fits, tail, position, rule))
 
     def missing(self) -> list[str]:
         """The jobs not yet run, as client:fwd|bwd."""
@@ -397,12 +467,24 @@ class Helper:
 
         The next planned job runs once it has arrived; before that, the fallback rule's best arrived job runs
         only if it is expected to end by the planned job's planned start, so the plan is never delayed by it.
-        Baseline plans too: their order is their dispatch rule applied to the planned releases.
+        Baseline plans too: their order is their dispatch rule applied to the planned releases. A planned job late
+        (not arrived by its planned start) does not hold the arrived ones back: the rest of the order is
+        re-sequenced by the kernel (RoundSchedule.resequence), whose next job runs if it has arrived; the late job
+        keeps its turn only against jobs that would run past its expected arrival. Jobs count as planned while the
+        round follows the plan's own order.
         """
         assert self.serving is not None
         nxt = plan.planned_next()
         if nxt in ready:
-            return ready.pop(nxt), True
+            return ready.pop(nxt), not plan.resequenced
+        if plan.late(now):
+            plan.resequence(now, self.serving.rule)
+            self.trace.event("resequence", round=plan.round, at_ms=now, order=[
+                f"{plan.clients[j]}:{KIND_WORDS[k]}" for j, k in zip(plan.order_position[plan.next:],
+                                                                     plan.order_kind[plan.next:])])
+            nxt = plan.planned_next()
+            if nxt in ready:
+                return ready.pop(nxt), False
         position, kind = plan.pick(now, self.serving.rule)
         if now + plan.duration[position, kind] > plan.planned_start[plan.next]:
             return None
@@ -425,7 +507,7 @@ class Helper:
                 if remaining <= 0:
                     raise RoleFailedError(f"{self.name}: round {plan.round}: jobs {plan.missing()} did not arrive "
                                           f"within {timeout:g} s")
-                self._receive(remaining, plan, ready, t0)
+                self._receive(min(remaining, plan.wait_ms(now_ms() - t0) / 1e3), plan, ready, t0)
                 continue
             job, planned = choice
             record = self._execute(job, plan, ready, t0, planned)

@@ -1,4 +1,11 @@
-"""Measure a role's part times on its own hardware: warm-up, then the median of a few timed iterations (ms)."""
+"""Measure a role's part times on its own hardware: warm-up, then the median of a few timed iterations (ms).
+
+Each call counts the smaller of its wall-clock and its process CPU time. Roles measure while the others start (the
+demo starts 9 processes on 2 cores at once), and a process waiting for a core adds wall-clock time but no CPU time:
+by wall-clock time alone LeNet's part-2 backward measured 32 ms at start-up where the rounds realised 3.6-7.4 ms
+(docs/runtime.md "Start-up estimates"). Parallel onnxruntime threads (config threads > 1) add CPU time but no
+wall-clock time, hence the smaller of the two.
+"""
 from __future__ import annotations
 
 import time
@@ -9,13 +16,18 @@ import numpy as np
 from edgepsl.segment import SGD, Segment
 
 
+WARMUP = 2  # untimed calls first: the first allocates onnxruntime's buffers, the second settles the caches
+
+
 def _median_ms(run: Callable[[int], None], iters: int) -> float:
-    run(-1)
+    """Median over `iters` timed calls (after WARMUP untimed ones) of min(wall-clock, process CPU time), in ms."""
+    for k in range(WARMUP):
+        run(-1 - k)
     times = []
     for k in range(iters):
-        t = time.perf_counter()
+        wall, cpu = time.perf_counter(), time.process_time()
         run(k)
-        times.append((time.perf_counter() - t) * 1000.0)
+        times.append(min(time.perf_counter() - wall, time.process_time() - cpu) * 1000.0)
     return float(np.median(times))
 
 

@@ -34,6 +34,7 @@ def build_instance(config: RunConfig, manifest: Manifest, clients: Sequence[str]
                    client_profiles: Mapping[str, dict], helper_profiles: Mapping[str, dict], links: Links) -> Instance:
     """The instance of one round from the declared part times (ms), the cut sizes and the K x H links.
 
+    A helper's part-2 times are one value per part, or one per client (K values, e.g. closed-loop estimates).
     Each of a chain's four transfers takes its link's bytes * 8 / Mbps plus the link's one-way latency. Where some
     client declared `local_times` (its part-2 times on its own device, for a hybrid method), the instance has the
     local-mode fields: those clients may go local (their own memory is taken to hold part-2), the others not.
@@ -41,13 +42,14 @@ def build_instance(config: RunConfig, manifest: Manifest, clients: Sequence[str]
     K = len(clients)
     c = {key: np.array([client_profiles[n]["times"][key] for n in clients]) for key in
          ("part1_fwd", "part1_bwd", "part3_fwd", "part3_bwd")}
-    h = {key: np.array([helper_profiles[n]["times"][key] for n in helpers]) for key in ("part2_fwd", "part2_bwd")}
+    h = {key: np.stack([np.broadcast_to(np.asarray(helper_profiles[n]["times"][key], dtype=np.float64), (K,))
+                        for n in helpers], axis=1) for key in ("part2_fwd", "part2_bwd")}
     mem = np.full(K, part2_memory_mb(manifest, config.batch_size))
     caps = [helper_profiles[n].get("capacity_mb") for n in helpers]
     loose = loose_capacity_mb(mem)
     built = instance_from_parts(
         part1_fwd=c["part1_fwd"], part1_bwd=c["part1_bwd"], part3_fwd=c["part3_fwd"], part3_bwd=c["part3_bwd"],
-        part2_fwd=np.tile(h["part2_fwd"], (K, 1)), part2_bwd=np.tile(h["part2_bwd"], (K, 1)),
+        part2_fwd=h["part2_fwd"], part2_bwd=h["part2_bwd"],
         cut1_kb=np.full(K, _cut_kb(manifest, "part1", config.batch_size, config.float16)),
         cut2_kb=np.full(K, _cut_kb(manifest, "part2", config.batch_size, config.float16)),
         bandwidth_mbps=links.mbps, mem=mem,

@@ -73,16 +73,20 @@ def links(messenger: Messenger, config: RunConfig, manifest: Manifest, fleet: Fl
     return measured_links(fleet.clients, fleet.helpers, reports)
 
 
+def declared_profiles(fleet: Fleet, profiles: Profiles) -> tuple[dict[str, dict], dict[str, dict]]:
+    """The clients' and helpers' declared times (and capacities) as planning.build_instance and Estimates take them."""
+    return ({n: {"times": profiles.clients[n].times, "local_times": profiles.clients[n].local_times}
+             for n in fleet.clients},
+            {n: {"times": profiles.helpers[n].times, "capacity_mb": fleet.registrations[n].capacity_mb}
+             for n in fleet.helpers})
+
+
 def plan_round(config: RunConfig, manifest: Manifest, fleet: Fleet, profiles: Profiles, measured: Links,
                run_dir: Path) -> tuple[Instance, Plan]:
     """Build the instance from the profiles and links, plan it with the configured method; write both files."""
     measured.save(run_dir / "links.json")
-    instance = planning.build_instance(
-        config, manifest, fleet.clients, fleet.helpers,
-        {n: {"times": profiles.clients[n].times, "local_times": profiles.clients[n].local_times}
-         for n in fleet.clients},
-        {n: {"times": profiles.helpers[n].times, "capacity_mb": fleet.registrations[n].capacity_mb}
-         for n in fleet.helpers}, measured)
+    instance = planning.build_instance(config, manifest, fleet.clients, fleet.helpers,
+                                       *declared_profiles(fleet, profiles), measured)
     plan = planning.make_plan(config, instance).plan
     instance.save(run_dir / "instance.json")
     plan.save(run_dir / "plan.json")
