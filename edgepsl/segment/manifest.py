@@ -69,6 +69,7 @@ class AuxHeadSpec:
 
     segment: SegmentSpec
     after: str
+    loss: str
 
 
 @dataclass(frozen=True)
@@ -167,24 +168,23 @@ def _segment(obj: dict[str, Any], index: int) -> SegmentSpec:
         state=str(_field(obj, "state", where)))
 
 
-def _aux_head(obj: dict[str, Any], segments: tuple[SegmentSpec, ...], loss: Loss) -> AuxHeadSpec | None:
+def _aux_head(obj: dict[str, Any], segments: tuple[SegmentSpec, ...]) -> AuxHeadSpec | None:
     """The aux head entry (None when absent): a last-role segment named `aux` after the first segment, whose input is
-    that segment's output and whose loss is the manifest's."""
+    that segment's output (its loss is checked with the labels)."""
     entry = obj.get("aux_head")
     if entry is None:
         return None
+    role, name = _field(entry, "role", "the aux head"), _field(entry, "name", "the aux head")
+    if name != names.AUX or role != names.LAST:
+        raise ArtifactError(f"manifest: the aux head must be a {names.LAST!r} segment named {names.AUX!r}, got "
+                            f"{role!r} {name!r}")
     spec = _segment(entry, len(segments))
     after = str(_field(entry, "after", "the aux head"))
     first = segments[0]
-    if spec.name != names.AUX or spec.role != names.LAST:
-        raise ArtifactError(f"manifest: the aux head must be a {names.LAST!r} segment named {names.AUX!r}, got "
-                            f"{spec.role!r} {spec.name!r}")
     if after != first.name or spec.input.shape != first.output.shape or spec.input.dtype != first.output.dtype:
         raise ArtifactError(f"manifest: the aux head must follow the first segment {first.name!r} and take its "
                             f"output {first.output.shape}; it follows {after!r} with input {spec.input.shape}")
-    if str(_field(entry, "loss", "the aux head")) != loss.name:
-        raise ArtifactError(f"manifest: the aux head's loss {entry['loss']!r} differs from the model's {loss.name!r}")
-    return AuxHeadSpec(spec, after)
+    return AuxHeadSpec(spec, after, str(_field(entry, "loss", "the aux head")))
 
 
 def _loss(obj: dict[str, Any], path: Path) -> Loss:
@@ -196,7 +196,8 @@ def _loss(obj: dict[str, Any], path: Path) -> Loss:
 
 
 def _check_labels(manifest: Manifest) -> None:
-    """Every last segment's train graph takes labels of the dtype the manifest's loss needs."""
+    """Every last segment's train graph (the aux head's too, which must have the manifest's loss) takes labels of the
+    dtype the manifest's loss needs."""
     for seg in manifest.all_segments:
         if seg.role != names.LAST:
             continue
@@ -206,6 +207,10 @@ def _check_labels(manifest: Manifest) -> None:
             raise ArtifactError(f"artifact {manifest.directory}: segment {seg.name!r}'s train graph does not take "
                                 f"{want.dtype.name} labels of rank {len(want.shape)} as loss {manifest.loss.name!r} "
                                 f"needs; re-export it")
+    aux = manifest.aux_head
+    if aux is not None and aux.loss != manifest.loss.name:
+        raise ArtifactError(f"artifact {manifest.directory}: the aux head's loss {aux.loss!r} differs from the model's "
+                            f"{manifest.loss.name!r}; re-export it")
 
 
 def sha256_file(path: Path) -> str:
@@ -258,7 +263,6 @@ def load_manifest(directory: str | os.PathLike[str]) -> Manifest:
     if not isinstance(files, dict):
         raise ArtifactError(f"{path}: 'files' must map file names to sha256 digests")
     specs = tuple(_segment(s, i) for i, s in enumerate(segments))
-    loss = _loss(obj, path)
     manifest = Manifest(
         directory=root, model=str(_field(obj, "model", "the manifest")),
         cuts=tuple(int(c) for c in _field(obj, "cuts", "the manifest")),
@@ -266,8 +270,8 @@ def load_manifest(directory: str | os.PathLike[str]) -> Manifest:
         num_classes=int(_field(obj, "num_classes", "the manifest")),
         opset=int(_field(obj, "opset", "the manifest")),
         exporter={str(k): str(v) for k, v in _field(obj, "exporter", "the manifest").items()},
-        segments=specs, files={str(k): str(v) for k, v in files.items()}, loss=loss,
-        aux_head=_aux_head(obj, specs, loss),
+        segments=specs, files={str(k): str(v) for k, v in files.items()}, loss=_loss(obj, path),
+        aux_head=_aux_head(obj, specs),
     )
     _check_labels(manifest)
     _check_files(manifest)
