@@ -77,7 +77,7 @@ class LocalLoss:
             raise UnknownJobError(f"local loss: job {job_id!r} has no local step awaiting the helper's gradient")
         back = self.part1.backward(job_id, grad_out)
         self._awaiting_helper.discard(job_id)
-        return {name: (self.helper_weight * grad).astype(grad.dtype, copy=False) for name, grad in back.grads.items()}
+        return {name: self.helper_weight * grad for name, grad in back.grads.items()}
 
     def drop(self, job_id: Hashable) -> None:
         """Forget a job at any stage (e.g. the helper's gradient will never come)."""

@@ -52,8 +52,8 @@ class SmashMix:
             raise SmashMixError(f"SmashMix pairs must be at least 1, got {pairs}")
         if size is not None and size < 1:
             raise SmashMixError(f"SmashMix size must be at least 1 (or None: the smaller batch), got {size}")
-        self.alpha, self.pairs, self.size, self.within_client, self.seed = float(alpha), int(pairs), size, \
-            within_client, int(seed)
+        self.alpha, self.pairs, self.size = float(alpha), int(pairs), size
+        self.within_client, self.seed = within_client, int(seed)
 
     def client_pairs(self, clients: list[Hashable], rng: np.random.Generator) -> list[tuple[Hashable, Hashable]]:
         """`pairs` client pairs: every allowed unordered pair once in random order, then again, as often as needed."""
