@@ -14,7 +14,8 @@ from torch import nn
 
 import models
 from edgepsl.export import export_model
-from edgepsl.export.aux_head import auto_aux_head
+from edgepsl.export.aux_head import auto_aux_head, export_aux_head
+from edgepsl.export.errors import ExportError
 from edgepsl.export.verify import reference, rel_l2, tensor_errors
 from edgepsl.learning import LocalLoss, SmashMix, two_part_mixed_step, two_part_step
 from edgepsl.segment import SGD, Segment, load_manifest, names
@@ -175,3 +176,19 @@ def test_smashmix_step_equals_float64_soft_label_cross_entropy():
     for (pname, _), grad in zip(params, grads[1:]):
         assert rel_l2(ours[pname], grad.numpy(), 0.0) <= 1e-5, pname
     assert p2.pending_jobs == []
+
+
+def test_own_aux_head_module_is_exported_and_bad_choices_are_refused():
+    model = models.build("mlp")
+    head = export_aux_head(model, (1, 28, 28), [1, 3], nn.Sequential(nn.Linear(256, 32), nn.ReLU(),
+                                                                     nn.Linear(32, 10)), CE)
+    assert head.name == names.AUX and head.params == ["0.weight", "0.bias", "2.weight", "2.bias"]
+    assert max(head.errors.values()) <= 1e-5
+    assert export_aux_head(model, (1, 28, 28), [1, 3], "none", CE) is None
+    with pytest.raises(ExportError, match="aux_head must be 'auto' or 'none'"):
+        export_aux_head(model, (1, 28, 28), [1, 3], "big", CE)
+    grid = nn.Sequential(nn.Linear(4, 6), nn.Unflatten(1, (2, 3)))
+    with pytest.raises(ExportError, match="flat output"):
+        export_aux_head(grid, (4,), [1], "auto", LOSSES["mse"])
+    with pytest.raises(ExportError, match="fails on part-1's output"):
+        export_aux_head(model, (1, 28, 28), [1, 3], nn.Linear(100, 10), CE)
