@@ -14,7 +14,8 @@ from typing import Sequence
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import models  # noqa: E402
-from edgepsl.cli.export import WINOGRAD_TILES, int_list, print_summary, winograd_option  # noqa: E402
+from edgepsl.cli.export import (WINOGRAD_TILES, add_aux_head_argument, int_list, print_summary,  # noqa: E402
+                                winograd_option)
 from edgepsl.errors import EdgePSLError  # noqa: E402
 from edgepsl.export import ExportError, export_model  # noqa: E402
 
@@ -33,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--winograd-tile", type=int, choices=WINOGRAD_TILES,
                         help="output tile of Winograd 3x3 stride-1 convolutions: 2 = F(2x2,3x3) (default), "
                              "4 = F(4x4,3x3) (faster, less accurate), 0 = onnxruntime Conv (docs/segments.md)")
+    add_aux_head_argument(parser)
     return parser
 
 
@@ -49,7 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             cuts = int_list(args.cut, "--cut") if args.cut else list(spec.default_cuts)
         artifact = export_model(model, cuts, spec.input_shape, args.out, name=args.model, seed=args.seed,
-                                force=args.force, **winograd_option(args.winograd_tile))
+                                force=args.force, aux_head=args.aux_head, **winograd_option(args.winograd_tile))
     except EdgePSLError as exc:
         print(f"export: error: {exc}", file=sys.stderr)
         return 1

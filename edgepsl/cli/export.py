@@ -13,6 +13,7 @@ if TYPE_CHECKING:
 HELP = "export a PyTorch model (file.py:factory) cut into blocks to verified ONNX training segments (needs torch)"
 
 WINOGRAD_TILES = (0, 2, 4)
+AUX_HEAD_CHOICES = ("auto", "none")
 
 
 def int_list(text: str, option: str) -> list[int]:
@@ -44,6 +45,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--winograd-tile", type=int, choices=WINOGRAD_TILES,
                         help="output tile of Winograd 3x3 stride-1 convolutions: 2 = F(2x2,3x3) (default), "
                              "4 = F(4x4,3x3) (faster, less accurate), 0 = onnxruntime Conv (docs/segments.md)")
+    add_aux_head_argument(parser)
+
+
+def add_aux_head_argument(parser: argparse.ArgumentParser) -> None:
+    """--aux-head auto|none: export the local-loss mode's auxiliary head after part-1 (docs/modes.md)."""
+    parser.add_argument("--aux-head", choices=AUX_HEAD_CHOICES, default="none",
+                        help="auto: add the auxiliary classifier after part-1 that local-loss training needs "
+                             "(pooling + linear, docs/modes.md); none (default): no aux head")
 
 
 def winograd_option(tile: int | None) -> dict[str, Any]:
@@ -52,9 +61,10 @@ def winograd_option(tile: int | None) -> dict[str, Any]:
 
 
 def print_summary(artifact: "ExportedArtifact") -> None:
-    """One line per exported segment (role, blocks, saved tensors, worst error, seconds), then the directory."""
+    """One line per exported segment and aux head (role, blocks, saved tensors, worst error, seconds), then the
+    directory."""
     print(f"{'segment':<8} {'role':<7} {'blocks':<8} {'saved':>5} {'max rel L2':>11}  {'seconds':>7}")
-    for seg in artifact.segments:
+    for seg in artifact.segments + ([artifact.aux_head] if artifact.aux_head is not None else []):
         print(f"{seg.name:<8} {seg.role:<7} {seg.blocks[0]}:{seg.blocks[1]:<6} {len(seg.saved):>5} "
               f"{max(seg.errors.values()):>11.2e}  {seg.seconds:>7.1f}")
     print(f"wrote {artifact.directory}")
@@ -68,6 +78,6 @@ def run(args: argparse.Namespace) -> int:
     cuts: Sequence[int] = list(range(1, len(model))) if args.per_layer else int_list(args.cuts, "--cuts")
     artifact = export_model(model, cuts, int_list(args.input_shape, "--input-shape"), args.out, loss=args.loss,
                             name=args.name or args.model.rpartition(":")[2], seed=args.seed, force=args.force,
-                            **winograd_option(args.winograd_tile))
+                            aux_head=args.aux_head, **winograd_option(args.winograd_tile))
     print_summary(artifact)
     return 0

@@ -129,9 +129,10 @@ def _segment_entry(seg: ExportedSegment, files: dict[str, bytes]) -> dict[str, o
 
 
 def write_artifact(out_dir: str | os.PathLike[str], model_name: str, cuts: Sequence[int], num_blocks: int,
-                   num_classes: int, segments: list[ExportedSegment], loss: Loss, force: bool = False) -> Path:
-    """Write graphs, states and manifest.json (recording the loss) to a temporary directory, then move it to
-    out_dir; num_classes is the width of the model's output."""
+                   num_classes: int, segments: list[ExportedSegment], loss: Loss, force: bool = False,
+                   aux_head: ExportedSegment | None = None) -> Path:
+    """Write graphs, states and manifest.json (recording the loss, and the aux head after the first segment when
+    given) to a temporary directory, then move it to out_dir; num_classes is the width of the model's output."""
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()) and not force:
         raise ExportError(f"{out} exists and is not empty; pass --force to replace it")
@@ -141,8 +142,10 @@ def write_artifact(out_dir: str | os.PathLike[str], model_name: str, cuts: Seque
         "format": names.FORMAT_NAME, "format_version": names.FORMAT_VERSION, "model": model_name,
         "cuts": list(cuts), "num_blocks": num_blocks, "num_classes": num_classes, "loss": loss.name, "opset": OPSET,
         "exporter": exporter_versions(), "segments": entries,
-        "files": {f: hashlib.sha256(data).hexdigest() for f, data in sorted(files.items())},
     }
+    if aux_head is not None:
+        manifest["aux_head"] = {**_segment_entry(aux_head, files), "after": segments[0].name, "loss": loss.name}
+    manifest["files"] = {f: hashlib.sha256(data).hexdigest() for f, data in sorted(files.items())}
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:

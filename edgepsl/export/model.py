@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from edgepsl.export.artifact import export_segments, write_artifact
+from edgepsl.export.aux_head import NONE, AuxHeadChoice, export_aux_head
 from edgepsl.export.decompositions import WINOGRAD_TILE
 from edgepsl.export.errors import ExportError
 from edgepsl.export.segment import ExportedSegment
@@ -24,10 +25,12 @@ ModelLike = Union[nn.Sequential, Sequence[nn.Module], str]
 
 @dataclass(frozen=True)
 class ExportedArtifact:
-    """The artifact directory written and its verified segments (names, blocks, errors, export seconds)."""
+    """The artifact directory written, its verified segments (names, blocks, errors, export seconds) and its verified
+    aux head (None without one)."""
 
     directory: Path
     segments: list[ExportedSegment]
+    aux_head: ExportedSegment | None = None
 
 
 def as_blocks(built: object, what: str) -> nn.Sequential:
@@ -57,8 +60,9 @@ def load_model(ref: str, seed: int = 0) -> nn.Sequential:
 
 def export_model(model: ModelLike, cuts: Sequence[int], input_shape: Sequence[int], out: str | os.PathLike[str], *,
                  loss: str = CROSS_ENTROPY, name: str | None = None, seed: int = 0, force: bool = False,
-                 winograd_tile: int = WINOGRAD_TILE) -> ExportedArtifact:
-    """Cut a model before blocks `cuts`, export every segment (the last with `loss`), verify each graph against
+                 winograd_tile: int = WINOGRAD_TILE, aux_head: AuxHeadChoice = NONE) -> ExportedArtifact:
+    """Cut a model before blocks `cuts`, export every segment (the last with `loss`) and the aux head after part-1
+    ("auto": the rule of edgepsl.export.aux_head, an nn.Module: that head, "none": none), verify each graph against
     PyTorch float64, and only then write the artifact to `out`; input_shape excludes the batch axis."""
     try:
         loss_spec = get_loss(loss)
@@ -72,9 +76,11 @@ def export_model(model: ModelLike, cuts: Sequence[int], input_shape: Sequence[in
     else:
         blocks, default_name = as_blocks(model, "the model"), "model"
     segments = export_segments(blocks, shape, list(cuts), loss_spec, seed, winograd_tile=winograd_tile)
+    aux = export_aux_head(blocks, shape, list(cuts), aux_head, loss_spec, seed, winograd_tile)
     width = output_width(segments[-1])
-    directory = write_artifact(out, name or default_name, list(cuts), len(blocks), width, segments, loss_spec, force)
-    return ExportedArtifact(directory, segments)
+    directory = write_artifact(out, name or default_name, list(cuts), len(blocks), width, segments, loss_spec, force,
+                               aux)
+    return ExportedArtifact(directory, segments, aux)
 
 
 def output_width(segment: ExportedSegment) -> int:

@@ -63,6 +63,16 @@ class SegmentSpec:
 
 
 @dataclass(frozen=True)
+class AuxHeadSpec:
+    """The auxiliary head of local-loss training: a last-role segment (train and eval graphs, its own state) fed by
+    the output of segment `after`, trained with the manifest's loss."""
+
+    segment: SegmentSpec
+    after: str
+    loss: str
+
+
+@dataclass(frozen=True)
 class Manifest:
     """A checked artifact manifest; paths resolve against `directory`."""
 
@@ -76,6 +86,7 @@ class Manifest:
     segments: tuple[SegmentSpec, ...]
     files: dict[str, str]
     loss: Loss
+    aux_head: AuxHeadSpec | None = None
 
     @property
     def input(self) -> TensorSpec:
@@ -96,13 +107,19 @@ class Manifest:
         """The labels input of a last segment's train graph."""
         return TensorSpec(names.LABELS, self.loss.label_shape(segment.output.shape), self.loss.label_dtype)
 
+    @property
+    def all_segments(self) -> tuple[SegmentSpec, ...]:
+        """The model's segments, then the aux head's when there is one."""
+        return self.segments + ((self.aux_head.segment,) if self.aux_head is not None else ())
+
     def segment(self, name: str) -> SegmentSpec:
-        """The named segment; ArtifactError listing the segments otherwise."""
-        for seg in self.segments:
+        """The named segment (or the aux head, named `aux`); ArtifactError listing the segments otherwise."""
+        for seg in self.all_segments:
             if seg.name == name:
                 return seg
+        hint = "; re-export with --aux-head auto for local-loss training" if name == names.AUX else ""
         raise ArtifactError(f"artifact {self.directory} has no segment {name!r}; "
-                            f"it has {', '.join(s.name for s in self.segments)}")
+                            f"it has {', '.join(s.name for s in self.all_segments)}{hint}")
 
     def path(self, file: str) -> Path:
         """Absolute path of a file of the artifact."""
@@ -151,6 +168,25 @@ def _segment(obj: dict[str, Any], index: int) -> SegmentSpec:
         state=str(_field(obj, "state", where)))
 
 
+def _aux_head(obj: dict[str, Any], segments: tuple[SegmentSpec, ...]) -> AuxHeadSpec | None:
+    """The aux head entry (None when absent): a last-role segment named `aux` after the first segment, whose input is
+    that segment's output (its loss is checked with the labels)."""
+    entry = obj.get("aux_head")
+    if entry is None:
+        return None
+    role, name = _field(entry, "role", "the aux head"), _field(entry, "name", "the aux head")
+    if name != names.AUX or role != names.LAST:
+        raise ArtifactError(f"manifest: the aux head must be a {names.LAST!r} segment named {names.AUX!r}, got "
+                            f"{role!r} {name!r}")
+    spec = _segment(entry, len(segments))
+    after = str(_field(entry, "after", "the aux head"))
+    first = segments[0]
+    if after != first.name or spec.input.shape != first.output.shape or spec.input.dtype != first.output.dtype:
+        raise ArtifactError(f"manifest: the aux head must follow the first segment {first.name!r} and take its "
+                            f"output {first.output.shape}; it follows {after!r} with input {spec.input.shape}")
+    return AuxHeadSpec(spec, after, str(_field(entry, "loss", "the aux head")))
+
+
 def _loss(obj: dict[str, Any], path: Path) -> Loss:
     """The manifest's loss (cross-entropy when absent: artifacts exported before losses were recorded)."""
     try:
@@ -160,8 +196,9 @@ def _loss(obj: dict[str, Any], path: Path) -> Loss:
 
 
 def _check_labels(manifest: Manifest) -> None:
-    """Every last segment's train graph takes labels of the dtype the manifest's loss needs."""
-    for seg in manifest.segments:
+    """Every last segment's train graph (the aux head's too, which must have the manifest's loss) takes labels of the
+    dtype the manifest's loss needs."""
+    for seg in manifest.all_segments:
         if seg.role != names.LAST:
             continue
         declared = next((t for t in seg.graphs[names.TRAIN].inputs if t.name == names.LABELS), None)
@@ -170,6 +207,10 @@ def _check_labels(manifest: Manifest) -> None:
             raise ArtifactError(f"artifact {manifest.directory}: segment {seg.name!r}'s train graph does not take "
                                 f"{want.dtype.name} labels of rank {len(want.shape)} as loss {manifest.loss.name!r} "
                                 f"needs; re-export it")
+    aux = manifest.aux_head
+    if aux is not None and aux.loss != manifest.loss.name:
+        raise ArtifactError(f"artifact {manifest.directory}: the aux head's loss {aux.loss!r} differs from the model's "
+                            f"{manifest.loss.name!r}; re-export it")
 
 
 def sha256_file(path: Path) -> str:
@@ -183,7 +224,8 @@ def sha256_file(path: Path) -> str:
 
 def _check_files(manifest: Manifest) -> None:
     """Every referenced file is listed, present and has the listed sha256."""
-    referenced = {g.file for s in manifest.segments for g in s.graphs.values()} | {s.state for s in manifest.segments}
+    segments = manifest.all_segments
+    referenced = {g.file for s in segments for g in s.graphs.values()} | {s.state for s in segments}
     unlisted = sorted(referenced - set(manifest.files))
     if unlisted:
         raise ArtifactError(f"manifest: files {unlisted} are used but have no sha256 entry")
@@ -220,6 +262,7 @@ def load_manifest(directory: str | os.PathLike[str]) -> Manifest:
     files = _field(obj, "files", "the manifest")
     if not isinstance(files, dict):
         raise ArtifactError(f"{path}: 'files' must map file names to sha256 digests")
+    specs = tuple(_segment(s, i) for i, s in enumerate(segments))
     manifest = Manifest(
         directory=root, model=str(_field(obj, "model", "the manifest")),
         cuts=tuple(int(c) for c in _field(obj, "cuts", "the manifest")),
@@ -227,9 +270,8 @@ def load_manifest(directory: str | os.PathLike[str]) -> Manifest:
         num_classes=int(_field(obj, "num_classes", "the manifest")),
         opset=int(_field(obj, "opset", "the manifest")),
         exporter={str(k): str(v) for k, v in _field(obj, "exporter", "the manifest").items()},
-        segments=tuple(_segment(s, i) for i, s in enumerate(segments)),
-        files={str(k): str(v) for k, v in files.items()},
-        loss=_loss(obj, path),
+        segments=specs, files={str(k): str(v) for k, v in files.items()}, loss=_loss(obj, path),
+        aux_head=_aux_head(obj, specs),
     )
     _check_labels(manifest)
     _check_files(manifest)

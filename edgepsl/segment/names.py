@@ -21,6 +21,8 @@ SAVED = "saved:"
 FIRST, MIDDLE, LAST = "first", "middle", "last"
 ROLES = (FIRST, MIDDLE, LAST)
 
+AUX = "aux"  # the auxiliary head after the first segment (local-loss mode; manifest field aux_head)
+
 FORWARD, BACKWARD, TRAIN, EVAL = "forward", "backward", "train", "eval"
 GRAPHS_BY_ROLE = {FIRST: (FORWARD, BACKWARD, EVAL), MIDDLE: (FORWARD, BACKWARD, EVAL), LAST: (TRAIN, EVAL)}
 

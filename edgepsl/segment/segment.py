@@ -158,15 +158,18 @@ class Segment:
         self._update_buffers(outputs)
         return outputs[names.OUT]
 
-    def backward(self, job_id: Hashable, grad_out: np.ndarray) -> BackwardResult:
-        """Gradients for a pending job from the gradient of its output; releases the job's saved tensors."""
+    def backward(self, job_id: Hashable, grad_out: np.ndarray, release: bool = True) -> BackwardResult:
+        """Gradients for a pending job from the gradient of its output; releases the job's saved tensors unless
+        `release` is False (a second gradient contribution will follow, e.g. the helper's in local-loss mode: the
+        backward is linear in grad_out, so two calls give the gradients of the summed output gradients)."""
         self._require(names.FIRST, names.MIDDLE)
         saved = self._job(job_id)
         batch = saved[names.X].shape[0]
         want = TensorSpec(names.GRAD_OUT, (batch, *self.spec.output.shape[1:]), self.spec.output.dtype)
         grad_out = want.check(grad_out, f"segment {self.name} grad_out of job {job_id!r}")
         outputs = self._run(names.BACKWARD, {**saved, names.GRAD_OUT: grad_out})
-        del self._jobs[job_id]
+        if release:
+            del self._jobs[job_id]
         return BackwardResult(outputs.get(names.GRAD_IN), self._grads(outputs))
 
     def drop(self, job_id: Hashable) -> None:
@@ -178,13 +181,20 @@ class Segment:
         """Last segment: forward, the manifest's loss (mean over the batch) and backward in one graph run."""
         self._require(names.LAST)
         x = self._check_x(x, training=True)
-        labels = self._labels.check(labels, f"segment {self.name} labels")
-        if labels.shape[0] != x.shape[0]:
-            raise SegmentInputError(f"segment {self.name}: {labels.shape[0]} labels for a batch of {x.shape[0]}")
-        self._check_label_values(labels)
+        labels = self.check_labels(labels, x.shape[0])
         outputs = self._run(names.TRAIN, {names.X: x, names.LABELS: labels})
         self._update_buffers(outputs)
         return TrainResult(float(outputs[names.LOSS]), outputs[names.GRAD_IN], self._grads(outputs))
+
+    def check_labels(self, labels: object, batch: int) -> np.ndarray:
+        """Last segment: the labels if they suit its train step for a batch of `batch` (dtype, shape, values);
+        SegmentInputError otherwise (e.g. checked by a helper before it runs part-2 of a two-part step)."""
+        self._require(names.LAST)
+        checked = self._labels.check(labels, f"segment {self.name} labels")
+        if checked.shape[0] != batch:
+            raise SegmentInputError(f"segment {self.name}: {checked.shape[0]} labels for a batch of {batch}")
+        self._check_label_values(checked)
+        return checked
 
     def _check_label_values(self, labels: np.ndarray) -> None:
         """Class indices inside 0..classes-1, targets finite (and inside [0, 1] for binary cross-entropy)."""

@@ -1,7 +1,8 @@
 """Bring your own model: models defined in a file outside the repository, exported with `edgepsl export` in a
 subprocess, train split (part1 -> part2 -> part3 on onnxruntime) exactly like PyTorch, step for step.
 
-A small CNN with BatchNorm (cross-entropy) and an MLP regression model (mean squared error); per step the loss,
+A small CNN with BatchNorm (cross-entropy) and an MLP regression model (mean squared error), both with the auto aux
+head (its local-loss step matches float64 PyTorch, BatchNorm statistics included); per step the loss,
 every gradient and the BatchNorm statistics match float64 PyTorch computed from the pipeline's current state within
 the exporter's bound, and the loss and the weights after the steps match an unsplit float32 PyTorch run with
 torch.optim.SGD.
@@ -23,8 +24,10 @@ from edgepsl.data.shares import save_npz
 from edgepsl.data.spec import DataShapeError, Normalisation, load_client_data
 from edgepsl.errors import EdgePSLError
 from edgepsl.export import export_model, load_model
+from edgepsl.export.aux_head import auto_aux_head
 from edgepsl.export.losses import loss_value
 from edgepsl.export.verify import reference, rel_l2, tensor_errors
+from edgepsl.learning import LocalLoss
 from edgepsl.segment import SGD, Segment, SegmentInputError, load_manifest, names
 from edgepsl.segment.losses import BCE_LOGITS, CROSS_ENTROPY, LOSSES, MSE
 from tests.tools.torch_reference import assert_within_bounds, load_runtime_state
@@ -73,7 +76,7 @@ def model_file(tmp_path_factory) -> Path:
 def _cli_export(model_ref: str, shape: str, loss: str, out: Path) -> subprocess.CompletedProcess:
     """`python -m edgepsl export ...` from the repository root."""
     return subprocess.run([sys.executable, "-m", "edgepsl", "export", "--model", model_ref, "--cuts", "1,2",
-                           "--input-shape", shape, "--loss", loss, "--out", str(out)],
+                           "--input-shape", shape, "--loss", loss, "--aux-head", "auto", "--out", str(out)],
                           cwd=ROOT, capture_output=True, text=True, timeout=600)
 
 
@@ -140,6 +143,29 @@ def test_cli_export_records_the_loss_and_trains_like_pytorch(exported, model_fil
     wrong = y.astype(np.float32) if loss.class_labels else y.astype(np.int64)
     with pytest.raises(SegmentInputError, match=loss.label_dtype.name):
         segments[2].train_step(segments[1].evaluate(segments[0].evaluate(x)), wrong)
+
+
+def test_cli_aux_head_gives_the_local_loss_step_of_pytorch(exported, model_file):
+    name, out = exported
+    manifest = load_manifest(out)
+    loss = LOSSES[CASES[name][1]]
+    assert manifest.aux_head.loss == loss.name and manifest.aux_head.after == "part1"
+    part1, aux = Segment(manifest, "part1", threads=1), Segment(manifest, names.AUX, threads=1)
+    model = load_model(f"{model_file}:{name}", seed=0)
+    head = auto_aux_head(manifest.aux_head.segment.input.shape[1:], manifest.aux_head.segment.output.shape[1])
+    head.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in aux.params.items()})
+    x, y = _batch(name, np.random.default_rng(8))
+    ref = reference(torch.nn.Sequential(model[:1], head), torch.from_numpy(x), torch.from_numpy(y), loss,
+                    grad_input=False)
+    local = LocalLoss(part1, aux)
+    local.forward(0, x)
+    result = local.local_step(0, y)
+    got = {names.LOSS: np.float64(result.loss), **{f"{names.GRAD}0.{k}": v for k, v in result.grads.items()},
+           **{f"{names.GRAD}1.{k}": v for k, v in result.aux_grads.items()},
+           **{f"{names.NEW_BUFFER}0.{k}": v for k, v in part1.buffers.items()}}
+    errors = tensor_errors(got, ref.train)
+    assert set(errors) == set(ref.train)
+    assert_within_bounds(errors, ref.float32_error)
 
 
 def test_python_api_exports_a_multilabel_model_with_bce(model_file, tmp_path):
