@@ -3,6 +3,8 @@
 Anytime: per scenario instance, greedy-ls with its default work budget and no time limit (the reference),
 greedy-ls with each --limits-ms time limit, and (row "descent") greedy-ls without restarts (kicks=0, no
 limit); the ratio of makespans to the reference and the CPU time of each call.
+Work to quality: per instance at K = 100, H = 10, the smallest of the --work-budgets (job steps, doubling)
+whose greedy-ls plan (deterministic for a seed and budget, no time limit) is within 1 % of the reference.
 Re-planning: from the reference plan, one client removed, one client added and one helper removed; the
 repaired plan (edgepsl.plan.replan) against a from-scratch greedy-ls on the changed instance. Prints a
 table and writes JSON (default bench-results/anytime.json).
@@ -10,6 +12,7 @@ table and writes JSON (default bench-results/anytime.json).
 from __future__ import annotations
 
 import argparse
+import math
 import platform
 import statistics
 import sys
@@ -80,6 +83,24 @@ def anytime_cell(profile: str, K: int, H: int, scenario: int, seeds: int, limits
     return out
 
 
+def work_cell(profile: str, K: int, H: int, scenario: int, seeds: int, budgets: list[int]) -> dict:
+    """Per seed, the smallest work budget whose greedy-ls plan is within 1 % of the default greedy-ls plan."""
+    reached = []
+    for seed in range(seeds):
+        inst = scenario_instance(profile, K, H, scenario, seed)
+        ref = solve(inst, seed=seed).makespan
+        first = None
+        for budget in budgets:
+            if solve(inst, seed=seed, budget=budget).makespan <= 1.01 * ref:
+                first = budget
+                break
+        reached.append(first)
+    done = sorted(b for b in reached if b is not None)
+    need = math.ceil(0.95 * seeds)
+    return {"K": K, "H": H, "scenario": scenario, "seeds": seeds, "budgets": budgets, "first_within_1pct": reached,
+            "reached": len(done), "work_for_95pct": done[need - 1] if len(done) >= need else None}
+
+
 def replan_cell(profile: str, K: int, H: int, scenario: int, seeds: int) -> dict:
     """Remove a client, add a client, remove a helper: repaired plan vs from-scratch greedy-ls."""
     changes = {"remove_client": [], "add_client": [], "remove_helper": []}
@@ -118,13 +139,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--large-seeds", type=int, default=3, help="seeds per cell at K = 10000")
     ap.add_argument("--limits-ms", default="1,10", help="time limits at K = 100 (ms, comma-separated)")
     ap.add_argument("--large-limit-ms", type=float, default=250.0, help="time limit at K = 10000, H = 100 (ms)")
+    ap.add_argument("--work-budgets", default="10000,20000,40000,80000,160000,320000,640000,1280000,2560000",
+                    help="work budgets at K = 100 for the work-to-quality rows (job steps, comma-separated)")
     ap.add_argument("--skip-large", action="store_true", help="skip the K = 10000 cells")
     ap.add_argument("--out", type=Path, default=Path("bench-results/anytime.json"))
     args = ap.parse_args(argv)
     limits = [float(v) for v in args.limits_ms.split(",")]
     result = {"benchmark": "anytime", "edgepsl": __version__, "python": platform.python_version(),
               "machine": platform.machine(), "backend": backend_name(), "profile": args.profile,
-              "anytime": [], "replan": []}
+              "anytime": [], "work": [], "replan": []}
     print(f"{'K':>6} {'H':>4} {'sc':>2} {'limit':>8} {'<=1%':>6} {'mean':>8} {'max':>8} {'cpu med':>9} {'cpu max':>9} {'ref cpu':>9}")
     cells = [(100, 10, limits, args.seeds)] + ([] if args.skip_large else [(10000, 100, [args.large_limit_ms], args.large_seeds)])
     for K, H, lims, seeds in cells:
@@ -136,6 +159,14 @@ def main(argv: list[str] | None = None) -> int:
                       f"{r['max_ratio']:>8.4f} {r['median_cpu_s'] * 1e3:>7.2f}ms {r['max_cpu_s'] * 1e3:>7.2f}ms "
                       f"{cell['reference_median_cpu_s'] * 1e3:>7.1f}ms")
             sys.stdout.flush()
+    budgets = [int(v) for v in args.work_budgets.split(",")]
+    print(f"{'K':>6} {'H':>4} {'sc':>2} {'reached':>8} {'work for 95 %':>14}  first budget within 1 % per seed")
+    for scenario in (1, 2):
+        cell = work_cell(args.profile, 100, 10, scenario, args.seeds, budgets)
+        result["work"].append(cell)
+        print(f"{100:>6} {10:>4} {scenario:>2} {cell['reached']:>4}/{args.seeds:<3} {str(cell['work_for_95pct']):>14}  "
+              f"{cell['first_within_1pct']}")
+        sys.stdout.flush()
     print(f"{'K':>6} {'H':>4} {'sc':>2} {'change':<14} {'<=1%':>6} {'mean':>8} {'max':>8} {'cpu med':>9} {'cpu max':>9}")
     for scenario in (1, 2):
         cell = replan_cell(args.profile, 100, 10, scenario, args.seeds)

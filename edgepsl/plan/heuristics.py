@@ -193,7 +193,8 @@ def iterated_local_search(instance: Instance, start: np.ndarray, seed: int, budg
     memo = kernels.new_memo(instance.K)
     cur = kernels.local_search(start, *arrays, instance.mem, instance.cap, seed, budget, deadline_ns, memo)
     stats = cur[4].copy()
-    cur_value = _makespan(instance, cur)
+    # The makespan is needed only to judge restarts.
+    cur_value = _makespan(instance, cur) if kicks > 0 else 0.0
     best, best_ls = cur, cur_value
     rng = np.random.default_rng(seed)
     accepted = 0

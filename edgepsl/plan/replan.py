@@ -81,28 +81,48 @@ def _carried(instance: Instance, plan: Plan, clients: np.ndarray, helpers: np.nd
 def _place(instance: Instance, a: np.ndarray) -> np.ndarray | None:
     """The clients at -1 inserted by dispatched span among the others (kernels.assign_greedy_insert, as
     greedy-ls's insertion start); None if one finds no helper with room."""
+    if (a >= 0).all():
+        return a
     arrays = (instance.r, instance.p, instance.gap, instance.p_bwd, instance.tail)
     out = kernels.assign_greedy_insert(*arrays, instance.mem, instance.cap, INSERT_WIDTH, a)
     return out if (out >= 0).all() else None
 
 
-def _kept_orders(instance: Instance, plan: Plan, previous_plan: Plan, clients: np.ndarray,
-                 helpers: np.ndarray) -> tuple[Plan, float]:
-    """Per helper with the same clients as before, the previous job order where it ends earlier than the plan's;
-    with the resulting makespan."""
+def _previous_orders(previous_plan: Plan, clients: np.ndarray, helpers: np.ndarray) -> list[np.ndarray | None]:
+    """Per helper of the changed instance, its previous job order in the new client indexing; None where the
+    helper is new or one of its previous clients is gone."""
     new_client = np.full(len(previous_plan.assignment), -1, dtype=np.int64)
     new_client[clients[clients >= 0]] = np.flatnonzero(clients >= 0)
-    previous_orders = []
-    for i, order in enumerate(plan.orders):
-        old = previous_plan.orders[helpers[i]] if helpers[i] >= 0 else order[:0]
-        mapped = new_client[old[:, 0]]
-        # Both orders hold each of their clients twice: equal lengths and every previous client now on helper i
+    orders: list[np.ndarray | None] = []
+    for old_helper in helpers:
+        order = None
+        if old_helper >= 0:
+            order = previous_plan.orders[old_helper].copy()
+            order[:, 0] = new_client[order[:, 0]]
+            if (order[:, 0] < 0).any():
+                order = None
+        orders.append(order)
+    return orders
+
+
+def _kept_orders(instance: Instance, plan: Plan, previous_orders: list[np.ndarray | None]) -> tuple[Plan, float]:
+    """Per helper with the same clients as before, the previous job order where it ends earlier than the plan's;
+    with the resulting makespan."""
+    counts = np.bincount(plan.assignment, minlength=instance.H)
+    orders = list(plan.orders)
+    kept = []
+    for i, old in enumerate(previous_orders):
+        # Both orders hold each of their clients twice: as many jobs and every previous client now on helper i
         # mean the same clients.
-        same = len(old) == len(order) and bool((mapped >= 0).all()) and bool((plan.assignment[mapped] == i).all())
-        previous_orders.append(np.column_stack([mapped, old[:, 1]]) if same else order)
-    other = Plan(plan.assignment, tuple(previous_orders))
-    mine, theirs = helper_spans(instance, plan), helper_spans(instance, other)
-    orders = tuple(other.orders[i] if theirs[i] < mine[i] else plan.orders[i] for i in range(instance.H))
+        if (old is not None and len(old) == 2 * counts[i] and bool((plan.assignment[old[:, 0]] == i).all())
+                and not np.array_equal(old, orders[i])):
+            orders[i] = old
+            kept.append(i)
+    mine = helper_spans(instance, plan)
+    if not kept:
+        return plan, float(mine.max())
+    theirs = helper_spans(instance, Plan(plan.assignment, tuple(orders)))
+    orders = tuple(orders[i] if theirs[i] < mine[i] else plan.orders[i] for i in range(instance.H))
     return Plan(plan.assignment, orders), float(np.minimum(mine, theirs).max())
 
 
@@ -132,12 +152,13 @@ def replan(instance: Instance, plan: Plan, previous: Instance, seed: int = 0, bu
         start = "packing"
     found = iterated_local_search(instance, a, seed, budget, kicks, deadline_ns)
     stats = found.stats
-    repaired, value = _kept_orders(instance, found.plan, plan, clients, helpers)
+    previous_orders = _previous_orders(plan, clients, helpers)
+    repaired, value = _kept_orders(instance, found.plan, previous_orders)
     if stats[2] + stats[3] > 0:
         # The search moved clients; the repaired assignment with the kept orders may still be better.
         arrays = (instance.r, instance.p, instance.gap, instance.p_bwd, instance.tail)
         dispatched = Plan.from_flat(*kernels.local_search(a, *arrays, instance.mem, instance.cap, seed, 0)[:4])
-        carried, carried_value = _kept_orders(instance, dispatched, plan, clients, helpers)
+        carried, carried_value = _kept_orders(instance, dispatched, previous_orders)
         if carried_value < value:
             repaired = carried
     meta = {"seed": seed, "start": start, "clients_kept": kept, "clients_placed": instance.K - kept,

@@ -9,9 +9,14 @@ from tools.bench_small import main as small_main
 
 def test_anytime_benchmark_writes_every_cell(tmp_path) -> None:
     out = tmp_path / "anytime.json"
-    assert anytime_main(["--seeds", "1", "--limits-ms", "5", "--skip-large", "--out", str(out)]) == 0
+    assert anytime_main(["--seeds", "1", "--limits-ms", "5", "--skip-large", "--work-budgets", "10000,8000000",
+                         "--out", str(out)]) == 0
     doc = json.loads(out.read_text())
     assert [c["scenario"] for c in doc["anytime"]] == [1, 2] and [c["scenario"] for c in doc["replan"]] == [1, 2]
+    for cell in doc["work"]:
+        # The default budget reproduces the reference, so the last budget always reaches it.
+        assert cell["reached"] == 1 and cell["first_within_1pct"][0] in (10000, 8000000)
+        assert cell["work_for_95pct"] == cell["first_within_1pct"][0]
     for cell in doc["anytime"]:
         assert set(cell["limits"]) == {"5.0", "descent"}
         for row in cell["limits"].values():
