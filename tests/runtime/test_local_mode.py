@@ -53,12 +53,39 @@ def test_declared_local_times_give_the_instance_its_local_mode_fields():
     config = SMALL.replace(links="declared", bandwidth_mbps=100.0, method="hybrid")
     links = declared_links(config, clients, helpers, {"client0": None, "client1": None})
     times = {"part1_fwd": 1.0, "part1_bwd": 2.0, "part3_fwd": 3.0, "part3_bwd": 4.0}
-    profiles = {"client0": {"times": times, "local_times": {"part2_fwd": 5.0, "part2_bwd": 6.0}},
-                "client1": {"times": times, "local_times": None}}
+    profiles = {"client0": {"times": times, "local_times": {"part2_fwd": 5.0, "part2_bwd": 6.0}, "memory_mb": 512.0},
+                "client1": {"times": times, "local_times": None, "memory_mb": 512.0}}
     args = (config, load_manifest(config.artifact), clients, helpers)
     helper_profiles = {"helper0": {"times": {"part2_fwd": 2.0, "part2_bwd": 3.0}}}
     instance = build_instance(*args, profiles, helper_profiles, links)
     assert instance.hybrid and instance.local_fits.tolist() == [True, False]
+    assert instance.cap_own.tolist() == [512.0, 0.0]
     assert instance.local_time[0] == 1.0 + 5.0 + 3.0 + 4.0 + 6.0 + 2.0
     plain = build_instance(*args, {n: {"times": times} for n in clients}, helper_profiles, links)
     assert not plain.hybrid
+
+
+def test_a_client_that_states_too_little_memory_or_none_is_never_planned_local():
+    from edgepsl.plan.hybrid import solve_hybrid
+    from edgepsl.plan.schedule import LOCAL
+    from edgepsl.runtime.links import declared_links
+    from edgepsl.runtime.planning import build_instance, make_plan, part2_memory_mb
+    from edgepsl.segment import load_manifest
+    from tests.runtime.conftest import SMALL
+
+    clients, helpers = ["short", "silent", "enough"], ["helper0"]
+    config = SMALL.replace(links="declared", bandwidth_mbps=100.0, method="hybrid")
+    manifest = load_manifest(config.artifact)
+    need = part2_memory_mb(manifest, config.batch_size)
+    links = declared_links(config, clients, helpers, {n: None for n in clients})
+    # Local part-2 far faster than the slow helper: each client would go local if it could.
+    times = {"part1_fwd": 1.0, "part1_bwd": 1.0, "part3_fwd": 1.0, "part3_bwd": 1.0}
+    own = {"part2_fwd": 1.0, "part2_bwd": 1.0}
+    profiles = {"short": {"times": times, "local_times": own, "memory_mb": need * 0.99},
+                "silent": {"times": times, "local_times": own},
+                "enough": {"times": times, "local_times": own, "memory_mb": need}}
+    helper_profiles = {"helper0": {"times": {"part2_fwd": 500.0, "part2_bwd": 500.0}}}
+    instance = build_instance(config, manifest, clients, helpers, profiles, helper_profiles, links)
+    assert instance.local_fits.tolist() == [False, False, True]
+    for assignment in (make_plan(config, instance).plan.assignment, solve_hybrid(instance, seed=1).plan.assignment):
+        assert assignment.tolist() == [0, 0, LOCAL]
