@@ -89,3 +89,38 @@ def test_a_client_that_states_too_little_memory_or_none_is_never_planned_local()
     assert instance.local_fits.tolist() == [False, False, True]
     for assignment in (make_plan(config, instance).plan.assignment, solve_hybrid(instance, seed=1).plan.assignment):
         assert assignment.tolist() == [0, 0, LOCAL]
+
+
+def test_the_launcher_states_an_emulated_devices_profiled_part2_memory(tmp_path):
+    import pytest
+
+    from edgepsl.plan.profiles import load_profile
+    from edgepsl.runtime.errors import RunConfigError
+    from edgepsl.runtime.launch import LocalRun, client_memory_args
+    from tests.runtime.conftest import SMALL
+
+    config = SMALL.replace(clients=3, method="hybrid")
+    profiled = load_profile(config.emulation_profile).part2_memory_mb(3, 10)   # vgg19 at its usual cuts
+    run = LocalRun(config, tmp_path, client_emulation=[Emulation(device="jetson-gpu"), Emulation(slowdown=2.0)])
+    assert client_memory_args(run) == [["--memory-mb", repr(profiled)], [], []]
+    given = dataclasses.replace(run, client_memory_mb=[None, 64.0, 128.0])
+    assert client_memory_args(given) == [[], ["--memory-mb", "64.0"], ["--memory-mb", "128.0"]]
+    with pytest.raises(RunConfigError, match="2 client memories for 3 clients"):
+        client_memory_args(dataclasses.replace(run, client_memory_mb=[1.0, 2.0]))
+
+
+def test_the_client_command_takes_a_finite_positive_memory_for_part2():
+    import argparse
+
+    import pytest
+
+    from edgepsl.cli.client import add_arguments
+
+    parser = argparse.ArgumentParser(exit_on_error=False)
+    add_arguments(parser)
+    base = ["--coordinator", "tcp://127.0.0.1:5555", "--name", "client0"]
+    assert parser.parse_args(base).memory_mb is None
+    assert parser.parse_args(base + ["--memory-mb", "2048"]).memory_mb == 2048.0
+    for bad in ("0", "-5", "nan", "inf", "lots"):
+        with pytest.raises(argparse.ArgumentError, match="MB"):
+            parser.parse_args(base + ["--memory-mb", bad])
