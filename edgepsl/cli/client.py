@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 from edgepsl.cli._logging import setup_logging
@@ -21,9 +22,23 @@ def _floats(text: str) -> tuple[float, ...]:
         raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of numbers") from None
 
 
+def _memory(text: str) -> float:
+    """A finite number of MB above 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of MB") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"the memory for part-2 must be a finite number of MB above 0, got {text}")
+    return value
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Coordinator, name, emulation, key and data options."""
     add_role_arguments(parser)
+    parser.add_argument("--memory-mb", type=_memory, metavar="MB",
+                        help="the memory this device can give to part-2 training (MB), for hybrid methods; without "
+                             "it the planner never puts this client in local mode")
     data = parser.add_argument_group("this client's own data (default: its share of Fashion-MNIST at the run's "
                                      "data_dir, as the demo)")
     source = data.add_mutually_exclusive_group()
@@ -64,5 +79,5 @@ def run(args: argparse.Namespace) -> int:
     data, normalisation = _data(args)
     keypair, coordinator_key = keys(args)
     Client(ClientOptions(args.name, args.coordinator, keypair, coordinator_key, emulation(args), args.trace,
-                         args.join_timeout, args.artifact, data, normalisation)).run()
+                         args.join_timeout, args.artifact, data, normalisation, args.memory_mb)).run()
     return 0

@@ -9,10 +9,11 @@ instance never lengthens its best plan, so (docs/planning.md, "Hybrid mode")
     OPT = min over T in {0} and the L_j of the clients that fit locally, of max(T, OPT_split(S_T)).
 
 The planner, the exact method and the lower bound are this one outer layer over the split kernels: greedy-ls,
-the MILP and the split bounds on each S_T.
+the MILP and the split bounds on each S_T; re-planning (replan_hybrid) is the same layer over replan.
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -23,9 +24,10 @@ from edgepsl.plan import heuristics
 from edgepsl.plan.backend import kernel_arrays, kernels
 from edgepsl.plan.bounds import LowerBound, lower_bound
 from edgepsl.plan.errors import InfeasibleError, UnknownMethodError
-from edgepsl.plan.evaluate import timeline_of
+from edgepsl.plan.evaluate import timeline_of, validate
 from edgepsl.plan.heuristics import DEFAULT_BUDGET, DEFAULT_KICKS, Solution
 from edgepsl.plan.instance import Instance
+from edgepsl.plan.replan import REPLAN_BUDGET, REPLAN_KICKS, match, replan
 from edgepsl.plan.rules import DISPATCH_RULES
 from edgepsl.plan.schedule import LOCAL, Plan
 
@@ -205,4 +207,94 @@ def solve_baseline(instance: Instance, method: str, seed: int = 0) -> Solution:
         raise UnknownMethodError(f"not a hybrid baseline: {method!r}; choose one of {', '.join(BASELINES)}")
     plan = _fcfs_plan(instance, a, method, {"seed": seed, "dispatch": "fcfs"})
     return Solution(plan, timeline_of(instance, plan), instance, time.perf_counter() - t0,
+                    bound_of=hybrid_lower_bound)
+
+
+def restrict(plan: Plan, split: np.ndarray) -> Plan:
+    """The plan of only the `split` clients (a hybrid plan's helper clients), renumbered 0.. in that order: the
+    inverse of merge."""
+    renumber = np.full(len(plan.assignment), -1, dtype=np.int64)
+    renumber[split] = np.arange(len(split))
+    orders = tuple(np.stack([renumber[o[:, 0]], o[:, 1]], axis=1) if len(o) else o for o in plan.orders)
+    return Plan(plan.assignment[split], orders)
+
+
+def _named_subset(instance: Instance, clients: np.ndarray) -> Instance:
+    """instance.subset(clients), its clients named by their index here when the instance has no names (so that
+    replan matches two subsets of unnamed instances, which match by index, client by client)."""
+    sub = instance.subset(clients)
+    if instance.client_names:
+        return sub
+    return dataclasses.replace(sub, client_names=tuple(str(j) for j in clients))
+
+
+def replan_hybrid(instance: Instance, plan: Plan, previous: Instance, seed: int = 0, budget: int = REPLAN_BUDGET,
+                  kicks: int = REPLAN_KICKS, time_limit_ms: float | None = None) -> Solution:
+    """Repair the hybrid `plan`, made for `previous`, into a hybrid plan for the changed `instance` (matched by name
+    as replan does): local clients stay local while they fit their own memory, split clients are re-planned with
+    replan on the split sub-instance, and the mode of a client that joined or whose helper left is chosen anew
+    (each threshold on their L_j, as solve_hybrid); a local client whose L_j exceeds the best split makespan is
+    then tried split. The best plan, never longer than keeping the old modes (new clients split)."""
+    t0 = time.perf_counter()
+    validate(previous, plan)
+    clients, helpers = match(previous, instance)
+    known = clients >= 0
+    old = np.full(instance.K, LOCAL - 1, dtype=np.int64)   # LOCAL - 1: a client that joined
+    old[known] = plan.assignment[clients[known]]
+    gone = np.ones(previous.H, dtype=bool)
+    gone[helpers[helpers >= 0]] = False
+    helper_left = (old >= 0) & gone[np.maximum(old, 0)]
+    fits_local, times = instance.local_fits, instance.local_time
+    forced = ~instance.fits.any(axis=1)                     # fits no helper: local (validation says it fits there)
+    base = forced | ((old == LOCAL) & fits_local)
+    free = fits_local & ~base & (~known | helper_left)      # the clients whose mode is chosen anew
+    previous_split = np.flatnonzero(plan.assignment != LOCAL)
+    previous_sub = _named_subset(previous, previous_split) if previous_split.size else None
+    previous_sub_plan = restrict(plan, previous_split) if previous_split.size else None
+    values = np.unique(times[free]).tolist()
+    limit = None if time_limit_ms is None else time_limit_ms / (len(values) + 2)
+
+    def planned(local: np.ndarray) -> tuple[float, float, Plan] | None:
+        """(makespan, split makespan, plan) with `local` in local mode; None if the split clients do not fit."""
+        split = np.flatnonzero(~local)
+        local_value = float(times[local].max()) if local.any() else 0.0
+        if not split.size:
+            return local_value, 0.0, merge(instance, split, None, "replan-hybrid", {})
+        sub = _named_subset(instance, split)
+        try:
+            if previous_sub is None:
+                sol = heuristics.solve(sub, "greedy-ls", seed=seed, budget=budget, kicks=kicks, time_limit_ms=limit)
+            else:
+                sol = replan(sub, previous_sub_plan, previous_sub, seed=seed, budget=budget, kicks=kicks,
+                             time_limit_ms=limit)
+        except InfeasibleError:
+            return None
+        return max(local_value, sol.makespan), sol.makespan, merge(instance, split, sol.plan, "replan-hybrid", {})
+
+    best: tuple[float, float, Plan] | None = None
+    tried = 0
+    for value in [-np.inf] + values:                        # -inf: every free client split (the old modes)
+        if best is not None and value >= best[0]:
+            break
+        found = planned(base | (free & (times <= value)))
+        tried += 1
+        if found is not None and (best is None or found[0] <= best[0]):
+            best = found
+    if best is not None:
+        local = best[2].assignment == LOCAL
+        movable = local & ~forced & (times > best[1])
+        if movable.any() and best[0] > best[1]:
+            found = planned(local & ~movable)
+            tried += 1
+            if found is not None and found[0] < best[0]:
+                best = found
+    if best is None:
+        raise InfeasibleError("the changed instance has no hybrid plan: the clients that cannot train locally do "
+                              "not fit the helpers' memory")
+    local_count = int((best[2].assignment == LOCAL).sum())
+    meta = {"seed": seed, "budget": budget, "kicks": kicks, "time_limit_ms": time_limit_ms,
+            "local_clients": local_count, "reconsidered": int(free.sum()), "candidates": tried,
+            "start": "greedy-ls" if previous_sub is None else "replan"}
+    result = Plan(best[2].assignment, best[2].orders, "replan-hybrid", meta)
+    return Solution(result, timeline_of(instance, result), instance, time.perf_counter() - t0,
                     bound_of=hybrid_lower_bound)

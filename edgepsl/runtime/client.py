@@ -42,6 +42,8 @@ class ClientOptions:
     artifact: a local copy, used when its hash is the run's (else the cache, else the coordinator's chunks).
     data: this client's own data spec (npz:FILE, idx:DIR, python:MODULE:FUNCTION), normalised by `normalisation`
     (default: the run's mean, std, divide); None: its share of Fashion-MNIST at the run's data_dir (the demo).
+    memory_mb: the memory (MB) this device gives to part-2 training, declared for hybrid methods; None: it is never
+    planned local.
     """
 
     name: str
@@ -54,6 +56,7 @@ class ClientOptions:
     artifact: Path | None = None
     data: str | None = None
     normalisation: Normalisation | None = None
+    memory_mb: float | None = None
 
 
 class Diverged(Exception):
@@ -189,7 +192,7 @@ class Client:
         log.info("%s: client %d of run %r, %d samples", self.name, welcome.index, self.link.run, data.samples)
         declared = {k: times[k] for k in measured}
         self.link.send(ClientProfile(declared, measured, data.samples, self.options.emulation.bandwidth_mbps,
-                                     local_times), 0)
+                                     local_times, self.options.memory_mb), 0)
 
     def _data(self, config: RunConfig, manifest: Manifest, index: int) -> ClientData:
         """This client's own data (its spec, checked against the manifest), or its demo share without a spec."""

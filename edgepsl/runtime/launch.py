@@ -2,6 +2,7 @@
 
 Each client reads only its own data: client j gets `--data` client_data[j], or (by default) its share of Fashion-MNIST
 written to RUN_DIR/data/client{j}.npz as the demo partitions it. Roles get the run's artifact as their local copy.
+A client emulating a profiled device states that device's memory for part-2 (`--memory-mb`, client_memory_args).
 """
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ from typing import Any, Callable, Sequence
 
 from edgepsl.data.shares import write_fashion_mnist_shares
 from edgepsl.data.spec import FASHION_MNIST, DataSpec
+from edgepsl.plan.profiles import load_profile
+from edgepsl.plan.scenarios import DEFAULT_CUTS
 from edgepsl.runtime.config import RunConfig
 from edgepsl.runtime.coordinator import Coordinator, RunSummary
 from edgepsl.runtime.emulation import Emulation
@@ -28,7 +31,8 @@ CHILD_EXIT_S = 30.0
 @dataclass(frozen=True)
 class LocalRun:
     """A run of config.helpers helpers and config.clients clients on 127.0.0.1, each role a process; client_data: one
-    data spec per client (normalised by the run's mean, std, divide), default its Fashion-MNIST share."""
+    data spec per client (normalised by the run's mean, std, divide), default its Fashion-MNIST share;
+    client_memory_mb: one memory for part-2 per client (MB, None: none stated), default client_memory_args's."""
 
     config: RunConfig
     run_dir: Path
@@ -39,6 +43,7 @@ class LocalRun:
     stop_after: int | None = None
     log_level: str = "info"
     client_data: Sequence[str] = ()
+    client_memory_mb: Sequence[float | None] = ()
 
 
 def role_names(config: RunConfig) -> tuple[list[str], list[str]]:
@@ -85,9 +90,29 @@ def client_data_args(run: LocalRun) -> list[list[str]]:
              ",".join(map(repr, norm.std)), "--divide", repr(norm.divide)] for path in paths]
 
 
+def client_memory_args(run: LocalRun) -> list[list[str]]:
+    """Each client's --memory-mb: run.client_memory_mb[j] where given; else, for a client emulating a device of the
+    run's emulation_profile, the memory that device gave to part-2 when it was profiled (the profile model's part-2
+    at its usual cuts, profiles.part2_memory_mb); else none (such a client is never planned local)."""
+    config = run.config
+    if run.client_memory_mb:
+        if len(run.client_memory_mb) != config.clients:
+            raise RunConfigError(f"{len(run.client_memory_mb)} client memories for {config.clients} clients")
+        memory = list(run.client_memory_mb)
+    else:
+        emulated = [e.device for e in run.client_emulation[:config.clients]]
+        memory = [None] * config.clients
+        if any(device is not None for device in emulated):
+            prof = load_profile(config.emulation_profile)
+            profiled = prof.part2_memory_mb(*DEFAULT_CUTS.get(prof.model, (1, prof.layers - 1)))
+            memory[:len(emulated)] = [None if device is None else profiled for device in emulated]
+    return [[] if mb is None else ["--memory-mb", repr(float(mb))] for mb in memory]
+
+
 def _commands(run: LocalRun, endpoint: str, store: KeyStore | None) -> list[list[str]]:
     helpers, clients = role_names(run.config)
     data_args = client_data_args(run)
+    memory_args = client_memory_args(run)
     commands = []
     for role, names, emulations in (("helper", helpers, run.helper_emulation), ("client", clients, run.client_emulation)):
         for k, name in enumerate(names):
@@ -95,7 +120,7 @@ def _commands(run: LocalRun, endpoint: str, store: KeyStore | None) -> list[list
                    "--trace", str(run.run_dir / "traces" / f"{name}.jsonl"), "--log-level", run.log_level,
                    "--artifact", run.config.artifact]
             if role == "client":
-                cmd += data_args[k]
+                cmd += data_args[k] + memory_args[k]
             if store is None:
                 cmd.append("--insecure")
             else:

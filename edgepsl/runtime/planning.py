@@ -37,7 +37,8 @@ def build_instance(config: RunConfig, manifest: Manifest, clients: Sequence[str]
     A helper's part-2 times are one value per part, or one per client (K values, e.g. closed-loop estimates).
     Each of a chain's four transfers takes its link's bytes * 8 / Mbps plus the link's one-way latency. Where some
     client declared `local_times` (its part-2 times on its own device, for a hybrid method), the instance has the
-    local-mode fields: those clients may go local (their own memory is taken to hold part-2), the others not.
+    local-mode fields: cap_own is the `memory_mb` a client declared (0 where it declared none or no local times), so
+    only a client that stated enough memory for part-2 may go local.
     """
     K = len(clients)
     c = {key: np.array([client_profiles[n]["times"][key] for n in clients]) for key in
@@ -63,10 +64,12 @@ def build_instance(config: RunConfig, manifest: Manifest, clients: Sequence[str]
     local = [client_profiles[n].get("local_times") for n in clients]
     if all(times is None for times in local):
         return built
+    stated = [client_profiles[n].get("memory_mb") for n in clients]
     own = {key: np.array([0.0 if times is None else times[key] for times in local]) for key in ("part2_fwd", "part2_bwd")}
     return dataclasses.replace(built, r_own=c["part1_fwd"], p_own=own["part2_fwd"], r_bwd_own=c["part3_bwd"],
                                p_bwd_own=own["part2_bwd"],
-                               cap_own=np.where([times is not None for times in local], mem, 0.0))
+                               cap_own=np.array([0.0 if times is None or memory is None else float(memory)
+                                                 for times, memory in zip(local, stated)]))
 
 
 def make_plan(config: RunConfig, instance: Instance) -> Solution:

@@ -490,6 +490,14 @@ class ClientProfile(Payload):
     local_times: dict[str, float] | None = spec(
         Opt(MapOf(Float(lo=0.0), keys=HELPER_PARTS)),
         "hybrid methods: part-2 times it will take training locally (ms); nil: it offers no local mode", default=None)
+    memory_mb: float | None = spec(
+        Opt(Float(lo=0.0)), "hybrid methods: memory (MB, > 0) its device gives to part-2 training; nil: none, it is "
+        "never planned local", default=None)
+
+    def check(self, kind: str, path: str) -> None:
+        """A stated memory must be positive."""
+        if self.memory_mb is not None and self.memory_mb <= 0:
+            raise _fail(kind, "memory_mb", f"is {self.memory_mb:g}; the memory for part-2 must be > 0 MB")
 
 
 @dataclass(frozen=True)

@@ -129,6 +129,7 @@ def test_a_field_of_the_wrong_type_is_refused_by_name(payload, f):
 NON_FINITE = [
     (SAMPLES[0], {"capacity_mb": math.nan}, "capacity_mb"),
     (SAMPLES[3], {"times": {**TIMES1, "part1_fwd": math.inf}}, "times['part1_fwd']"),
+    (SAMPLES[3], {"memory_mb": math.inf}, "memory_mb"),
     (SAMPLES[6], {"links": {"helper0": {**FIT.to_meta(), "mbps": math.nan}}}, "links['helper0'].mbps"),
     (SAMPLES[7], {"t0_ms": math.inf}, "t0_ms"),
     (SAMPLES[13], {"loss": math.nan}, "loss"),
@@ -263,3 +264,13 @@ def test_a_round_start_names_a_helper_exactly_when_the_client_is_not_local():
         _decode(p.ClientRoundStart, _with_meta(local, helper="helper0"))
     with pytest.raises(PayloadError, match="helper is empty, but the client is not in local mode"):
         _decode(p.ClientRoundStart, _with_meta(local, local=False))
+
+
+def test_a_client_profile_states_a_positive_memory_for_part2_or_none():
+    local = p.ClientProfile(TIMES1, TIMES1, 100, None, TIMES2, 512.0)
+    assert _decode(p.ClientProfile, _with_meta(local)) == local
+    assert _decode(p.ClientProfile, _with_meta(local, memory_mb=_DROP)).memory_mb is None
+    for bad, problem in ((0.0, "must be > 0 MB"), (-1.0, "out of range")):
+        with pytest.raises(PayloadError, match=problem) as info:
+            _decode(p.ClientProfile, _with_meta(local, memory_mb=bad))
+        assert info.value.field == "memory_mb"

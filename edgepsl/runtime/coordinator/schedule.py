@@ -75,7 +75,8 @@ def links(messenger: Messenger, config: RunConfig, manifest: Manifest, fleet: Fl
 
 def declared_profiles(fleet: Fleet, profiles: Profiles) -> tuple[dict[str, dict], dict[str, dict]]:
     """The clients' and helpers' declared times (and capacities) as planning.build_instance and Estimates take them."""
-    return ({n: {"times": profiles.clients[n].times, "local_times": profiles.clients[n].local_times}
+    return ({n: {"times": profiles.clients[n].times, "local_times": profiles.clients[n].local_times,
+                 "memory_mb": profiles.clients[n].memory_mb}
              for n in fleet.clients},
             {n: {"times": profiles.helpers[n].times, "capacity_mb": fleet.registrations[n].capacity_mb}
              for n in fleet.helpers})
