@@ -1,13 +1,19 @@
 """Start a whole run on one machine: throwaway CURVE keys in the run directory, roles as separate processes.
 
+Faults (`LocalRun.faults`, `edgepsl demo --faults`) are applied to the processes this launcher started, by PID, as
+soon as the round before theirs has ended: kill (SIGKILL), stop (SIGSTOP, SIGCONT after the fault's seconds).
+
 Each client reads only its own data: client j gets `--data` client_data[j], or (by default) its share of Fashion-MNIST
 written to RUN_DIR/data/client{j}.npz as the demo partitions it. Roles get the run's artifact as their local copy.
 """
 from __future__ import annotations
 
 import dataclasses
+import logging
+import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,8 +25,10 @@ from edgepsl.runtime.config import RunConfig
 from edgepsl.runtime.coordinator import Coordinator, RunSummary
 from edgepsl.runtime.emulation import Emulation
 from edgepsl.runtime.errors import RunAbortedError, RunConfigError
+from edgepsl.runtime.faults import Fault, FaultSpecError, check_faults
 from edgepsl.wire import KeyStore, ServerSecurity
 
+log = logging.getLogger("edgepsl.runtime.launch")
 COORDINATOR = "coordinator"
 CHILD_EXIT_S = 30.0
 
@@ -39,6 +47,7 @@ class LocalRun:
     stop_after: int | None = None
     log_level: str = "info"
     client_data: Sequence[str] = ()
+    faults: Sequence[Fault] = ()
 
 
 def role_names(config: RunConfig) -> tuple[list[str], list[str]]:
@@ -107,9 +116,57 @@ def _commands(run: LocalRun, endpoint: str, store: KeyStore | None) -> list[list
     return commands
 
 
+class FaultInjector:
+    """Applies a run's faults to its role processes by PID when the round before theirs has ended."""
+
+    def __init__(self, faults: Sequence[Fault], procs: Sequence[tuple[str, subprocess.Popen]]) -> None:
+        self.pending = sorted(faults, key=lambda f: f.round)
+        self.procs = procs
+        self.faulted: set[str] = set()  # roles whose exit (or stop) is the fault's doing
+        self.applied: list[dict[str, Any]] = []
+        self.timers: list[threading.Timer] = []
+
+    def after_round(self, round_: int) -> None:
+        """Apply every fault of round round_ + 1."""
+        while self.pending and self.pending[0].round <= round_ + 1:
+            self._apply(self.pending.pop(0))
+
+    def _apply(self, fault: Fault) -> None:
+        procs = dict(self.procs)
+        if fault.role not in procs:
+            raise FaultSpecError(f"fault {fault}: no process of {fault.role} was started")
+        proc = procs[fault.role]
+        self.faulted.add(fault.role)
+        self.applied.append({"fault": str(fault), "round": fault.round, "at": time.time(), "pid": proc.pid})
+        log.warning("fault %s: pid %d", fault, proc.pid)
+        if fault.action == "kill":
+            proc.send_signal(signal.SIGKILL)
+        elif fault.action == "stop":
+            proc.send_signal(signal.SIGSTOP)
+            timer = threading.Timer(fault.seconds, self._resume, (proc,))
+            timer.daemon = True
+            timer.start()
+            self.timers.append(timer)
+
+    @staticmethod
+    def _resume(proc: subprocess.Popen) -> None:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGCONT)
+
+    def close(self) -> None:
+        """Resume every process still stopped (so it can leave on the bye)."""
+        for timer in self.timers:
+            timer.cancel()
+        for name, proc in self.procs:
+            if name in self.faulted:
+                self._resume(proc)
+
+
 def run_local(run: LocalRun, on_round: Callable[[dict[str, Any]], None] | None = None) -> RunSummary:
-    """Bind the coordinator, start every helper and client process, drive the run, and reap the processes."""
+    """Bind the coordinator, start every helper and client process, drive the run (injecting its faults), and reap
+    the processes."""
     run = dataclasses.replace(run, run_dir=run.run_dir.resolve())
+    check_faults(list(run.faults), *role_names(run.config), run.config.rounds)
     run.run_dir.mkdir(parents=True, exist_ok=True)
     store = _keys(run)
     security = None
@@ -119,14 +176,21 @@ def run_local(run: LocalRun, on_round: Callable[[dict[str, Any]], None] | None =
         security = ServerSecurity(store.identity(COORDINATOR), allowed)
     procs: list[tuple[str, subprocess.Popen]] = []
     logs = run.run_dir / "logs"
+    faults = FaultInjector(run.faults, procs)
 
     def watch() -> None:
-        dead = [f"{name} (exit {proc.returncode})" for name, proc in procs if proc.poll() not in (None, 0)]
+        dead = [f"{name} (exit {proc.returncode})" for name, proc in procs
+                if name not in faults.faulted and proc.poll() not in (None, 0)]
         if dead:
             raise RunAbortedError(f"role processes died: {', '.join(dead)}; see their logs in {logs}")
 
+    def round_done(metrics: dict[str, Any]) -> None:
+        if on_round is not None:
+            on_round(metrics)
+        faults.after_round(int(metrics["round"]))
+
     coordinator = Coordinator(run.config, run.run_dir, security=security, resume=run.resume, stop_after=run.stop_after,
-                              on_round=on_round, watch=watch)
+                              on_round=round_done, watch=watch)
     logs.mkdir(exist_ok=True)
     try:
         for cmd in _commands(run, coordinator.endpoint, store):
@@ -134,11 +198,13 @@ def run_local(run: LocalRun, on_round: Callable[[dict[str, Any]], None] | None =
             with open(logs / f"{name}.log", "ab") as log:
                 procs.append((name, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)))
         summary = coordinator.run()
-        failed = [f"{name} (exit {code})" for name, code in _reap(procs) if code != 0]
+        faults.close()
+        failed = [f"{name} (exit {code})" for name, code in _reap(procs) if code != 0 and name not in faults.faulted]
         if failed:
             raise RunAbortedError(f"role processes failed: {', '.join(failed)}; see {logs}")
         return summary
     finally:
+        faults.close()
         _reap(procs)
 
 

@@ -24,6 +24,7 @@ WATCH_S = 1.0
 CHECKED_AS: tuple[type[Payload], ...] = (Register, ClientProfile, LinkReport, ClientRoundReport, State, Bye)
 
 Accept = Callable[[Envelope], "str | None"]
+DROP = "\0drop"  # what accept returns for a message it swallows silently (a late report of a closed round)
 
 
 class Messenger:
@@ -56,6 +57,15 @@ class Messenger:
         except PeerUnreachableError as exc:
             raise RunAbortedError(f"cannot reach {peer}: {exc}") from None
         self.trace.event("send", type=message.type.value, peer=peer, round=round_)
+
+    def reach(self, peer: str, payload: Payload, round_: int, client: str = "") -> bool:
+        """Send a payload to a client that may be gone: False (and a log line) when it cannot be reached."""
+        try:
+            self.send(peer, payload, round_, client)
+        except RunAbortedError as exc:
+            log.warning("%s", exc)
+            return False
+        return True
 
     def farewell(self, reason: str) -> None:
         """Best effort: tell every registered role that the run is over, so none waits for its timeout."""
@@ -123,19 +133,31 @@ class Messenger:
             raise TrainingDivergedError(f"training diverged at round {env.message.job.round}: {error.reason}")
         raise RunAbortedError(error.text(env.peer))
 
-    def collect(self, accept: Accept, count: int, what: str, timeout_s: float, round_: int = 0) -> None:
-        """Wait for `count` messages that `accept` takes (it returns the slot they fill, once each, or None).
+    def collect(self, accept: Accept, count: int | Callable[[], int], what: str, timeout_s: float, round_: int = 0,
+                *, events: Callable[[PeerEvent], None] | None = None,
+                due: tuple[float, Callable[[], None]] | None = None) -> set[str]:
+        """Wait for `count` messages that `accept` takes (it returns the slot they fill, once each, DROP to swallow
+        the message, or None to refuse it); the slots filled.
 
-        accept may raise PayloadError: the message is refused with BAD_PAYLOAD and the phase keeps waiting.
-        A duplicate REGISTER of a member is dropped silently (roles re-send it until welcomed).
+        count may be a function, read again after every event (a phase that closes a round without a lost peer
+        lowers it). events, when given, sees every LOST and BACK of a member; due = (monotonic time, action) runs
+        the action once at that time (a round's straggler deadline). accept may raise PayloadError: the message
+        is refused with BAD_PAYLOAD and the phase keeps waiting. A duplicate REGISTER of a member is dropped
+        silently (roles re-send it until welcomed).
         """
+        wanted = count if callable(count) else (lambda: count)
         got: set[str] = set()
         deadline = time.monotonic() + timeout_s
-        while len(got) < count:
+        while len(got) < wanted():
+            if due is not None and time.monotonic() >= due[0]:
+                due[1]()
+                due = None
+                continue
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise RunAbortedError(f"timed out after {timeout_s:g} s waiting for {what} ({len(got)} of {count})")
-            item = self.server.recv(timeout=min(remaining, WATCH_S))
+            wait = min(remaining, WATCH_S) if due is None else max(0.0, min(remaining, WATCH_S, due[0] - time.monotonic()))
+            item = self.server.recv(timeout=wait)
             if isinstance(item, Envelope) and item.peer in self.members and \
                     item.message.type in (MsgType.ERROR, MsgType.BYE):
                 self._ends_run(item, round_)
@@ -146,6 +168,8 @@ class Messenger:
             if isinstance(item, PeerEvent):
                 if item.kind is EventKind.LOST and item.peer in self.members:
                     log.warning("%s went silent during %s", item.peer, what)
+                if events is not None and item.kind in (EventKind.LOST, EventKind.BACK) and item.peer in self.members:
+                    events(item)
                 elif item.kind is EventKind.AUTH_FAILED:
                     self._auth_failed(item)
                 continue
@@ -161,8 +185,11 @@ class Messenger:
             except PayloadError as exc:
                 self.refuse(item, RuntimeCode.BAD_PAYLOAD, str(exc))
                 continue
+            if slot == DROP:
+                continue
             if slot is None or slot in got:
                 self.refuse_unexpected(item, what)
                 continue
             got.add(slot)
+        return got
 

@@ -12,6 +12,7 @@ from edgepsl.runtime.channels import SERVER_INBOX, channel_config
 from edgepsl.runtime.config import RunConfig
 from edgepsl.runtime.coordinator import averaging, fleet as fleet_phase, schedule as schedule_phase
 from edgepsl.runtime.coordinator.evaluation import evaluate
+from edgepsl.runtime.coordinator.membership import Membership
 from edgepsl.runtime.coordinator.messenger import Messenger
 from edgepsl.runtime.coordinator.rounds import play_round
 from edgepsl.runtime.coordinator.schedule import Schedule
@@ -67,7 +68,7 @@ class Coordinator:
         self.on_round = on_round
         self.allowed = dict(security.allowed) if security is not None else {}
         self.server = ServerChannel(bind, security=security, insecure=security is None,
-                                    config=channel_config(config.float16, SERVER_INBOX))
+                                    config=channel_config(config.float16, SERVER_INBOX, config.peer_timeout_s))
         self.endpoint = self.server.endpoint
         self.trace = Trace(self.run_dir / "traces" / "coordinator.jsonl", "coordinator")
         self.manifest = load_manifest(config.artifact)
@@ -104,12 +105,15 @@ class Coordinator:
                 instance, plan = schedule_phase.plan_round(cfg, self.manifest, fleet, profiles, links, self.run_dir)
             schedule = schedule_phase.schedule(cfg, fleet, profiles, instance, plan, self.endpoint, self.run_dir)
             first = self._restore(fleet, schedule) if self.resume else 0
+            membership = Membership(fleet.clients)
             for r in range(first, last):
-                record = play_round(messenger, cfg, fleet, schedule, r)
-                metrics = dict(record.metrics)
+                outcome = play_round(messenger, cfg, fleet, schedule, membership, r)
+                record = outcome.record or record
+                metrics = dict(outcome.metrics)
                 if (r + 1) % cfg.aggregate_every == 0 or r + 1 == cfg.rounds:
-                    gathered = averaging.gather(messenger, cfg, fleet, schedule, self.model, r)
-                    saved = self._average(fleet, schedule, gathered, r)
+                    gathered = averaging.gather(messenger, cfg, fleet, schedule, self.model, membership, r)
+                    saved = self._average(fleet, schedule, gathered, membership, r)
+                    metrics["averaged"] = list(gathered.clients)
                     if (r + 1) % cfg.eval_every == 0 or r + 1 == cfg.rounds:
                         metrics[metric] = evaluate(self.model, self.manifest, test)
                     averaging.save(self.run_dir, saved)
@@ -138,18 +142,21 @@ class Coordinator:
                           float(schedule.timeline.makespan), [m["realised_makespan_ms"] for m in records], records)
 
     def _average(self, fleet: fleet_phase.Fleet, schedule: Schedule, gathered: averaging.Gathered,
-                 r: int) -> ckpt.Checkpoint:
-        """Merge the gathered states, load the result for evaluation and send it back to every role."""
-        saved = averaging.aggregate(self.strategy, fleet, gathered, r)
+                 membership: Membership, r: int) -> ckpt.Checkpoint:
+        """Merge the gathered states, load the result for evaluation and send it to the members and to the clients
+        that came back (they rejoin here)."""
+        saved = averaging.aggregate(self.strategy, gathered, r)
         averaging.load_model(self.model, saved)
-        averaging.broadcast(self.messenger, fleet, schedule, saved, with_optimizer=False)
+        back = membership.rejoin()
+        clients = [c for c in membership.members if c in gathered.clients or c in back]
+        averaging.broadcast(self.messenger, fleet, schedule, saved, False, clients)
         return saved
 
     def _restore(self, fleet: fleet_phase.Fleet, schedule: Schedule) -> int:
         """Send the checkpoint's model and optimizer states to the roles; the first round to run."""
         saved = ckpt.load(self.run_dir / "checkpoint")
         averaging.load_model(self.model, saved)
-        averaging.broadcast(self.messenger, fleet, schedule, saved, with_optimizer=True)
+        averaging.broadcast(self.messenger, fleet, schedule, saved, True, fleet.clients)
         self.metrics.truncate_after(saved.round)
         return saved.round + 1
 

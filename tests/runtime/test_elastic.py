@@ -1,0 +1,57 @@
+"""Elastic rounds on 127.0.0.1 (roles as processes, faults applied by PID): a client killed (-9) or paused (SIGSTOP)
+beyond peer_timeout_s is closed out of its round, training goes on with the survivors, and a paused client rejoins
+at the next aggregation boundary."""
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from edgepsl.runtime.faults import Fault, FaultSpecError, parse_faults
+from edgepsl.runtime.launch import run_local
+from tests.runtime.conftest import small_run
+
+ELASTIC = dict(clients=2, helpers=1, rounds=8, aggregate_every=2, eval_every=8, train_samples=400,
+               test_samples=200, peer_timeout_s=2.0)
+
+
+ROUNDS = 80  # rounds take milliseconds: enough of them (and of averagings) to outlast the pause
+
+
+def _run(tmp_path, faults: str, **changes):
+    run = small_run(tmp_path / "run", **{**ELASTIC, **changes})
+    return run_local(dataclasses.replace(run, faults=parse_faults(faults)))
+
+
+def test_a_killed_client_is_closed_out_and_training_goes_on(tmp_path):
+    summary = _run(tmp_path, "kill:client1@3")
+    records = summary.records
+    assert [m["round"] for m in records] == list(range(8))
+    assert all(m["members"] == ["client0", "client1"] and not m["partial"] for m in records[:3])
+    assert records[3]["members"] == ["client0"] and records[3]["lost"] == ["client1"] and records[3]["partial"]
+    for m in records[4:]:
+        assert m["members"] == ["client0"] and m["absent"] == ["client1"]
+    assert records[-1]["averaged"] == ["client0"]
+    assert summary.accuracy is not None and summary.accuracy > 0.1
+
+
+def test_a_client_paused_beyond_peer_timeout_is_lost_then_rejoins(tmp_path):
+    summary = _run(tmp_path, "stop:client1@2:3s", rounds=ROUNDS, aggregate_every=5, eval_every=ROUNDS)
+    records = summary.records
+    assert [m["round"] for m in records] == list(range(ROUNDS))
+    assert records[2]["members"] == ["client0"] and records[2]["lost"] == ["client1"]
+    back = [m["round"] for m in records[3:] if m["members"] == ["client0", "client1"]]
+    assert back, "the paused client never rejoined"
+    assert back[0] % 5 == 0  # it rejoins right after an aggregation boundary (every 5 rounds)
+    assert all(m["members"] == ["client0", "client1"] for m in records[-10:])
+    assert records[-1]["averaged"] == ["client0", "client1"]
+
+
+def test_fault_specs_are_parsed_with_clear_errors():
+    assert parse_faults("kill:client3@40,stop:client1@60:10s, kill:helper1@80") == [
+        Fault("kill", "client3", 40), Fault("stop", "client1", 60, 10.0), Fault("kill", "helper1", 80)]
+    for bad, words in (("kill:client3", "ACTION:ROLE@ROUND"), ("nuke:client1@3", "unknown action"),
+                       ("stop:client1@3", "needs a duration"), ("kill:client1@3:2s", "takes no duration"),
+                       ("kill:server@3", "clientN or helperN")):
+        with pytest.raises(FaultSpecError, match=words):
+            parse_faults(bad)
