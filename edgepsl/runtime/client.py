@@ -406,6 +406,8 @@ class Client:
         t_start = now_ms()
         t.opt1.lr = t.opt3.lr = state.lr_at(t.config, r)
         x, y = t.data.batch(r)
+        for abandoned in t.part1.pending_jobs:  # a round closed without this client, or one it runs again
+            t.part1.drop(abandoned)
         clock = time.perf_counter()
         act = _finite("its part-1 activations", t.part1.forward(r, x))
         compute1 = time.perf_counter() - clock
@@ -443,6 +445,8 @@ class Client:
         t_start = now_ms()
         t.opt1.lr = t.opt2.lr = t.opt3.lr = state.lr_at(t.config, r)
         x, y = t.data.batch(r)
+        for abandoned in t.part1.pending_jobs:  # a round closed without this client, or one it runs again
+            t.part1.drop(abandoned)
         clock = time.perf_counter()
         act = _finite("its part-1 activations", t.part1.forward(r, x))
         compute1 = time.perf_counter() - clock

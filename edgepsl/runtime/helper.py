@@ -478,6 +478,9 @@ class Helper:
                 if not plan.done[position, kind]:
                     ready.pop((position, kind), None)
                     plan.mark_done(position, kind)
+            segment, _ = self._part(client)
+            if plan.round in segment.pending_jobs:
+                segment.drop(plan.round)
             self.trace.event("cancelled", client=client, round=plan.round)
         log.info("%s: round %d goes on without %s", self.name, plan.round, ", ".join(cancel.clients))
 

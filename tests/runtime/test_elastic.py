@@ -4,6 +4,7 @@ at the next aggregation boundary."""
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import pytest
 
@@ -55,3 +56,18 @@ def test_fault_specs_are_parsed_with_clear_errors():
                        ("kill:server@3", "clientN or helperN")):
         with pytest.raises(FaultSpecError, match=words):
             parse_faults(bad)
+
+
+def test_a_killed_helper_has_its_clients_replanned_onto_the_survivor(tmp_path):
+    summary = _run(tmp_path, "kill:helper1@3", helpers=2)
+    records = summary.records
+    assert [m["round"] for m in records] == list(range(8))
+    assert all(m["plan_version"] == 0 and not m["lost_helpers"] for m in records[:3])
+    hit = records[3]
+    assert hit["lost_helpers"] == ["helper1"] and hit["replanned_to"] == 1
+    assert hit["members"] == ["client0", "client1"]  # the lost helper's clients re-ran the round on helper0
+    for m in records[4:]:
+        assert m["plan_version"] == 1 and m["members"] == ["client0", "client1"] and not m["partial"]
+    plans = json.loads((summary.run_dir / "plans" / "v1.json").read_text())
+    assert plans["round"] == 3 and plans["instance"]["helper_names"] == ["helper0"]
+    assert json.loads((summary.run_dir / "plans" / "v0.json").read_text())["round"] == 0

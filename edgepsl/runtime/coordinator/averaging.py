@@ -83,6 +83,9 @@ def gather(messenger: Messenger, config: RunConfig, fleet: Fleet, schedule: Sche
     split = {n for n in members if not schedule.is_local(fleet, n)}
 
     def events(event: PeerEvent) -> None:
+        if event.peer in fleet.helpers and event.kind is EventKind.LOST:
+            raise RunAbortedError(f"helper {event.peer} was lost while the states of round {r} were gathered; the "
+                                  f"last checkpoint is in the run directory")
         if event.peer not in fleet.clients:
             return
         if event.kind is EventKind.LOST:

@@ -59,7 +59,7 @@ class Messenger:
         self.trace.event("send", type=message.type.value, peer=peer, round=round_)
 
     def reach(self, peer: str, payload: Payload, round_: int, client: str = "") -> bool:
-        """Send a payload to a client that may be gone: False (and a log line) when it cannot be reached."""
+        """Send a payload to a role that may be gone: False (and a log line) when it cannot be reached."""
         try:
             self.send(peer, payload, round_, client)
         except RunAbortedError as exc:

@@ -24,7 +24,7 @@ from edgepsl.runtime.trace import now_ms
 from edgepsl.wire import Envelope, EventKind, MsgType, PeerEvent
 
 
-CLOSED = ("lost", "dropped", "unreachable")  # why a client was closed out of a round (each a key of its metrics)
+CLOSED = ("lost", "dropped", "unreachable", "helper_lost")  # why a client was closed out of a round (each a key of its metrics)
 
 
 @dataclass
@@ -34,33 +34,40 @@ class RoundOutcome:
     metrics: dict[str, Any]
     record: RoundRecord | None = None
     closed: dict[str, str] = field(default_factory=dict)  # client -> one of CLOSED
+    lost_helpers: list[str] = field(default_factory=list)
+
+    def closed_for(self, why: str) -> list[str]:
+        """The clients closed out of the round for this reason."""
+        return [name for name, w in self.closed.items() if w == why]
 
 
 def _cancel(messenger: Messenger, fleet: Fleet, schedule: Schedule, clients: list[str], r: int) -> None:
-    """Tell each helper to skip the jobs of round r of these clients (local-mode clients have none)."""
+    """Tell each helper (that can be reached) to skip the jobs of round r of these clients (local-mode clients have none)."""
     by_helper: dict[str, list[str]] = {}
     for name in clients:
         if not schedule.is_local(fleet, name):
             by_helper.setdefault(schedule.helper_of(fleet, name), []).append(name)
     for helper, names in by_helper.items():
-        messenger.send(helper, CancelJobs(r, names), r)
+        messenger.reach(helper, CancelJobs(r, names), r)  # a helper that cannot be reached is lost: nothing to cancel
 
 
 def play_round(messenger: Messenger, config: RunConfig, fleet: Fleet, schedule: Schedule, membership: Membership,
-               r: int) -> RoundOutcome:
-    """Send every helper and member its ROUND_START, collect the reports of round r from the survivors, and build
-    the round's metrics (and its realised record when every client completed).
+               r: int, only: list[str] | None = None) -> RoundOutcome:
+    """Send every helper and member (of `only`, when given: a re-run of the round for them) its ROUND_START,
+    collect the reports of round r from the survivors, and build the round's metrics (and its realised record when
+    every client completed). A helper lost meanwhile closes its clients out of the round (`helper_lost`) and is
+    named in the outcome's lost_helpers; the caller re-plans.
 
     The round's token (unique across coordinator restarts: it comes from the clock) ties the jobs to this start, so
     a helper refuses a job a client sent for the same round number before a restarted coordinator replayed it.
     """
     t0, token = now_ms(), messenger.token()
     started = time.monotonic()
-    members = membership.members
-    absent = [c for c in fleet.clients if c not in members]
-    for name in fleet.helpers:
-        messenger.send(name, at(schedule.helper_starts[name], t0, token), r)
-    _cancel(messenger, fleet, schedule, absent, r)
+    members = [c for c in membership.members if only is None or c in only]
+    absent = [c for c in fleet.clients if c not in membership.members]
+    skipped = [c for c in fleet.clients if c not in members]
+    lost_helpers: list[str] = []
+    lost_at: list[float] = []
     clients: dict[str, ClientRoundReport] = {}
     helpers: dict[str, HelperRoundReport] = {}
     expected = {*members, *fleet.helpers}
@@ -73,14 +80,20 @@ def play_round(messenger: Messenger, config: RunConfig, fleet: Fleet, schedule: 
         expected.difference_update(names)
         closed.update({n: why for n in names})
         messenger.trace.event("closed", round=r, clients=names, why=why)
-        _cancel(messenger, fleet, schedule, names, r)
+        if why != "helper_lost":
+            _cancel(messenger, fleet, schedule, names, r)
+
+    def lose_helper(name: str) -> None:
+        lost_helpers.append(name)
+        lost_at.append(now_ms())
+        expected.discard(name)
+        messenger.trace.event("helper_lost", round=r, helper=name)
+        close([c for c in members if schedule.helper_of(fleet, c) == name], "helper_lost")
 
     def events(event: PeerEvent) -> None:
         if event.peer in fleet.helpers:
-            if event.kind is EventKind.LOST:
-                raise RunAbortedError(f"helper {event.peer} was lost at round {r} (silent for more than "
-                                      f"peer_timeout_s = {config.peer_timeout_s:g} s); this runtime cannot move its "
-                                      f"clients to the other helpers yet")
+            if event.kind is EventKind.LOST and event.peer in expected:
+                lose_helper(event.peer)
             return
         if event.kind is EventKind.LOST:
             membership.lose(event.peer)
@@ -107,10 +120,14 @@ def play_round(messenger: Messenger, config: RunConfig, fleet: Fleet, schedule: 
                 return env.peer
         return None
 
+    for name in fleet.helpers:
+        if not messenger.reach(name, at(schedule.helper_starts[name], t0, token), r):
+            lose_helper(name)
+    _cancel(messenger, fleet, schedule, skipped, r)
     # A client that cannot be reached (its connection is down or being re-established) sits this round out; it
     # stays a member until the wire declares it lost (silent longer than peer_timeout_s).
-    close([name for name in members if not messenger.reach(name, at(schedule.client_starts[name], t0, token), r, name)],
-          "unreachable")
+    close([name for name in members if name in expected
+           and not messenger.reach(name, at(schedule.client_starts[name], t0, token), r, name)], "unreachable")
     planned = float(schedule.timeline.makespan)
     due = None
     if config.straggler_policy == "drop":
@@ -120,7 +137,12 @@ def play_round(messenger: Messenger, config: RunConfig, fleet: Fleet, schedule: 
                       events=events, due=due)
     done = [n for n in fleet.clients if n in clients]
     metrics: dict[str, Any] = {"round": r, "members": done, "absent": absent, "planned_makespan_ms": planned,
+                               "plan_version": schedule.version, "lost_helpers": lost_helpers,
+                               "started_ms": t0, "ended_ms": now_ms(), **({"helper_lost_at_ms": lost_at[0]} if lost_at else {}),
                                **{why: sorted(n for n, w in closed.items() if w == why) for why in CLOSED}}
+    if not done and lost_helpers:
+        metrics.update({"loss": None, "client_loss": {}, "realised_makespan_ms": now_ms() - t0, "partial": True})
+        return RoundOutcome(metrics, None, closed, lost_helpers)
     if not done:
         raise RunAbortedError(f"no client completed round {r}: {', '.join(closed) or 'none'} closed, "
                               f"{', '.join(absent) or 'none'} absent")
@@ -130,7 +152,7 @@ def play_round(messenger: Messenger, config: RunConfig, fleet: Fleet, schedule: 
                     "client_loss": dict(zip(done, losses.tolist()))})
     if len(done) < len(fleet.clients):
         metrics.update({"realised_makespan_ms": now_ms() - t0, "partial": True})
-        return RoundOutcome(metrics, None, closed)
+        return RoundOutcome(metrics, None, closed, lost_helpers)
     record = realised(schedule.instance, schedule.plan, schedule.timeline, fleet.clients, t0, clients,
                       {n: helpers[n] for n in fleet.helpers})
     record.metrics.update(metrics)

@@ -6,20 +6,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
+
 from edgepsl.runtime import checkpoint as ckpt
+from edgepsl.runtime import state
 from edgepsl.runtime.aggregation import strategy
 from edgepsl.runtime.channels import SERVER_INBOX, channel_config
 from edgepsl.runtime.config import RunConfig
-from edgepsl.runtime.coordinator import averaging, fleet as fleet_phase, schedule as schedule_phase
+from edgepsl.runtime.coordinator import averaging, fleet as fleet_phase, replanning, schedule as schedule_phase
 from edgepsl.runtime.coordinator.evaluation import evaluate
 from edgepsl.runtime.coordinator.membership import Membership
 from edgepsl.runtime.coordinator.messenger import Messenger
-from edgepsl.runtime.coordinator.rounds import play_round
+from edgepsl.runtime.coordinator.rounds import RoundOutcome, play_round
 from edgepsl.runtime.coordinator.schedule import Schedule
 from edgepsl.data.spec import load_test_data
 from edgepsl.runtime.artifact_transfer import ArtifactSource
 from edgepsl.runtime.errors import RunAbortedError, RunConfigError, StopRequested
 from edgepsl.runtime.metrics import MetricsLog, RoundRecord
+from edgepsl.runtime.protocol import State
 from edgepsl.runtime.trace import Trace
 from edgepsl.segment import Segment, load_manifest
 from edgepsl.wire import ServerChannel, ServerSecurity
@@ -105,9 +109,14 @@ class Coordinator:
                 instance, plan = schedule_phase.plan_round(cfg, self.manifest, fleet, profiles, links, self.run_dir)
             schedule = schedule_phase.schedule(cfg, fleet, profiles, instance, plan, self.endpoint, self.run_dir)
             first = self._restore(fleet, schedule) if self.resume else 0
+            replanning.save_version(self.run_dir, schedule, first, "resumed" if self.resume else "start")
             membership = Membership(fleet.clients)
+            saved: ckpt.Checkpoint | None = None
             for r in range(first, last):
                 outcome = play_round(messenger, cfg, fleet, schedule, membership, r)
+                if outcome.lost_helpers:
+                    fleet, profiles, schedule, outcome = self._helper_lost(fleet, profiles, schedule, membership,
+                                                                           outcome, saved, r)
                 record = outcome.record or record
                 metrics = dict(outcome.metrics)
                 if (r + 1) % cfg.aggregate_every == 0 or r + 1 == cfg.rounds:
@@ -140,6 +149,43 @@ class Coordinator:
         assert schedule is not None
         return RunSummary(self.run_dir, last, metric, values[-1] if values else None,
                           float(schedule.timeline.makespan), [m["realised_makespan_ms"] for m in records], records)
+
+    def _helper_lost(self, fleet: fleet_phase.Fleet, profiles: fleet_phase.Profiles, schedule: Schedule,
+                     membership: Membership, outcome: RoundOutcome, saved: ckpt.Checkpoint | None,
+                     r: int) -> tuple[fleet_phase.Fleet, fleet_phase.Profiles, Schedule, RoundOutcome]:
+        """Re-plan the clients onto the surviving helpers (warm-started), restore each moved client's middle part from
+        the last averaged model (and its optimizer state from the last checkpoint), and re-run round r for the
+        clients the lost helper left unfinished; the new fleet, profiles, schedule and the round's merged outcome."""
+        lost = outcome.lost_helpers
+        for name in lost:
+            self.messenger.members.pop(name, None)
+        survivors = fleet_phase.Fleet({n: reg for n, reg in fleet.registrations.items() if n not in lost},
+                                      fleet.clients, [h for h in fleet.helpers if h not in lost])
+        profiles = fleet_phase.Profiles(profiles.clients, {n: p for n, p in profiles.helpers.items() if n not in lost})
+        if not survivors.helpers:
+            raise RunAbortedError(f"every helper was lost at round {r}; the last checkpoint is in "
+                                  f"{self.run_dir / 'checkpoint'}")
+        instance = replanning.without_helpers(schedule.instance, lost)
+        new = replanning.replan(self.config, survivors, profiles, instance, schedule, r,
+                                f"helper {', '.join(lost)} lost", self.run_dir, self.endpoint)
+        model = saved.model if saved is not None else state.pack(self.model["part2"], "part2/")
+        middle = ckpt.select(model, ("part2/",))
+        for name in replanning.moved(survivors, schedule, fleet, new):
+            if new.is_local(survivors, name):
+                continue
+            optim = saved.optim.get(name + "@part2", {}) if saved is not None else {}
+            self.messenger.send(new.helper_of(survivors, name), State(None, {**middle, **optim}), r, name)
+        rerun = outcome.closed_for("helper_lost")
+        metrics = dict(outcome.metrics)
+        if rerun:
+            second = play_round(self.messenger, self.config, survivors, new, membership, r, only=rerun)
+            losses = {**metrics["client_loss"], **second.metrics["client_loss"]}
+            metrics.update({"members": [c for c in fleet.clients if c in losses], "client_loss": losses,
+                            "loss": float(np.mean(list(losses.values()))), "rerun": second.metrics["members"],
+                            "rerun_started_ms": second.metrics["started_ms"], "ended_ms": second.metrics["ended_ms"],
+                            "realised_makespan_ms": second.metrics["ended_ms"] - metrics["started_ms"]})
+        metrics["replanned_to"] = new.version
+        return survivors, profiles, new, RoundOutcome(metrics, None, outcome.closed, lost)
 
     def _average(self, fleet: fleet_phase.Fleet, schedule: Schedule, gathered: averaging.Gathered,
                  membership: Membership, r: int) -> ckpt.Checkpoint:

@@ -34,6 +34,7 @@ class Schedule:
     timeline: Timeline
     helper_starts: dict[str, HelperRoundStart]
     client_starts: dict[str, ClientRoundStart]
+    version: int = 0  # the plan version (plans/v{version}.json; 0: the start-up plan)
 
     def helper_of(self, fleet: Fleet, client: str) -> str:
         """The helper a client is assigned to; the client itself in local mode (it holds its own part-2)."""
