@@ -1,7 +1,8 @@
 """Start a whole run on one machine: throwaway CURVE keys in the run directory, roles as separate processes.
 
 Faults (`LocalRun.faults`, `edgepsl demo --faults`) are applied to the processes this launcher started, by PID, as
-soon as the round before theirs has ended: kill (SIGKILL), stop (SIGSTOP, SIGCONT after the fault's seconds).
+soon as the round before theirs has ended: kill (SIGKILL), stop (SIGSTOP, SIGCONT after the fault's seconds); each
+applied fault is logged to RUN_DIR/faults.json (what, when in wall-clock ms, which PID).
 
 Each client reads only its own data: client j gets `--data` client_data[j], or (by default) its share of Fashion-MNIST
 written to RUN_DIR/data/client{j}.npz as the demo partitions it. Roles get the run's artifact as their local copy.
@@ -9,6 +10,7 @@ written to RUN_DIR/data/client{j}.npz as the demo partitions it. Roles get the r
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import signal
 import subprocess
@@ -119,7 +121,8 @@ def _commands(run: LocalRun, endpoint: str, store: KeyStore | None) -> list[list
 class FaultInjector:
     """Applies a run's faults to its role processes by PID when the round before theirs has ended."""
 
-    def __init__(self, faults: Sequence[Fault], procs: Sequence[tuple[str, subprocess.Popen]]) -> None:
+    def __init__(self, faults: Sequence[Fault], procs: Sequence[tuple[str, subprocess.Popen]], log_path: Path) -> None:
+        self.log_path = log_path
         self.pending = sorted(faults, key=lambda f: f.round)
         self.procs = procs
         self.faulted: set[str] = set()  # roles whose exit (or stop) is the fault's doing
@@ -137,7 +140,8 @@ class FaultInjector:
             raise FaultSpecError(f"fault {fault}: no process of {fault.role} was started")
         proc = procs[fault.role]
         self.faulted.add(fault.role)
-        self.applied.append({"fault": str(fault), "round": fault.round, "at": time.time(), "pid": proc.pid})
+        self.applied.append({"fault": str(fault), "round": fault.round, "at_ms": time.time() * 1e3, "pid": proc.pid})
+        self.log_path.write_text(json.dumps(self.applied, indent=1) + "\n")
         log.warning("fault %s: pid %d", fault, proc.pid)
         if fault.action == "kill":
             proc.send_signal(signal.SIGKILL)
@@ -176,7 +180,7 @@ def run_local(run: LocalRun, on_round: Callable[[dict[str, Any]], None] | None =
         security = ServerSecurity(store.identity(COORDINATOR), allowed)
     procs: list[tuple[str, subprocess.Popen]] = []
     logs = run.run_dir / "logs"
-    faults = FaultInjector(run.faults, procs)
+    faults = FaultInjector(run.faults, procs, run.run_dir / "faults.json")
 
     def watch() -> None:
         dead = [f"{name} (exit {proc.returncode})" for name, proc in procs

@@ -31,12 +31,15 @@ def curves_png(records: Sequence[dict[str, Any]], path: str | Path, metric: str 
 
 
 def gantt_pair(instance: Instance, plan: Plan, planned: Timeline, measured: Instance, actual: Timeline,
-               directory: str | Path, round_: int) -> list[Path]:
-    """gantt-planned.png and gantt-actual.png of one round, plus trace-actual.json (Chrome trace of the round)."""
+               directory: str | Path, round_: int, version: int) -> list[Path]:
+    """gantt-planned.png and gantt-actual.png of one round run with plan version `version` (plans/v{version}.json),
+    plus trace-actual.json (Chrome trace of the round)."""
     root = Path(directory)
     out = [root / "gantt-planned.png", root / "gantt-actual.png", root / "trace-actual.json"]
-    gantt_png(instance, plan, planned, out[0], title=f"planned ({plan.method}): makespan {planned.makespan:,.1f} ms")
+    gantt_png(instance, plan, planned, out[0],
+              title=f"planned, plan v{version} ({plan.method}): makespan {planned.makespan:,.1f} ms")
     gantt_png(measured, plan, actual, out[1],
-              title=f"realised, round {round_}: makespan {actual.makespan:,.1f} ms (planned {planned.makespan:,.1f} ms)")
+              title=f"realised, round {round_}, plan v{version}: makespan {actual.makespan:,.1f} ms "
+                    f"(planned {planned.makespan:,.1f} ms)")
     write_chrome_trace(measured, plan, actual, out[2])
     return out

@@ -207,15 +207,16 @@ class Coordinator:
         return saved.round + 1
 
     def _figures(self, schedule: Schedule | None, last: RoundRecord | None, r: int) -> None:
-        """curves.png from metrics.jsonl, and the planned and last realised rounds' Gantt charts."""
+        """curves.png from metrics.jsonl, and the planned and last realised rounds' Gantt charts (of the last plan
+        version, when a complete round ran it), titled with the plan version."""
         try:
             from edgepsl.runtime.plots import curves_png, gantt_pair
 
             records = self.metrics.read()
             if records:
                 curves_png(records, self.run_dir / "curves.png", self.manifest.metric)
-            if schedule is not None and last is not None:
+            if schedule is not None and last is not None and last.metrics["plan_version"] == schedule.version:
                 gantt_pair(schedule.instance, schedule.plan, schedule.timeline, last.measured, last.timeline,
-                           self.run_dir, int(last.metrics.get("round", r)))
+                           self.run_dir, int(last.metrics.get("round", r)), schedule.version)
         except ImportError as exc:
             log.warning("no figures (%s): install the plot extra, pip install 'edgepsl[plot]'", exc)
