@@ -46,6 +46,8 @@ def parse_faults(spec: str) -> list[Fault]:
                                                           if action == "stop" else f"{action} takes no duration"))
         if not match["role"].startswith(("client", "helper")):
             raise FaultSpecError(f"fault {item!r}: the role must be a clientN or helperN of the run")
+        if action == "join" and not match["role"].startswith("client"):
+            raise FaultSpecError(f"fault {item!r}: only clients can join a running run (helpers: not yet)")
         faults.append(Fault(action, match["role"], int(match["round"]), float(seconds or 0.0)))
     return sorted(faults, key=lambda f: f.round)
 
@@ -53,8 +55,6 @@ def parse_faults(spec: str) -> list[Fault]:
 def check_faults(faults: list[Fault], helpers: list[str], clients: list[str], rounds: int) -> None:
     """FaultSpecError unless every fault names a role of the run (join: a new one) at a round within the run."""
     for fault in faults:
-        if fault.action == "join":
-            raise FaultSpecError(f"fault {fault}: roles cannot join a running run yet (kill and stop can be injected)")
         known = fault.role in helpers or fault.role in clients
         if fault.action == "join" and known:
             raise FaultSpecError(f"fault {fault}: {fault.role} is already a role of the run; join a new name")

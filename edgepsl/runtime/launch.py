@@ -1,7 +1,9 @@
 """Start a whole run on one machine: throwaway CURVE keys in the run directory, roles as separate processes.
 
 Faults (`LocalRun.faults`, `edgepsl demo --faults`) are applied to the processes this launcher started, by PID, as
-soon as the round before theirs has ended: kill (SIGKILL), stop (SIGSTOP, SIGCONT after the fault's seconds); each
+soon as the round before theirs has ended: kill (SIGKILL), stop (SIGSTOP, SIGCONT after the fault's seconds), join
+(a new client process, with its own key and data share, which registers and joins at the next aggregation
+boundary); each
 applied fault is logged to RUN_DIR/faults.json (what, when in wall-clock ms, which PID).
 
 Each client reads only its own data: client j gets `--data` client_data[j], or (by default) its share of Fashion-MNIST
@@ -57,13 +59,18 @@ def role_names(config: RunConfig) -> tuple[list[str], list[str]]:
     return [f"helper{i}" for i in range(config.helpers)], [f"client{j}" for j in range(config.clients)]
 
 
+def joining(run: LocalRun) -> list[str]:
+    """The clients a run's faults start during the run (join:NAME@ROUND)."""
+    return [f.role for f in run.faults if f.action == "join"]
+
+
 def _keys(run: LocalRun) -> KeyStore | None:
-    """A key store in the run directory with a key pair per role (reused on resume)."""
+    """A key store in the run directory with a key pair per role, joining clients included (reused on resume)."""
     if not run.secure:
         return None
     store = KeyStore(run.run_dir / "keys")
     helpers, clients = role_names(run.config)
-    for name in [COORDINATOR, *helpers, *clients]:
+    for name in [COORDINATOR, *helpers, *clients, *joining(run)]:
         if name not in store.identities():
             store.new(name)
     return store
@@ -81,14 +88,15 @@ def _emulation_args(emulation: Emulation) -> list[str]:
 
 
 def client_data_args(run: LocalRun) -> list[list[str]]:
-    """Each client's data options: --data run.client_data[j] (the run's normalisation), else its Fashion-MNIST share
-    written into RUN_DIR/data with the Fashion-MNIST normalisation."""
+    """Each client's data options (the clients that join during the run last): --data run.client_data[j] (the run's
+    normalisation), else its Fashion-MNIST share written into RUN_DIR/data with the Fashion-MNIST normalisation."""
     config = run.config
     if run.client_data:
         if len(run.client_data) != config.clients:
             raise RunConfigError(f"{len(run.client_data)} client data specs for {config.clients} clients")
         return [["--data", str(DataSpec.parse(spec))] for spec in run.client_data]
-    paths = write_fashion_mnist_shares(run.run_dir / "data", config.clients, config.partition, config.seed,
+    paths = write_fashion_mnist_shares(run.run_dir / "data", config.clients + len(joining(run)), config.partition,
+                                       config.seed,
                                        config.alpha, config.train_samples, min_size=config.batch_size,
                                        data_dir=config.data_dir)
     norm = FASHION_MNIST
@@ -96,11 +104,13 @@ def client_data_args(run: LocalRun) -> list[list[str]]:
              ",".join(map(repr, norm.std)), "--divide", repr(norm.divide)] for path in paths]
 
 
-def _commands(run: LocalRun, endpoint: str, store: KeyStore | None) -> list[list[str]]:
+def _commands(run: LocalRun, endpoint: str, store: KeyStore | None) -> dict[str, list[str]]:
+    """The command of every role, by name: the helpers, the clients, then the clients that join during the run."""
     helpers, clients = role_names(run.config)
     data_args = client_data_args(run)
-    commands = []
-    for role, names, emulations in (("helper", helpers, run.helper_emulation), ("client", clients, run.client_emulation)):
+    commands = {}
+    for role, names, emulations in (("helper", helpers, run.helper_emulation),
+                                    ("client", [*clients, *joining(run)], run.client_emulation)):
         for k, name in enumerate(names):
             cmd = [sys.executable, "-m", "edgepsl", role, "--coordinator", endpoint, "--name", name,
                    "--trace", str(run.run_dir / "traces" / f"{name}.jsonl"), "--log-level", run.log_level,
@@ -114,15 +124,17 @@ def _commands(run: LocalRun, endpoint: str, store: KeyStore | None) -> list[list
                 cmd += ["--keys", str(store.root), "--key", name, f"--server-key={server_key}"]
             if k < len(emulations):
                 cmd += _emulation_args(emulations[k])
-            commands.append(cmd)
+            commands[name] = cmd
     return commands
 
 
 class FaultInjector:
     """Applies a run's faults to its role processes by PID when the round before theirs has ended."""
 
-    def __init__(self, faults: Sequence[Fault], procs: Sequence[tuple[str, subprocess.Popen]], log_path: Path) -> None:
+    def __init__(self, faults: Sequence[Fault], procs: Sequence[tuple[str, subprocess.Popen]], log_path: Path,
+                 start: Callable[[str], subprocess.Popen]) -> None:
         self.log_path = log_path
+        self.start = start
         self.pending = sorted(faults, key=lambda f: f.round)
         self.procs = procs
         self.faulted: set[str] = set()  # roles whose exit (or stop) is the fault's doing
@@ -135,14 +147,16 @@ class FaultInjector:
             self._apply(self.pending.pop(0))
 
     def _apply(self, fault: Fault) -> None:
+        if fault.action == "join":
+            proc = self.start(fault.role)
+            self._log(fault, proc)
+            return
         procs = dict(self.procs)
         if fault.role not in procs:
             raise FaultSpecError(f"fault {fault}: no process of {fault.role} was started")
         proc = procs[fault.role]
         self.faulted.add(fault.role)
-        self.applied.append({"fault": str(fault), "round": fault.round, "at_ms": time.time() * 1e3, "pid": proc.pid})
-        self.log_path.write_text(json.dumps(self.applied, indent=1) + "\n")
-        log.warning("fault %s: pid %d", fault, proc.pid)
+        self._log(fault, proc)
         if fault.action == "kill":
             proc.send_signal(signal.SIGKILL)
         elif fault.action == "stop":
@@ -151,6 +165,11 @@ class FaultInjector:
             timer.daemon = True
             timer.start()
             self.timers.append(timer)
+
+    def _log(self, fault: Fault, proc: subprocess.Popen) -> None:
+        self.applied.append({"fault": str(fault), "round": fault.round, "at_ms": time.time() * 1e3, "pid": proc.pid})
+        self.log_path.write_text(json.dumps(self.applied, indent=1) + "\n")
+        log.warning("fault %s: pid %d", fault, proc.pid)
 
     @staticmethod
     def _resume(proc: subprocess.Popen) -> None:
@@ -180,7 +199,15 @@ def run_local(run: LocalRun, on_round: Callable[[dict[str, Any]], None] | None =
         security = ServerSecurity(store.identity(COORDINATOR), allowed)
     procs: list[tuple[str, subprocess.Popen]] = []
     logs = run.run_dir / "logs"
-    faults = FaultInjector(run.faults, procs, run.run_dir / "faults.json")
+    commands: dict[str, list[str]] = {}
+
+    def start(name: str) -> subprocess.Popen:
+        with open(logs / f"{name}.log", "ab") as log_file:
+            proc = subprocess.Popen(commands[name], stdout=log_file, stderr=subprocess.STDOUT)
+        procs.append((name, proc))
+        return proc
+
+    faults = FaultInjector(run.faults, procs, run.run_dir / "faults.json", start)
 
     def watch() -> None:
         dead = [f"{name} (exit {proc.returncode})" for name, proc in procs
@@ -197,10 +224,10 @@ def run_local(run: LocalRun, on_round: Callable[[dict[str, Any]], None] | None =
                               on_round=round_done, watch=watch)
     logs.mkdir(exist_ok=True)
     try:
-        for cmd in _commands(run, coordinator.endpoint, store):
-            name = cmd[cmd.index("--name") + 1]
-            with open(logs / f"{name}.log", "ab") as log:
-                procs.append((name, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)))
+        commands.update(_commands(run, coordinator.endpoint, store))
+        for name in commands:
+            if name not in joining(run):
+                start(name)
         summary = coordinator.run()
         faults.close()
         failed = [f"{name} (exit {code})" for name, code in _reap(procs) if code != 0 and name not in faults.faulted]

@@ -51,7 +51,8 @@ def test_a_client_paused_beyond_peer_timeout_is_lost_then_rejoins(tmp_path):
 def test_fault_specs_are_parsed_with_clear_errors():
     assert parse_faults("kill:client3@40,stop:client1@60:10s, kill:helper1@80") == [
         Fault("kill", "client3", 40), Fault("stop", "client1", 60, 10.0), Fault("kill", "helper1", 80)]
-    for bad, words in (("kill:client3", "ACTION:ROLE@ROUND"), ("nuke:client1@3", "unknown action"),
+    for bad, words in (("kill:client3", "ACTION:ROLE@ROUND"), ("join:helper3@3", "only clients can join"),
+                       ("nuke:client1@3", "unknown action"),
                        ("stop:client1@3", "needs a duration"), ("kill:client1@3:2s", "takes no duration"),
                        ("kill:server@3", "clientN or helperN")):
         with pytest.raises(FaultSpecError, match=words):
@@ -71,3 +72,17 @@ def test_a_killed_helper_has_its_clients_replanned_onto_the_survivor(tmp_path):
     plans = json.loads((summary.run_dir / "plans" / "v1.json").read_text())
     assert plans["round"] == 3 and plans["instance"]["helper_names"] == ["helper0"]
     assert json.loads((summary.run_dir / "plans" / "v0.json").read_text())["round"] == 0
+
+
+def test_a_client_that_registers_during_the_run_joins_at_an_aggregation_boundary(tmp_path):
+    summary = _run(tmp_path, "join:client2@2", rounds=ROUNDS, aggregate_every=5, eval_every=ROUNDS)
+    records = summary.records
+    assert [m["round"] for m in records] == list(range(ROUNDS))
+    boundary = next(m for m in records if m.get("joined"))
+    assert boundary["joined"] == ["client2"] and boundary["round"] % 5 == 4
+    after = records[boundary["round"] + 1]
+    assert after["members"] == ["client0", "client1", "client2"] and after["plan_version"] == 1
+    assert all(m["members"] == ["client0", "client1"] for m in records[:boundary["round"] + 1])
+    assert records[-1]["averaged"] == ["client0", "client1", "client2"]
+    version = json.loads((summary.run_dir / "plans" / "v1.json").read_text())
+    assert version["round"] == boundary["round"] + 1 and version["instance"]["client_names"][-1] == "client2"

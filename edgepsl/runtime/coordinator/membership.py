@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 
+from edgepsl.runtime.coordinator.fleet import natural
+
 log = logging.getLogger("edgepsl.runtime.coordinator")
 
 
@@ -36,6 +38,10 @@ class Membership:
         if client in self.lost and client not in self.back:
             log.info("%s is back; it rejoins at the next aggregation boundary", client)
             self.back.add(client)
+
+    def add(self, clients: list[str]) -> None:
+        """Clients that joined the run: members from now on (the fleet's order is natural order)."""
+        self.clients = sorted([*self.clients, *clients], key=natural)
 
     def rejoin(self) -> list[str]:
         """At an aggregation boundary: the clients that are back become members again (returned, in fleet order)."""

@@ -38,6 +38,8 @@ class Messenger:
         self.trace = trace
         self.watch = watch
         self.members: dict[str, str] = {}  # registered role name -> "client" | "helper"
+        self.admit_joins = False  # after the fleet phase: a client that registers is kept in `joining`
+        self.joining: dict[str, Register] = {}  # clients that registered during the run, not yet admitted
         self._seq = time.time_ns() // 1000
 
     def token(self) -> int:
@@ -108,6 +110,22 @@ class Messenger:
             return
         self.trace.event("send", type=MsgType.ARTIFACT_CHUNK.value, peer=env.peer, round=0, index=chunk.index)
 
+    def _join(self, env: Envelope) -> None:
+        """Keep the registration of a client that registers during the run (it joins at the next aggregation
+        boundary); a helper cannot join yet and is refused REJECTED, a malformed registration BAD_PAYLOAD."""
+        try:
+            payload = Register.decode(env.message)
+        except PayloadError as exc:
+            self.refuse(env, RuntimeCode.BAD_PAYLOAD, str(exc))
+            return
+        if payload.role != "client":
+            self.refuse(env, ErrorCode.REJECTED, "a helper cannot join a running run yet; start it with the run")
+            return
+        if env.peer not in self.joining:
+            log.info("%s registered during the run; it joins at the next aggregation boundary", env.peer)
+            self.trace.event("join_request", peer=env.peer)
+        self.joining[env.peer] = payload
+
     def _auth_failed(self, event: PeerEvent) -> None:
         """Log and trace a failed handshake (the wire reports each cause once); the run goes on."""
         self.trace.event("auth_failed", peer=event.peer, detail=event.detail)
@@ -176,6 +194,9 @@ class Messenger:
             if item.message.type is MsgType.ERROR:
                 continue
             if item.message.type is MsgType.REGISTER and item.peer in self.members:
+                continue
+            if item.message.type is MsgType.REGISTER and self.admit_joins:
+                self._join(item)
                 continue
             if item.message.type is MsgType.ARTIFACT_REQUEST and item.peer in self.members:
                 self._send_chunk(item)

@@ -22,6 +22,7 @@ from edgepsl.runtime.coordinator.schedule import Schedule
 from edgepsl.data.spec import load_test_data
 from edgepsl.runtime.artifact_transfer import ArtifactSource
 from edgepsl.runtime.errors import RunAbortedError, RunConfigError, StopRequested
+from edgepsl.runtime.links import Links, merged
 from edgepsl.runtime.metrics import MetricsLog, RoundRecord
 from edgepsl.runtime.protocol import State
 from edgepsl.runtime.trace import Trace
@@ -102,6 +103,7 @@ class Coordinator:
             fleet = fleet_phase.register(messenger, cfg)
             log.info("registered %d clients and %d helpers", len(fleet.clients), len(fleet.helpers))
             profiles = fleet_phase.welcome(messenger, cfg, fleet, self.allowed)
+            links: Links | None = None  # a resumed run probes nothing: clients cannot join it
             if self.resume:
                 instance, plan = schedule_phase.resumed_plan(fleet, self.run_dir)
             else:
@@ -110,6 +112,7 @@ class Coordinator:
             schedule = schedule_phase.schedule(cfg, fleet, profiles, instance, plan, self.endpoint, self.run_dir)
             first = self._restore(fleet, schedule) if self.resume else 0
             replanning.save_version(self.run_dir, schedule, first, "resumed" if self.resume else "start")
+            messenger.admit_joins = links is not None
             membership = Membership(fleet.clients)
             saved: ckpt.Checkpoint | None = None
             for r in range(first, last):
@@ -123,6 +126,11 @@ class Coordinator:
                     gathered = averaging.gather(messenger, cfg, fleet, schedule, self.model, membership, r)
                     saved = self._average(fleet, schedule, gathered, membership, r)
                     metrics["averaged"] = list(gathered.clients)
+                    if messenger.joining and links is not None:
+                        before = set(fleet.clients)
+                        fleet, profiles, links, schedule = self._join(fleet, profiles, links, schedule, membership,
+                                                                      saved, r)
+                        metrics["joined"] = [c for c in fleet.clients if c not in before]
                     if (r + 1) % cfg.eval_every == 0 or r + 1 == cfg.rounds:
                         metrics[metric] = evaluate(self.model, self.manifest, test)
                     averaging.save(self.run_dir, saved)
@@ -186,6 +194,33 @@ class Coordinator:
                             "realised_makespan_ms": second.metrics["ended_ms"] - metrics["started_ms"]})
         metrics["replanned_to"] = new.version
         return survivors, profiles, new, RoundOutcome(metrics, None, outcome.closed, lost)
+
+    def _join(self, fleet: fleet_phase.Fleet, profiles: fleet_phase.Profiles, links: Links, schedule: Schedule,
+              membership: Membership, saved: ckpt.Checkpoint,
+              r: int) -> tuple[fleet_phase.Fleet, fleet_phase.Profiles, Links, Schedule]:
+        """Admit the clients that registered during the run: welcome them (and the helpers again, with their keys),
+        probe their links, re-plan warm-started from the current plan, send them the averaged model; they train
+        from round r + 1."""
+        messenger, cfg = self.messenger, self.config
+        joining = dict(messenger.joining)
+        messenger.joining.clear()
+        names = sorted(joining, key=fleet_phase.natural)
+        for name in names:
+            messenger.members[name] = "client"
+        grown = fleet_phase.joined(fleet, joining)
+        sized = cfg.replace(clients=len(grown.clients))
+        fresh = fleet_phase.welcome(messenger, sized, grown, self.allowed, [*grown.helpers, *names])
+        profiles = fleet_phase.Profiles({**profiles.clients, **fresh.clients}, {**profiles.helpers, **fresh.helpers})
+        newcomers = fleet_phase.Fleet(grown.registrations, names, grown.helpers)
+        links = merged(links, schedule_phase.links(messenger, sized, self.manifest, newcomers, profiles), grown.clients)
+        links.save(self.run_dir / "links.json")
+        instance = schedule_phase.build(cfg, self.manifest, grown, profiles, links)
+        schedule = replanning.replan(cfg, grown, profiles, instance, schedule, r + 1, f"{', '.join(names)} joined",
+                                     self.run_dir, self.endpoint)
+        averaging.broadcast(messenger, grown, schedule, saved, False, names)
+        membership.add(names)
+        log.warning("%s joined the run at round %d", ", ".join(names), r + 1)
+        return grown, profiles, links, schedule
 
     def _average(self, fleet: fleet_phase.Fleet, schedule: Schedule, gathered: averaging.Gathered,
                  membership: Membership, r: int) -> ckpt.Checkpoint:

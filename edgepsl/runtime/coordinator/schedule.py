@@ -78,16 +78,21 @@ def plan_round(config: RunConfig, manifest: Manifest, fleet: Fleet, profiles: Pr
                run_dir: Path) -> tuple[Instance, Plan]:
     """Build the instance from the profiles and links, plan it with the configured method; write both files."""
     measured.save(run_dir / "links.json")
-    instance = planning.build_instance(
+    instance = build(config, manifest, fleet, profiles, measured)
+    plan = planning.make_plan(config, instance).plan
+    instance.save(run_dir / "instance.json")
+    plan.save(run_dir / "plan.json")
+    return instance, plan
+
+
+def build(config: RunConfig, manifest: Manifest, fleet: Fleet, profiles: Profiles, measured: Links) -> Instance:
+    """The planning instance of the fleet from its profiles and links."""
+    return planning.build_instance(
         config, manifest, fleet.clients, fleet.helpers,
         {n: {"times": profiles.clients[n].times, "local_times": profiles.clients[n].local_times}
          for n in fleet.clients},
         {n: {"times": profiles.helpers[n].times, "capacity_mb": fleet.registrations[n].capacity_mb}
          for n in fleet.helpers}, measured)
-    plan = planning.make_plan(config, instance).plan
-    instance.save(run_dir / "instance.json")
-    plan.save(run_dir / "plan.json")
-    return instance, plan
 
 
 def resumed_plan(fleet: Fleet, run_dir: Path) -> tuple[Instance, Plan]:
