@@ -18,7 +18,8 @@ def curves_png(records: Sequence[dict[str, Any]], path: str | Path, metric: str 
     fig = Figure(figsize=(10.0, 3.6), dpi=100)
     FigureCanvasAgg(fig)
     loss_ax, acc_ax = fig.subplots(1, 2)
-    loss_ax.plot([r["round"] for r in records], [r["loss"] for r in records], linewidth=0.8)
+    trained = [r for r in records if r["loss"] is not None]  # a round whose every client was closed out has none
+    loss_ax.plot([r["round"] for r in trained], [r["loss"] for r in trained], linewidth=0.8)
     loss_ax.set(xlabel="round", ylabel="mean training loss", title="training loss")
     evals = [r for r in records if r.get(metric) is not None]
     scale, unit = (100.0, " (%)") if metric in PERCENT_METRICS else (1.0, "")

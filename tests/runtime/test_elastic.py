@@ -86,3 +86,14 @@ def test_a_client_that_registers_during_the_run_joins_at_an_aggregation_boundary
     assert records[-1]["averaged"] == ["client0", "client1", "client2"]
     version = json.loads((summary.run_dir / "plans" / "v1.json").read_text())
     assert version["round"] == boundary["round"] + 1 and version["instance"]["client_names"][-1] == "client2"
+
+
+def test_a_straggler_is_dropped_from_its_round_without_being_disconnected(tmp_path):
+    summary = _run(tmp_path, "stop:client1@3:1s", rounds=40, aggregate_every=5, eval_every=40,
+                   straggler_policy="drop", straggler_slack=0.0, straggler_grace_ms=300.0)
+    records = summary.records
+    assert [m["round"] for m in records] == list(range(40))
+    # client1 is dropped; client0 too when its helper queued its jobs behind client1's (plan order)
+    assert "client1" in records[3]["dropped"] and "client1" not in records[3]["members"]
+    assert not any(m["lost"] for m in records)  # paused for less than peer_timeout_s: never declared lost
+    assert all(m["members"] == ["client0", "client1"] for m in records[-5:])

@@ -17,7 +17,6 @@ from edgepsl.runtime.coordinator.fleet import Fleet
 from edgepsl.runtime.coordinator.membership import Membership
 from edgepsl.runtime.coordinator.messenger import DROP, Messenger
 from edgepsl.runtime.coordinator.schedule import Schedule, at
-from edgepsl.runtime.errors import RunAbortedError
 from edgepsl.runtime.metrics import RoundRecord, realised
 from edgepsl.runtime.protocol import CancelJobs, ClientRoundReport, HelperRoundReport
 from edgepsl.runtime.trace import now_ms
@@ -140,12 +139,9 @@ def play_round(messenger: Messenger, config: RunConfig, fleet: Fleet, schedule: 
                                "plan_version": schedule.version, "lost_helpers": lost_helpers,
                                "started_ms": t0, "ended_ms": now_ms(), **({"helper_lost_at_ms": lost_at[0]} if lost_at else {}),
                                **{why: sorted(n for n, w in closed.items() if w == why) for why in CLOSED}}
-    if not done and lost_helpers:
+    if not done:  # every member was closed out (dropped, lost, or on a lost helper): a round without an update
         metrics.update({"loss": None, "client_loss": {}, "realised_makespan_ms": now_ms() - t0, "partial": True})
         return RoundOutcome(metrics, None, closed, lost_helpers)
-    if not done:
-        raise RunAbortedError(f"no client completed round {r}: {', '.join(closed) or 'none'} closed, "
-                              f"{', '.join(absent) or 'none'} absent")
     samples = np.array([clients[n].samples for n in done], dtype=np.float64)
     losses = np.array([clients[n].loss for n in done])
     metrics.update({"loss": float((losses * samples).sum() / samples.sum()),

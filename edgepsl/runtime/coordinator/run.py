@@ -136,7 +136,7 @@ class Coordinator:
                     averaging.save(self.run_dir, saved)
                 self.metrics.append(metrics)
                 records.append(metrics)
-                log.debug("round %d: loss %.4f, makespan %.1f ms%s", r, metrics["loss"],
+                log.debug("round %d: loss %s, makespan %.1f ms%s", r, metrics["loss"],
                          metrics["realised_makespan_ms"],
                          f", {metric} {metrics[metric]:.4g}" if metric in metrics else "")
                 if self.on_round is not None:
@@ -189,7 +189,8 @@ class Coordinator:
             second = play_round(self.messenger, self.config, survivors, new, membership, r, only=rerun)
             losses = {**metrics["client_loss"], **second.metrics["client_loss"]}
             metrics.update({"members": [c for c in fleet.clients if c in losses], "client_loss": losses,
-                            "loss": float(np.mean(list(losses.values()))), "rerun": second.metrics["members"],
+                            "loss": float(np.mean(list(losses.values()))) if losses else None,
+                            "rerun": second.metrics["members"],
                             "rerun_started_ms": second.metrics["started_ms"], "ended_ms": second.metrics["ended_ms"],
                             "realised_makespan_ms": second.metrics["ended_ms"] - metrics["started_ms"]})
         metrics["replanned_to"] = new.version
