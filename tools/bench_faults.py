@@ -1,12 +1,12 @@
-"""Benchmark elastic rounds on an emulated fleet: client kill -9, client pause, helper kill -9, against an undisturbed
-run of the same rounds.
+"""Benchmark elastic rounds on an emulated fleet: client kill -9, client pause, helper kill -9 and a client that
+joins, against an undisturbed run of the same rounds.
 
 K clients and H helpers (the paper's scenario-1 devices and links, `--emulate paper` of the demo, times scaled by
 --time-scale) run as processes on this machine. The faulted run kills a client at --kill-client-at, pauses another
-for --pause-s seconds at --pause-at, and kills a helper at --kill-helper-at (each applied by PID as soon as the round
-before has ended). Reported: per-round realised and planned makespan; the time from each fault to the end of the
-next completed round; the round in which the killed client was lost against planned makespan + peer_timeout_s
-+ 10 %; the time from the helper loss being declared to the start of the re-run; each re-plan's makespan against
+for --pause-s seconds at --pause-at, kills a helper at --kill-helper-at and starts a new client at --join-at (each
+applied by PID as soon as the round before has ended; the new client joins at the next aggregation boundary).
+Reported: per-round realised and planned makespan; the time from each fault to the end of the next completed
+round; the round in which the killed client was lost against planned makespan + peer_timeout_s + 10 %; the time from the helper loss being declared to the start of the re-run; each re-plan's makespan against
 greedy-ls solved from scratch on the same members; final accuracy against the undisturbed run.
 
     python tools/bench_faults.py [--clients 12] [--helpers 3] [--rounds 120] [--out bench-results/faults.json]
@@ -42,6 +42,8 @@ TARGET_ACCURACY_POINTS = 1.0
 
 def _run(config: RunConfig, run_dir: Path, faults: list[Fault]) -> tuple[list[dict], float | None, float]:
     clients, helpers = paper_fleet(config.clients, config.helpers, config.seed)
+    joins = sum(f.action == "join" for f in faults)  # joining clients: further devices of the same draw
+    clients += paper_fleet(config.clients + joins, config.helpers, config.seed)[0][config.clients:]
     t = time.perf_counter()
     summary = run_local(LocalRun(config, run_dir, secure=False, client_emulation=clients, helper_emulation=helpers,
                                  log_level="warning", faults=faults))
@@ -75,6 +77,7 @@ def main() -> int:
     parser.add_argument("--pause-at", type=int, default=40)
     parser.add_argument("--pause-s", type=float, default=10.0)
     parser.add_argument("--kill-helper-at", type=int, default=60)
+    parser.add_argument("--join-at", type=int, default=80)
     parser.add_argument("--peer-timeout-s", type=float, default=3.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=ROOT / "bench-results" / "faults.json")
@@ -85,7 +88,7 @@ def main() -> int:
                        time_scale=args.time_scale, emulation_profile=PAPER_PROFILE, seed=args.seed,
                        peer_timeout_s=args.peer_timeout_s, register_timeout_s=120.0, round_timeout_s=120.0)
     faults = [Fault("kill", "client3", args.kill_client_at), Fault("stop", "client5", args.pause_at, args.pause_s),
-              Fault("kill", "helper1", args.kill_helper_at)]
+              Fault("kill", "helper1", args.kill_helper_at), Fault("join", f"client{args.clients}", args.join_at)]
     with tempfile.TemporaryDirectory(prefix="bench-faults-") as tmp:
         root = Path(tmp)
         calm, calm_accuracy, calm_s = _run(config, root / "undisturbed", [])
@@ -109,7 +112,8 @@ def main() -> int:
         "rounds_completed": {"undisturbed": len(calm), "faulted": len(hit)},
         "per_round": [{"round": m["round"], "planned_ms": m["planned_makespan_ms"],
                        "realised_ms": m["realised_makespan_ms"], "members": len(m["members"]),
-                       "plan_version": m["plan_version"], "partial": m["partial"]} for m in hit],
+                       "plan_version": m["plan_version"], "partial": m["partial"], "lost": m["lost"],
+                       "unreachable": m["unreachable"], "joined": m.get("joined", [])} for m in hit],
         "undisturbed_realised_ms": [m["realised_makespan_ms"] for m in calm],
         "after_fault": after_fault,
         "client_lost_round": {"round": lost_round["round"], "realised_ms": lost_round["realised_makespan_ms"],

@@ -174,7 +174,9 @@ class Messenger:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise RunAbortedError(f"timed out after {timeout_s:g} s waiting for {what} ({len(got)} of {count})")
-            wait = min(remaining, WATCH_S) if due is None else max(0.0, min(remaining, WATCH_S, due[0] - time.monotonic()))
+            wait = min(remaining, WATCH_S)
+            if due is not None:
+                wait = max(0.0, min(wait, due[0] - time.monotonic()))
             item = self.server.recv(timeout=wait)
             if isinstance(item, Envelope) and item.peer in self.members and \
                     item.message.type in (MsgType.ERROR, MsgType.BYE):

@@ -1,8 +1,10 @@
 """Rounds phase: start a round on every member, close it with the survivors, and turn the reports into its record.
 
 A client lost during the round (silent longer than peer_timeout_s), one that cannot be reached when the round starts,
-or one still running at the straggler deadline under straggler_policy "drop", is closed out of the round: its helper is told to skip its remaining jobs
-(CancelJobs), its late report is dropped, and the round's record names it. A lost helper ends the run.
+or one still running at the straggler deadline under straggler_policy "drop", is closed out of the round: its helper
+is told to skip its remaining jobs (CancelJobs), its late report is dropped, and the round's record names it. A lost
+helper closes its clients out of the round and is named in the outcome; the run loop re-plans and re-runs the round
+for them.
 """
 from __future__ import annotations
 
@@ -23,7 +25,8 @@ from edgepsl.runtime.trace import now_ms
 from edgepsl.wire import Envelope, EventKind, MsgType, PeerEvent
 
 
-CLOSED = ("lost", "dropped", "unreachable", "helper_lost")  # why a client was closed out of a round (each a key of its metrics)
+# Why a client was closed out of a round (each a key of the round's metrics).
+CLOSED = ("lost", "dropped", "unreachable", "helper_lost")
 
 
 @dataclass
@@ -41,7 +44,8 @@ class RoundOutcome:
 
 
 def _cancel(messenger: Messenger, fleet: Fleet, schedule: Schedule, clients: list[str], r: int) -> None:
-    """Tell each helper (that can be reached) to skip the jobs of round r of these clients (local-mode clients have none)."""
+    """Tell each helper (that can be reached) to skip the jobs of round r of these clients (local-mode clients have
+    none)."""
     by_helper: dict[str, list[str]] = {}
     for name in clients:
         if not schedule.is_local(fleet, name):
@@ -137,7 +141,8 @@ def play_round(messenger: Messenger, config: RunConfig, fleet: Fleet, schedule: 
     done = [n for n in fleet.clients if n in clients]
     metrics: dict[str, Any] = {"round": r, "members": done, "absent": absent, "planned_makespan_ms": planned,
                                "plan_version": schedule.version, "lost_helpers": lost_helpers,
-                               "started_ms": t0, "ended_ms": now_ms(), **({"helper_lost_at_ms": lost_at[0]} if lost_at else {}),
+                               "started_ms": t0, "ended_ms": now_ms(),
+                               **({"helper_lost_at_ms": lost_at[0]} if lost_at else {}),
                                **{why: sorted(n for n, w in closed.items() if w == why) for why in CLOSED}}
     if not done:  # every member was closed out (dropped, lost, or on a lost helper): a round without an update
         metrics.update({"loss": None, "client_loss": {}, "realised_makespan_ms": now_ms() - t0, "partial": True})
