@@ -128,19 +128,20 @@ def aggregate(strategy: Aggregation, gathered: Gathered, r: int) -> ckpt.Checkpo
 
 def broadcast(messenger: Messenger, fleet: Fleet, schedule: Schedule, saved: ckpt.Checkpoint,
               with_optimizer: bool, clients: list[str]) -> None:
-    """Send the model (and, on resume, each owner's optimizer state) to these clients and their middle parts; a
-    client in local mode gets its part-2 in the same STATE as its ends."""
+    """Send the model (and, on resume, each owner's optimizer state where the checkpoint has one: a client left out
+    of the last averaging has none) to these clients and their middle parts; a client in local mode gets its part-2
+    in the same STATE as its ends."""
     ends = ckpt.select(saved.model, ("part1/", "part3/"))
     middle = ckpt.select(saved.model, ("part2/",))
     for name in clients:
-        extra = saved.optim[name] if with_optimizer else {}
+        extra = saved.optim.get(name, {}) if with_optimizer else {}
         if schedule.is_local(fleet, name):
-            extra = {**extra, **middle, **(saved.optim[name + "@part2"] if with_optimizer else {})}
+            extra = {**extra, **middle, **(saved.optim.get(name + "@part2", {}) if with_optimizer else {})}
         messenger.reach(name, State(None, {**ends, **extra}), saved.round, name)
     for name in clients:
         if schedule.is_local(fleet, name):
             continue
-        extra = saved.optim[name + "@part2"] if with_optimizer else {}
+        extra = saved.optim.get(name + "@part2", {}) if with_optimizer else {}
         messenger.send(schedule.helper_of(fleet, name), State(None, {**middle, **extra}), saved.round, name)
 
 

@@ -109,8 +109,8 @@ def play_round(messenger: Messenger, config: RunConfig, fleet: Fleet, schedule: 
             return None
         if env.peer in fleet.clients and env.peer not in expected:
             return DROP  # the late report of a client closed out of this (or an earlier) round
-        if env.message.job.round != r:
-            return DROP if env.message.job.round < r else None
+        if env.message.job.round != r:  # a client's late report of an earlier round; anything else is refused
+            return DROP if env.message.job.round < r and env.peer in fleet.clients else None
         if env.peer in fleet.clients:
             report = ClientRoundReport.decode(env.message)
             if report.round == r:
