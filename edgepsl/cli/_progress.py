@@ -12,7 +12,8 @@ SHORT = {"accuracy": "acc", "label_accuracy": "label acc"}
 
 
 def _post(metrics: dict[str, Any], evaluated: tuple[str, float] | None) -> dict[str, str]:
-    post = {"loss": f"{metrics['loss']:.3f}", "makespan": f"{metrics['realised_makespan_ms']:.0f}ms"}
+    loss = "-" if metrics["loss"] is None else f"{metrics['loss']:.3f}"  # "-": every client was closed out
+    post = {"loss": loss, "makespan": f"{metrics['realised_makespan_ms']:.0f}ms"}
     if evaluated is not None:
         name, value = evaluated
         post[SHORT.get(name, name)] = f"{100 * value:.1f}%" if name in PERCENT_METRICS else f"{value:.4g}"

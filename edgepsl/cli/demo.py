@@ -11,6 +11,7 @@ from edgepsl.plan.solvers import method_names
 from edgepsl.runtime.checkpoint import resumed_round
 from edgepsl.runtime.config import RunConfig
 from edgepsl.runtime.emulation import Emulation, paper_fleet
+from edgepsl.runtime.faults import Fault, FaultSpecError, parse_faults
 from edgepsl.runtime.launch import LocalRun, run_local
 from edgepsl.runtime.report import print_summary
 from edgepsl.runtime.signals import stop_on_signals
@@ -42,9 +43,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, help="start from this TOML config; the options above override it")
     parser.add_argument("--out", type=Path, help="run directory (default runs/demo-<time>)")
     parser.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue a stopped demo run from its checkpoint")
+    parser.add_argument("--faults", type=_faults, default=[], metavar="SPEC",
+                        help="faults applied to the role processes by PID when round N starts, comma-separated: "
+                             "kill:client1@40 (SIGKILL), stop:client1@60:10s (SIGSTOP, then SIGCONT)")
     parser.add_argument("--insecure", action="store_true",
                         help="plaintext sockets; by default throwaway CURVE keys are generated in the run directory")
     add_log_level(parser, default="warning")
+
+
+def _faults(spec: str) -> list[Fault]:
+    try:
+        return parse_faults(spec)
+    except FaultSpecError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _emulations(kind: str, clients: int, helpers: int, seed: int) -> tuple[list[Emulation], list[Emulation]]:
@@ -77,7 +88,8 @@ def run(args: argparse.Namespace) -> int:
     on_round, close = progress(config.rounds, resumed_round(run_dir) + 1 if args.resume else 0)
     try:
         summary = run_local(LocalRun(config, run_dir, secure=not args.insecure, client_emulation=clients,
-                                     helper_emulation=helpers, resume=args.resume is not None), on_round)
+                                     helper_emulation=helpers, resume=args.resume is not None,
+                                     faults=args.faults), on_round)
     finally:
         close()
     print_summary(summary)

@@ -28,7 +28,8 @@ from edgepsl.runtime.protocol import (Activations, ClientProfile, ClientRoundRep
                                       LinkReport, ProbeRequest, Register, RuntimeCode, State, StateRequest, Transfer)
 from edgepsl.runtime.trace import Trace, now_ms, tensor_bytes
 from edgepsl.segment import Manifest, Optimizer, Segment, StateError, load_manifest
-from edgepsl.wire import Envelope, EventKind, JobId, KeyPair, Message, MsgType, PeerChannel, PeerEvent, PeerSecurity
+from edgepsl.wire import (Envelope, EventKind, JobId, KeyPair, Message, MsgType, PeerChannel, PeerEvent, PeerSecurity,
+                          PeerUnreachableError)
 
 PART1, PART2, PART3 = "part1/", "part2/", "part3/"
 log = logging.getLogger("edgepsl.runtime.client")
@@ -61,6 +62,10 @@ class ClientOptions:
 
 class Diverged(Exception):
     """This client's own training produced a non-finite loss or tensor."""
+
+
+class RoundCancelled(Exception):
+    """The coordinator closed this client's round without it (it was lost or dropped as a straggler)."""
 
 
 @dataclass
@@ -280,18 +285,31 @@ class Client:
         up = self.options.emulation.transfer_s(nbytes)
         pad_to(ready, up)
         sent = now_ms()
-        channel.send(message)
+        self._send_job(channel, message)
         self.trace.event("send", sent, type=message.type.value, round=message.job.round, bytes=nbytes)
         return up, sent
 
-    def _await(self, helper: PeerChannel, job: JobId, reply: type[Activations] | type[GradBack]) -> Activations | GradBack:
-        """The helper's reply to `job`, checked; meanwhile a coordinator command interrupts (CommandArrived).
+    def _send_job(self, helper: PeerChannel, message: Message) -> None:
+        """Send a job to the helper; while the link reconnects it is sent again when the helper is back (_await)."""
+        try:
+            helper.send(message)
+        except PeerUnreachableError as exc:
+            log.warning("%s: the %s job of round %d waits for its helper: %s", self.name, message.type.value,
+                        message.job.round, exc)
 
-        Raises Diverged for non-finite values, RoleFailedError for a refusal, a bad reply or a timeout, and
+    def _await(self, helper: PeerChannel, message: Message,
+               reply: type[Activations] | type[GradBack]) -> Activations | GradBack:
+        """The helper's reply to the job `message`, checked; meanwhile a coordinator command interrupts
+        (CommandArrived). When the helper comes back after a silence, the job is sent again under its id: the helper
+        runs it once (the wire drops the duplicate) and sends the reply again if this client missed it.
+
+        Raises Diverged for non-finite values, RoleFailedError for a refusal, a bad reply or a timeout,
+        RoundCancelled when the helper says the round was closed without this client, and
         AuthenticationFailedError for a failed handshake with the helper (it is up: its endpoint came from the run).
         """
         t = self.training
         assert t is not None
+        job = message.job
         deadline = time.monotonic() + t.config.round_timeout_s
         what = f"{reply.kind()} of round {job.round}"
         while (remaining := deadline - time.monotonic()) > 0:
@@ -304,9 +322,14 @@ class Client:
                     raise AuthenticationFailedError(f"{self.name}: its helper at {helper.endpoint}: {item.detail}")
                 if item.kind is EventKind.LOST:
                     log.warning("%s: its helper went silent while it waited for the %s", self.name, what)
+                elif item.kind is EventKind.BACK:
+                    log.info("%s: its helper is back; sending the %s job again", self.name, what)
+                    self._send_job(helper, message)
                 continue
             if item is None:
                 continue
+            if item.message.type is MsgType.ERROR and item.message.job == job and _cancelled(item):
+                raise RoundCancelled(error_text(item))
             if item.message.type is MsgType.ERROR and item.message.job == job:
                 raise RoleFailedError(f"{self.name}: its helper refused the job of round {job.round}: "
                                       f"{error_text(item)}")
@@ -328,7 +351,7 @@ class Client:
         assert self.training is not None
         float16 = self.training.config.float16
         up, sent = self._send_paced(helper, message, ready)
-        got = self._await(helper, message.job, reply)
+        got = self._await(helper, message, reply)
         recv = now_ms()
         self.trace.event("recv", recv, type=reply.TYPE.value, round=message.job.round,
                          bytes=tensor_bytes(got.tensors(), float16))
@@ -371,6 +394,9 @@ class Client:
             log.error("training diverged at round %d: %s", r, reason)
             self.link.send(ErrorReply(RuntimeCode.DIVERGED, reason), r)
             return
+        except RoundCancelled as exc:
+            log.warning("%s: round %d was closed without it (%s); waiting for the next command", self.name, r, exc)
+            return
         self.link.send(report, r)
 
     def _train(self, r: int, start: ClientRoundStart, received: float) -> ClientRoundReport:
@@ -383,6 +409,8 @@ class Client:
         t_start = now_ms()
         t.opt1.lr = t.opt3.lr = state.lr_at(t.config, r)
         x, y = t.data.batch(r)
+        for abandoned in t.part1.pending_jobs:  # a round closed without this client, or one it runs again
+            t.part1.drop(abandoned)
         clock = time.perf_counter()
         act = _finite("its part-1 activations", t.part1.forward(r, x))
         compute1 = time.perf_counter() - clock
@@ -420,6 +448,8 @@ class Client:
         t_start = now_ms()
         t.opt1.lr = t.opt2.lr = t.opt3.lr = state.lr_at(t.config, r)
         x, y = t.data.batch(r)
+        for abandoned in t.part1.pending_jobs:  # a round closed without this client, or one it runs again
+            t.part1.drop(abandoned)
         clock = time.perf_counter()
         act = _finite("its part-1 activations", t.part1.forward(r, x))
         compute1 = time.perf_counter() - clock
@@ -451,6 +481,14 @@ class Client:
         return ClientRoundReport(r, float(result.loss), int(len(y)), t_start, finish, fwd, bwd,
                                  {"part1_fwd": compute1 * 1e3, "part3": compute3 * 1e3, "part1_bwd": compute1b * 1e3},
                                  {"part1_fwd": pad1 * 1e3, "part3": pad3 * 1e3, "part1_bwd": pad1b * 1e3})
+
+
+def _cancelled(env: Envelope) -> bool:
+    """Whether an ERROR says the job's round was closed without this client."""
+    try:
+        return ErrorReply.decode(env.message).code == RuntimeCode.CANCELLED
+    except PayloadError:
+        return False
 
 
 def _finite(what: str, array: np.ndarray) -> np.ndarray:

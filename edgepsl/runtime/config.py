@@ -15,6 +15,8 @@ from edgepsl.runtime.aggregation import STRATEGIES
 from edgepsl.runtime.errors import RunConfigError
 
 MAX_CHUNK_KB = 4096  # the protocol's bound on an artifact chunk (protocol.MAX_CHUNK_BYTES)
+STRAGGLER_POLICIES = ("wait", "drop")
+MIN_PEER_TIMEOUT_S = 2.0
 DEFAULT_ARTIFACT = str(Path(__file__).resolve().parents[1] / "artifacts" / "lenet5-fmnist")
 
 
@@ -67,6 +69,10 @@ class RunConfig:
     helper_early_mb: float = 256.0
     artifact_chunk_kb: int = 1024
     replan_threshold: float = 0.10
+    peer_timeout_s: float = 3.0
+    straggler_policy: str = "wait"
+    straggler_slack: float = 0.5
+    straggler_grace_ms: float = 1000.0
 
     def __post_init__(self) -> None:
         try:
@@ -84,10 +90,17 @@ class RunConfig:
                 raise RunConfigError(f"config key {name!r} must be >= 0, got {getattr(self, name)!r}")
         choices = {"optimizer": ("sgd", "adam"), "lr_schedule": ("constant", "cosine"), "method": method_names(), "dispatch": (*DISPATCH_RULES, "best"),
                    "fallback_rule": tuple(DISPATCH_RULES), "partition": ("iid", "dirichlet"),
-                   "links": ("measured", "declared"), "aggregation": tuple(STRATEGIES)}
+                   "links": ("measured", "declared"), "aggregation": tuple(STRATEGIES),
+                   "straggler_policy": STRAGGLER_POLICIES}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise RunConfigError(f"config key {name!r} is {getattr(self, name)!r}; choose one of {', '.join(allowed)}")
+        if not self.peer_timeout_s >= MIN_PEER_TIMEOUT_S:
+            raise RunConfigError(f"config key 'peer_timeout_s' must be >= {MIN_PEER_TIMEOUT_S:g} (two of the roles' "
+                                 f"1 s heartbeats), got {self.peer_timeout_s!r}")
+        for name in ("straggler_slack", "straggler_grace_ms"):
+            if not getattr(self, name) >= 0:
+                raise RunConfigError(f"config key {name!r} must be >= 0, got {getattr(self, name)!r}")
         if not 1 <= self.artifact_chunk_kb <= MAX_CHUNK_KB:
             raise RunConfigError(f"config key 'artifact_chunk_kb' must be in 1..{MAX_CHUNK_KB}, "
                                  f"got {self.artifact_chunk_kb}")
@@ -97,6 +110,10 @@ class RunConfig:
         if self.eval_every % self.aggregate_every:
             raise RunConfigError(f"eval_every ({self.eval_every}) must be a multiple of aggregate_every "
                                  f"({self.aggregate_every}): only averaged models are evaluated")
+
+    def round_deadline_ms(self, planned_makespan_ms: float) -> float:
+        """The straggler deadline of a round: planned makespan x (1 + straggler_slack) + straggler_grace_ms."""
+        return planned_makespan_ms * (1.0 + self.straggler_slack) + self.straggler_grace_ms
 
     def to_dict(self) -> dict[str, Any]:
         """The configuration as a plain dict (sent in WELCOME, written to run.toml); tuples as lists."""

@@ -20,14 +20,14 @@ from edgepsl.runtime.coordinator_link import SLICE_S, CoordinatorLink, bye_reaso
 from edgepsl.runtime.emulation import Emulation, Pacer
 from edgepsl.runtime.errors import CommandArrived, PayloadError, RoleFailedError, StopRequested
 from edgepsl.runtime.measure import measure_helper
-from edgepsl.runtime.protocol import (BWD, FWD, KIND_WORDS, Activations, CutShapes, EmulationInfo, ErrorReply,
+from edgepsl.runtime.protocol import (BWD, FWD, KIND_WORDS, Activations, CancelJobs, CutShapes, EmulationInfo, ErrorReply,
                                       ForwardJob, GradBack, Gradients, HelperProfile, HelperRoundReport,
                                       HelperRoundStart, HelperWelcome, JobRecord, Register, RuntimeCode, State,
                                       StateRequest, StateShapes)
 from edgepsl.runtime.trace import Trace, now_ms, tensor_bytes
 from edgepsl.segment import Manifest, Optimizer, Segment, SegmentError, StateError, load_manifest
 from edgepsl.wire import (Envelope, ErrorCode, EventKind, KeyPair, Message, MsgType, PeerChannel, PeerEvent,
-                          PeerSecurity, PeerUnreachableError, ServerChannel, ServerSecurity)
+                          JobId, PeerSecurity, PeerUnreachableError, ServerChannel, ServerSecurity)
 
 log = logging.getLogger("edgepsl.runtime.helper")
 PART2 = "part2/"
@@ -245,6 +245,7 @@ class Helper:
         self.serving: Serving | None = None
         self.server: ServerChannel | None = None
         self.early = EarlyJobs()
+        self.undelivered: dict[str, Message] = {}  # client -> the reply it could not be given (it reconnects)
         self.pacer = Pacer()
         secure = options.keypair is not None
         coord = PeerChannel(options.coordinator, self.name, insecure=not secure, config=channel_config(),
@@ -302,7 +303,12 @@ class Helper:
         if self.serving is None:
             self.link.refuse(env, f"{kind.value} before the welcome")
             return
-        if kind is MsgType.ROUND_START:
+        if kind is MsgType.ROUND_START and CancelJobs.peek_phase(env.message) == CancelJobs.PHASE:
+            cancel = self.link.decode(env, CancelJobs)
+            if cancel is not None:
+                log.info("%s: round %d already served; nothing to cancel for %s", self.name, cancel.round,
+                         ", ".join(cancel.clients))
+        elif kind is MsgType.ROUND_START:
             start = self.link.decode(env, HelperRoundStart)
             if start is not None and self._capacity_ok(env, start):
                 schedule = RoundSchedule(env.message.job.round, self.link.run, start)
@@ -369,8 +375,12 @@ class Helper:
         raise RoleFailedError(f"{self.name}: no command from the coordinator within {timeout:g} s")
 
     def _event(self, event: PeerEvent) -> None:
-        """Log a failed CURVE handshake of a client (once per cause, as the wire reports it); it disturbs no one."""
-        if event.kind is EventKind.AUTH_FAILED:
+        """Deliver a reply a client missed when it reconnects or resends its job (the wire drops the duplicate job by
+        its id, so it is never trained twice); log a failed CURVE handshake of a client (once per cause)."""
+        if event.kind in (EventKind.BACK, EventKind.JOINED) or (
+                event.kind is EventKind.DUPLICATE and event.job is not None):
+            self._redeliver(event.peer, event.job)
+        elif event.kind is EventKind.AUTH_FAILED:
             log.warning("%s: a client could not connect: %s (this helper allows only the clients the coordinator "
                         "welcomed)", self.name, event.detail)
 
@@ -438,6 +448,9 @@ class Helper:
         position = plan.position.get(env.peer)
         if position is None:
             self._refuse(env, ErrorCode.REJECTED, f"client {env.peer!r} is not assigned to helper {self.name}")
+        elif message.job.run == plan.run and message.job.round < plan.round:
+            self._refuse(env, RuntimeCode.CANCELLED, f"a job of round {message.job.round}, which was closed without "
+                                                     f"{env.peer}; this helper is serving round {plan.round}")
         elif message.job.round != plan.round or message.job.run != plan.run:
             self._refuse(env, ErrorCode.REJECTED, f"job of run {message.job.run!r} round {message.job.round}; "
                                                   f"this helper is serving run {plan.run!r} round {plan.round}")
@@ -522,7 +535,9 @@ class Helper:
         """
         assert self.server is not None
         command = self.link.poll()
-        if command is not None:
+        if command is not None and CancelJobs.peek_phase(command.message) == CancelJobs.PHASE:
+            self._cancel(command, plan, ready)
+        elif command is not None:
             raise CommandArrived(command)
         item = self.server.recv(timeout=min(timeout_s, SLICE_S))
         while item is not None:
@@ -531,6 +546,25 @@ class Helper:
             else:
                 self._event(item)
             item = self.server.recv(timeout=0)
+
+    def _cancel(self, env: Envelope, plan: RoundSchedule, ready: dict[tuple[int, int], Job]) -> None:
+        """Skip the cancelled clients' jobs of this round not yet run; the rest of the order goes on at once."""
+        cancel = self.link.decode(env, CancelJobs)
+        if cancel is None or cancel.round != plan.round:
+            return
+        for client in cancel.clients:
+            position = plan.position.get(client)
+            if position is None:
+                continue
+            for kind in (FWD, BWD):
+                if not plan.done[position, kind]:
+                    ready.pop((position, kind), None)
+                    plan.mark_done(position, kind)
+            segment, _ = self._part(client)
+            if plan.round in segment.pending_jobs:
+                segment.drop(plan.round)
+            self.trace.event("cancelled", client=client, round=plan.round)
+        log.info("%s: round %d goes on without %s", self.name, plan.round, ", ".join(cancel.clients))
 
     def _pad(self, start: float, target_s: float, plan: RoundSchedule, ready: dict[tuple[int, int], Job],
              t0: float) -> float:
@@ -583,4 +617,19 @@ class Helper:
             self.server.send(client, reply)
             self.trace.event("send", type=reply.type.value, client=client, round=reply.job.round, bytes=nbytes)
         except PeerUnreachableError as exc:
-            log.warning("could not return %s to %s: %s", reply.type.value, client, exc)
+            self.undelivered[client] = reply
+            log.warning("could not return %s to %s (%s); kept for when it reconnects", reply.type.value, client, exc)
+
+    def _redeliver(self, client: str, job: JobId | None) -> None:
+        """Send again the reply a client missed (to a resent job: only the reply to that job id)."""
+        assert self.server is not None
+        reply = self.undelivered.get(client)
+        if reply is None or (job is not None and reply.job != job):
+            return
+        try:
+            self.server.send(client, reply)
+        except PeerUnreachableError:
+            return
+        self.undelivered.pop(client, None)
+        log.info("%s: delivered the %s of round %d to %s after it reconnected", self.name, reply.type.value,
+                 reply.job.round, client)

@@ -39,6 +39,28 @@ class Links:
         """Write links.json."""
         Path(path).write_text(json.dumps(self.to_dict(), indent=1) + "\n")
 
+    def restricted(self, clients: Sequence[str], helpers: Sequence[str]) -> "Links":
+        """The links of these clients and helpers (all of them among this one's), in their order."""
+        rows = [self.clients.index(c) for c in clients]
+        columns = [self.helpers.index(h) for h in helpers]
+        return Links(tuple(clients), tuple(helpers), self.latency_ms[np.ix_(rows, columns)],
+                     self.mbps[np.ix_(rows, columns)], tuple(tuple(self.source[j][i] for i in columns) for j in rows),
+                     {c: self.probes[c] for c in clients if c in self.probes})
+
+
+def merged(links: Links, more: Links, clients: Sequence[str]) -> Links:
+    """The links of two sets of clients as one, on `more`'s helpers (a helper lost since is left out), rows in the
+    order of `clients`."""
+    columns = [links.helpers.index(h) for h in more.helpers]
+    links = Links(links.clients, more.helpers, links.latency_ms[:, columns], links.mbps[:, columns],
+                  tuple(tuple(row[i] for i in columns) for row in links.source), links.probes)
+    rows = {c: (links, j) for j, c in enumerate(links.clients)}
+    rows.update({c: (more, j) for j, c in enumerate(more.clients)})
+    pick = [rows[c] for c in clients]
+    return Links(tuple(clients), links.helpers, np.array([src.latency_ms[j] for src, j in pick]),
+                 np.array([src.mbps[j] for src, j in pick]), tuple(src.source[j] for src, j in pick),
+                 {**links.probes, **more.probes})
+
 
 def declared_links(config: RunConfig, clients: Sequence[str], helpers: Sequence[str],
                    client_bandwidth: Mapping[str, float | None]) -> Links:

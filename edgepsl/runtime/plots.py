@@ -18,7 +18,8 @@ def curves_png(records: Sequence[dict[str, Any]], path: str | Path, metric: str 
     fig = Figure(figsize=(10.0, 3.6), dpi=100)
     FigureCanvasAgg(fig)
     loss_ax, acc_ax = fig.subplots(1, 2)
-    loss_ax.plot([r["round"] for r in records], [r["loss"] for r in records], linewidth=0.8)
+    trained = [r for r in records if r["loss"] is not None]  # a round whose every client was closed out has none
+    loss_ax.plot([r["round"] for r in trained], [r["loss"] for r in trained], linewidth=0.8)
     loss_ax.set(xlabel="round", ylabel="mean training loss", title="training loss")
     evals = [r for r in records if r.get(metric) is not None]
     scale, unit = (100.0, " (%)") if metric in PERCENT_METRICS else (1.0, "")
@@ -31,12 +32,15 @@ def curves_png(records: Sequence[dict[str, Any]], path: str | Path, metric: str 
 
 
 def gantt_pair(instance: Instance, plan: Plan, planned: Timeline, measured: Instance, actual: Timeline,
-               directory: str | Path, round_: int) -> list[Path]:
-    """gantt-planned.png and gantt-actual.png of one round, plus trace-actual.json (Chrome trace of the round)."""
+               directory: str | Path, round_: int, version: int) -> list[Path]:
+    """gantt-planned.png and gantt-actual.png of one round run with plan version `version` (plans/v{version}.json),
+    plus trace-actual.json (Chrome trace of the round)."""
     root = Path(directory)
     out = [root / "gantt-planned.png", root / "gantt-actual.png", root / "trace-actual.json"]
-    gantt_png(instance, plan, planned, out[0], title=f"planned ({plan.method}): makespan {planned.makespan:,.1f} ms")
+    gantt_png(instance, plan, planned, out[0],
+              title=f"planned, plan v{version} ({plan.method}): makespan {planned.makespan:,.1f} ms")
     gantt_png(measured, plan, actual, out[1],
-              title=f"realised, round {round_}: makespan {actual.makespan:,.1f} ms (planned {planned.makespan:,.1f} ms)")
+              title=f"realised, round {round_}, plan v{version}: makespan {actual.makespan:,.1f} ms "
+                    f"(planned {planned.makespan:,.1f} ms)")
     write_chrome_trace(measured, plan, actual, out[2])
     return out

@@ -42,6 +42,7 @@ class RuntimeCode(enum.IntEnum):
     DIVERGED = 203      # training diverged: a non-finite loss or tensor of the sender's own training
     ROLE_FAILED = 204   # a role cannot go on (start-up error, lost peer, timeout); the reason names the cause
     BUSY = 205          # a helper's buffer for jobs that arrive before their round is full
+    CANCELLED = 206     # a job of a round that was closed without its client (lost or dropped as a straggler)
 
 
 def code_name(code: int) -> str:
@@ -663,6 +664,19 @@ class ClientRoundStart(Payload):
 
 
 @dataclass(frozen=True)
+class CancelJobs(Payload):
+    """The coordinator closed a round without some clients (lost, or dropped as stragglers): the helper skips their
+    jobs of that round not yet run and goes on with the rest of its order at once; a late job of theirs is refused
+    CANCELLED."""
+
+    TYPE = MsgType.ROUND_START
+    PHASE = "cancel"
+    DIRECTION = "K→H"
+    round: int = spec(Int(), "the round whose jobs are cancelled")
+    clients: list[str] = spec(ListOf(Str()), "the clients whose remaining jobs of that round are cancelled")
+
+
+@dataclass(frozen=True)
 class CutShapes:
     """The shapes of one batch of the two cut tensors: what job payloads must carry."""
 
@@ -877,7 +891,7 @@ class ErrorReply(Payload):
 
 PAYLOADS: tuple[type[Payload], ...] = (
     Register, HelperWelcome, ClientWelcome, ArtifactRequest, ArtifactChunk, ClientProfile, HelperProfile,
-    ProbeRequest, LinkReport, HelperRoundStart, ClientRoundStart, ForwardJob, Activations, Gradients, GradBack, ClientRoundReport,
+    ProbeRequest, LinkReport, HelperRoundStart, ClientRoundStart, CancelJobs, ForwardJob, Activations, Gradients, GradBack, ClientRoundReport,
     HelperRoundReport, StateRequest, State, Bye, ErrorReply)
 RECORDS: tuple[type[Record], ...] = (EmulationInfo, ArtifactInfo, ProbeTarget, LinkFit, Transfer, JobRecord)
 

@@ -16,7 +16,7 @@ def test_role_commands_carry_a_coordinator_key_beginning_with_a_dash(tmp_path):
     coordinator = new_dash_key_pair(KeyStore(tmp_path / "keys"), COORDINATOR)
     store = _keys(run)
     assert store.identity(COORDINATOR) == coordinator
-    commands = _commands(run, "tcp://127.0.0.1:5555", store)
+    commands = list(_commands(run, "tcp://127.0.0.1:5555", store).values())
     assert [cmd[3] for cmd in commands] == ["helper", "client", "client"]
     parser = build_parser()
     for cmd in commands:

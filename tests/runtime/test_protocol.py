@@ -54,6 +54,7 @@ SAMPLES: list[p.Payload] = [
     p.State(100, {"part1/m/p:w": np.ones((2, 2), np.float32), "part1/o/steps": np.array(3, np.int64)}),
     p.Bye("run finished"),
     p.ErrorReply(int(p.RuntimeCode.BAD_PAYLOAD), "register: role is missing"),
+    p.CancelJobs(3, ["client1"]),
     p.ArtifactRequest(SHA, 2),
     p.ArtifactChunk(SHA, 2, 3, data=np.arange(952, dtype=np.uint8)),
 ]

@@ -1,5 +1,9 @@
-"""Aggregation and checkpoint phases: gather every state, merge it with the configured strategy, send it back,
-write the checkpoint; on resume, send the checkpoint's state back to the roles."""
+"""Aggregation and checkpoint phases: gather the members' states, merge them with the configured strategy, send the
+result back, write the checkpoint; on resume, send the checkpoint's state back to the roles.
+
+Partial participation: only the clients that are members at the boundary (not lost) are asked for their states, and
+a client lost while the states are gathered is left out; the strategy weighs the states that arrived.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -13,12 +17,13 @@ from edgepsl.runtime import state
 from edgepsl.runtime.aggregation import Aggregation
 from edgepsl.runtime.config import RunConfig
 from edgepsl.runtime.coordinator.fleet import Fleet
-from edgepsl.runtime.coordinator.messenger import Messenger
+from edgepsl.runtime.coordinator.membership import Membership
+from edgepsl.runtime.coordinator.messenger import DROP, Messenger
 from edgepsl.runtime.coordinator.schedule import Schedule
-from edgepsl.runtime.errors import NonFiniteError, TrainingDivergedError
+from edgepsl.runtime.errors import NonFiniteError, RunAbortedError, TrainingDivergedError
 from edgepsl.runtime.protocol import State, StateRequest, StateShapes
 from edgepsl.segment import Segment
-from edgepsl.wire import Envelope, MsgType
+from edgepsl.wire import Envelope, EventKind, MsgType, PeerEvent
 
 PARTS = ("part1/", "part2/", "part3/")
 
@@ -32,16 +37,17 @@ class Gathered:
 
 
 def gather(messenger: Messenger, config: RunConfig, fleet: Fleet, schedule: Schedule, model: Mapping[str, Segment],
-           r: int) -> Gathered:
-    """STATE (model and optimizer) of every client (part1, part3) and of every middle part after round r; a client
-    in local mode sends its own part-2 with its ends, which is split off as its middle part.
+           membership: Membership, r: int) -> Gathered:
+    """STATE (model and optimizer) of every member (part1, part3) and of its middle part after round r; a client
+    in local mode sends its own part-2 with its ends, which is split off as its middle part. A client lost meanwhile
+    is left out (both its parts); Gathered holds the clients whose every part arrived.
 
     A state that holds NaN or infinity ends the run at once (TrainingDivergedError naming the round and the role).
     """
-    for name in fleet.clients:
-        messenger.send(name, StateRequest(True, [name] if schedule.is_local(fleet, name) else []), r, name)
+    members = [name for name in membership.members if messenger.reach(
+        name, StateRequest(True, [name] if schedule.is_local(fleet, name) else []), r, name)]
     for i, name in enumerate(fleet.helpers):
-        mine = [c for j, c in enumerate(fleet.clients) if schedule.plan.assignment[j] == i]
+        mine = [c for j, c in enumerate(fleet.clients) if schedule.plan.assignment[j] == i and c in members]
         messenger.send(name, StateRequest(True, mine), r)
     ends = state.shapes({"part1/": model["part1"], "part3/": model["part3"]})
     middle = state.shapes({"part2/": model["part2"]})
@@ -53,6 +59,8 @@ def gather(messenger: Messenger, config: RunConfig, fleet: Fleet, schedule: Sche
         if env.message.type is not MsgType.STATE or env.message.job.round != r:
             return None
         if env.peer in fleet.clients:
+            if env.peer not in expected:
+                return None
             local = schedule.is_local(fleet, env.peer)
             payload = _decode(env, whole if local else ends, r, env.peer)
             if payload.samples is None:
@@ -65,13 +73,33 @@ def gather(messenger: Messenger, config: RunConfig, fleet: Fleet, schedule: Sche
             return env.peer
         owner = env.message.job.client
         if env.peer in fleet.helpers and owner in fleet.clients and schedule.helper_of(fleet, owner) == env.peer:
+            if owner not in expected:
+                return DROP  # the middle part of a client lost meanwhile
             middles[owner] = _decode(env, middle, r, f"{env.peer} ({owner}'s middle part)")
             return owner + "@part2"
         return None
 
-    split = sum(not schedule.is_local(fleet, name) for name in fleet.clients)
-    messenger.collect(accept, len(fleet.clients) + split, f"the states of round {r}", config.round_timeout_s, r)
-    return Gathered(clients, middles)
+    expected = set(members)
+    split = {n for n in members if not schedule.is_local(fleet, n)}
+
+    def events(event: PeerEvent) -> None:
+        if event.peer in fleet.helpers and event.kind is EventKind.LOST:
+            raise RunAbortedError(f"helper {event.peer} was lost while the states of round {r} were gathered; the "
+                                  f"last checkpoint is in the run directory")
+        if event.peer not in fleet.clients:
+            return
+        if event.kind is EventKind.LOST:
+            membership.lose(event.peer)
+            expected.discard(event.peer)
+        else:
+            membership.heard(event.peer)
+
+    messenger.collect(accept, lambda: len(expected) + len(split & expected), f"the states of round {r}",
+                      config.round_timeout_s, r, events=events)
+    done = [n for n in members if n in expected and n in clients and n in middles]
+    if not done:
+        raise RunAbortedError(f"no client's state arrived after round {r}: every member was lost")
+    return Gathered({n: clients[n] for n in done}, {n: middles[n] for n in done})
 
 
 def _decode(env: Envelope, shapes: StateShapes, r: int, role: str) -> State:
@@ -82,36 +110,38 @@ def _decode(env: Envelope, shapes: StateShapes, r: int, role: str) -> State:
         raise TrainingDivergedError(f"training diverged at round {r}: {role}: {exc}") from None
 
 
-def aggregate(strategy: Aggregation, fleet: Fleet, gathered: Gathered, r: int) -> ckpt.Checkpoint:
-    """The merged model (part1, part2, part3; weights: the clients' samples) and every owner's optimizer state."""
-    weights = [float(gathered.clients[n].samples or 0) for n in fleet.clients]
+def aggregate(strategy: Aggregation, gathered: Gathered, r: int) -> ckpt.Checkpoint:
+    """The merged model of the gathered clients (part1, part2, part3; weights: their samples) and each one's optimizer
+    state."""
+    names = list(gathered.clients)
+    weights = [float(gathered.clients[n].samples or 0) for n in names]
     model: dict[str, np.ndarray] = {}
     for prefix in PARTS:
         source = gathered.middles if prefix == "part2/" else gathered.clients
-        states = [state.unpack(source[n].state, prefix)[0] for n in fleet.clients]
+        states = [state.unpack(source[n].state, prefix)[0] for n in names]
         model.update({prefix + state.MODEL + k: v for k, v in strategy.aggregate(states, weights).items()})
     optim = {n: ckpt.select(gathered.clients[n].state, ("part1/" + state.OPTIM, "part3/" + state.OPTIM))
-             for n in fleet.clients}
-    optim.update({n + "@part2": ckpt.select(gathered.middles[n].state, ("part2/" + state.OPTIM,))
-                  for n in fleet.clients})
+             for n in names}
+    optim.update({n + "@part2": ckpt.select(gathered.middles[n].state, ("part2/" + state.OPTIM,)) for n in names})
     return ckpt.Checkpoint(r, model, optim)
 
 
 def broadcast(messenger: Messenger, fleet: Fleet, schedule: Schedule, saved: ckpt.Checkpoint,
-              with_optimizer: bool) -> None:
-    """Send the model (and, on resume, each owner's optimizer state) to every client and middle part; a client in
-    local mode gets its part-2 in the same STATE as its ends."""
+              with_optimizer: bool, clients: list[str]) -> None:
+    """Send the model (and, on resume, each owner's optimizer state where the checkpoint has one: a client left out
+    of the last averaging has none) to these clients and their middle parts; a client in local mode gets its part-2
+    in the same STATE as its ends."""
     ends = ckpt.select(saved.model, ("part1/", "part3/"))
     middle = ckpt.select(saved.model, ("part2/",))
-    for name in fleet.clients:
-        extra = saved.optim[name] if with_optimizer else {}
+    for name in clients:
+        extra = saved.optim.get(name, {}) if with_optimizer else {}
         if schedule.is_local(fleet, name):
-            extra = {**extra, **middle, **(saved.optim[name + "@part2"] if with_optimizer else {})}
-        messenger.send(name, State(None, {**ends, **extra}), saved.round, name)
-    for name in fleet.clients:
+            extra = {**extra, **middle, **(saved.optim.get(name + "@part2", {}) if with_optimizer else {})}
+        messenger.reach(name, State(None, {**ends, **extra}), saved.round, name)
+    for name in clients:
         if schedule.is_local(fleet, name):
             continue
-        extra = saved.optim[name + "@part2"] if with_optimizer else {}
+        extra = saved.optim.get(name + "@part2", {}) if with_optimizer else {}
         messenger.send(schedule.helper_of(fleet, name), State(None, {**middle, **extra}), saved.round, name)
 
 

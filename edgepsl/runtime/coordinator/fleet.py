@@ -10,6 +10,12 @@ from edgepsl.runtime.protocol import ClientProfile, ClientWelcome, HelperProfile
 from edgepsl.wire import Envelope, MsgType
 
 
+def joined(fleet: Fleet, registrations: Mapping[str, Register]) -> Fleet:
+    """The fleet with clients that registered during the run added (natural order)."""
+    clients = sorted([*fleet.clients, *registrations], key=natural)
+    return Fleet({**fleet.registrations, **registrations}, clients, list(fleet.helpers))
+
+
 def natural(name: str) -> tuple[int, str]:
     """Sort key of role names: shorter first, so client2 comes before client10."""
     return len(name), name
@@ -62,21 +68,26 @@ def register(messenger: Messenger, config: RunConfig) -> Fleet:
                  [n for n in names if registrations[n].role == "helper"])
 
 
-def welcome(messenger: Messenger, config: RunConfig, fleet: Fleet, allowed: Mapping[str, bytes | str]) -> Profiles:
-    """Send every role its welcome (naming the run's artifact) and collect its profile (register_timeout_s)."""
+def welcome(messenger: Messenger, config: RunConfig, fleet: Fleet, allowed: Mapping[str, bytes | str],
+            roles: list[str] | None = None) -> Profiles:
+    """Send every role (of `roles`, when given: the helpers again and the clients that join during the run) its
+    welcome (naming the run's artifact and every client's key) and collect its profile (register_timeout_s)."""
+    roles = fleet.roles if roles is None else roles
     artifact = messenger.artifact.info
     client_keys = {n: (allowed[n].decode() if isinstance(allowed[n], bytes) else str(allowed[n]))
                    for n in fleet.clients if n in allowed}
     client_links = {n: fleet.registrations[n].emulation.bandwidth_mbps for n in fleet.clients}
     for name in fleet.helpers:
-        messenger.send(name, HelperWelcome(config, artifact, client_keys, client_links), 0)
+        if name in roles:
+            messenger.send(name, HelperWelcome(config, artifact, client_keys, client_links), 0)
     for index, name in enumerate(fleet.clients):
-        messenger.send(name, ClientWelcome(config, artifact, index), 0, name)
+        if name in roles:
+            messenger.send(name, ClientWelcome(config, artifact, index), 0, name)
     clients: dict[str, ClientProfile] = {}
     helpers: dict[str, HelperProfile] = {}
 
     def accept(env: Envelope) -> str | None:
-        if env.message.type is not MsgType.REPORT or env.peer not in fleet.registrations:
+        if env.message.type is not MsgType.REPORT or env.peer not in roles:
             return None
         if env.peer in fleet.clients:
             clients[env.peer] = ClientProfile.decode(env.message)
@@ -84,5 +95,5 @@ def welcome(messenger: Messenger, config: RunConfig, fleet: Fleet, allowed: Mapp
             helpers[env.peer] = HelperProfile.decode(env.message)
         return env.peer
 
-    messenger.collect(accept, len(fleet.registrations), "profiles", config.register_timeout_s)
+    messenger.collect(accept, len(roles), "profiles", config.register_timeout_s)
     return Profiles(clients, helpers)

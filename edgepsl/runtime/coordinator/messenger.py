@@ -24,6 +24,7 @@ WATCH_S = 1.0
 CHECKED_AS: tuple[type[Payload], ...] = (Register, ClientProfile, LinkReport, ClientRoundReport, State, Bye)
 
 Accept = Callable[[Envelope], "str | None"]
+DROP = "\0drop"  # what accept returns for a message it swallows silently (a late report of a closed round)
 
 
 class Messenger:
@@ -37,6 +38,8 @@ class Messenger:
         self.trace = trace
         self.watch = watch
         self.members: dict[str, str] = {}  # registered role name -> "client" | "helper"
+        self.admit_joins = False  # after the fleet phase: a client that registers is kept in `joining`
+        self.joining: dict[str, Register] = {}  # clients that registered during the run, not yet admitted
         self._seq = time.time_ns() // 1000
 
     def token(self) -> int:
@@ -56,6 +59,15 @@ class Messenger:
         except PeerUnreachableError as exc:
             raise RunAbortedError(f"cannot reach {peer}: {exc}") from None
         self.trace.event("send", type=message.type.value, peer=peer, round=round_)
+
+    def reach(self, peer: str, payload: Payload, round_: int, client: str = "") -> bool:
+        """Send a payload to a role that may be gone: False (and a log line) when it cannot be reached."""
+        try:
+            self.send(peer, payload, round_, client)
+        except RunAbortedError as exc:
+            log.warning("%s", exc)
+            return False
+        return True
 
     def farewell(self, reason: str) -> None:
         """Best effort: tell every registered role that the run is over, so none waits for its timeout."""
@@ -98,6 +110,22 @@ class Messenger:
             return
         self.trace.event("send", type=MsgType.ARTIFACT_CHUNK.value, peer=env.peer, round=0, index=chunk.index)
 
+    def _join(self, env: Envelope) -> None:
+        """Keep the registration of a client that registers during the run (it joins at the next aggregation
+        boundary); a helper cannot join yet and is refused REJECTED, a malformed registration BAD_PAYLOAD."""
+        try:
+            payload = Register.decode(env.message)
+        except PayloadError as exc:
+            self.refuse(env, RuntimeCode.BAD_PAYLOAD, str(exc))
+            return
+        if payload.role != "client":
+            self.refuse(env, ErrorCode.REJECTED, "a helper cannot join a running run yet; start it with the run")
+            return
+        if env.peer not in self.joining:
+            log.info("%s registered during the run; it joins at the next aggregation boundary", env.peer)
+            self.trace.event("join_request", peer=env.peer)
+        self.joining[env.peer] = payload
+
     def _auth_failed(self, event: PeerEvent) -> None:
         """Log and trace a failed handshake (the wire reports each cause once); the run goes on."""
         self.trace.event("auth_failed", peer=event.peer, detail=event.detail)
@@ -123,19 +151,33 @@ class Messenger:
             raise TrainingDivergedError(f"training diverged at round {env.message.job.round}: {error.reason}")
         raise RunAbortedError(error.text(env.peer))
 
-    def collect(self, accept: Accept, count: int, what: str, timeout_s: float, round_: int = 0) -> None:
-        """Wait for `count` messages that `accept` takes (it returns the slot they fill, once each, or None).
+    def collect(self, accept: Accept, count: int | Callable[[], int], what: str, timeout_s: float, round_: int = 0,
+                *, events: Callable[[PeerEvent], None] | None = None,
+                due: tuple[float, Callable[[], None]] | None = None) -> set[str]:
+        """Wait for `count` messages that `accept` takes (it returns the slot they fill, once each, DROP to swallow
+        the message, or None to refuse it); the slots filled.
 
-        accept may raise PayloadError: the message is refused with BAD_PAYLOAD and the phase keeps waiting.
-        A duplicate REGISTER of a member is dropped silently (roles re-send it until welcomed).
+        count may be a function, read again after every event (a phase that closes a round without a lost peer
+        lowers it). events, when given, sees every LOST and BACK of a member; due = (monotonic time, action) runs
+        the action once at that time (a round's straggler deadline). accept may raise PayloadError: the message
+        is refused with BAD_PAYLOAD and the phase keeps waiting. A duplicate REGISTER of a member is dropped
+        silently (roles re-send it until welcomed).
         """
+        wanted = count if callable(count) else (lambda: count)
         got: set[str] = set()
         deadline = time.monotonic() + timeout_s
-        while len(got) < count:
+        while len(got) < wanted():
+            if due is not None and time.monotonic() >= due[0]:
+                due[1]()
+                due = None
+                continue
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise RunAbortedError(f"timed out after {timeout_s:g} s waiting for {what} ({len(got)} of {count})")
-            item = self.server.recv(timeout=min(remaining, WATCH_S))
+            wait = min(remaining, WATCH_S)
+            if due is not None:
+                wait = max(0.0, min(wait, due[0] - time.monotonic()))
+            item = self.server.recv(timeout=wait)
             if isinstance(item, Envelope) and item.peer in self.members and \
                     item.message.type in (MsgType.ERROR, MsgType.BYE):
                 self._ends_run(item, round_)
@@ -146,12 +188,17 @@ class Messenger:
             if isinstance(item, PeerEvent):
                 if item.kind is EventKind.LOST and item.peer in self.members:
                     log.warning("%s went silent during %s", item.peer, what)
+                if events is not None and item.kind in (EventKind.LOST, EventKind.BACK) and item.peer in self.members:
+                    events(item)
                 elif item.kind is EventKind.AUTH_FAILED:
                     self._auth_failed(item)
                 continue
             if item.message.type is MsgType.ERROR:
                 continue
             if item.message.type is MsgType.REGISTER and item.peer in self.members:
+                continue
+            if item.message.type is MsgType.REGISTER and self.admit_joins:
+                self._join(item)
                 continue
             if item.message.type is MsgType.ARTIFACT_REQUEST and item.peer in self.members:
                 self._send_chunk(item)
@@ -161,8 +208,11 @@ class Messenger:
             except PayloadError as exc:
                 self.refuse(item, RuntimeCode.BAD_PAYLOAD, str(exc))
                 continue
+            if slot == DROP:
+                continue
             if slot is None or slot in got:
                 self.refuse_unexpected(item, what)
                 continue
             got.add(slot)
+        return got
 

@@ -6,19 +6,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
+
 from edgepsl.runtime import checkpoint as ckpt
+from edgepsl.runtime import state
 from edgepsl.runtime.aggregation import strategy
 from edgepsl.runtime.channels import SERVER_INBOX, channel_config
 from edgepsl.runtime.config import RunConfig
-from edgepsl.runtime.coordinator import averaging, fleet as fleet_phase, schedule as schedule_phase
+from edgepsl.runtime.coordinator import averaging, fleet as fleet_phase, replanning, schedule as schedule_phase
+from edgepsl.runtime.coordinator.drift import DriftMonitor
 from edgepsl.runtime.coordinator.evaluation import evaluate
+from edgepsl.runtime.coordinator.membership import Membership
 from edgepsl.runtime.coordinator.messenger import Messenger
-from edgepsl.runtime.coordinator.rounds import play_round
+from edgepsl.runtime.coordinator.rounds import RoundOutcome, play_round
 from edgepsl.runtime.coordinator.schedule import Schedule
 from edgepsl.data.spec import load_test_data
 from edgepsl.runtime.artifact_transfer import ArtifactSource
 from edgepsl.runtime.errors import RunAbortedError, RunConfigError, StopRequested
+from edgepsl.runtime.estimates import Estimates
+from edgepsl.runtime.links import Links, merged
 from edgepsl.runtime.metrics import MetricsLog, RoundRecord
+from edgepsl.runtime.protocol import State
 from edgepsl.runtime.trace import Trace
 from edgepsl.segment import Segment, load_manifest
 from edgepsl.wire import ServerChannel, ServerSecurity
@@ -67,7 +75,7 @@ class Coordinator:
         self.on_round = on_round
         self.allowed = dict(security.allowed) if security is not None else {}
         self.server = ServerChannel(bind, security=security, insecure=security is None,
-                                    config=channel_config(config.float16, SERVER_INBOX))
+                                    config=channel_config(config.float16, SERVER_INBOX, config.peer_timeout_s))
         self.endpoint = self.server.endpoint
         self.trace = Trace(self.run_dir / "traces" / "coordinator.jsonl", "coordinator")
         self.manifest = load_manifest(config.artifact)
@@ -97,6 +105,7 @@ class Coordinator:
             fleet = fleet_phase.register(messenger, cfg)
             log.info("registered %d clients and %d helpers", len(fleet.clients), len(fleet.helpers))
             profiles = fleet_phase.welcome(messenger, cfg, fleet, self.allowed)
+            links: Links | None = None  # a resumed run probes nothing: clients cannot join it
             if self.resume:
                 instance, plan = schedule_phase.resumed_plan(fleet, self.run_dir)
             else:
@@ -104,18 +113,49 @@ class Coordinator:
                 instance, plan = schedule_phase.plan_round(cfg, self.manifest, fleet, profiles, links, self.run_dir)
             schedule = schedule_phase.schedule(cfg, fleet, profiles, instance, plan, self.endpoint, self.run_dir)
             first = self._restore(fleet, schedule) if self.resume else 0
+            replanning.save_version(self.run_dir, schedule, first, "resumed" if self.resume else "start")
+            messenger.admit_joins = links is not None
+            membership = Membership(fleet.clients)
+            saved: ckpt.Checkpoint | None = None
+            # Closed loop (a fresh run): smoothed part and link times from every complete round; when the realised
+            # makespan drifts from the plan, re-plan from them at the next aggregation boundary.
+            estimates = self._estimates(fleet, profiles, links)
+            monitor = DriftMonitor(cfg.replan_threshold)
+            drift_due = False
             for r in range(first, last):
-                record = play_round(messenger, cfg, fleet, schedule, r)
-                metrics = dict(record.metrics)
+                outcome = play_round(messenger, cfg, fleet, schedule, membership, r)
+                if outcome.lost_helpers:
+                    fleet, profiles, schedule, outcome = self._helper_lost(fleet, profiles, schedule, membership,
+                                                                           outcome, saved, r)
+                    links = links.restricted(fleet.clients, fleet.helpers) if links is not None else None
+                    estimates, drift_due = self._estimates(fleet, profiles, links), False
+                    monitor.planned_changed()
+                record = outcome.record or record
+                metrics = dict(outcome.metrics)
+                if estimates is not None and outcome.record is not None:
+                    estimates.observe(outcome.record)
+                    drift_due |= monitor.observe(schedule.timeline.makespan, metrics["realised_makespan_ms"])
                 if (r + 1) % cfg.aggregate_every == 0 or r + 1 == cfg.rounds:
-                    gathered = averaging.gather(messenger, cfg, fleet, schedule, self.model, r)
-                    saved = self._average(fleet, schedule, gathered, r)
+                    gathered = averaging.gather(messenger, cfg, fleet, schedule, self.model, membership, r)
+                    saved = self._average(fleet, schedule, gathered, membership, r)
+                    metrics["averaged"] = list(gathered.clients)
+                    if messenger.joining and links is not None:
+                        before = set(fleet.clients)
+                        fleet, profiles, links, schedule = self._join(fleet, profiles, links, schedule, membership,
+                                                                      saved, r)
+                        metrics["joined"] = [c for c in fleet.clients if c not in before]
+                        estimates, drift_due = self._estimates(fleet, profiles, links), False
+                        monitor.planned_changed()
+                    if drift_due and estimates is not None and r + 1 < last:
+                        schedule = self._drift(fleet, profiles, schedule, estimates, saved, r)
+                        metrics["replanned_to"], drift_due = schedule.version, False
+                        monitor.planned_changed()
                     if (r + 1) % cfg.eval_every == 0 or r + 1 == cfg.rounds:
                         metrics[metric] = evaluate(self.model, self.manifest, test)
                     averaging.save(self.run_dir, saved)
                 self.metrics.append(metrics)
                 records.append(metrics)
-                log.debug("round %d: loss %.4f, makespan %.1f ms%s", r, metrics["loss"],
+                log.debug("round %d: loss %s, makespan %.1f ms%s", r, metrics["loss"],
                          metrics["realised_makespan_ms"],
                          f", {metric} {metrics[metric]:.4g}" if metric in metrics else "")
                 if self.on_round is not None:
@@ -137,32 +177,125 @@ class Coordinator:
         return RunSummary(self.run_dir, last, metric, values[-1] if values else None,
                           float(schedule.timeline.makespan), [m["realised_makespan_ms"] for m in records], records)
 
+    def _helper_lost(self, fleet: fleet_phase.Fleet, profiles: fleet_phase.Profiles, schedule: Schedule,
+                     membership: Membership, outcome: RoundOutcome, saved: ckpt.Checkpoint | None,
+                     r: int) -> tuple[fleet_phase.Fleet, fleet_phase.Profiles, Schedule, RoundOutcome]:
+        """Re-plan the clients onto the surviving helpers (warm-started), restore each moved client's middle part from
+        the last averaged model (and its optimizer state from the last checkpoint), and re-run round r for the
+        clients the lost helper left unfinished; the new fleet, profiles, schedule and the round's merged outcome."""
+        lost = outcome.lost_helpers
+        for name in lost:
+            self.messenger.members.pop(name, None)
+        survivors = fleet_phase.Fleet({n: reg for n, reg in fleet.registrations.items() if n not in lost},
+                                      fleet.clients, [h for h in fleet.helpers if h not in lost])
+        profiles = fleet_phase.Profiles(profiles.clients, {n: p for n, p in profiles.helpers.items() if n not in lost})
+        if not survivors.helpers:
+            raise RunAbortedError(f"every helper was lost at round {r}; the last checkpoint is in "
+                                  f"{self.run_dir / 'checkpoint'}")
+        instance = replanning.without_helpers(schedule.instance, lost)
+        new = replanning.replan(self.config, survivors, profiles, instance, schedule, r,
+                                f"helper {', '.join(lost)} lost", self.run_dir, self.endpoint)
+        self._move_middles(survivors, schedule, fleet, new, saved, r)
+        rerun = outcome.closed_for("helper_lost")
+        metrics = dict(outcome.metrics)
+        if rerun:
+            second = play_round(self.messenger, self.config, survivors, new, membership, r, only=rerun)
+            losses = {**metrics["client_loss"], **second.metrics["client_loss"]}
+            metrics.update({"members": [c for c in fleet.clients if c in losses], "client_loss": losses,
+                            "loss": float(np.mean(list(losses.values()))) if losses else None,
+                            "rerun": second.metrics["members"],
+                            "rerun_started_ms": second.metrics["started_ms"], "ended_ms": second.metrics["ended_ms"],
+                            "realised_makespan_ms": second.metrics["ended_ms"] - metrics["started_ms"]})
+        metrics["replanned_to"] = new.version
+        return survivors, profiles, new, RoundOutcome(metrics, None, outcome.closed, lost)
+
+    def _move_middles(self, fleet: fleet_phase.Fleet, before: Schedule, before_fleet: fleet_phase.Fleet,
+                      after: Schedule, saved: ckpt.Checkpoint | None, r: int) -> None:
+        """Send each client whose middle part changes helper the last averaged part-2 and its optimizer state from
+        the last checkpoint (the coordinator's initial part-2 before any averaging); local clients keep their own."""
+        model = saved.model if saved is not None else state.pack(self.model["part2"], "part2/")
+        middle = ckpt.select(model, ("part2/",))
+        for name in replanning.moved(fleet, before, before_fleet, after):
+            if after.is_local(fleet, name):
+                continue
+            optim = saved.optim.get(name + "@part2", {}) if saved is not None else {}
+            self.messenger.send(after.helper_of(fleet, name), State(None, {**middle, **optim}), r, name)
+
+    def _estimates(self, fleet: fleet_phase.Fleet, profiles: fleet_phase.Profiles,
+                   links: Links | None) -> Estimates | None:
+        """Smoothed estimates for this fleet, starting from its declared times and measured links (None on a resumed
+        run, which probes no links: it keeps its plan until membership changes)."""
+        if links is None:
+            return None
+        return Estimates(self.config, self.manifest, fleet.clients, fleet.helpers,
+                         *schedule_phase.declared_profiles(fleet, profiles), links)
+
+    def _drift(self, fleet: fleet_phase.Fleet, profiles: fleet_phase.Profiles, schedule: Schedule,
+               estimates: Estimates, saved: ckpt.Checkpoint, r: int) -> Schedule:
+        """Re-plan from the smoothed estimates after averaging round r (warm-started); a client whose helper changes
+        gets the averaged part-2 and its optimizer state on its new helper, which is exactly its state now."""
+        new = replanning.replan(self.config, fleet, profiles, estimates.instance(), schedule, r + 1,
+                                "drift of the realised makespan from the plan", self.run_dir, self.endpoint)
+        self._move_middles(fleet, schedule, fleet, new, saved, r)
+        return new
+
+    def _join(self, fleet: fleet_phase.Fleet, profiles: fleet_phase.Profiles, links: Links, schedule: Schedule,
+              membership: Membership, saved: ckpt.Checkpoint,
+              r: int) -> tuple[fleet_phase.Fleet, fleet_phase.Profiles, Links, Schedule]:
+        """Admit the clients that registered during the run: welcome them (and the helpers again, with their keys),
+        probe their links, re-plan warm-started from the current plan, send them the averaged model; they train
+        from round r + 1."""
+        messenger, cfg = self.messenger, self.config
+        joining = dict(messenger.joining)
+        messenger.joining.clear()
+        names = sorted(joining, key=fleet_phase.natural)
+        for name in names:
+            messenger.members[name] = "client"
+        grown = fleet_phase.joined(fleet, joining)
+        sized = cfg.replace(clients=len(grown.clients))
+        fresh = fleet_phase.welcome(messenger, sized, grown, self.allowed, [*grown.helpers, *names])
+        profiles = fleet_phase.Profiles({**profiles.clients, **fresh.clients}, {**profiles.helpers, **fresh.helpers})
+        newcomers = fleet_phase.Fleet(grown.registrations, names, grown.helpers)
+        links = merged(links, schedule_phase.links(messenger, sized, self.manifest, newcomers, profiles), grown.clients)
+        links.save(self.run_dir / "links.json")
+        instance = schedule_phase.build(cfg, self.manifest, grown, profiles, links)
+        schedule = replanning.replan(cfg, grown, profiles, instance, schedule, r + 1, f"{', '.join(names)} joined",
+                                     self.run_dir, self.endpoint)
+        averaging.broadcast(messenger, grown, schedule, saved, False, names)
+        membership.add(names)
+        log.warning("%s joined the run at round %d", ", ".join(names), r + 1)
+        return grown, profiles, links, schedule
+
     def _average(self, fleet: fleet_phase.Fleet, schedule: Schedule, gathered: averaging.Gathered,
-                 r: int) -> ckpt.Checkpoint:
-        """Merge the gathered states, load the result for evaluation and send it back to every role."""
-        saved = averaging.aggregate(self.strategy, fleet, gathered, r)
+                 membership: Membership, r: int) -> ckpt.Checkpoint:
+        """Merge the gathered states, load the result for evaluation and send it to the members and to the clients
+        that came back (they rejoin here)."""
+        saved = averaging.aggregate(self.strategy, gathered, r)
         averaging.load_model(self.model, saved)
-        averaging.broadcast(self.messenger, fleet, schedule, saved, with_optimizer=False)
+        back = membership.rejoin()
+        clients = [c for c in membership.members if c in gathered.clients or c in back]
+        averaging.broadcast(self.messenger, fleet, schedule, saved, False, clients)
         return saved
 
     def _restore(self, fleet: fleet_phase.Fleet, schedule: Schedule) -> int:
         """Send the checkpoint's model and optimizer states to the roles; the first round to run."""
         saved = ckpt.load(self.run_dir / "checkpoint")
         averaging.load_model(self.model, saved)
-        averaging.broadcast(self.messenger, fleet, schedule, saved, with_optimizer=True)
+        averaging.broadcast(self.messenger, fleet, schedule, saved, True, fleet.clients)
         self.metrics.truncate_after(saved.round)
         return saved.round + 1
 
     def _figures(self, schedule: Schedule | None, last: RoundRecord | None, r: int) -> None:
-        """curves.png from metrics.jsonl, and the planned and last realised rounds' Gantt charts."""
+        """curves.png from metrics.jsonl, and the planned and last realised rounds' Gantt charts (of the last plan
+        version, when a complete round ran it), titled with the plan version."""
         try:
             from edgepsl.runtime.plots import curves_png, gantt_pair
 
             records = self.metrics.read()
             if records:
                 curves_png(records, self.run_dir / "curves.png", self.manifest.metric)
-            if schedule is not None and last is not None:
+            if schedule is not None and last is not None and last.metrics["plan_version"] == schedule.version:
                 gantt_pair(schedule.instance, schedule.plan, schedule.timeline, last.measured, last.timeline,
-                           self.run_dir, int(last.metrics.get("round", r)))
+                           self.run_dir, int(last.metrics.get("round", r)), schedule.version)
         except ImportError as exc:
             log.warning("no figures (%s): install the plot extra, pip install 'edgepsl[plot]'", exc)

@@ -34,6 +34,7 @@ class Schedule:
     timeline: Timeline
     helper_starts: dict[str, HelperRoundStart]
     client_starts: dict[str, ClientRoundStart]
+    version: int = 0  # the plan version (plans/v{version}.json; 0: the start-up plan)
 
     def helper_of(self, fleet: Fleet, client: str) -> str:
         """The helper a client is assigned to; the client itself in local mode (it holds its own part-2)."""
@@ -86,12 +87,17 @@ def plan_round(config: RunConfig, manifest: Manifest, fleet: Fleet, profiles: Pr
                run_dir: Path) -> tuple[Instance, Plan]:
     """Build the instance from the profiles and links, plan it with the configured method; write both files."""
     measured.save(run_dir / "links.json")
-    instance = planning.build_instance(config, manifest, fleet.clients, fleet.helpers,
-                                       *declared_profiles(fleet, profiles), measured)
+    instance = build(config, manifest, fleet, profiles, measured)
     plan = planning.make_plan(config, instance).plan
     instance.save(run_dir / "instance.json")
     plan.save(run_dir / "plan.json")
     return instance, plan
+
+
+def build(config: RunConfig, manifest: Manifest, fleet: Fleet, profiles: Profiles, measured: Links) -> Instance:
+    """The planning instance of the fleet from its declared profiles and links."""
+    return planning.build_instance(config, manifest, fleet.clients, fleet.helpers,
+                                   *declared_profiles(fleet, profiles), measured)
 
 
 def resumed_plan(fleet: Fleet, run_dir: Path) -> tuple[Instance, Plan]:

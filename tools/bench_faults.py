@@ -1,0 +1,152 @@
+"""Benchmark elastic rounds on an emulated fleet: client kill -9, client pause, helper kill -9 and a client that
+joins, against an undisturbed run of the same rounds.
+
+K clients and H helpers (the paper's scenario-1 devices and links, `--emulate paper` of the demo, times scaled by
+--time-scale) run as processes on this machine. The faulted run kills a client at --kill-client-at, pauses another
+for --pause-s seconds at --pause-at, kills a helper at --kill-helper-at and starts a new client at --join-at (each
+applied by PID as soon as the round before has ended; the new client joins at the next aggregation boundary).
+Reported: per-round realised and planned makespan; the time from each fault to the end of the next completed
+round; the round in which the killed client was lost against planned makespan + peer_timeout_s + 10 %; the time from the helper loss being declared to the start of the re-run; each re-plan's makespan against
+greedy-ls solved from scratch on the same members; final accuracy against the undisturbed run.
+
+    python tools/bench_faults.py [--clients 12] [--helpers 3] [--rounds 120] [--out bench-results/faults.json]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from edgepsl.plan.instance import Instance  # noqa: E402
+from edgepsl.plan.solvers import plan as solve  # noqa: E402
+from edgepsl.runtime.config import RunConfig  # noqa: E402
+from edgepsl.runtime.emulation import paper_fleet  # noqa: E402
+from edgepsl.runtime.faults import Fault  # noqa: E402
+from edgepsl.runtime.launch import LocalRun, run_local  # noqa: E402
+from tools.bench_output import write_result  # noqa: E402
+
+PAPER_PROFILE = "resnet101_cifar10"
+TARGET_RESTART_S = 2.0
+TARGET_REPLAN_GAP = 0.01
+TARGET_ACCURACY_POINTS = 1.0
+
+
+def _run(config: RunConfig, run_dir: Path, faults: list[Fault]) -> tuple[list[dict], float | None, float]:
+    clients, helpers = paper_fleet(config.clients, config.helpers, config.seed)
+    joins = sum(f.action == "join" for f in faults)  # joining clients: further devices of the same draw
+    clients += paper_fleet(config.clients + joins, config.helpers, config.seed)[0][config.clients:]
+    t = time.perf_counter()
+    summary = run_local(LocalRun(config, run_dir, secure=False, client_emulation=clients, helper_emulation=helpers,
+                                 log_level="warning", faults=faults))
+    return summary.records, summary.accuracy, time.perf_counter() - t
+
+
+def _replans(run_dir: Path, seed: int) -> list[dict]:
+    """Each plan version after the first against greedy-ls from scratch on its instance (the same members)."""
+    out = []
+    for path in sorted((run_dir / "plans").glob("v*.json"), key=lambda p: int(p.stem[1:])):
+        data = json.loads(path.read_text())
+        if data["version"] == 0:
+            continue
+        instance = Instance.from_dict(data["instance"])
+        scratch = solve(instance, "greedy-ls", seed=seed)
+        replanned = float(data["planned_makespan_ms"])
+        out.append({"version": data["version"], "round": data["round"], "reason": data["reason"],
+                    "replan_makespan_ms": replanned, "scratch_greedy_ls_ms": float(scratch.timeline.makespan),
+                    "gap": replanned / float(scratch.timeline.makespan) - 1.0})
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, default=12)
+    parser.add_argument("--helpers", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=120)
+    parser.add_argument("--aggregate-every", type=int, default=10)
+    parser.add_argument("--time-scale", type=float, default=0.005)
+    parser.add_argument("--kill-client-at", type=int, default=20)
+    parser.add_argument("--pause-at", type=int, default=40)
+    parser.add_argument("--pause-s", type=float, default=10.0)
+    parser.add_argument("--kill-helper-at", type=int, default=60)
+    parser.add_argument("--join-at", type=int, default=80)
+    parser.add_argument("--peer-timeout-s", type=float, default=3.0)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=ROOT / "bench-results" / "faults.json")
+    args = parser.parse_args()
+    config = RunConfig(run_id="bench-faults", clients=args.clients, helpers=args.helpers, rounds=args.rounds,
+                       batch_size=32, aggregate_every=args.aggregate_every, eval_every=args.rounds,
+                       train_samples=args.clients * 640, test_samples=2000, profile_iters=1,
+                       time_scale=args.time_scale, emulation_profile=PAPER_PROFILE, seed=args.seed,
+                       peer_timeout_s=args.peer_timeout_s, register_timeout_s=120.0, round_timeout_s=120.0)
+    faults = [Fault("kill", "client3", args.kill_client_at), Fault("stop", "client5", args.pause_at, args.pause_s),
+              Fault("kill", "helper1", args.kill_helper_at), Fault("join", f"client{args.clients}", args.join_at)]
+    with tempfile.TemporaryDirectory(prefix="bench-faults-") as tmp:
+        root = Path(tmp)
+        calm, calm_accuracy, calm_s = _run(config, root / "undisturbed", [])
+        hit, hit_accuracy, hit_s = _run(config, root / "faulted", faults)
+        applied = json.loads((root / "faulted" / "faults.json").read_text())
+        replans = _replans(root / "faulted", args.seed)
+    by_round = {m["round"]: m for m in hit}
+    after_fault = []
+    for fault in applied:
+        nxt = next(m for m in hit if m["ended_ms"] > fault["at_ms"])
+        after_fault.append({"fault": fault["fault"], "next_completed_round": nxt["round"],
+                            "fault_to_round_end_ms": nxt["ended_ms"] - fault["at_ms"]})
+    lost_round = next(m for m in hit if "client3" in m["lost"] + m["unreachable"])
+    bound = (lost_round["planned_makespan_ms"] + args.peer_timeout_s * 1e3) * 1.10
+    helper_round = next(m for m in hit if m["lost_helpers"])
+    restart_ms = helper_round["rerun_started_ms"] - helper_round["helper_lost_at_ms"] if "rerun" in helper_round \
+        else None
+    result = {
+        "config": config.to_dict(), "faults": applied, "machine": platform.node(),
+        "wall_s": {"undisturbed": calm_s, "faulted": hit_s},
+        "rounds_completed": {"undisturbed": len(calm), "faulted": len(hit)},
+        "per_round": [{"round": m["round"], "planned_ms": m["planned_makespan_ms"],
+                       "realised_ms": m["realised_makespan_ms"], "members": len(m["members"]),
+                       "plan_version": m["plan_version"], "partial": m["partial"], "lost": m["lost"],
+                       "unreachable": m["unreachable"], "joined": m.get("joined", [])} for m in hit],
+        "undisturbed_realised_ms": [m["realised_makespan_ms"] for m in calm],
+        "after_fault": after_fault,
+        "client_lost_round": {"round": lost_round["round"], "realised_ms": lost_round["realised_makespan_ms"],
+                              "bound_ms": bound, "within": lost_round["realised_makespan_ms"] <= bound},
+        "helper_loss": {"round": helper_round["round"], "declared_to_rerun_start_ms": restart_ms,
+                        "within": restart_ms is not None and restart_ms <= TARGET_RESTART_S * 1e3},
+        "replans": replans,
+        "replans_within_1pct": all(r["gap"] <= TARGET_REPLAN_GAP for r in replans),
+        "accuracy": {"undisturbed": calm_accuracy, "faulted": hit_accuracy,
+                     "points_lost": None if calm_accuracy is None or hit_accuracy is None
+                     else 100.0 * (calm_accuracy - hit_accuracy)},
+        "every_round_completed": len(hit) == args.rounds and sorted(by_round) == list(range(args.rounds)),
+    }
+    print(f"rounds: {len(hit)}/{args.rounds} faulted, {len(calm)} undisturbed; wall {hit_s:.0f} s / {calm_s:.0f} s")
+    print(f"median realised per round: faulted {np.median([m['realised_makespan_ms'] for m in hit]):.1f} ms, "
+          f"undisturbed {np.median([m['realised_makespan_ms'] for m in calm]):.1f} ms; planned "
+          f"{hit[0]['planned_makespan_ms']:.1f} ms")
+    for item in after_fault:
+        print(f"  {item['fault']:<24} next completed round {item['next_completed_round']:>4}: "
+              f"{item['fault_to_round_end_ms']:,.0f} ms after the fault")
+    c = result["client_lost_round"]
+    print(f"client lost: round {c['round']} took {c['realised_ms']:,.0f} ms (bound {c['bound_ms']:,.0f} ms) "
+          f"{'OK' if c['within'] else 'MISSED'}")
+    print(f"helper lost: re-run started {restart_ms} ms after the loss was declared "
+          f"{'OK' if result['helper_loss']['within'] else 'MISSED'}")
+    for r in replans:
+        print(f"  plan v{r['version']} (round {r['round']}, {r['reason']}): {r['replan_makespan_ms']:.1f} ms vs "
+              f"greedy-ls from scratch {r['scratch_greedy_ls_ms']:.1f} ms ({100 * r['gap']:+.2f} %)")
+    a = result["accuracy"]
+    print(f"accuracy: faulted {a['faulted']}, undisturbed {a['undisturbed']}, points lost {a['points_lost']}")
+    write_result(args.out, result)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
