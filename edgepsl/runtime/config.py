@@ -10,7 +10,7 @@ from typing import Any, Mapping
 
 from edgepsl.data.spec import Normalisation
 from edgepsl.plan.rules import DISPATCH_RULES
-from edgepsl.plan.solvers import MICRO_BATCHES, SolverOptionError, method_names
+from edgepsl.plan.solvers import method_names
 from edgepsl.runtime.aggregation import STRATEGIES
 from edgepsl.runtime.errors import RunConfigError
 
@@ -41,7 +41,6 @@ class RunConfig:
     dispatch: str = "fcfs"
     # Micro-batches per client round (PiPar pipelining): "1" (none), a whole number, or "auto" (the planner's
     # choice); the TOML may give a whole number.
-    micro_batches: str = "1"
     fallback_rule: str = "tail"
     seed: int = 0
     partition: str = "iid"
@@ -75,10 +74,6 @@ class RunConfig:
     straggler_grace_ms: float = 1000.0
 
     def __post_init__(self) -> None:
-        try:
-            MICRO_BATCHES.check("run config", self.micro_batches)
-        except SolverOptionError as exc:
-            raise RunConfigError(f"config key 'micro_batches': {exc}") from None
         positive = ("clients", "helpers", "rounds", "batch_size", "aggregate_every", "eval_every", "profile_iters",
                     "threads", "bandwidth_mbps", "probe_repeats", "probe_timeout_s", "time_scale", "register_timeout_s",
                     "round_timeout_s", "helper_early_messages", "helper_early_mb", "replan_threshold")
@@ -138,8 +133,6 @@ class RunConfig:
             raise RunConfigError(f"unknown config key(s) {', '.join(unknown)}; known keys: {', '.join(fields)}")
         values = {}
         for name, value in data.items():
-            if name == "micro_batches" and isinstance(value, int) and not isinstance(value, bool):
-                value = str(value)
             default = getattr(cls, name)
             kind = type(default)
             if kind is float and isinstance(value, int) and not isinstance(value, bool):
