@@ -27,7 +27,7 @@ from edgepsl.runtime.protocol import (Activations, ClientProfile, ClientRoundRep
                                       CutShapes, EmulationInfo, ErrorReply, ForwardJob, GradBack, Gradients, LinkFit,
                                       LinkReport, ProbeRequest, Register, RuntimeCode, State, StateRequest, Transfer)
 from edgepsl.runtime.trace import Trace, now_ms, tensor_bytes
-from edgepsl.segment import Manifest, Optimizer, Segment, StateError, load_manifest
+from edgepsl.segment import Manifest, Optimizer, Segment, StateError, TrainResult, load_manifest
 from edgepsl.wire import (Envelope, EventKind, JobId, KeyPair, Message, MsgType, PeerChannel, PeerEvent, PeerSecurity,
                           PeerUnreachableError)
 
@@ -418,11 +418,7 @@ class Client:
         out, fwd = self._exchange(helper, ForwardJob(start.token, tensor=act).encode(
             JobId(run, r, self.name, self._next_seq())), ready, Activations)
         clock = time.perf_counter()
-        result = t.part3.train_step(out, y)
-        if not math.isfinite(result.loss):
-            raise Diverged(f"its loss is {result.loss}")
-        _finite("its gradient of the part-2 output", result.grad_in)
-        t.opt3.step(result.grads)
+        result = _part3_step(t, out, y)
         compute3 = time.perf_counter() - clock
         pad3, ready = self._step(clock, t.times["part3_fwd"] + t.times["part3_bwd"])
         grad, bwd = self._exchange(helper, Gradients(start.token, tensor=result.grad_in).encode(
@@ -459,11 +455,7 @@ class Client:
         self._step(clock, t.times["part2_fwd"])
         fwd = Transfer(fwd_begin, now_ms(), 0.0, 0, 0)
         clock = time.perf_counter()
-        result = t.part3.train_step(out, y)
-        if not math.isfinite(result.loss):
-            raise Diverged(f"its loss is {result.loss}")
-        _finite("its gradient of the part-2 output", result.grad_in)
-        t.opt3.step(result.grads)
+        result = _part3_step(t, out, y)
         compute3 = time.perf_counter() - clock
         pad3, _ = self._step(clock, t.times["part3_fwd"] + t.times["part3_bwd"])
         bwd_begin, clock = now_ms(), time.perf_counter()
@@ -489,6 +481,17 @@ def _cancelled(env: Envelope) -> bool:
         return ErrorReply.decode(env.message).code == RuntimeCode.CANCELLED
     except PayloadError:
         return False
+
+
+def _part3_step(t: Training, out: np.ndarray, y: np.ndarray) -> TrainResult:
+    """Part-3's training step on the part-2 output (loss, its gradient, an optimizer step); Diverged when the loss
+    or the gradient for part-2 is not finite."""
+    result = t.part3.train_step(out, y)
+    if not math.isfinite(result.loss):
+        raise Diverged(f"its loss is {result.loss}")
+    _finite("its gradient of the part-2 output", result.grad_in)
+    t.opt3.step(result.grads)
+    return result
 
 
 def _finite(what: str, array: np.ndarray) -> np.ndarray:
