@@ -52,13 +52,14 @@ def save_version(run_dir: Path, schedule: Schedule, round_: int, reason: str) ->
 
 
 def replan(config: RunConfig, fleet: Fleet, profiles: Profiles, instance: Instance, current: Schedule, round_: int,
-           reason: str, run_dir: Path, coordinator: str) -> Schedule:
+           reason: str, run_dir: Path, coordinator: str, log_level: int = logging.WARNING) -> Schedule:
     """The next plan version for `fleet` (its clients and helpers: instance's names, in order), warm-started from
     `current` (edgepsl.plan.replan.replan: clients keep their helper where it still exists and has room; for a hybrid
     method edgepsl.plan.hybrid.replan_hybrid, which also keeps local clients local where they still fit), as the
     Schedule whose round payloads the next round sends; written to plans/v{N}.json as taking effect at round_.
 
-    RunAbortedError names the missing capacity when the helpers cannot hold every client's middle part.
+    RunAbortedError names the missing capacity when the helpers cannot hold every client's middle part. The new
+    version is logged at log_level (a membership change warns; the closed loop's routine re-plans are info).
     """
     try:
         method = replan_hybrid if solver(config.method).local_mode else repair
@@ -74,8 +75,8 @@ def replan(config: RunConfig, fleet: Fleet, profiles: Profiles, instance: Instan
     instance.save(run_dir / "instance.json")
     plan.save(run_dir / "plan.json")
     save_version(run_dir, schedule, round_, reason)
-    log.warning("plan v%d from round %d (%s): planned makespan %.1f ms (was %.1f ms)", schedule.version, round_,
-                reason, schedule.timeline.makespan, current.timeline.makespan)
+    log.log(log_level, "plan v%d from round %d (%s): planned makespan %.1f ms (was %.1f ms)", schedule.version,
+            round_, reason, schedule.timeline.makespan, current.timeline.makespan)
     return schedule
 
 

@@ -235,7 +235,8 @@ class Coordinator:
         """Re-plan from the smoothed estimates after averaging round r (warm-started); a client whose helper changes
         gets the averaged part-2 and its optimizer state on its new helper, which is exactly its state now."""
         new = replanning.replan(self.config, fleet, profiles, estimates.instance(), schedule, r + 1,
-                                "drift of the realised makespan from the plan", self.run_dir, self.endpoint)
+                                "drift of the realised makespan from the plan", self.run_dir, self.endpoint,
+                                log_level=logging.INFO)  # routine: the loop closing, not an event to warn of
         self._move_middles(fleet, schedule, fleet, new, saved, r)
         return new
 
