@@ -409,11 +409,7 @@ class Client:
         t_start = now_ms()
         t.opt1.lr = t.opt3.lr = state.lr_at(t.config, r)
         x, y = t.data.batch(r)
-        for abandoned in t.part1.pending_jobs:  # a round closed without this client, or one it runs again
-            t.part1.drop(abandoned)
-        clock = time.perf_counter()
-        act = _finite("its part-1 activations", t.part1.forward(r, x))
-        compute1 = time.perf_counter() - clock
+        act, compute1 = _part1_forward(t, r, x)
         pad1, ready = self._step(received, t.times["part1_fwd"])
         out, fwd = self._exchange(helper, ForwardJob(start.token, tensor=act).encode(
             JobId(run, r, self.name, self._next_seq())), ready, Activations)
@@ -444,11 +440,7 @@ class Client:
         t_start = now_ms()
         t.opt1.lr = t.opt2.lr = t.opt3.lr = state.lr_at(t.config, r)
         x, y = t.data.batch(r)
-        for abandoned in t.part1.pending_jobs:  # a round closed without this client, or one it runs again
-            t.part1.drop(abandoned)
-        clock = time.perf_counter()
-        act = _finite("its part-1 activations", t.part1.forward(r, x))
-        compute1 = time.perf_counter() - clock
+        act, compute1 = _part1_forward(t, r, x)
         pad1, _ = self._step(received, t.times["part1_fwd"])
         fwd_begin, clock = now_ms(), time.perf_counter()
         out = _finite("its part-2 outputs", t.part2.forward(r, act))
@@ -481,6 +473,16 @@ def _cancelled(env: Envelope) -> bool:
         return ErrorReply.decode(env.message).code == RuntimeCode.CANCELLED
     except PayloadError:
         return False
+
+
+def _part1_forward(t: Training, r: int, x: np.ndarray) -> tuple[np.ndarray, float]:
+    """Part-1's forward pass of round r (after dropping the jobs of rounds closed without this client, or run
+    again) and the seconds it took; Diverged when the activations are not finite."""
+    for abandoned in t.part1.pending_jobs:
+        t.part1.drop(abandoned)
+    clock = time.perf_counter()
+    act = _finite("its part-1 activations", t.part1.forward(r, x))
+    return act, time.perf_counter() - clock
 
 
 def _part3_step(t: Training, out: np.ndarray, y: np.ndarray) -> TrainResult:
