@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 
-from edgepsl.plan.backend import kernels
+from edgepsl.plan.backend import kernel_arrays, kernel_floor, kernels
 from edgepsl.plan.errors import InfeasibleError, ReplanMatchError, SearchLimitError
 from edgepsl.plan.evaluate import timeline_of, validate
 from edgepsl.plan.heuristics import INSERT_WIDTH, Solution, iterated_local_search
@@ -83,8 +83,8 @@ def _place(instance: Instance, a: np.ndarray) -> np.ndarray | None:
     greedy-ls's insertion start); None if one finds no helper with room."""
     if (a >= 0).all():
         return a
-    arrays = (instance.r, instance.p, instance.gap, instance.p_bwd, instance.tail)
-    out = kernels.assign_greedy_insert(*arrays, instance.mem, instance.cap, INSERT_WIDTH, a)
+    out = kernels.assign_greedy_insert(*kernel_arrays(instance), instance.mem, instance.cap, INSERT_WIDTH, a,
+                                       floor=kernel_floor(instance))
     return out if (out >= 0).all() else None
 
 
@@ -156,8 +156,8 @@ def replan(instance: Instance, plan: Plan, previous: Instance, seed: int = 0, bu
     repaired, value = _kept_orders(instance, found.plan, previous_orders)
     if stats[2] + stats[3] > 0:
         # The search moved clients; the repaired assignment with the kept orders may still be better.
-        arrays = (instance.r, instance.p, instance.gap, instance.p_bwd, instance.tail)
-        dispatched = Plan.from_flat(*kernels.local_search(a, *arrays, instance.mem, instance.cap, seed, 0)[:4])
+        dispatched = Plan.from_flat(*kernels.local_search(a, *kernel_arrays(instance), instance.mem, instance.cap, seed,
+                                                          0, floor=kernel_floor(instance))[:4])
         carried, carried_value = _kept_orders(instance, dispatched, previous_orders)
         if carried_value < value:
             repaired = carried
