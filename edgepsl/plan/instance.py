@@ -146,6 +146,15 @@ class Instance:
                             "times (fields local_loss, r_cpu, aux; instance format version 4, docs/formats.md)")
         return dataclasses.replace(self, local_loss=modes.astype(np.float64))
 
+    def require_splitfed(self, what: str) -> None:
+        """ModeError naming the first local-loss client: `what` (a method) plans U-shaped SplitFed clients only."""
+        modes = self.loss_modes
+        if modes.any():
+            j = int(np.flatnonzero(modes)[0])
+            raise ModeError(f"{self.client_name(j)} runs the local-loss mode, which {what} does not plan: plan it "
+                            "with random, balanced-greedy, greedy-eft, greedy-ls or milp (N = 1, no local mode), "
+                            "or set its local_loss to 0")
+
     @property
     def release_floor(self) -> np.ndarray | None:
         """w_ij: the earliest release of client j's backward job on helper i whatever its forward job does (its
