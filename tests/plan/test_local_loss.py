@@ -216,3 +216,18 @@ def test_milp_is_exact_with_local_loss_clients() -> None:
                    for a, orders in every_plan(inst))
         sol = plan(inst, "milp", time_limit=30.0)
         assert sol.makespan == pytest.approx(best, rel=1e-9)
+
+
+def test_the_trace_draws_the_local_step_and_no_cut1_gradient_for_local_loss_clients() -> None:
+    from edgepsl.plan.gantt import chrome_trace
+
+    inst = scenario_instance("vgg19_cifar10", 4, 2, 1, 0, loss_times=True)
+    sol = plan(inst, "greedy-ls", local_loss="0,1", budget=10_000)
+    names = {}
+    for e in chrome_trace(sol.instance, sol.plan, sol.timeline)["traceEvents"]:
+        if e["ph"] == "X" and e["cat"].startswith("client"):
+            names.setdefault(e["args"]["client"], set()).add(e["name"])
+    for j in (0, 1):
+        assert "aux head + part-1 bwd" in names[j] and "part-1 bwd" not in names[j]
+    for j in (2, 3):
+        assert "part-1 bwd" in names[j] and "aux head + part-1 bwd" not in names[j]
