@@ -2,8 +2,8 @@
 """Compiled scheduling core of edgepsl: the twin of edgepsl.plan.pure, function for function.
 
 Plain functions over C-contiguous float64 / int64 arrays; the loops run without the GIL. The kernels over an
-instance take an optional K x H `floor` (w) of the backward releases (local-loss clients; None: no floor). Each kernel lives
-in its own include file; this module holds the Python-facing wrappers.
+instance take an optional K x H `floor` (w) of the backward releases (local-loss clients; None: no floor). Each
+kernel lives in its own include file; this module holds the Python-facing wrappers.
 """
 import numpy as np
 

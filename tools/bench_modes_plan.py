@@ -95,7 +95,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{c['ratio_all_max']:>6.3f} {c['seeds_within_target']:>4}/{c['seeds']}")
     target = next((c for c in cells if (c["profile"], c["K"], c["H"]) == ("vgg19_cifar10", 10, 2)), None)
     result = {
-        "benchmark": "modes_plan", "edgepsl": __version__, "backend": backend_name(), "python": platform.python_version(),
+        "benchmark": "modes_plan", "edgepsl": __version__, "backend": backend_name(),
+        "python": platform.python_version(),
         "args": vars(args), "target": {"ratio_at_most": TARGET, "cell": "vgg19_cifar10 scenario 1, K = 10, H = 2",
                                        "median": target and target["ratio_all_median"],
                                        "max": target and target["ratio_all_max"]},

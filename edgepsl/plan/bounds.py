@@ -56,7 +56,8 @@ class LowerBound:
 
 def window_grid(instance: Instance, releases: int, tails: int) -> tuple[np.ndarray, np.ndarray]:
     """Window starts a and tail lengths b: quantiles of the clients' earliest job releases (forward r, backward
-    r + p + g, at least the local-loss floor w) and of their shortest job tails (forward g + p' + q', backward q'), over the helpers that fit them."""
+    r + p + g, at least the local-loss floor w) and of their shortest job tails (forward g + p' + q', backward q'),
+    over the helpers that fit them."""
     r, p, g, pb, q = kernel_arrays(instance)
     fits = instance.fits
     everywhere = bool(fits.all())

@@ -1,9 +1,10 @@
 """Exact preemptive single-helper schedules (the compiled Jackson kernel) and the executed plans derived from them.
 
 Per helper, the forward jobs (release r, work p, tail d + l) and then the backward jobs (release at the forward
-completion + gap, at least the local-loss floor w, work p', tail q') are scheduled by the preemptive largest-tail rule, which is optimal for these
-single-machine problems (paper.md 2.4); the backward schedule runs around the forward pieces. edgepsl executes
-jobs without preemption, so the preemptive schedules become job orders that the evaluator then times.
+completion + gap, at least the local-loss floor w, work p', tail q') are scheduled by the preemptive largest-tail
+rule, which is optimal for these single-machine problems (paper.md 2.4); the backward schedule runs around the
+forward pieces. edgepsl executes jobs without preemption, so the preemptive schedules become job orders that the
+evaluator then times.
 """
 from __future__ import annotations
 

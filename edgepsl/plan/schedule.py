@@ -125,7 +125,8 @@ class Plan:
                             (FORMAT_VERSION, HYBRID_VERSION, PIPELINED_VERSION, LOSS_VERSION), PlanFormatError)
         piped = data["version"] == PIPELINED_VERSION
         moded = data["version"] == LOSS_VERSION
-        for key in ("assignment", "orders") + (("micro_batches",) if piped else ()) + (("local_loss",) if moded else ()):
+        needed = ("assignment", "orders") + (("micro_batches",) if piped else ()) + (("local_loss",) if moded else ())
+        for key in needed:
             if key not in data:
                 raise PlanFormatError(f"plan (version {data['version']}) is missing field {key!r}")
         try:

@@ -1,8 +1,8 @@
 """Evaluate given job orders non-preemptively in continuous time (mirrored in csrc/evaluate.pxi).
 
 Each helper runs its sequence in order: a job starts at max(helper free, job release); a forward job is
-released at r, a backward job at its forward end + g (at least the floor w, local loss). The caller guarantees a valid structure
-(edgepsl.plan.evaluate checks it first).
+released at r, a backward job at its forward end + g (at least the floor w, local loss). The caller guarantees a
+valid structure (edgepsl.plan.evaluate checks it first).
 """
 from __future__ import annotations
 
