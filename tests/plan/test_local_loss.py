@@ -231,3 +231,19 @@ def test_the_trace_draws_the_local_step_and_no_cut1_gradient_for_local_loss_clie
         assert "aux head + part-1 bwd" in names[j] and "part-1 bwd" not in names[j]
     for j in (2, 3):
         assert "part-1 bwd" in names[j] and "aux head + part-1 bwd" not in names[j]
+
+
+def test_the_plan_command_plans_the_requested_modes(tmp_path, capsys) -> None:
+    from edgepsl.cli import main
+
+    out = tmp_path / "run"
+    assert main(["plan", "--profile", "vgg19_cifar10", "-K", "6", "-H", "2", "--local-loss", "0,2", "--budget",
+                 "20000", "--bound", "fast", "--no-plot", "--out", str(out)]) == 0
+    assert "local loss   2 of 6 clients" in capsys.readouterr().out
+    doc = json.loads((out / "plan.json").read_text())
+    assert doc["version"] == 4 and doc["local_loss"] == [True, False, True, False, False, False]
+    inst = Instance.load(out / "instance.json")
+    assert evaluate(inst, Plan.from_dict(doc)).makespan == doc["evaluation"]["makespan_ms"]
+    assert main(["plan", "--profile", "vgg19_cifar10", "-K", "6", "-H", "2", "--local-loss", "often", "--no-plot",
+                 "--out", str(out)]) == 1
+    assert "local_loss" in capsys.readouterr().err
