@@ -138,6 +138,12 @@ def replan(instance: Instance, plan: Plan, previous: Instance, seed: int = 0, bu
     deadline_ns = 0 if time_limit_ms is None else time.monotonic_ns() + max(1, int(time_limit_ms * 1e6))
     validate(previous, plan)
     clients, helpers = match(previous, instance)
+    modes = None
+    if plan.local_loss is not None:
+        # Matched clients keep the learning mode the previous plan chose; new ones take the instance's own.
+        modes = instance.loss_modes.copy()
+        modes[clients >= 0] = plan.local_loss[clients[clients >= 0]]
+        instance = instance.with_loss_modes(modes)
     a = _carried(instance, plan, clients, helpers)
     kept = int((a >= 0).sum())
     start = "repair"
@@ -165,5 +171,5 @@ def replan(instance: Instance, plan: Plan, previous: Instance, seed: int = 0, bu
             "moves": int(stats[2]), "swaps": int(stats[3]), "reorders": int(stats[1]), "work": int(stats[4]),
             "kicks": found.kicks, "budget": budget, "time_limit_ms": time_limit_ms,
             "stopped": "time" if stats[5] else "budget" if stats[4] >= budget else "converged"}
-    result = Plan(repaired.assignment, repaired.orders, "replan", meta)
+    result = Plan(repaired.assignment, repaired.orders, "replan", meta, local_loss=modes)
     return Solution(result, timeline_of(instance, result), instance, time.perf_counter() - t0)

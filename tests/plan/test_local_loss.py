@@ -247,3 +247,14 @@ def test_the_plan_command_plans_the_requested_modes(tmp_path, capsys) -> None:
     assert main(["plan", "--profile", "vgg19_cifar10", "-K", "6", "-H", "2", "--local-loss", "often", "--no-plot",
                  "--out", str(out)]) == 1
     assert "local_loss" in capsys.readouterr().err
+
+
+def test_a_replan_keeps_the_modes_the_previous_plan_chose() -> None:
+    from edgepsl.plan.replan import replan
+
+    previous = scenario_instance("vgg19_cifar10", 6, 2, 1, 1, loss_times=True)
+    first = plan(previous, "greedy-ls", local_loss="1,3,4", budget=20_000)
+    changed = previous.subset(np.array([0, 1, 2, 4, 5]))  # client 3 left
+    again = replan(changed, first.plan, previous, budget=20_000)
+    assert again.plan.local_loss.tolist() == [False, True, False, True, False]
+    assert evaluate(changed, again.plan).makespan == again.makespan
