@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgepsl.plan.pure.chain import chain as chain_of
+from edgepsl.plan.pure.chain import chain_of
 
 from edgepsl.plan.pure.rng import SplitMix64
 

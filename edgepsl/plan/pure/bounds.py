@@ -5,7 +5,7 @@ import math
 
 import numpy as np
 
-from edgepsl.plan.pure.chain import bwd_release, chain as chain_of
+from edgepsl.plan.pure.chain import bwd_release, chain_of
 
 
 def lower_bound(

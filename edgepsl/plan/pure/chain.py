@@ -12,7 +12,7 @@ def bwd_release(g: np.ndarray, w: np.ndarray | None, j: int, i: int, fwd_end: fl
     return rel
 
 
-def chain(r: np.ndarray, p: np.ndarray, g: np.ndarray, pb: np.ndarray, q: np.ndarray, w: np.ndarray | None,
+def chain_of(r: np.ndarray, p: np.ndarray, g: np.ndarray, pb: np.ndarray, q: np.ndarray, w: np.ndarray | None,
           j: int, i: int) -> float:
     """Client j's chain on helper i alone: r + p + g (at least w) + p' + q'."""
     return bwd_release(g, w, j, i, r[j, i] + p[j, i]) + pb[j, i] + q[j, i]

@@ -14,7 +14,7 @@ import bisect
 
 import numpy as np
 
-from edgepsl.plan.pure.chain import chain as chain_of
+from edgepsl.plan.pure.chain import chain_of
 from edgepsl.plan.pure.constants import RULES
 from edgepsl.plan.pure.dispatch import dispatch_helper
 

@@ -29,7 +29,7 @@ import time
 
 import numpy as np
 
-from edgepsl.plan.pure.chain import bwd_release, chain as chain_of
+from edgepsl.plan.pure.chain import bwd_release, chain_of
 from edgepsl.plan.pure.constants import FWD, RULES
 from edgepsl.plan.pure.dispatch import dispatch_helper, members_by_helper
 from edgepsl.plan.pure.rng import SplitMix64
