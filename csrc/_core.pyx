@@ -1,8 +1,9 @@
 # cython: language_level=3
 """Compiled scheduling core of edgepsl: the twin of edgepsl.plan.pure, function for function.
 
-Plain functions over C-contiguous float64 / int64 arrays; the loops run without the GIL. Each kernel lives
-in its own include file; this module holds the Python-facing wrappers.
+Plain functions over C-contiguous float64 / int64 arrays; the loops run without the GIL. The kernels over an
+instance take an optional K x H `floor` (w) of the backward releases (local-loss clients; None: no floor). Each
+kernel lives in its own include file; this module holds the Python-facing wrappers.
 """
 import numpy as np
 
@@ -84,9 +85,9 @@ def assign_balanced_greedy(const double[::1] mem, const double[::1] cap):
 
 def assign_greedy_eft(const double[:, ::1] r, const double[:, ::1] p, const double[:, ::1] g,
                       const double[:, ::1] pb, const double[:, ::1] q, const double[::1] mem,
-                      const double[::1] cap):
+                      const double[::1] cap, floor=None):
     """Largest work first; each client goes to the helper with the earliest estimated finish."""
-    cdef Inst s = make_inst(r, p, g, pb, q)
+    cdef Inst s = make_inst(r, p, g, pb, q, floor)
     out = np.empty(s.K, dtype=np.int64)
     cdef long[::1] o = out
     cdef Heap h
@@ -104,12 +105,12 @@ def assign_greedy_eft(const double[:, ::1] r, const double[:, ::1] p, const doub
 
 def assign_greedy_insert(const double[:, ::1] r, const double[:, ::1] p, const double[:, ::1] g,
                          const double[:, ::1] pb, const double[:, ::1] q, const double[::1] mem,
-                         const double[::1] cap, long width, start=None):
+                         const double[::1] cap, long width, start=None, floor=None):
     """Largest work first; each client onto the best of its `width` most promising helpers by dispatched span.
 
     start, if given, fixes the clients with start[j] >= 0 on that helper; only the others are inserted.
     """
-    cdef Inst s = make_inst(r, p, g, pb, q)
+    cdef Inst s = make_inst(r, p, g, pb, q, floor)
     if width < 1:
         raise ValueError(f"width must be at least 1, got {width}")
     if start is None:
@@ -132,9 +133,9 @@ def assign_greedy_insert(const double[:, ::1] r, const double[:, ::1] p, const d
 
 
 def dispatch(const long[::1] assign, int rule, const double[:, ::1] r, const double[:, ::1] p,
-             const double[:, ::1] g, const double[:, ::1] pb, const double[:, ::1] q):
+             const double[:, ::1] g, const double[:, ::1] pb, const double[:, ::1] q, floor=None):
     """Job order of every helper under one rule, flat: (seq_client, seq_kind, offsets of length H + 1)."""
-    cdef Inst s = make_inst(r, p, g, pb, q)
+    cdef Inst s = make_inst(r, p, g, pb, q, floor)
     _check_assign(assign, s.K, s.H)
     _check_rule(rule)
     cdef long K = s.K
@@ -182,9 +183,9 @@ def dispatch(const long[::1] assign, int rule, const double[:, ::1] r, const dou
 
 def evaluate(const long[::1] assign, const long[::1] seq_client, const long[::1] seq_kind,
              const long[::1] offsets, const double[:, ::1] r, const double[:, ::1] p, const double[:, ::1] g,
-             const double[:, ::1] pb, const double[:, ::1] q):
+             const double[:, ::1] pb, const double[:, ::1] q, floor=None):
     """Start and end of every client's forward and backward job, and each client's finish time."""
-    cdef Inst s = make_inst(r, p, g, pb, q)
+    cdef Inst s = make_inst(r, p, g, pb, q, floor)
     _check_assign(assign, s.K, s.H)
     if seq_client.shape[0] != 2 * s.K or seq_kind.shape[0] != 2 * s.K or offsets.shape[0] != s.H + 1:
         raise ValueError("job sequence arrays do not match the instance size")
@@ -215,13 +216,13 @@ def new_memo(long K):
 def local_search(const long[::1] assign, const double[:, ::1] r, const double[:, ::1] p,
                  const double[:, ::1] g, const double[:, ::1] pb, const double[:, ::1] q,
                  const double[::1] mem, const double[::1] cap, seed, long budget, long long deadline_ns=0,
-                 memo=None):
+                 memo=None, floor=None):
     """Improve a feasible assignment; returns (assign, seq_client, seq_kind, offsets, stats).
 
     deadline_ns > 0 also stops the search at that time.monotonic_ns() value (stats[5] says it did). memo, from
     new_memo, keeps helper spans of client sets across calls on the same instance (a fresh one if None).
     """
-    cdef Inst s = make_inst(r, p, g, pb, q)
+    cdef Inst s = make_inst(r, p, g, pb, q, floor)
     _check_assign(assign, s.K, s.H)
     if memo is None:
         memo = new_memo(s.K)
@@ -251,9 +252,10 @@ def local_search(const long[::1] assign, const double[:, ::1] r, const double[:,
 
 
 def lower_bound(const double[:, ::1] r, const double[:, ::1] p, const double[:, ::1] g,
-                const double[:, ::1] pb, const double[:, ::1] q, const double[::1] mem, const double[::1] cap):
+                const double[:, ::1] pb, const double[:, ::1] q, const double[::1] mem, const double[::1] cap,
+                floor=None):
     """(chain bound, load bound); the makespan of every plan is at least the larger of the two."""
-    cdef Inst s = make_inst(r, p, g, pb, q)
+    cdef Inst s = make_inst(r, p, g, pb, q, floor)
     cdef double out[2]
     with nogil:
         c_lower_bound(&s, &mem[0], &cap[0], out)
@@ -262,9 +264,9 @@ def lower_bound(const double[:, ::1] r, const double[:, ::1] p, const double[:, 
 
 def window_bound(const double[:, ::1] r, const double[:, ::1] p, const double[:, ::1] g,
                  const double[:, ::1] pb, const double[:, ::1] q, const double[::1] mem, const double[::1] cap,
-                 const double[::1] wa, const double[::1] wb):
+                 const double[::1] wa, const double[::1] wb, floor=None):
     """(bound, a, b): max over windows [a, C - b] of a + b + the pigeonhole load of the work that must fall inside."""
-    cdef Inst s = make_inst(r, p, g, pb, q)
+    cdef Inst s = make_inst(r, p, g, pb, q, floor)
     cdef double out[3]
     cdef double zero = 0.0
     cdef double[::1] v = np.empty(s.K, dtype=np.float64)
@@ -277,9 +279,9 @@ def window_bound(const double[:, ::1] r, const double[:, ::1] p, const double[:,
 
 def joint_bound(const double[:, ::1] r, const double[:, ::1] p, const double[:, ::1] g,
                 const double[:, ::1] pb, const double[:, ::1] q, const double[::1] mem, const double[::1] cap,
-                const double[::1] room, const double[::1] ga, const double[::1] gb, long rounds):
+                const double[::1] room, const double[::1] ga, const double[::1] gb, long rounds, floor=None):
     """A Lagrangian bound coupling one window per helper, helper weights and memory multipliers (coordinate ascent)."""
-    cdef Inst s = make_inst(r, p, g, pb, q)
+    cdef Inst s = make_inst(r, p, g, pb, q, floor)
     cdef long G = ga.shape[0]
     if gb.shape[0] != G or room.shape[0] != s.H:
         raise ValueError("ga and gb need one entry per window, room one per helper")

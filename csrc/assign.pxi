@@ -105,7 +105,7 @@ cdef void c_assign_greedy_eft(Inst* s, const double* mem, const double* cap, lon
                 continue
             ji = j * H + i
             w = s.p[ji] + s.pb[ji]
-            c = s.r[ji] + s.p[ji] + s.g[ji] + s.pb[ji] + s.q[ji]
+            c = chain_of(s, ji)
             if count[i] > 0:
                 if chain[i] > c:
                     c = chain[i]
@@ -127,7 +127,7 @@ cdef void c_assign_greedy_eft(Inst* s, const double* mem, const double* cap, lon
         i = best
         ji = j * H + i
         out[j] = i
-        c = s.r[ji] + s.p[ji] + s.g[ji] + s.pb[ji] + s.q[ji]
+        c = chain_of(s, ji)
         if count[i] > 0:
             if c > chain[i]:
                 chain[i] = c

@@ -17,7 +17,7 @@ cdef void c_lower_bound(Inst* s, const double* mem, const double* cap, double* o
             if mem[j] > cap[i]:
                 continue
             ji = j * H + i
-            c = s.r[ji] + s.p[ji] + s.g[ji] + s.pb[ji] + s.q[ji]
+            c = chain_of(s, ji)
             w = s.p[ji] + s.pb[ji]
             if best_chain < 0 or c < best_chain:
                 best_chain = c
@@ -109,7 +109,7 @@ cdef void c_window_bound(Inst* s, const double* mem, const double* cap, const do
                         continue
                     ji = j * H + i
                     m = mandatory(s.r[ji], s.p[ji], s.g[ji] + s.pb[ji] + s.q[ji], a, b)
-                    m = m + mandatory(s.r[ji] + s.p[ji] + s.g[ji], s.pb[ji], s.q[ji], a, b)
+                    m = m + mandatory(bwd_release(s, ji, s.r[ji] + s.p[ji]), s.pb[ji], s.q[ji], a, b)
                     if best_i < 0 or m < best_i:
                         best_i = m
                 if best_i > 0:
@@ -153,7 +153,7 @@ cdef double joint_column(Inst* s, const double* mem, const double* cap, long i, 
             continue
         ji = j * H + i
         m = mandatory(s.r[ji], s.p[ji], s.g[ji] + s.pb[ji] + s.q[ji], a, b)
-        m = m + mandatory(s.r[ji] + s.p[ji] + s.g[ji], s.pb[ji], s.q[ji], a, b)
+        m = m + mandatory(bwd_release(s, ji, s.r[ji] + s.p[ji]), s.pb[ji], s.q[ji], a, b)
         total += m
         out[j] = lam * m + nu * mem[j]
     return total

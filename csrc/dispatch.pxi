@@ -40,7 +40,7 @@ cdef double c_dispatch_helper(Inst* s, const long* clients, long n, long i, int 
             done += 1
             if e.b == C_FWD:
                 tau = start + s.p[ji]
-                heap_push(heap, tau + s.g[ji], <double>seq, 0, j, C_BWD)
+                heap_push(heap, bwd_release(s, ji, tau), <double>seq, 0, j, C_BWD)
                 seq += 1
             else:
                 tau = start + s.pb[ji]
@@ -83,7 +83,7 @@ cdef double c_dispatch_helper(Inst* s, const long* clients, long n, long i, int 
         done += 1
         if kind == C_FWD:
             tau = tau + s.p[ji]
-            heap_push(future, tau + s.g[ji], <double>j, 0, j, C_BWD)
+            heap_push(future, bwd_release(s, ji, tau), <double>j, 0, j, C_BWD)
         else:
             tau = tau + s.pb[ji]
             if tau + s.q[ji] > span:
@@ -106,7 +106,7 @@ cdef double c_span_of(Inst* s, const long* jobs, long m, long i, double* fwd_end
             tau = (tau if tau > rel else rel) + s.p[ji]
             fwd_end[j] = tau
         else:
-            rel = fwd_end[j] + s.g[ji]
+            rel = bwd_release(s, ji, fwd_end[j])
             tau = (tau if tau > rel else rel) + s.pb[ji]
             if tau + s.q[ji] > span:
                 span = tau + s.q[ji]

@@ -24,7 +24,7 @@ cdef void c_evaluate(Inst* s, const long* seq_client, const long* seq_kind, cons
                 fwd_start[j] = start
                 fwd_end[j] = tau
             else:
-                rel = fwd_end[j] + s.g[ji]
+                rel = bwd_release(s, ji, fwd_end[j])
                 start = tau if tau > rel else rel
                 tau = start + s.pb[ji]
                 bwd_start[j] = start

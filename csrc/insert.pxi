@@ -6,7 +6,7 @@ cdef inline void place(Inst* s, long j, long i, const double* mem, double* used,
     cdef long K = s.K
     cdef long ji = j * s.H + i
     cdef long x = count[i]
-    cdef double c = s.r[ji] + s.p[ji] + s.g[ji] + s.pb[ji] + s.q[ji]
+    cdef double c = chain_of(s, ji)
     out[j] = i
     if count[i] > 0:
         if c > chain[i]:
@@ -98,7 +98,7 @@ cdef long c_assign_greedy_insert(Inst* s, const double* mem, const double* cap, 
             if used[i] + mem[j] > cap[i]:
                 continue
             ji = j * H + i
-            c = s.r[ji] + s.p[ji] + s.g[ji] + s.pb[ji] + s.q[ji]
+            c = chain_of(s, ji)
             if count[i] > 0:
                 if chain[i] > c:
                     c = chain[i]

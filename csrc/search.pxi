@@ -277,7 +277,7 @@ cdef long c_local_search(Inst* s, const double* mem, const double* cap, long* as
                     if t_span >= M or used[i] + mem[j] > cap[i]:
                         continue
                     ji = j * H + i
-                    if s.r[ji] + s.p[ji] + s.g[ji] + s.pb[ji] + s.q[ji] > M:
+                    if chain_of(s, ji) > M:
                         continue
                     if mcount[i] > 0:
                         lo = hstats[3 * i + 1] if hstats[3 * i + 1] <= s.r[ji] else s.r[ji]
@@ -340,14 +340,14 @@ cdef long c_local_search(Inst* s, const double* mem, const double* cap, long* as
                         a = k * H + c
                         b = j * H + c
                         if not (s.p[a] + s.pb[a] < s.p[b] + s.pb[b]
-                                or s.r[a] + s.p[a] + s.g[a] + s.pb[a] + s.q[a]
-                                < s.r[b] + s.p[b] + s.g[b] + s.pb[b] + s.q[b]):
+                                or chain_of(s, a)
+                                < chain_of(s, b)):
                             continue
                         if used[c] - mem[j] + mem[k] > cap[c] or used[i] - mem[k] + mem[j] > cap[i]:
                             continue
                         # Cheap bounds first: k's chain and the load bound of helper c with k for j must stay
                         # below c's span, j's chain and the load bound of helper i with j for k within M.
-                        if s.r[a] + s.p[a] + s.g[a] + s.pb[a] + s.q[a] >= span[c]:
+                        if chain_of(s, a) >= span[c]:
                             continue
                         lo = hstats[3 * c + 1] if hstats[3 * c + 1] <= s.r[a] else s.r[a]
                         hi = hstats[3 * c + 2] if hstats[3 * c + 2] <= s.q[a] else s.q[a]
@@ -356,7 +356,7 @@ cdef long c_local_search(Inst* s, const double* mem, const double* cap, long* as
                             continue
                         a = j * H + i
                         b = k * H + i
-                        if s.r[a] + s.p[a] + s.g[a] + s.pb[a] + s.q[a] > M:
+                        if chain_of(s, a) > M:
                             continue
                         lo = hstats[3 * i + 1] if hstats[3 * i + 1] <= s.r[a] else s.r[a]
                         hi = hstats[3 * i + 2] if hstats[3 * i + 2] <= s.q[a] else s.q[a]

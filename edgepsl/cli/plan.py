@@ -5,6 +5,8 @@ import argparse
 import json
 from pathlib import Path
 
+import numpy as np
+
 from edgepsl.errors import EdgePSLError
 from edgepsl.plan.backend import backend_name
 from edgepsl.plan.instance import Instance
@@ -74,6 +76,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "for the N per client that minimises the planned makespan; needs stage times (with "
                              "--profile they are added; an --instance file needs format version 3). Default: the "
                              "instance's own N (1 for today's instances)")
+    parser.add_argument("--local-loss", default=None, metavar="none|all|auto|LIST",
+                        help="learning mode per client (random, balanced-greedy, greedy-eft, greedy-ls, milp): none "
+                             "(U-shaped SplitFed), all (local loss: no cut-1 gradient, part-1 learns from an aux "
+                             "head), a comma-separated list of client indices in local loss, or auto / auto:LIST "
+                             "(the planner chooses: shortest makespan, then fewest local-loss clients); needs "
+                             "local-loss times (with --profile they are added; an --instance file needs format "
+                             "version 4). Default: the instance's own modes (SplitFed for today's instances)")
     parser.add_argument("--time-limit", type=float, default=60.0,
                         help="milp: seconds before HiGHS returns its incumbent and gap; admm: seconds for the "
                              "whole decomposition (default 60)")
@@ -101,7 +110,8 @@ def _instance(args: argparse.Namespace) -> Instance:
         return hybrid_instance(args.profile, args.clients, args.helpers, args.seed, cuts=args.cuts)
     return scenario_instance(args.profile, args.clients, args.helpers, args.scenario, args.seed,
                              cuts=args.cuts, binding_memory=args.binding_memory,
-                             micro_batches=1 if args.micro_batches is not None else None)
+                             micro_batches=1 if args.micro_batches is not None else None,
+                             loss_times=args.local_loss is not None)
 
 
 def _choose_cuts(args: argparse.Namespace) -> Instance:
@@ -132,7 +142,8 @@ def run(args: argparse.Namespace) -> int:
     from edgepsl.plan.gantt import gantt_png, write_chrome_trace
 
     instance = _instance(args)
-    sol = plan(instance, args.method, **solver(args.method).options_from(vars(args)))
+    options = {k: v for k, v in vars(args).items() if not (k == "local_loss" and v is None)}
+    sol = plan(instance, args.method, **solver(args.method).options_from(options))
     if args.bound == "lp" or (args.bound == "auto" and lp_bound_fits(instance)):
         sol = with_lp_bound(instance, sol, threads=args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -155,10 +166,10 @@ def run(args: argparse.Namespace) -> int:
         "timeline": sol.timeline.to_dict(),
     }
     (args.out / "plan.json").write_text(json.dumps(doc, indent=1) + "\n")
-    write_chrome_trace(instance, sol.plan, sol.timeline, args.out / "trace.json")
+    write_chrome_trace(sol.instance, sol.plan, sol.timeline, args.out / "trace.json")
     title = f"{args.method}: K={instance.K}, H={instance.H}, makespan {sol.makespan / 1000:.2f} s"
     if not args.no_plot:
-        gantt_png(instance, sol.plan, sol.timeline, args.out / "gantt.png", title=title)
+        gantt_png(sol.instance, sol.plan, sol.timeline, args.out / "gantt.png", title=title)
     print(f"instance     K={instance.K} clients, H={instance.H} helpers")
     print(f"method       {args.method} (scheduling core: {backend_name()})")
     print(f"makespan     {sol.makespan:.1f} ms")
@@ -167,6 +178,9 @@ def run(args: argparse.Namespace) -> int:
     if sol.plan.pipelined:
         print(f"micro-batch  N per client {sol.plan.micro.tolist()} (unpipelined plan: "
               f"{sol.plan.meta['unpipelined_makespan']:.1f} ms)")
+    if sol.plan.local_loss is not None:
+        print(f"local loss   {int(sol.plan.local_loss.sum())} of {instance.K} clients train part-1 with the aux "
+              f"head's loss: {np.flatnonzero(sol.plan.local_loss).tolist()}")
     if instance.hybrid:
         print(f"local mode   {int(sol.plan.local.sum())} of {instance.K} clients train part-2 on their own device")
     print(f"lower bound  {sol.bound.value:.1f} ms (chain {sol.bound.chain:.1f}, load {sol.bound.load:.1f}, "

@@ -353,6 +353,7 @@ def solve_admm(instance: Instance, *, rho: float = 350.0, max_iter: int = 10, st
                time_limit: float = 60.0, threads: int = 1, slot_ms: float | None = None,
                verbose: bool = False) -> AdmmSolution:
     """Plan with the paper's decomposition (Algorithm 1 + exact per-helper schedules); the best evaluated plan."""
+    instance.require_splitfed("ADMM")
     if not (rho >= 0 and max_iter >= 1 and stable_iters >= 1 and time_limit >= 0):
         raise AdmmParameterError(f"ADMM needs rho >= 0, max_iter >= 1, stable_iters >= 1 and time_limit >= 0; got "
                                  f"rho={rho}, max_iter={max_iter}, stable_iters={stable_iters}, time_limit={time_limit}")

@@ -4,7 +4,8 @@ its kernels one Python face: instance arrays in, named results out.
 The twin (edgepsl.plan.pure) is used when EDGEPSL_PURE=1 is set or when the extension cannot be
 imported; in the second case a RuntimeWarning says why, and `edgepsl doctor` repeats it. Both backends
 return plain tuples; `Kernels` wraps them in the named tuples below (which still unpack and index as
-tuples), and `kernel_arrays` is the one place that turns an Instance into the arrays the kernels take.
+tuples), and `kernel_arrays` with `kernel_floor` is the one place that turns an Instance into the arrays the kernels
+take (the kernels over an instance take the local-loss release floor as the keyword `floor`, None without one).
 """
 from __future__ import annotations
 
@@ -103,8 +104,13 @@ class PreemptiveSchedule(NamedTuple):
 
 
 def kernel_arrays(instance: Instance) -> KernelArrays:
-    """The arrays (r, p, g, p', q') of an instance as the kernels take them."""
+    """The arrays (r, p, g, p', q') of an instance as the kernels take them (q' = 0 for local-loss clients)."""
     return KernelArrays(instance.r, instance.p, instance.gap, instance.p_bwd, instance.tail)
+
+
+def kernel_floor(instance: Instance) -> np.ndarray | None:
+    """The kernels' `floor` keyword: the backward-release floor w of the local-loss clients, None without any."""
+    return instance.release_floor
 
 
 class Kernels:
@@ -124,23 +130,24 @@ class Kernels:
         """Index order, helper keeping client counts most even; -1 for a client that found none."""
         return self.module.assign_balanced_greedy(mem, cap)
 
-    def assign_greedy_eft(self, r, p, g, pb, q, mem: np.ndarray, cap: np.ndarray) -> np.ndarray:
+    def assign_greedy_eft(self, r, p, g, pb, q, mem: np.ndarray, cap: np.ndarray,
+                          floor: np.ndarray | None = None) -> np.ndarray:
         """Largest work first to the helper with the earliest estimated finish; -1 for a client that found none."""
-        return self.module.assign_greedy_eft(r, p, g, pb, q, mem, cap)
+        return self.module.assign_greedy_eft(r, p, g, pb, q, mem, cap, floor=floor)
 
     def assign_greedy_insert(self, r, p, g, pb, q, mem: np.ndarray, cap: np.ndarray, width: int,
-                             start: np.ndarray | None = None) -> np.ndarray:
+                             start: np.ndarray | None = None, floor: np.ndarray | None = None) -> np.ndarray:
         """Greedy insertion: each client on the best of its `width` most promising helpers by dispatched span."""
-        return self.module.assign_greedy_insert(r, p, g, pb, q, mem, cap, width, start)
+        return self.module.assign_greedy_insert(r, p, g, pb, q, mem, cap, width, start, floor=floor)
 
-    def dispatch(self, assign: np.ndarray, rule: int, r, p, g, pb, q) -> JobOrder:
+    def dispatch(self, assign: np.ndarray, rule: int, r, p, g, pb, q, floor: np.ndarray | None = None) -> JobOrder:
         """Every helper's job order under one dispatch rule."""
-        return JobOrder(*self.module.dispatch(assign, rule, r, p, g, pb, q))
+        return JobOrder(*self.module.dispatch(assign, rule, r, p, g, pb, q, floor=floor))
 
     def evaluate(self, assign: np.ndarray, seq_client: np.ndarray, seq_kind: np.ndarray, offsets: np.ndarray,
-                 r, p, g, pb, q) -> JobTimes:
+                 r, p, g, pb, q, floor: np.ndarray | None = None) -> JobTimes:
         """Run a plan non-preemptively: every job's start and end, every client's finish."""
-        return JobTimes(*self.module.evaluate(assign, seq_client, seq_kind, offsets, r, p, g, pb, q))
+        return JobTimes(*self.module.evaluate(assign, seq_client, seq_kind, offsets, r, p, g, pb, q, floor=floor))
 
     def pick_next(self, now: float, kind: np.ndarray, release: np.ndarray, tail: np.ndarray, client: np.ndarray,
                   rule: int) -> int:
@@ -153,24 +160,26 @@ class Kernels:
 
     def local_search(self, assign: np.ndarray, r, p, g, pb, q, mem: np.ndarray, cap: np.ndarray, seed: int,
                      budget: int, deadline_ns: int = 0,
-                     memo: tuple[np.ndarray, np.ndarray] | None = None) -> SearchResult:
+                     memo: tuple[np.ndarray, np.ndarray] | None = None,
+                     floor: np.ndarray | None = None) -> SearchResult:
         """Improve a feasible assignment and its job orders within a work budget (and a monotonic deadline, 0: none)."""
         return SearchResult(*self.module.local_search(assign, r, p, g, pb, q, mem, cap, seed, budget, deadline_ns,
-                                                      memo))
+                                                      memo, floor=floor))
 
-    def lower_bound(self, r, p, g, pb, q, mem: np.ndarray, cap: np.ndarray) -> ChainLoad:
+    def lower_bound(self, r, p, g, pb, q, mem: np.ndarray, cap: np.ndarray,
+                    floor: np.ndarray | None = None) -> ChainLoad:
         """The chain and load bounds."""
-        return ChainLoad(*self.module.lower_bound(r, p, g, pb, q, mem, cap))
+        return ChainLoad(*self.module.lower_bound(r, p, g, pb, q, mem, cap, floor=floor))
 
     def window_bound(self, r, p, g, pb, q, mem: np.ndarray, cap: np.ndarray, wa: np.ndarray,
-                     wb: np.ndarray) -> WindowBound:
+                     wb: np.ndarray, floor: np.ndarray | None = None) -> WindowBound:
         """The window bound over the grid of window starts wa and tail lengths wb."""
-        return WindowBound(*self.module.window_bound(r, p, g, pb, q, mem, cap, wa, wb))
+        return WindowBound(*self.module.window_bound(r, p, g, pb, q, mem, cap, wa, wb, floor=floor))
 
     def joint_bound(self, r, p, g, pb, q, mem: np.ndarray, cap: np.ndarray, room: np.ndarray, ga: np.ndarray,
-                    gb: np.ndarray, rounds: int) -> float:
+                    gb: np.ndarray, rounds: int, floor: np.ndarray | None = None) -> float:
         """The joint Lagrangian bound over one window per helper, helper weights and memory multipliers."""
-        return self.module.joint_bound(r, p, g, pb, q, mem, cap, room, ga, gb, rounds)
+        return self.module.joint_bound(r, p, g, pb, q, mem, cap, room, ga, gb, rounds, floor=floor)
 
     def jackson_preemptive(self, release: np.ndarray, proc: np.ndarray, tail: np.ndarray, block_start: np.ndarray,
                            block_end: np.ndarray) -> PreemptiveSchedule:

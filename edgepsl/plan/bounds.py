@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edgepsl.plan.backend import kernel_arrays, kernels
+from edgepsl.plan.backend import kernel_arrays, kernel_floor, kernels
 from edgepsl.plan.evaluate import MEMORY_RTOL
 from edgepsl.plan.instance import Instance
 
@@ -56,7 +56,8 @@ class LowerBound:
 
 def window_grid(instance: Instance, releases: int, tails: int) -> tuple[np.ndarray, np.ndarray]:
     """Window starts a and tail lengths b: quantiles of the clients' earliest job releases (forward r, backward
-    r + p + g) and of their shortest job tails (forward g + p' + q', backward q'), over the helpers that fit them."""
+    r + p + g, at least the local-loss floor w) and of their shortest job tails (forward g + p' + q', backward q'),
+    over the helpers that fit them."""
     r, p, g, pb, q = kernel_arrays(instance)
     fits = instance.fits
     everywhere = bool(fits.all())
@@ -64,11 +65,18 @@ def window_grid(instance: Instance, releases: int, tails: int) -> tuple[np.ndarr
     def least(values: np.ndarray) -> np.ndarray:
         return (values if everywhere else np.where(fits, values, np.inf)).min(axis=1)
 
-    rel = np.concatenate([least(r), least(r + p + g)])
+    rel = np.concatenate([least(r), least(backward_release(instance))])
     tl = np.concatenate([least(g + pb + q), least(q)])
     a = np.unique(np.quantile(rel, np.linspace(0.0, 1.0, releases), method="lower"))
     b = np.unique(np.quantile(tl, np.linspace(0.0, 1.0, tails), method="lower"))
     return np.ascontiguousarray(a), np.ascontiguousarray(b)
+
+
+def backward_release(instance: Instance) -> np.ndarray:
+    """K x H: the earliest release of each client's backward job on each helper, r + p + g or the floor w."""
+    r, p, g, _, _ = kernel_arrays(instance)
+    floor = kernel_floor(instance)
+    return r + p + g if floor is None else np.maximum(r + p + g, floor)
 
 
 def window_grid_size(K: int, H: int) -> tuple[int, int]:
@@ -97,17 +105,17 @@ def joint_grid_size(K: int, H: int) -> tuple[int, int]:
 
 def lower_bound(instance: Instance) -> LowerBound:
     """Chain, load, window and joint bounds from the compiled core (cheap: every plan reports them)."""
-    arrays = kernel_arrays(instance)
-    chain, load = kernels.lower_bound(*arrays, instance.mem, instance.cap)
+    arrays, w = kernel_arrays(instance), kernel_floor(instance)
+    chain, load = kernels.lower_bound(*arrays, instance.mem, instance.cap, floor=w)
     wa, wb = window_grid(instance, *window_grid_size(instance.K, instance.H))
-    window = kernels.window_bound(*arrays, instance.mem, instance.cap, wa, wb).value * (1 - ROUNDING_MARGIN)
+    window = kernels.window_bound(*arrays, instance.mem, instance.cap, wa, wb, floor=w).value * (1 - ROUNDING_MARGIN)
     floor = max(float(chain), float(load), window)
     releases, tails = joint_grid_size(instance.K, instance.H)
     joint = 0.0
     if releases:
         ga, gb = window_pairs(instance, releases, tails, floor)
         room = instance.cap * (1 + MEMORY_RTOL)
-        joint = kernels.joint_bound(*arrays, instance.mem, instance.cap, room, ga, gb, JOINT_ROUNDS)
+        joint = kernels.joint_bound(*arrays, instance.mem, instance.cap, room, ga, gb, JOINT_ROUNDS, floor=w)
     return LowerBound(float(chain), float(load), float(window), float(joint) * (1 - ROUNDING_MARGIN))
 
 
@@ -119,7 +127,7 @@ def mandatory_work(instance: Instance, a: np.ndarray, b: np.ndarray) -> np.ndarr
     def must(release: np.ndarray, proc: np.ndarray, tail: np.ndarray) -> np.ndarray:
         return np.maximum(0.0, proc - np.maximum(0.0, a - release) - np.maximum(0.0, b - tail))
 
-    return np.where(instance.fits, must(r, p, g + pb + q) + must(r + p + g, pb, q), 0.0)
+    return np.where(instance.fits, must(r, p, g + pb + q) + must(backward_release(instance), pb, q), 0.0)
 
 
 def lagrangian_bound(instance: Instance, ab: np.ndarray, work: np.ndarray, mu: np.ndarray, nu: np.ndarray) -> float:

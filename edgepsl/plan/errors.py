@@ -64,3 +64,8 @@ class UnknownMethodError(EdgePSLError):
 
 class MicroBatchError(PlanError):
     """A plan's micro-batch counts do not fit its instance (no stage fields, N above the batch, a local client)."""
+
+
+class ModeError(PlanError):
+    """A client's learning mode (U-shaped SplitFed or local loss) does not fit the instance or the method: local-loss
+    clients without local-loss times, or combined with micro-batches or hybrid local mode."""

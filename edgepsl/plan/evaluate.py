@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgepsl.plan.backend import kernel_arrays, kernels
-from edgepsl.plan.errors import AssignmentError, JobCoverageError, JobOrderError, MemoryCapacityError, MicroBatchError
+from edgepsl.plan.backend import kernel_arrays, kernel_floor, kernels
+from edgepsl.plan.errors import (AssignmentError, JobCoverageError, JobOrderError, MemoryCapacityError, MicroBatchError,
+                                 ModeError)
 from edgepsl.plan.instance import Instance
 from edgepsl.plan.pure.constants import BWD, FWD
 from edgepsl.plan.schedule import LOCAL, Plan, Timeline
@@ -40,8 +41,26 @@ def _plainly_valid(instance: Instance, plan: Plan) -> bool:
     return bool((by_key[~odd] < by_key[odd]).all())
 
 
+def with_plan_modes(instance: Instance, plan: Plan) -> Instance:
+    """The instance with the learning modes the plan records (its own where the plan records none); ModeError when
+    local-loss clients meet an instance without local-loss times, micro-batches or hybrid local mode."""
+    if plan.local_loss is not None:
+        if plan.local_loss.shape != (instance.K,):
+            raise ModeError(f"the plan gives learning modes for {plan.local_loss.size} clients, the instance has "
+                            f"{instance.K}")
+        instance = instance.with_loss_modes(plan.local_loss)
+    modes = instance.loss_modes
+    if modes.any() and (plan.pipelined or plan.local.any()):
+        what = "micro-batches (pipelining)" if plan.pipelined else "local (hybrid) mode"
+        j = int(np.flatnonzero(modes)[0])
+        raise ModeError(f"{instance.client_name(j)} runs the local-loss mode, which edgepsl does not plan together "
+                        f"with {what}: plan local loss with N = 1 and every client on a helper")
+    return instance
+
+
 def validate(instance: Instance, plan: Plan) -> None:
     """Raise the specific PlanError for the first violated rule; return quietly for a valid plan."""
+    with_plan_modes(instance, plan)
     if _plainly_valid(instance, plan):
         return
     K, H = instance.K, instance.H
@@ -133,7 +152,8 @@ def evaluate(instance: Instance, plan: Plan) -> Timeline:
 
 def timeline_of(instance: Instance, plan: Plan) -> Timeline:
     """Compute the timeline of a plan already known to be valid (as the kernels produce them); a local client's
-    'jobs' are its part-2 forward and backward on its own device."""
+    'jobs' are its part-2 forward and backward on its own device; local-loss clients as the plan's modes say."""
+    instance = with_plan_modes(instance, plan)
     if plan.local.any():
         return _hybrid_timeline(instance, plan)
     if plan.pipelined:
@@ -141,7 +161,8 @@ def timeline_of(instance: Instance, plan: Plan) -> Timeline:
 
         return pipelined_timeline(instance, plan)
     seq_client, seq_kind, offsets = plan.flat()
-    fs, fe, bs, be, fin = kernels.evaluate(plan.assignment, seq_client, seq_kind, offsets, *kernel_arrays(instance))
+    fs, fe, bs, be, fin = kernels.evaluate(plan.assignment, seq_client, seq_kind, offsets, *kernel_arrays(instance),
+                                           floor=kernel_floor(instance))
     H = instance.H
     rows = np.arange(instance.K)
     a = plan.assignment

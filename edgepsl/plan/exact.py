@@ -35,18 +35,20 @@ def best_sequence(instance: Instance, clients: list[int], i: int) -> tuple[float
     """The smallest span of `clients` on helper i over every valid job order, and one order reaching it."""
     if not clients:
         return 0.0, []
+    floor = instance.release_floor
     r, p, g, pb, q = (a[:, i] for a in (instance.r, instance.p, instance.gap, instance.p_bwd, instance.tail))
+    w = np.zeros(instance.K) if floor is None else floor[:, i]
     best_span, best_jobs = None, []
     for rule in RULES:
         jobs, span, _ = dispatch_helper(sorted(clients), i, rule, instance.r, instance.p, instance.gap,
-                                        instance.p_bwd, instance.tail)
+                                        instance.p_bwd, instance.tail, floor)
         if best_span is None or span < best_span:
             best_span, best_jobs = span, jobs
     state = {"best": best_span, "jobs": best_jobs}
     path: list[tuple[int, int]] = []
 
     def release(j: int, kind: int, fwd_end: dict[int, float]) -> float:
-        return r[j] if kind == FWD else fwd_end[j] + g[j]
+        return r[j] if kind == FWD else max(fwd_end[j] + g[j], w[j])
 
     def duration(j: int, kind: int) -> float:
         return p[j] if kind == FWD else pb[j]
@@ -60,7 +62,7 @@ def best_sequence(instance: Instance, clients: list[int], i: int) -> tuple[float
         starts = {job: max(tau, release(*job, fwd_end)) for job in avail}
         bound = span
         for j in {j for j, _ in todo}:
-            t = starts[(j, BWD)] if (j, BWD) in starts else starts[(j, FWD)] + p[j] + g[j]
+            t = starts[(j, BWD)] if (j, BWD) in starts else max(starts[(j, FWD)] + p[j] + g[j], w[j])
             bound = max(bound, t + pb[j] + q[j])
         earliest = min(starts.values())
         bound = max(bound, earliest + sum(duration(*job) for job in todo) + min(q[j] for j, _ in todo))

@@ -258,18 +258,28 @@ def write_chrome_trace(instance: Instance, plan: Plan, timeline: Timeline, path:
 def _client_chain(instance: Instance, j: int, i: int, times: dict[str, np.ndarray]) -> list[Segment]:
     fwd_end, bwd_end = times["fwd_end"][j], times["bwd_end"][j]
     download = fwd_end + instance.d[j, i]
-    part3 = download + instance.l[j]
+    local_loss = bool(instance.loss_modes[j])
+    if local_loss:  # the local step runs on the client's CPU while the activations travel (docs/planning.md)
+        own = instance.r_cpu[j] + instance.aux[j]
+        start = (("client_compute", "part-1 fwd", 0.0, instance.r_cpu[j]),
+                 ("client_upload", "upload | local step", instance.r_cpu[j], instance.r[j, i]),
+                 ("client_compute", "aux head + part-1 bwd", instance.r_cpu[j], own))
+        download_end = max(download, own)
+    else:
+        start = (("client_upload", "part-1 fwd + upload", 0.0, instance.r[j, i]),)
+        download_end = download
+    part3 = download_end + instance.l[j]
     grad_down = bwd_end + instance.d_bwd[j, i]
-    steps = (
-        ("client_upload", "part-1 fwd + upload", 0.0, instance.r[j, i]),
+    steps = start + (
         ("helper_fwd", f"fwd on h{i}", times["fwd_start"][j], fwd_end),
         ("transfer", "download", fwd_end, download),
-        ("client_compute", "part-3 fwd", download, part3),
+        ("client_compute", "part-3 fwd", download_end, part3),
         ("client_upload", "part-3 bwd + upload", part3, part3 + instance.r_bwd[j, i]),
         ("helper_bwd", f"bwd on h{i}", times["bwd_start"][j], bwd_end),
+    ) + (() if local_loss else (
         ("transfer", "download grad", bwd_end, grad_down),
         ("client_compute", "part-1 bwd", grad_down, grad_down + instance.l_bwd[j]),
-    )
+    ))
     return [Segment(CLIENTS, j, kind, label, float(a), float(b), j, i) for kind, label, a, b in steps]
 
 

@@ -9,6 +9,7 @@ from typing import Any, Callable
 import numpy as np
 
 from edgepsl.plan.backend import kernel_arrays as _arrays
+from edgepsl.plan.backend import kernel_floor as _floor
 from edgepsl.plan.backend import kernels
 from edgepsl.plan.bounds import LowerBound, lower_bound
 from edgepsl.plan.errors import InfeasibleError, SearchLimitError, UnknownMethodError
@@ -107,9 +108,10 @@ def _heuristic(instance: Instance, method: str, seed: int) -> np.ndarray:
     if method == "balanced-greedy":
         return kernels.assign_balanced_greedy(instance.mem, instance.cap)
     if method in ("greedy-eft", "greedy-ls"):
-        return kernels.assign_greedy_eft(*_arrays(instance), instance.mem, instance.cap)
+        return kernels.assign_greedy_eft(*_arrays(instance), instance.mem, instance.cap, floor=_floor(instance))
     if method == "greedy-insert":
-        return kernels.assign_greedy_insert(*_arrays(instance), instance.mem, instance.cap, INSERT_WIDTH)
+        return kernels.assign_greedy_insert(*_arrays(instance), instance.mem, instance.cap, INSERT_WIDTH,
+                                            floor=_floor(instance))
     raise UnknownMethodError(f"unknown planning method {method!r}; choose one of {', '.join(METHODS)}")
 
 
@@ -120,15 +122,16 @@ def assign(instance: Instance, method: str, seed: int = 0) -> np.ndarray:
 
 def _dispatched(instance: Instance, assignment: np.ndarray, rule: str) -> tuple[np.ndarray, ...]:
     if rule == "best":
-        out = kernels.local_search(assignment, *_arrays(instance), instance.mem, instance.cap, 0, 0)
+        out = kernels.local_search(assignment, *_arrays(instance), instance.mem, instance.cap, 0, 0,
+                                   floor=_floor(instance))
         return out[1], out[2], out[3]
     if rule not in DISPATCH_RULES:
         raise UnknownMethodError(f"unknown dispatch rule {rule!r}; choose one of {', '.join(DISPATCH_RULES)} or best")
-    return kernels.dispatch(assignment, DISPATCH_RULES[rule], *_arrays(instance))
+    return kernels.dispatch(assignment, DISPATCH_RULES[rule], *_arrays(instance), floor=_floor(instance))
 
 
 def _makespan(instance: Instance, flat: tuple[np.ndarray, ...]) -> float:
-    fin = kernels.evaluate(*flat[:4], *_arrays(instance))[4]
+    fin = kernels.evaluate(*flat[:4], *_arrays(instance), floor=_floor(instance))[4]
     return float(fin.max()) if len(fin) else 0.0
 
 
@@ -189,9 +192,9 @@ def iterated_local_search(instance: Instance, start: np.ndarray, seed: int, budg
                           deadline_ns: int = 0) -> SearchResult:
     """The local search from an assignment within memory, then up to `kicks` restarts from the current plan with
     one to three clients moved at random, while the work budget and the deadline (time.monotonic_ns) last."""
-    arrays = _arrays(instance)
+    arrays, floor = _arrays(instance), _floor(instance)
     memo = kernels.new_memo(instance.K)
-    cur = kernels.local_search(start, *arrays, instance.mem, instance.cap, seed, budget, deadline_ns, memo)
+    cur = kernels.local_search(start, *arrays, instance.mem, instance.cap, seed, budget, deadline_ns, memo, floor=floor)
     stats = cur[4].copy()
     # The makespan is needed only to judge restarts.
     cur_value = _makespan(instance, cur) if kicks > 0 else 0.0
@@ -202,7 +205,7 @@ def iterated_local_search(instance: Instance, start: np.ndarray, seed: int, budg
     while n < kicks and stats[4] < budget and instance.H > 1 and not stats[5] and not _passed(deadline_ns):
         n += 1
         out = kernels.local_search(_kick(instance, cur[0], rng), *arrays, instance.mem, instance.cap,
-                                   seed + n, budget - int(stats[4]), deadline_ns, memo)
+                                   seed + n, budget - int(stats[4]), deadline_ns, memo, floor=floor)
         stats[:4] += out[4][:4]
         stats[4] += out[4][4]
         stats[5] = out[4][5]

@@ -109,6 +109,7 @@ def solve_hybrid(instance: Instance, seed: int = 0, budget: int = DEFAULT_BUDGET
     """The hybrid planner: quick plans for every threshold, then greedy-ls on T = 0 (all split) and on the
     REFINED_THRESHOLDS thresholds with the shortest quick plans; the best of these (never longer than greedy-ls
     all-split with the same seed and budget), the one with more local clients among equal makespans."""
+    instance.require_splitfed("the hybrid planner")
     t0 = time.perf_counter()
     cands = thresholds(instance)
     quick = [max(th.value, _quick(instance.subset(th.split)) if th.split.size else 0.0) for th in cands]
@@ -196,6 +197,7 @@ def _fcfs_plan(instance: Instance, a: np.ndarray, method: str, meta: dict) -> Pl
 
 def solve_baseline(instance: Instance, method: str, seed: int = 0) -> Solution:
     """One of the paper's hybrid baselines (hybrid-random, hybrid-rule-random, hybrid-balanced-greedy), FCFS."""
+    instance.require_splitfed("the hybrid baselines")
     t0 = time.perf_counter()
     if method == "hybrid-random":
         a = _random_modes(instance, seed)
@@ -235,6 +237,7 @@ def replan_hybrid(instance: Instance, plan: Plan, previous: Instance, seed: int 
     replan on the split sub-instance, and the mode of a client that joined or whose helper left is chosen anew
     (each threshold on their L_j, as solve_hybrid); a local client whose L_j exceeds the best split makespan is
     then tried split. The best plan, never longer than keeping the old modes (new clients split)."""
+    instance.require_splitfed("the hybrid re-planner")
     t0 = time.perf_counter()
     validate(previous, plan)
     clients, helpers = match(previous, instance)

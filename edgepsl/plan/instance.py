@@ -1,6 +1,7 @@
 """Instance: K clients and H helpers as K x H arrays of milliseconds plus memory; JSON round-trip; validation."""
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -8,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from edgepsl.plan.errors import InstanceError, InstanceFormatError
+from edgepsl.plan.errors import InstanceError, InstanceFormatError, ModeError
 from edgepsl.plan.jsonfile import check_header, read_json
 
 FORMAT_NAME = "edgepsl-instance"
@@ -17,6 +18,8 @@ FORMAT_VERSION = 1
 HYBRID_VERSION = 2
 # Version 3 adds the optional micro-batch stage fields (STAGE_FIELDS, pipelining); the local-mode fields stay optional.
 STAGED_VERSION = 3
+# Version 4 adds the optional local-loss fields (LOSS_FIELDS); the local-mode and stage fields stay optional.
+LOSS_VERSION = 4
 
 # (field, shape kind, meaning); "KH" is K x H, "K" per client, "H" per helper.
 FIELDS: tuple[tuple[str, str, str], ...] = (
@@ -52,6 +55,15 @@ STAGE_FIELDS: tuple[tuple[str, str, str], ...] = (
     ("micro", "K", "micro-batches N of client j's round (1 = unpipelined, today's chain)"),
 )
 
+# Optional, all or none (format version 4): the local-loss mode (LocSplitFed; docs/planning.md, "Local-loss mode").
+# A local-loss client trains part-1 from an aux head right after its part-1 forward, so nothing follows the helper's
+# backward on the client (q'_ij = 0) and its part-3 starts no earlier than its own local work ends.
+LOSS_FIELDS: tuple[tuple[str, str, str], ...] = (
+    ("local_loss", "K", "mode of client j: 1 = local loss, 0 = U-shaped SplitFed (a plan may choose otherwise)"),
+    ("r_cpu", "K", "the client's part of r: part-1 forward on the client (ms); r_ij - r_cpu_j is the upload"),
+    ("aux", "K", "local loss: aux head forward, loss and backward plus part-1 backward and update (ms)"),
+)
+
 
 @dataclass(frozen=True, eq=False)
 class Instance:
@@ -79,12 +91,16 @@ class Instance:
     o_helper: np.ndarray | None = None
     batch: np.ndarray | None = None
     micro: np.ndarray | None = None
+    local_loss: np.ndarray | None = None
+    r_cpu: np.ndarray | None = None
+    aux: np.ndarray | None = None
     client_names: tuple[str, ...] = ()
     helper_names: tuple[str, ...] = ()
     meta: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        for group, what in ((LOCAL_FIELDS, "local-mode"), (STAGE_FIELDS, "micro-batch stage")):
+        for group, what in ((LOCAL_FIELDS, "local-mode"), (STAGE_FIELDS, "micro-batch stage"),
+                            (LOSS_FIELDS, "local-loss")):
             given = [name for name, _, _ in group if getattr(self, name) is not None]
             if given and len(given) != len(group):
                 absent = [name for name, _, _ in group if name not in given]
@@ -102,7 +118,52 @@ class Instance:
         self._validate()
 
     def _fields(self) -> tuple[tuple[str, str, str], ...]:
-        return FIELDS + (LOCAL_FIELDS if self.hybrid else ()) + (STAGE_FIELDS if self.staged else ())
+        return (FIELDS + (LOCAL_FIELDS if self.hybrid else ()) + (STAGE_FIELDS if self.staged else ())
+                + (LOSS_FIELDS if self.has_loss_times else ()))
+
+    @property
+    def has_loss_times(self) -> bool:
+        """Whether the instance has the local-loss fields (its clients may train part-1 with a local loss)."""
+        return self.aux is not None
+
+    @property
+    def loss_modes(self) -> np.ndarray:
+        """Boolean K: which clients run the local-loss mode (all False without the local-loss fields)."""
+        if not self.has_loss_times:
+            return np.zeros(self.K, dtype=bool)
+        return self.local_loss == 1
+
+    def with_loss_modes(self, modes: np.ndarray) -> Instance:
+        """The same instance with these clients (boolean K) in local-loss mode; ModeError without the times."""
+        modes = np.asarray(modes, dtype=bool)
+        if modes.shape != (self.K,):
+            raise ModeError(f"a local-loss mode per client is needed: got {modes.size} values for {self.K} clients")
+        if not self.has_loss_times:
+            if not modes.any():
+                return self
+            j = int(np.flatnonzero(modes)[0])
+            raise ModeError(f"{self.client_name(j)} is put in local-loss mode but the instance has no local-loss "
+                            "times (fields local_loss, r_cpu, aux; instance format version 4, docs/formats.md)")
+        return dataclasses.replace(self, local_loss=modes.astype(np.float64))
+
+    def require_splitfed(self, what: str) -> None:
+        """ModeError naming the first local-loss client: `what` (a method) plans U-shaped SplitFed clients only."""
+        modes = self.loss_modes
+        if modes.any():
+            j = int(np.flatnonzero(modes)[0])
+            raise ModeError(f"{self.client_name(j)} runs the local-loss mode, which {what} does not plan: plan it "
+                            "with random, balanced-greedy, greedy-eft, greedy-ls or milp (N = 1, no local mode), "
+                            "or set its local_loss to 0")
+
+    @property
+    def release_floor(self) -> np.ndarray | None:
+        """w_ij: the earliest release of client j's backward job on helper i whatever its forward job does (its
+        local work r_cpu + aux, then l and r'); 0 for U-shaped clients; None when no client runs local loss."""
+        modes = self.loss_modes
+        if not modes.any():
+            return None
+        own = self.r_cpu + self.aux + self.l
+        return np.ascontiguousarray(np.where(modes[:, None], own[:, None] + self.r_bwd, 0.0))
 
     @property
     def staged(self) -> bool:
@@ -160,8 +221,10 @@ class Instance:
 
     @property
     def tail(self) -> np.ndarray:
-        """q'_ij = d'_ij + l'_j: from the end of the backward job to the client's finish."""
-        return self.d_bwd + self.l_bwd[:, None]
+        """q'_ij = d'_ij + l'_j: from the end of the backward job to the client's finish (0 in local-loss mode)."""
+        tail = self.d_bwd + self.l_bwd[:, None]
+        modes = self.loss_modes
+        return np.where(modes[:, None], 0.0, tail) if modes.any() else tail
 
     @property
     def fits(self) -> np.ndarray:
@@ -205,6 +268,8 @@ class Instance:
                 raise InstanceError(f"{what} has {len(names)} entries, expected {count}")
         if self.staged:
             self._validate_stages()
+        if self.has_loss_times:
+            self._validate_loss()
         nowhere = ~self.fits.any(axis=1) & ~self.local_fits
         if nowhere.any():
             j = int(np.flatnonzero(nowhere)[0])
@@ -233,9 +298,21 @@ class Instance:
             raise InstanceError(f"{self.client_name(j)} has N = {self.micro[j]:g} micro-batches but a batch of "
                                 f"{self.batch[j]:g} samples: N <= B")
 
+    def _validate_loss(self) -> None:
+        bad = (self.local_loss != 0) & (self.local_loss != 1)
+        if bad.any():
+            j = int(np.flatnonzero(bad)[0])
+            raise InstanceError(f"local_loss[{j}] = {self.local_loss[j]:g}: 1 (local loss) or 0 (U-shaped SplitFed)")
+        over = self.r_cpu[:, None] > self.r
+        if over.any():
+            j, i = (int(v) for v in np.argwhere(over)[0])
+            raise InstanceError(f"r_cpu[{j}] = {self.r_cpu[j]:g} ms exceeds r[{j}][{i}] = {self.r[j, i]:g} ms: the "
+                                "part-1 forward is a part of r")
+
     def to_dict(self) -> dict[str, Any]:
         """The JSON-ready form documented in docs/formats.md."""
-        version = STAGED_VERSION if self.staged else HYBRID_VERSION if self.hybrid else FORMAT_VERSION
+        version = (LOSS_VERSION if self.has_loss_times else STAGED_VERSION if self.staged else
+                   HYBRID_VERSION if self.hybrid else FORMAT_VERSION)
         out: dict[str, Any] = {"format": FORMAT_NAME, "version": version, "units": {"time": "ms", "memory": "MB"}}
         out["clients"] = self.K
         out["helpers"] = self.H
@@ -251,13 +328,16 @@ class Instance:
     @classmethod
     def from_dict(cls, data: Any) -> Instance:
         """Build and validate an instance from its JSON-ready form."""
-        data = check_header(data, "instance", FORMAT_NAME, (FORMAT_VERSION, HYBRID_VERSION, STAGED_VERSION),
-                            InstanceFormatError)
+        data = check_header(data, "instance", FORMAT_NAME,
+                            (FORMAT_VERSION, HYBRID_VERSION, STAGED_VERSION, LOSS_VERSION), InstanceFormatError)
+        version = data["version"]
         fields = FIELDS
-        if data["version"] == HYBRID_VERSION or (data["version"] == STAGED_VERSION and "r_own" in data):
+        if version == HYBRID_VERSION or (version >= STAGED_VERSION and "r_own" in data):
             fields = fields + LOCAL_FIELDS
-        if data["version"] == STAGED_VERSION:
+        if version == STAGED_VERSION or (version == LOSS_VERSION and "r_up" in data):
             fields = fields + STAGE_FIELDS
+        if version == LOSS_VERSION:
+            fields = fields + LOSS_FIELDS
         missing = [name for name, _, _ in fields if name not in data]
         if missing:
             raise InstanceFormatError(f"instance (version {data['version']}) is missing field(s): {', '.join(missing)}")

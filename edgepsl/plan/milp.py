@@ -96,9 +96,12 @@ def solve_milp(instance: Instance, time_limit: float = 60.0, threads: int = 1, w
     def lin(coef: np.ndarray, j: int):
         return sum(float(coef[j, i]) * y[j, i] for i in range(H) if fits[j, i])
 
+    floor = instance.release_floor
     for j in range(K):
         h.addConstr(S[j] - lin(r, j) >= 0)
         h.addConstr(T[j] - S[j] - lin(p + g, j) >= 0)
+        if floor is not None and floor[j].any():
+            h.addConstr(T[j] - lin(floor, j) >= 0)
         h.addConstr(W - T[j] - lin(pb + q, j) >= 0)
     order = {}
     starts = {FWD: S, BWD: T}

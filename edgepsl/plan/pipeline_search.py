@@ -206,6 +206,7 @@ def solve_pipelined(instance: Instance, micro_batches: str | int | None = AUTO, 
                     time_limit_ms: float | None = None) -> Solution:
     """greedy-ls with micro-batches: N fixed (a whole number, capped at each client's batch), the instance's own N
     (None), or chosen per client ('auto'). N = 1 for every client returns greedy-ls's plan unchanged."""
+    instance.require_splitfed("the micro-batch (pipelined) planner")
     mode = micro_option(micro_batches)
     t0 = time.perf_counter()
     base = heuristics.solve(instance, "greedy-ls", seed=seed, budget=budget, kicks=kicks, time_limit_ms=time_limit_ms)

@@ -1,9 +1,10 @@
 """Exact preemptive single-helper schedules (the compiled Jackson kernel) and the executed plans derived from them.
 
 Per helper, the forward jobs (release r, work p, tail d + l) and then the backward jobs (release at the forward
-completion + gap, work p', tail q') are scheduled by the preemptive largest-tail rule, which is optimal for these
-single-machine problems (paper.md 2.4); the backward schedule runs around the forward pieces. edgepsl executes
-jobs without preemption, so the preemptive schedules become job orders that the evaluator then times.
+completion + gap, at least the local-loss floor w, work p', tail q') are scheduled by the preemptive largest-tail
+rule, which is optimal for these single-machine problems (paper.md 2.4); the backward schedule runs around the
+forward pieces. edgepsl executes jobs without preemption, so the preemptive schedules become job orders that the
+evaluator then times.
 """
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edgepsl.plan.backend import kernel_arrays, kernels
+from edgepsl.plan.backend import kernel_arrays, kernel_floor, kernels
 from edgepsl.plan.evaluate import timeline_of
 from edgepsl.plan.instance import Instance
 from edgepsl.plan.pure.constants import BWD, FWD
@@ -36,14 +37,17 @@ def preemptive_schedules(instance: Instance, assignment: np.ndarray) -> Preempti
     ends = {FWD: np.zeros(K), BWD: np.zeros(K)}
     objective = 0.0
     empty = np.empty(0)
+    floor = kernel_floor(instance)
     for i in range(H):
         m = np.flatnonzero(assignment == i)
         if m.size == 0:
             continue
         fwd_tail = instance.d[m, i] + instance.l[m]
         fc, fobj, fj, fs, fe = kernels.jackson_preemptive(instance.r[m, i], instance.p[m, i], fwd_tail, empty, empty)
-        bc, _, bj, bs, _ = kernels.jackson_preemptive(fc + instance.gap[m, i], instance.p_bwd[m, i],
-                                                      instance.tail[m, i], fs, fe)
+        release = fc + instance.gap[m, i]
+        if floor is not None:
+            release = np.maximum(release, floor[m, i])
+        bc, _, bj, bs, _ = kernels.jackson_preemptive(release, instance.p_bwd[m, i], instance.tail[m, i], fs, fe)
         objective = max(objective, float(fobj))
         for kind, end, job, piece_start in ((FWD, fc, fj, fs), (BWD, bc, bj, bs)):
             first = end.copy()          # a job without work starts where it ends
@@ -66,8 +70,7 @@ def _sequenced(assignment: np.ndarray, fwd_key: np.ndarray, bwd_key: np.ndarray,
 
 def helper_spans(instance: Instance, plan: Plan) -> np.ndarray:
     """Each helper's finish time under the plan (ms; 0 for an idle helper)."""
-    finish = kernels.evaluate(plan.assignment, *plan.flat(), instance.r, instance.p, instance.gap, instance.p_bwd,
-                              instance.tail)[4]
+    finish = kernels.evaluate(plan.assignment, *plan.flat(), *kernel_arrays(instance), floor=kernel_floor(instance))[4]
     span = np.zeros(instance.H)
     np.maximum.at(span, plan.assignment, finish)
     return span
@@ -78,7 +81,8 @@ def schedule_assignment(instance: Instance, assignment: np.ndarray) -> tuple[Pla
     their start order and the best dispatch rule; with its evaluated timeline and the exact P_f value (ms)."""
     sched = preemptive_schedules(instance, assignment)
     H = instance.H
-    rules = kernels.local_search(assignment, *kernel_arrays(instance), instance.mem, instance.cap, 0, 0)
+    rules = kernels.local_search(assignment, *kernel_arrays(instance), instance.mem, instance.cap, 0, 0,
+                                 floor=kernel_floor(instance))
     candidates = [
         _sequenced(assignment, sched.fwd_end, sched.bwd_end, H),
         _sequenced(assignment, sched.fwd_start, sched.bwd_start, H),

@@ -143,6 +143,11 @@ class Profile:
         """Backward plus weight-update time of layers [start, stop) on every device (D,)."""
         return (self.bwd_ms[:, start:stop] + self.update_ms[:, start:stop]).sum(axis=1)
 
+    def aux_head_ms(self) -> np.ndarray:
+        """Estimated training step of the local-loss aux head on every device (D,): forward, backward and update of
+        the model's last layer, a classifier to the output width like the head (the profiles hold no aux head)."""
+        return self.part_fwd_ms(self.layers - 1, self.layers) + self.part_bwd_ms(self.layers - 1, self.layers)
+
     def part2_memory_mb(self, a: int, b: int) -> float:
         """Memory part-2 of a model cut at (a, b) needs on a helper: activations + weights of [a, b), KB / 1024."""
         return float((self.activation_kb[a:b] + self.weights_kb[a:b]).sum() / 1024.0)
@@ -215,10 +220,15 @@ def build_instance(
     meta: dict[str, Any] | None = None,
     client_memory_mb: float | np.ndarray | Sequence[float] | None = None,
     stages: StageCosts | None = None,
+    loss_times: bool = False,
 ) -> Instance:
     """Build the instance of K = len(client_devices) clients on H = len(helper_devices) helpers.
 
     With stages, the instance gets the micro-batch stage fields (docs/formats.md, instance version 3).
+
+    With loss_times, the instance gets the local-loss fields (version 4) with every client on SplitFed
+    (local_loss 0, a plan may choose otherwise): r_cpu is part-1's forward and aux is part-1's backward plus the
+    aux head's estimated step (Profile.aux_head_ms) on the client's device.
 
     With client_memory_mb (a scalar or one value per client: each client device's memory for part-2), the
     instance gets the local-mode fields: part-1 fwd, part-2 fwd/bwd and part-3 bwd on the client's own device from
@@ -278,6 +288,8 @@ def build_instance(
     )
     if stages is not None:
         inst = with_stages(inst, prof.activation_kb[cut_a - 1], prof.activation_kb[cut_b - 1], bandwidth, stages)
+    if loss_times:
+        inst = with_loss_times(inst, part1_fwd[inverse, cdev], part1_bwd[inverse, cdev] + prof.aux_head_ms()[cdev])
     if client_memory_mb is None:
         return inst
     cap_own = np.broadcast_to(np.asarray(client_memory_mb, dtype=np.float64), (K,))
@@ -326,6 +338,14 @@ def instance_from_parts(
         helper_names=helper_names,
         meta=dict(meta or {}),
     )
+
+
+def with_loss_times(instance: Instance, part1_fwd: np.ndarray, local_step: np.ndarray) -> Instance:
+    """The instance with the local-loss fields, every client on SplitFed: r_cpu = part-1 forward, aux = the local
+    step (aux head forward, loss and backward plus part-1 backward and update), per client in ms."""
+    K = instance.K
+    return dataclasses.replace(instance, local_loss=np.zeros(K), r_cpu=np.broadcast_to(part1_fwd, (K,)),
+                               aux=np.broadcast_to(local_step, (K,)))
 
 
 def transfer_ms(kb: np.ndarray | float, mbps: np.ndarray | float) -> np.ndarray:

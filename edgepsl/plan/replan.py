@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 
-from edgepsl.plan.backend import kernels
+from edgepsl.plan.backend import kernel_arrays, kernel_floor, kernels
 from edgepsl.plan.errors import InfeasibleError, ReplanMatchError, SearchLimitError
 from edgepsl.plan.evaluate import timeline_of, validate
 from edgepsl.plan.heuristics import INSERT_WIDTH, Solution, iterated_local_search
@@ -83,8 +83,8 @@ def _place(instance: Instance, a: np.ndarray) -> np.ndarray | None:
     greedy-ls's insertion start); None if one finds no helper with room."""
     if (a >= 0).all():
         return a
-    arrays = (instance.r, instance.p, instance.gap, instance.p_bwd, instance.tail)
-    out = kernels.assign_greedy_insert(*arrays, instance.mem, instance.cap, INSERT_WIDTH, a)
+    out = kernels.assign_greedy_insert(*kernel_arrays(instance), instance.mem, instance.cap, INSERT_WIDTH, a,
+                                       floor=kernel_floor(instance))
     return out if (out >= 0).all() else None
 
 
@@ -138,6 +138,12 @@ def replan(instance: Instance, plan: Plan, previous: Instance, seed: int = 0, bu
     deadline_ns = 0 if time_limit_ms is None else time.monotonic_ns() + max(1, int(time_limit_ms * 1e6))
     validate(previous, plan)
     clients, helpers = match(previous, instance)
+    modes = None
+    if plan.local_loss is not None:
+        # Matched clients keep the learning mode the previous plan chose; new ones take the instance's own.
+        modes = instance.loss_modes.copy()
+        modes[clients >= 0] = plan.local_loss[clients[clients >= 0]]
+        instance = instance.with_loss_modes(modes)
     a = _carried(instance, plan, clients, helpers)
     kept = int((a >= 0).sum())
     start = "repair"
@@ -156,8 +162,8 @@ def replan(instance: Instance, plan: Plan, previous: Instance, seed: int = 0, bu
     repaired, value = _kept_orders(instance, found.plan, previous_orders)
     if stats[2] + stats[3] > 0:
         # The search moved clients; the repaired assignment with the kept orders may still be better.
-        arrays = (instance.r, instance.p, instance.gap, instance.p_bwd, instance.tail)
-        dispatched = Plan.from_flat(*kernels.local_search(a, *arrays, instance.mem, instance.cap, seed, 0)[:4])
+        dispatched = Plan.from_flat(*kernels.local_search(a, *kernel_arrays(instance), instance.mem, instance.cap, seed,
+                                                          0, floor=kernel_floor(instance))[:4])
         carried, carried_value = _kept_orders(instance, dispatched, previous_orders)
         if carried_value < value:
             repaired = carried
@@ -165,5 +171,5 @@ def replan(instance: Instance, plan: Plan, previous: Instance, seed: int = 0, bu
             "moves": int(stats[2]), "swaps": int(stats[3]), "reorders": int(stats[1]), "work": int(stats[4]),
             "kicks": found.kicks, "budget": budget, "time_limit_ms": time_limit_ms,
             "stopped": "time" if stats[5] else "budget" if stats[4] >= budget else "converged"}
-    result = Plan(repaired.assignment, repaired.orders, "replan", meta)
+    result = Plan(repaired.assignment, repaired.orders, "replan", meta, local_loss=modes)
     return Solution(result, timeline_of(instance, result), instance, time.perf_counter() - t0)

@@ -22,7 +22,7 @@ import numpy as np
 from edgepsl.plan.errors import ProfileError
 from edgepsl.plan.instance import Instance
 from edgepsl.plan.profiles import (Profile, StageCosts, build_instance, instance_from_parts, load_profile,
-                                   loose_capacity_mb, with_stages)
+                                   loose_capacity_mb, with_loss_times, with_stages)
 
 DEFAULT_CUTS: dict[str, tuple[int, int]] = {"resnet101": (3, 33), "vgg19": (3, 10)}
 SCENARIO1_CLIENT_DEVICES = ("d1", "d2")
@@ -56,8 +56,13 @@ def scenario_instance(
     binding_memory: bool = False,
     micro_batches: int | None = None,
     stages: StageCosts | None = None,
+    loss_times: bool = False,
 ) -> Instance:
     """Build the paper's scenario 1 or 2 instance with K clients and H helpers, deterministic for `seed`.
+
+    With loss_times, the instance gets the local-loss fields (version 4, every client on SplitFed; the random draws
+    are those without): scenario 1 from the client's device, scenario 2 from its sampled part-1 times plus the aux
+    head's estimated step averaged over the sampled client devices (Profile.aux_head_ms).
 
     With micro_batches (N for every client) or stages, the instance gets the micro-batch stage fields (version 3;
     the default StageCosts with N = micro_batches); the other fields and the random draws are those without."""
@@ -87,8 +92,8 @@ def scenario_instance(
         helper_devices = np.asarray(helpers)[rng.integers(0, len(helpers), H)]
         meta["built_by"] = "edgepsl.plan.scenarios.scenario_instance"
         return build_instance(prof, client_devices.tolist(), helper_devices.tolist(), (a, b), bandwidth, cap, meta,
-                              stages=stages)
-    inst = _sampled_instance(prof, rng, K, H, (a, b), bandwidth, mem, cap, meta)
+                              stages=stages, loss_times=loss_times)
+    inst = _sampled_instance(prof, rng, K, H, (a, b), bandwidth, mem, cap, meta, loss_times)
     if stages is None:
         return inst
     return with_stages(inst, np.full(K, prof.activation_kb[a - 1]), np.full(K, prof.activation_kb[b - 1]), bandwidth,
@@ -163,6 +168,7 @@ def _sampled_instance(
     mem: np.ndarray,
     cap: np.ndarray,
     meta: dict[str, Any],
+    loss_times: bool,
 ) -> Instance:
     a, b, L = cut[0], cut[1], prof.layers
     rows = [prof.devices.index(d) for d in _measured(prof, SCENARIO2_CLIENT_DEVICES, "client")]
@@ -188,7 +194,7 @@ def _sampled_instance(
         sampled_from={"clients": [prof.devices[r] for r in rows], "helpers": [prof.devices[r] for r in hrows]},
         bandwidth_mbps={"min": float(bandwidth.min()), "mean": float(bandwidth.mean()), "max": float(bandwidth.max())},
     )
-    return instance_from_parts(
+    inst = instance_from_parts(
         part1_fwd=sampled["part1_fwd"][profile_index],
         part1_bwd=sampled["part1_bwd"][profile_index],
         part3_fwd=sampled["part3_fwd"][profile_index],
@@ -202,6 +208,10 @@ def _sampled_instance(
         cap=cap,
         meta=meta,
     )
+    if not loss_times:
+        return inst
+    head = float(prof.aux_head_ms()[rows].mean())
+    return with_loss_times(inst, sampled["part1_fwd"][profile_index], sampled["part1_bwd"][profile_index] + head)
 
 
 def _apportion(total: int, weights: np.ndarray) -> np.ndarray:

@@ -19,6 +19,9 @@ HYBRID_VERSION = 2
 # Version 3: micro-batch pipelining; `micro_batches` gives N per client and every job row is [client, kind, k]
 # (micro-batch k = 0..N-1 of that kind); written only when some client has N > 1.
 PIPELINED_VERSION = 3
+# Version 4: `local_loss` gives each client's learning mode as the planner chose it (true = local loss, false =
+# U-shaped SplitFed; docs/planning.md, "Local-loss mode"); written only when the plan records modes.
+LOSS_VERSION = 4
 LOCAL = -1
 KIND_NAMES = {FWD: "fwd", BWD: "bwd"}
 KIND_CODES = {name: code for code, name in KIND_NAMES.items()}
@@ -29,13 +32,15 @@ class Plan:
     """assignment[j] is client j's helper, or LOCAL (-1) for local mode; orders[i] is helper i's jobs as rows
     (client, kind) in run order (a local client has no jobs). With micro-batches (micro[j] = N_j > 1), client j
     has N_j forward and N_j backward jobs on its helper: the k-th (j, kind) row of an order is micro-batch k of
-    that kind (`jobs(i)` lists them with k); micro None means N = 1 for every client."""
+    that kind (`jobs(i)` lists them with k); micro None means N = 1 for every client. local_loss[j] (boolean K)
+    is client j's learning mode as the planner chose it; None means the instance's own modes."""
 
     assignment: np.ndarray
     orders: tuple[np.ndarray, ...]
     method: str = ""
     meta: dict[str, Any] = field(default_factory=dict)
     micro: np.ndarray | None = None
+    local_loss: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "assignment", np.ascontiguousarray(self.assignment, dtype=np.int64))
@@ -44,6 +49,8 @@ class Plan:
         if self.micro is not None:
             micro = np.ascontiguousarray(self.micro, dtype=np.int64)
             object.__setattr__(self, "micro", micro if (micro != 1).any() else None)
+        if self.local_loss is not None:
+            object.__setattr__(self, "local_loss", np.ascontiguousarray(self.local_loss, dtype=bool))
 
     @property
     def micro_batches(self) -> np.ndarray:
@@ -98,7 +105,7 @@ class Plan:
                            for i in range(len(self.orders))],
                 "meta": self.meta,
             }
-        return {
+        out = {
             "format": FORMAT_NAME,
             "version": HYBRID_VERSION if self.local.any() else FORMAT_VERSION,
             "method": self.method,
@@ -106,14 +113,20 @@ class Plan:
             "orders": [[[int(j), KIND_NAMES.get(int(k), str(k))] for j, k in order] for order in self.orders],
             "meta": self.meta,
         }
+        if self.local_loss is not None:
+            out["version"] = LOSS_VERSION
+            out["local_loss"] = self.local_loss.tolist()
+        return out
 
     @classmethod
     def from_dict(cls, data: Any) -> Plan:
         """Read a plan from its JSON-ready form (structure only; evaluate() checks it against an instance)."""
-        data = check_header(data, "plan", FORMAT_NAME, (FORMAT_VERSION, HYBRID_VERSION, PIPELINED_VERSION),
-                            PlanFormatError)
+        data = check_header(data, "plan", FORMAT_NAME,
+                            (FORMAT_VERSION, HYBRID_VERSION, PIPELINED_VERSION, LOSS_VERSION), PlanFormatError)
         piped = data["version"] == PIPELINED_VERSION
-        for key in ("assignment", "orders") + (("micro_batches",) if piped else ()):
+        moded = data["version"] == LOSS_VERSION
+        needed = ("assignment", "orders") + (("micro_batches",) if piped else ()) + (("local_loss",) if moded else ())
+        for key in needed:
             if key not in data:
                 raise PlanFormatError(f"plan (version {data['version']}) is missing field {key!r}")
         try:
@@ -143,10 +156,18 @@ class Plan:
             raise PlanFormatError("plan micro_batches must hold one whole number >= 1 per client")
         if assignment.ndim != 1:
             raise PlanFormatError("plan assignment must be a flat list of helper indices")
+        modes = None
+        if moded:
+            modes = data["local_loss"]
+            if (not isinstance(modes, list) or any(not isinstance(v, bool) for v in modes)
+                    or len(modes) != len(assignment)):
+                raise PlanFormatError("plan local_loss must hold one true (local loss) or false (U-shaped SplitFed) "
+                                      "per client")
         if data["version"] == FORMAT_VERSION and (assignment == LOCAL).any():
             raise PlanFormatError(f"a version {FORMAT_VERSION} plan cannot put a client in local mode "
                                   f"(assignment {LOCAL}); local mode needs version {HYBRID_VERSION}")
-        return cls(assignment, tuple(orders), str(data.get("method", "")), dict(data.get("meta", {})), micro)
+        return cls(assignment, tuple(orders), str(data.get("method", "")), dict(data.get("meta", {})), micro,
+                   None if modes is None else np.array(modes, dtype=bool))
 
     def save(self, path: str | Path) -> None:
         """Write the plan as JSON."""

@@ -67,6 +67,7 @@ def discretise(instance: Instance, slot_ms: float) -> Instance:
 def solve_slot_ilp(instance: Instance, slot_ms: float, time_limit: float = 60.0, threads: int = 1,
                    verbose: bool = False) -> SlotSolution:
     """Solve the paper's preemptive ILP at the given slot length; optimum or incumbent with HiGHS's gap."""
+    instance.require_splitfed("the slot ILP")
     t0 = time.perf_counter()
     inst = discretise(instance, slot_ms)
     K, H = inst.K, inst.H

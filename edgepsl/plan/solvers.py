@@ -18,7 +18,9 @@ from edgepsl.plan.bounds import lower_bound, lp_bound
 from edgepsl.plan.errors import UnknownMethodError
 from edgepsl.plan.heuristics import DEFAULT_BUDGET, DEFAULT_KICKS, Solution
 from edgepsl.plan.highs import SolverUnavailableError
+from edgepsl.plan.errors import ModeError
 from edgepsl.plan.instance import Instance
+from edgepsl.plan.local_loss import loss_option, requested_modes, solve_with_modes
 from edgepsl.plan.pipeline_search import micro_option, solve_pipelined
 from edgepsl.plan.rules import DISPATCH_RULES
 from edgepsl.plan.schedule import Plan
@@ -109,28 +111,45 @@ MICRO_BATCHES = SolverOption("micro_batches", str, None,
                              "micro-batches per client (PiPar pipelining): a whole number N, or 'auto' for the N "
                              "per client that minimises the planned makespan (default: the instance's own N)",
                              convert=micro_option)
+LOCAL_LOSS = SolverOption("local_loss", str, "instance",
+                          "learning mode per client (docs/planning.md, 'Local-loss mode'): instance (the instance's "
+                          "own), none, all, a list of client indices in local loss, or auto / auto:<indices> (the "
+                          "planner chooses: shortest makespan, then fewest local-loss clients)", convert=loss_option)
 
 
 def _heuristic(method: str) -> Callable[..., Solution]:
-    def run(instance: Instance, **options: Any) -> Solution:
-        return heuristics.solve(instance, method, **options)
+    def run(instance: Instance, *, local_loss: str, **options: Any) -> Solution:
+        return solve_with_modes(instance, local_loss, lambda inst: heuristics.solve(inst, method, **options))
 
     return run
 
 
-def _greedy_ls(instance: Instance, *, micro_batches: str | None, **options: Any) -> Solution:
+def _unpipelined(instance: Instance, micro_batches: str | None, local_loss: str) -> bool:
+    """Whether the plan has N = 1 for every client; ModeError when local loss would meet micro-batches."""
     if micro_batches is None and not (instance.micro_batches > 1).any():
-        return heuristics.solve(instance, "greedy-ls", **options)
+        return True
+    if requested_modes(instance, local_loss)[0].any():
+        raise ModeError("the local-loss mode is not planned with micro-batches (pipelining): plan local-loss clients "
+                        "with N = 1 (micro_batches 1) or set local_loss = 'none'")
+    return False
+
+
+def _greedy_ls(instance: Instance, *, micro_batches: str | None, local_loss: str, **options: Any) -> Solution:
+    if _unpipelined(instance, micro_batches, local_loss):
+        return solve_with_modes(instance, local_loss, lambda inst: heuristics.solve(inst, "greedy-ls", **options))
     return solve_pipelined(instance, micro_batches, **options)
 
 
 def _milp(instance: Instance, *, time_limit: float, threads: int, seed: int, budget: int,
-          time_limit_ms: float | None, micro_batches: str | None) -> Solution:
+          time_limit_ms: float | None, micro_batches: str | None, local_loss: str) -> Solution:
     from edgepsl.plan.milp import solve_milp
 
-    if micro_batches is None and not (instance.micro_batches > 1).any():
-        warm = heuristics.solve(instance, "greedy-ls", seed=seed, budget=budget, time_limit_ms=time_limit_ms).plan
-        return solve_milp(instance, time_limit=time_limit, threads=threads, warm_start=warm)
+    if _unpipelined(instance, micro_batches, local_loss):
+        def exact(inst: Instance) -> Solution:
+            warm = heuristics.solve(inst, "greedy-ls", seed=seed, budget=budget, time_limit_ms=time_limit_ms).plan
+            return solve_milp(inst, time_limit=time_limit, threads=threads, warm_start=warm)
+
+        return solve_with_modes(instance, local_loss, exact)
     from edgepsl.plan.pipeline_milp import solve_pipeline_milp
 
     warm = solve_pipelined(instance, micro_batches, seed=seed, budget=budget, time_limit_ms=time_limit_ms).plan
@@ -166,14 +185,16 @@ def _admm(instance: Instance, *, time_limit: float, threads: int) -> Solution:
 
 
 SOLVERS: dict[str, Solver] = {s.name: s for s in (
-    Solver("random", heuristics.METHODS["random"], _heuristic("random"), (SEED, DISPATCH)),
-    Solver("balanced-greedy", heuristics.METHODS["balanced-greedy"], _heuristic("balanced-greedy"), (DISPATCH,)),
-    Solver("greedy-eft", heuristics.METHODS["greedy-eft"], _heuristic("greedy-eft")),
+    Solver("random", heuristics.METHODS["random"], _heuristic("random"), (SEED, DISPATCH, LOCAL_LOSS)),
+    Solver("balanced-greedy", heuristics.METHODS["balanced-greedy"], _heuristic("balanced-greedy"),
+           (DISPATCH, LOCAL_LOSS)),
+    Solver("greedy-eft", heuristics.METHODS["greedy-eft"], _heuristic("greedy-eft"), (LOCAL_LOSS,)),
     Solver("greedy-ls", heuristics.METHODS["greedy-ls"] + "; with micro_batches, pipelined micro-batch jobs "
-           "(docs/planning.md)", _greedy_ls, (SEED, BUDGET, KICKS, TIME_LIMIT_MS, MICRO_BATCHES)),
+           "(docs/planning.md)", _greedy_ls, (SEED, BUDGET, KICKS, TIME_LIMIT_MS, MICRO_BATCHES, LOCAL_LOSS)),
     Solver("milp", "exact MILP on HiGHS, warm-started from greedy-ls (docs/milp.md); with micro_batches, exact for "
            "the N greedy-ls plans (docs/planning.md)", _milp,
-           (TIME_LIMIT, THREADS, SEED, BUDGET, TIME_LIMIT_MS, MICRO_BATCHES), extra="solvers", module="highspy"),
+           (TIME_LIMIT, THREADS, SEED, BUDGET, TIME_LIMIT_MS, MICRO_BATCHES, LOCAL_LOSS), extra="solvers",
+           module="highspy"),
     Solver("hybrid", hybrid.METHODS["hybrid"], _hybrid, (SEED, BUDGET, KICKS, TIME_LIMIT_MS), local_mode=True),
     *(Solver(name, hybrid.METHODS[name], _hybrid_baseline(name), (SEED,), local_mode=True)
       for name in hybrid.BASELINES),
@@ -208,6 +229,11 @@ def plan(instance: Instance, method: str = "greedy-ls", **options: Any) -> Solut
                                 f"{', '.join(spec.option_names) or 'none'}")
     spec.require()
     values = {o.name: o.check(method, options.get(o.name, o.default)) for o in spec.options}
+    if "local_loss" not in values and instance.loss_modes.any():
+        j = int(instance.loss_modes.argmax())
+        raise ModeError(f"{instance.client_name(j)} runs the local-loss mode, which method {method!r} does not plan; "
+                        f"use one of {', '.join(n for n, s in SOLVERS.items() if 'local_loss' in s.option_names)}, "
+                        "or an instance whose local_loss field is all 0")
     return spec.run(instance, **values)
 
 
@@ -216,7 +242,7 @@ def with_lp_bound(instance: Instance, solution: Solution, threads: int = 1) -> S
     method's solution (the all-split LP bound does not hold for hybrid plans)."""
     if solution.bound_of is not lower_bound:
         return solution
-    return dataclasses.replace(solution, lp_bound=lp_bound(instance, solution.bound.value, threads=threads))
+    return dataclasses.replace(solution, lp_bound=lp_bound(solution.instance, solution.bound.value, threads=threads))
 
 
 def lp_bound_fits(instance: Instance) -> bool:

@@ -1,6 +1,8 @@
 """Random instances for kernel tests: continuous or integer-valued times (to provoke ties), loose or tight memory."""
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from edgepsl.plan.backend import kernel_arrays  # noqa: F401  (the kernel tests take the arrays from here)
@@ -24,3 +26,14 @@ def random_instance(seed: int, K: int, H: int, integer_times: bool, tight_memory
         r_bwd=times((K, H), 20), p_bwd=times((K, H), 10), d_bwd=times((K, H), 5), l_bwd=times(K, 10),
         mem=mem, cap=cap,
     )
+
+
+def with_random_modes(inst: Instance, seed: int, integer_times: bool) -> Instance:
+    """The instance with local-loss fields: a random mode per client, r_cpu within min_i r_ij and local work long
+    enough that the release floor binds on some clients."""
+    rng = np.random.default_rng(seed)
+    low = inst.r.min(axis=1)
+    r_cpu = np.floor(low * rng.uniform(0, 1, inst.K)) if integer_times else low * rng.uniform(0, 1, inst.K)
+    aux = rng.integers(0, 40, inst.K).astype(float) if integer_times else rng.uniform(0, 40, inst.K)
+    modes = rng.integers(0, 2, inst.K).astype(float)
+    return dataclasses.replace(inst, local_loss=modes, r_cpu=r_cpu, aux=aux)

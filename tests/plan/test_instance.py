@@ -92,8 +92,8 @@ def test_bad_format_version_and_missing_fields_are_rejected(tmp_path):
     inst = small_instance()
     with pytest.raises(InstanceFormatError, match="format is 'edgepsl-plan'"):
         Instance.from_dict(with_field(inst, "format", "edgepsl-plan"))
-    with pytest.raises(InstanceFormatError, match="version 4 is not supported"):
-        Instance.from_dict(with_field(inst, "version", 4))
+    with pytest.raises(InstanceFormatError, match="version 5 is not supported"):
+        Instance.from_dict(with_field(inst, "version", 5))
     data = inst.to_dict()
     del data["d_bwd"]
     with pytest.raises(InstanceFormatError, match="missing field\\(s\\): d_bwd"):

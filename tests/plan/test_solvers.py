@@ -58,7 +58,7 @@ def test_unknown_method_lists_the_choices() -> None:
 
 def test_an_option_the_method_does_not_take_or_of_the_wrong_type_is_refused() -> None:
     inst = random_instance(0, K=3, H=2, integer_times=True, tight_memory=False)
-    with pytest.raises(SolverOptionError, match="takes no option 'budget'; its options: none"):
+    with pytest.raises(SolverOptionError, match="takes no option 'budget'; its options: local_loss"):
         plan(inst, "greedy-eft", budget=10)
     with pytest.raises(SolverOptionError, match="must be a int"):
         plan(inst, "greedy-ls", seed="3")

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from edgepsl.plan.pure.chain import chain_of
+
 from edgepsl.plan.pure.rng import SplitMix64
 
 
@@ -60,11 +62,12 @@ def assign_balanced_greedy(mem: np.ndarray, cap: np.ndarray) -> np.ndarray:
 
 
 def assign_greedy_eft(
-    r: np.ndarray, p: np.ndarray, g: np.ndarray, pb: np.ndarray, q: np.ndarray, mem: np.ndarray, cap: np.ndarray
+    r: np.ndarray, p: np.ndarray, g: np.ndarray, pb: np.ndarray, q: np.ndarray, mem: np.ndarray, cap: np.ndarray,
+    floor: np.ndarray | None = None,
 ) -> np.ndarray:
     """Largest work first; each client goes to the helper with the earliest estimated finish.
 
-    A helper's estimate is max(longest chain r+p+g+p'+q' of its clients, min release + total work + min tail).
+    A helper's estimate is max(longest chain r+p+g(>=w)+p'+q' of its clients, min release + total work + min tail).
     """
     K, H = r.shape
     out = np.full(K, -1, dtype=np.int64)
@@ -88,7 +91,7 @@ def assign_greedy_eft(
             if used[i] + mem[j] > cap[i]:
                 continue
             w = p[j, i] + pb[j, i]
-            c = r[j, i] + p[j, i] + g[j, i] + pb[j, i] + q[j, i]
+            c = chain_of(r, p, g, pb, q, floor, j, i)
             if count[i] > 0:
                 c = max(c, chain[i])
                 lo = min(minr[i], r[j, i])
@@ -103,7 +106,7 @@ def assign_greedy_eft(
             return out
         i = best
         out[j] = i
-        c = r[j, i] + p[j, i] + g[j, i] + pb[j, i] + q[j, i]
+        c = chain_of(r, p, g, pb, q, floor, j, i)
         if count[i] > 0:
             chain[i] = max(chain[i], c)
             minr[i] = min(minr[i], r[j, i])

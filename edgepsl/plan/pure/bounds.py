@@ -5,13 +5,16 @@ import math
 
 import numpy as np
 
+from edgepsl.plan.pure.chain import bwd_release, chain_of
+
 
 def lower_bound(
-    r: np.ndarray, p: np.ndarray, g: np.ndarray, pb: np.ndarray, q: np.ndarray, mem: np.ndarray, cap: np.ndarray
+    r: np.ndarray, p: np.ndarray, g: np.ndarray, pb: np.ndarray, q: np.ndarray, mem: np.ndarray, cap: np.ndarray,
+    floor: np.ndarray | None = None,
 ) -> tuple[float, float]:
     """(chain bound, load bound); the makespan of every plan is at least the larger of the two.
 
-    Chain: each client's whole chain r + p + g + p' + q' on its best helper that can hold it.
+    Chain: each client's whole chain r + p + g (at least the floor w) + p' + q' on its best helper that can hold it.
     Load: for any weights lambda on the simplex, the busiest helper carries at least
     sum_j min_i lambda_i * (p + p')_ji; it starts no earlier than the smallest release and its last
     (backward) job is followed by at least the smallest tail. Two weightings are used: uniform, and
@@ -28,7 +31,7 @@ def lower_bound(
         for i in range(H):
             if mem[j] > cap[i]:
                 continue
-            c = r[j, i] + p[j, i] + g[j, i] + pb[j, i] + q[j, i]
+            c = chain_of(r, p, g, pb, q, floor, j, i)
             w = p[j, i] + pb[j, i]
             if best_chain < 0 or c < best_chain:
                 best_chain = c
@@ -79,7 +82,7 @@ def _mandatory(release: float, proc: float, tail: float, a: float, b: float) -> 
 
 def window_bound(
     r: np.ndarray, p: np.ndarray, g: np.ndarray, pb: np.ndarray, q: np.ndarray, mem: np.ndarray, cap: np.ndarray,
-    wa: np.ndarray, wb: np.ndarray,
+    wa: np.ndarray, wb: np.ndarray, floor: np.ndarray | None = None,
 ) -> tuple[float, float, float]:
     """(bound, a, b): max over windows [a, C - b] of a + b + the pigeonhole load of the work that must fall inside.
 
@@ -102,7 +105,7 @@ def window_bound(
                     if mem[j] > cap[i]:
                         continue
                     m = _mandatory(r[j, i], p[j, i], g[j, i] + pb[j, i] + q[j, i], a, b)
-                    m = m + _mandatory(r[j, i] + p[j, i] + g[j, i], pb[j, i], q[j, i], a, b)
+                    m = m + _mandatory(bwd_release(g, floor, j, i, r[j, i] + p[j, i]), pb[j, i], q[j, i], a, b)
                     if best_i < 0 or m < best_i:
                         best_i = m
                 if best_i > 0:
@@ -129,8 +132,8 @@ WEIGHT_FACTORS = (0.5, 0.8, 1.25, 2.0)
 MEMORY_STEPS = (0.01, 0.1, 0.5, 1.0)
 
 
-def _column(r: np.ndarray, p: np.ndarray, g: np.ndarray, pb: np.ndarray, q: np.ndarray, mem: np.ndarray,
-            cap: np.ndarray, i: int, a: float, b: float, lam: float, nu: float, out: list) -> float:
+def _column(r: np.ndarray, p: np.ndarray, g: np.ndarray, pb: np.ndarray, q: np.ndarray, floor: np.ndarray | None,
+            mem: np.ndarray, cap: np.ndarray, i: int, a: float, b: float, lam: float, nu: float, out: list) -> float:
     """Fill out[j] with client j's weighted cost on helper i for window (a, b); return the plain mandatory sum."""
     total = 0.0
     for j in range(len(mem)):
@@ -138,7 +141,7 @@ def _column(r: np.ndarray, p: np.ndarray, g: np.ndarray, pb: np.ndarray, q: np.n
             out[j] = math.inf
             continue
         m = _mandatory(r[j, i], p[j, i], g[j, i] + pb[j, i] + q[j, i], a, b)
-        m = m + _mandatory(r[j, i] + p[j, i] + g[j, i], pb[j, i], q[j, i], a, b)
+        m = m + _mandatory(bwd_release(g, floor, j, i, r[j, i] + p[j, i]), pb[j, i], q[j, i], a, b)
         total += m
         out[j] = lam * m + nu * mem[j]
     return total
@@ -177,7 +180,7 @@ def _value(i: int, lam_i: float, nu_i: float, ab_i: float, column: list, m1: lis
 
 def joint_bound(
     r: np.ndarray, p: np.ndarray, g: np.ndarray, pb: np.ndarray, q: np.ndarray, mem: np.ndarray, cap: np.ndarray,
-    room: np.ndarray, ga: np.ndarray, gb: np.ndarray, rounds: int,
+    room: np.ndarray, ga: np.ndarray, gb: np.ndarray, rounds: int, floor: np.ndarray | None = None,
 ) -> float:
     """A Lagrangian bound coupling the windows of all helpers and their memory, by coordinate ascent.
 
@@ -198,7 +201,7 @@ def joint_bound(
     for i in range(H):
         best = -1.0
         for w in range(G):
-            v = ab[w] + _column(r, p, g, pb, q, mem, cap, i, float(ga[w]), float(gb[w]), 1.0, 0.0, col) / H
+            v = ab[w] + _column(r, p, g, pb, q, floor, mem, cap, i, float(ga[w]), float(gb[w]), 1.0, 0.0, col) / H
             if v > best:
                 best = v
                 sel[i] = w
@@ -207,7 +210,7 @@ def joint_bound(
     load = [0.0] * H
     cost = [[0.0] * H for _ in range(K)]
     for i in range(H):
-        load[i] = _column(r, p, g, pb, q, mem, cap, i, float(ga[sel[i]]), float(gb[sel[i]]), lam[i], nu[i], col)
+        load[i] = _column(r, p, g, pb, q, floor, mem, cap, i, float(ga[sel[i]]), float(gb[sel[i]]), lam[i], nu[i], col)
         for j in range(K):
             cost[j][i] = col[j]
     m1, arg, m2 = _top2(cost, K, H)
@@ -224,7 +227,7 @@ def joint_bound(
                     w, lam_i, nu_i = sel[i], lam[i] * WEIGHT_FACTORS[t - G], nu[i]
                 else:
                     w, lam_i, nu_i = sel[i], lam[i], nu[i] + MEMORY_STEPS[t - G - nf] * lam[i] * load[i] / room[i]
-                total = _column(r, p, g, pb, q, mem, cap, i, float(ga[w]), float(gb[w]), lam_i, nu_i, col)
+                total = _column(r, p, g, pb, q, floor, mem, cap, i, float(ga[w]), float(gb[w]), lam_i, nu_i, col)
                 v = _value(i, lam_i, nu_i, ab[w], col, m1, arg, m2, lam, nu, ab_sel, room)
                 if v > current:
                     current = v

@@ -11,6 +11,7 @@ import heapq
 
 import numpy as np
 
+from edgepsl.plan.pure.chain import bwd_release
 from edgepsl.plan.pure.constants import BWD, FWD, RULE_FCFS, RULE_FWD_FIRST
 
 
@@ -22,7 +23,7 @@ def _key(rule: int, kind: int, tail: float, client: int) -> tuple:
 
 def dispatch_helper(
     clients: list[int], i: int, rule: int,
-    r: np.ndarray, p: np.ndarray, g: np.ndarray, pb: np.ndarray, q: np.ndarray,
+    r: np.ndarray, p: np.ndarray, g: np.ndarray, pb: np.ndarray, q: np.ndarray, floor: np.ndarray | None = None,
 ) -> tuple[list[tuple[int, int]], float, int]:
     """Order the jobs of `clients` (ascending) on helper i; returns (jobs, span, work steps)."""
     jobs: list[tuple[int, int]] = []
@@ -39,7 +40,7 @@ def dispatch_helper(
             jobs.append((j, kind))
             if kind == FWD:
                 tau = start + p[j, i]
-                heapq.heappush(heap, (tau + g[j, i], seq, j, BWD))
+                heapq.heappush(heap, (bwd_release(g, floor, j, i, tau), seq, j, BWD))
                 seq += 1
             else:
                 tau = start + pb[j, i]
@@ -69,7 +70,7 @@ def dispatch_helper(
         jobs.append((j, kind))
         if kind == FWD:
             tau = tau + p[j, i]
-            heapq.heappush(future, (tau + g[j, i], j))
+            heapq.heappush(future, (bwd_release(g, floor, j, i, tau), j))
         else:
             tau = tau + pb[j, i]
             span = max(span, tau + q[j, i])
@@ -86,6 +87,7 @@ def members_by_helper(assign: np.ndarray, H: int) -> list[list[int]]:
 
 def dispatch(
     assign: np.ndarray, rule: int, r: np.ndarray, p: np.ndarray, g: np.ndarray, pb: np.ndarray, q: np.ndarray,
+    floor: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Job order of every helper under one rule, flat: (seq_client, seq_kind, offsets of length H + 1)."""
     K, H = r.shape
@@ -94,7 +96,7 @@ def dispatch(
     offsets = np.zeros(H + 1, dtype=np.int64)
     pos = 0
     for i, clients in enumerate(members_by_helper(assign, H)):
-        jobs, _, _ = dispatch_helper(clients, i, rule, r, p, g, pb, q)
+        jobs, _, _ = dispatch_helper(clients, i, rule, r, p, g, pb, q, floor)
         for j, kind in jobs:
             seq_client[pos], seq_kind[pos] = j, kind
             pos += 1

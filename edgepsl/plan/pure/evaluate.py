@@ -1,19 +1,20 @@
 """Evaluate given job orders non-preemptively in continuous time (mirrored in csrc/evaluate.pxi).
 
 Each helper runs its sequence in order: a job starts at max(helper free, job release); a forward job is
-released at r, a backward job at its forward end + g. The caller guarantees a valid structure
-(edgepsl.plan.evaluate checks it first).
+released at r, a backward job at its forward end + g (at least the floor w, local loss). The caller guarantees a
+valid structure (edgepsl.plan.evaluate checks it first).
 """
 from __future__ import annotations
 
 import numpy as np
 
+from edgepsl.plan.pure.chain import bwd_release
 from edgepsl.plan.pure.constants import FWD
 
 
 def evaluate(
     assign: np.ndarray, seq_client: np.ndarray, seq_kind: np.ndarray, offsets: np.ndarray,
-    r: np.ndarray, p: np.ndarray, g: np.ndarray, pb: np.ndarray, q: np.ndarray,
+    r: np.ndarray, p: np.ndarray, g: np.ndarray, pb: np.ndarray, q: np.ndarray, floor: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Start and end of every client's forward and backward job, and each client's finish time."""
     K, H = r.shape
@@ -31,7 +32,7 @@ def evaluate(
                 tau = start + p[j, i]
                 fwd_start[j], fwd_end[j] = start, tau
             else:
-                start = max(tau, fwd_end[j] + g[j, i])
+                start = max(tau, bwd_release(g, floor, j, i, fwd_end[j]))
                 tau = start + pb[j, i]
                 bwd_start[j], bwd_end[j] = start, tau
                 finish[j] = tau + q[j, i]

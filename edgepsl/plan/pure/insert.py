@@ -14,15 +14,16 @@ import bisect
 
 import numpy as np
 
+from edgepsl.plan.pure.chain import chain_of
 from edgepsl.plan.pure.constants import RULES
 from edgepsl.plan.pure.dispatch import dispatch_helper
 
 
-def _best_span(clients: list[int], i: int, r, p, g, pb, q) -> float:
+def _best_span(clients: list[int], i: int, r, p, g, pb, q, floor) -> float:
     """The smallest span of the dispatch rules for `clients` (ascending) on helper i (first rule wins ties)."""
     s = -1.0
     for rule in RULES:
-        value = dispatch_helper(clients, i, rule, r, p, g, pb, q)[1]
+        value = dispatch_helper(clients, i, rule, r, p, g, pb, q, floor)[1]
         if s < 0 or value < s:
             s = value
     return s
@@ -30,7 +31,7 @@ def _best_span(clients: list[int], i: int, r, p, g, pb, q) -> float:
 
 def assign_greedy_insert(
     r: np.ndarray, p: np.ndarray, g: np.ndarray, pb: np.ndarray, q: np.ndarray, mem: np.ndarray, cap: np.ndarray,
-    width: int, start: np.ndarray | None = None,
+    width: int, start: np.ndarray | None = None, floor: np.ndarray | None = None,
 ) -> np.ndarray:
     """Each client, largest work first, onto the best of its `width` most promising helpers by dispatched span.
 
@@ -57,7 +58,7 @@ def assign_greedy_insert(
 
     def place(j: int, i: int) -> None:
         out[j] = i
-        c = r[j, i] + p[j, i] + g[j, i] + pb[j, i] + q[j, i]
+        c = chain_of(r, p, g, pb, q, floor, j, i)
         if members[i]:
             chain[i] = max(chain[i], c)
             minr[i] = min(minr[i], r[j, i])
@@ -73,7 +74,7 @@ def assign_greedy_insert(
             place(j, int(start[j]))
     for i in range(H):
         if members[i]:
-            span[i] = _best_span(members[i], i, r, p, g, pb, q)
+            span[i] = _best_span(members[i], i, r, p, g, pb, q, floor)
     key = []
     for j in range(K):
         if start[j] >= 0:
@@ -89,7 +90,7 @@ def assign_greedy_insert(
         for i in range(H):
             if used[i] + mem[j] > cap[i]:
                 continue
-            c = r[j, i] + p[j, i] + g[j, i] + pb[j, i] + q[j, i]
+            c = chain_of(r, p, g, pb, q, floor, j, i)
             if members[i]:
                 c = max(c, chain[i])
                 lo = min(minr[i], r[j, i])
@@ -105,7 +106,7 @@ def assign_greedy_insert(
         for _, i in est[:width]:
             grown = members[i].copy()
             bisect.insort(grown, j)
-            s = _best_span(grown, i, r, p, g, pb, q)
+            s = _best_span(grown, i, r, p, g, pb, q, floor)
             other = max((span[x] for x in range(H) if x != i), default=0.0)
             cand = (max(other, s), s, i)
             if best is None or cand < best:

@@ -29,6 +29,7 @@ import time
 
 import numpy as np
 
+from edgepsl.plan.pure.chain import bwd_release, chain_of
 from edgepsl.plan.pure.constants import FWD, RULES
 from edgepsl.plan.pure.dispatch import dispatch_helper, members_by_helper
 from edgepsl.plan.pure.rng import SplitMix64
@@ -53,8 +54,8 @@ def new_memo(K: int) -> tuple[np.ndarray, np.ndarray]:
 class _Search:
     """The instance arrays, the budget and the work spent so far."""
 
-    def __init__(self, r, p, g, pb, q, mem, cap, budget, deadline_ns, memo):
-        self.r, self.p, self.g, self.pb, self.q = r, p, g, pb, q
+    def __init__(self, r, p, g, pb, q, floor, mem, cap, budget, deadline_ns, memo):
+        self.r, self.p, self.g, self.pb, self.q, self.floor = r, p, g, pb, q, floor
         self.mem, self.cap = mem, cap
         self.budget = budget
         self.work = 0
@@ -91,7 +92,7 @@ class _Search:
         """The job order of the rule giving the smallest span of `clients` on helper i, and that span."""
         best_jobs, best_span = [], -1.0
         for rule in RULES:
-            jobs, span, steps = dispatch_helper(clients, i, rule, self.r, self.p, self.g, self.pb, self.q)
+            jobs, span, steps = dispatch_helper(clients, i, rule, self.r, self.p, self.g, self.pb, self.q, self.floor)
             self.work += steps
             if best_span < 0 or span < best_span:
                 best_jobs, best_span = jobs, span
@@ -120,7 +121,7 @@ class _Search:
                 tau = max(tau, r[j, i]) + p[j, i]
                 fwd_end[j] = tau
             else:
-                tau = max(tau, fwd_end[j] + g[j, i]) + pb[j, i]
+                tau = max(tau, bwd_release(g, self.floor, j, i, fwd_end[j])) + pb[j, i]
                 span = max(span, tau + q[j, i])
         return span
 
@@ -142,7 +143,7 @@ def _totals(span: list[float], a: int, va: float, b: int, vb: float) -> tuple[fl
 def local_search(
     assign: np.ndarray, r: np.ndarray, p: np.ndarray, g: np.ndarray, pb: np.ndarray, q: np.ndarray,
     mem: np.ndarray, cap: np.ndarray, seed: int, budget: int, deadline_ns: int = 0,
-    memo: tuple[np.ndarray, np.ndarray] | None = None,
+    memo: tuple[np.ndarray, np.ndarray] | None = None, floor: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Improve a feasible assignment; returns (assign, seq_client, seq_kind, offsets, stats).
 
@@ -156,7 +157,7 @@ def local_search(
     size = len(memo[0])
     if size < 1 or size & (size - 1) or len(memo[1]) != size:
         raise ValueError("memo must be two arrays of the same power-of-two length, as new_memo makes them")
-    st = _Search(r, p, g, pb, q, mem, cap, budget, deadline_ns, memo)
+    st = _Search(r, p, g, pb, q, floor, mem, cap, budget, deadline_ns, memo)
     assign = assign.copy()
     members = members_by_helper(assign, H)
     used = [0.0] * H
@@ -217,7 +218,7 @@ def local_search(
                     break
                 if t_span >= M or used[i] + mem[j] > cap[i]:
                     continue
-                if r[j, i] + p[j, i] + g[j, i] + pb[j, i] + q[j, i] > M:
+                if chain_of(r, p, g, pb, q, floor, j, i) > M:
                     continue
                 work, lo, hi = hstats[i]
                 if members[i]:
@@ -264,15 +265,15 @@ def local_search(
                     if st.spent():
                         break
                     lighter = p[k, c] + pb[k, c] < p[j, c] + pb[j, c]
-                    shorter = (r[k, c] + p[k, c] + g[k, c] + pb[k, c] + q[k, c]
-                               < r[j, c] + p[j, c] + g[j, c] + pb[j, c] + q[j, c])
+                    shorter = (chain_of(r, p, g, pb, q, floor, k, c)
+                               < chain_of(r, p, g, pb, q, floor, j, c))
                     if not (lighter or shorter):
                         continue
                     if used[c] - mem[j] + mem[k] > cap[c] or used[i] - mem[k] + mem[j] > cap[i]:
                         continue
                     # Cheap bounds first: k's chain and the load bound of helper c with k for j must stay
                     # below c's span, j's chain and the load bound of helper i with j for k within M.
-                    if r[k, c] + p[k, c] + g[k, c] + pb[k, c] + q[k, c] >= span[c]:
+                    if chain_of(r, p, g, pb, q, floor, k, c) >= span[c]:
                         continue
                     work, lo, hi = hstats[c]
                     lo = lo if lo <= r[k, c] else r[k, c]
@@ -280,7 +281,7 @@ def local_search(
                     lo = lo + ((work - (p[j, c] + pb[j, c])) + (p[k, c] + pb[k, c])) + hi
                     if lo * (1 - BOUND_SLACK) >= span[c]:
                         continue
-                    if r[j, i] + p[j, i] + g[j, i] + pb[j, i] + q[j, i] > M:
+                    if chain_of(r, p, g, pb, q, floor, j, i) > M:
                         continue
                     work, lo, hi = hstats[i]
                     lo = lo if lo <= r[j, i] else r[j, i]
