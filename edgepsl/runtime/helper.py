@@ -102,6 +102,7 @@ class RoundSchedule:
         self.memory_mb = float(np.sum(start.memory_mb))
         self.grads = [GradientSum(m) for m in self.micro]  # per client: its part-2 gradients of this round
         self.downlink_free = np.zeros(len(self.clients))  # per client: time.monotonic() its emulated download ends
+        self.cancelled: set[int] = set()  # positions of the clients whose remaining jobs were cancelled
         n = len(self.slot_client)
         self.due = np.full((n, 2), np.inf)  # each job's planned start in the round's plan (re-sequencing keeps it)
         self.due[self.order_position, self.order_kind] = self.planned_start
@@ -474,6 +475,8 @@ class Helper:
         elif message.job.run == plan.run and message.job.round < plan.round:
             self._refuse(env, RuntimeCode.CANCELLED, f"a job of round {message.job.round}, which was closed without "
                                                      f"{env.peer}; this helper is serving round {plan.round}")
+        elif message.job.run == plan.run and message.job.round == plan.round and position in plan.cancelled:
+            self._refuse(env, RuntimeCode.CANCELLED, f"a job of round {plan.round}, which goes on without {env.peer}")
         elif message.job.round != plan.round or message.job.run != plan.run:
             self._refuse(env, ErrorCode.REJECTED, f"job of run {message.job.run!r} round {message.job.round}; "
                                                   f"this helper is serving run {plan.run!r} round {plan.round}")
@@ -593,6 +596,7 @@ class Helper:
                 if job_id[0] == plan.round:
                     segment.drop(job_id)
             plan.grads[position] = GradientSum(plan.micro[position])
+            plan.cancelled.add(position)
             self.trace.event("cancelled", client=client, round=plan.round)
         log.info("%s: round %d goes on without %s", self.name, plan.round, ", ".join(cancel.clients))
 
