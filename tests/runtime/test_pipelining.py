@@ -6,12 +6,47 @@ import dataclasses
 import json
 
 import numpy as np
+import pytest
 
-from edgepsl.runtime import checkpoint
+from edgepsl.plan.profiles import transfer_ms
+from edgepsl.runtime import checkpoint, planning
+from edgepsl.runtime.config import RunConfig
+from edgepsl.runtime.errors import RunConfigError
 from edgepsl.runtime.launch import run_local
+from edgepsl.runtime.links import Links, cut_bytes
+from edgepsl.segment import load_manifest
 from tests.runtime.conftest import small_run
 
 ROUNDS = 10
+
+
+def _instance(config: RunConfig):
+    """The planning instance of 3 clients on 2 helpers with stated part times and 8 Mbps links of 2 ms latency."""
+    clients, helpers = ["client0", "client1", "client2"], ["helper0", "helper1"]
+    times = {"part1_fwd": 30.0, "part1_bwd": 40.0, "part3_fwd": 5.0, "part3_bwd": 6.0}
+    links = Links(tuple(clients), tuple(helpers), np.full((3, 2), 2.0), np.full((3, 2), 8.0),
+                  (("declared",) * 2,) * 3, {})
+    return planning.build_instance(config, load_manifest(config.artifact), clients, helpers,
+                                   {c: {"times": times} for c in clients},
+                                   {h: {"times": {"part2_fwd": 20.0, "part2_bwd": 25.0}} for h in helpers}, links)
+
+
+def test_a_run_plans_the_configured_micro_batches_with_stage_fields_of_its_links():
+    piped = RunConfig(micro_batches="4")
+    instance = _instance(piped)
+    cut1 = cut_bytes(load_manifest(piped.artifact), "part1", piped.batch_size, False) / 1000.0
+    np.testing.assert_allclose(instance.r_up, transfer_ms(cut1, 8.0) + 2.0)
+    assert instance.o_link.tolist() == [[2.0, 2.0]] * 3 and instance.micro.tolist() == [4.0] * 3
+    plan = planning.make_plan(piped, instance).plan
+    assert plan.pipelined and plan.micro_batches.tolist() == [4, 4, 4]
+    auto = planning.make_plan(RunConfig(micro_batches="auto"), _instance(RunConfig(micro_batches="auto"))).plan
+    assert auto.meta["micro_batches"] == "auto" and "aps_micro" in auto.meta
+    whole = _instance(RunConfig())
+    assert not whole.staged and not planning.make_plan(RunConfig(), whole).plan.pipelined
+    with pytest.raises(RunConfigError, match="does not plan micro-batches; choose one that does \\(greedy-ls, milp\\)"):
+        RunConfig(method="balanced-greedy", micro_batches="4")
+    with pytest.raises(RunConfigError, match="method 'hybrid' does not plan micro-batches"):
+        RunConfig(method="hybrid", micro_batches="auto")
 
 
 def _run(tmp_path, micro_batches: str):
