@@ -115,6 +115,11 @@ class RunConfig:
             raise RunConfigError(f"eval_every ({self.eval_every}) must be a multiple of aggregate_every "
                                  f"({self.aggregate_every}): only averaged models are evaluated")
 
+    @property
+    def max_micro_batches(self) -> int:
+        """The most micro-batches a client's round may have: the configured N, or the batch size under "auto"."""
+        return self.batch_size if self.micro_batches == "auto" else min(int(self.micro_batches), self.batch_size)
+
     def round_deadline_ms(self, planned_makespan_ms: float) -> float:
         """The straggler deadline of a round: planned makespan x (1 + straggler_slack) + straggler_grace_ms."""
         return planned_makespan_ms * (1.0 + self.straggler_slack) + self.straggler_grace_ms

@@ -421,8 +421,9 @@ class Helper:
             self._refuse(env, ErrorCode.REJECTED, f"a helper accepts only forward and gradients jobs, not "
                                                   f"{env.message.type.value}")
             return
-        config = self.serving.config
-        reason = self.early.offer(env, config.helper_early_messages, int(config.helper_early_mb * 2 ** 20))
+        config = self.serving.config  # a client may send each of its micro-batches before its helper's round starts
+        reason = self.early.offer(env, config.helper_early_messages * config.max_micro_batches,
+                                  int(config.helper_early_mb * 2 ** 20))
         if reason is not None:
             self._refuse(env, RuntimeCode.BUSY, reason)
 

@@ -43,6 +43,8 @@ def test_a_run_plans_the_configured_micro_batches_with_stage_fields_of_its_links
     assert auto.meta["micro_batches"] == "auto" and "aps_micro" in auto.meta
     whole = _instance(RunConfig())
     assert not whole.staged and not planning.make_plan(RunConfig(), whole).plan.pipelined
+    assert (RunConfig().max_micro_batches, piped.max_micro_batches, RunConfig(micro_batches="auto").max_micro_batches
+            ) == (1, 4, 64)  # a helper's bound on early jobs per sender scales with it
     with pytest.raises(RunConfigError, match="does not plan micro-batches; choose one that does \\(greedy-ls, milp\\)"):
         RunConfig(method="balanced-greedy", micro_batches="4")
     with pytest.raises(RunConfigError, match="method 'hybrid' does not plan micro-batches"):
