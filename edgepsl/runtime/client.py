@@ -24,9 +24,10 @@ from edgepsl.runtime.errors import (AuthenticationFailedError, CommandArrived, N
                                     RoleFailedError, StopRequested)
 from edgepsl.runtime.measure import measure_client, measure_helper
 from edgepsl.runtime.microbatch import GradientSum, Uplink, client_step_ms, micro_slices, scaled
-from edgepsl.runtime.protocol import (CLIENT_STEPS, Activations, ClientProfile, ClientRoundReport, ClientRoundStart, ClientWelcome,
-                                      CutShapes, EmulationInfo, ErrorReply, ForwardJob, GradBack, Gradients, LinkFit,
-                                      LinkReport, ProbeRequest, Register, RuntimeCode, State, StateRequest, Transfer)
+from edgepsl.runtime.protocol import (CLIENT_STEPS, Activations, ClientProfile, ClientRoundReport, ClientRoundStart,
+                                      ClientWelcome, CutShapes, EmulationInfo, ErrorReply, ForwardJob, GradBack,
+                                      Gradients, LinkFit, LinkReport, ProbeRequest, Register, RuntimeCode, State,
+                                      StateRequest, Transfer)
 from edgepsl.runtime.trace import Trace, now_ms, tensor_bytes
 from edgepsl.segment import Manifest, Optimizer, Segment, StateError, TrainResult, load_manifest
 from edgepsl.wire import (Envelope, EventKind, JobId, KeyPair, Message, MsgType, PeerChannel, PeerEvent, PeerSecurity,
@@ -487,7 +488,7 @@ class Client:
                 compute["part3"] += time.perf_counter() - clock
                 loss += result.loss * shares[k]
                 total3 = grads3.add(scaled(result.grads, shares[k]))
-                grad = result.grad_in * np.float32(shares[k]) if n > 1 else result.grad_in
+                grad = result.grad_in * np.float32(shares[k])
                 waited, ready = self._step(clock, steps["part3"])
                 pad["part3"] += waited
                 message = Gradients(start.token, micro=k, tensor=grad).encode(self._job_id(r))

@@ -41,8 +41,7 @@ class GradientSum:
 
     def add(self, grads: Mapping[str, np.ndarray]) -> dict[str, np.ndarray] | None:
         """Add one micro-batch's gradients; the sum after the last of them, None before."""
-        if self.added >= self.parts:
-            raise ValueError(f"{self.parts} micro-batch gradients were already summed")
+        assert self.added < self.parts, "a round's micro-batch gradients are each added once"
         if self.added == 0:
             self._total = dict(grads)
         else:

@@ -117,7 +117,8 @@ def test_part2_steps_once_per_round_on_the_micro_batch_gradients_summed(served):
     assert optimizer.steps == 0  # one of two micro-batch gradients is in
     _run_next(helper, plan, ready)
     assert optimizer.steps == 1 and segment.pending_jobs == []
-    backs = [GradBack.decode(_reply(client, MsgType.GRAD_BACK, helper, plan, ready).message, cuts=CUTS.micro(k, 2)) for k in range(2)]
+    backs = [GradBack.decode(_reply(client, MsgType.GRAD_BACK, helper, plan, ready).message, cuts=CUTS.micro(k, 2))
+             for k in range(2)]
     assert [b.tensor.shape[0] for b in backs] == [4, 4]
     total = GradientSum(2)
     for k in range(2):

@@ -145,8 +145,8 @@ def schedule(config: RunConfig, fleet: Fleet, profiles: Profiles, instance: Inst
             client_starts[name] = ClientRoundStart("", "", 0.0, 0, None, local=True)
             continue
         helper = fleet.helpers[int(plan.assignment[j])]
-        client_starts[name] = ClientRoundStart(helper, endpoints[helper], 0.0, 0, fleet.registrations[helper].public_key,
-                                               micro_batches=int(micro[j]))
+        client_starts[name] = ClientRoundStart(helper, endpoints[helper], 0.0, 0,
+                                               fleet.registrations[helper].public_key, micro_batches=int(micro[j]))
     roles = {"clients": fleet.clients, "helpers": fleet.helpers, "helper_endpoints": endpoints,
              "coordinator": coordinator}
     (run_dir / "roles.json").write_text(json.dumps(roles, indent=1) + "\n")
