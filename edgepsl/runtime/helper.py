@@ -650,16 +650,17 @@ class Helper:
         down = Emulation(bandwidth_mbps=plan.bandwidth[position]).transfer_s(nbytes)
         now = time.monotonic()
         plan.downlink_free[position] = max(now, plan.downlink_free[position]) + down
-        self.pacer.later(plan.downlink_free[position] - now, lambda: self._reply(client, reply, nbytes))
+        self.pacer.later(plan.downlink_free[position] - now, lambda: self._reply(client, reply, nbytes, k))
         return JobRecord(client, job.kind, job.arrival + t0, start, end, compute, pad, down,
                          tensor_bytes(message.tensors, float16), nbytes, planned, k)
 
-    def _reply(self, client: str, reply: Message, nbytes: int) -> None:
+    def _reply(self, client: str, reply: Message, nbytes: int, k: int) -> None:
         """Send a job's result (on the pacer thread when a download is emulated)."""
         assert self.server is not None
         try:
             self.server.send(client, reply)
-            self.trace.event("send", type=reply.type.value, client=client, round=reply.job.round, bytes=nbytes)
+            self.trace.event("send", type=reply.type.value, client=client, round=reply.job.round, micro=k,
+                             bytes=nbytes)
         except PeerUnreachableError as exc:
             self.undelivered.setdefault(client, {})[reply.job] = reply
             log.warning("could not return %s to %s (%s); kept for when it reconnects", reply.type.value, client, exc)
