@@ -32,6 +32,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--aggregate-every", type=int, default=d.aggregate_every, help=f"FedAvg period in rounds (default {d.aggregate_every})")
     parser.add_argument("--eval-every", type=int, default=d.eval_every, help=f"evaluation period in rounds (default {d.eval_every})")
     parser.add_argument("--method", default=d.method, choices=method_names(), help=f"planning method (default {d.method})")
+    parser.add_argument("--micro-batches", metavar="N|auto",
+                        help="split each client's round into N micro-batches (PiPar pipelining), or auto: the planner's "
+                             "N per client (default: the config's micro_batches, 1)")
     parser.add_argument("--partition", default=d.partition, choices=["iid", "dirichlet"], help="data split (default iid)")
     parser.add_argument("--alpha", type=float, default=d.alpha, help=f"Dirichlet concentration (default {d.alpha})")
     parser.add_argument("--emulate", default="none", choices=["none", "paper", "slowdown"],
@@ -78,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
         config = base.replace(clients=args.clients, helpers=args.helpers, rounds=args.rounds, batch_size=args.batch_size,
                               lr=args.lr, aggregate_every=args.aggregate_every, eval_every=args.eval_every,
                               method=args.method, partition=args.partition, alpha=args.alpha, seed=args.seed,
-                              time_scale=args.time_scale,
+                              time_scale=args.time_scale, micro_batches=args.micro_batches or base.micro_batches,
                               emulation_profile=PAPER_PROFILE if args.emulate == "paper" else base.emulation_profile)
         run_dir = args.out or Path("runs") / time.strftime("demo-%Y%m%d-%H%M%S")
     clients, helpers = _emulations(args.emulate, config.clients, config.helpers, config.seed)

@@ -24,7 +24,9 @@ from edgepsl.plan.schedule import Plan, Timeline
 APS_MAX = 100
 
 
-def _stage(whole: np.ndarray, fixed: np.ndarray, n: np.ndarray) -> np.ndarray:
+def stage_ms(whole: np.ndarray | float, fixed: np.ndarray | float, n: np.ndarray | int) -> np.ndarray:
+    """Per-micro-batch time of a stage of whole-batch time `whole` with fixed part `fixed` at N = n:
+    min(fixed, whole) + (whole - min(fixed, whole)) / n (the runtime's emulation pads micro-batches to it)."""
     f = np.minimum(fixed, whole)
     return f + (whole - f) / n
 
@@ -59,7 +61,7 @@ def stage_times(instance: Instance, micro: np.ndarray) -> np.ndarray:
     fixed = {ST_A1: oc, ST_U1: ol, ST_HF: oh, ST_D2: ol, ST_M: 2 * oc, ST_U2: ol, ST_HB: oh, ST_D1: ol, ST_B1: oc}
     out = np.empty_like(whole)
     for stage, f in fixed.items():
-        out[..., stage] = _stage(whole[..., stage], f, n)
+        out[..., stage] = stage_ms(whole[..., stage], f, n)
     one = np.asarray(micro) == 1
     out[one, :, ST_HF] = instance.p[one]
     out[one, :, ST_HB] = instance.p_bwd[one]

@@ -173,3 +173,37 @@ def replan(instance: Instance, plan: Plan, previous: Instance, seed: int = 0, bu
             "stopped": "time" if stats[5] else "budget" if stats[4] >= budget else "converged"}
     result = Plan(repaired.assignment, repaired.orders, "replan", meta, local_loss=modes)
     return Solution(result, timeline_of(instance, result), instance, time.perf_counter() - t0)
+
+
+def replan_pipelined(instance: Instance, plan: Plan, previous: Instance, seed: int = 0, budget: int = REPLAN_BUDGET,
+                     kicks: int = REPLAN_KICKS, time_limit_ms: float | None = None) -> Solution:
+    """Repair a pipelined `plan` (micro-batches) into a plan for the changed, staged `instance`: the assignment is
+    replan's on the whole-batch model, every matched client keeps its N (a new client takes the instance's N, or
+    PiPar's rule where that is 1), and each helper's micro-batch jobs are dispatched by whichever rule gives it the
+    shorter span (pipeline_search.dispatch_pipelined)."""
+    from edgepsl.plan.pipeline import aps_micro, pipeline_bound
+    from edgepsl.plan.pipeline_search import dispatch_pipelined
+
+    t0 = time.perf_counter()
+    whole = replan(instance, Plan(plan.assignment, _whole_orders(plan)), previous, seed, budget, kicks,
+                   time_limit_ms)
+    clients, _ = match(previous, instance)
+    own = instance.micro_batches
+    fresh = np.where(own > 1, own, aps_micro(instance))
+    micro = np.where(clients >= 0, plan.micro_batches[np.maximum(clients, 0)], fresh)
+    micro = np.minimum(micro, instance.batch.astype(np.int64))
+    result = dispatch_pipelined(instance, whole.plan.assignment, micro, "replan",
+                                {**whole.plan.meta, "micro_batches": "kept"})
+    return Solution(result, timeline_of(instance, result), instance, time.perf_counter() - t0,
+                    bound_of=pipeline_bound)
+
+
+def _whole_orders(plan: Plan) -> tuple[np.ndarray, ...]:
+    """A pipelined plan's job orders with each client's first forward and last backward only (the unpipelined
+    plan of the same assignment, whose order replan repairs)."""
+    orders = []
+    for i in range(len(plan.orders)):
+        micro = plan.micro_batches
+        rows = [(j, kind) for j, kind, k in plan.jobs(i) if (kind == 0 and k == 0) or (kind == 1 and k == micro[j] - 1)]
+        orders.append(np.array(rows, dtype=np.int64).reshape(-1, 2))
+    return tuple(orders)

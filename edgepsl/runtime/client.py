@@ -23,15 +23,18 @@ from edgepsl.runtime.emulation import Emulation, pad_to
 from edgepsl.runtime.errors import (AuthenticationFailedError, CommandArrived, NonFiniteError, PayloadError,
                                     RoleFailedError, StopRequested)
 from edgepsl.runtime.measure import measure_client, measure_helper
-from edgepsl.runtime.protocol import (Activations, ClientProfile, ClientRoundReport, ClientRoundStart, ClientWelcome,
-                                      CutShapes, EmulationInfo, ErrorReply, ForwardJob, GradBack, Gradients, LinkFit,
-                                      LinkReport, ProbeRequest, Register, RuntimeCode, State, StateRequest, Transfer)
+from edgepsl.runtime.microbatch import GradientSum, Uplink, client_step_ms, micro_slices, scaled
+from edgepsl.runtime.protocol import (CLIENT_STEPS, Activations, ClientProfile, ClientRoundReport, ClientRoundStart,
+                                      ClientWelcome, CutShapes, EmulationInfo, ErrorReply, ForwardJob, GradBack,
+                                      Gradients, LinkFit, LinkReport, ProbeRequest, Register, RuntimeCode, State,
+                                      StateRequest, Transfer)
 from edgepsl.runtime.trace import Trace, now_ms, tensor_bytes
 from edgepsl.segment import Manifest, Optimizer, Segment, StateError, TrainResult, load_manifest
 from edgepsl.wire import (Envelope, EventKind, JobId, KeyPair, Message, MsgType, PeerChannel, PeerEvent, PeerSecurity,
                           PeerUnreachableError)
 
 PART1, PART2, PART3 = "part1/", "part2/", "part3/"
+REPLY_TYPES = (MsgType.ACTIVATIONS, MsgType.GRAD_BACK)
 log = logging.getLogger("edgepsl.runtime.client")
 JOIN_TIMEOUT_S = 600.0
 
@@ -299,9 +302,17 @@ class Client:
 
     def _await(self, helper: PeerChannel, message: Message,
                reply: type[Activations] | type[GradBack]) -> Activations | GradBack:
-        """The helper's reply to the job `message`, checked; meanwhile a coordinator command interrupts
-        (CommandArrived). When the helper comes back after a silence, the job is sent again under its id: the helper
-        runs it once (the wire drops the duplicate) and sends the reply again if this client missed it.
+        """The helper's reply to the job `message` (the only one outstanding), checked (_await_any)."""
+        assert self.training is not None
+        return self._await_any(helper, message.job, {message.job: message}, {}, reply, self.training.cuts)
+
+    def _await_any(self, helper: PeerChannel, job: JobId, sent: dict[JobId, Message], early: dict[JobId, Envelope],
+                   reply: type[Activations] | type[GradBack], cuts: CutShapes) -> Activations | GradBack:
+        """The helper's reply to `job`, checked against `cuts`; meanwhile a coordinator command interrupts
+        (CommandArrived), and replies to the other jobs in `sent` (this round's jobs whose replies are outstanding)
+        are kept in `early` for their turn. When the helper comes back after a silence, every job of `sent` is
+        sent again under its id: the helper runs each once (the wire drops duplicates) and sends a reply again if
+        this client missed it.
 
         Raises Diverged for non-finite values, RoleFailedError for a refusal, a bad reply or a timeout,
         RoundCancelled when the helper says the round was closed without this client, and
@@ -309,10 +320,12 @@ class Client:
         """
         t = self.training
         assert t is not None
-        job = message.job
         deadline = time.monotonic() + t.config.round_timeout_s
         what = f"{reply.kind()} of round {job.round}"
         while (remaining := deadline - time.monotonic()) > 0:
+            item = early.pop(job, None)
+            if item is not None:
+                return _decode_reply(self.name, item, reply, cuts)
             command = self.link.poll()
             if command is not None:
                 raise CommandArrived(command)
@@ -323,26 +336,26 @@ class Client:
                 if item.kind is EventKind.LOST:
                     log.warning("%s: its helper went silent while it waited for the %s", self.name, what)
                 elif item.kind is EventKind.BACK:
-                    log.info("%s: its helper is back; sending the %s job again", self.name, what)
-                    self._send_job(helper, message)
+                    log.info("%s: its helper is back; sending the jobs of round %d it awaits again", self.name,
+                             job.round)
+                    for message in list(sent.values()):
+                        self._send_job(helper, message)
                 continue
             if item is None:
                 continue
-            if item.message.type is MsgType.ERROR and item.message.job == job and _cancelled(item):
+            if item.message.type is MsgType.ERROR and item.message.job in sent and _cancelled(item):
                 raise RoundCancelled(error_text(item))
-            if item.message.type is MsgType.ERROR and item.message.job == job:
+            if item.message.type is MsgType.ERROR and item.message.job in sent:
                 raise RoleFailedError(f"{self.name}: its helper refused the job of round {job.round}: "
                                       f"{error_text(item)}")
+            if item.message.job != job and item.message.job in sent and item.message.type in REPLY_TYPES:
+                early[item.message.job] = item
+                continue
             if item.message.type is not reply.TYPE or item.message.job != job:
                 log.warning("%s: ignored a %s from its helper while waiting for the %s", self.name,
                             item.message.type.value, what)
                 continue
-            try:
-                return reply.decode(item.message, cuts=t.cuts)
-            except NonFiniteError as exc:
-                raise Diverged(f"its helper's {exc}") from None
-            except PayloadError as exc:
-                raise RoleFailedError(f"{self.name}: refused its helper's reply: {exc}") from None
+            return _decode_reply(self.name, item, reply, cuts)
         raise RoleFailedError(f"{self.name}: timed out after {t.config.round_timeout_s:g} s waiting for the {what}")
 
     def _exchange(self, helper: PeerChannel, message: Message, ready: float,
@@ -402,6 +415,8 @@ class Client:
     def _train(self, r: int, start: ClientRoundStart, received: float) -> ClientRoundReport:
         if start.local:
             return self._train_local(r, received)
+        if start.micro_batches > 1:
+            return self._train_pipelined(r, start, received)
         t = self.training
         assert t is not None
         run = self.link.run
@@ -428,6 +443,97 @@ class Client:
         return ClientRoundReport(r, float(result.loss), int(len(y)), t_start, finish, fwd, bwd,
                                  {"part1_fwd": compute1 * 1e3, "part3": compute3 * 1e3, "part1_bwd": compute1b * 1e3},
                                  {"part1_fwd": pad1 * 1e3, "part3": pad3 * 1e3, "part1_bwd": pad1b * 1e3})
+
+    def _train_pipelined(self, r: int, start: ClientRoundStart, received: float) -> ClientRoundReport:
+        """One training step split into N micro-batches (PiPar): each part-1 forward is sent as soon as it is
+        computed (its emulated upload queued on the uplink while the next one computes); part-3 runs on each
+        micro-batch's part-2 output in order, its loss scaled by the micro-batch's share of the batch, and sends
+        its gradient; part-1's backward runs on each returned gradient in order. The gradients of every part are
+        summed over the micro-batches and each part takes one optimizer step, so the update is the whole batch's.
+        Emulated compute is padded per micro-batch to the plan's stage times (microbatch.client_step_ms)."""
+        t = self.training
+        assert t is not None
+        helper = self._helper(start.helper_endpoint, start.helper_key)
+        t_start = now_ms()
+        t.opt1.lr = t.opt3.lr = state.lr_at(t.config, r)
+        x, y = t.data.batch(r)
+        parts = micro_slices(len(y), start.micro_batches)
+        n, steps = len(parts), client_step_ms(t.times, len(parts))
+        shares = [(p.stop - p.start) / len(y) for p in parts]
+        compute, pad = dict.fromkeys(CLIENT_STEPS, 0.0), dict.fromkeys(CLIENT_STEPS, 0.0)
+        sent: dict[JobId, Message] = {}
+        early: dict[JobId, Envelope] = {}
+        log_fwd, log_bwd = _Exchanges(), _Exchanges()
+        uplink = Uplink()
+        try:
+            ready, fwd_jobs = received, []
+            for abandoned in t.part1.pending_jobs:
+                t.part1.drop(abandoned)
+            for k, rows in enumerate(parts):
+                clock = time.perf_counter()
+                act = _finite("its part-1 activations", t.part1.forward((r, k), x[rows]))
+                compute["part1_fwd"] += time.perf_counter() - clock
+                waited, ready = self._step(ready, steps["part1_fwd"])
+                pad["part1_fwd"] += waited
+                message = ForwardJob(start.token, micro=k, tensor=act).encode(self._job_id(r))
+                fwd_jobs.append(self._upload(uplink, helper, message, ready, sent, log_fwd, k))
+            grads3, bwd_jobs, loss = GradientSum(n), [], 0.0
+            for k, rows in enumerate(parts):
+                got = self._await_any(helper, fwd_jobs[k], sent, early, Activations, t.cuts.micro(k, n))
+                sent.pop(fwd_jobs[k])
+                log_fwd.received(got, t.config.float16)
+                self.trace.event("recv", type=MsgType.ACTIVATIONS.value, round=r, micro=k)
+                clock = time.perf_counter()
+                result = _part3_grads(t, got.tensor, y[rows])
+                compute["part3"] += time.perf_counter() - clock
+                loss += result.loss * shares[k]
+                total3 = grads3.add(scaled(result.grads, shares[k]))
+                grad = result.grad_in * np.float32(shares[k])
+                waited, ready = self._step(clock, steps["part3"])
+                pad["part3"] += waited
+                message = Gradients(start.token, micro=k, tensor=grad).encode(self._job_id(r))
+                bwd_jobs.append(self._upload(uplink, helper, message, ready, sent, log_bwd, k))
+            grads1 = GradientSum(n)
+            for k in range(n):
+                got = self._await_any(helper, bwd_jobs[k], sent, early, GradBack, t.cuts.micro(k, n))
+                sent.pop(bwd_jobs[k])
+                log_bwd.received(got, t.config.float16)
+                self.trace.event("recv", type=MsgType.GRAD_BACK.value, round=r, micro=k)
+                clock = time.perf_counter()
+                total1 = grads1.add(t.part1.backward((r, k), got.tensor).grads)
+                compute["part1_bwd"] += time.perf_counter() - clock
+                waited, _ = self._step(clock, steps["part1_bwd"])
+                pad["part1_bwd"] += waited
+        finally:
+            uplink.close()
+        assert total1 is not None and total3 is not None
+        t.opt3.step(total3)
+        t.opt1.step(total1)
+        finish = now_ms()
+        self.trace.event("round_end", finish, round=r, loss=loss, micro_batches=n)
+        return ClientRoundReport(r, float(loss), int(len(y)), t_start, finish, log_fwd.transfer(), log_bwd.transfer(),
+                                 {k: v * 1e3 for k, v in compute.items()}, {k: v * 1e3 for k, v in pad.items()})
+
+    def _job_id(self, r: int) -> JobId:
+        """A fresh job id of round r."""
+        return JobId(self.link.run, r, self.name, self._next_seq())
+
+    def _upload(self, uplink: Uplink, helper: PeerChannel, message: Message, ready: float, sent: dict[JobId, Message],
+                exchanges: "_Exchanges", k: int) -> JobId:
+        """Queue a micro-batch job on the uplink: sent once its emulated upload, begun at perf_counter `ready` or when
+        the uplink is free, is over; it joins `sent` (awaiting its reply) now. Its id."""
+        assert self.training is not None
+        nbytes = tensor_bytes(message.tensors, self.training.config.float16)
+        up = self.options.emulation.transfer_s(nbytes)
+
+        def send() -> None:
+            self._send_job(helper, message)
+            self.trace.event("send", type=message.type.value, round=message.job.round, micro=k, bytes=nbytes)
+
+        delay = uplink.send(ready, up, send)
+        sent[message.job] = message
+        exchanges.queued(now_ms() + delay * 1e3, up, nbytes)
+        return message.job
 
     def _train_local(self, r: int, received: float) -> ClientRoundReport:
         """One training step in local mode: part-2 on this device between part-1 and part-3, nothing sent; the two
@@ -467,6 +573,45 @@ class Client:
                                  {"part1_fwd": pad1 * 1e3, "part3": pad3 * 1e3, "part1_bwd": pad1b * 1e3})
 
 
+class _Exchanges:
+    """One kind of a pipelined round's exchanges (forward or backward), summed into the report's Transfer: the
+    first send, the last reply, the emulated uploads and the bytes."""
+
+    def __init__(self) -> None:
+        self.first_sent = math.inf
+        self.last_recv = 0.0
+        self.up_s = 0.0
+        self.bytes_up = self.bytes_down = 0
+
+    def queued(self, sent_ms: float, up_s: float, nbytes: int) -> None:
+        """A job queued on the uplink, leaving at wall ms sent_ms after an upload of up_s seconds."""
+        self.first_sent = min(self.first_sent, sent_ms)
+        self.up_s += up_s
+        self.bytes_up += nbytes
+
+    def received(self, reply: Activations | GradBack, float16: bool) -> None:
+        """The reply to a job arrived now."""
+        self.last_recv = now_ms()
+        self.bytes_down += tensor_bytes(reply.tensors(), float16)
+
+    def transfer(self) -> Transfer:
+        """The summed exchange."""
+        return Transfer(self.first_sent, self.last_recv, self.up_s, self.bytes_up, self.bytes_down)
+
+
+def _decode_reply(name: str, env: Envelope, reply: type[Activations] | type[GradBack],
+                  cuts: CutShapes) -> Activations | GradBack:
+    """A helper's reply, checked; Diverged for non-finite values, RoleFailedError for a bad one."""
+    if env.message.type is not reply.TYPE:
+        raise RoleFailedError(f"{name}: its helper answered the {reply.kind()} job with a {env.message.type.value}")
+    try:
+        return reply.decode(env.message, cuts=cuts)
+    except NonFiniteError as exc:
+        raise Diverged(f"its helper's {exc}") from None
+    except PayloadError as exc:
+        raise RoleFailedError(f"{name}: refused its helper's reply: {exc}") from None
+
+
 def _cancelled(env: Envelope) -> bool:
     """Whether an ERROR says the job's round was closed without this client."""
     try:
@@ -488,11 +633,18 @@ def _part1_forward(t: Training, r: int, x: np.ndarray) -> tuple[np.ndarray, floa
 def _part3_step(t: Training, out: np.ndarray, y: np.ndarray) -> TrainResult:
     """Part-3's training step on the part-2 output (loss, its gradient, an optimizer step); Diverged when the loss
     or the gradient for part-2 is not finite."""
+    result = _part3_grads(t, out, y)
+    t.opt3.step(result.grads)
+    return result
+
+
+def _part3_grads(t: Training, out: np.ndarray, y: np.ndarray) -> TrainResult:
+    """Part-3's loss and gradients on the part-2 output, no optimizer step; Diverged when the loss or the gradient
+    for part-2 is not finite."""
     result = t.part3.train_step(out, y)
     if not math.isfinite(result.loss):
         raise Diverged(f"its loss is {result.loss}")
     _finite("its gradient of the part-2 output", result.grad_in)
-    t.opt3.step(result.grads)
     return result
 
 

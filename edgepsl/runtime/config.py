@@ -10,7 +10,7 @@ from typing import Any, Mapping
 
 from edgepsl.data.spec import Normalisation
 from edgepsl.plan.rules import DISPATCH_RULES
-from edgepsl.plan.solvers import method_names
+from edgepsl.plan.solvers import MICRO_BATCHES, SolverOptionError, method_names, solver
 from edgepsl.runtime.aggregation import STRATEGIES
 from edgepsl.runtime.errors import RunConfigError
 
@@ -39,8 +39,9 @@ class RunConfig:
     eval_every: int = 125
     method: str = "greedy-ls"
     dispatch: str = "fcfs"
-    # Micro-batches per client round (PiPar pipelining): "1" (none), a whole number, or "auto" (the planner's
-    # choice); the TOML may give a whole number.
+    # Micro-batches per client round (PiPar pipelining, docs/runtime.md): "1" (none), a whole number N, or "auto"
+    # (the planner's choice per client); the TOML may give a whole number.
+    micro_batches: str = "1"
     fallback_rule: str = "tail"
     seed: int = 0
     partition: str = "iid"
@@ -74,6 +75,14 @@ class RunConfig:
     straggler_grace_ms: float = 1000.0
 
     def __post_init__(self) -> None:
+        try:
+            MICRO_BATCHES.check("run config", self.micro_batches)
+        except SolverOptionError as exc:
+            raise RunConfigError(f"config key 'micro_batches': {exc}") from None
+        if self.micro_batches != "1" and "micro_batches" not in solver(self.method).option_names:
+            piped = ", ".join(name for name in method_names() if "micro_batches" in solver(name).option_names)
+            raise RunConfigError(f"config key 'micro_batches' is {self.micro_batches!r}, but method {self.method!r} "
+                                 f"does not plan micro-batches; choose one that does ({piped}) or micro_batches 1")
         positive = ("clients", "helpers", "rounds", "batch_size", "aggregate_every", "eval_every", "profile_iters",
                     "threads", "bandwidth_mbps", "probe_repeats", "probe_timeout_s", "time_scale", "register_timeout_s",
                     "round_timeout_s", "helper_early_messages", "helper_early_mb", "replan_threshold")
@@ -106,6 +115,11 @@ class RunConfig:
             raise RunConfigError(f"eval_every ({self.eval_every}) must be a multiple of aggregate_every "
                                  f"({self.aggregate_every}): only averaged models are evaluated")
 
+    @property
+    def max_micro_batches(self) -> int:
+        """The most micro-batches a client's round may have: the configured N, or the batch size under "auto"."""
+        return self.batch_size if self.micro_batches == "auto" else min(int(self.micro_batches), self.batch_size)
+
     def round_deadline_ms(self, planned_makespan_ms: float) -> float:
         """The straggler deadline of a round: planned makespan x (1 + straggler_slack) + straggler_grace_ms."""
         return planned_makespan_ms * (1.0 + self.straggler_slack) + self.straggler_grace_ms
@@ -133,6 +147,8 @@ class RunConfig:
             raise RunConfigError(f"unknown config key(s) {', '.join(unknown)}; known keys: {', '.join(fields)}")
         values = {}
         for name, value in data.items():
+            if name == "micro_batches" and isinstance(value, int) and not isinstance(value, bool):
+                value = str(value)
             default = getattr(cls, name)
             kind = type(default)
             if kind is float and isinstance(value, int) and not isinstance(value, bool):

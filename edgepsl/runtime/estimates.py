@@ -101,8 +101,8 @@ class Estimates:
         names = list(record.measured.client_names)
         per_helper: dict[tuple[str, str], list[float]] = {}
         for client, pair in jobs.items():
-            if set(pair) != {"fwd", "bwd"} or client not in names:
-                continue
+            if set(pair) != {"fwd", "bwd"} or client not in names or pair["fwd"].get("micro_batches", 1) > 1:
+                continue  # a pipelined round's terms are not a chain's: its client keeps its declared times
             j, fwd, bwd = names.index(client), pair["fwd"], pair["bwd"]
             helper = fwd["helper"]
             self.seen_on[client] = helper

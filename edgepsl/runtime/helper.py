@@ -20,6 +20,7 @@ from edgepsl.runtime.coordinator_link import SLICE_S, CoordinatorLink, bye_reaso
 from edgepsl.runtime.emulation import Emulation, Pacer
 from edgepsl.runtime.errors import CommandArrived, PayloadError, RoleFailedError, StopRequested
 from edgepsl.runtime.measure import measure_helper
+from edgepsl.runtime.microbatch import GradientSum, helper_job_ms
 from edgepsl.runtime.protocol import (BWD, FWD, KIND_WORDS, Activations, CancelJobs, CutShapes, EmulationInfo, ErrorReply,
                                       ForwardJob, GradBack, Gradients, HelperProfile, HelperRoundReport,
                                       HelperRoundStart, HelperWelcome, JobRecord, Register, RuntimeCode, State,
@@ -66,7 +67,9 @@ class Job:
 
 
 class RoundSchedule:
-    """This helper's round as numpy arrays indexed by client position (built once per ROUND_START).
+    """This helper's round as numpy arrays indexed by slot (built once per ROUND_START): one slot per client and
+    micro-batch, client position j's micro-batch k at slot `first_slot[j] + k` (unpipelined: the slot is the
+    client position). `order_position` holds slots.
 
     The helper follows `order`, running an arrived job out of order only when it ends before the planned job's
     planned start. When the planned job is late (not arrived by its planned start), resequence() replaces the rest
@@ -79,15 +82,28 @@ class RoundSchedule:
         self.run = run
         self.clients = list(start.clients)
         self.position = {name: j for j, name in enumerate(self.clients)}
+        self.micro = start.micro
+        self.slot_client = np.repeat(np.arange(len(self.clients)), self.micro)
+        self.first_slot = np.concatenate([[0], np.cumsum(self.micro)[:-1]]).astype(np.int64)
+        self.slot_micro = np.arange(len(self.slot_client)) - self.first_slot[self.slot_client]
         order = np.array(start.order, dtype=np.int64).reshape(-1, 2)
-        self.order_position, self.order_kind = order[:, 0].copy(), order[:, 1].copy()
+        seen: dict[tuple[int, int], int] = {}
+        slots = []
+        for j, kind in order.tolist():  # the k-th row of a client and kind is its micro-batch k
+            k = seen.get((j, kind), 0)
+            seen[(j, kind)] = k + 1
+            slots.append(int(self.first_slot[j]) + k)
+        self.order_position, self.order_kind = np.array(slots, dtype=np.int64), order[:, 1].copy()
         self.planned_start = np.array(start.planned_start_ms, dtype=np.float64)
-        self.duration = np.array(start.duration_ms, dtype=np.float64).reshape(-1, 2)
-        self.priority = np.array(start.priority, dtype=np.float64).reshape(-1, 2)
+        self.duration = np.array(start.duration_ms, dtype=np.float64).reshape(-1, 2)[self.slot_client]
+        self.priority = np.array(start.priority, dtype=np.float64).reshape(-1, 2)[self.slot_client]
         self.token = start.token
         self.bandwidth = list(start.bandwidth_mbps)
         self.memory_mb = float(np.sum(start.memory_mb))
-        n = len(self.clients)
+        self.grads = [GradientSum(m) for m in self.micro]  # per client: its part-2 gradients of this round
+        self.downlink_free = np.zeros(len(self.clients))  # per client: time.monotonic() its emulated download ends
+        self.cancelled: set[int] = set()  # positions of the clients whose remaining jobs were cancelled
+        n = len(self.slot_client)
         self.due = np.full((n, 2), np.inf)  # each job's planned start in the round's plan (re-sequencing keeps it)
         self.due[self.order_position, self.order_kind] = self.planned_start
         self.arrival = np.full((n, 2), np.nan)
@@ -187,10 +203,18 @@ class RoundSchedule:
         fits = np.where((release <= t) & (t + duration <= e), release, np.inf)
         return int(kernels.pick_next(t, kind, fits, tail, position, rule))
 
+    def slot(self, position: int, k: int) -> int:
+        """The slot of client position's micro-batch k."""
+        return int(self.first_slot[position]) + k
+
+    def job_name(self, slot: int, kind: int) -> str:
+        """A job as client:fwd|bwd, with :k for a client whose round is split into micro-batches."""
+        j = int(self.slot_client[slot])
+        return f"{self.clients[j]}:{KIND_WORDS[kind]}" + (f":{self.slot_micro[slot]}" if self.micro[j] > 1 else "")
+
     def missing(self) -> list[str]:
-        """The jobs not yet run, as client:fwd|bwd."""
-        return [f"{self.clients[j]}:{KIND_WORDS[k]}" for j, k in zip(self.order_position, self.order_kind)
-                if not self.done[j, k]]
+        """The jobs not yet run, as client:fwd|bwd (client:fwd|bwd:k with micro-batches)."""
+        return [self.job_name(j, k) for j, k in zip(self.order_position, self.order_kind) if not self.done[j, k]]
 
 
 class EarlyJobs:
@@ -245,7 +269,7 @@ class Helper:
         self.serving: Serving | None = None
         self.server: ServerChannel | None = None
         self.early = EarlyJobs()
-        self.undelivered: dict[str, Message] = {}  # client -> the reply it could not be given (it reconnects)
+        self.undelivered: dict[str, dict[JobId, Message]] = {}  # client -> the replies it missed (it reconnects)
         self.pacer = Pacer()
         secure = options.keypair is not None
         coord = PeerChannel(options.coordinator, self.name, insecure=not secure, config=channel_config(),
@@ -397,8 +421,9 @@ class Helper:
             self._refuse(env, ErrorCode.REJECTED, f"a helper accepts only forward and gradients jobs, not "
                                                   f"{env.message.type.value}")
             return
-        config = self.serving.config
-        reason = self.early.offer(env, config.helper_early_messages, int(config.helper_early_mb * 2 ** 20))
+        config = self.serving.config  # a client may send each of its micro-batches before its helper's round starts
+        reason = self.early.offer(env, config.helper_early_messages * config.max_micro_batches,
+                                  int(config.helper_early_mb * 2 ** 20))
         if reason is not None:
             self._refuse(env, RuntimeCode.BUSY, reason)
 
@@ -451,18 +476,25 @@ class Helper:
         elif message.job.run == plan.run and message.job.round < plan.round:
             self._refuse(env, RuntimeCode.CANCELLED, f"a job of round {message.job.round}, which was closed without "
                                                      f"{env.peer}; this helper is serving round {plan.round}")
+        elif message.job.run == plan.run and message.job.round == plan.round and position in plan.cancelled:
+            self._refuse(env, RuntimeCode.CANCELLED, f"a job of round {plan.round}, which goes on without {env.peer}")
         elif message.job.round != plan.round or message.job.run != plan.run:
             self._refuse(env, ErrorCode.REJECTED, f"job of run {message.job.run!r} round {message.job.round}; "
                                                   f"this helper is serving run {plan.run!r} round {plan.round}")
-        elif plan.done[position, kind] or plan.ready[position, kind]:
-            self._refuse(env, ErrorCode.REJECTED, f"the {message.type.value} job of round {plan.round} was already received")
-        elif kind == BWD and not plan.done[position, FWD]:
-            self._refuse(env, ErrorCode.UNKNOWN_JOB, f"gradients of round {plan.round} before its forward job ran")
         else:
             try:
-                job = payload_class.decode(message, cuts=self.serving.cuts)
+                job = payload_class.decode(message, cuts=self.serving.cuts, micro_batches=plan.micro[position])
             except PayloadError as exc:
                 self._refuse(env, RuntimeCode.BAD_PAYLOAD, str(exc))
+                return
+            slot = plan.slot(position, job.micro)
+            if plan.done[slot, kind] or plan.ready[slot, kind]:
+                self._refuse(env, ErrorCode.REJECTED, f"the {message.type.value} job of round {plan.round} "
+                                                      f"(micro-batch {job.micro}) was already received")
+                return
+            if kind == BWD and not plan.done[slot, FWD]:
+                self._refuse(env, ErrorCode.UNKNOWN_JOB, f"gradients of round {plan.round} (micro-batch {job.micro}) "
+                                                         f"before its forward job ran")
                 return
             if job.token != plan.token:
                 self._refuse(env, ErrorCode.REJECTED, f"the {message.type.value} job belongs to an earlier start of "
@@ -470,10 +502,10 @@ class Helper:
                 return
             arrival = now_ms()
             self.trace.event("recv", arrival, type=message.type.value, client=env.peer, round=plan.round,
-                             bytes=tensor_bytes(message.tensors, self.serving.config.float16))
-            plan.ready[position, kind] = True
-            plan.arrival[position, kind] = arrival - t0
-            ready[(position, kind)] = Job(position, kind, env, job.tensor, arrival - t0)
+                             micro=job.micro, bytes=tensor_bytes(message.tensors, self.serving.config.float16))
+            plan.ready[slot, kind] = True
+            plan.arrival[slot, kind] = arrival - t0
+            ready[(slot, kind)] = Job(slot, kind, env, job.tensor, arrival - t0)
 
     def _choose(self, plan: RoundSchedule, ready: dict[tuple[int, int], Job], now: float) -> tuple[Job, bool] | None:
         """The job to run now and whether it is the plan's, or None to wait for more arrivals.
@@ -493,8 +525,7 @@ class Helper:
         if plan.late(now):
             plan.resequence(now, self.serving.rule)
             self.trace.event("resequence", round=plan.round, at_ms=now, order=[
-                f"{plan.clients[j]}:{KIND_WORDS[k]}" for j, k in zip(plan.order_position[plan.next:],
-                                                                     plan.order_kind[plan.next:])])
+                plan.job_name(j, k) for j, k in zip(plan.order_position[plan.next:], plan.order_kind[plan.next:])])
             nxt = plan.planned_next()
             if nxt in ready:
                 return ready.pop(nxt), False
@@ -556,13 +587,17 @@ class Helper:
             position = plan.position.get(client)
             if position is None:
                 continue
-            for kind in (FWD, BWD):
-                if not plan.done[position, kind]:
-                    ready.pop((position, kind), None)
-                    plan.mark_done(position, kind)
+            for slot in range(plan.slot(position, 0), plan.slot(position, plan.micro[position])):
+                for kind in (FWD, BWD):
+                    if not plan.done[slot, kind]:
+                        ready.pop((slot, kind), None)
+                        plan.mark_done(slot, kind)
             segment, _ = self._part(client)
-            if plan.round in segment.pending_jobs:
-                segment.drop(plan.round)
+            for job_id in segment.pending_jobs:
+                if job_id[0] == plan.round:
+                    segment.drop(job_id)
+            plan.grads[position] = GradientSum(plan.micro[position])
+            plan.cancelled.add(position)
             self.trace.event("cancelled", client=client, round=plan.round)
         log.info("%s: round %d goes on without %s", self.name, plan.round, ", ".join(cancel.clients))
 
@@ -576,60 +611,71 @@ class Helper:
 
     def _execute(self, job: Job, plan: RoundSchedule, ready: dict[tuple[int, int], Job], t0: float,
                  planned: bool) -> JobRecord | None:
-        """Run one job, pad it, reply after the emulated download; its record, or None if its input was refused."""
+        """Run one job (micro-batch k of its client: the segment's job (round, k); a backward adds its gradients to
+        the client's round sum, and the last one of the round takes the one optimizer step), pad it to its emulated
+        time, reply after the emulated download (one download at a time per client); its record, or None if its
+        input was refused."""
         assert self.serving is not None
-        client = plan.clients[job.position]
+        position, k = int(plan.slot_client[job.position]), int(plan.slot_micro[job.position])
+        client, n = plan.clients[position], plan.micro[position]
         segment, optimizer = self._part(client)
         optimizer.lr = state.lr_at(self.serving.config, plan.round)
         message = job.envelope.message
         start = now_ms()
-        self.trace.event("job_start", start, client=client, kind=job.kind, round=plan.round)
+        self.trace.event("job_start", start, client=client, kind=job.kind, round=plan.round, micro=k)
         t = time.perf_counter()
         try:
             if job.kind == FWD:
-                out = segment.forward(plan.round, job.tensor)
+                out = segment.forward((plan.round, k), job.tensor)
             else:
-                result = segment.backward(plan.round, job.tensor)
-                optimizer.step(result.grads)
+                result = segment.backward((plan.round, k), job.tensor)
+                total = plan.grads[position].add(result.grads)
+                if total is not None:
+                    optimizer.step(total)
                 out = result.grad_in
         except SegmentError as exc:
             plan.ready[job.position, job.kind] = False
             self._refuse(job.envelope, ErrorCode.REJECTED, str(exc))
             return None
         compute = (time.perf_counter() - t) * 1e3
-        emulated = self.serving.times["part2_fwd" if job.kind == FWD else "part2_bwd"]
+        emulated = helper_job_ms(self.serving.times["part2_fwd" if job.kind == FWD else "part2_bwd"], n)
         pad = self._pad(t, emulated / 1000.0, plan, ready, t0) if self.options.emulation.active else 0.0
         end = now_ms()
         plan.mark_done(job.position, job.kind)
-        self.trace.event("job_end", end, client=client, kind=job.kind, round=plan.round, compute_ms=compute, pad_ms=pad)
+        self.trace.event("job_end", end, client=client, kind=job.kind, round=plan.round, micro=k, compute_ms=compute,
+                         pad_ms=pad)
         reply = REPLIES[job.kind](tensor=out).encode(message.job)
         float16 = self.serving.config.float16
         nbytes = tensor_bytes(reply.tensors, float16)
-        down = Emulation(bandwidth_mbps=plan.bandwidth[job.position]).transfer_s(nbytes)
-        self.pacer.later(down, lambda: self._reply(client, reply, nbytes))
+        down = Emulation(bandwidth_mbps=plan.bandwidth[position]).transfer_s(nbytes)
+        now = time.monotonic()
+        plan.downlink_free[position] = max(now, plan.downlink_free[position]) + down
+        self.pacer.later(plan.downlink_free[position] - now, lambda: self._reply(client, reply, nbytes, k))
         return JobRecord(client, job.kind, job.arrival + t0, start, end, compute, pad, down,
-                         tensor_bytes(message.tensors, float16), nbytes, planned)
+                         tensor_bytes(message.tensors, float16), nbytes, planned, k)
 
-    def _reply(self, client: str, reply: Message, nbytes: int) -> None:
+    def _reply(self, client: str, reply: Message, nbytes: int, k: int) -> None:
         """Send a job's result (on the pacer thread when a download is emulated)."""
         assert self.server is not None
         try:
             self.server.send(client, reply)
-            self.trace.event("send", type=reply.type.value, client=client, round=reply.job.round, bytes=nbytes)
+            self.trace.event("send", type=reply.type.value, client=client, round=reply.job.round, micro=k,
+                             bytes=nbytes)
         except PeerUnreachableError as exc:
-            self.undelivered[client] = reply
+            self.undelivered.setdefault(client, {})[reply.job] = reply
             log.warning("could not return %s to %s (%s); kept for when it reconnects", reply.type.value, client, exc)
 
     def _redeliver(self, client: str, job: JobId | None) -> None:
-        """Send again the reply a client missed (to a resent job: only the reply to that job id)."""
+        """Send again the replies a client missed (to a resent job: only the reply to that job id)."""
         assert self.server is not None
-        reply = self.undelivered.get(client)
-        if reply is None or (job is not None and reply.job != job):
-            return
-        try:
-            self.server.send(client, reply)
-        except PeerUnreachableError:
-            return
-        self.undelivered.pop(client, None)
-        log.info("%s: delivered the %s of round %d to %s after it reconnected", self.name, reply.type.value,
-                 reply.job.round, client)
+        missed = self.undelivered.get(client, {})
+        for reply in [r for r in missed.values() if job is None or r.job == job]:
+            try:
+                self.server.send(client, reply)
+            except PeerUnreachableError:
+                return
+            del missed[reply.job]
+            log.info("%s: delivered the %s of round %d to %s after it reconnected", self.name, reply.type.value,
+                     reply.job.round, client)
+        if not missed:
+            self.undelivered.pop(client, None)

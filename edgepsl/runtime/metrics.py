@@ -9,7 +9,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from edgepsl.plan.instance import Instance
+from edgepsl.plan.instance import STAGE_FIELDS, Instance
 from edgepsl.plan.pure.constants import BWD, FWD
 from edgepsl.plan.schedule import KIND_NAMES, LOCAL, Plan, Timeline
 from edgepsl.runtime.protocol import ClientRoundReport, HelperRoundReport, JobRecord
@@ -25,7 +25,29 @@ class RoundRecord:
 
 
 def _jobs_by_client(helper_reports: Mapping[str, HelperRoundReport]) -> dict[tuple[str, int], tuple[JobRecord, str]]:
-    return {(job.client, job.kind): (job, helper) for helper, report in helper_reports.items() for job in report.jobs}
+    """Each client's forward and backward job; a client's micro-batch jobs of one kind as one record: the first
+    arrival and start, the last end, compute, padding and bytes summed, planned when all were."""
+    out: dict[tuple[str, int], tuple[JobRecord, str]] = {}
+    for helper, report in helper_reports.items():
+        for job in report.jobs:
+            key = (job.client, job.kind)
+            if key in out:
+                a = out[key][0]
+                job = JobRecord(a.client, a.kind, min(a.arrival, job.arrival), min(a.start, job.start),
+                                max(a.end, job.end), a.compute_ms + job.compute_ms, a.pad_ms + job.pad_ms,
+                                max(a.down_s, job.down_s), a.bytes_in + job.bytes_in, a.bytes_out + job.bytes_out,
+                                a.planned and job.planned, max(a.micro, job.micro))
+            out[key] = (job, helper)
+    return out
+
+
+def _busy_by_client(helper_reports: Mapping[str, HelperRoundReport]) -> dict[tuple[str, int], float]:
+    """Each client's helper time per kind (ms): the sum over its micro-batch jobs."""
+    busy: dict[tuple[str, int], float] = {}
+    for report in helper_reports.values():
+        for job in report.jobs:
+            busy[(job.client, job.kind)] = busy.get((job.client, job.kind), 0.0) + job.end - job.start
+    return busy
 
 
 def job_records(instance: Instance, plan: Plan, planned: Timeline, clients: Sequence[str], t0: float,
@@ -36,7 +58,9 @@ def job_records(instance: Instance, plan: Plan, planned: Timeline, clients: Sequ
     arrival_ms / start_ms / end_ms: at the helper, from the round start, beside the plan's planned_release_ms and
     planned_start_ms; queue_wait_ms: arrival to start; compute_ms / pad_ms: the helper's compute and emulation
     padding; upload_ms: the client's paced upload plus the wire until arrival; download_ms: end of the job until
-    the client had the reply (the emulated download included); bytes_up / bytes_down: tensor bytes each way.
+    the client had the reply (the emulated download included); bytes_up / bytes_down: tensor bytes each way. A client
+    whose round ran N > 1 micro-batches (micro_batches) has one record per kind over its micro-batch jobs: the
+    first arrival and start, the last end, compute, padding and bytes summed.
     """
     jobs = _jobs_by_client(helper_reports)
     out = []
@@ -54,7 +78,8 @@ def job_records(instance: Instance, plan: Plan, planned: Timeline, clients: Sequ
                         "queue_wait_ms": job.start - job.arrival, "compute_ms": job.compute_ms,
                         "pad_ms": job.pad_ms, "upload_ms": side.up_s * 1e3 + job.arrival - side.sent,
                         "download_ms": side.recv - job.end, "bytes_up": job.bytes_in,
-                        "bytes_down": job.bytes_out, "planned": job.planned})
+                        "bytes_down": job.bytes_out, "planned": job.planned,
+                        "micro_batches": int(plan.micro_batches[j])})
     return out
 
 
@@ -78,7 +103,7 @@ def realised(instance: Instance, plan: Plan, planned: Timeline, clients: Sequenc
 
     A client in local mode reports its own part-2 steps as its two exchanges: they give its job times, with no
     transfers and no helper."""
-    jobs = _jobs_by_client(helper_reports)
+    jobs, busy_ms = _jobs_by_client(helper_reports), _busy_by_client(helper_reports)
     K, H = instance.K, instance.H
     times = {k: np.zeros(K) for k in ("fs", "fe", "bs", "be", "fin")}
     chain = {k: np.zeros(K) for k in ("r", "p", "d", "l", "r_bwd", "p_bwd", "d_bwd", "l_bwd")}
@@ -100,11 +125,11 @@ def realised(instance: Instance, plan: Plan, planned: Timeline, clients: Sequenc
         times["fin"][j] = rep.finish - t0
         part3 = rep.bwd.sent - rep.fwd.recv
         chain["r"][j] = fwd.arrival - t0
-        chain["p"][j] = fwd.end - fwd.start
+        chain["p"][j] = busy_ms[(name, FWD)]
         chain["d"][j] = rep.fwd.recv - fwd.end
         chain["l"][j] = part3 / 2.0
         chain["r_bwd"][j] = bwd.arrival - rep.fwd.recv - part3 / 2.0
-        chain["p_bwd"][j] = bwd.end - bwd.start
+        chain["p_bwd"][j] = busy_ms[(name, BWD)]
         chain["d_bwd"][j] = rep.bwd.recv - bwd.end
         chain["l_bwd"][j] = rep.finish - rep.bwd.recv
         for k, (job, side) in enumerate(((fwd, rep.fwd), (bwd, rep.bwd))):
@@ -114,12 +139,18 @@ def realised(instance: Instance, plan: Plan, planned: Timeline, clients: Sequenc
     span = np.zeros(H)
     np.maximum.at(span, a, times["be"][split])
     makespan = float(times["fin"].max())
+    job_start, job_end = _micro_job_times(plan, clients, t0, helper_reports) if plan.pipelined else (None, None)
     timeline = Timeline(times["fs"], times["fe"], times["bs"], times["be"], times["fin"], busy, span - busy, span,
-                        makespan)
+                        makespan, job_start, job_end)
     wide = {k: np.tile(np.maximum(v, 0.0)[:, None], (1, H)) for k, v in chain.items() if k not in ("l", "l_bwd")}
+    # A pipelined round keeps the plan's stage fields: its Gantt chart draws the client stages by the model's rules.
+    stages = {name: getattr(instance, name) for name, _, _ in STAGE_FIELDS} if plan.pipelined else {}
+    if stages:  # the uploads are parts of the realised r and r'
+        stages.update(r_up=np.minimum(stages["r_up"], wide["r"]), r_bwd_up=np.minimum(stages["r_bwd_up"], wide["r_bwd"]))
     measured = Instance(**wide, l=np.maximum(chain["l"], 0.0), l_bwd=np.maximum(chain["l_bwd"], 0.0),
                         mem=instance.mem, cap=instance.cap, client_names=instance.client_names,
-                        helper_names=instance.helper_names, meta={"measured": "realised chain durations (ms)"})
+                        helper_names=instance.helper_names, meta={"measured": "realised chain durations (ms)"},
+                        **stages)
     all_jobs = [job for job, _ in jobs.values()]
     records = job_records(instance, plan, planned, clients, t0, client_reports, helper_reports)
     metrics = {
@@ -134,6 +165,19 @@ def realised(instance: Instance, plan: Plan, planned: Timeline, clients: Sequenc
         "jobs": records,
     }
     return RoundRecord(timeline, measured, metrics)
+
+
+def _micro_job_times(plan: Plan, clients: Sequence[str], t0: float,
+                     helper_reports: Mapping[str, HelperRoundReport]) -> tuple[np.ndarray, np.ndarray]:
+    """Realised start and end (ms from the round start) of every micro-batch job, flat in the plan's order."""
+    ran = {(job.client, job.kind, job.micro): job for report in helper_reports.values() for job in report.jobs}
+    starts, ends = [], []
+    for i in range(len(plan.orders)):
+        for j, kind, k in plan.jobs(i):
+            job = ran[(clients[j], kind, k)]
+            starts.append(job.start - t0)
+            ends.append(job.end - t0)
+    return np.array(starts), np.array(ends)
 
 
 class MetricsLog:

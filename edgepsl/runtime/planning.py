@@ -8,10 +8,11 @@ import numpy as np
 
 from edgepsl.plan.heuristics import Solution
 from edgepsl.plan.instance import Instance
-from edgepsl.plan.profiles import instance_from_parts, loose_capacity_mb
+from edgepsl.plan.profiles import instance_from_parts, loose_capacity_mb, transfer_ms
 from edgepsl.plan.solvers import plan, solver
 from edgepsl.runtime.config import RunConfig
 from edgepsl.runtime.links import Links, cut_bytes
+from edgepsl.runtime.microbatch import COSTS
 from edgepsl.segment import Manifest
 
 MB = 2.0 ** 20
@@ -61,6 +62,8 @@ def build_instance(config: RunConfig, manifest: Manifest, clients: Sequence[str]
     )
     lat = links.latency_ms
     built = dataclasses.replace(built, r=built.r + lat, d=built.d + lat, r_bwd=built.r_bwd + lat, d_bwd=built.d_bwd + lat)
+    if config.micro_batches != "1":
+        built = _with_stages(config, manifest, built, links)
     local = [client_profiles[n].get("local_times") for n in clients]
     if all(times is None for times in local):
         return built
@@ -72,8 +75,27 @@ def build_instance(config: RunConfig, manifest: Manifest, clients: Sequence[str]
                                                  for times, memory in zip(local, stated)]))
 
 
+def _with_stages(config: RunConfig, manifest: Manifest, instance: Instance, links: Links) -> Instance:
+    """The instance with its micro-batch stage fields (format version 3): the uploads r_up and r_bwd_up are the
+    cut transfers plus the link's latency, which is also a transfer's fixed part; a client call's and a helper job's
+    fixed parts are microbatch.COSTS; B is the run's batch and N the configured one (1 for "auto": the planner
+    chooses)."""
+    K = instance.K
+    cut1 = _cut_kb(manifest, "part1", config.batch_size, config.float16)
+    cut2 = _cut_kb(manifest, "part2", config.batch_size, config.float16)
+    micro = 1 if config.micro_batches == "auto" else min(int(config.micro_batches), config.batch_size)
+    return dataclasses.replace(
+        instance, r_up=transfer_ms(cut1, links.mbps) + links.latency_ms,
+        r_bwd_up=transfer_ms(cut2, links.mbps) + links.latency_ms, o_client=np.full(K, COSTS.call_ms),
+        o_link=np.array(links.latency_ms, dtype=np.float64), o_helper=np.full(instance.H, COSTS.job_ms),
+        batch=np.full(K, float(config.batch_size)), micro=np.full(K, float(micro)))
+
+
 def make_plan(config: RunConfig, instance: Instance) -> Solution:
-    """Plan the round with the configured method (edgepsl.plan.solvers), passing the config's seed and dispatch
-    rule to the methods that take them; SolverUnavailableError names the extra a method needs."""
-    return plan(instance, config.method,
-                **solver(config.method).options_from({"seed": config.seed, "dispatch": config.dispatch}))
+    """Plan the round with the configured method (edgepsl.plan.solvers), passing the config's seed, dispatch rule
+    and micro-batches (when not 1) to the methods that take them; SolverUnavailableError names the extra a method
+    needs."""
+    options = {"seed": config.seed, "dispatch": config.dispatch}
+    if config.micro_batches != "1":
+        options["micro_batches"] = config.micro_batches
+    return plan(instance, config.method, **solver(config.method).options_from(options))

@@ -20,6 +20,7 @@ import numpy as np
 from edgepsl.runtime.artifact_store import MAX_ARCHIVE_BYTES, Chunk
 from edgepsl.runtime.config import MAX_CHUNK_KB, RunConfig
 from edgepsl.runtime.errors import NonFiniteError, PayloadError, RunConfigError
+from edgepsl.runtime.microbatch import micro_sizes
 from edgepsl.segment import Manifest
 from edgepsl.wire import ErrorCode, JobId, Message, MsgType, error_message
 
@@ -29,6 +30,8 @@ MAX_REASON = 500          # bye and error reasons (the wire cuts ERROR reasons t
 MAX_STATE_TENSORS = 512   # the wire's own bound on tensors per message
 MAX_CHUNK_BYTES = MAX_CHUNK_KB << 10  # bound on one artifact chunk (the coordinator sends artifact_chunk_kb)
 FWD, BWD = 0, 1           # job kinds, as in edgepsl.plan (0 forward, 1 backward)
+MAX_MICRO = 4096          # bound on a client's micro-batches per round
+MAX_JOBS = 2 ** 16        # bound on a helper's jobs per round (two per client and micro-batch)
 KIND_WORDS = ("fwd", "bwd")
 CLIENT_PARTS = ("part1_fwd", "part1_bwd", "part3_fwd", "part3_bwd")
 HELPER_PARTS = ("part2_fwd", "part2_bwd")
@@ -621,23 +624,34 @@ class HelperRoundStart(Payload):
     bandwidth_mbps: list[float | None] = spec(ListOf(Opt(Float(lo=1e-6))),
                                               "per client: emulated link to pace replies (nil: none)")
     memory_mb: list[float] = spec(ListOf(Float(lo=0.0)), "per client: memory its middle part needs (MB)")
-    order: list[list[int]] = spec(ListOf(ListOf(Int(0, MAX_ROLES), length=2), max_len=2 * MAX_ROLES),
-                                  "the job order: [client position, kind] rows, kind 0 forward, 1 backward")
-    planned_start_ms: list[float] = spec(ListOf(Float(lo=0.0), max_len=2 * MAX_ROLES),
+    order: list[list[int]] = spec(ListOf(ListOf(Int(0, MAX_ROLES), length=2), max_len=MAX_JOBS),
+                                  "the job order: [client position, kind] rows, kind 0 forward, 1 backward; the "
+                                  "k-th row of a client and kind is its micro-batch k")
+    planned_start_ms: list[float] = spec(ListOf(Float(lo=0.0), max_len=MAX_JOBS),
                                          "planned start of each job of `order` (ms from the round start)")
     t0_ms: float = spec(Float(lo=0.0), "the coordinator's wall clock at the round start (ms)")
     token: int = spec(Int(), "this round start's token, which the round's jobs carry")
+    micro_batches: list[int] = spec(ListOf(Int(1, MAX_MICRO)), "per client: micro-batches N of its round, "
+                                    "`duration_ms` then per micro-batch job (empty: 1 for every client)",
+                                    default_factory=list)
+
+    @property
+    def micro(self) -> list[int]:
+        """N per client (1 for every client when `micro_batches` is empty)."""
+        return list(self.micro_batches) or [1] * len(self.clients)
 
     def check(self, kind: str, path: str) -> None:
-        """Per-client lists as long as `clients`; `order` holds each client's two jobs exactly once."""
+        """Per-client lists as long as `clients`; `order` holds each client's N forward and N backward jobs."""
         n = len(self.clients)
         if len(set(self.clients)) != n:
             raise _fail(kind, "clients", "names a client twice")
-        for name in ("duration_ms", "priority", "bandwidth_mbps", "memory_mb"):
+        for name in ("duration_ms", "priority", "bandwidth_mbps", "memory_mb") + (
+                ("micro_batches",) if self.micro_batches else ()):
             if len(getattr(self, name)) != n:
                 raise _fail(kind, name, f"has {len(getattr(self, name))} entries for {n} clients")
-        if sorted(map(tuple, self.order)) != [(j, k) for j in range(n) for k in (FWD, BWD)]:
-            raise _fail(kind, "order", "must list every client's forward and backward job exactly once")
+        expected = sorted((j, k) for j, m in enumerate(self.micro) for k in (FWD, BWD) for _ in range(m))
+        if sorted(map(tuple, self.order)) != expected:
+            raise _fail(kind, "order", "must list every client's forward and backward job once per micro-batch")
         if len(self.planned_start_ms) != len(self.order):
             raise _fail(kind, "planned_start_ms", f"has {len(self.planned_start_ms)} entries for {len(self.order)} jobs")
 
@@ -654,13 +668,16 @@ class ClientRoundStart(Payload):
     token: int = spec(Int(), "this round start's token, which the round's jobs carry")
     helper_key: str | None = spec(Opt(Str(40)), "its CURVE public key (nil when insecure)", default=None)
     local: bool = spec(Bool(), "local mode: train part-2 on its own device, no helper, no transfers", default=False)
+    micro_batches: int = spec(Int(1, MAX_MICRO), "micro-batches N its batch splits into (1 in local mode)", default=1)
 
     def check(self, kind: str, path: str) -> None:
-        """A helper and its endpoint are given exactly when the client is not in local mode."""
+        """A helper and its endpoint are given exactly when the client is not in local mode; local mode has N = 1."""
         for name in ("helper", "helper_endpoint"):
             if bool(getattr(self, name)) == self.local:
                 raise _fail(kind, name, "must be empty in local mode" if self.local else "is empty, but the client "
                             "is not in local mode")
+        if self.local and self.micro_batches != 1:
+            raise _fail(kind, "micro_batches", f"is {self.micro_batches}; local mode runs no micro-batches")
 
 
 @dataclass(frozen=True)
@@ -690,6 +707,13 @@ class CutShapes:
         act, out = (TensorShape((batch, *s.shape[1:]), np.dtype(s.dtype)) for s in specs)
         return cls(act, out)
 
+    def micro(self, k: int, n: int) -> "CutShapes":
+        """The shapes of micro-batch k of n (microbatch.micro_sizes rows; these shapes at n = 1)."""
+        if n == 1:
+            return self
+        rows = micro_sizes(self.act.shape[0], n)[k]
+        return CutShapes(*(TensorShape((rows, *t.shape[1:]), t.dtype) for t in (self.act, self.out)))
+
 
 @dataclass(frozen=True)
 class _Job(Payload):
@@ -704,8 +728,16 @@ class _Job(Payload):
         return {self.TENSOR: self.tensor}
 
     def _with_tensors(self: P, message: Message, kind: str, **expect: Any) -> P:
-        """Exactly its one tensor, with the cut's shape and dtype when `cuts` is given, all finite."""
+        """Exactly its one tensor, with the cut's shape and dtype when `cuts` is given (a job with a micro-batch
+        index k: micro-batch k of `micro_batches` N, k < N), all finite."""
         cuts: CutShapes | None = expect.get("cuts")
+        micro = getattr(self, "micro", None)
+        if micro is not None:
+            n = expect.get("micro_batches", 1)
+            if micro >= n:
+                raise _fail(kind, "micro", f"is {micro}, but the client's round has {n} micro-batch"
+                                           f"{'es' if n > 1 else ''}")
+            cuts = cuts.micro(micro, n) if cuts is not None else None
         want = getattr(cuts, self.CUT) if cuts is not None else None
         return dataclasses.replace(self, tensor=_tensor_field(message, kind, self.TENSOR, want))
 
@@ -719,6 +751,7 @@ class ForwardJob(_Job):
     TENSORS = "`x`: part-1 output, (batch, …) float32, finite"
     TENSOR, CUT = "x", "act"
     token: int = spec(Int(), "the token of the round_start it belongs to (a job of an earlier start is refused)")
+    micro: int = spec(Int(0, MAX_MICRO - 1), "its micro-batch index k (0 when the round is not split)", default=0)
 
 
 @dataclass(frozen=True)
@@ -740,6 +773,7 @@ class Gradients(_Job):
     TENSORS = "`grad`: like the part-2 output, finite"
     TENSOR, CUT = "grad", "out"
     token: int = spec(Int(), "the token of the round_start it belongs to (a job of an earlier start is refused)")
+    micro: int = spec(Int(0, MAX_MICRO - 1), "its micro-batch index k (0 when the round is not split)", default=0)
 
 
 @dataclass(frozen=True)
@@ -796,6 +830,7 @@ class JobRecord(Record):
     bytes_in: int = spec(Int(), "tensor bytes received")
     bytes_out: int = spec(Int(), "tensor bytes sent back")
     planned: bool = spec(Bool(), "whether it ran in plan order")
+    micro: int = spec(Int(0, MAX_MICRO - 1), "its micro-batch index k (0 when the round is not split)", default=0)
 
 
 @dataclass(frozen=True)
@@ -806,7 +841,7 @@ class HelperRoundReport(Payload):
     PHASE = "round"
     DIRECTION = "H→K"
     round: int = spec(Int(), "the round")
-    jobs: list[JobRecord] = spec(ListOf(Nested(JobRecord), max_len=2 * MAX_ROLES), "one record per job it ran")
+    jobs: list[JobRecord] = spec(ListOf(Nested(JobRecord), max_len=MAX_JOBS), "one record per job it ran")
 
 
 # ---- state, bye, error ----

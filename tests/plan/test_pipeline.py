@@ -271,15 +271,18 @@ def test_gantt_and_trace_show_micro_batches() -> None:
     assert max(ends) == pytest.approx(sol.makespan)
 
 
-def test_cli_option_and_no_run_config_key_until_the_runtime_pipelines(tmp_path, capsys) -> None:
+def test_run_config_key_and_cli_option(tmp_path, capsys) -> None:
     import json
 
     from edgepsl.cli import main
     from edgepsl.runtime.config import RunConfig
     from edgepsl.runtime.errors import RunConfigError
 
-    with pytest.raises(RunConfigError, match="unknown config key.*micro_batches"):
-        RunConfig.from_dict({"micro_batches": 4})
+    assert RunConfig.from_dict({"micro_batches": 4}).micro_batches == "4"
+    assert RunConfig.from_dict({"micro_batches": "auto"}).micro_batches == "auto"
+    assert RunConfig().micro_batches == "1"
+    with pytest.raises(RunConfigError, match="micro_batches"):
+        RunConfig.from_dict({"micro_batches": "0"})
     out = tmp_path / "plan"
     assert main(["plan", "--profile", "vgg19_cifar10", "-K", "4", "-H", "2", "--micro-batches", "auto", "--no-plot",
                  "--budget", "20000", "--out", str(out)]) == 0

@@ -133,3 +133,27 @@ def test_restarts_with_more_budget_are_never_worse_than_the_plain_repair(world) 
     more = replan(changed, plan, base, seed=1, budget=400_000, kicks=8)
     check(more, changed)
     assert more.plan.meta["kicks"] == 8 and more.makespan <= plain.makespan
+
+
+def test_a_pipelined_plan_is_repaired_with_each_client_keeping_its_micro_batches() -> None:
+    import dataclasses
+
+    from edgepsl.plan.pipeline import aps_micro
+    from edgepsl.plan.replan import replan_pipelined
+    from edgepsl.plan.solvers import plan as make_plan
+
+    full = scenario_instance("vgg19_cifar10", 9, 3, 1, 0, micro_batches=1)
+    full = dataclasses.replace(full, client_names=tuple(f"c{j}" for j in range(9)),
+                               helper_names=tuple(f"h{i}" for i in range(3)))
+    base = full.subset(np.arange(8))
+    before = make_plan(base, "greedy-ls", micro_batches="auto", budget=5000).plan
+    assert before.pipelined
+    keep = np.array([0, 2])  # h1 is lost and client c8 joins
+    changed = Instance(**{name: (getattr(full, name)[:, keep] if kind == "KH" else getattr(full, name)[keep]
+                                 if kind == "H" else getattr(full, name)) for name, kind, _ in full._fields()},
+                       client_names=full.client_names, helper_names=("h0", "h2"))
+    sol = replan_pipelined(changed, before, base)
+    assert evaluate(changed, sol.plan).makespan == sol.makespan and sol.plan.method == "replan"
+    assert sol.plan.micro_batches[:8].tolist() == before.micro_batches.tolist()
+    assert sol.plan.micro_batches[8] == aps_micro(changed)[8]  # the new client: PiPar's N (the instance's N is 1)
+    assert set(sol.plan.assignment.tolist()) <= {0, 1} and sol.makespan >= sol.bound.value - 1e-9

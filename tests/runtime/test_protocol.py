@@ -162,7 +162,7 @@ def test_a_non_finite_tensor_is_refused_by_name(payload):
 OVERSIZED = [
     (SAMPLES[5], {"sizes_kb": list(range(1, 10))}, "sizes_kb", "more than 8"),
     (SAMPLES[6], {"links": {f"helper{i}": FIT.to_meta() for i in range(p.MAX_ROLES + 1)}}, "links", "more than"),
-    (SAMPLES[14], {"jobs": [SAMPLES[14].jobs[0].to_meta()] * (2 * p.MAX_ROLES + 1)}, "jobs", "more than"),
+    (SAMPLES[14], {"jobs": [SAMPLES[14].jobs[0].to_meta()] * (p.MAX_JOBS + 1)}, "jobs", "more than"),
     (SAMPLES[17], {"reason": "x" * (p.MAX_REASON + 1)}, "reason", "characters"),
     (SAMPLES[0], {"public_key": "k" * 41}, "public_key", "characters"),
 ]
@@ -203,10 +203,53 @@ def test_a_state_must_hold_exactly_its_model_tensors():
 
 def test_a_helper_schedule_must_list_every_job_once():
     start = SAMPLES[7]
-    with pytest.raises(PayloadError, match="order must list every client's forward and backward job exactly once"):
+    with pytest.raises(PayloadError, match="order must list every client's forward and backward job once per micro"):
         _decode(p.HelperRoundStart, _with_meta(start, order=[[0, 0], [0, 0], [0, 1], [1, 1]]))
     with pytest.raises(PayloadError, match="memory_mb has 1 entries for 2 clients"):
         _decode(p.HelperRoundStart, _with_meta(start, memory_mb=[1.0]))
+
+
+def test_a_pipelined_helper_schedule_lists_each_client_jobs_once_per_micro_batch():
+    start = SAMPLES[7]
+    order = [[0, 0], [0, 0], [1, 0], [0, 1], [1, 1], [0, 1]]
+    piped = _decode(p.HelperRoundStart, _with_meta(start, micro_batches=[2, 1], order=order,
+                                                   planned_start_ms=[0.0] * 6))
+    assert piped.micro == [2, 1] and piped.order == order and start.micro == [1, 1]
+    with pytest.raises(PayloadError, match="order must list every client's forward and backward job once per micro"):
+        _decode(p.HelperRoundStart, _with_meta(start, micro_batches=[2, 1]))
+    with pytest.raises(PayloadError, match="micro_batches has 1 entries for 2 clients"):
+        _decode(p.HelperRoundStart, _with_meta(start, micro_batches=[2], order=order, planned_start_ms=[0.0] * 6))
+    with pytest.raises(PayloadError, match=r"micro_batches\[0\] is 0, out of range"):
+        _decode(p.HelperRoundStart, _with_meta(start, micro_batches=[0, 1]))
+
+
+def test_a_client_round_start_names_its_micro_batches_and_local_mode_has_none():
+    start = SAMPLES[8]
+    assert _decode(p.ClientRoundStart, _with_meta(start, micro_batches=4)).micro_batches == 4
+    assert _decode(p.ClientRoundStart, _with_meta(start)).micro_batches == 1
+    with pytest.raises(PayloadError, match="micro_batches is 3; local mode runs no micro-batches"):
+        _decode(p.ClientRoundStart, _with_meta(start, helper="", helper_endpoint="", helper_key=None, local=True,
+                                               micro_batches=3))
+
+
+def test_a_micro_batch_job_carries_its_index_and_the_rows_of_that_micro_batch():
+    rows = p.micro_sizes(CONFIG.batch_size, 3)
+    cuts = CUTS.micro(1, 3)
+    assert cuts.act.shape == (rows[1], *CUTS.act.shape[1:]) and CUTS.micro(0, 1) is CUTS
+    job = p.ForwardJob(17, micro=1, tensor=_tensor(cuts.act)).encode(JobId("run", 1, "client0", 5))
+    decoded = p.ForwardJob.decode(_over_the_wire(job), cuts=CUTS, micro_batches=3)
+    assert decoded.micro == 1 and decoded.tensor.shape == cuts.act.shape
+    with pytest.raises(PayloadError, match="micro is 1, but the client's round has 1 micro-batch"):
+        p.ForwardJob.decode(job, cuts=CUTS)
+    with pytest.raises(PayloadError, match="has shape"):
+        p.ForwardJob.decode(job, cuts=CUTS, micro_batches=2)  # micro-batch 1 of 2 has other rows
+    grad = p.Gradients(17, micro=2, tensor=_tensor(CUTS.micro(2, 3).out)).encode(JobId("run", 1, "client0", 6))
+    assert p.Gradients.decode(grad, cuts=CUTS, micro_batches=3).micro == 2
+    with pytest.raises(PayloadError, match="micro is -1, out of range"):
+        p.Gradients.decode(_with_meta(SAMPLES[11], micro=-1), cuts=CUTS)
+    record = p.JobRecord("client0", 1, 1.0, 2.0, 3.0, 1.0, 0.0, 0.0, 10, 20, True, 3)
+    report = p.HelperRoundReport(3, [record]).encode(JobId("run", 3, "helper0", 1))
+    assert p.HelperRoundReport.decode(_over_the_wire(report)).jobs[0].micro == 3
 
 
 def test_a_welcome_config_is_validated_by_the_run_configuration():

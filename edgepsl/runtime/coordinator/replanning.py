@@ -19,6 +19,7 @@ from edgepsl.plan.errors import InfeasibleError
 from edgepsl.plan.hybrid import replan_hybrid
 from edgepsl.plan.instance import Instance
 from edgepsl.plan.replan import replan as repair
+from edgepsl.plan.replan import replan_pipelined
 from edgepsl.plan.solvers import solver
 from edgepsl.runtime.config import RunConfig
 from edgepsl.runtime.coordinator import schedule as schedule_phase
@@ -55,14 +56,16 @@ def replan(config: RunConfig, fleet: Fleet, profiles: Profiles, instance: Instan
            reason: str, run_dir: Path, coordinator: str, log_level: int = logging.WARNING) -> Schedule:
     """The next plan version for `fleet` (its clients and helpers: instance's names, in order), warm-started from
     `current` (edgepsl.plan.replan.replan: clients keep their helper where it still exists and has room; for a hybrid
-    method edgepsl.plan.hybrid.replan_hybrid, which also keeps local clients local where they still fit), as the
+    method edgepsl.plan.hybrid.replan_hybrid, which also keeps local clients local where they still fit; for a
+    pipelined plan edgepsl.plan.replan.replan_pipelined, which keeps each client's micro-batches N), as the
     Schedule whose round payloads the next round sends; written to plans/v{N}.json as taking effect at round_.
 
     RunAbortedError names the missing capacity when the helpers cannot hold every client's middle part. The new
     version is logged at log_level (a membership change warns; the closed loop's routine re-plans are info).
     """
     try:
-        method = replan_hybrid if solver(config.method).local_mode else repair
+        method = (replan_hybrid if solver(config.method).local_mode else
+                  replan_pipelined if current.plan.pipelined else repair)
         solution = method(instance, current.plan, current.instance, seed=config.seed)
     except InfeasibleError as exc:
         need, have = float(np.sum(instance.mem)), float(np.sum(instance.cap))

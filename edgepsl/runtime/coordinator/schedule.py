@@ -7,9 +7,12 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 
 from edgepsl.plan.evaluate import evaluate as evaluate_plan
 from edgepsl.plan.instance import Instance
+from edgepsl.plan.pipeline import stage_times
+from edgepsl.plan.pure.pipeline import ST_HB, ST_HF
 from edgepsl.plan.rules import dispatch_priorities
 from edgepsl.plan.schedule import LOCAL, Plan, Timeline
 from edgepsl.runtime import planning
@@ -110,30 +113,40 @@ def resumed_plan(fleet: Fleet, run_dir: Path) -> tuple[Instance, Plan]:
 
 def schedule(config: RunConfig, fleet: Fleet, profiles: Profiles, instance: Instance, plan: Plan,
              coordinator: str, run_dir: Path) -> Schedule:
-    """The round payloads of every role from the plan; writes roles.json."""
+    """The round payloads of every role from the plan; writes roles.json. A pipelined plan gives each helper its
+    micro-batch jobs (per-micro-batch durations, each job's planned start) and each client its N."""
     timeline = evaluate_plan(instance, plan)
     endpoints = profiles.endpoints()
     priority = dispatch_priorities(instance, config.fallback_rule, plan.assignment)
+    micro = plan.micro_batches
+    duration = np.stack([instance.p, instance.p_bwd], axis=2)
+    if plan.pipelined:
+        duration = stage_times(instance, micro)[..., [ST_HF, ST_HB]]
+    _, _, offsets = plan.flat()
     helper_starts = {}
     for i, name in enumerate(fleet.helpers):
         mine = [j for j in range(instance.K) if plan.assignment[j] == i]
         position = {j: p for p, j in enumerate(mine)}
         order = [[position[int(j)], int(k)] for j, k in plan.orders[i]]
-        starts = [float((timeline.fwd_start if k == 0 else timeline.bwd_start)[int(j)]) for j, k in plan.orders[i]]
+        if plan.pipelined:
+            starts = timeline.job_start[offsets[i]:offsets[i + 1]].tolist()
+        else:
+            starts = [float((timeline.fwd_start if k == 0 else timeline.bwd_start)[int(j)]) for j, k in plan.orders[i]]
         helper_starts[name] = HelperRoundStart(
             clients=[fleet.clients[j] for j in mine],
-            duration_ms=[[float(instance.p[j, i]), float(instance.p_bwd[j, i])] for j in mine],
+            duration_ms=[duration[j, i].tolist() for j in mine],
             priority=[[float(v) for v in priority[j]] for j in mine],
             bandwidth_mbps=[profiles.clients[fleet.clients[j]].bandwidth_mbps for j in mine],
             memory_mb=[float(instance.mem[j]) for j in mine], order=order, planned_start_ms=starts, t0_ms=0.0,
-            token=0)
+            token=0, micro_batches=[int(micro[j]) for j in mine] if plan.pipelined else [])
     client_starts = {}
     for j, name in enumerate(fleet.clients):
         if plan.assignment[j] == LOCAL:
             client_starts[name] = ClientRoundStart("", "", 0.0, 0, None, local=True)
             continue
         helper = fleet.helpers[int(plan.assignment[j])]
-        client_starts[name] = ClientRoundStart(helper, endpoints[helper], 0.0, 0, fleet.registrations[helper].public_key)
+        client_starts[name] = ClientRoundStart(helper, endpoints[helper], 0.0, 0,
+                                               fleet.registrations[helper].public_key, micro_batches=int(micro[j]))
     roles = {"clients": fleet.clients, "helpers": fleet.helpers, "helper_endpoints": endpoints,
              "coordinator": coordinator}
     (run_dir / "roles.json").write_text(json.dumps(roles, indent=1) + "\n")
