@@ -29,9 +29,9 @@ cdef inline void place(Inst* s, long j, long i, const double* mem, double* used,
 
 
 cdef long c_assign_greedy_insert(Inst* s, const double* mem, const double* cap, long width, const long* start,
-                                 long* out) noexcept nogil:
-    """Clients with start[j] >= 0 stay there; the others are inserted. Returns 0, or -1 when memory could not
-    be allocated."""
+                                 const double* priority, long* out) noexcept nogil:
+    """Clients with start[j] >= 0 stay there; the others are inserted, largest priority[j] first (NULL: largest
+    smallest work first). Returns 0, or -1 when memory could not be allocated."""
     cdef long K = s.K
     cdef long H = s.H
     cdef long j, i, x, k, k2, n, ji, best, pick, rule
@@ -85,10 +85,13 @@ cdef long c_assign_greedy_insert(Inst* s, const double* mem, const double* cap, 
         if start[j] >= 0:
             continue
         w = -1.0
-        for i in range(H):
-            ji = j * H + i
-            if mem[j] <= cap[i] and (w < 0 or s.p[ji] + s.pb[ji] < w):
-                w = s.p[ji] + s.pb[ji]
+        if priority != NULL:
+            w = priority[j]
+        else:
+            for i in range(H):
+                ji = j * H + i
+                if mem[j] <= cap[i] and (w < 0 or s.p[ji] + s.pb[ji] < w):
+                    w = s.p[ji] + s.pb[ji]
         heap_push(&order, -w, <double>j, 0, j, 0)
     while order.size > 0:
         entry = heap_pop(&order)

@@ -48,6 +48,10 @@ def test_assignment_kernels_agree(inst, seed) -> None:
     start[start < 0] = -1
     assert_same(core.assign_greedy_insert(*arrs, inst.mem, inst.cap, width, start),
                 pure.assign_greedy_insert(*arrs, inst.mem, inst.cap, width, start))
+    # Few distinct priorities, so that ties (broken by index) occur.
+    priority = np.random.default_rng(seed % 2**32 + 1).integers(0, 4, inst.K).astype(np.float64)
+    assert_same(core.assign_greedy_insert(*arrs, inst.mem, inst.cap, width, start, priority),
+                pure.assign_greedy_insert(*arrs, inst.mem, inst.cap, width, start, priority))
     assert_same(core.lower_bound(*arrs, inst.mem, inst.cap), pure.lower_bound(*arrs, inst.mem, inst.cap))
 
 
