@@ -212,11 +212,13 @@ def iterated_local_search(instance: Instance, start: np.ndarray, seed: int, budg
     # The makespan is needed only to judge restarts.
     cur_value = _makespan(instance, cur) if kicks > 0 else 0.0
     best, best_ls = cur, cur_value
-    rng = np.random.default_rng(seed)
+    rng = None
     accepted = 0
     n = 0
     while n < kicks and stats[4] < budget and instance.H > 1 and not stats[5] and not _passed(deadline_ns):
         n += 1
+        if rng is None:  # made at the first restart: a generator costs as much as a short descent
+            rng = np.random.default_rng(seed)
         out = kernels.local_search(_kick(instance, cur[0], rng), *arrays, instance.mem, instance.cap,
                                    seed + n, budget - int(stats[4]), deadline_ns, memo)
         stats[:4] += out[4][:4]

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,11 @@ STAGE_FIELDS: tuple[tuple[str, str, str], ...] = (
     ("batch", "K", "mini-batch size B of client j (samples); N <= B"),
     ("micro", "K", "micro-batches N of client j's round (1 = unpipelined, today's chain)"),
 )
+
+
+def _frozen(arr: np.ndarray) -> np.ndarray:
+    arr.setflags(write=False)
+    return arr
 
 
 @dataclass(frozen=True, eq=False)
@@ -153,15 +159,17 @@ class Instance:
         """Number of helpers."""
         return int(self.cap.shape[0])
 
-    @property
+    # gap and tail are computed once (the fields are read-only arrays, so they cannot go stale): every kernel
+    # call takes them, several times per planning call.
+    @cached_property
     def gap(self) -> np.ndarray:
         """g_ij = d_ij + l_j + r'_ij: from the end of the forward job to the release of the backward job."""
-        return self.d + self.l[:, None] + self.r_bwd
+        return _frozen(self.d + self.l[:, None] + self.r_bwd)
 
-    @property
+    @cached_property
     def tail(self) -> np.ndarray:
         """q'_ij = d'_ij + l'_j: from the end of the backward job to the client's finish."""
-        return self.d_bwd + self.l_bwd[:, None]
+        return _frozen(self.d_bwd + self.l_bwd[:, None])
 
     @property
     def fits(self) -> np.ndarray:

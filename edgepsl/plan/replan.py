@@ -18,14 +18,14 @@ import numpy as np
 from edgepsl.plan.backend import kernels
 from edgepsl.plan.errors import InfeasibleError, ReplanMatchError, SearchLimitError
 from edgepsl.plan.evaluate import timeline_of, validate
-from edgepsl.plan.heuristics import INSERT_WIDTH, Solution, iterated_local_search
+from edgepsl.plan.heuristics import CHAIN_INSERT_WIDTH, Solution, chain_priority, iterated_local_search
 from edgepsl.plan.instance import Instance
 from edgepsl.plan.packing import memory_feasible_assignment
 from edgepsl.plan.preemptive import helper_spans
 from edgepsl.plan.schedule import Plan
 
 # Work budget of the repair's local search (jobs processed by its dispatches and evaluations).
-REPLAN_BUDGET = 30_000
+REPLAN_BUDGET = 20_000
 # Restarts of the repair's local search (as greedy-ls's kicks) while its budget lasts; none by default, to stay
 # within about a millisecond at K = 100, H = 10.
 REPLAN_KICKS = 0
@@ -84,7 +84,8 @@ def _place(instance: Instance, a: np.ndarray) -> np.ndarray | None:
     if (a >= 0).all():
         return a
     arrays = (instance.r, instance.p, instance.gap, instance.p_bwd, instance.tail)
-    out = kernels.assign_greedy_insert(*arrays, instance.mem, instance.cap, INSERT_WIDTH, a)
+    out = kernels.assign_greedy_insert(*arrays, instance.mem, instance.cap, CHAIN_INSERT_WIDTH, a,
+                                       chain_priority(instance))
     return out if (out >= 0).all() else None
 
 

@@ -66,6 +66,16 @@ def test_dispatch_and_evaluate_agree(inst, seed, rule) -> None:
     assert_same(core.evaluate(assign, *flat_c, *arrs), pure.evaluate(assign, *flat_p, *arrs))
 
 
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), rule=st.sampled_from(pure.RULES))
+def test_dispatch_agrees_with_more_clients_than_the_insertion_sort_takes(seed, rule) -> None:
+    # Over 32 clients on a helper, the compiled dispatch sorts the forward jobs through a heap.
+    inst = random_instance(seed, K=90, H=2, integer_times=bool(seed % 2), tight_memory=False)
+    arrs = kernel_arrays(inst)
+    assign = np.random.default_rng(seed).integers(0, inst.H, inst.K)
+    assert_same(core.dispatch(assign, rule, *arrs), pure.dispatch(assign, rule, *arrs))
+
+
 @settings(max_examples=600, deadline=None)
 @given(inst=instances, seed=st.integers(0, 2**64 - 1), budget=st.sampled_from([0, 500, 5_000, 50_000]))
 def test_local_search_agrees(inst, seed, budget) -> None:
