@@ -1,4 +1,5 @@
 # Per-helper dispatch (mirror of edgepsl/plan/pure/dispatch.py). Jobs are encoded as client * 2 + kind.
+from libc.string cimport memcpy
 
 cdef struct Scratch:
     Heap h1
@@ -42,20 +43,40 @@ cdef inline void sort_by_release(Inst* s, const long* clients, long n, long i, H
 
 cdef double c_dispatch_helper(Inst* s, const long* clients, long n, long i, int rule, long* jobs,
                               Scratch* sc) noexcept nogil:
-    """Order the jobs of clients[0:n] (ascending) on helper i into jobs[0:2n]; returns the span.
+    """Order the jobs of clients[0:n] (ascending) on helper i into jobs[0:2n]; returns the span."""
+    sort_by_release(s, clients, n, i, &sc.h3, sc.h1.data)
+    return c_dispatch_sorted(s, sc.h1.data, n, i, rule, jobs, sc)
 
-    The forward jobs are taken from one sorted array (sc.h1's storage) rather than a heap: the same order as
-    the pure twin's heap, found with fewer moves."""
+
+cdef double c_best_dispatch(Inst* s, const long* clients, long n, long i, long* tmp, long* out,
+                            Scratch* sc) noexcept nogil:
+    """The smallest span of the rules (the first rule wins ties) for clients[0:n] on helper i; its job order goes
+    to out[0:2n] unless out is NULL (tmp: 2n scratch jobs). The forward jobs are sorted once for all rules."""
+    cdef double best_span = -1.0
+    cdef double span
+    cdef int rule
+    sort_by_release(s, clients, n, i, &sc.h3, sc.h1.data)
+    for rule in range(N_RULES):
+        span = c_dispatch_sorted(s, sc.h1.data, n, i, rule, tmp, sc)
+        if best_span < 0 or span < best_span:
+            if out != NULL:
+                memcpy(out, tmp, 2 * n * sizeof(long))
+            best_span = span
+    return best_span
+
+
+cdef double c_dispatch_sorted(Inst* s, const Entry* fwd, long n, long i, int rule, long* jobs,
+                              Scratch* sc) noexcept nogil:
+    """c_dispatch_helper with the forward jobs already sorted (sort_by_release; not in sc.h2 or sc.h3): they are
+    taken from that array rather than a heap, the same order as the pure twin's heap with fewer moves."""
     cdef long H = s.H
     cdef double span = 0.0
     cdef double tau = 0.0
     cdef double start, t_next
     cdef long j, ji, kind, seq, done = 0, nxt = 0
     cdef Entry e
-    cdef Entry* fwd = sc.h1.data
     cdef Heap* future = &sc.h2
     cdef Heap* ready = &sc.h3
-    sort_by_release(s, clients, n, i, ready, fwd)
     future.size = 0
     ready.size = 0
     if rule == C_RULE_FCFS:
