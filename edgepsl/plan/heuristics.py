@@ -24,8 +24,8 @@ METHODS = {
     "random": "seeded random order, uniform helper among those with room (paper 2.6); then the dispatch rule",
     "balanced-greedy": "clients in index order, helper that keeps client counts most even (paper 2.5); then the dispatch rule",
     "greedy-eft": "largest work first to the helper with the earliest estimated finish; best rule per helper",
-    "greedy-ls": "best of greedy insertion / greedy-eft / balanced-greedy / random starts (an exact memory "
-                 "packing if none fits), then local search (move, swap, reorder) with restarts",
+    "greedy-ls": "best of greedy insertion (by chain, by work) / greedy-eft / balanced-greedy / random starts (an "
+                 "exact memory packing if none fits), then local search (move, swap, reorder) with restarts",
 }
 # Work budget of the local search, in jobs processed by its dispatches and evaluations.
 DEFAULT_BUDGET = 8_000_000

@@ -4,8 +4,8 @@ The changed instance may lose or gain clients, lose or gain helpers, and have an
 capacities updated. Clients and helpers are matched to the previous instance by name (Instance.client_names
 and helper_names); two instances without names match by index when their sizes agree. Matched clients stay
 on their matched helper while it exists and has room; the others (new clients, clients of a removed helper,
-clients evicted from a helper whose capacity shrank, largest memory first) are inserted largest work first
-where the dispatched spans say, as in greedy-ls's insertion start. The local search of greedy-ls then runs
+clients evicted from a helper whose capacity shrank, largest memory first) are inserted longest mean chain first
+where the dispatched spans say, as in greedy-ls's insertion by chain. The local search of greedy-ls then runs
 from that assignment under a small work budget (restarts only when asked for), and each helper whose clients
 did not change keeps its previous job order where that ends earlier than the search's.
 """
@@ -80,7 +80,7 @@ def _carried(instance: Instance, plan: Plan, clients: np.ndarray, helpers: np.nd
 
 def _place(instance: Instance, a: np.ndarray) -> np.ndarray | None:
     """The clients at -1 inserted by dispatched span among the others (kernels.assign_greedy_insert, as
-    greedy-ls's insertion start); None if one finds no helper with room."""
+    greedy-ls's insertion by chain); None if one finds no helper with room."""
     if (a >= 0).all():
         return a
     arrays = (instance.r, instance.p, instance.gap, instance.p_bwd, instance.tail)

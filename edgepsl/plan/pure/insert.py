@@ -1,7 +1,8 @@
 """Greedy insertion (mirrored in csrc/insert.pxi): an assignment built with real dispatched spans.
 
-Clients go in greedy-eft's order (largest smallest work p + p' first, ties by index). Each client is tried on
-the `width` helpers with room whose estimate is smallest (greedy-eft's estimate, and at least the helper's
+Clients go in greedy-eft's order (largest smallest work p + p' first, ties by index), or by a given priority
+(largest first, ties by index; greedy-ls's insertion by chain gives each client's mean chain). Each client is
+tried on the `width` helpers with room whose estimate is smallest (greedy-eft's estimate, and at least the helper's
 current span; ties by index): the helper's clients with it are dispatched with the best rule, and it goes
 where (makespan over all helpers, that helper's span, helper index) is smallest. Clients given a helper in
 `start` stay there and count from the beginning (the re-planner inserts only new or displaced clients). Its
