@@ -105,10 +105,11 @@ def assign_greedy_eft(const double[:, ::1] r, const double[:, ::1] p, const doub
 
 def assign_greedy_insert(const double[:, ::1] r, const double[:, ::1] p, const double[:, ::1] g,
                          const double[:, ::1] pb, const double[:, ::1] q, const double[::1] mem,
-                         const double[::1] cap, long width, start=None, floor=None):
+                         const double[::1] cap, long width, start=None, priority=None, floor=None):
     """Largest work first; each client onto the best of its `width` most promising helpers by dispatched span.
 
     start, if given, fixes the clients with start[j] >= 0 on that helper; only the others are inserted.
+    priority, if given, orders the insertion instead: largest priority[j] first (ties by index).
     """
     cdef Inst s = make_inst(r, p, g, pb, q, floor)
     if width < 1:
@@ -122,11 +123,18 @@ def assign_greedy_insert(const double[:, ::1] r, const double[:, ::1] p, const d
     for j in range(s.K):
         if fixed[j] >= s.H:
             raise ValueError(f"client {j} starts on helper {fixed[j]}, not in [0, {s.H})")
+    cdef const double[::1] prio
+    cdef const double* prio_ptr = NULL
+    if priority is not None:
+        prio = priority
+        if prio.shape[0] != s.K:
+            raise ValueError(f"priority has {prio.shape[0]} entries, expected {s.K}")
+        prio_ptr = &prio[0]
     out = np.empty(s.K, dtype=np.int64)
     cdef long[::1] o = out
     cdef long rc
     with nogil:
-        rc = c_assign_greedy_insert(&s, &mem[0], &cap[0], width, &fixed[0], &o[0])
+        rc = c_assign_greedy_insert(&s, &mem[0], &cap[0], width, &fixed[0], prio_ptr, &o[0])
     if rc != 0:
         raise MemoryError("greedy insertion could not allocate its working memory")
     return out

@@ -29,13 +29,13 @@ cdef inline void place(Inst* s, long j, long i, const double* mem, double* used,
 
 
 cdef long c_assign_greedy_insert(Inst* s, const double* mem, const double* cap, long width, const long* start,
-                                 long* out) noexcept nogil:
-    """Clients with start[j] >= 0 stay there; the others are inserted. Returns 0, or -1 when memory could not
-    be allocated."""
+                                 const double* priority, long* out) noexcept nogil:
+    """Clients with start[j] >= 0 stay there; the others are inserted, largest priority[j] first (NULL: largest
+    smallest work first). Returns 0, or -1 when memory could not be allocated."""
     cdef long K = s.K
     cdef long H = s.H
-    cdef long j, i, x, k, k2, n, ji, best, pick, rule
-    cdef double w, c, lo, hi, e, sp, value, other, m, best_m, best_s
+    cdef long j, i, x, k, k2, n, ji, best, pick
+    cdef double w, c, lo, hi, e, sp, other, m, best_m, best_s
     cdef Entry entry
     cdef Heap order
     cdef Scratch sc
@@ -74,21 +74,19 @@ cdef long c_assign_greedy_insert(Inst* s, const double* mem, const double* cap, 
             place(s, j, start[j], mem, used, work, chain, minr, minq, count, members, out)
     for i in range(H):
         if count[i] > 0:
-            sp = -1.0
-            for rule in range(N_RULES):
-                value = c_dispatch_helper(s, &members[i * K], count[i], i, <int>rule, jobs, &sc)
-                if sp < 0 or value < sp:
-                    sp = value
-            span[i] = sp
+            span[i] = c_best_dispatch(s, &members[i * K], count[i], i, jobs, NULL, &sc)
     order.size = 0
     for j in range(K):
         if start[j] >= 0:
             continue
         w = -1.0
-        for i in range(H):
-            ji = j * H + i
-            if mem[j] <= cap[i] and (w < 0 or s.p[ji] + s.pb[ji] < w):
-                w = s.p[ji] + s.pb[ji]
+        if priority != NULL:
+            w = priority[j]
+        else:
+            for i in range(H):
+                ji = j * H + i
+                if mem[j] <= cap[i] and (w < 0 or s.p[ji] + s.pb[ji] < w):
+                    w = s.p[ji] + s.pb[ji]
         heap_push(&order, -w, <double>j, 0, j, 0)
     while order.size > 0:
         entry = heap_pop(&order)
@@ -132,11 +130,7 @@ cdef long c_assign_greedy_insert(Inst* s, const double* mem, const double* cap, 
             grown[x] = j
             for k2 in range(x):
                 grown[k2] = members[i * K + k2]
-            sp = -1.0
-            for rule in range(N_RULES):
-                value = c_dispatch_helper(s, grown, n + 1, i, <int>rule, jobs, &sc)
-                if sp < 0 or value < sp:
-                    sp = value
+            sp = c_best_dispatch(s, grown, n + 1, i, jobs, NULL, &sc)
             other = 0.0
             for x in range(H):
                 if x != i and span[x] > other:

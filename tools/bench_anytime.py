@@ -7,12 +7,14 @@ Work to quality: per instance at K = 100, H = 10, the smallest of the --work-bud
 whose greedy-ls plan (deterministic for a seed and budget, no time limit) is within 1 % of the reference.
 Re-planning: from the reference plan, one client removed, one client added and one helper removed; the
 repaired plan (edgepsl.plan.replan) against a from-scratch greedy-ls on the changed instance. Prints a
-table and writes JSON (default bench-results/anytime.json).
+table and writes JSON (default bench-results/anytime.json) with the load averages at the start and the end (the
+CPU times are only comparable between runs at similar load).
 """
 from __future__ import annotations
 
 import argparse
 import math
+import os
 import platform
 import statistics
 import sys
@@ -57,7 +59,8 @@ def _subset(inst: Instance, clients: np.ndarray, helpers: np.ndarray) -> Instanc
 def anytime_cell(profile: str, K: int, H: int, scenario: int, seeds: int, limits: list[float]) -> dict:
     """Reference greedy-ls against each time limit on `seeds` instances of one cell."""
     rows: dict = {"reference_cpu_s": [],
-                  "limits": {str(t): {"ratio": [], "cpu_s": [], "stopped": []} for t in [*limits, "descent"]}}
+                  "limits": {str(t): {"ratio": [], "cpu_s": [], "stopped": [], "start": [], "start_ratio": []}
+                             for t in [*limits, "descent"]}}
     for seed in range(seeds):
         inst = scenario_instance(profile, K, H, scenario, seed)
         ref, cpu = _cpu(solve, inst, seed=seed)
@@ -71,6 +74,8 @@ def anytime_cell(profile: str, K: int, H: int, scenario: int, seeds: int, limits
             row["ratio"].append(sol.makespan / ref.makespan)
             row["cpu_s"].append(cpu)
             row["stopped"].append(sol.plan.meta["stopped"])
+            row["start"].append(sol.plan.meta["start"])
+            row["start_ratio"].append(sol.plan.meta["start_makespan"] / ref.makespan)
     out = {"K": K, "H": H, "scenario": scenario, "seeds": seeds,
            "reference_median_cpu_s": statistics.median(rows["reference_cpu_s"]), "limits": {}}
     for t, row in rows["limits"].items():
@@ -79,6 +84,9 @@ def anytime_cell(profile: str, K: int, H: int, scenario: int, seeds: int, limits
             "within_1pct": int((ratio <= 1.01).sum()), "mean_ratio": float(ratio.mean()), "max_ratio": float(ratio.max()),
             "median_cpu_s": statistics.median(row["cpu_s"]), "max_cpu_s": max(row["cpu_s"]),
             "stopped_by_time": row["stopped"].count("time"),
+            # The start the search began from (the best one, or under a short limit the first) against the reference.
+            "starts": {name: row["start"].count(name) for name in sorted(set(row["start"]))},
+            "mean_start_ratio": float(np.mean(row["start_ratio"])), "max_start_ratio": float(np.max(row["start_ratio"])),
         }
     return out
 
@@ -139,7 +147,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--large-seeds", type=int, default=3, help="seeds per cell at K = 10000")
     ap.add_argument("--limits-ms", default="1,10", help="time limits at K = 100 (ms, comma-separated)")
     ap.add_argument("--large-limit-ms", type=float, default=250.0, help="time limit at K = 10000, H = 100 (ms)")
-    ap.add_argument("--work-budgets", default="10000,20000,40000,80000,160000,320000,640000,1280000,2560000",
+    ap.add_argument("--work-budgets",
+                    default="1250,2500,5000,10000,20000,40000,80000,160000,320000,640000,1280000,2560000",
                     help="work budgets at K = 100 for the work-to-quality rows (job steps, comma-separated)")
     ap.add_argument("--skip-large", action="store_true", help="skip the K = 10000 cells")
     ap.add_argument("--out", type=Path, default=Path("bench-results/anytime.json"))
@@ -147,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     limits = [float(v) for v in args.limits_ms.split(",")]
     result = {"benchmark": "anytime", "edgepsl": __version__, "python": platform.python_version(),
               "machine": platform.machine(), "backend": backend_name(), "profile": args.profile,
-              "anytime": [], "work": [], "replan": []}
+              "anytime": [], "work": [], "replan": [], "load_average_start": list(os.getloadavg())}
     print(f"{'K':>6} {'H':>4} {'sc':>2} {'limit':>8} {'<=1%':>6} {'mean':>8} {'max':>8} {'cpu med':>9} {'cpu max':>9} {'ref cpu':>9}")
     cells = [(100, 10, limits, args.seeds)] + ([] if args.skip_large else [(10000, 100, [args.large_limit_ms], args.large_seeds)])
     for K, H, lims, seeds in cells:
@@ -175,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{100:>6} {10:>4} {scenario:>2} {name:<14} {r['within_1pct']:>3}/{args.seeds:<2} {r['mean_ratio']:>8.4f} "
                   f"{r['max_ratio']:>8.4f} {r['median_cpu_s'] * 1e3:>7.3f}ms {r['max_cpu_s'] * 1e3:>7.3f}ms")
         sys.stdout.flush()
+    result["load_average_end"] = list(os.getloadavg())
+    print(f"load average (1, 5, 15 min): start {result['load_average_start']}, end {result['load_average_end']}")
     write_result(args.out, result)
     return 0
 

@@ -136,9 +136,11 @@ class Kernels:
         return self.module.assign_greedy_eft(r, p, g, pb, q, mem, cap, floor=floor)
 
     def assign_greedy_insert(self, r, p, g, pb, q, mem: np.ndarray, cap: np.ndarray, width: int,
-                             start: np.ndarray | None = None, floor: np.ndarray | None = None) -> np.ndarray:
-        """Greedy insertion: each client on the best of its `width` most promising helpers by dispatched span."""
-        return self.module.assign_greedy_insert(r, p, g, pb, q, mem, cap, width, start, floor=floor)
+                             start: np.ndarray | None = None, priority: np.ndarray | None = None,
+                             floor: np.ndarray | None = None) -> np.ndarray:
+        """Greedy insertion: each client (largest priority first; None: largest work first) on the best of its
+        `width` most promising helpers by dispatched span."""
+        return self.module.assign_greedy_insert(r, p, g, pb, q, mem, cap, width, start, priority, floor=floor)
 
     def dispatch(self, assign: np.ndarray, rule: int, r, p, g, pb, q, floor: np.ndarray | None = None) -> JobOrder:
         """Every helper's job order under one dispatch rule."""

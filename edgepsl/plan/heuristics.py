@@ -25,8 +25,8 @@ METHODS = {
     "random": "seeded random order, uniform helper among those with room (paper 2.6); then the dispatch rule",
     "balanced-greedy": "clients in index order, helper that keeps client counts most even (paper 2.5); then the dispatch rule",
     "greedy-eft": "largest work first to the helper with the earliest estimated finish; best rule per helper",
-    "greedy-ls": "best of greedy insertion / greedy-eft / balanced-greedy / random starts (an exact memory "
-                 "packing if none fits), then local search (move, swap, reorder) with restarts",
+    "greedy-ls": "best of greedy insertion (by chain, by work) / greedy-eft / balanced-greedy / random starts (an "
+                 "exact memory packing if none fits), then local search (move, swap, reorder) with restarts",
 }
 # Work budget of the local search, in jobs processed by its dispatches and evaluations.
 DEFAULT_BUDGET = 8_000_000
@@ -38,6 +38,11 @@ DEFAULT_KICKS = 128
 # steps, stays within INSERT_WORK_LIMIT.
 INSERT_WIDTH = 2
 INSERT_WORK_LIMIT = 2_000_000
+# The second insertion start takes clients by decreasing mean chain r + p + g + p' + q' over the helpers that can
+# hold them (the clients with slow links first, where the chains and not the helpers' work set the makespan), each
+# tried on its CHAIN_INSERT_WIDTH most promising helpers: on scenario 1 at K = 100, H = 10 it starts within 1 % of
+# the default plan where the insertion by work starts 2-3 % above it (docs/planning.md).
+CHAIN_INSERT_WIDTH = 3
 # Under a time limit shorter than this, greedy-ls takes only the first start that places every client (greedy
 # insertion where it applies): at K = 100, H = 10 the other starts and their evaluation cost about 0.2 ms, a fifth
 # of a 1 ms limit, which the first descent needs more (bench-results/anytime.json).
@@ -112,7 +117,20 @@ def _heuristic(instance: Instance, method: str, seed: int) -> np.ndarray:
     if method == "greedy-insert":
         return kernels.assign_greedy_insert(*_arrays(instance), instance.mem, instance.cap, INSERT_WIDTH,
                                             floor=_floor(instance))
+    if method == "greedy-chain":
+        return kernels.assign_greedy_insert(*_arrays(instance), instance.mem, instance.cap, CHAIN_INSERT_WIDTH,
+                                            None, chain_priority(instance), floor=_floor(instance))
     raise UnknownMethodError(f"unknown planning method {method!r}; choose one of {', '.join(METHODS)}")
+
+
+def chain_priority(instance: Instance) -> np.ndarray:
+    """Each client's mean chain r + p + g (at least the local-loss floor) + p' + q' over the helpers whose capacity
+    holds it (0 where none does)."""
+    arrays, floor = _arrays(instance), _floor(instance)
+    release = arrays.r + arrays.p + arrays.g
+    chain = (release if floor is None else np.maximum(release, floor)) + arrays.pb + arrays.q
+    fits = instance.mem[:, None] <= instance.cap[None, :]
+    return np.where(fits, chain, 0.0).sum(axis=1) / np.maximum(fits.sum(axis=1), 1)
 
 
 def assign(instance: Instance, method: str, seed: int = 0) -> np.ndarray:
@@ -199,11 +217,13 @@ def iterated_local_search(instance: Instance, start: np.ndarray, seed: int, budg
     # The makespan is needed only to judge restarts.
     cur_value = _makespan(instance, cur) if kicks > 0 else 0.0
     best, best_ls = cur, cur_value
-    rng = np.random.default_rng(seed)
+    rng = None
     accepted = 0
     n = 0
     while n < kicks and stats[4] < budget and instance.H > 1 and not stats[5] and not _passed(deadline_ns):
         n += 1
+        if rng is None:  # made at the first restart: a generator costs as much as a short descent
+            rng = np.random.default_rng(seed)
         out = kernels.local_search(_kick(instance, cur[0], rng), *arrays, instance.mem, instance.cap,
                                    seed + n, budget - int(stats[4]), deadline_ns, memo, floor=floor)
         stats[:4] += out[4][:4]
@@ -226,6 +246,8 @@ def _greedy_ls(instance: Instance, seed: int, budget: int, kicks: int, deadline_
     names = ("greedy-eft", "balanced-greedy", "random")
     if 6 * INSERT_WIDTH * instance.K * instance.K <= INSERT_WORK_LIMIT * instance.H:
         names = ("greedy-insert", *names)
+    if 6 * CHAIN_INSERT_WIDTH * instance.K * instance.K <= INSERT_WORK_LIMIT * instance.H:
+        names = ("greedy-chain", *names)
     for name in names:
         if starts and (quick or _passed(deadline_ns)):
             break

@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +64,11 @@ LOSS_FIELDS: tuple[tuple[str, str, str], ...] = (
     ("r_cpu", "K", "the client's part of r: part-1 forward on the client (ms); r_ij - r_cpu_j is the upload"),
     ("aux", "K", "local loss: aux head forward, loss and backward plus part-1 backward and update (ms)"),
 )
+
+
+def _frozen(arr: np.ndarray) -> np.ndarray:
+    arr.setflags(write=False)
+    return arr
 
 
 @dataclass(frozen=True, eq=False)
@@ -214,17 +220,19 @@ class Instance:
         """Number of helpers."""
         return int(self.cap.shape[0])
 
-    @property
+    # gap and tail are computed once (the fields are read-only arrays, so they cannot go stale): every kernel
+    # call takes them, several times per planning call.
+    @cached_property
     def gap(self) -> np.ndarray:
         """g_ij = d_ij + l_j + r'_ij: from the end of the forward job to the release of the backward job."""
-        return self.d + self.l[:, None] + self.r_bwd
+        return _frozen(self.d + self.l[:, None] + self.r_bwd)
 
-    @property
+    @cached_property
     def tail(self) -> np.ndarray:
         """q'_ij = d'_ij + l'_j: from the end of the backward job to the client's finish (0 in local-loss mode)."""
         tail = self.d_bwd + self.l_bwd[:, None]
         modes = self.loss_modes
-        return np.where(modes[:, None], 0.0, tail) if modes.any() else tail
+        return _frozen(np.where(modes[:, None], 0.0, tail) if modes.any() else tail)
 
     @property
     def fits(self) -> np.ndarray:

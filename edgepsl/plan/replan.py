@@ -4,8 +4,8 @@ The changed instance may lose or gain clients, lose or gain helpers, and have an
 capacities updated. Clients and helpers are matched to the previous instance by name (Instance.client_names
 and helper_names); two instances without names match by index when their sizes agree. Matched clients stay
 on their matched helper while it exists and has room; the others (new clients, clients of a removed helper,
-clients evicted from a helper whose capacity shrank, largest memory first) are inserted largest work first
-where the dispatched spans say, as in greedy-ls's insertion start. The local search of greedy-ls then runs
+clients evicted from a helper whose capacity shrank, largest memory first) are inserted longest mean chain first
+where the dispatched spans say, as in greedy-ls's insertion by chain. The local search of greedy-ls then runs
 from that assignment under a small work budget (restarts only when asked for), and each helper whose clients
 did not change keeps its previous job order where that ends earlier than the search's.
 """
@@ -18,14 +18,14 @@ import numpy as np
 from edgepsl.plan.backend import kernel_arrays, kernel_floor, kernels
 from edgepsl.plan.errors import InfeasibleError, ReplanMatchError, SearchLimitError
 from edgepsl.plan.evaluate import timeline_of, validate
-from edgepsl.plan.heuristics import INSERT_WIDTH, Solution, iterated_local_search
+from edgepsl.plan.heuristics import CHAIN_INSERT_WIDTH, Solution, chain_priority, iterated_local_search
 from edgepsl.plan.instance import Instance
 from edgepsl.plan.packing import memory_feasible_assignment
 from edgepsl.plan.preemptive import helper_spans
 from edgepsl.plan.schedule import Plan
 
 # Work budget of the repair's local search (jobs processed by its dispatches and evaluations).
-REPLAN_BUDGET = 30_000
+REPLAN_BUDGET = 20_000
 # Restarts of the repair's local search (as greedy-ls's kicks) while its budget lasts; none by default, to stay
 # within about a millisecond at K = 100, H = 10.
 REPLAN_KICKS = 0
@@ -80,11 +80,11 @@ def _carried(instance: Instance, plan: Plan, clients: np.ndarray, helpers: np.nd
 
 def _place(instance: Instance, a: np.ndarray) -> np.ndarray | None:
     """The clients at -1 inserted by dispatched span among the others (kernels.assign_greedy_insert, as
-    greedy-ls's insertion start); None if one finds no helper with room."""
+    greedy-ls's insertion by chain); None if one finds no helper with room."""
     if (a >= 0).all():
         return a
-    out = kernels.assign_greedy_insert(*kernel_arrays(instance), instance.mem, instance.cap, INSERT_WIDTH, a,
-                                       floor=kernel_floor(instance))
+    out = kernels.assign_greedy_insert(*kernel_arrays(instance), instance.mem, instance.cap, CHAIN_INSERT_WIDTH, a,
+                                       chain_priority(instance), floor=kernel_floor(instance))
     return out if (out >= 0).all() else None
 
 

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from edgepsl.plan.bounds import lower_bound
 from edgepsl.plan.errors import InfeasibleError, SearchLimitError, UnknownMethodError
 from edgepsl.plan.evaluate import evaluate
-from edgepsl.plan.heuristics import DEFAULT_KICKS, METHODS, QUICK_LIMIT_MS, solve
+from edgepsl.plan.heuristics import CHAIN_INSERT_WIDTH, DEFAULT_KICKS, METHODS, QUICK_LIMIT_MS, chain_priority, solve
 from edgepsl.plan.instance import Instance
 from edgepsl.plan.preemptive import schedule_assignment
 from edgepsl.plan.scenarios import scenario_instance
@@ -163,22 +163,33 @@ def test_time_limit_must_be_positive(limit) -> None:
 def test_greedy_insertion_respects_memory_and_starts_greedy_ls_where_it_is_better() -> None:
     from edgepsl.plan.backend import kernels
 
+    def start_makespan(inst, priority):
+        arrays = (inst.r, inst.p, inst.gap, inst.p_bwd, inst.tail)
+        a = kernels.assign_greedy_insert(*arrays, inst.mem, inst.cap, CHAIN_INSERT_WIDTH, None, priority)
+        out = kernels.local_search(a, *arrays, inst.mem, inst.cap, 0, 0)
+        return float(kernels.evaluate(*out[:4], *arrays).finish.max())
+
     for seed in range(30):
         inst = random_instance(seed, K=12, H=3, integer_times=bool(seed % 2), tight_memory=True)
-        a = kernels.assign_greedy_insert(inst.r, inst.p, inst.gap, inst.p_bwd, inst.tail, inst.mem, inst.cap, 2)
-        placed = a >= 0
-        assert ((a == -1) | placed).all()
-        assert (np.bincount(a[placed], weights=inst.mem[placed], minlength=inst.H) <= inst.cap).all()
+        for priority in (None, chain_priority(inst)):
+            a = kernels.assign_greedy_insert(inst.r, inst.p, inst.gap, inst.p_bwd, inst.tail, inst.mem, inst.cap, 2,
+                                             None, priority)
+            placed = a >= 0
+            assert ((a == -1) | placed).all()
+            assert (np.bincount(a[placed], weights=inst.mem[placed], minlength=inst.H) <= inst.cap).all()
+    # Scenario 1: the chains, not the helpers' work, set the makespan; inserting the longest chains first starts
+    # closer than inserting by work (all clients have the same work there) and than greedy-eft.
     inst = scenario_instance("resnet101_cifar10", 100, 10, 1, 0)
     sol = solve(inst, "greedy-ls", kicks=0)
-    assert sol.plan.meta["start"] == "greedy-insert"
+    assert sol.plan.meta["start"] == "greedy-chain"
+    assert sol.plan.meta["start_makespan"] == start_makespan(inst, chain_priority(inst)) < start_makespan(inst, None)
     assert sol.plan.meta["start_makespan"] < solve(inst, "greedy-eft").makespan
 
 
 def test_greedy_ls_under_a_short_time_limit_takes_only_its_first_start() -> None:
     inst = scenario_instance("resnet101_cifar10", 40, 4, 2, 0)
     sol = solve(inst, "greedy-ls", time_limit_ms=QUICK_LIMIT_MS / 2)
-    assert sol.plan.meta["start"] == "greedy-insert"
+    assert sol.plan.meta["start"] == "greedy-chain"
     assert sol.makespan <= sol.plan.meta["start_makespan"]
     assert evaluate(inst, sol.plan).makespan == sol.makespan
 

@@ -48,6 +48,10 @@ def test_assignment_kernels_agree(inst, seed) -> None:
     start[start < 0] = -1
     assert_same(core.assign_greedy_insert(*arrs, inst.mem, inst.cap, width, start),
                 pure.assign_greedy_insert(*arrs, inst.mem, inst.cap, width, start))
+    # Few distinct priorities, so that ties (broken by index) occur.
+    priority = np.random.default_rng(seed % 2**32 + 1).integers(0, 4, inst.K).astype(np.float64)
+    assert_same(core.assign_greedy_insert(*arrs, inst.mem, inst.cap, width, start, priority),
+                pure.assign_greedy_insert(*arrs, inst.mem, inst.cap, width, start, priority))
     assert_same(core.lower_bound(*arrs, inst.mem, inst.cap), pure.lower_bound(*arrs, inst.mem, inst.cap))
 
 
@@ -60,6 +64,16 @@ def test_dispatch_and_evaluate_agree(inst, seed, rule) -> None:
     flat_p = pure.dispatch(assign, rule, *arrs)
     assert_same(flat_c, flat_p)
     assert_same(core.evaluate(assign, *flat_c, *arrs), pure.evaluate(assign, *flat_p, *arrs))
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), rule=st.sampled_from(pure.RULES))
+def test_dispatch_agrees_with_more_clients_than_the_insertion_sort_takes(seed, rule) -> None:
+    # Over 32 clients on a helper, the compiled dispatch sorts the forward jobs through a heap.
+    inst = random_instance(seed, K=90, H=2, integer_times=bool(seed % 2), tight_memory=False)
+    arrs = kernel_arrays(inst)
+    assign = np.random.default_rng(seed).integers(0, inst.H, inst.K)
+    assert_same(core.dispatch(assign, rule, *arrs), pure.dispatch(assign, rule, *arrs))
 
 
 @settings(max_examples=600, deadline=None)

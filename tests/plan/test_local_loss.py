@@ -54,6 +54,9 @@ def test_kernels_with_a_release_floor_agree(inst, seed, rule) -> None:
                 pure.assign_greedy_eft(*arrs, inst.mem, inst.cap, floor=w))
     assert_same(core.assign_greedy_insert(*arrs, inst.mem, inst.cap, 2, floor=w),
                 pure.assign_greedy_insert(*arrs, inst.mem, inst.cap, 2, floor=w))
+    priority = np.random.default_rng(seed).integers(0, 4, inst.K).astype(np.float64)
+    assert_same(core.assign_greedy_insert(*arrs, inst.mem, inst.cap, 2, None, priority, floor=w),
+                pure.assign_greedy_insert(*arrs, inst.mem, inst.cap, 2, None, priority, floor=w))
     assert_same(core.lower_bound(*arrs, inst.mem, inst.cap, floor=w), pure.lower_bound(*arrs, inst.mem, inst.cap,
                                                                                         floor=w))
     wa, wb = np.array([0.0, 5.0, 17.0]), np.array([0.0, 3.0, 11.0])

@@ -1,7 +1,8 @@
 """Greedy insertion (mirrored in csrc/insert.pxi): an assignment built with real dispatched spans.
 
-Clients go in greedy-eft's order (largest smallest work p + p' first, ties by index). Each client is tried on
-the `width` helpers with room whose estimate is smallest (greedy-eft's estimate, and at least the helper's
+Clients go in greedy-eft's order (largest smallest work p + p' first, ties by index), or by a given priority
+(largest first, ties by index; greedy-ls's insertion by chain gives each client's mean chain). Each client is
+tried on the `width` helpers with room whose estimate is smallest (greedy-eft's estimate, and at least the helper's
 current span; ties by index): the helper's clients with it are dispatched with the best rule, and it goes
 where (makespan over all helpers, that helper's span, helper index) is smallest. Clients given a helper in
 `start` stay there and count from the beginning (the re-planner inserts only new or displaced clients). Its
@@ -31,11 +32,13 @@ def _best_span(clients: list[int], i: int, r, p, g, pb, q, floor) -> float:
 
 def assign_greedy_insert(
     r: np.ndarray, p: np.ndarray, g: np.ndarray, pb: np.ndarray, q: np.ndarray, mem: np.ndarray, cap: np.ndarray,
-    width: int, start: np.ndarray | None = None, floor: np.ndarray | None = None,
+    width: int, start: np.ndarray | None = None, priority: np.ndarray | None = None,
+    floor: np.ndarray | None = None,
 ) -> np.ndarray:
     """Each client, largest work first, onto the best of its `width` most promising helpers by dispatched span.
 
     start, if given, fixes the clients with start[j] >= 0 on that helper; only the others are inserted.
+    priority, if given, orders the insertion instead: largest priority[j] first (ties by index).
     """
     if width < 1:
         raise ValueError(f"width must be at least 1, got {width}")
@@ -44,6 +47,8 @@ def assign_greedy_insert(
         start = np.full(K, -1, dtype=np.int64)
     if len(start) != K:
         raise ValueError(f"start has {len(start)} entries, expected {K}")
+    if priority is not None and len(priority) != K:
+        raise ValueError(f"priority has {len(priority)} entries, expected {K}")
     for j in range(K):
         if start[j] >= H:
             raise ValueError(f"client {j} starts on helper {start[j]}, not in [0, {H})")
@@ -80,9 +85,12 @@ def assign_greedy_insert(
         if start[j] >= 0:
             continue
         w = -1.0
-        for i in range(H):
-            if mem[j] <= cap[i] and (w < 0 or p[j, i] + pb[j, i] < w):
-                w = p[j, i] + pb[j, i]
+        if priority is not None:
+            w = float(priority[j])
+        else:
+            for i in range(H):
+                if mem[j] <= cap[i] and (w < 0 or p[j, i] + pb[j, i] < w):
+                    w = p[j, i] + pb[j, i]
         key.append((-w, j))
     key.sort()
     for _, j in key:
