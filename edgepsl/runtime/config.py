@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,12 +11,15 @@ from typing import Any, Mapping
 
 from edgepsl.data.spec import Normalisation
 from edgepsl.plan.rules import DISPATCH_RULES
-from edgepsl.plan.solvers import method_names
+from edgepsl.plan.solvers import method_names, solver
 from edgepsl.runtime.aggregation import STRATEGIES
 from edgepsl.runtime.errors import RunConfigError
 
 MAX_CHUNK_KB = 4096  # the protocol's bound on an artifact chunk (protocol.MAX_CHUNK_BYTES)
 STRAGGLER_POLICIES = ("wait", "drop")
+MODES = ("splitfed", "local-loss")
+LABEL_PLACES = ("client", "helper")
+HELPER_MODELS = ("per-client", "shared")
 MIN_PEER_TIMEOUT_S = 2.0
 DEFAULT_ARTIFACT = str(Path(__file__).resolve().parents[1] / "artifacts" / "lenet5-fmnist")
 
@@ -72,6 +76,13 @@ class RunConfig:
     straggler_policy: str = "wait"
     straggler_slack: float = 0.5
     straggler_grace_ms: float = 1000.0
+    # Learning modes (docs/modes.md): how part-1 learns, where the labels and part-3 live, SmashMix.
+    mode: str = "splitfed"
+    labels: str = "client"
+    helper_model: str = "per-client"
+    local_loss_helper_weight: float = 0.0
+    smashmix_pairs: int = 0
+    smashmix_alpha: float = 1.0
 
     def __post_init__(self) -> None:
         positive = ("clients", "helpers", "rounds", "batch_size", "aggregate_every", "eval_every", "profile_iters",
@@ -86,7 +97,8 @@ class RunConfig:
         choices = {"optimizer": ("sgd", "adam"), "lr_schedule": ("constant", "cosine"), "method": method_names(), "dispatch": (*DISPATCH_RULES, "best"),
                    "fallback_rule": tuple(DISPATCH_RULES), "partition": ("iid", "dirichlet"),
                    "links": ("measured", "declared"), "aggregation": tuple(STRATEGIES),
-                   "straggler_policy": STRAGGLER_POLICIES}
+                   "straggler_policy": STRAGGLER_POLICIES, "mode": MODES, "labels": LABEL_PLACES,
+                   "helper_model": HELPER_MODELS}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise RunConfigError(f"config key {name!r} is {getattr(self, name)!r}; choose one of {', '.join(allowed)}")
@@ -102,9 +114,36 @@ class RunConfig:
         if not self.mean or len(self.mean) != len(self.std) or min(self.std) <= 0 or not self.divide > 0:
             raise RunConfigError(f"config keys 'mean' and 'std' need one value per channel (std > 0) and 'divide' "
                                  f"must be > 0, got mean {list(self.mean)}, std {list(self.std)}, divide {self.divide}")
+        self._check_modes()
         if self.eval_every % self.aggregate_every:
             raise RunConfigError(f"eval_every ({self.eval_every}) must be a multiple of aggregate_every "
                                  f"({self.aggregate_every}): only averaged models are evaluated")
+
+    def _check_modes(self) -> None:
+        """RunConfigError naming the key of a learning-mode combination the runtime cannot run (docs/modes.md)."""
+        if not (math.isfinite(self.local_loss_helper_weight) and self.local_loss_helper_weight >= 0):
+            raise RunConfigError(f"config key 'local_loss_helper_weight' must be a finite number >= 0, got "
+                                 f"{self.local_loss_helper_weight!r}")
+        if self.local_loss_helper_weight > 0 and self.mode != "local-loss":
+            raise RunConfigError(f"config key 'local_loss_helper_weight' ({self.local_loss_helper_weight:g}) weighs "
+                                 f"the helper's gradient in mode = \"local-loss\" only; the mode is {self.mode!r}")
+        if self.smashmix_pairs < 0:
+            raise RunConfigError(f"config key 'smashmix_pairs' must be >= 0 (0: no SmashMix), got {self.smashmix_pairs}")
+        if not (math.isfinite(self.smashmix_alpha) and self.smashmix_alpha > 0):
+            raise RunConfigError(f"config key 'smashmix_alpha' must be a finite number > 0, got {self.smashmix_alpha!r}")
+        if self.labels != "helper":
+            for name, off in (("helper_model", self.helper_model == "per-client"), ("smashmix_pairs", not self.smashmix_pairs)):
+                if not off:
+                    raise RunConfigError(f"config key {name!r} ({getattr(self, name)!r}) needs labels = \"helper\" "
+                                         f"(the two-part split: part-3 and the labels on the helper); labels is "
+                                         f"{self.labels!r}")
+        if self.smashmix_pairs and self.helper_model != "shared":
+            raise RunConfigError("config key 'smashmix_pairs' needs helper_model = \"shared\": SmashMix trains one "
+                                 "model on mixed pairs of its clients' smashed data (LocFedMix-SL's server)")
+        if (self.mode != "splitfed" or self.labels != "client") and solver(self.method).local_mode:
+            raise RunConfigError(f"config key 'method' ({self.method!r}) may train clients in local mode, which runs "
+                                 f"the U-shaped SplitFed only; mode {self.mode!r} with labels {self.labels!r} needs a "
+                                 f"method without local mode")
 
     def round_deadline_ms(self, planned_makespan_ms: float) -> float:
         """The straggler deadline of a round: planned makespan x (1 + straggler_slack) + straggler_grace_ms."""

@@ -682,13 +682,21 @@ class CutShapes:
 
     act: TensorShape
     out: TensorShape
+    labels: TensorShape | None = None  # the two-part split's labels with a forward job; None: no labels accepted
+    classes: int = 0  # class labels lie in 0..classes-1 (0: targets that are not class indices)
 
     @classmethod
-    def of(cls, manifest: Manifest, batch: int) -> "CutShapes":
-        """From a segment manifest and the run's batch size (float32 after any float16 cast on the wire)."""
+    def of(cls, manifest: Manifest, batch: int, labels_on_helper: bool = False) -> "CutShapes":
+        """From a segment manifest and the run's batch size (float32 after any float16 cast on the wire); with
+        labels_on_helper (labels = "helper"), forward jobs carry the batch's labels of the model's loss."""
         specs = [manifest.segment(name).output for name in ("part1", "part2")]
         act, out = (TensorShape((batch, *s.shape[1:]), np.dtype(s.dtype)) for s in specs)
-        return cls(act, out)
+        if not labels_on_helper:
+            return cls(act, out)
+        last = manifest.segment("part3")
+        label = manifest.loss_labels(last)
+        classes = int(last.output.shape[-1]) if manifest.loss.class_labels else 0
+        return cls(act, out, TensorShape((batch, *label.shape[1:]), np.dtype(label.dtype)), classes)
 
 
 @dataclass(frozen=True)
@@ -716,9 +724,37 @@ class ForwardJob(_Job):
 
     TYPE = MsgType.FORWARD
     DIRECTION = "C→H"
-    TENSORS = "`x`: part-1 output, (batch, …) float32, finite"
     TENSOR, CUT = "x", "act"
+    TENSORS = ("`x`: part-1 output, (batch, …) float32, finite; `labels` (only with labels = \"helper\", the "
+               "two-part split): the batch's labels, (batch,) integer class indices in 0..classes-1 (the loss's "
+               "targets otherwise)")
     token: int = spec(Int(), "the token of the round_start it belongs to (a job of an earlier start is refused)")
+    labels: np.ndarray | None = field(default=None, kw_only=True)
+
+    def tensors(self) -> dict[str, np.ndarray]:
+        """The activations, and the labels in the two-part split."""
+        return {self.TENSOR: self.tensor, **({"labels": self.labels} if self.labels is not None else {})}
+
+    def _with_tensors(self, message: Message, kind: str, **expect: Any) -> "ForwardJob":
+        """The activations as a cut tensor; labels exactly when `cuts` expects them (shape, integer dtype, range)."""
+        cuts: CutShapes | None = expect.get("cuts")
+        names = set(message.tensors)
+        wanted = cuts is not None and cuts.labels is not None
+        if cuts is not None and "labels" in names and not wanted:
+            raise _fail(kind, "tensor 'labels'", "is not accepted: this run keeps the labels on the clients "
+                                                  "(labels = \"client\")")
+        if not wanted:
+            return dataclasses.replace(self, tensor=_tensor_field(message, kind, self.TENSOR, cuts and cuts.act))
+        if names != {self.TENSOR, "labels"}:
+            raise _fail(kind, "tensors", f"must be exactly 'x' and 'labels' (labels = \"helper\"), got {sorted(names)}")
+        labels = check_tensor(kind, "labels", message.tensors["labels"], cuts.labels)
+        if cuts.classes:
+            if not np.issubdtype(labels.dtype, np.integer):
+                raise _fail(kind, "tensor 'labels'", f"must hold integer class indices, got {labels.dtype}")
+            if labels.size and (labels.min() < 0 or labels.max() >= cuts.classes):
+                raise _fail(kind, "tensor 'labels'", f"must lie in 0..{cuts.classes - 1}")
+        x = check_tensor(kind, self.TENSOR, message.tensors[self.TENSOR], cuts.act)
+        return dataclasses.replace(self, tensor=x, labels=labels)
 
 
 @dataclass(frozen=True)
@@ -750,6 +786,8 @@ class GradBack(_Job):
     DIRECTION = "H→C"
     TENSORS = "`grad`: like the part-1 output, finite"
     TENSOR, CUT = "grad", "act"
+    loss: float | None = spec(Opt(Float()), "two-part split (the reply to a forward job): the training loss of the "
+                              "batch on the helper", default=None)
 
 
 @dataclass(frozen=True)
@@ -807,6 +845,8 @@ class HelperRoundReport(Payload):
     DIRECTION = "H→K"
     round: int = spec(Int(), "the round")
     jobs: list[JobRecord] = spec(ListOf(Nested(JobRecord), max_len=2 * MAX_ROLES), "one record per job it ran")
+    smashmix_end: float | None = spec(Opt(Float(lo=0.0)), "when its SmashMix steps of the round ended (ms, wall "
+                                      "clock; smashmix_pairs > 0 only)", default=None)
 
 
 # ---- state, bye, error ----
