@@ -224,3 +224,16 @@ def test_forward_job_labels_are_validated_against_the_mode():
                             (np.full(batch, CLASSES, np.int64), "0..9"), (np.full(batch, -1, np.int64), "0..9")):
         with pytest.raises(PayloadError, match=problem):
             ForwardJob.decode(ForwardJob(7, tensor=x, labels=labels).encode(job), cuts=two_part)
+
+
+@pytest.mark.parametrize("labels", ["client", "helper"])
+def test_local_loss_with_a_helper_weight_gets_the_cut1_gradient(tmp_path, labels):
+    """local_loss_helper_weight > 0: the helper returns the cut-1 gradient (U-shape: as in SplitFed; two-part: the
+    reply to the forward job), and the client's part-1 takes it as well as its local step."""
+    config = _config(tmp_path, mode="local-loss", labels=labels, local_loss_helper_weight=0.5)
+    records = _run(tmp_path / "run", config)
+    cuts = CutShapes.of(load_manifest(config.artifact), config.batch_size)
+    act, out = (int(np.prod(c.shape)) * c.dtype.itemsize for c in (cuts.act, cuts.out))
+    per_client = 2 * act + config.batch_size * 8 if labels == "helper" else 2 * (act + out)
+    assert [m["bytes"] for m in records] == [config.clients * per_client] * ROUNDS
+    assert all(job["bytes_down"] > 0 for m in records for job in m["jobs"] if job["kind"] == "bwd")
