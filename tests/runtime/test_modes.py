@@ -5,6 +5,7 @@ is captured (PeerChannel's transmit path, below the codec) and inspected: in the
 vector or raw input leaves a client; with labels = "helper" the labels leave it, in forward jobs only."""
 from __future__ import annotations
 
+import logging
 import threading
 from pathlib import Path
 
@@ -156,13 +157,17 @@ def test_u_shaped_modes_send_no_label_one_hot_or_input_and_local_loss_saves_exac
     assert any(k.startswith("aux/m/") for k in model) and records["local-loss"][-1]["accuracy"] is not None
 
 
-def test_the_two_part_split_sends_labels_only_in_forward_jobs_and_equals_the_u_shape(tmp_path, monkeypatch):
-    """labels = "helper": each forward job carries its batch's labels (nothing else does); with part-3 per client on
-    the helper the run trains exactly as the U-shape (same losses, same averaged model)."""
+def test_the_two_part_split_sends_labels_only_in_forward_jobs_and_equals_the_u_shape(tmp_path, monkeypatch, caplog):
+    """labels = "helper": each forward job carries its batch's labels (nothing else does), and the coordinator and
+    every client warn of it at start; with part-3 per client on the helper the run trains exactly as the U-shape
+    (same losses, same averaged model)."""
     capture = Capture(monkeypatch)
     config = _config(tmp_path / "two-part", labels="helper")
-    two_part = _run(tmp_path / "two-part", config)
+    with caplog.at_level(logging.WARNING):
+        two_part = _run(tmp_path / "two-part", config)
     assert _inspect(capture, config, labels_allowed=True) == config.clients * ROUNDS
+    warned = {r.getMessage().split(":")[0] for r in caplog.records if "weaker privacy" in r.getMessage()}
+    assert warned == {"coordinator", "client0", "client1"}
     u_shape = _run(tmp_path / "u-shape", _config(tmp_path / "u-shape"))
     assert [m["loss"] for m in two_part] == [m["loss"] for m in u_shape]
     a, b = (ckpt_load(tmp_path / name / "checkpoint").model for name in ("two-part", "u-shape"))
