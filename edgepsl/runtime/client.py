@@ -202,7 +202,7 @@ class Client:
                                                                            config.profile_iters),
                                                             config.emulation_profile, config.time_scale)
             times = {**times, **local_times}
-        mode = LearningMode.of(config)
+        mode = LearningMode.of(config, self.name)
         warn_privacy(mode, log, self.name)
         local = opt_aux = None
         if mode.local_loss:
@@ -228,11 +228,13 @@ class Client:
             raise type(exc)(f"{type(exc).__name__}: {exc}") from None
 
     def _parts(self, tensors: dict[str, np.ndarray]) -> dict[str, Segment]:
-        """The segments a STATE for this client covers: those it owns in its learning mode, and part-2 when it
-        carries it (local mode)."""
+        """The segments a STATE for this client covers: those it owns in its learning mode (the aux head only when
+        the STATE carries it: an averaging without local-loss clients has none), and part-2 when it carries it
+        (local mode)."""
         t = self.training
         assert t is not None
-        parts = {prefix: segment for prefix, (segment, _) in t.owned().items()}
+        parts = {prefix: segment for prefix, (segment, _) in t.owned().items()
+                 if prefix != AUX or any(name.startswith(AUX) for name in tensors)}
         if t.part2 is not None and any(name.startswith(PART2) for name in tensors):
             parts[PART2] = t.part2
         return parts
@@ -252,7 +254,8 @@ class Client:
         assert t is not None
         try:
             for prefix, (segment, opt) in t.owned().items():
-                state.restore(segment, opt, payload.state, prefix)
+                if prefix != AUX or any(name.startswith(AUX) for name in payload.state):
+                    state.restore(segment, opt, payload.state, prefix)
             if t.part2 is not None and any(name.startswith(PART2) for name in payload.state):
                 state.restore(t.part2, t.opt2, payload.state, PART2)
         except StateError as exc:

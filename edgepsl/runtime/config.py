@@ -20,6 +20,7 @@ STRAGGLER_POLICIES = ("wait", "drop")
 MODES = ("splitfed", "local-loss")
 LABEL_PLACES = ("client", "helper")
 HELPER_MODELS = ("per-client", "shared")
+TUPLE_ITEMS = {"local_loss_clients": str}  # list-valued keys of other items than numbers
 MIN_PEER_TIMEOUT_S = 2.0
 DEFAULT_ARTIFACT = str(Path(__file__).resolve().parents[1] / "artifacts" / "lenet5-fmnist")
 
@@ -78,6 +79,7 @@ class RunConfig:
     straggler_grace_ms: float = 1000.0
     # Learning modes (docs/modes.md): how part-1 learns, where the labels and part-3 live, SmashMix.
     mode: str = "splitfed"
+    local_loss_clients: tuple[str, ...] = ()
     labels: str = "client"
     helper_model: str = "per-client"
     local_loss_helper_weight: float = 0.0
@@ -124,9 +126,16 @@ class RunConfig:
         if not (math.isfinite(self.local_loss_helper_weight) and self.local_loss_helper_weight >= 0):
             raise RunConfigError(f"config key 'local_loss_helper_weight' must be a finite number >= 0, got "
                                  f"{self.local_loss_helper_weight!r}")
-        if self.local_loss_helper_weight > 0 and self.mode != "local-loss":
+        if self.local_loss_clients and self.mode != "splitfed":
+            raise RunConfigError(f"config key 'local_loss_clients' names the clients that train with local loss in a "
+                                 f"run whose mode is \"splitfed\"; with mode {self.mode!r} every client does")
+        if len(set(self.local_loss_clients)) != len(self.local_loss_clients) or not all(self.local_loss_clients):
+            raise RunConfigError(f"config key 'local_loss_clients' must list distinct client names, got "
+                                 f"{list(self.local_loss_clients)}")
+        if self.local_loss_helper_weight > 0 and self.mode != "local-loss" and not self.local_loss_clients:
             raise RunConfigError(f"config key 'local_loss_helper_weight' ({self.local_loss_helper_weight:g}) weighs "
-                                 f"the helper's gradient in mode = \"local-loss\" only; the mode is {self.mode!r}")
+                                 f"the helper's gradient in local-loss training only; no client trains with local "
+                                 f"loss (mode {self.mode!r}, no local_loss_clients)")
         if self.smashmix_pairs < 0:
             raise RunConfigError(f"config key 'smashmix_pairs' must be >= 0 (0: no SmashMix), got {self.smashmix_pairs}")
         if not (math.isfinite(self.smashmix_alpha) and self.smashmix_alpha > 0):
@@ -140,7 +149,8 @@ class RunConfig:
         if self.smashmix_pairs and self.helper_model != "shared":
             raise RunConfigError("config key 'smashmix_pairs' needs helper_model = \"shared\": SmashMix trains one "
                                  "model on mixed pairs of its clients' smashed data (LocFedMix-SL's server)")
-        if (self.mode != "splitfed" or self.labels != "client") and solver(self.method).local_mode:
+        if (self.mode != "splitfed" or self.local_loss_clients or self.labels != "client") and \
+                solver(self.method).local_mode:
             raise RunConfigError(f"config key 'method' ({self.method!r}) may train clients in local mode, which runs "
                                  f"the U-shaped SplitFed only; mode {self.mode!r} with labels {self.labels!r} needs a "
                                  f"method without local mode")
@@ -176,9 +186,14 @@ class RunConfig:
             kind = type(default)
             if kind is float and isinstance(value, int) and not isinstance(value, bool):
                 value = float(value)
-            if kind is tuple and isinstance(value, (list, tuple)) and all(
-                    isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
-                value = tuple(float(v) for v in value)
+            if kind is tuple and isinstance(value, (list, tuple)):
+                item = TUPLE_ITEMS.get(name, float)
+                if item is float and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+                    value = tuple(float(v) for v in value)
+                elif item is str and all(isinstance(v, str) for v in value):
+                    value = tuple(value)
+                else:
+                    raise RunConfigError(f"config key {name!r} must be a list of {item.__name__}, got {value!r}")
             if type(value) is not kind:
                 raise RunConfigError(f"config key {name!r} must be a {kind.__name__}, got {value!r}")
             values[name] = value

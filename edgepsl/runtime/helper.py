@@ -583,7 +583,7 @@ class Helper:
         model = self._part(client)
         model.set_lr(state.lr_at(self.serving.config, plan.round))
         message = job.envelope.message
-        mode = self.models.mode
+        mode = self.models.mode_of(client)
         two_part = job.kind == FWD and job.labels is not None
         start = now_ms()
         self.trace.event("job_start", start, client=client, kind=job.kind, round=plan.round)

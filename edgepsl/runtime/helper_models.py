@@ -59,6 +59,10 @@ class HelperModels:
             if self.mode.smashmix_pairs else None
         self.smashed: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
+    def mode_of(self, client: str) -> LearningMode:
+        """A client's learning mode (local loss may be chosen per client)."""
+        return LearningMode.of(self.config, client)
+
     def state_shapes(self) -> StateShapes:
         """What a STATE for one client's middle model carries."""
         segments = {PART2: Segment(self.manifest, "part2")}

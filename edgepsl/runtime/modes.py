@@ -23,9 +23,11 @@ class LearningMode:
     smashmix_alpha: float = 1.0
 
     @classmethod
-    def of(cls, config: RunConfig) -> "LearningMode":
-        """The mode a configuration selects (validated by RunConfig)."""
-        return cls(config.mode == "local-loss", config.labels == "helper", config.helper_model == "shared",
+    def of(cls, config: RunConfig, client: str | None = None) -> "LearningMode":
+        """The mode a configuration selects for a client (`local_loss_clients` overrides mode = "splitfed" per
+        client); without a client, the run's mode."""
+        local = config.mode == "local-loss" or client in config.local_loss_clients
+        return cls(local, config.labels == "helper", config.helper_model == "shared",
                    config.local_loss_helper_weight, config.smashmix_pairs, config.smashmix_alpha)
 
     @property
@@ -51,6 +53,11 @@ class LearningMode:
                 (True, True): "LocSplitFed (two-part)"}[(self.local_loss, self.labels_on_helper)]
         return "LocFedMix-SL" if self.local_loss and self.smashmix_pairs else base + (
             " + SmashMix" if self.smashmix_pairs else "")
+
+
+def any_local_loss(config: RunConfig) -> bool:
+    """Whether some client of the run trains with local loss (the run needs the artifact's aux head)."""
+    return config.mode == "local-loss" or bool(config.local_loss_clients)
 
 
 def warn_privacy(mode: LearningMode, log: logging.Logger, role: str) -> None:

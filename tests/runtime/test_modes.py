@@ -200,6 +200,9 @@ def test_locfedmix_sl_trains_a_shared_model_with_smashmix_and_returns_nothing_to
     ({"mode": "local-loss", "local_loss_helper_weight": -1.0}, "local_loss_helper_weight"),
     ({"labels": "helper", "smashmix_pairs": -1}, "smashmix_pairs"),
     ({"mode": "local-loss", "method": "hybrid"}, "method"),
+    ({"local_loss_clients": ("client1",), "method": "hybrid"}, "method"),
+    ({"mode": "local-loss", "local_loss_clients": ("client1",)}, "local_loss_clients"),
+    ({"local_loss_clients": ("client1", "client1")}, "local_loss_clients"),
 ])
 def test_invalid_mode_combinations_are_config_errors_naming_the_key(keys, named):
     with pytest.raises(RunConfigError, match=repr(named)):
@@ -207,10 +210,29 @@ def test_invalid_mode_combinations_are_config_errors_naming_the_key(keys, named)
 
 
 def test_valid_mode_combinations_round_trip_through_toml(tmp_path):
-    config = RunConfig(mode="local-loss", labels="helper", helper_model="shared", smashmix_pairs=3,
-                       smashmix_alpha=0.5, local_loss_helper_weight=0.25)
-    config.save(tmp_path / "run.toml")
-    assert RunConfig.load(tmp_path / "run.toml") == config
+    for config in (RunConfig(mode="local-loss", labels="helper", helper_model="shared", smashmix_pairs=3,
+                             smashmix_alpha=0.5, local_loss_helper_weight=0.25),
+                   RunConfig(local_loss_clients=("client0", "client3"), local_loss_helper_weight=0.5)):
+        config.save(tmp_path / "run.toml")
+        assert RunConfig.load(tmp_path / "run.toml") == config
+    with pytest.raises(RunConfigError, match="'local_loss_clients' must be a list of str"):
+        RunConfig.from_dict({"local_loss_clients": [1, 2]})
+    with pytest.raises(RunConfigError, match="'mean' must be a list of float"):
+        RunConfig.from_dict({"mean": ["a"]})
+
+
+def test_local_loss_clients_train_with_local_loss_beside_splitfed_clients(tmp_path):
+    """local_loss_clients = ["client1"] in a SplitFed run: only client1 gets no cut-1 gradient, and its aux head is
+    averaged (over the local-loss clients alone) while part-1 is averaged over both."""
+    config = _config(tmp_path, local_loss_clients=("client1",))
+    records = _run(tmp_path / "run", config)
+    cuts = CutShapes.of(load_manifest(config.artifact), config.batch_size)
+    act, out = (int(np.prod(c.shape)) * c.dtype.itemsize for c in (cuts.act, cuts.out))
+    assert [m["bytes"] for m in records] == [2 * 2 * (act + out) - act] * ROUNDS
+    down = {job["client"]: job["bytes_down"] for m in records for job in m["jobs"] if job["kind"] == "bwd"}
+    assert down == {"client0": act, "client1": 0}
+    model = ckpt_load(tmp_path / "run" / "checkpoint").model
+    assert any(k.startswith("aux/m/") for k in model) and np.isfinite(records[-1]["accuracy"])
 
 
 def test_forward_job_labels_are_validated_against_the_mode():

@@ -36,7 +36,7 @@ class Gathered:
 
     clients: Mapping[str, State]
     middles: Mapping[str, State]
-    mode: LearningMode = LearningMode()
+    modes: Mapping[str, LearningMode]
 
 
 def _shapes(model: Mapping[str, Segment], prefixes: tuple[str, ...]) -> StateShapes:
@@ -57,9 +57,8 @@ def gather(messenger: Messenger, config: RunConfig, fleet: Fleet, schedule: Sche
     for i, name in enumerate(fleet.helpers):
         mine = [c for j, c in enumerate(fleet.clients) if schedule.plan.assignment[j] == i and c in members]
         messenger.send(name, StateRequest(True, mine), r)
-    mode = LearningMode.of(config)
-    ends, middle = _shapes(model, mode.client_prefixes), _shapes(model, mode.helper_prefixes)
-    whole = _shapes(model, (*mode.client_prefixes, PART2))
+    modes = {name: LearningMode.of(config, name) for name in fleet.clients}
+    middle = _shapes(model, LearningMode.of(config).helper_prefixes)
     clients: dict[str, State] = {}
     middles: dict[str, State] = {}
 
@@ -70,7 +69,8 @@ def gather(messenger: Messenger, config: RunConfig, fleet: Fleet, schedule: Sche
             if env.peer not in expected:
                 return None
             local = schedule.is_local(fleet, env.peer)
-            payload = _decode(env, whole if local else ends, r, env.peer)
+            own = modes[env.peer].client_prefixes
+            payload = _decode(env, _shapes(model, (*own, PART2) if local else own), r, env.peer)
             if payload.samples is None:
                 return None
             if local:
@@ -107,7 +107,7 @@ def gather(messenger: Messenger, config: RunConfig, fleet: Fleet, schedule: Sche
     done = [n for n in members if n in expected and n in clients and n in middles]
     if not done:
         raise RunAbortedError(f"no client's state arrived after round {r}: every member was lost")
-    return Gathered({n: clients[n] for n in done}, {n: middles[n] for n in done}, mode)
+    return Gathered({n: clients[n] for n in done}, {n: middles[n] for n in done}, {n: modes[n] for n in done})
 
 
 def _decode(env: Envelope, shapes: StateShapes, r: int, role: str) -> State:
@@ -119,30 +119,34 @@ def _decode(env: Envelope, shapes: StateShapes, r: int, role: str) -> State:
 
 
 def aggregate(strategy: Aggregation, gathered: Gathered, r: int) -> ckpt.Checkpoint:
-    """The merged model of the gathered clients (part1, part2, part3 and, in local loss, the aux head; weights: their
-    samples) and each one's optimizer state (its own under its name, its middle's under NAME@part2)."""
+    """The merged model of the gathered clients (part1, part2, part3 and the aux head of the local-loss clients; each
+    part over the clients that train it, weights: their samples) and each one's optimizer state (its own under its
+    name, its middle's under NAME@part2)."""
     names = list(gathered.clients)
-    weights = [float(gathered.clients[n].samples or 0) for n in names]
+    samples = {n: float(gathered.clients[n].samples or 0) for n in names}
     model: dict[str, np.ndarray] = {}
-    own, middle = gathered.mode.client_prefixes, gathered.mode.helper_prefixes
-    for prefix in (*own, *middle):
+    own = {n: gathered.modes[n].client_prefixes for n in names}
+    middle = gathered.modes[names[0]].helper_prefixes  # the same for every client
+    for prefix in (*dict.fromkeys(p for n in names for p in own[n]), *middle):
+        owners = [n for n in names if prefix in middle or prefix in own[n]]
         source = gathered.middles if prefix in middle else gathered.clients
-        states = [state.unpack(source[n].state, prefix)[0] for n in names]
-        model.update({prefix + state.MODEL + k: v for k, v in strategy.aggregate(states, weights).items()})
-    optim = {n: ckpt.select(gathered.clients[n].state, tuple(p + state.OPTIM for p in own)) for n in names}
+        states = [state.unpack(source[n].state, prefix)[0] for n in owners]
+        merged = strategy.aggregate(states, [samples[n] for n in owners])
+        model.update({prefix + state.MODEL + k: v for k, v in merged.items()})
+    optim = {n: ckpt.select(gathered.clients[n].state, tuple(p + state.OPTIM for p in own[n])) for n in names}
     optim.update({n + "@part2": ckpt.select(gathered.middles[n].state, tuple(p + state.OPTIM for p in middle))
                   for n in names})
     return ckpt.Checkpoint(r, model, optim)
 
 
 def broadcast(messenger: Messenger, fleet: Fleet, schedule: Schedule, saved: ckpt.Checkpoint,
-              with_optimizer: bool, clients: list[str], mode: LearningMode = LearningMode()) -> None:
+              with_optimizer: bool, clients: list[str], config: RunConfig) -> None:
     """Send the model (and, on resume, each owner's optimizer state where the checkpoint has one: a client left out
     of the last averaging has none) to these clients and their middle parts; a client in local mode gets its part-2
-    in the same STATE as its ends. Which parts are a client's and which its helper's: `mode`."""
-    ends = ckpt.select(saved.model, mode.client_prefixes)
-    middle = ckpt.select(saved.model, mode.helper_prefixes)
+    in the same STATE as its ends. Which parts are a client's and which its helper's: its learning mode."""
+    middle = ckpt.select(saved.model, LearningMode.of(config).helper_prefixes)
     for name in clients:
+        ends = ckpt.select(saved.model, LearningMode.of(config, name).client_prefixes)
         extra = saved.optim.get(name, {}) if with_optimizer else {}
         if schedule.is_local(fleet, name):
             extra = {**extra, **middle, **(saved.optim.get(name + "@part2", {}) if with_optimizer else {})}
