@@ -180,7 +180,8 @@ class Client:
             if request is not None:
                 self._send_state(env.message.job.round, request.optimizer, self.name in request.clients)
         elif kind is MsgType.STATE:
-            payload = self.link.decode(env, State, shapes=state.shapes(self._parts(env.message.tensors)))
+            parts = self._parts(env.message.tensors)
+            payload = self.link.decode(env, State, shapes=state.shapes({p: s for p, (s, _) in parts.items()}))
             if payload is not None:
                 self._restore(env, payload)
 
@@ -227,16 +228,15 @@ class Client:
         except (DataSpecError, DataShapeError) as exc:
             raise type(exc)(f"{type(exc).__name__}: {exc}") from None
 
-    def _parts(self, tensors: dict[str, np.ndarray]) -> dict[str, Segment]:
-        """The segments a STATE for this client covers: those it owns in its learning mode (the aux head only when
-        the STATE carries it: an averaging without local-loss clients has none), and part-2 when it carries it
-        (local mode)."""
+    def _parts(self, tensors: dict[str, np.ndarray]) -> dict[str, tuple[Segment, Optimizer]]:
+        """The segments (with their optimizers) a STATE for this client covers: those it owns in its learning mode
+        (the aux head only when the STATE carries it: an averaging without local-loss clients has none), and part-2
+        when it carries it (local mode)."""
         t = self.training
         assert t is not None
-        parts = {prefix: segment for prefix, (segment, _) in t.owned().items()
-                 if prefix != AUX or any(name.startswith(AUX) for name in tensors)}
-        if t.part2 is not None and any(name.startswith(PART2) for name in tensors):
-            parts[PART2] = t.part2
+        parts = {prefix: part for prefix, part in t.owned().items() if prefix != AUX or _carries(tensors, AUX)}
+        if t.part2 is not None and t.opt2 is not None and _carries(tensors, PART2):
+            parts[PART2] = (t.part2, t.opt2)
         return parts
 
     def _send_state(self, round_: int, optimizer: bool, with_part2: bool) -> None:
@@ -250,14 +250,9 @@ class Client:
         self.link.send(State(t.data.samples, tensors), round_)
 
     def _restore(self, env: Envelope, payload: State) -> None:
-        t = self.training
-        assert t is not None
         try:
-            for prefix, (segment, opt) in t.owned().items():
-                if prefix != AUX or any(name.startswith(AUX) for name in payload.state):
-                    state.restore(segment, opt, payload.state, prefix)
-            if t.part2 is not None and any(name.startswith(PART2) for name in payload.state):
-                state.restore(t.part2, t.opt2, payload.state, PART2)
+            for prefix, (segment, opt) in self._parts(payload.state).items():
+                state.restore(segment, opt, payload.state, prefix)
         except StateError as exc:
             self.link.refuse(env, f"state: {exc}")
 
@@ -594,6 +589,11 @@ def _part3_step(t: Training, out: np.ndarray, y: np.ndarray) -> TrainResult:
     _finite("its gradient of the part-2 output", result.grad_in)
     t.opt3.step(result.grads)
     return result
+
+
+def _carries(tensors: dict[str, np.ndarray], prefix: str) -> bool:
+    """Whether a STATE's tensors hold any of the part under `prefix`."""
+    return any(name.startswith(prefix) for name in tensors)
 
 
 def _finite(what: str, array: np.ndarray) -> np.ndarray:
