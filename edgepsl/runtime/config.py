@@ -20,7 +20,7 @@ STRAGGLER_POLICIES = ("wait", "drop")
 MODES = ("splitfed", "local-loss")
 LABEL_PLACES = ("client", "helper")
 HELPER_MODELS = ("per-client", "shared")
-TUPLE_ITEMS = {"local_loss_clients": str}  # list-valued keys of other items than numbers
+TUPLE_ITEMS = {"local_loss_clients": str}  # list-valued keys of other items than numbers (as float)
 MIN_PEER_TIMEOUT_S = 2.0
 DEFAULT_ARTIFACT = str(Path(__file__).resolve().parents[1] / "artifacts" / "lenet5-fmnist")
 
@@ -186,14 +186,11 @@ class RunConfig:
             kind = type(default)
             if kind is float and isinstance(value, int) and not isinstance(value, bool):
                 value = float(value)
-            if kind is tuple and isinstance(value, (list, tuple)):
-                item = TUPLE_ITEMS.get(name, float)
-                if item is float and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
-                    value = tuple(float(v) for v in value)
-                elif item is str and all(isinstance(v, str) for v in value):
-                    value = tuple(value)
-                else:
-                    raise RunConfigError(f"config key {name!r} must be a list of {item.__name__}, got {value!r}")
+            item = TUPLE_ITEMS.get(name, float)
+            if kind is tuple and isinstance(value, (list, tuple)) and all(
+                    isinstance(v, str) if item is str else isinstance(v, (int, float)) and not isinstance(v, bool)
+                    for v in value):
+                value = tuple(item(v) for v in value)
             if type(value) is not kind:
                 raise RunConfigError(f"config key {name!r} must be a {kind.__name__}, got {value!r}")
             values[name] = value

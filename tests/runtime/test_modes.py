@@ -215,10 +215,8 @@ def test_valid_mode_combinations_round_trip_through_toml(tmp_path):
                    RunConfig(local_loss_clients=("client0", "client3"), local_loss_helper_weight=0.5)):
         config.save(tmp_path / "run.toml")
         assert RunConfig.load(tmp_path / "run.toml") == config
-    with pytest.raises(RunConfigError, match="'local_loss_clients' must be a list of str"):
+    with pytest.raises(RunConfigError, match="'local_loss_clients' must be a tuple"):
         RunConfig.from_dict({"local_loss_clients": [1, 2]})
-    with pytest.raises(RunConfigError, match="'mean' must be a list of float"):
-        RunConfig.from_dict({"mean": ["a"]})
 
 
 def test_local_loss_clients_train_with_local_loss_beside_splitfed_clients(tmp_path):
