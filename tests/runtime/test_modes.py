@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from edgepsl.runtime.checkpoint import load as ckpt_load
-from edgepsl.runtime.config import RunConfig
 from edgepsl.runtime.client import Client, ClientOptions
+from edgepsl.runtime.config import RunConfig
 from edgepsl.runtime.coordinator import Coordinator
 from edgepsl.runtime.dataset import client_data
 from edgepsl.runtime.errors import PayloadError, RunConfigError
