@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from edgepsl.data.spec import DataShapeError, DataSpecError, Normalisation, load_client_data
+from edgepsl.learning import LocalLoss
 from edgepsl.plan.solvers import solver
 from edgepsl.profiling.link import ProbeRefusedError, ProbeTimeoutError, probe_link
 from edgepsl.runtime import state
@@ -24,6 +25,7 @@ from edgepsl.runtime.errors import (AuthenticationFailedError, CommandArrived, N
                                     RoleFailedError, StopRequested)
 from edgepsl.runtime.measure import measure_client, measure_helper
 from edgepsl.runtime.microbatch import GradientSum, Uplink, client_step_ms, micro_slices, scaled
+from edgepsl.runtime.modes import AUX, PART1, PART2, PART3, LearningMode, warn_privacy
 from edgepsl.runtime.protocol import (CLIENT_STEPS, Activations, ClientProfile, ClientRoundReport, ClientRoundStart,
                                       ClientWelcome, CutShapes, EmulationInfo, ErrorReply, ForwardJob, GradBack,
                                       Gradients, LinkFit, LinkReport, ProbeRequest, Register, RuntimeCode, State,
@@ -33,7 +35,6 @@ from edgepsl.segment import Manifest, Optimizer, Segment, StateError, TrainResul
 from edgepsl.wire import (Envelope, EventKind, JobId, KeyPair, Message, MsgType, PeerChannel, PeerEvent, PeerSecurity,
                           PeerUnreachableError)
 
-PART1, PART2, PART3 = "part1/", "part2/", "part3/"
 REPLY_TYPES = (MsgType.ACTIVATIONS, MsgType.GRAD_BACK)
 log = logging.getLogger("edgepsl.runtime.client")
 JOIN_TIMEOUT_S = 600.0
@@ -85,6 +86,16 @@ class Training:
     cuts: CutShapes
     part2: Segment | None = None
     opt2: Optimizer | None = None
+    mode: LearningMode = LearningMode()
+    local: LocalLoss | None = None
+    opt_aux: Optimizer | None = None
+
+    def owned(self) -> dict[str, tuple[Segment, Optimizer]]:
+        """The segments this client trains and sends for averaging, by state prefix (docs/modes.md)."""
+        parts = {PART1: (self.part1, self.opt1), PART3: (self.part3, self.opt3)}
+        if self.local is not None and self.opt_aux is not None:
+            parts[AUX] = (self.local.aux, self.opt_aux)
+        return {prefix: parts[prefix] for prefix in self.mode.client_prefixes}
 
 
 class Client:
@@ -172,7 +183,8 @@ class Client:
             if request is not None:
                 self._send_state(env.message.job.round, request.optimizer, self.name in request.clients)
         elif kind is MsgType.STATE:
-            payload = self.link.decode(env, State, shapes=state.shapes(self._parts(env.message.tensors)))
+            parts = self._parts(env.message.tensors)
+            payload = self.link.decode(env, State, shapes=state.shapes({p: s for p, (s, _) in parts.items()}))
             if payload is not None:
                 self._restore(env, payload)
 
@@ -194,9 +206,15 @@ class Client:
                                                                            config.profile_iters),
                                                             config.emulation_profile, config.time_scale)
             times = {**times, **local_times}
+        mode = LearningMode.of(config, self.name)
+        warn_privacy(mode, log, self.name)
+        local = opt_aux = None
+        if mode.local_loss:
+            local = LocalLoss(part1, Segment(manifest, "aux", threads=config.threads), mode.helper_weight)
+            opt_aux = state.make_optimizer(config, local.aux.params)
         self.training = Training(config, data, part1, part3, state.make_optimizer(config, part1.params),
                                  state.make_optimizer(config, part3.params), times,
-                                 CutShapes.of(manifest, config.batch_size), part2, opt2)
+                                 CutShapes.of(manifest, config.batch_size), part2, opt2, mode, local, opt_aux)
         log.info("%s: client %d of run %r, %d samples", self.name, welcome.index, self.link.run, data.samples)
         declared = {k: times[k] for k in measured}
         self.link.send(ClientProfile(declared, measured, data.samples, self.options.emulation.bandwidth_mbps,
@@ -213,32 +231,31 @@ class Client:
         except (DataSpecError, DataShapeError) as exc:
             raise type(exc)(f"{type(exc).__name__}: {exc}") from None
 
-    def _parts(self, tensors: dict[str, np.ndarray]) -> dict[str, Segment]:
-        """The segments a STATE for this client covers: part-1, part-3, and part-2 when it carries it (local mode)."""
+    def _parts(self, tensors: dict[str, np.ndarray]) -> dict[str, tuple[Segment, Optimizer]]:
+        """The segments (with their optimizers) a STATE for this client covers: those it owns in its learning mode
+        (the aux head only when the STATE carries it: an averaging without local-loss clients has none), and part-2
+        when it carries it (local mode)."""
         t = self.training
         assert t is not None
-        parts = {PART1: t.part1, PART3: t.part3}
-        if t.part2 is not None and any(name.startswith(PART2) for name in tensors):
-            parts[PART2] = t.part2
+        parts = {prefix: part for prefix, part in t.owned().items() if prefix != AUX or _carries(tensors, AUX)}
+        if t.part2 is not None and t.opt2 is not None and _carries(tensors, PART2):
+            parts[PART2] = (t.part2, t.opt2)
         return parts
 
     def _send_state(self, round_: int, optimizer: bool, with_part2: bool) -> None:
         t = self.training
         assert t is not None
-        tensors = {**state.pack(t.part1, PART1, t.opt1 if optimizer else None),
-                   **state.pack(t.part3, PART3, t.opt3 if optimizer else None)}
+        tensors = {}
+        for prefix, (segment, opt) in t.owned().items():
+            tensors.update(state.pack(segment, prefix, opt if optimizer else None))
         if with_part2 and t.part2 is not None:
             tensors.update(state.pack(t.part2, PART2, t.opt2 if optimizer else None))
         self.link.send(State(t.data.samples, tensors), round_)
 
     def _restore(self, env: Envelope, payload: State) -> None:
-        t = self.training
-        assert t is not None
         try:
-            state.restore(t.part1, t.opt1, payload.state, PART1)
-            state.restore(t.part3, t.opt3, payload.state, PART3)
-            if t.part2 is not None and any(name.startswith(PART2) for name in payload.state):
-                state.restore(t.part2, t.opt2, payload.state, PART2)
+            for prefix, (segment, opt) in self._parts(payload.state).items():
+                state.restore(segment, opt, payload.state, prefix)
         except StateError as exc:
             self.link.refuse(env, f"state: {exc}")
 
@@ -359,16 +376,18 @@ class Client:
         raise RoleFailedError(f"{self.name}: timed out after {t.config.round_timeout_s:g} s waiting for the {what}")
 
     def _exchange(self, helper: PeerChannel, message: Message, ready: float,
-                  reply: type[Activations] | type[GradBack]) -> tuple[np.ndarray, Transfer]:
-        """Send a job to the helper (paced) and wait for its reply; the reply's tensor and the exchange's record."""
+                  reply: type[Activations] | type[GradBack],
+                  sent: tuple[float, float] | None = None) -> tuple[np.ndarray, Transfer]:
+        """Send a job to the helper (paced; `sent`: it was, (upload s, wall ms sent)) and wait for its reply; the
+        reply's tensor and the exchange's record."""
         assert self.training is not None
         float16 = self.training.config.float16
-        up, sent = self._send_paced(helper, message, ready)
+        up, sent_ms = sent or self._send_paced(helper, message, ready)
         got = self._await(helper, message, reply)
         recv = now_ms()
         self.trace.event("recv", recv, type=reply.TYPE.value, round=message.job.round,
                          bytes=tensor_bytes(got.tensors(), float16))
-        return got.tensor, Transfer(sent, recv, up, tensor_bytes(message.tensors, float16),
+        return got.tensor, Transfer(sent_ms, recv, up, tensor_bytes(message.tensors, float16),
                                     tensor_bytes(got.tensors(), float16))
 
     def _step(self, start: float, target_ms: float) -> tuple[float, float]:
@@ -419,6 +438,8 @@ class Client:
             return self._train_pipelined(r, start, received)
         t = self.training
         assert t is not None
+        if t.mode != LearningMode():
+            return self._train_mode(r, start, received)
         run = self.link.run
         helper = self._helper(start.helper_endpoint, start.helper_key)
         t_start = now_ms()
@@ -535,6 +556,79 @@ class Client:
         exchanges.queued(now_ms() + delay * 1e3, up, nbytes)
         return message.job
 
+    def _train_mode(self, r: int, start: ClientRoundStart, received: float) -> ClientRoundReport:
+        """One training step in a learning mode other than U-shaped SplitFed (docs/modes.md).
+
+        Local loss: after sending its activations, part-1 and the aux head take their local step while the helper
+        works; part-1 waits for no cut-1 gradient (with local_loss_helper_weight w > 0 the helper's gradient, times
+        w, is applied when it arrives, at the end of the round). Two-part split: the labels travel with the
+        activations, part-3 is the helper's, and the reply is the cut-1 gradient with the loss (none in local loss
+        with w = 0). The report's loss is the model's loss where this client sees it, else the aux head's."""
+        t = self.training
+        assert t is not None
+        mode, run, float16 = t.mode, self.link.run, t.config.float16
+        helper = self._helper(start.helper_endpoint, start.helper_key)
+        t_start = now_ms()
+        for _, opt in t.owned().values():
+            opt.lr = state.lr_at(t.config, r)
+        x, y = t.data.batch(r)
+        act, compute1 = _part1_forward(t, r, x, t.local)
+        pad1, ready = self._step(received, t.times["part1_fwd"])
+        forward = ForwardJob(start.token, tensor=act, labels=y if mode.labels_on_helper else None).encode(
+            JobId(run, r, self.name, self._next_seq()))
+        up, sent = self._send_paced(helper, forward, ready)
+        fwd = Transfer(sent, sent, up, tensor_bytes(forward.tensors, float16), 0)
+        loss = compute_local = pad_local = compute3 = pad3 = 0.0
+        if t.local is not None:
+            clock = time.perf_counter()
+            step = t.local.local_step(r, y)
+            if not math.isfinite(step.loss):
+                raise Diverged(f"its aux head's loss is {step.loss}")
+            t.opt1.step(step.grads)
+            assert t.opt_aux is not None
+            t.opt_aux.step(step.aux_grads)
+            loss, compute_local = step.loss, time.perf_counter() - clock
+            pad_local, _ = self._step(clock, t.times["part1_bwd"])
+        if mode.labels_on_helper:
+            bwd_at = fwd.sent
+            if mode.cut1_gradient:
+                got = self._await(helper, forward, GradBack)
+                bwd_at = now_ms()
+                fwd = Transfer(sent, bwd_at, up, fwd.bytes_up, tensor_bytes(got.tensors(), float16))
+                if got.loss is None:
+                    raise RoleFailedError(f"{self.name}: its helper's cut-1 gradient of round {r} came without the "
+                                          f"loss (labels = \"helper\")")
+                loss = loss if t.local is not None else got.loss
+                self._apply_cut1(t, r, got.tensor)
+            bwd = Transfer(bwd_at, bwd_at, 0.0, 0, 0)
+        else:
+            out, fwd = self._exchange(helper, forward, ready, Activations, sent=(up, sent))
+            clock = time.perf_counter()
+            result = _part3_step(t, out, y)
+            loss, compute3 = float(result.loss), time.perf_counter() - clock
+            pad3, ready = self._step(clock, t.times["part3_fwd"] + t.times["part3_bwd"])
+            gradients = Gradients(start.token, tensor=result.grad_in).encode(JobId(run, r, self.name,
+                                                                                   self._next_seq()))
+            if mode.cut1_gradient:
+                grad, bwd = self._exchange(helper, gradients, ready, GradBack)
+                self._apply_cut1(t, r, grad)
+            else:
+                up2, sent2 = self._send_paced(helper, gradients, ready)
+                bwd = Transfer(sent2, sent2, up2, tensor_bytes(gradients.tensors, float16), 0)
+        finish = now_ms()
+        self.trace.event("round_end", finish, round=r, loss=loss, mode=mode.name)
+        return ClientRoundReport(r, float(loss), int(len(y)), t_start, finish, fwd, bwd,
+                                 {"part1_fwd": compute1 * 1e3, "part3": compute3 * 1e3,
+                                  "part1_bwd": compute_local * 1e3},
+                                 {"part1_fwd": pad1 * 1e3, "part3": pad3 * 1e3, "part1_bwd": pad_local * 1e3})
+
+    def _apply_cut1(self, t: Training, r: int, grad: np.ndarray) -> None:
+        """Step part-1 with the helper's cut-1 gradient: its whole backward, or in local loss the weighted part."""
+        clock = time.perf_counter()
+        grads = t.local.helper_gradient(r, grad) if t.local is not None else t.part1.backward(r, grad).grads
+        t.opt1.step(grads)
+        self._step(clock, t.times["part1_bwd"])
+
     def _train_local(self, r: int, received: float) -> ClientRoundReport:
         """One training step in local mode: part-2 on this device between part-1 and part-3, nothing sent; the two
         part-2 steps are reported as the round's exchanges (no bytes) and padded to its part-2 times."""
@@ -620,13 +714,14 @@ def _cancelled(env: Envelope) -> bool:
         return False
 
 
-def _part1_forward(t: Training, r: int, x: np.ndarray) -> tuple[np.ndarray, float]:
+def _part1_forward(t: Training, r: int, x: np.ndarray, local: LocalLoss | None = None) -> tuple[np.ndarray, float]:
     """Part-1's forward pass of round r (after dropping the jobs of rounds closed without this client, or run
-    again) and the seconds it took; Diverged when the activations are not finite."""
+    again; through `local` in local-loss training) and the seconds it took; Diverged when the activations are not
+    finite."""
     for abandoned in t.part1.pending_jobs:
-        t.part1.drop(abandoned)
+        (local or t.part1).drop(abandoned)
     clock = time.perf_counter()
-    act = _finite("its part-1 activations", t.part1.forward(r, x))
+    act = _finite("its part-1 activations", (local or t.part1).forward(r, x))
     return act, time.perf_counter() - clock
 
 
@@ -646,6 +741,11 @@ def _part3_grads(t: Training, out: np.ndarray, y: np.ndarray) -> TrainResult:
         raise Diverged(f"its loss is {result.loss}")
     _finite("its gradient of the part-2 output", result.grad_in)
     return result
+
+
+def _carries(tensors: dict[str, np.ndarray], prefix: str) -> bool:
+    """Whether a STATE's tensors hold any of the part under `prefix`."""
+    return any(name.startswith(prefix) for name in tensors)
 
 
 def _finite(what: str, array: np.ndarray) -> np.ndarray:

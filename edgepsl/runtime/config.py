@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,10 @@ from edgepsl.runtime.errors import RunConfigError
 
 MAX_CHUNK_KB = 4096  # the protocol's bound on an artifact chunk (protocol.MAX_CHUNK_BYTES)
 STRAGGLER_POLICIES = ("wait", "drop")
+MODES = ("splitfed", "local-loss")
+LABEL_PLACES = ("client", "helper")
+HELPER_MODELS = ("per-client", "shared")
+TUPLE_ITEMS = {"local_loss_clients": str}  # list-valued keys of other items than numbers (as float)
 MIN_PEER_TIMEOUT_S = 2.0
 DEFAULT_ARTIFACT = str(Path(__file__).resolve().parents[1] / "artifacts" / "lenet5-fmnist")
 
@@ -73,6 +78,14 @@ class RunConfig:
     straggler_policy: str = "wait"
     straggler_slack: float = 0.5
     straggler_grace_ms: float = 1000.0
+    # Learning modes (docs/modes.md): how part-1 learns, where the labels and part-3 live, SmashMix.
+    mode: str = "splitfed"
+    local_loss_clients: tuple[str, ...] = ()
+    labels: str = "client"
+    helper_model: str = "per-client"
+    local_loss_helper_weight: float = 0.0
+    smashmix_pairs: int = 0
+    smashmix_alpha: float = 1.0
 
     def __post_init__(self) -> None:
         try:
@@ -95,7 +108,8 @@ class RunConfig:
         choices = {"optimizer": ("sgd", "adam"), "lr_schedule": ("constant", "cosine"), "method": method_names(), "dispatch": (*DISPATCH_RULES, "best"),
                    "fallback_rule": tuple(DISPATCH_RULES), "partition": ("iid", "dirichlet"),
                    "links": ("measured", "declared"), "aggregation": tuple(STRATEGIES),
-                   "straggler_policy": STRAGGLER_POLICIES}
+                   "straggler_policy": STRAGGLER_POLICIES, "mode": MODES, "labels": LABEL_PLACES,
+                   "helper_model": HELPER_MODELS}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise RunConfigError(f"config key {name!r} is {getattr(self, name)!r}; choose one of {', '.join(allowed)}")
@@ -111,6 +125,7 @@ class RunConfig:
         if not self.mean or len(self.mean) != len(self.std) or min(self.std) <= 0 or not self.divide > 0:
             raise RunConfigError(f"config keys 'mean' and 'std' need one value per channel (std > 0) and 'divide' "
                                  f"must be > 0, got mean {list(self.mean)}, std {list(self.std)}, divide {self.divide}")
+        self._check_modes()
         if self.eval_every % self.aggregate_every:
             raise RunConfigError(f"eval_every ({self.eval_every}) must be a multiple of aggregate_every "
                                  f"({self.aggregate_every}): only averaged models are evaluated")
@@ -119,6 +134,44 @@ class RunConfig:
     def max_micro_batches(self) -> int:
         """The most micro-batches a client's round may have: the configured N, or the batch size under "auto"."""
         return self.batch_size if self.micro_batches == "auto" else min(int(self.micro_batches), self.batch_size)
+
+    def _check_modes(self) -> None:
+        """RunConfigError naming the key of a learning-mode combination the runtime cannot run (docs/modes.md)."""
+        if not (math.isfinite(self.local_loss_helper_weight) and self.local_loss_helper_weight >= 0):
+            raise RunConfigError(f"config key 'local_loss_helper_weight' must be a finite number >= 0, got "
+                                 f"{self.local_loss_helper_weight!r}")
+        if self.local_loss_clients and self.mode != "splitfed":
+            raise RunConfigError(f"config key 'local_loss_clients' names the clients that train with local loss in a "
+                                 f"run whose mode is \"splitfed\"; with mode {self.mode!r} every client does")
+        if len(set(self.local_loss_clients)) != len(self.local_loss_clients) or not all(self.local_loss_clients):
+            raise RunConfigError(f"config key 'local_loss_clients' must list distinct client names, got "
+                                 f"{list(self.local_loss_clients)}")
+        if self.local_loss_helper_weight > 0 and self.mode != "local-loss" and not self.local_loss_clients:
+            raise RunConfigError(f"config key 'local_loss_helper_weight' ({self.local_loss_helper_weight:g}) weighs "
+                                 f"the helper's gradient in local-loss training only; no client trains with local "
+                                 f"loss (mode {self.mode!r}, no local_loss_clients)")
+        if self.smashmix_pairs < 0:
+            raise RunConfigError(f"config key 'smashmix_pairs' must be >= 0 (0: no SmashMix), got {self.smashmix_pairs}")
+        if not (math.isfinite(self.smashmix_alpha) and self.smashmix_alpha > 0):
+            raise RunConfigError(f"config key 'smashmix_alpha' must be a finite number > 0, got {self.smashmix_alpha!r}")
+        if self.labels != "helper":
+            for name, off in (("helper_model", self.helper_model == "per-client"), ("smashmix_pairs", not self.smashmix_pairs)):
+                if not off:
+                    raise RunConfigError(f"config key {name!r} ({getattr(self, name)!r}) needs labels = \"helper\" "
+                                         f"(the two-part split: part-3 and the labels on the helper); labels is "
+                                         f"{self.labels!r}")
+        if self.smashmix_pairs and self.helper_model != "shared":
+            raise RunConfigError("config key 'smashmix_pairs' needs helper_model = \"shared\": SmashMix trains one "
+                                 "model on mixed pairs of its clients' smashed data (LocFedMix-SL's server)")
+        if (self.mode != "splitfed" or self.local_loss_clients or self.labels != "client") and \
+                self.micro_batches != "1":
+            raise RunConfigError(f"config key 'micro_batches' ({self.micro_batches!r}) pipelines the U-shaped SplitFed "
+                                 f"only; mode {self.mode!r} with labels {self.labels!r} needs micro_batches 1")
+        if (self.mode != "splitfed" or self.local_loss_clients or self.labels != "client") and \
+                solver(self.method).local_mode:
+            raise RunConfigError(f"config key 'method' ({self.method!r}) may train clients in local mode, which runs "
+                                 f"the U-shaped SplitFed only; mode {self.mode!r} with labels {self.labels!r} needs a "
+                                 f"method without local mode")
 
     def round_deadline_ms(self, planned_makespan_ms: float) -> float:
         """The straggler deadline of a round: planned makespan x (1 + straggler_slack) + straggler_grace_ms."""
@@ -153,9 +206,11 @@ class RunConfig:
             kind = type(default)
             if kind is float and isinstance(value, int) and not isinstance(value, bool):
                 value = float(value)
+            item = TUPLE_ITEMS.get(name, float)
             if kind is tuple and isinstance(value, (list, tuple)) and all(
-                    isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
-                value = tuple(float(v) for v in value)
+                    isinstance(v, str) if item is str else isinstance(v, (int, float)) and not isinstance(v, bool)
+                    for v in value):
+                value = tuple(item(v) for v in value)
             if type(value) is not kind:
                 raise RunConfigError(f"config key {name!r} must be a {kind.__name__}, got {value!r}")
             values[name] = value

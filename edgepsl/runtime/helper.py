@@ -17,8 +17,9 @@ from edgepsl.runtime.artifact_transfer import resolve
 from edgepsl.runtime.channels import SERVER_INBOX, channel_config
 from edgepsl.runtime.config import RunConfig
 from edgepsl.runtime.coordinator_link import SLICE_S, CoordinatorLink, bye_reason, error_text
-from edgepsl.runtime.emulation import Emulation, Pacer
+from edgepsl.runtime.emulation import Emulation, Pacer, pad_to
 from edgepsl.runtime.errors import CommandArrived, PayloadError, RoleFailedError, StopRequested
+from edgepsl.runtime.helper_models import SHARED, HelperModels, MiddleModel
 from edgepsl.runtime.measure import measure_helper
 from edgepsl.runtime.microbatch import GradientSum, helper_job_ms
 from edgepsl.runtime.protocol import (BWD, FWD, KIND_WORDS, Activations, CancelJobs, CutShapes, EmulationInfo, ErrorReply,
@@ -26,14 +27,12 @@ from edgepsl.runtime.protocol import (BWD, FWD, KIND_WORDS, Activations, CancelJ
                                       HelperRoundStart, HelperWelcome, JobRecord, Register, RuntimeCode, State,
                                       StateRequest, StateShapes)
 from edgepsl.runtime.trace import Trace, now_ms, tensor_bytes
-from edgepsl.segment import Manifest, Optimizer, Segment, SegmentError, StateError, load_manifest
+from edgepsl.segment import Manifest, Segment, SegmentError, StateError, load_manifest
 from edgepsl.wire import (Envelope, ErrorCode, EventKind, KeyPair, Message, MsgType, PeerChannel, PeerEvent,
                           JobId, PeerSecurity, PeerUnreachableError, ServerChannel, ServerSecurity)
 
 log = logging.getLogger("edgepsl.runtime.helper")
-PART2 = "part2/"
 JOBS = {MsgType.FORWARD: (FWD, ForwardJob), MsgType.GRADIENTS: (BWD, Gradients)}
-REPLIES = {FWD: Activations, BWD: GradBack}
 JOIN_TIMEOUT_S = 600.0
 
 
@@ -64,6 +63,7 @@ class Job:
     envelope: Envelope
     tensor: np.ndarray
     arrival: float
+    labels: np.ndarray | None = None  # the two-part split's labels with a forward job
 
 
 class RoundSchedule:
@@ -265,7 +265,7 @@ class Helper:
         self.name = options.name
         self.trace = Trace(options.trace_path, self.name)
         self._seq = time.time_ns() // 1000
-        self.parts: dict[str, tuple[Segment, Optimizer]] = {}
+        self.models: HelperModels | None = None
         self.serving: Serving | None = None
         self.server: ServerChannel | None = None
         self.early = EarlyJobs()
@@ -338,20 +338,19 @@ class Helper:
                 schedule = RoundSchedule(env.message.job.round, self.link.run, start)
                 log.info("%s: round %d, %d clients", self.name, schedule.round, len(schedule.clients))
                 jobs = self._round(schedule)
-                self.link.send(HelperRoundReport(schedule.round, jobs), schedule.round)
+                self.link.send(HelperRoundReport(schedule.round, jobs, self._smashmix(schedule.round)),
+                               schedule.round)
         elif kind is MsgType.STATE_REQUEST:
             request = self.link.decode(env, StateRequest)
             if request is not None:
                 for client in request.clients:
-                    segment, optimizer = self._part(client)
-                    self.link.send(State(None, state.pack(segment, PART2, optimizer if request.optimizer else None)),
-                                   env.message.job.round, client)
+                    self.link.send(State(None, self._part(client).pack(request.optimizer)), env.message.job.round,
+                                   client)
         elif kind is MsgType.STATE:
             payload = self.link.decode(env, State, shapes=self.serving.state_shapes)
             if payload is not None:
-                segment, optimizer = self._part(env.message.job.client)
                 try:
-                    state.restore(segment, optimizer, payload.state, PART2)
+                    self._part(env.message.job.client).restore(payload.state)
                 except StateError as exc:
                     self.link.refuse(env, f"state: {exc}")
         else:
@@ -374,8 +373,11 @@ class Helper:
         scratch = Segment(manifest, "part2", threads=config.threads)
         measured = measure_helper(scratch, config.batch_size, config.profile_iters)
         times = opts.emulation.part_times(measured, config.emulation_profile, config.time_scale)
-        self.serving = Serving(config, manifest, times, CutShapes.of(manifest, config.batch_size),
-                               state.shapes({PART2: scratch}), DISPATCH_RULES[config.fallback_rule],
+        if self.models is None:
+            self.models = HelperModels(manifest, config)
+        self.serving = Serving(config, manifest, times,
+                               CutShapes.of(manifest, config.batch_size, self.models.mode.labels_on_helper),
+                               self.models.state_shapes(), DISPATCH_RULES[config.fallback_rule],
                                dict(welcome.client_links))
         log.info("%s: serving run %r on %s", self.name, self.link.run, self.server.endpoint)
         self.link.send(HelperProfile(times, measured, opts.advertise or self.server.endpoint), 0)
@@ -438,13 +440,10 @@ class Helper:
             return False
         return True
 
-    def _part(self, client: str) -> tuple[Segment, Optimizer]:
-        """The middle-part state of one client (created on first use)."""
-        if client not in self.parts:
-            assert self.serving is not None
-            segment = Segment(self.serving.manifest, "part2", threads=self.serving.config.threads)
-            self.parts[client] = (segment, state.make_optimizer(self.serving.config, segment.params))
-        return self.parts[client]
+    def _part(self, client: str) -> MiddleModel:
+        """The middle model of one client (created on first use; the shared one with helper_model "shared")."""
+        assert self.models is not None
+        return self.models.of(client)
 
     def _refuse(self, env: Envelope, code: int, reason: str) -> None:
         """Send an ERROR for one message to its sender only; never disturbs the other clients.
@@ -505,7 +504,7 @@ class Helper:
                              micro=job.micro, bytes=tensor_bytes(message.tensors, self.serving.config.float16))
             plan.ready[slot, kind] = True
             plan.arrival[slot, kind] = arrival - t0
-            ready[(slot, kind)] = Job(slot, kind, env, job.tensor, arrival - t0)
+            ready[(slot, kind)] = Job(slot, kind, env, job.tensor, arrival - t0, job.labels if kind == FWD else None)
 
     def _choose(self, plan: RoundSchedule, ready: dict[tuple[int, int], Job], now: float) -> tuple[Job, bool] | None:
         """The job to run now and whether it is the plan's, or None to wait for more arrivals.
@@ -554,9 +553,7 @@ class Helper:
                 self._receive(min(remaining, plan.wait_ms(now_ms() - t0) / 1e3), plan, ready, t0)
                 continue
             job, planned = choice
-            record = self._execute(job, plan, ready, t0, planned)
-            if record is not None:
-                records.append(record)
+            records.extend(self._execute(job, plan, ready, t0, planned))
         return records
 
     def _receive(self, timeout_s: float, plan: RoundSchedule, ready: dict[tuple[int, int], Job], t0: float) -> None:
@@ -592,10 +589,8 @@ class Helper:
                     if not plan.done[slot, kind]:
                         ready.pop((slot, kind), None)
                         plan.mark_done(slot, kind)
-            segment, _ = self._part(client)
-            for job_id in segment.pending_jobs:
-                if job_id[0] == plan.round:
-                    segment.drop(job_id)
+            assert self.models is not None
+            self.models.drop(client, plan.round)
             plan.grads[position] = GradientSum(plan.micro[position])
             plan.cancelled.add(position)
             self.trace.event("cancelled", client=client, round=plan.round)
@@ -610,49 +605,80 @@ class Helper:
         return pad * 1e3
 
     def _execute(self, job: Job, plan: RoundSchedule, ready: dict[tuple[int, int], Job], t0: float,
-                 planned: bool) -> JobRecord | None:
-        """Run one job (micro-batch k of its client: the segment's job (round, k); a backward adds its gradients to
-        the client's round sum, and the last one of the round takes the one optimizer step), pad it to its emulated
-        time, reply after the emulated download (one download at a time per client); its record, or None if its
-        input was refused."""
-        assert self.serving is not None
+                 planned: bool) -> list[JobRecord]:
+        """Run one job, pad it to its emulated time, reply after the emulated download (one download at a time per
+        client); its records (none if its input was refused).
+
+        A job is micro-batch k of its client's round (the segment's job (round, k)): a backward adds its gradients
+        to the client's round sum, and the last one of the round takes the one optimizer step. In the two-part split
+        a forward job is the client's whole helper step (parts 2 and 3, part-2's backward): it replies with the
+        cut-1 gradient and the loss, and its backward job is recorded as done with it. No reply goes out where the
+        mode returns no cut-1 gradient (local loss with local_loss_helper_weight 0)."""
+        assert self.serving is not None and self.models is not None
         position, k = int(plan.slot_client[job.position]), int(plan.slot_micro[job.position])
         client, n = plan.clients[position], plan.micro[position]
-        segment, optimizer = self._part(client)
-        optimizer.lr = state.lr_at(self.serving.config, plan.round)
+        model = self._part(client)
+        model.set_lr(state.lr_at(self.serving.config, plan.round))
         message = job.envelope.message
+        mode = self.models.mode_of(client)
+        two_part = job.kind == FWD and job.labels is not None
         start = now_ms()
         self.trace.event("job_start", start, client=client, kind=job.kind, round=plan.round, micro=k)
         t = time.perf_counter()
         try:
-            if job.kind == FWD:
-                out = segment.forward((plan.round, k), job.tensor)
+            if two_part:
+                result = self.models.two_part(client, (plan.round, k), job.tensor, job.labels)
+                reply = GradBack(tensor=result.grad_in, loss=float(result.loss)).encode(message.job)
+            elif job.kind == FWD:
+                reply = Activations(tensor=model.part2.forward((plan.round, k), job.tensor)).encode(message.job)
             else:
-                result = segment.backward((plan.round, k), job.tensor)
+                result = model.part2.backward((plan.round, k), job.tensor)
                 total = plan.grads[position].add(result.grads)
                 if total is not None:
-                    optimizer.step(total)
-                out = result.grad_in
+                    model.opt2.step(total)
+                reply = GradBack(tensor=result.grad_in).encode(message.job)
         except SegmentError as exc:
             plan.ready[job.position, job.kind] = False
             self._refuse(job.envelope, ErrorCode.REJECTED, str(exc))
-            return None
+            return []
         compute = (time.perf_counter() - t) * 1e3
-        emulated = helper_job_ms(self.serving.times["part2_fwd" if job.kind == FWD else "part2_bwd"], n)
+        times = self.serving.times
+        emulated = times["part2_fwd"] + times["part2_bwd"] if two_part else helper_job_ms(
+            times["part2_fwd" if job.kind == FWD else "part2_bwd"], n)
         pad = self._pad(t, emulated / 1000.0, plan, ready, t0) if self.options.emulation.active else 0.0
         end = now_ms()
         plan.mark_done(job.position, job.kind)
         self.trace.event("job_end", end, client=client, kind=job.kind, round=plan.round, micro=k, compute_ms=compute,
                          pad_ms=pad)
-        reply = REPLIES[job.kind](tensor=out).encode(message.job)
         float16 = self.serving.config.float16
-        nbytes = tensor_bytes(reply.tensors, float16)
-        down = Emulation(bandwidth_mbps=plan.bandwidth[position]).transfer_s(nbytes)
-        now = time.monotonic()
-        plan.downlink_free[position] = max(now, plan.downlink_free[position]) + down
-        self.pacer.later(plan.downlink_free[position] - now, lambda: self._reply(client, reply, nbytes, k))
-        return JobRecord(client, job.kind, job.arrival + t0, start, end, compute, pad, down,
-                         tensor_bytes(message.tensors, float16), nbytes, planned, k)
+        nbytes, down = 0, 0.0
+        if reply.type is MsgType.ACTIVATIONS or mode.cut1_gradient:
+            nbytes = tensor_bytes(reply.tensors, float16)
+            down = Emulation(bandwidth_mbps=plan.bandwidth[position]).transfer_s(nbytes)
+            now = time.monotonic()
+            plan.downlink_free[position] = max(now, plan.downlink_free[position]) + down
+            self.pacer.later(plan.downlink_free[position] - now, lambda: self._reply(client, reply, nbytes, k))
+        records = [JobRecord(client, job.kind, job.arrival + t0, start, end, compute, pad, down,
+                             tensor_bytes(message.tensors, float16), 0 if two_part else nbytes, planned, k)]
+        if two_part:  # its backward ran within it: recorded as done at its end, returning the cut-1 gradient
+            plan.mark_done(job.position, BWD)
+            records.append(JobRecord(client, BWD, end, end, end, 0.0, 0.0, down, 0, nbytes, planned, k))
+        return records
+
+    def _smashmix(self, round_: int) -> float | None:
+        """The round's SmashMix steps on the shared model (padded to a two-part step each when emulating); when
+        they ended (wall clock ms), or None without SmashMix."""
+        assert self.serving is not None and self.models is not None
+        if self.models.mix is None:
+            return None
+        self.models.of(SHARED).set_lr(state.lr_at(self.serving.config, round_))
+        t = time.perf_counter()
+        losses = self.models.smashmix(round_)
+        if self.options.emulation.active:
+            pad_to(t, len(losses) * (self.serving.times["part2_fwd"] + self.serving.times["part2_bwd"]) / 1000.0)
+        end = now_ms()
+        self.trace.event("smashmix", end, round=round_, batches=len(losses), loss=losses)
+        return end
 
     def _reply(self, client: str, reply: Message, nbytes: int, k: int) -> None:
         """Send a job's result (on the pacer thread when a download is emulated)."""

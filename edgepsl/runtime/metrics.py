@@ -138,7 +138,11 @@ def realised(instance: Instance, plan: Plan, planned: Timeline, clients: Sequenc
     busy = np.bincount(a, weights=(chain["p"] + chain["p_bwd"])[split], minlength=H)
     span = np.zeros(H)
     np.maximum.at(span, a, times["be"][split])
-    makespan = float(times["fin"].max())
+    # a round ends with its last client and its helpers' last work (in local loss and the two-part split a client
+    # may finish before its helper's last job; SmashMix steps follow a helper's jobs)
+    helper_ends = [job.end - t0 for job, _ in jobs.values()] + [
+        report.smashmix_end - t0 for report in helper_reports.values() if report.smashmix_end is not None]
+    makespan = float(max(times["fin"].max(), max(helper_ends, default=0.0)))
     job_start, job_end = _micro_job_times(plan, clients, t0, helper_reports) if plan.pipelined else (None, None)
     timeline = Timeline(times["fs"], times["fe"], times["bs"], times["be"], times["fin"], busy, span - busy, span,
                         makespan, job_start, job_end)

@@ -699,20 +699,30 @@ class CutShapes:
 
     act: TensorShape
     out: TensorShape
+    labels: TensorShape | None = None  # the two-part split's labels with a forward job; None: no labels accepted
+    classes: int = 0  # class labels lie in 0..classes-1 (0: targets that are not class indices)
 
     @classmethod
-    def of(cls, manifest: Manifest, batch: int) -> "CutShapes":
-        """From a segment manifest and the run's batch size (float32 after any float16 cast on the wire)."""
+    def of(cls, manifest: Manifest, batch: int, labels_on_helper: bool = False) -> "CutShapes":
+        """From a segment manifest and the run's batch size (float32 after any float16 cast on the wire); with
+        labels_on_helper (labels = "helper"), forward jobs carry the batch's labels of the model's loss."""
         specs = [manifest.segment(name).output for name in ("part1", "part2")]
         act, out = (TensorShape((batch, *s.shape[1:]), np.dtype(s.dtype)) for s in specs)
-        return cls(act, out)
+        if not labels_on_helper:
+            return cls(act, out)
+        last = manifest.segment("part3")
+        label = manifest.loss_labels(last)
+        classes = int(last.output.shape[-1]) if manifest.loss.class_labels else 0
+        return cls(act, out, TensorShape((batch, *label.shape[1:]), np.dtype(label.dtype)), classes)
 
     def micro(self, k: int, n: int) -> "CutShapes":
         """The shapes of micro-batch k of n (microbatch.micro_sizes rows; these shapes at n = 1)."""
         if n == 1:
             return self
         rows = micro_sizes(self.act.shape[0], n)[k]
-        return CutShapes(*(TensorShape((rows, *t.shape[1:]), t.dtype) for t in (self.act, self.out)))
+        act, out, labels = (None if t is None else TensorShape((rows, *t.shape[1:]), t.dtype)
+                            for t in (self.act, self.out, self.labels))
+        return CutShapes(act, out, labels, self.classes)
 
 
 @dataclass(frozen=True)
@@ -727,9 +737,9 @@ class _Job(Payload):
         """The job's one tensor under its wire name."""
         return {self.TENSOR: self.tensor}
 
-    def _with_tensors(self: P, message: Message, kind: str, **expect: Any) -> P:
-        """Exactly its one tensor, with the cut's shape and dtype when `cuts` is given (a job with a micro-batch
-        index k: micro-batch k of `micro_batches` N, k < N), all finite."""
+    def _job_cuts(self, kind: str, expect: dict[str, Any]) -> "CutShapes | None":
+        """The expected `cuts` of this job: for a job with a micro-batch index k, those of micro-batch k of
+        `micro_batches` N (k < N)."""
         cuts: CutShapes | None = expect.get("cuts")
         micro = getattr(self, "micro", None)
         if micro is not None:
@@ -738,6 +748,12 @@ class _Job(Payload):
                 raise _fail(kind, "micro", f"is {micro}, but the client's round has {n} micro-batch"
                                            f"{'es' if n > 1 else ''}")
             cuts = cuts.micro(micro, n) if cuts is not None else None
+        return cuts
+
+    def _with_tensors(self: P, message: Message, kind: str, **expect: Any) -> P:
+        """Exactly its one tensor, with the cut's shape and dtype when `cuts` is given (a job with a micro-batch
+        index k: micro-batch k of `micro_batches` N, k < N), all finite."""
+        cuts = self._job_cuts(kind, expect)
         want = getattr(cuts, self.CUT) if cuts is not None else None
         return dataclasses.replace(self, tensor=_tensor_field(message, kind, self.TENSOR, want))
 
@@ -748,10 +764,38 @@ class ForwardJob(_Job):
 
     TYPE = MsgType.FORWARD
     DIRECTION = "C→H"
-    TENSORS = "`x`: part-1 output, (batch, …) float32, finite"
     TENSOR, CUT = "x", "act"
+    TENSORS = ("`x`: part-1 output, (batch, …) float32, finite; `labels` (only with labels = \"helper\", the "
+               "two-part split): the batch's labels, (batch,) integer class indices in 0..classes-1 (the loss's "
+               "targets otherwise)")
     token: int = spec(Int(), "the token of the round_start it belongs to (a job of an earlier start is refused)")
     micro: int = spec(Int(0, MAX_MICRO - 1), "its micro-batch index k (0 when the round is not split)", default=0)
+    labels: np.ndarray | None = field(default=None, kw_only=True)
+
+    def tensors(self) -> dict[str, np.ndarray]:
+        """The activations, and the labels in the two-part split."""
+        return {self.TENSOR: self.tensor, **({"labels": self.labels} if self.labels is not None else {})}
+
+    def _with_tensors(self, message: Message, kind: str, **expect: Any) -> "ForwardJob":
+        """The activations as a cut tensor; labels exactly when `cuts` expects them (shape, integer dtype, range)."""
+        cuts = self._job_cuts(kind, expect)
+        names = set(message.tensors)
+        wanted = cuts is not None and cuts.labels is not None
+        if cuts is not None and "labels" in names and not wanted:
+            raise _fail(kind, "tensor 'labels'", "is not accepted: this run keeps the labels on the clients "
+                                                  "(labels = \"client\")")
+        if not wanted:
+            return dataclasses.replace(self, tensor=_tensor_field(message, kind, self.TENSOR, cuts and cuts.act))
+        if names != {self.TENSOR, "labels"}:
+            raise _fail(kind, "tensors", f"must be exactly 'x' and 'labels' (labels = \"helper\"), got {sorted(names)}")
+        labels = check_tensor(kind, "labels", message.tensors["labels"], cuts.labels)
+        if cuts.classes:
+            if not np.issubdtype(labels.dtype, np.integer):
+                raise _fail(kind, "tensor 'labels'", f"must hold integer class indices, got {labels.dtype}")
+            if labels.size and (labels.min() < 0 or labels.max() >= cuts.classes):
+                raise _fail(kind, "tensor 'labels'", f"must lie in 0..{cuts.classes - 1}")
+        x = check_tensor(kind, self.TENSOR, message.tensors[self.TENSOR], cuts.act)
+        return dataclasses.replace(self, tensor=x, labels=labels)
 
 
 @dataclass(frozen=True)
@@ -784,6 +828,8 @@ class GradBack(_Job):
     DIRECTION = "H→C"
     TENSORS = "`grad`: like the part-1 output, finite"
     TENSOR, CUT = "grad", "act"
+    loss: float | None = spec(Opt(Float()), "two-part split (the reply to a forward job): the training loss of the "
+                              "batch on the helper", default=None)
 
 
 @dataclass(frozen=True)
@@ -842,6 +888,8 @@ class HelperRoundReport(Payload):
     DIRECTION = "H→K"
     round: int = spec(Int(), "the round")
     jobs: list[JobRecord] = spec(ListOf(Nested(JobRecord), max_len=MAX_JOBS), "one record per job it ran")
+    smashmix_end: float | None = spec(Opt(Float(lo=0.0)), "when its SmashMix steps of the round ended (ms, wall "
+                                      "clock; smashmix_pairs > 0 only)", default=None)
 
 
 # ---- state, bye, error ----

@@ -10,7 +10,8 @@ from edgepsl.plan.pure.constants import RULE_FCFS, RULE_TAIL
 from edgepsl.runtime import helper as helper_module
 from edgepsl.runtime import state
 from edgepsl.runtime.config import RunConfig
-from edgepsl.runtime.helper import PART2, EarlyJobs, Helper, HelperOptions, Job, RoundSchedule, Serving
+from edgepsl.runtime.helper import EarlyJobs, Helper, HelperOptions, Job, RoundSchedule, Serving
+from edgepsl.runtime.modes import PART2
 from edgepsl.runtime.protocol import BWD, FWD, CutShapes, HelperRoundStart
 from edgepsl.segment import Segment, load_manifest
 from edgepsl.wire import Envelope, JobId, Message, MsgType

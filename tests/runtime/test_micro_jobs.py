@@ -12,8 +12,10 @@ from edgepsl.plan.pure.constants import RULE_TAIL
 from edgepsl.runtime import state
 from edgepsl.runtime.channels import channel_config
 from edgepsl.runtime.config import RunConfig
-from edgepsl.runtime.helper import PART2, Helper, HelperOptions, RoundSchedule, Serving
+from edgepsl.runtime.helper import Helper, HelperOptions, RoundSchedule, Serving
+from edgepsl.runtime.helper_models import HelperModels
 from edgepsl.runtime.microbatch import GradientSum, micro_slices
+from edgepsl.runtime.modes import PART2
 from edgepsl.runtime.protocol import (BWD, FWD, Activations, CancelJobs, CutShapes, ErrorReply, ForwardJob, GradBack,
                                       Gradients, HelperRoundStart, RuntimeCode)
 from edgepsl.segment import Segment, load_manifest
@@ -36,6 +38,7 @@ def served():
     role = Helper(HelperOptions("helper0", "tcp://127.0.0.1:9"))
     role.serving = Serving(CONFIG, MANIFEST, {"part2_fwd": 1.0, "part2_bwd": 1.0}, CUTS,
                            state.shapes({PART2: Segment(MANIFEST, "part2")}), RULE_TAIL, {})
+    role.models = HelperModels(MANIFEST, CONFIG)
     role.server = ServerChannel("tcp://127.0.0.1:*", insecure=True, config=channel_config())
     client = PeerChannel(role.server.endpoint, "client0", insecure=True, config=channel_config())
     yield role, client
@@ -95,13 +98,14 @@ def test_a_duplicated_micro_batch_runs_once_and_a_resend_by_id_is_answered_again
     helper.undelivered["client0"] = {first.job: Activations(tensor=got.tensor).encode(first.job)}
     client.send(first)
     _until(helper, plan, ready, lambda: "client0" not in helper.undelivered, "the reply sent again")
-    assert helper._part("client0")[0].pending_jobs == [(0, 0)]  # micro-batch 0's forward ran once
+    assert helper._part("client0").part2.pending_jobs == [(0, 0)]  # micro-batch 0's forward ran once
 
 
 def test_part2_steps_once_per_round_on_the_micro_batch_gradients_summed(served):
     helper, client = served
     plan, ready = RoundSchedule(0, "run", START), {}
-    segment, optimizer = helper._part("client0")
+    model = helper._part("client0")
+    segment, optimizer = model.part2, model.opt2
     reference = Segment(MANIFEST, "part2")
     reference.set_state(segment.get_state())
     for k in range(2):
@@ -145,7 +149,7 @@ def test_a_lost_micro_batch_cancels_its_client_remaining_jobs_and_a_late_one_is_
     helper._cancel(Envelope("coordinator", cancel), plan, ready)
     assert plan.done[:2].all() and not plan.done[2].any()  # client0's two slots are done, client1's wait
     assert plan.planned_next() == (2, FWD) and plan.missing() == ["client1:fwd", "client1:bwd"]
-    assert helper._part("client0")[0].pending_jobs == [] and plan.grads[0].added == 0
+    assert helper._part("client0").part2.pending_jobs == [] and plan.grads[0].added == 0
     client.send(ForwardJob(17, micro=1, tensor=_x(1, 2)).encode(JobId("run", 0, "client0", 2)))
     refusal = _reply(client, MsgType.ERROR, helper, plan, ready)
     assert ErrorReply.decode(refusal.message).code == RuntimeCode.CANCELLED

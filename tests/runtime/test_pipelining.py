@@ -49,6 +49,9 @@ def test_a_run_plans_the_configured_micro_batches_with_stage_fields_of_its_links
         RunConfig(method="balanced-greedy", micro_batches="4")
     with pytest.raises(RunConfigError, match="method 'hybrid' does not plan micro-batches"):
         RunConfig(method="hybrid", micro_batches="auto")
+    for modes in ({"mode": "local-loss"}, {"local_loss_clients": ("client0",)}, {"labels": "helper"}):
+        with pytest.raises(RunConfigError, match="pipelines the U-shaped SplitFed only"):
+            RunConfig(micro_batches="4", **modes)
 
 
 def _run(tmp_path, micro_batches: str):

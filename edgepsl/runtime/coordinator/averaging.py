@@ -21,19 +21,27 @@ from edgepsl.runtime.coordinator.membership import Membership
 from edgepsl.runtime.coordinator.messenger import DROP, Messenger
 from edgepsl.runtime.coordinator.schedule import Schedule
 from edgepsl.runtime.errors import NonFiniteError, RunAbortedError, TrainingDivergedError
+from edgepsl.runtime.modes import PART1, PART2, PART3, LearningMode
 from edgepsl.runtime.protocol import State, StateRequest, StateShapes
 from edgepsl.segment import Segment
 from edgepsl.wire import Envelope, EventKind, MsgType, PeerEvent
 
-PARTS = ("part1/", "part2/", "part3/")
+PARTS = (PART1, PART2, PART3)
 
 
 @dataclass(frozen=True)
 class Gathered:
-    """Every client's part-1/part-3 state with its samples, and every client's middle-part state (by client)."""
+    """Every client's own state (part-1, part-3 and the aux head as its learning mode has them) with its samples,
+    and every client's middle state (part-2, and part-3 in the two-part split) from its helper (by client)."""
 
     clients: Mapping[str, State]
     middles: Mapping[str, State]
+    modes: Mapping[str, LearningMode]
+
+
+def _shapes(model: Mapping[str, Segment], prefixes: tuple[str, ...]) -> StateShapes:
+    """What a STATE of these parts carries (the coordinator's own segments, by prefix)."""
+    return state.shapes({prefix: model[prefix[:-1]] for prefix in prefixes})
 
 
 def gather(messenger: Messenger, config: RunConfig, fleet: Fleet, schedule: Schedule, model: Mapping[str, Segment],
@@ -49,9 +57,8 @@ def gather(messenger: Messenger, config: RunConfig, fleet: Fleet, schedule: Sche
     for i, name in enumerate(fleet.helpers):
         mine = [c for j, c in enumerate(fleet.clients) if schedule.plan.assignment[j] == i and c in members]
         messenger.send(name, StateRequest(True, mine), r)
-    ends = state.shapes({"part1/": model["part1"], "part3/": model["part3"]})
-    middle = state.shapes({"part2/": model["part2"]})
-    whole = state.shapes({"part1/": model["part1"], "part2/": model["part2"], "part3/": model["part3"]})
+    modes = {name: LearningMode.of(config, name) for name in fleet.clients}
+    middle = _shapes(model, LearningMode.of(config).helper_prefixes)
     clients: dict[str, State] = {}
     middles: dict[str, State] = {}
 
@@ -62,11 +69,12 @@ def gather(messenger: Messenger, config: RunConfig, fleet: Fleet, schedule: Sche
             if env.peer not in expected:
                 return None
             local = schedule.is_local(fleet, env.peer)
-            payload = _decode(env, whole if local else ends, r, env.peer)
+            own = modes[env.peer].client_prefixes
+            payload = _decode(env, _shapes(model, (*own, PART2) if local else own), r, env.peer)
             if payload.samples is None:
                 return None
             if local:
-                mine = ckpt.select(payload.state, ("part2/",))
+                mine = ckpt.select(payload.state, (PART2,))
                 middles[env.peer] = State(None, mine)
                 payload = State(payload.samples, {k: v for k, v in payload.state.items() if k not in mine})
             clients[env.peer] = payload
@@ -99,7 +107,7 @@ def gather(messenger: Messenger, config: RunConfig, fleet: Fleet, schedule: Sche
     done = [n for n in members if n in expected and n in clients and n in middles]
     if not done:
         raise RunAbortedError(f"no client's state arrived after round {r}: every member was lost")
-    return Gathered({n: clients[n] for n in done}, {n: middles[n] for n in done})
+    return Gathered({n: clients[n] for n in done}, {n: middles[n] for n in done}, {n: modes[n] for n in done})
 
 
 def _decode(env: Envelope, shapes: StateShapes, r: int, role: str) -> State:
@@ -111,29 +119,34 @@ def _decode(env: Envelope, shapes: StateShapes, r: int, role: str) -> State:
 
 
 def aggregate(strategy: Aggregation, gathered: Gathered, r: int) -> ckpt.Checkpoint:
-    """The merged model of the gathered clients (part1, part2, part3; weights: their samples) and each one's optimizer
-    state."""
+    """The merged model of the gathered clients (part1, part2, part3 and the aux head of the local-loss clients; each
+    part over the clients that train it, weights: their samples) and each one's optimizer state (its own under its
+    name, its middle's under NAME@part2)."""
     names = list(gathered.clients)
-    weights = [float(gathered.clients[n].samples or 0) for n in names]
+    samples = {n: float(gathered.clients[n].samples or 0) for n in names}
     model: dict[str, np.ndarray] = {}
-    for prefix in PARTS:
-        source = gathered.middles if prefix == "part2/" else gathered.clients
-        states = [state.unpack(source[n].state, prefix)[0] for n in names]
-        model.update({prefix + state.MODEL + k: v for k, v in strategy.aggregate(states, weights).items()})
-    optim = {n: ckpt.select(gathered.clients[n].state, ("part1/" + state.OPTIM, "part3/" + state.OPTIM))
-             for n in names}
-    optim.update({n + "@part2": ckpt.select(gathered.middles[n].state, ("part2/" + state.OPTIM,)) for n in names})
+    own = {n: gathered.modes[n].client_prefixes for n in names}
+    middle = gathered.modes[names[0]].helper_prefixes  # the same for every client
+    for prefix in (*dict.fromkeys(p for n in names for p in own[n]), *middle):
+        owners = [n for n in names if prefix in middle or prefix in own[n]]
+        source = gathered.middles if prefix in middle else gathered.clients
+        states = [state.unpack(source[n].state, prefix)[0] for n in owners]
+        merged = strategy.aggregate(states, [samples[n] for n in owners])
+        model.update({prefix + state.MODEL + k: v for k, v in merged.items()})
+    optim = {n: ckpt.select(gathered.clients[n].state, tuple(p + state.OPTIM for p in own[n])) for n in names}
+    optim.update({n + "@part2": ckpt.select(gathered.middles[n].state, tuple(p + state.OPTIM for p in middle))
+                  for n in names})
     return ckpt.Checkpoint(r, model, optim)
 
 
 def broadcast(messenger: Messenger, fleet: Fleet, schedule: Schedule, saved: ckpt.Checkpoint,
-              with_optimizer: bool, clients: list[str]) -> None:
+              with_optimizer: bool, clients: list[str], config: RunConfig) -> None:
     """Send the model (and, on resume, each owner's optimizer state where the checkpoint has one: a client left out
     of the last averaging has none) to these clients and their middle parts; a client in local mode gets its part-2
-    in the same STATE as its ends."""
-    ends = ckpt.select(saved.model, ("part1/", "part3/"))
-    middle = ckpt.select(saved.model, ("part2/",))
+    in the same STATE as its ends. Which parts are a client's and which its helper's: its learning mode."""
+    middle = ckpt.select(saved.model, LearningMode.of(config).helper_prefixes)
     for name in clients:
+        ends = ckpt.select(saved.model, LearningMode.of(config, name).client_prefixes)
         extra = saved.optim.get(name, {}) if with_optimizer else {}
         if schedule.is_local(fleet, name):
             extra = {**extra, **middle, **(saved.optim.get(name + "@part2", {}) if with_optimizer else {})}

@@ -26,6 +26,7 @@ from edgepsl.runtime.errors import RunAbortedError, RunConfigError, StopRequeste
 from edgepsl.runtime.estimates import Estimates
 from edgepsl.runtime.links import Links, merged
 from edgepsl.runtime.metrics import MetricsLog, RoundRecord
+from edgepsl.runtime.modes import LearningMode, any_local_loss, warn_privacy
 from edgepsl.runtime.protocol import State
 from edgepsl.runtime.trace import Trace
 from edgepsl.segment import Segment, load_manifest
@@ -82,7 +83,15 @@ class Coordinator:
         self.messenger = Messenger(self.server, config.run_id, self.trace, watch, ArtifactSource(config.artifact,
                                                                                       config.artifact_chunk_kb << 10))
         self.metrics = MetricsLog(self.run_dir / "metrics.jsonl")
-        self.model = {name: Segment(self.manifest, name, threads=config.threads) for name in ("part1", "part2", "part3")}
+        self.mode = LearningMode.of(config)
+        local_loss = any_local_loss(config)
+        if local_loss and self.manifest.aux_head is None:
+            raise RunConfigError(f"config key 'mode' or 'local_loss_clients' asks for local-loss training, but the "
+                                 f"artifact {config.artifact} has no aux head; export one with `edgepsl export ... "
+                                 f"--aux-head auto`")
+        warn_privacy(self.mode, log, "coordinator")
+        self.model = {name: Segment(self.manifest, name, threads=config.threads)
+                      for name in ("part1", "part2", "part3", *(("aux",) if local_loss else ()))}
         self.strategy = strategy(config.aggregation)
 
     def run(self) -> RunSummary:
@@ -213,8 +222,10 @@ class Coordinator:
                       after: Schedule, saved: ckpt.Checkpoint | None, r: int) -> None:
         """Send each client whose middle part changes helper the last averaged part-2 and its optimizer state from
         the last checkpoint (the coordinator's initial part-2 before any averaging); local clients keep their own."""
-        model = saved.model if saved is not None else state.pack(self.model["part2"], "part2/")
-        middle = ckpt.select(model, ("part2/",))
+        prefixes = self.mode.helper_prefixes
+        model = saved.model if saved is not None else {
+            k: v for prefix in prefixes for k, v in state.pack(self.model[prefix[:-1]], prefix).items()}
+        middle = ckpt.select(model, prefixes)
         for name in replanning.moved(fleet, before, before_fleet, after):
             if after.is_local(fleet, name):
                 continue
@@ -262,7 +273,7 @@ class Coordinator:
         instance = schedule_phase.build(cfg, self.manifest, grown, profiles, links)
         schedule = replanning.replan(cfg, grown, profiles, instance, schedule, r + 1, f"{', '.join(names)} joined",
                                      self.run_dir, self.endpoint)
-        averaging.broadcast(messenger, grown, schedule, saved, False, names)
+        averaging.broadcast(messenger, grown, schedule, saved, False, names, self.config)
         membership.add(names)
         log.warning("%s joined the run at round %d", ", ".join(names), r + 1)
         return grown, profiles, links, schedule
@@ -275,14 +286,14 @@ class Coordinator:
         averaging.load_model(self.model, saved)
         back = membership.rejoin()
         clients = [c for c in membership.members if c in gathered.clients or c in back]
-        averaging.broadcast(self.messenger, fleet, schedule, saved, False, clients)
+        averaging.broadcast(self.messenger, fleet, schedule, saved, False, clients, self.config)
         return saved
 
     def _restore(self, fleet: fleet_phase.Fleet, schedule: Schedule) -> int:
         """Send the checkpoint's model and optimizer states to the roles; the first round to run."""
         saved = ckpt.load(self.run_dir / "checkpoint")
         averaging.load_model(self.model, saved)
-        averaging.broadcast(self.messenger, fleet, schedule, saved, True, fleet.clients)
+        averaging.broadcast(self.messenger, fleet, schedule, saved, True, fleet.clients, self.config)
         self.metrics.truncate_after(saved.round)
         return saved.round + 1
 

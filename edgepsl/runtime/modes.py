@@ -1,0 +1,68 @@
+"""The run's learning mode (docs/modes.md): how part-1 learns, where the labels and part-3 live, which state each
+role holds for averaging, and which messages a job exchanges."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from edgepsl.runtime.config import RunConfig
+
+PART1, PART2, PART3, AUX = "part1/", "part2/", "part3/", "aux/"
+
+
+@dataclass(frozen=True)
+class LearningMode:
+    """The learning mode of a run, from its configuration (mode, labels, helper_model, local_loss_helper_weight,
+    smashmix_pairs, smashmix_alpha)."""
+
+    local_loss: bool = False
+    labels_on_helper: bool = False
+    shared: bool = False
+    helper_weight: float = 0.0
+    smashmix_pairs: int = 0
+    smashmix_alpha: float = 1.0
+
+    @classmethod
+    def of(cls, config: RunConfig, client: str | None = None) -> "LearningMode":
+        """The mode a configuration selects for a client (`local_loss_clients` overrides mode = "splitfed" per
+        client); without a client, the run's mode."""
+        local = config.mode == "local-loss" or client in config.local_loss_clients
+        return cls(local, config.labels == "helper", config.helper_model == "shared",
+                   config.local_loss_helper_weight, config.smashmix_pairs, config.smashmix_alpha)
+
+    @property
+    def cut1_gradient(self) -> bool:
+        """Whether the helper returns the cut-1 gradient (not in local loss with helper weight 0: LocSplitFed)."""
+        return not self.local_loss or self.helper_weight > 0
+
+    @property
+    def client_prefixes(self) -> tuple[str, ...]:
+        """The state prefixes a client trains and sends for averaging: part-1, its aux head in local loss, and
+        part-3 unless the labels (and part-3) are on the helper."""
+        return (PART1, *((AUX,) if self.local_loss else ()), *(() if self.labels_on_helper else (PART3,)))
+
+    @property
+    def helper_prefixes(self) -> tuple[str, ...]:
+        """The state prefixes a helper holds per client: part-2, and part-3 in the two-part split."""
+        return (PART2, *((PART3,) if self.labels_on_helper else ()))
+
+    @property
+    def name(self) -> str:
+        """The algorithm's name in the literature: SplitFed, two-part SplitFed, LocSplitFed, LocFedMix-SL."""
+        base = {(False, False): "SplitFed", (False, True): "two-part SplitFed", (True, False): "LocSplitFed",
+                (True, True): "LocSplitFed (two-part)"}[(self.local_loss, self.labels_on_helper)]
+        return "LocFedMix-SL" if self.local_loss and self.smashmix_pairs else base + (
+            " + SmashMix" if self.smashmix_pairs else "")
+
+
+def any_local_loss(config: RunConfig) -> bool:
+    """Whether some client of the run trains with local loss (the run needs the artifact's aux head)."""
+    return config.mode == "local-loss" or bool(config.local_loss_clients)
+
+
+def warn_privacy(mode: LearningMode, log: logging.Logger, role: str) -> None:
+    """Log a warning when the labels leave the clients (labels = "helper": the two-part split, weaker privacy)."""
+    if mode.labels_on_helper:
+        log.warning("%s: labels = \"helper\": every client sends its labels with its activations to its helper (the "
+                    "two-part split, %s); this is weaker privacy than the U-shape, where labels never leave a client",
+                    role, mode.name)
