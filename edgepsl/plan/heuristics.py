@@ -209,13 +209,14 @@ class SearchResult:
 
 def iterated_local_search(instance: Instance, start: np.ndarray, seed: int, budget: int, kicks: int,
                           deadline_ns: int = 0, descent_budget: int | None = None, target: float = 0.0,
-                          relief_swaps: bool = False) -> SearchResult:
+                          resume_below: float = 0.0, relief_swaps: bool = False) -> SearchResult:
     """The local search from an assignment within memory, then up to `kicks` restarts from the current plan with
     one to three clients moved at random, while the work budget and the deadline (time.monotonic_ns) last.
 
-    The first descent stops at descent_budget (default: budget), and the restarts follow only where it converged;
-    they stop once the makespan is at most `target` (a lower bound: the plan is then optimal). relief_swaps is the
-    local search's (kernels.local_search)."""
+    The first descent stops at descent_budget (default: budget); the restarts follow where it converged, or where it
+    spent that budget with a makespan at most resume_below (default: never), and they stop once the makespan is at
+    most `target` (a lower bound: the plan is then optimal). relief_swaps is the local search's
+    (kernels.local_search)."""
     arrays, floor = _arrays(instance), _floor(instance)
     memo = kernels.new_memo(instance.K)
     first = budget if descent_budget is None else min(descent_budget, budget)
@@ -228,7 +229,7 @@ def iterated_local_search(instance: Instance, start: np.ndarray, seed: int, budg
     rng = None
     accepted = 0
     n = 0
-    restarts = kicks if stats[4] < first else 0
+    restarts = kicks if stats[4] < first or cur_value <= resume_below else 0
     while (n < restarts and stats[4] < budget and cur_value > target and instance.H > 1 and not stats[5]
            and not _passed(deadline_ns)):
         n += 1

@@ -7,8 +7,9 @@ on their matched helper while it exists and has room; the others (new clients, c
 clients evicted from a helper whose capacity shrank, largest memory first) are inserted longest mean chain first
 where the dispatched spans say, as in greedy-ls's insertion by chain. The local search of greedy-ls then runs
 from that assignment under a small work budget, swapping out only the clients whose removal shortens the critical
-helper's span (kernels.local_search's relief_swaps); where it converges above the chain and load bound, restarts
-(as greedy-ls's kicks) follow under a larger budget until the plan reaches that bound. Each helper whose clients did
+helper's span (kernels.local_search's relief_swaps); where it converges above the chain and load bound, or spends
+its budget close to that bound, restarts (as greedy-ls's kicks) follow under a larger budget until the plan reaches
+the bound. Each helper whose clients did
 not change keeps its previous job order where that ends earlier than the search's.
 """
 from __future__ import annotations
@@ -28,10 +29,15 @@ from edgepsl.plan.schedule import Plan
 
 # Work budget of the repair's first descent (jobs processed by its dispatches and evaluations).
 REPLAN_DESCENT_BUDGET = 20_000
-# Work budget of the whole repair: where the first descent converged short of the chain or load bound, restarts
-# (as greedy-ls's kicks, at most REPLAN_KICKS) run until this budget is spent or the plan reaches the bound.
+# Work budget of the whole repair: where the first descent converged short of the chain or load bound, or spent
+# its budget within REPLAN_NEAR_BOUND of that bound, restarts (as greedy-ls's kicks, at most REPLAN_KICKS) run
+# until this budget is spent or the plan reaches the bound. Near the bound a few long chains set the makespan and
+# the restarts rearrange them (scenario 2: repairs end 0-2.3 % above the bound); far from it (scenario 1: 8-25 %)
+# a descent that spent its budget is not continued, so that a repair stays within about a millisecond at K = 100,
+# H = 10 (docs/planning.md, "Anytime planning and re-planning").
 REPLAN_BUDGET = 60_000
 REPLAN_KICKS = 64
+REPLAN_NEAR_BOUND = 0.05
 
 
 def match(previous: Instance, instance: Instance) -> tuple[np.ndarray, np.ndarray]:
@@ -162,7 +168,7 @@ def replan(instance: Instance, plan: Plan, previous: Instance, seed: int = 0, bu
     target = max(kernels.lower_bound(*kernel_arrays(instance), instance.mem, instance.cap,
                                      floor=kernel_floor(instance)))
     found = iterated_local_search(instance, a, seed, budget, kicks, deadline_ns, REPLAN_DESCENT_BUDGET, target,
-                                  relief_swaps=True)
+                                  (1 + REPLAN_NEAR_BOUND) * target, relief_swaps=True)
     stats = found.stats
     previous_orders = _previous_orders(plan, clients, helpers)
     repaired, value = _kept_orders(instance, found.plan, previous_orders)

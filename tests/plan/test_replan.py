@@ -144,6 +144,8 @@ def test_restarts_follow_only_a_converged_descent_and_stop_at_the_target(world) 
     assert plain.stopped == "converged" and plain.kicks == 0
     cut = iterated_local_search(full, start, 1, 400_000, 8, descent_budget=50)
     assert cut.stopped == "budget" and cut.kicks == 0 and cut.stats[4] < 400_000
+    resumed = iterated_local_search(full, start, 1, 400_000, 8, descent_budget=50, resume_below=float("inf"))
+    assert resumed.kicks == 8 and resumed.stats[4] > cut.stats[4]
     reached = iterated_local_search(full, start, 1, 400_000, 8, target=float("inf"))
     assert reached.stopped == "bound" and reached.kicks == 0
     np.testing.assert_array_equal(reached.plan.assignment, plain.plan.assignment)
