@@ -6,7 +6,8 @@ limit); the ratio of makespans to the reference and the CPU time of each call.
 Work to quality: per instance at K = 100, H = 10, the smallest of the --work-budgets (job steps, doubling)
 whose greedy-ls plan (deterministic for a seed and budget, no time limit) is within 1 % of the reference.
 Re-planning: from the reference plan, one client removed, one client added and one helper removed; the
-repaired plan (edgepsl.plan.replan) against a from-scratch greedy-ls on the changed instance. Prints a
+repaired plan (edgepsl.plan.replan) against a from-scratch greedy-ls on the changed instance, why each
+repair's search stopped, and the repaired makespans over the chain and load bound. Prints a
 table and writes JSON (default bench-results/anytime.json) with the load averages at the start and the end (the
 CPU times are only comparable between runs at similar load).
 """
@@ -127,7 +128,8 @@ def replan_cell(profile: str, K: int, H: int, scenario: int, seeds: int) -> dict
         for name, changed in cases.items():
             scratch = solve(changed, seed=seed)
             repaired, cpu = _cpu(replan, changed, plan, base, seed=seed)
-            changes[name].append((repaired.makespan / scratch.makespan, cpu, scratch.solve_seconds))
+            changes[name].append((repaired.makespan / scratch.makespan, cpu, scratch.solve_seconds,
+                                  repaired.plan.meta["stopped"], repaired.makespan / repaired.plan.meta["bound"]))
     out = {"K": K, "H": H, "scenario": scenario, "seeds": seeds, "changes": {}}
     for name, rows in changes.items():
         ratio = np.array([r[0] for r in rows])
@@ -135,6 +137,10 @@ def replan_cell(profile: str, K: int, H: int, scenario: int, seeds: int) -> dict
             "within_1pct": int((ratio <= 1.01).sum()), "mean_ratio": float(ratio.mean()), "max_ratio": float(ratio.max()),
             "median_cpu_s": statistics.median(r[1] for r in rows), "max_cpu_s": max(r[1] for r in rows),
             "scratch_median_wall_s": statistics.median(r[2] for r in rows),
+            # Why each repair's search stopped: at the chain/load bound, its budget, or a local optimum.
+            "stopped": {why: [r[3] for r in rows].count(why) for why in sorted({r[3] for r in rows})},
+            # The repaired makespan over the chain and load bound its restarts aim at.
+            "min_ratio_to_bound": min(r[4] for r in rows), "max_ratio_to_bound": max(r[4] for r in rows),
         }
     return out
 
@@ -176,13 +182,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{100:>6} {10:>4} {scenario:>2} {cell['reached']:>4}/{args.seeds:<3} {str(cell['work_for_95pct']):>14}  "
               f"{cell['first_within_1pct']}")
         sys.stdout.flush()
-    print(f"{'K':>6} {'H':>4} {'sc':>2} {'change':<14} {'<=1%':>6} {'mean':>8} {'max':>8} {'cpu med':>9} {'cpu max':>9}")
+    print(f"{'K':>6} {'H':>4} {'sc':>2} {'change':<14} {'<=1%':>6} {'mean':>8} {'max':>8} {'cpu med':>9} {'cpu max':>9}"
+          "  stopped")
     for scenario in (1, 2):
         cell = replan_cell(args.profile, 100, 10, scenario, args.seeds)
         result["replan"].append(cell)
         for name, r in cell["changes"].items():
             print(f"{100:>6} {10:>4} {scenario:>2} {name:<14} {r['within_1pct']:>3}/{args.seeds:<2} {r['mean_ratio']:>8.4f} "
-                  f"{r['max_ratio']:>8.4f} {r['median_cpu_s'] * 1e3:>7.3f}ms {r['max_cpu_s'] * 1e3:>7.3f}ms")
+                  f"{r['max_ratio']:>8.4f} {r['median_cpu_s'] * 1e3:>7.3f}ms {r['max_cpu_s'] * 1e3:>7.3f}ms  {r['stopped']}")
         sys.stdout.flush()
     result["load_average_end"] = list(os.getloadavg())
     print(f"load average (1, 5, 15 min): start {result['load_average_start']}, end {result['load_average_end']}")

@@ -9,8 +9,8 @@ where the dispatched spans say, as in greedy-ls's insertion by chain. The local 
 from that assignment under a small work budget, swapping out only the clients whose removal shortens the critical
 helper's span (kernels.local_search's relief_swaps); where it converges above the chain and load bound, or spends
 its budget close to that bound, restarts (as greedy-ls's kicks) follow under a larger budget until the plan reaches
-the bound. Each helper whose clients did
-not change keeps its previous job order where that ends earlier than the search's.
+the bound. Each helper whose clients did not change keeps its previous job order where that ends earlier than the
+search's.
 """
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ REPLAN_DESCENT_BUDGET = 20_000
 # Work budget of the whole repair: where the first descent converged short of the chain or load bound, or spent
 # its budget within REPLAN_NEAR_BOUND of that bound, restarts (as greedy-ls's kicks, at most REPLAN_KICKS) run
 # until this budget is spent or the plan reaches the bound. Near the bound a few long chains set the makespan and
-# the restarts rearrange them (scenario 2: repairs end 0-2.3 % above the bound); far from it (scenario 1: 8-25 %)
+# the restarts rearrange them (scenario 2: repairs end 0-1.9 % above the bound); far from it (scenario 1: 7.9-25 %)
 # a descent that spent its budget is not continued, so that a repair stays within about a millisecond at K = 100,
 # H = 10 (docs/planning.md, "Anytime planning and re-planning").
 REPLAN_BUDGET = 60_000
