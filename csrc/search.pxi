@@ -179,7 +179,8 @@ cdef long c_local_search(Inst* s, const double* mem, const double* cap, long* as
     cdef long rc = 0
     if (not st.sc.h1.data or not st.sc.h2.data or not st.sc.h3.data or not st.tmp or not st.fwd_end
             or not members or not mcount or not seqs or not span or not used or not rest or not grown
-            or not order or not perm or not relief or not kept or not djobs or not injobs or not targets or not tspan or not hstats
+            or not order or not perm or not relief or not kept or not djobs or not injobs or not targets or not tspan
+            or not hstats
             or not st.memo_jobs or not st.zc or not st.zh or not hsh):
         rc = -1
     else:
@@ -409,6 +410,7 @@ cdef long c_local_search(Inst* s, const double* mem, const double* cap, long* as
         stats[5] = st.timed_out
     free(st.sc.h1.data); free(st.sc.h2.data); free(st.sc.h3.data); free(st.tmp); free(st.fwd_end)
     free(members); free(mcount); free(seqs); free(span); free(used); free(rest); free(grown)
-    free(order); free(perm); free(relief); free(kept); free(djobs); free(injobs); free(targets); free(tspan); free(hstats)
+    free(order); free(perm); free(relief); free(kept); free(djobs); free(injobs); free(targets); free(tspan)
+    free(hstats)
     free(st.memo_jobs); free(st.zc); free(st.zh); free(hsh)
     return rc
