@@ -224,11 +224,12 @@ def new_memo(long K):
 def local_search(const long[::1] assign, const double[:, ::1] r, const double[:, ::1] p,
                  const double[:, ::1] g, const double[:, ::1] pb, const double[:, ::1] q,
                  const double[::1] mem, const double[::1] cap, seed, long budget, long long deadline_ns=0,
-                 memo=None, floor=None):
+                 memo=None, floor=None, bint relief_swaps=False):
     """Improve a feasible assignment; returns (assign, seq_client, seq_kind, offsets, stats).
 
     deadline_ns > 0 also stops the search at that time.monotonic_ns() value (stats[5] says it did). memo, from
     new_memo, keeps helper spans of client sets across calls on the same instance (a fresh one if None).
+    relief_swaps swaps out only the clients whose removal shortens the critical helper's span.
     """
     cdef Inst s = make_inst(r, p, g, pb, q, floor)
     _check_assign(assign, s.K, s.H)
@@ -253,7 +254,7 @@ def local_search(const long[::1] assign, const double[:, ::1] r, const double[:,
     cdef long rc
     with nogil:
         rc = c_local_search(&s, &mem[0], &cap[0], &a[0], sd, budget, deadline_ns, &memo_keys[0], &memo_spans[0],
-                            memo_size, &sc[0], &sk[0], &off[0], &st[0])
+                            memo_size, &sc[0], &sk[0], &off[0], &st[0], relief_swaps)
     if rc != 0:
         raise MemoryError("local search could not allocate its working memory")
     return out, seq_client, seq_kind, offsets, stats

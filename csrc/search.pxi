@@ -126,7 +126,7 @@ cdef inline long insert_sorted(long* buf, long n, long x) noexcept nogil:
 cdef long c_local_search(Inst* s, const double* mem, const double* cap, long* assign, uint64_t seed,
                          long budget, long long deadline_ns, uint64_t* memo_keys, double* memo_spans,
                          long memo_size, long* seq_client, long* seq_kind, long* offsets,
-                         long* stats) noexcept nogil:
+                         long* stats, bint relief_swaps) noexcept nogil:
     """Returns 0, or -1 when memory could not be allocated."""
     cdef long K = s.K
     cdef long H = s.H
@@ -168,6 +168,7 @@ cdef long c_local_search(Inst* s, const double* mem, const double* cap, long* as
     cdef long* grown = <long*>malloc(K * sizeof(long))
     cdef long* order = <long*>malloc(K * sizeof(long))
     cdef long* perm = <long*>malloc(K * sizeof(long))
+    cdef char* relief = <char*>malloc(K * sizeof(char))
     cdef long* kept = <long*>malloc(2 * K * sizeof(long))
     cdef long* djobs = <long*>malloc(2 * K * sizeof(long))
     cdef long* injobs = <long*>malloc(2 * K * sizeof(long))
@@ -178,7 +179,8 @@ cdef long c_local_search(Inst* s, const double* mem, const double* cap, long* as
     cdef long rc = 0
     if (not st.sc.h1.data or not st.sc.h2.data or not st.sc.h3.data or not st.tmp or not st.fwd_end
             or not members or not mcount or not seqs or not span or not used or not rest or not grown
-            or not order or not perm or not kept or not djobs or not injobs or not targets or not tspan or not hstats
+            or not order or not perm or not relief or not kept or not djobs or not injobs or not targets or not tspan
+            or not hstats
             or not st.memo_jobs or not st.zc or not st.zh or not hsh):
         rc = -1
     else:
@@ -243,6 +245,7 @@ cdef long c_local_search(Inst* s, const double* mem, const double* cap, long* as
             rng_permutation(&state, perm, n_c)
             for k in range(n_c):
                 order[k] = members[c * K + perm[k]]
+                relief[k] = False
             # B. move a client off the critical helper.
             for kk in range(n_c):
                 if spent(&st):
@@ -261,6 +264,7 @@ cdef long c_local_search(Inst* s, const double* mem, const double* cap, long* as
                     wo_span = d_span
                 if not wo_span < span[c]:
                     continue
+                relief[kk] = True
                 for t in range(H - 1):
                     if spent(&st):
                         break
@@ -317,6 +321,8 @@ cdef long c_local_search(Inst* s, const double* mem, const double* cap, long* as
             for kk in range(n_c):
                 if improved or spent(&st):
                     break
+                if relief_swaps and not relief[kk]:
+                    continue
                 j = order[kk]
                 for t in range(H - 1):
                     if improved or spent(&st):
@@ -404,6 +410,7 @@ cdef long c_local_search(Inst* s, const double* mem, const double* cap, long* as
         stats[5] = st.timed_out
     free(st.sc.h1.data); free(st.sc.h2.data); free(st.sc.h3.data); free(st.tmp); free(st.fwd_end)
     free(members); free(mcount); free(seqs); free(span); free(used); free(rest); free(grown)
-    free(order); free(perm); free(kept); free(djobs); free(injobs); free(targets); free(tspan); free(hstats)
+    free(order); free(perm); free(relief); free(kept); free(djobs); free(injobs); free(targets); free(tspan)
+    free(hstats)
     free(st.memo_jobs); free(st.zc); free(st.zh); free(hsh)
     return rc

@@ -6,7 +6,8 @@ limit); the ratio of makespans to the reference and the CPU time of each call.
 Work to quality: per instance at K = 100, H = 10, the smallest of the --work-budgets (job steps, doubling)
 whose greedy-ls plan (deterministic for a seed and budget, no time limit) is within 1 % of the reference.
 Re-planning: from the reference plan, one client removed, one client added and one helper removed; the
-repaired plan (edgepsl.plan.replan) against a from-scratch greedy-ls on the changed instance. Prints a
+repaired plan (edgepsl.plan.replan) against a from-scratch greedy-ls on the changed instance, why each
+repair's search stopped, and the repaired makespans over the chain and load bound. Prints a
 table and writes JSON (default bench-results/anytime.json) with the load averages at the start and the end (the
 CPU times are only comparable between runs at similar load).
 """
@@ -56,12 +57,13 @@ def _subset(inst: Instance, clients: np.ndarray, helpers: np.ndarray) -> Instanc
                     helper_names=tuple(inst.helper_names[i] for i in helpers))
 
 
-def anytime_cell(profile: str, K: int, H: int, scenario: int, seeds: int, limits: list[float]) -> dict:
+def anytime_cell(profile: str, K: int, H: int, scenario: int, seeds: int, limits: list[float],
+                 first_seed: int = 0) -> dict:
     """Reference greedy-ls against each time limit on `seeds` instances of one cell."""
     rows: dict = {"reference_cpu_s": [],
                   "limits": {str(t): {"ratio": [], "cpu_s": [], "stopped": [], "start": [], "start_ratio": []}
                              for t in [*limits, "descent"]}}
-    for seed in range(seeds):
+    for seed in range(first_seed, first_seed + seeds):
         inst = scenario_instance(profile, K, H, scenario, seed)
         ref, cpu = _cpu(solve, inst, seed=seed)
         rows["reference_cpu_s"].append(cpu)
@@ -91,10 +93,11 @@ def anytime_cell(profile: str, K: int, H: int, scenario: int, seeds: int, limits
     return out
 
 
-def work_cell(profile: str, K: int, H: int, scenario: int, seeds: int, budgets: list[int]) -> dict:
+def work_cell(profile: str, K: int, H: int, scenario: int, seeds: int, budgets: list[int],
+              first_seed: int = 0) -> dict:
     """Per seed, the smallest work budget whose greedy-ls plan is within 1 % of the default greedy-ls plan."""
     reached = []
-    for seed in range(seeds):
+    for seed in range(first_seed, first_seed + seeds):
         inst = scenario_instance(profile, K, H, scenario, seed)
         ref = solve(inst, seed=seed).makespan
         first = None
@@ -109,10 +112,10 @@ def work_cell(profile: str, K: int, H: int, scenario: int, seeds: int, budgets: 
             "reached": len(done), "work_for_95pct": done[need - 1] if len(done) >= need else None}
 
 
-def replan_cell(profile: str, K: int, H: int, scenario: int, seeds: int) -> dict:
+def replan_cell(profile: str, K: int, H: int, scenario: int, seeds: int, first_seed: int = 0) -> dict:
     """Remove a client, add a client, remove a helper: repaired plan vs from-scratch greedy-ls."""
     changes = {"remove_client": [], "add_client": [], "remove_helper": []}
-    for seed in range(seeds):
+    for seed in range(first_seed, first_seed + seeds):
         full = _named(scenario_instance(profile, K + 1, H, scenario, seed))
         rng = np.random.default_rng(seed)
         extra = int(rng.integers(K + 1))
@@ -127,7 +130,9 @@ def replan_cell(profile: str, K: int, H: int, scenario: int, seeds: int) -> dict
         for name, changed in cases.items():
             scratch = solve(changed, seed=seed)
             repaired, cpu = _cpu(replan, changed, plan, base, seed=seed)
-            changes[name].append((repaired.makespan / scratch.makespan, cpu, scratch.solve_seconds))
+            changes[name].append((repaired.makespan / scratch.makespan, cpu, scratch.solve_seconds,
+                                  repaired.plan.meta["stopped"],
+                                  repaired.makespan / repaired.plan.meta["bound"]))
     out = {"K": K, "H": H, "scenario": scenario, "seeds": seeds, "changes": {}}
     for name, rows in changes.items():
         ratio = np.array([r[0] for r in rows])
@@ -135,6 +140,10 @@ def replan_cell(profile: str, K: int, H: int, scenario: int, seeds: int) -> dict
             "within_1pct": int((ratio <= 1.01).sum()), "mean_ratio": float(ratio.mean()), "max_ratio": float(ratio.max()),
             "median_cpu_s": statistics.median(r[1] for r in rows), "max_cpu_s": max(r[1] for r in rows),
             "scratch_median_wall_s": statistics.median(r[2] for r in rows),
+            # Why each repair's search stopped: at the chain/load bound, its budget, or a local optimum.
+            "stopped": {why: [r[3] for r in rows].count(why) for why in sorted({r[3] for r in rows})},
+            # The repaired makespan over the chain and load bound its restarts aim at.
+            "min_ratio_to_bound": min(r[4] for r in rows), "max_ratio_to_bound": max(r[4] for r in rows),
         }
     return out
 
@@ -144,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--profile", default="resnet101_cifar10")
     ap.add_argument("--seeds", type=int, default=20, help="seeds per cell at K = 100")
+    ap.add_argument("--first-seed", type=int, default=0, help="first instance seed of every cell")
     ap.add_argument("--large-seeds", type=int, default=3, help="seeds per cell at K = 10000")
     ap.add_argument("--limits-ms", default="1,10", help="time limits at K = 100 (ms, comma-separated)")
     ap.add_argument("--large-limit-ms", type=float, default=250.0, help="time limit at K = 10000, H = 100 (ms)")
@@ -156,12 +166,13 @@ def main(argv: list[str] | None = None) -> int:
     limits = [float(v) for v in args.limits_ms.split(",")]
     result = {"benchmark": "anytime", "edgepsl": __version__, "python": platform.python_version(),
               "machine": platform.machine(), "backend": backend_name(), "profile": args.profile,
+              "first_seed": args.first_seed,
               "anytime": [], "work": [], "replan": [], "load_average_start": list(os.getloadavg())}
     print(f"{'K':>6} {'H':>4} {'sc':>2} {'limit':>8} {'<=1%':>6} {'mean':>8} {'max':>8} {'cpu med':>9} {'cpu max':>9} {'ref cpu':>9}")
     cells = [(100, 10, limits, args.seeds)] + ([] if args.skip_large else [(10000, 100, [args.large_limit_ms], args.large_seeds)])
     for K, H, lims, seeds in cells:
         for scenario in (1, 2):
-            cell = anytime_cell(args.profile, K, H, scenario, seeds, lims)
+            cell = anytime_cell(args.profile, K, H, scenario, seeds, lims, args.first_seed)
             result["anytime"].append(cell)
             for t, r in cell["limits"].items():
                 print(f"{K:>6} {H:>4} {scenario:>2} {t + ('' if t == 'descent' else 'ms'):>8} {r['within_1pct']:>3}/{seeds:<2} {r['mean_ratio']:>8.4f} "
@@ -171,18 +182,19 @@ def main(argv: list[str] | None = None) -> int:
     budgets = [int(v) for v in args.work_budgets.split(",")]
     print(f"{'K':>6} {'H':>4} {'sc':>2} {'reached':>8} {'work for 95 %':>14}  first budget within 1 % per seed")
     for scenario in (1, 2):
-        cell = work_cell(args.profile, 100, 10, scenario, args.seeds, budgets)
+        cell = work_cell(args.profile, 100, 10, scenario, args.seeds, budgets, args.first_seed)
         result["work"].append(cell)
         print(f"{100:>6} {10:>4} {scenario:>2} {cell['reached']:>4}/{args.seeds:<3} {str(cell['work_for_95pct']):>14}  "
               f"{cell['first_within_1pct']}")
         sys.stdout.flush()
-    print(f"{'K':>6} {'H':>4} {'sc':>2} {'change':<14} {'<=1%':>6} {'mean':>8} {'max':>8} {'cpu med':>9} {'cpu max':>9}")
+    print(f"{'K':>6} {'H':>4} {'sc':>2} {'change':<14} {'<=1%':>6} {'mean':>8} {'max':>8} {'cpu med':>9} {'cpu max':>9}"
+          "  stopped")
     for scenario in (1, 2):
-        cell = replan_cell(args.profile, 100, 10, scenario, args.seeds)
+        cell = replan_cell(args.profile, 100, 10, scenario, args.seeds, args.first_seed)
         result["replan"].append(cell)
         for name, r in cell["changes"].items():
             print(f"{100:>6} {10:>4} {scenario:>2} {name:<14} {r['within_1pct']:>3}/{args.seeds:<2} {r['mean_ratio']:>8.4f} "
-                  f"{r['max_ratio']:>8.4f} {r['median_cpu_s'] * 1e3:>7.3f}ms {r['max_cpu_s'] * 1e3:>7.3f}ms")
+                  f"{r['max_ratio']:>8.4f} {r['median_cpu_s'] * 1e3:>7.3f}ms {r['max_cpu_s'] * 1e3:>7.3f}ms  {r['stopped']}")
         sys.stdout.flush()
     result["load_average_end"] = list(os.getloadavg())
     print(f"load average (1, 5, 15 min): start {result['load_average_start']}, end {result['load_average_end']}")

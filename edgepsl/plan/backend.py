@@ -163,10 +163,11 @@ class Kernels:
     def local_search(self, assign: np.ndarray, r, p, g, pb, q, mem: np.ndarray, cap: np.ndarray, seed: int,
                      budget: int, deadline_ns: int = 0,
                      memo: tuple[np.ndarray, np.ndarray] | None = None,
-                     floor: np.ndarray | None = None) -> SearchResult:
-        """Improve a feasible assignment and its job orders within a work budget (and a monotonic deadline, 0: none)."""
+                     floor: np.ndarray | None = None, relief_swaps: bool = False) -> SearchResult:
+        """Improve a feasible assignment and its job orders within a work budget (and a monotonic deadline, 0: none);
+        relief_swaps swaps out only the clients whose removal shortens the critical helper's span."""
         return SearchResult(*self.module.local_search(assign, r, p, g, pb, q, mem, cap, seed, budget, deadline_ns,
-                                                      memo, floor=floor))
+                                                      memo, floor=floor, relief_swaps=relief_swaps))
 
     def lower_bound(self, r, p, g, pb, q, mem: np.ndarray, cap: np.ndarray,
                     floor: np.ndarray | None = None) -> ChainLoad:

@@ -204,15 +204,24 @@ class SearchResult:
     stats: np.ndarray  # iterations, reorders, moves, swaps, work, stopped by the deadline
     kicks: int
     kicks_improving: int
+    stopped: str  # time, budget, bound (reached the target) or converged
 
 
 def iterated_local_search(instance: Instance, start: np.ndarray, seed: int, budget: int, kicks: int,
-                          deadline_ns: int = 0) -> SearchResult:
+                          deadline_ns: int = 0, descent_budget: int | None = None, target: float = 0.0,
+                          resume_below: float = 0.0, relief_swaps: bool = False) -> SearchResult:
     """The local search from an assignment within memory, then up to `kicks` restarts from the current plan with
-    one to three clients moved at random, while the work budget and the deadline (time.monotonic_ns) last."""
+    one to three clients moved at random, while the work budget and the deadline (time.monotonic_ns) last.
+
+    The first descent stops at descent_budget (default: budget); the restarts follow where it converged, or where it
+    spent that budget with a makespan at most resume_below (default: never), and they stop once the makespan is at
+    most `target` (a lower bound: the plan is then optimal). relief_swaps is the local search's
+    (kernels.local_search)."""
     arrays, floor = _arrays(instance), _floor(instance)
     memo = kernels.new_memo(instance.K)
-    cur = kernels.local_search(start, *arrays, instance.mem, instance.cap, seed, budget, deadline_ns, memo, floor=floor)
+    first = budget if descent_budget is None else min(descent_budget, budget)
+    cur = kernels.local_search(start, *arrays, instance.mem, instance.cap, seed, first, deadline_ns, memo, floor=floor,
+                               relief_swaps=relief_swaps)
     stats = cur[4].copy()
     # The makespan is needed only to judge restarts.
     cur_value = _makespan(instance, cur) if kicks > 0 else 0.0
@@ -220,12 +229,15 @@ def iterated_local_search(instance: Instance, start: np.ndarray, seed: int, budg
     rng = None
     accepted = 0
     n = 0
-    while n < kicks and stats[4] < budget and instance.H > 1 and not stats[5] and not _passed(deadline_ns):
+    restarts = kicks if stats[4] < first or cur_value <= resume_below else 0
+    while (n < restarts and stats[4] < budget and cur_value > target and instance.H > 1 and not stats[5]
+           and not _passed(deadline_ns)):
         n += 1
         if rng is None:  # made at the first restart: a generator costs as much as a short descent
             rng = np.random.default_rng(seed)
         out = kernels.local_search(_kick(instance, cur[0], rng), *arrays, instance.mem, instance.cap,
-                                   seed + n, budget - int(stats[4]), deadline_ns, memo, floor=floor)
+                                   seed + n, budget - int(stats[4]), deadline_ns, memo, floor=floor,
+                                   relief_swaps=relief_swaps)
         stats[:4] += out[4][:4]
         stats[4] += out[4][4]
         stats[5] = out[4][5]
@@ -235,7 +247,15 @@ def iterated_local_search(instance: Instance, start: np.ndarray, seed: int, budg
             if value < best_ls:
                 best, best_ls = out, value
                 accepted += 1
-    return SearchResult(Plan.from_flat(*best[:4]), stats, n, accepted)
+    if stats[5] or _passed(deadline_ns):
+        stopped = "time"
+    elif stats[4] >= (budget if n else first):
+        stopped = "budget"
+    elif kicks > 0 and cur_value <= target:
+        stopped = "bound"
+    else:
+        stopped = "converged"
+    return SearchResult(Plan.from_flat(*best[:4]), stats, n, accepted, stopped)
 
 
 def _greedy_ls(instance: Instance, seed: int, budget: int, kicks: int, deadline_ns: int,

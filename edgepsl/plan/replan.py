@@ -6,8 +6,11 @@ and helper_names); two instances without names match by index when their sizes a
 on their matched helper while it exists and has room; the others (new clients, clients of a removed helper,
 clients evicted from a helper whose capacity shrank, largest memory first) are inserted longest mean chain first
 where the dispatched spans say, as in greedy-ls's insertion by chain. The local search of greedy-ls then runs
-from that assignment under a small work budget (restarts only when asked for), and each helper whose clients
-did not change keeps its previous job order where that ends earlier than the search's.
+from that assignment under a small work budget, swapping out only the clients whose removal shortens the critical
+helper's span (kernels.local_search's relief_swaps); where it converges above the chain and load bound, or spends
+its budget close to that bound, restarts (as greedy-ls's kicks) follow under a larger budget until the plan reaches
+the bound. Each helper whose clients did not change keeps its previous job order where that ends earlier than the
+search's.
 """
 from __future__ import annotations
 
@@ -24,11 +27,17 @@ from edgepsl.plan.packing import memory_feasible_assignment
 from edgepsl.plan.preemptive import helper_spans
 from edgepsl.plan.schedule import Plan
 
-# Work budget of the repair's local search (jobs processed by its dispatches and evaluations).
-REPLAN_BUDGET = 20_000
-# Restarts of the repair's local search (as greedy-ls's kicks) while its budget lasts; none by default, to stay
-# within about a millisecond at K = 100, H = 10.
-REPLAN_KICKS = 0
+# Work budget of the repair's first descent (jobs processed by its dispatches and evaluations).
+REPLAN_DESCENT_BUDGET = 20_000
+# Work budget of the whole repair: where the first descent converged short of the chain or load bound, or spent
+# its budget within REPLAN_NEAR_BOUND of that bound, restarts (as greedy-ls's kicks, at most REPLAN_KICKS) run
+# until this budget is spent or the plan reaches the bound. Near the bound a few long chains set the makespan and
+# the restarts rearrange them (scenario 2: repairs end 0-1.9 % above the bound); far from it (scenario 1: 7.9-25 %)
+# a descent that spent its budget is not continued, so that a repair stays within about a millisecond at K = 100,
+# H = 10 (docs/planning.md, "Anytime planning and re-planning").
+REPLAN_BUDGET = 60_000
+REPLAN_KICKS = 64
+REPLAN_NEAR_BOUND = 0.05
 
 
 def match(previous: Instance, instance: Instance) -> tuple[np.ndarray, np.ndarray]:
@@ -156,7 +165,10 @@ def replan(instance: Instance, plan: Plan, previous: Instance, seed: int = 0, bu
         except InfeasibleError as exc:
             raise type(exc)(f"the changed instance has no plan: {exc}") from None
         start = "packing"
-    found = iterated_local_search(instance, a, seed, budget, kicks, deadline_ns)
+    target = max(kernels.lower_bound(*kernel_arrays(instance), instance.mem, instance.cap,
+                                     floor=kernel_floor(instance)))
+    found = iterated_local_search(instance, a, seed, budget, kicks, deadline_ns, REPLAN_DESCENT_BUDGET, target,
+                                  (1 + REPLAN_NEAR_BOUND) * target, relief_swaps=True)
     stats = found.stats
     previous_orders = _previous_orders(plan, clients, helpers)
     repaired, value = _kept_orders(instance, found.plan, previous_orders)
@@ -169,8 +181,8 @@ def replan(instance: Instance, plan: Plan, previous: Instance, seed: int = 0, bu
             repaired = carried
     meta = {"seed": seed, "start": start, "clients_kept": kept, "clients_placed": instance.K - kept,
             "moves": int(stats[2]), "swaps": int(stats[3]), "reorders": int(stats[1]), "work": int(stats[4]),
-            "kicks": found.kicks, "budget": budget, "time_limit_ms": time_limit_ms,
-            "stopped": "time" if stats[5] else "budget" if stats[4] >= budget else "converged"}
+            "kicks": found.kicks, "budget": budget, "bound": float(target), "time_limit_ms": time_limit_ms,
+            "stopped": found.stopped}
     result = Plan(repaired.assignment, repaired.orders, "replan", meta, local_loss=modes)
     return Solution(result, timeline_of(instance, result), instance, time.perf_counter() - t0)
 

@@ -24,6 +24,9 @@ def test_anytime_benchmark_writes_every_cell(tmp_path) -> None:
     for cell in doc["replan"]:
         assert set(cell["changes"]) == {"remove_client", "add_client", "remove_helper"}
         assert all(row["median_cpu_s"] > 0 for row in cell["changes"].values())
+        assert all(sum(row["stopped"].values()) == 1 for row in cell["changes"].values())
+        assert all(row["max_ratio_to_bound"] >= row["min_ratio_to_bound"] >= 1 - 1e-9
+                   for row in cell["changes"].values())
 
 
 def test_small_benchmark_counts_gaps_to_the_optimum(tmp_path) -> None:

@@ -77,8 +77,9 @@ def test_dispatch_agrees_with_more_clients_than_the_insertion_sort_takes(seed, r
 
 
 @settings(max_examples=600, deadline=None)
-@given(inst=instances, seed=st.integers(0, 2**64 - 1), budget=st.sampled_from([0, 500, 5_000, 50_000]))
-def test_local_search_agrees(inst, seed, budget) -> None:
+@given(inst=instances, seed=st.integers(0, 2**64 - 1), budget=st.sampled_from([0, 500, 5_000, 50_000]),
+       relief_swaps=st.booleans())
+def test_local_search_agrees(inst, seed, budget, relief_swaps) -> None:
     arrs = kernel_arrays(inst)
     start = pure.assign_greedy_eft(*arrs, inst.mem, inst.cap)
     if (start < 0).any():
@@ -86,9 +87,22 @@ def test_local_search_agrees(inst, seed, budget) -> None:
     if (start < 0).any():
         return
     assert_same(
-        core.local_search(start, *arrs, inst.mem, inst.cap, seed, budget),
-        pure.local_search(start, *arrs, inst.mem, inst.cap, seed, budget),
+        core.local_search(start, *arrs, inst.mem, inst.cap, seed, budget, relief_swaps=relief_swaps),
+        pure.local_search(start, *arrs, inst.mem, inst.cap, seed, budget, relief_swaps=relief_swaps),
     )
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), scenario=st.sampled_from([1, 2]))
+def test_local_search_with_relief_swaps_agrees_on_scenario_instances(seed, scenario) -> None:
+    # The relief rule skips swaps where chains set the makespan, as on scenario 2's instances.
+    from edgepsl.plan.scenarios import scenario_instance
+
+    inst = scenario_instance("resnet101_cifar10", 30, 4, scenario, seed % 1000)
+    arrs = kernel_arrays(inst)
+    start = np.random.default_rng(seed).integers(0, inst.H, inst.K)
+    assert_same(core.local_search(start, *arrs, inst.mem, inst.cap, seed, 20_000, relief_swaps=True),
+                pure.local_search(start, *arrs, inst.mem, inst.cap, seed, 20_000, relief_swaps=True))
 
 
 @settings(max_examples=1000, deadline=None)

@@ -135,6 +135,34 @@ def test_restarts_with_more_budget_are_never_worse_than_the_plain_repair(world) 
     assert more.plan.meta["kicks"] == 8 and more.makespan <= plain.makespan
 
 
+def test_restarts_follow_only_a_converged_descent_and_stop_at_the_target(world) -> None:
+    from edgepsl.plan.heuristics import iterated_local_search
+
+    full, _, _ = world
+    start = solve(full, method="balanced-greedy").plan.assignment
+    plain = iterated_local_search(full, start, 1, 400_000, 0)
+    assert plain.stopped == "converged" and plain.kicks == 0
+    cut = iterated_local_search(full, start, 1, 400_000, 8, descent_budget=50)
+    assert cut.stopped == "budget" and cut.kicks == 0 and cut.stats[4] < 400_000
+    resumed = iterated_local_search(full, start, 1, 400_000, 8, descent_budget=50, resume_below=float("inf"))
+    assert resumed.kicks == 8 and resumed.stats[4] > cut.stats[4]
+    reached = iterated_local_search(full, start, 1, 400_000, 8, target=float("inf"))
+    assert reached.stopped == "bound" and reached.kicks == 0
+    np.testing.assert_array_equal(reached.plan.assignment, plain.plan.assignment)
+    more = iterated_local_search(full, start, 1, 400_000, 8, target=0.0)
+    assert more.kicks == 8 and evaluate(full, more.plan).makespan <= evaluate(full, plain.plan).makespan
+
+
+def test_the_repair_reports_the_bound_its_restarts_aim_at(world) -> None:
+    _, base, plan = world
+    changed = subset(base, range(30), [0, 1, 3])
+    sol = replan(changed, plan, base, seed=1)
+    check(sol, changed)
+    meta = sol.plan.meta
+    assert meta["bound"] <= sol.makespan and meta["stopped"] in ("bound", "budget", "converged")
+    assert meta["bound"] == pytest.approx(max(sol.bound.chain, sol.bound.load))
+
+
 def test_a_pipelined_plan_is_repaired_with_each_client_keeping_its_micro_batches() -> None:
     import dataclasses
 

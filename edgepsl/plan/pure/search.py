@@ -6,7 +6,11 @@ dispatched with the best of the three rules. Then, until no move improves or the
   B. move: take a client off the critical helper and put it on another helper with room;
   C. swap: exchange a client of the critical helper with one of another helper that has less work
      or a shorter chain on the critical helper; a swap whose chain or load bound (below) already rules it
-     out on either helper is skipped before dispatching (this changes no decision, only the work).
+     out on either helper is skipped before dispatching (this changes no decision, only the work). With
+     relief_swaps, only the clients whose removal alone shortens the critical helper's span (as found in B)
+     are swapped out: a client whose jobs do not delay the last one to finish there seldom makes room for
+     another client's. Where long chains, not the helpers' work, set the makespan, this skips most of the
+     swaps' dispatches (the re-planner uses it; greedy-ls does not, so its plans stay as they were).
 A candidate is accepted only if (makespan, sum of spans) decreases lexicographically. Helpers touched by a
 move or swap are re-dispatched with the best rule (the critical helper may also keep its current order
 minus the moved client). A move target whose load bound (smallest release + total work + smallest tail)
@@ -143,13 +147,14 @@ def _totals(span: list[float], a: int, va: float, b: int, vb: float) -> tuple[fl
 def local_search(
     assign: np.ndarray, r: np.ndarray, p: np.ndarray, g: np.ndarray, pb: np.ndarray, q: np.ndarray,
     mem: np.ndarray, cap: np.ndarray, seed: int, budget: int, deadline_ns: int = 0,
-    memo: tuple[np.ndarray, np.ndarray] | None = None, floor: np.ndarray | None = None,
+    memo: tuple[np.ndarray, np.ndarray] | None = None, floor: np.ndarray | None = None, relief_swaps: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Improve a feasible assignment; returns (assign, seq_client, seq_kind, offsets, stats).
 
     stats = [iterations, reorders, moves, swaps, work, timed out]; deadline_ns > 0 also stops the search at
     that time.monotonic_ns() value. memo, from new_memo, keeps helper spans of client sets across calls on the
-    same instance (a fresh one if None).
+    same instance (a fresh one if None). relief_swaps swaps out only the clients whose removal shortens the critical
+    helper's span.
     """
     K, H = r.shape
     if memo is None:
@@ -200,7 +205,8 @@ def local_search(
             continue
         targets = sorted((span[i], i) for i in range(H) if i != c)
         order = [members[c][k] for k in rng.permutation(len(members[c]))]
-        # B. move a client off the critical helper.
+        # B. move a client off the critical helper; `relief` keeps those whose removal shortens its span.
+        relief = set()
         for j in order:
             if st.spent():
                 break
@@ -213,6 +219,7 @@ def local_search(
                 wo_span = d_span
             if not wo_span < span[c]:
                 continue
+            relief.add(j)
             for t_span, i in targets:
                 if st.spent():
                     break
@@ -256,6 +263,8 @@ def local_search(
         for j in order:
             if improved or st.spent():
                 break
+            if relief_swaps and j not in relief:
+                continue
             for t_span, i in targets:
                 if improved or st.spent():
                     break
