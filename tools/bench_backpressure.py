@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import platform
+import re
 import sys
 import tempfile
 import threading
@@ -102,7 +103,8 @@ class Intruder:
 
 
 class Counts(logging.Handler):
-    """Counts the coordinator's log lines about the intruder: refusals, dropped refusals, blocking waits."""
+    """Counts the coordinator's log lines about the intruder: refusals and dropped refusals (each line with the
+    similar ones its rate limit suppressed), blocking waits."""
 
     def __init__(self) -> None:
         super().__init__(logging.WARNING)
@@ -110,8 +112,11 @@ class Counts(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         text = record.getMessage()
-        self.refused += text.startswith(f"refused report from {INTRUDER}")
-        self.dropped += text.startswith(DROPPED)
+        # refusal lines are rate-limited per peer: a line counts itself and the similar ones it says were suppressed
+        suppressed = re.search(r"\((\d+) similar messages suppressed\)$", text)
+        lines = 1 + (int(suppressed.group(1)) if suppressed else 0)
+        self.refused += lines * text.startswith(f"refused report from {INTRUDER}")
+        self.dropped += lines * text.startswith(DROPPED)
         self.blocked += text.startswith(BLOCKED)
 
 

@@ -30,6 +30,7 @@ from edgepsl.runtime.trace import Trace, now_ms, tensor_bytes
 from edgepsl.segment import Manifest, Segment, SegmentError, StateError, load_manifest
 from edgepsl.wire import (Envelope, ErrorCode, EventKind, KeyPair, Message, MsgType, PeerChannel, PeerEvent,
                           JobId, PeerSecurity, PeerUnreachableError, ServerChannel, ServerSecurity)
+from edgepsl.wire.logs import RateLimitedLog
 
 log = logging.getLogger("edgepsl.runtime.helper")
 JOBS = {MsgType.FORWARD: (FWD, ForwardJob), MsgType.GRADIENTS: (BWD, Gradients)}
@@ -264,6 +265,7 @@ class Helper:
         self.options = options
         self.name = options.name
         self.trace = Trace(options.trace_path, self.name)
+        self._refusals = RateLimitedLog(log=log)  # a client flooding bad messages cannot flood the log
         self._seq = time.time_ns() // 1000
         self.models: HelperModels | None = None
         self.serving: Serving | None = None
@@ -451,15 +453,18 @@ class Helper:
         An ERROR is never answered with one (two processes must not refuse each other's refusals forever).
         """
         if env.message.type is MsgType.ERROR:
-            log.warning("%s: ignored an error from %s: %s", self.name, env.peer, error_text(env))
+            self._refusals.warning(f"error {env.peer}", "%s: ignored an error from %s: %s", self.name, env.peer,
+                                   error_text(env))
             return
-        log.warning("refused %s %s from %s: %s", env.message.type.value, tuple(env.message.job), env.peer, reason)
+        self._refusals.warning(f"refused {env.peer}", "refused %s %s from %s: %s", env.message.type.value,
+                               tuple(env.message.job), env.peer, reason)
         self.trace.event("refused", peer=env.peer, type=env.message.type.value, reason=reason)
         try:
             assert self.server is not None
             self.server.send(env.peer, ErrorReply(code, reason).encode(env.message.job))
         except PeerUnreachableError as exc:  # a peer that does not read its refusals loses them, nothing else
-            log.warning("%s: dropped the refusal to %s: %s", self.name, env.peer, exc)
+            self._refusals.warning(f"dropped {env.peer}", "%s: dropped the refusal to %s: %s", self.name, env.peer,
+                                   exc)
 
     def _admit(self, env: Envelope, plan: RoundSchedule, ready: dict[tuple[int, int], Job], t0: float) -> None:
         """Queue a job message if it belongs to this round's plan and its payload is valid; refuse it otherwise."""

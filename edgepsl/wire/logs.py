@@ -12,8 +12,9 @@ class RateLimitedLog:
 
     max_keys = 1024
 
-    def __init__(self, interval_s: float = 1.0) -> None:
+    def __init__(self, interval_s: float = 1.0, log: logging.Logger = logger) -> None:
         self.interval_s = interval_s
+        self.log = log
         self._last: dict[str, float] = {}
         self._suppressed: dict[str, int] = {}
 
@@ -30,4 +31,4 @@ class RateLimitedLog:
             self._last.clear()
         self._last[key] = now
         skipped = self._suppressed.pop(key, 0)
-        logger.warning(text + (f" ({skipped} similar messages suppressed)" if skipped else ""), *args)
+        self.log.warning(text + (f" ({skipped} similar messages suppressed)" if skipped else ""), *args)

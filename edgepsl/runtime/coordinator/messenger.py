@@ -17,6 +17,7 @@ from edgepsl.runtime.protocol import (MAX_REASON, ArtifactRequest, Bye, ClientPr
                                       LinkReport, Payload, Register, RuntimeCode, State, decode_any)
 from edgepsl.runtime.trace import Trace
 from edgepsl.wire import Envelope, ErrorCode, EventKind, JobId, MsgType, PeerEvent, PeerUnreachableError, ServerChannel
+from edgepsl.wire.logs import RateLimitedLog
 
 log = logging.getLogger("edgepsl.runtime.coordinator")
 WATCH_S = 1.0
@@ -41,6 +42,7 @@ class Messenger:
         self.admit_joins = False  # after the fleet phase: a client that registers is kept in `joining`
         self.joining: dict[str, Register] = {}  # clients that registered during the run, not yet admitted
         self._seq = time.time_ns() // 1000
+        self._refusals = RateLimitedLog(log=log)  # a peer flooding bad messages cannot flood the log
 
     def token(self) -> int:
         """A fresh number, never repeated, also by a restarted coordinator (it starts from the clock in µs)."""
@@ -79,12 +81,13 @@ class Messenger:
 
     def refuse(self, env: Envelope, code: int, reason: str) -> None:
         """An ERROR to the sender only, and a log line."""
-        log.warning("refused %s from %s: %s", env.message.type.value, env.peer, reason)
+        self._refusals.warning(f"refused {env.peer}", "refused %s from %s: %s", env.message.type.value, env.peer,
+                               reason)
         self.trace.event("refused", peer=env.peer, type=env.message.type.value, reason=reason)
         try:
             self.server.send(env.peer, ErrorReply(code, reason).encode(env.message.job))
         except PeerUnreachableError as exc:  # a peer that does not read its refusals loses them, nothing else
-            log.warning("dropped the refusal to %s: %s", env.peer, exc)
+            self._refusals.warning(f"dropped {env.peer}", "dropped the refusal to %s: %s", env.peer, exc)
 
     def refuse_unexpected(self, env: Envelope, what: str) -> None:
         """Refuse a message no phase waits for: BAD_PAYLOAD naming its field if it is malformed, else REJECTED."""
