@@ -37,3 +37,13 @@ def with_random_modes(inst: Instance, seed: int, integer_times: bool) -> Instanc
     aux = rng.integers(0, 40, inst.K).astype(float) if integer_times else rng.uniform(0, 40, inst.K)
     modes = rng.integers(0, 2, inst.K).astype(float)
     return dataclasses.replace(inst, local_loss=modes, r_cpu=r_cpu, aux=aux)
+
+
+def assert_same(a, b) -> None:
+    """Kernel results equal exactly: arrays, or (nested) tuples of them."""
+    if isinstance(a, tuple):
+        assert len(a) == len(b)
+        for x, y in zip(a, b):
+            assert_same(x, y)
+    else:
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from edgepsl import _core as core
 from edgepsl.plan import pure
 
-from .instances import kernel_arrays, random_instance
+from .instances import assert_same, kernel_arrays, random_instance
 
 instances = st.builds(
     random_instance,
@@ -18,15 +18,6 @@ instances = st.builds(
     integer_times=st.booleans(),
     tight_memory=st.booleans(),
 )
-
-
-def assert_same(a, b) -> None:
-    if isinstance(a, tuple):
-        assert len(a) == len(b)
-        for x, y in zip(a, b):
-            assert_same(x, y)
-    else:
-        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
 def test_constants_match() -> None:

@@ -23,22 +23,13 @@ from edgepsl.plan.scenarios import scenario_instance
 from edgepsl.plan.schedule import Plan
 from edgepsl.plan.solvers import SolverOptionError, plan
 
-from .instances import kernel_arrays, random_instance, with_random_modes
+from .instances import assert_same, kernel_arrays, random_instance, with_random_modes
 
 mixed = st.builds(
     lambda seed, K, H, integer, tight: with_random_modes(random_instance(seed, K, H, integer, tight), seed, integer),
     seed=st.integers(0, 2**32 - 1), K=st.integers(1, 16), H=st.integers(1, 5), integer=st.booleans(),
     tight=st.booleans(),
 )
-
-
-def assert_same(a, b) -> None:
-    if isinstance(a, tuple):
-        assert len(a) == len(b)
-        for x, y in zip(a, b):
-            assert_same(x, y)
-    else:
-        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
 def tiny(seed: int, K: int = 3, H: int = 2) -> Instance:
