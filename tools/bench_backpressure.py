@@ -18,7 +18,6 @@ import argparse
 import json
 import logging
 import os
-import platform
 import re
 import sys
 import tempfile
@@ -37,7 +36,7 @@ from edgepsl.runtime.config import RunConfig  # noqa: E402
 from edgepsl.runtime.emulation import Emulation, paper_fleet  # noqa: E402
 from edgepsl.runtime.launch import COORDINATOR, LocalRun, run_local  # noqa: E402
 from edgepsl.wire import JobId, KeyStore, Message, MsgType, encode  # noqa: E402
-from tools.bench_output import write_result  # noqa: E402
+from tools.bench_output import machine, write_result  # noqa: E402
 
 INTRUDER = "mallory"
 BURST = 10000  # refusals: more than the coordinator's queue towards the intruder (hwm 1024) and its socket buffers hold
@@ -204,10 +203,8 @@ def main() -> int:
               "same_final_loss": same, "ratios": ratios}
     print(f"\ndisturbed / undisturbed medians: round wall time {ratios['round_wall_ms_median']:.3f}, realised "
           f"makespan {ratios['realised_makespan_ms_median']:.3f}; same final loss in every run: {same}")
-    load = {"before": list(load_before), "after": list(os.getloadavg()), "cpus": os.cpu_count()}
     write_result(args.out, {"benchmark": "backpressure",
-                            "machine": {"platform": platform.platform(), "python": platform.python_version(),
-                                        "load_average_1_5_15min": load},
+                            "machine": machine(load_before),
                             "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
                             "runs": rows, "targets": checks})
     return 0

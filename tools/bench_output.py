@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import os
+import platform
 from pathlib import Path
 from typing import Any
 
@@ -13,3 +15,9 @@ def write_result(path: str | Path, result: dict[str, Any]) -> Path:
     out.write_text(json.dumps(result, indent=1) + "\n")
     print(f"wrote {out}")
     return out
+
+
+def machine(load_before: tuple[float, float, float]) -> dict[str, Any]:
+    """The machine a run-time benchmark ran on: platform, Python, CPUs, load averages at its start and now."""
+    load = {"before": list(load_before), "after": list(os.getloadavg()), "cpus": os.cpu_count()}
+    return {"platform": platform.platform(), "python": platform.python_version(), "load_average_1_5_15min": load}

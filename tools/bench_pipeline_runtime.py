@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -30,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 from edgepsl.runtime.config import RunConfig  # noqa: E402
 from edgepsl.runtime.emulation import Emulation, paper_fleet  # noqa: E402
 from edgepsl.runtime.launch import LocalRun, run_local  # noqa: E402
-from tools.bench_output import write_result  # noqa: E402
+from tools.bench_output import machine, write_result  # noqa: E402
 
 PAPER_PROFILE = "resnet101_cifar10"  # what `edgepsl demo --emulate paper` emulates
 TARGET_SPEEDUP = 0.75
@@ -99,10 +98,8 @@ def main() -> int:
     }
     print("\ntargets: " + ", ".join(f"{k} = {v:.3f}" if isinstance(v, float) else f"{k} = {v}"
                                     for k, v in targets.items()))
-    load = {"before": list(load_before), "after": list(os.getloadavg()), "cpus": os.cpu_count()}
     out = {"benchmark": "pipeline_runtime",
-           "machine": {"platform": platform.platform(), "python": platform.python_version(),
-                       "load_average_1_5_15min": load},
+           "machine": machine(load_before),
            "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
            "results": results, "targets": targets}
     write_result(args.out, out)

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -35,7 +34,7 @@ from edgepsl.plan.schedule import KIND_CODES, Plan  # noqa: E402
 from edgepsl.runtime.config import RunConfig  # noqa: E402
 from edgepsl.runtime.emulation import Emulation, paper_fleet  # noqa: E402
 from edgepsl.runtime.launch import LocalRun, run_local  # noqa: E402
-from tools.bench_output import write_result  # noqa: E402
+from tools.bench_output import machine, write_result  # noqa: E402
 
 METHODS = ("random", "balanced-greedy", "greedy-ls")
 TARGET_RATIO = 0.10
@@ -140,9 +139,7 @@ def main() -> int:
     print("\ntargets:")
     for key, value in checks.items():
         print(f"  {key}: " + ", ".join(f"{k} = {v:.3f}" if isinstance(v, float) else f"{k} = {v}" for k, v in value.items()))
-    load = {"before": list(load_before), "after": list(os.getloadavg()), "cpus": os.cpu_count()}
-    out = {"benchmark": "runtime", "machine": {"platform": platform.platform(), "python": platform.python_version(),
-                                               "load_average_1_5_15min": load},
+    out = {"benchmark": "runtime", "machine": machine(load_before),
            "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
            "results": results, "targets": checks}
     write_result(args.out, out)
