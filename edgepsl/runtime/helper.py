@@ -34,6 +34,7 @@ PART2 = "part2/"
 JOBS = {MsgType.FORWARD: (FWD, ForwardJob), MsgType.GRADIENTS: (BWD, Gradients)}
 REPLIES = {FWD: Activations, BWD: GradBack}
 JOIN_TIMEOUT_S = 600.0
+ROUND_DUE_S = 0.01  # with jobs held for a coming round: wait this long on the coordinator, then look at the clients
 
 
 @dataclass(frozen=True)
@@ -362,10 +363,14 @@ class Helper:
         timeout = self.serving.config.round_timeout_s * 10 if self.serving else self.options.join_timeout_s
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            env = self.link.poll()
+            # Jobs held for a coming round: its ROUND_START is due, so wait on the coordinator's link and only look
+            # at the clients' socket in between. Blocking on the clients' socket instead left a ROUND_START that came
+            # after the last early job unseen for up to SLICE_S (250 ms rounds in `edgepsl demo`, docs/runtime.md).
+            held = bool(self.early.envelopes)
+            env = self.link.wait(ROUND_DUE_S) if held else self.link.poll()
             if env is not None:
                 return env
-            item = self.server.recv(timeout=SLICE_S) if self.server is not None else None
+            item = self.server.recv(timeout=0.0 if held else SLICE_S) if self.server is not None else None
             if isinstance(item, Envelope):
                 self._early(item)
             elif isinstance(item, PeerEvent):
