@@ -99,6 +99,9 @@ def main() -> int:
         hit, hit_accuracy, hit_s = _run(config, root / "faulted", faults)
         applied = json.loads((root / "faulted" / "faults.json").read_text())
         replans = _replans(root / "faulted", args.seed)
+        trace = root / "faulted" / "traces" / f"{new_helper}.jsonl"
+        served = [json.loads(line)["round"] for line in (trace.read_text().splitlines() if trace.is_file() else [])
+                  if json.loads(line)["ev"] == "job_end"]
     by_round = {m["round"]: m for m in hit}
     after_fault = []
     for fault in applied:
@@ -111,8 +114,7 @@ def main() -> int:
     restart_ms = helper_round["rerun_started_ms"] - helper_round["helper_lost_at_ms"] if "rerun" in helper_round \
         else None
     helper_joined = next((m for m in hit if new_helper in m.get("joined", [])), None)
-    new_helper_jobs = 0 if helper_joined is None else sum(
-        job["helper"] == new_helper for m in hit[helper_joined["round"] + 1:] for job in m.get("jobs", []))
+    new_helper_jobs = 0 if helper_joined is None else sum(r > helper_joined["round"] for r in served)
     result = {
         "config": config.to_dict(), "faults": applied, "machine": platform.node(),
         "wall_s": {"undisturbed": calm_s, "faulted": hit_s},
@@ -128,7 +130,8 @@ def main() -> int:
                               "expected_ms": lost_round["expected_makespan_ms"],
                               "bound_ms": bound, "within": lost_round["realised_makespan_ms"] <= bound},
         "helper_join": {"helper": new_helper, "joined_at_round": None if helper_joined is None
-                        else helper_joined["round"], "jobs_after": new_helper_jobs},
+                        else helper_joined["round"], "jobs_after": new_helper_jobs,
+                        "rounds_served": sorted(set(served))},
         "helper_loss": {"round": helper_round["round"], "declared_to_rerun_start_ms": restart_ms,
                         "within": restart_ms is not None and restart_ms <= TARGET_RESTART_S * 1e3},
         "replans": replans,

@@ -91,25 +91,28 @@ def test_a_client_that_registers_during_the_run_joins_at_an_aggregation_boundary
 
 
 def test_a_helper_that_registers_during_the_run_joins_and_takes_clients(tmp_path):
-    """Two clients on one helper; helper1 starts at round 2 and joins at the next aggregation boundary: its links are
-    probed, the warm-started re-plan moves a client onto it (with the client's averaged part-2), and it runs that
-    client's jobs from the next round on."""
-    summary = _run(tmp_path, "join:helper1@2", rounds=ROUNDS, aggregate_every=5, eval_every=ROUNDS)
+    """Three clients on one helper, client2 killed at round 1; helper1 starts at round 2 and joins at the next
+    aggregation boundary: the members' links to it are probed (the lost client's declared), the warm-started re-plan
+    moves a client onto it (with the client's averaged part-2), and it runs that client's jobs from then on."""
+    summary = _run(tmp_path, "kill:client2@1,join:helper1@2", clients=3, rounds=ROUNDS, aggregate_every=5,
+                   eval_every=ROUNDS)
     records = summary.records
     assert [m["round"] for m in records] == list(range(ROUNDS))
-    assert all(m["members"] == ["client0", "client1"] and not m["partial"] for m in records)
+    assert all(m["members"] == ["client0", "client1"] for m in records[2:])
     boundary = next(m for m in records if m.get("joined"))
     assert boundary["joined"] == ["helper1"] and boundary["round"] % 5 == 4
     version = json.loads((summary.run_dir / "plans" / "v1.json").read_text())
     assert version["round"] == boundary["round"] + 1 and version["instance"]["helper_names"] == ["helper0", "helper1"]
     assert 1 in version["plan"]["assignment"], version["plan"]
-    after = records[boundary["round"] + 1:]
-    assert all(m["plan_version"] >= 1 for m in after)
-    assert any(job["helper"] == "helper1" for m in after for job in m["jobs"])
-    assert not any(job["helper"] == "helper1" for m in records[:boundary["round"] + 1] for job in m["jobs"])
-    links = json.loads((summary.run_dir / "links.json").read_text())["links"]
-    assert {(row["client"], row["helper"]) for row in links} == {(c, h) for c in ("client0", "client1")
-                                                                 for h in ("helper0", "helper1")}
+    assert all(m["plan_version"] >= 1 for m in records[boundary["round"] + 1:])
+    trace = [json.loads(line) for line in (summary.run_dir / "traces" / "helper1.jsonl").read_text().splitlines()]
+    served = {e["round"] for e in trace if e["ev"] == "job_end"}
+    assert served and min(served) == boundary["round"] + 1 and max(served) == ROUNDS - 1
+    links = {(row["client"], row["helper"]): row["source"]
+             for row in json.loads((summary.run_dir / "links.json").read_text())["links"]}
+    assert set(links) == {(c, h) for c in ("client0", "client1", "client2") for h in ("helper0", "helper1")}
+    assert links[("client0", "helper1")] == links[("client0", "helper0")]  # probed like the start-up links
+    assert links[("client2", "helper1")].startswith("declared")
     assert summary.accuracy is not None and summary.accuracy > 0.1
 
 

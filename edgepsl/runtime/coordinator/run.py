@@ -24,7 +24,7 @@ from edgepsl.data.spec import load_test_data
 from edgepsl.runtime.artifact_transfer import ArtifactSource
 from edgepsl.runtime.errors import RunAbortedError, RunConfigError, StopRequested
 from edgepsl.runtime.estimates import Estimates
-from edgepsl.runtime.links import Links, assembled
+from edgepsl.runtime.links import Links, assembled, declared_links
 from edgepsl.runtime.metrics import MetricsLog, RoundRecord
 from edgepsl.runtime.protocol import State
 from edgepsl.runtime.trace import Trace
@@ -247,8 +247,8 @@ class Coordinator:
               membership: Membership, saved: ckpt.Checkpoint,
               r: int) -> tuple[fleet_phase.Fleet, fleet_phase.Profiles, Links, Schedule]:
         """Admit the clients and helpers that registered during the run: welcome them (and, when clients join, the
-        helpers again, with their keys), probe the new links (new clients to every helper, the other clients to new
-        helpers), re-plan warm-started from the current plan, send new clients the averaged model and move the
+        helpers again, with their keys), probe the new links (new clients to every helper, the other members to new
+        helpers; a lost client's links to them are declared), re-plan warm-started from the current plan, send new clients the averaged model and move the
         middle part of every client whose helper changed (the averaged part-2 and its optimizer state from the
         checkpoint just written: exactly its state); they all train from round r + 1."""
         messenger, cfg = self.messenger, self.config
@@ -265,10 +265,13 @@ class Coordinator:
         fresh = fleet_phase.welcome(messenger, sized, grown, self.allowed, welcomed)
         profiles = fleet_phase.Profiles({**profiles.clients, **fresh.clients}, {**profiles.helpers, **fresh.helpers})
         parts = [links]
-        for probing, targets in ((clients, grown.helpers), ([c for c in fleet.clients if c in grown.clients], helpers)):
+        for probing, targets in ((clients, grown.helpers), (membership.members, helpers)):
             if probing and targets:
                 parts.append(schedule_phase.links(messenger, sized, self.manifest,
                                                   fleet_phase.Fleet(grown.registrations, probing, targets), profiles))
+        lost = [c for c in fleet.clients if c not in membership.members]
+        if lost and helpers:  # a lost client cannot probe: its links to the new helpers are declared
+            parts.append(declared_links(sized, lost, helpers, {c: profiles.clients[c].bandwidth_mbps for c in lost}))
         links = assembled(parts, grown.clients, grown.helpers)
         links.save(self.run_dir / "links.json")
         instance = schedule_phase.build(cfg, self.manifest, grown, profiles, links)
