@@ -5,10 +5,11 @@ K clients and H helpers (the paper's scenario-1 devices and links, `--emulate pa
 --time-scale) run as processes on this machine. The faulted run kills a client at --kill-client-at, pauses another
 for --pause-s seconds at --pause-at, kills a helper at --kill-helper-at, starts a new client at --join-at and a new
 helper at --join-helper-at (each applied by PID as soon as the round before has ended; a new role joins at the next
-aggregation boundary). Reported: per-round realised, planned and expected makespan (the closed loop's prediction); the time from each fault to the end of the next completed
-round; the round in which the killed client was lost against planned makespan + peer_timeout_s + 10 %; the time from the helper loss being declared to the start of the re-run; each re-plan's makespan against
-greedy-ls solved from scratch on the same members; the joined helper's jobs; final accuracy against the undisturbed
-run.
+aggregation boundary). Reported: per-round realised, planned and expected makespan (the closed loop's prediction);
+the time from each fault to the end of the next completed round; the round in which the killed client was lost
+against planned makespan + peer_timeout_s + 10 %; the time from the helper loss being declared to the start of the
+re-run; each re-plan's makespan against greedy-ls solved from scratch on the same members; the joined helper's jobs
+(from its trace); final accuracy against the undisturbed run.
 
     python tools/bench_faults.py [--clients 12] [--helpers 3] [--rounds 120] [--out bench-results/faults.json]
 """
@@ -120,7 +121,8 @@ def main() -> int:
         "wall_s": {"undisturbed": calm_s, "faulted": hit_s},
         "rounds_completed": {"undisturbed": len(calm), "faulted": len(hit)},
         "per_round": [{"round": m["round"], "planned_ms": m["planned_makespan_ms"],
-                       "expected_ms": m["expected_makespan_ms"], "realised_ms": m["realised_makespan_ms"], "members": len(m["members"]),
+                       "expected_ms": m["expected_makespan_ms"], "realised_ms": m["realised_makespan_ms"],
+                       "members": len(m["members"]),
                        "plan_version": m["plan_version"], "partial": m["partial"], "lost": m["lost"],
                        "unreachable": m["unreachable"], "joined": m.get("joined", [])} for m in hit],
         "undisturbed_realised_ms": [m["realised_makespan_ms"] for m in calm],

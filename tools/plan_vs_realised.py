@@ -168,9 +168,10 @@ def main(argv: list[str] | None = None) -> int:
                   "replanned_to": r.get("replanned_to")} for r, e in zip(records, expected)]
     replayed = replay(args.run_dir, records, args.from_round)
     if replayed:
-        print(f"each round's plan with its realised terms / realised: median {replayed['replayed_over_realised_median']:.3f}"
-              f" over {replayed['rounds']} rounds; the last plan with median terms {replayed['last_plan_with_median_terms_ms']:.1f}"
-              f" ms, mean terms {replayed['last_plan_with_mean_terms_ms']:.1f} ms, realised median "
+        print(f"each round's plan with its realised terms / realised: median "
+              f"{replayed['replayed_over_realised_median']:.3f} over {replayed['rounds']} rounds; the last plan with "
+              f"median terms {replayed['last_plan_with_median_terms_ms']:.1f} ms, mean terms "
+              f"{replayed['last_plan_with_mean_terms_ms']:.1f} ms, realised median "
               f"{replayed['realised_median_ms']:.1f} ms; helper gaps between jobs: median "
               f"{replayed['helper_gap_ms']['median']:.2f} ms, p90 {replayed['helper_gap_ms']['p90']:.2f} ms")
     clients = []

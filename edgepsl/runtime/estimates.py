@@ -32,7 +32,8 @@ WINDOW = 3  # median of the last 3 observations: one outlier round is discarded
 ESTIMATED = "estimated: closed loop from the round records"
 MS_PER_BYTE_MBPS = 8e-3  # ms per byte on a 1 Mbps link (bytes * 8 bits / 1e6 * 1e3 ms)
 HELPER_PARTS = ("part2_fwd", "part2_bwd")
-SCENARIOS = 5  # the last rounds (one aggregation period by default) whose realised chain terms predict a plan's makespan (expected_makespan)
+# The last rounds (one aggregation period by default) whose realised chain terms predict a plan's makespan
+SCENARIOS = 5
 CHAIN_KH = ("r", "p", "d", "r_bwd", "p_bwd", "d_bwd")  # a chain's terms that depend on the helper (K x H)
 
 

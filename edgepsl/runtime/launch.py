@@ -3,7 +3,8 @@
 Faults (`LocalRun.faults`, `edgepsl demo --faults`) are applied to the processes this launcher started, by PID, as
 soon as the round before theirs has ended: kill (SIGKILL), stop (SIGSTOP, SIGCONT after the fault's seconds), join
 (a new client process, with its own key and data share, or a new helper process, with its own key, which registers
-and joins at the next aggregation boundary); each applied fault is logged to RUN_DIR/faults.json (what, when in wall-clock ms, which PID).
+and joins at the next aggregation boundary); each applied fault is logged to RUN_DIR/faults.json (what, when in
+wall-clock ms, which PID).
 
 Each client reads only its own data: client j gets `--data` client_data[j], or (by default) its share of Fashion-MNIST
 written to RUN_DIR/data/client{j}.npz as the demo partitions it. Roles get the run's artifact as their local copy.

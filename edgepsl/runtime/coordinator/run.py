@@ -248,9 +248,10 @@ class Coordinator:
               r: int) -> tuple[fleet_phase.Fleet, fleet_phase.Profiles, Links, Schedule]:
         """Admit the clients and helpers that registered during the run: welcome them (and, when clients join, the
         helpers again, with their keys), probe the new links (new clients to every helper, the other members to new
-        helpers; a lost client's links to them are declared), re-plan warm-started from the current plan, send new clients the averaged model and move the
-        middle part of every client whose helper changed (the averaged part-2 and its optimizer state from the
-        checkpoint just written: exactly its state); they all train from round r + 1."""
+        helpers; a lost client's links to them are declared), re-plan warm-started from the current plan, send new
+        clients the averaged model and move the middle part of every client whose helper changed (the averaged part-2
+        and its optimizer state from the checkpoint just written: exactly its state); they all train from round
+        r + 1."""
         messenger, cfg = self.messenger, self.config
         joining = dict(messenger.joining)
         messenger.joining.clear()
