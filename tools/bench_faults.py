@@ -44,8 +44,9 @@ TARGET_ACCURACY_POINTS = 1.0
 
 def _run(config: RunConfig, run_dir: Path, faults: list[Fault]) -> tuple[list[dict], float | None, float]:
     joins = [f.role for f in faults if f.action == "join"]  # joining roles: further devices of the same draw
-    clients, helpers = paper_fleet(config.clients, config.helpers, config.seed,
-                                   sum(r.startswith("client") for r in joins), sum(r.startswith("helper") for r in joins))
+    joining_clients = sum(r.startswith("client") for r in joins)
+    clients, helpers = paper_fleet(config.clients, config.helpers, config.seed, joining_clients,
+                                   len(joins) - joining_clients)
     t = time.perf_counter()
     summary = run_local(LocalRun(config, run_dir, secure=False, client_emulation=clients, helper_emulation=helpers,
                                  log_level="warning", faults=faults))
