@@ -1,13 +1,15 @@
-"""Benchmark elastic rounds on an emulated fleet: client kill -9, client pause, helper kill -9 and a client that
-joins, against an undisturbed run of the same rounds.
+"""Benchmark elastic rounds on an emulated fleet: client kill -9, client pause, helper kill -9, a client and a helper
+that join, against an undisturbed run of the same rounds.
 
 K clients and H helpers (the paper's scenario-1 devices and links, `--emulate paper` of the demo, times scaled by
 --time-scale) run as processes on this machine. The faulted run kills a client at --kill-client-at, pauses another
-for --pause-s seconds at --pause-at, kills a helper at --kill-helper-at and starts a new client at --join-at (each
-applied by PID as soon as the round before has ended; the new client joins at the next aggregation boundary).
-Reported: per-round realised and planned makespan; the time from each fault to the end of the next completed
-round; the round in which the killed client was lost against planned makespan + peer_timeout_s + 10 %; the time from the helper loss being declared to the start of the re-run; each re-plan's makespan against
-greedy-ls solved from scratch on the same members; final accuracy against the undisturbed run.
+for --pause-s seconds at --pause-at, kills a helper at --kill-helper-at, starts a new client at --join-at and a new
+helper at --join-helper-at (each applied by PID as soon as the round before has ended; a new role joins at the next
+aggregation boundary). Reported: per-round realised, planned and expected makespan (the closed loop's prediction);
+the time from each fault to the end of the next completed round; the round in which the killed client was lost
+against planned makespan + peer_timeout_s + 10 %; the time from the helper loss being declared to the start of the
+re-run; each re-plan's makespan against greedy-ls solved from scratch on the same members; the joined helper's jobs
+(from its trace); final accuracy against the undisturbed run.
 
     python tools/bench_faults.py [--clients 12] [--helpers 3] [--rounds 120] [--out bench-results/faults.json]
 """
@@ -41,9 +43,10 @@ TARGET_ACCURACY_POINTS = 1.0
 
 
 def _run(config: RunConfig, run_dir: Path, faults: list[Fault]) -> tuple[list[dict], float | None, float]:
-    clients, helpers = paper_fleet(config.clients, config.helpers, config.seed)
-    joins = sum(f.action == "join" for f in faults)  # joining clients: further devices of the same draw
-    clients += paper_fleet(config.clients + joins, config.helpers, config.seed)[0][config.clients:]
+    joins = [f.role for f in faults if f.action == "join"]  # joining roles: further devices of the same draw
+    joining_clients = sum(r.startswith("client") for r in joins)
+    clients, helpers = paper_fleet(config.clients, config.helpers, config.seed, joining_clients,
+                                   len(joins) - joining_clients)
     t = time.perf_counter()
     summary = run_local(LocalRun(config, run_dir, secure=False, client_emulation=clients, helper_emulation=helpers,
                                  log_level="warning", faults=faults))
@@ -78,6 +81,7 @@ def main() -> int:
     parser.add_argument("--pause-s", type=float, default=10.0)
     parser.add_argument("--kill-helper-at", type=int, default=60)
     parser.add_argument("--join-at", type=int, default=80)
+    parser.add_argument("--join-helper-at", type=int, default=100)
     parser.add_argument("--peer-timeout-s", type=float, default=3.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=ROOT / "bench-results" / "faults.json")
@@ -88,13 +92,18 @@ def main() -> int:
                        time_scale=args.time_scale, emulation_profile=PAPER_PROFILE, seed=args.seed,
                        peer_timeout_s=args.peer_timeout_s, register_timeout_s=120.0, round_timeout_s=120.0)
     faults = [Fault("kill", "client3", args.kill_client_at), Fault("stop", "client5", args.pause_at, args.pause_s),
-              Fault("kill", "helper1", args.kill_helper_at), Fault("join", f"client{args.clients}", args.join_at)]
+              Fault("kill", "helper1", args.kill_helper_at), Fault("join", f"client{args.clients}", args.join_at),
+              Fault("join", f"helper{args.helpers}", args.join_helper_at)]
+    new_helper = f"helper{args.helpers}"
     with tempfile.TemporaryDirectory(prefix="bench-faults-") as tmp:
         root = Path(tmp)
         calm, calm_accuracy, calm_s = _run(config, root / "undisturbed", [])
         hit, hit_accuracy, hit_s = _run(config, root / "faulted", faults)
         applied = json.loads((root / "faulted" / "faults.json").read_text())
         replans = _replans(root / "faulted", args.seed)
+        trace = root / "faulted" / "traces" / f"{new_helper}.jsonl"
+        served = [json.loads(line)["round"] for line in (trace.read_text().splitlines() if trace.is_file() else [])
+                  if json.loads(line)["ev"] == "job_end"]
     by_round = {m["round"]: m for m in hit}
     after_fault = []
     for fault in applied:
@@ -106,18 +115,26 @@ def main() -> int:
     helper_round = next(m for m in hit if m["lost_helpers"])
     restart_ms = helper_round["rerun_started_ms"] - helper_round["helper_lost_at_ms"] if "rerun" in helper_round \
         else None
+    helper_joined = next((m for m in hit if new_helper in m.get("joined", [])), None)
+    new_helper_jobs = 0 if helper_joined is None else sum(r > helper_joined["round"] for r in served)
     result = {
         "config": config.to_dict(), "faults": applied, "machine": platform.node(),
         "wall_s": {"undisturbed": calm_s, "faulted": hit_s},
         "rounds_completed": {"undisturbed": len(calm), "faulted": len(hit)},
         "per_round": [{"round": m["round"], "planned_ms": m["planned_makespan_ms"],
-                       "realised_ms": m["realised_makespan_ms"], "members": len(m["members"]),
+                       "expected_ms": m["expected_makespan_ms"], "realised_ms": m["realised_makespan_ms"],
+                       "members": len(m["members"]),
                        "plan_version": m["plan_version"], "partial": m["partial"], "lost": m["lost"],
                        "unreachable": m["unreachable"], "joined": m.get("joined", [])} for m in hit],
         "undisturbed_realised_ms": [m["realised_makespan_ms"] for m in calm],
         "after_fault": after_fault,
         "client_lost_round": {"round": lost_round["round"], "realised_ms": lost_round["realised_makespan_ms"],
+                              "planned_ms": lost_round["planned_makespan_ms"],
+                              "expected_ms": lost_round["expected_makespan_ms"],
                               "bound_ms": bound, "within": lost_round["realised_makespan_ms"] <= bound},
+        "helper_join": {"helper": new_helper, "joined_at_round": None if helper_joined is None
+                        else helper_joined["round"], "jobs_after": new_helper_jobs,
+                        "rounds_served": sorted(set(served))},
         "helper_loss": {"round": helper_round["round"], "declared_to_rerun_start_ms": restart_ms,
                         "within": restart_ms is not None and restart_ms <= TARGET_RESTART_S * 1e3},
         "replans": replans,
@@ -142,6 +159,8 @@ def main() -> int:
     for r in replans:
         print(f"  plan v{r['version']} (round {r['round']}, {r['reason']}): {r['replan_makespan_ms']:.1f} ms vs "
               f"greedy-ls from scratch {r['scratch_greedy_ls_ms']:.1f} ms ({100 * r['gap']:+.2f} %)")
+    j = result["helper_join"]
+    print(f"helper joined: {j['helper']} at the boundary of round {j['joined_at_round']}, {j['jobs_after']} jobs after")
     a = result["accuracy"]
     print(f"accuracy: faulted {a['faulted']}, undisturbed {a['undisturbed']}, points lost {a['points_lost']}")
     write_result(args.out, result)

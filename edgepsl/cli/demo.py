@@ -48,7 +48,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue a stopped demo run from its checkpoint")
     parser.add_argument("--faults", type=_faults, default=[], metavar="SPEC",
                         help="faults applied to the role processes by PID when round N starts, comma-separated: "
-                             "kill:client1@40 (SIGKILL), stop:client1@60:10s (SIGSTOP, then SIGCONT)")
+                             "kill:client1@40 (SIGKILL), stop:client1@60:10s (SIGSTOP, then SIGCONT), join:client6@100 "
+                             "or join:helper2@100 (a new role that joins at the next aggregation boundary)")
     parser.add_argument("--insecure", action="store_true",
                         help="plaintext sockets; by default throwaway CURVE keys are generated in the run directory")
     add_log_level(parser, default="warning")
@@ -61,9 +62,12 @@ def _faults(spec: str) -> list[Fault]:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _emulations(kind: str, clients: int, helpers: int, seed: int) -> tuple[list[Emulation], list[Emulation]]:
-    if kind == "paper":
-        return paper_fleet(clients, helpers, seed)
+def _emulations(kind: str, clients: int, helpers: int, seed: int,
+                faults: list[Fault]) -> tuple[list[Emulation], list[Emulation]]:
+    if kind == "paper":  # the roles that join during the run emulate further devices of the same draw
+        joins = [f.role for f in faults if f.action == "join"]
+        return paper_fleet(clients, helpers, seed, sum(r.startswith("client") for r in joins),
+                           sum(r.startswith("helper") for r in joins))
     if kind == "slowdown":
         return [Emulation(slowdown=float(1 + k % 3)) for k in range(clients)], []
     return [], []
@@ -84,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
                               time_scale=args.time_scale, micro_batches=args.micro_batches or base.micro_batches,
                               emulation_profile=PAPER_PROFILE if args.emulate == "paper" else base.emulation_profile)
         run_dir = args.out or Path("runs") / time.strftime("demo-%Y%m%d-%H%M%S")
-    clients, helpers = _emulations(args.emulate, config.clients, config.helpers, config.seed)
+    clients, helpers = _emulations(args.emulate, config.clients, config.helpers, config.seed, args.faults)
     print(f"edgepsl demo: {config.clients} clients, {config.helpers} helpers, {config.rounds} rounds of batch "
           f"{config.batch_size}, {config.partition} split, planner {config.method}, "
           f"{'insecure (plaintext)' if args.insecure else 'CURVE with throwaway keys'}; run directory {run_dir}", flush=True)

@@ -72,14 +72,22 @@ class Emulation:
         return 0.0 if self.bandwidth_mbps is None else nbytes * 8.0 / (self.bandwidth_mbps * 1e6)
 
 
-def paper_fleet(clients: int, helpers: int, seed: int) -> tuple[list[Emulation], list[Emulation]]:
-    """The paper's scenario-1 fleet: clients d1 / d2 with a link from the bandwidth classes each, helpers VM / laptop."""
-    rng = np.random.default_rng(seed)
-    client_devices = rng.choice(SCENARIO1_CLIENT_DEVICES, clients)
-    helper_devices = rng.choice(HELPER_DEVICES, helpers)
-    links = sample_bandwidth(rng, clients, 1)[:, 0]
-    return ([Emulation(device=str(d), bandwidth_mbps=float(b)) for d, b in zip(client_devices, links)],
-            [Emulation(device=str(d)) for d in helper_devices])
+def paper_fleet(clients: int, helpers: int, seed: int, join_clients: int = 0,
+                join_helpers: int = 0) -> tuple[list[Emulation], list[Emulation]]:
+    """The paper's scenario-1 fleet: clients d1 / d2 with a link from the bandwidth classes each, helpers VM / laptop;
+    then the join_clients and join_helpers roles that join during the run, further draws that leave the run's own
+    unchanged."""
+    def draw(k: int, h: int) -> tuple[list[Emulation], list[Emulation]]:
+        rng = np.random.default_rng(seed)
+        client_devices = rng.choice(SCENARIO1_CLIENT_DEVICES, k)
+        helper_devices = rng.choice(HELPER_DEVICES, h)
+        links = sample_bandwidth(rng, k, 1)[:, 0]
+        return ([Emulation(device=str(d), bandwidth_mbps=float(b)) for d, b in zip(client_devices, links)],
+                [Emulation(device=str(d)) for d in helper_devices])
+
+    own_clients, own_helpers = draw(clients, helpers)
+    return (own_clients + draw(clients + join_clients, helpers)[0][clients:],
+            own_helpers + draw(clients, helpers + join_helpers)[1][helpers:])
 
 
 def pad_to(start: float, target_s: float) -> float:

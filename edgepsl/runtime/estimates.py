@@ -4,6 +4,11 @@ Each quantity is a `Smoothed` value: the median of its last WINDOW observations 
 it), fed into an EWMA with factor ALPHA once WINDOW observations exist (before that, the plain median of what was
 seen). Quantities never observed (a pair of client and helper that never worked together, a client that left the
 records) keep their last estimate, else the declared start-up value. docs/runtime.md "Closed-loop estimates".
+
+The estimates are medians, but a round's makespan is a maximum over chains of sums of right-skewed terms, so a plan of
+the medians predicts less than its rounds realise. `expected_makespan` predicts a plan's makespan from the last
+SCENARIOS rounds instead: the plan's timeline under each round's realised chain terms, the median over those rounds
+(docs/runtime.md "Expected makespan").
 """
 from __future__ import annotations
 
@@ -13,7 +18,9 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from edgepsl.plan.evaluate import evaluate
 from edgepsl.plan.instance import Instance
+from edgepsl.plan.schedule import Plan
 from edgepsl.runtime import planning
 from edgepsl.runtime.config import RunConfig
 from edgepsl.runtime.links import Links, cut_bytes
@@ -25,6 +32,18 @@ WINDOW = 3  # median of the last 3 observations: one outlier round is discarded
 ESTIMATED = "estimated: closed loop from the round records"
 MS_PER_BYTE_MBPS = 8e-3  # ms per byte on a 1 Mbps link (bytes * 8 bits / 1e6 * 1e3 ms)
 HELPER_PARTS = ("part2_fwd", "part2_bwd")
+# The last rounds (one aggregation period by default) whose realised chain terms predict a plan's makespan
+SCENARIOS = 5
+CHAIN_KH = ("r", "p", "d", "r_bwd", "p_bwd", "d_bwd")  # a chain's terms that depend on the helper (K x H)
+
+
+@dataclasses.dataclass(frozen=True)
+class Scenario:
+    """One complete round as it ran: per split client, its realised chain terms (ms, CHAIN_KH and l, l_bwd) and the
+    helper it ran on."""
+
+    terms: dict[str, dict[str, float]]
+    helper: dict[str, str]
 
 
 class Smoothed:
@@ -81,6 +100,7 @@ class Estimates:
         self.cut_bytes = {name: cut_bytes(manifest, name, config.batch_size, config.float16)
                           for name in ("part1", "part2")}
         self.rounds = 0
+        self.scenarios: deque[Scenario] = deque(maxlen=SCENARIOS)
 
     def _term(self, client: str, key: str, value: float) -> None:
         self.client_terms.setdefault((client, key), Smoothed(value)).update(value)
@@ -100,12 +120,16 @@ class Estimates:
                 jobs.setdefault(job["client"], {})[job["kind"]] = job
         names = list(record.measured.client_names)
         per_helper: dict[tuple[str, str], list[float]] = {}
+        scenario = Scenario({}, {})
         for client, pair in jobs.items():
             if set(pair) != {"fwd", "bwd"} or client not in names or pair["fwd"].get("micro_batches", 1) > 1:
                 continue  # a pipelined round's terms are not a chain's: its client keeps its declared times
             j, fwd, bwd = names.index(client), pair["fwd"], pair["bwd"]
             helper = fwd["helper"]
             self.seen_on[client] = helper
+            scenario.helper[client] = helper
+            scenario.terms[client] = {**{k: float(getattr(record.measured, k)[j, 0]) for k in CHAIN_KH},
+                                      "l": float(record.measured.l[j]), "l_bwd": float(record.measured.l_bwd[j])}
             self._term(client, "arrival", fwd["arrival_ms"])
             self._term(client, "part3_half", float(record.measured.l[j]))
             self._term(client, "reply_to_bwd", bwd["arrival_ms"] - fwd["end_ms"] - fwd["download_ms"])
@@ -120,7 +144,33 @@ class Estimates:
                 times[k].update(max(job["download_ms"], 0.0))
         for key, took in per_helper.items():  # one observation per round: the median over the helper's jobs
             self.helper_times[key].update(float(np.median(took)))
+        if scenario.terms:
+            self.scenarios.append(scenario)
         self.rounds += 1
+
+    def expected_makespan(self, instance: Instance, plan: Plan) -> float | None:
+        """The makespan `plan` is expected to realise (ms): the median over the last SCENARIOS observed rounds of its
+        timeline with each round's realised chain terms (None before any round was observed).
+
+        A client's terms on the helper it ran on are the round's; on another helper its instance terms there, shifted
+        by the round's departure on its own helper (>= 0). Clients a round did not observe (local, or not yet in the
+        fleet) keep the instance's terms.
+        """
+        if not self.scenarios:
+            return None
+        clients, helpers = list(instance.client_names), list(instance.helper_names)
+        spans = []
+        for scenario in self.scenarios:
+            arrays = {k: getattr(instance, k).copy() for k in (*CHAIN_KH, "l", "l_bwd")}
+            for client, terms in scenario.terms.items():
+                if client not in clients or scenario.helper[client] not in helpers or plan.local[clients.index(client)]:
+                    continue
+                j, i = clients.index(client), helpers.index(scenario.helper[client])
+                for k in CHAIN_KH:
+                    arrays[k][j] = np.maximum(arrays[k][j] + (terms[k] - arrays[k][j, i]), 0.0)
+                arrays["l"][j], arrays["l_bwd"][j] = terms["l"], terms["l_bwd"]
+            spans.append(evaluate(dataclasses.replace(instance, **arrays), plan).makespan)
+        return float(np.median(spans))
 
     def part2_ms(self, client: str, helper: str, key: str) -> float:
         """A helper's part-2 time for one client: the pair's estimate, else the helper's over all its clients."""

@@ -46,8 +46,6 @@ def parse_faults(spec: str) -> list[Fault]:
                                                           if action == "stop" else f"{action} takes no duration"))
         if not match["role"].startswith(("client", "helper")):
             raise FaultSpecError(f"fault {item!r}: the role must be a clientN or helperN of the run")
-        if action == "join" and not match["role"].startswith("client"):
-            raise FaultSpecError(f"fault {item!r}: only clients can join a running run (helpers: not yet)")
         faults.append(Fault(action, match["role"], int(match["round"]), float(seconds or 0.0)))
     return sorted(faults, key=lambda f: f.round)
 

@@ -35,6 +35,9 @@ from edgepsl.wire.logs import RateLimitedLog
 log = logging.getLogger("edgepsl.runtime.helper")
 JOBS = {MsgType.FORWARD: (FWD, ForwardJob), MsgType.GRADIENTS: (BWD, Gradients)}
 JOIN_TIMEOUT_S = 600.0
+# While a command of the coordinator may be due (a round's start with early jobs held, a cancel during a round), the
+# helper looks at the coordinator's link at least this often instead of blocking SLICE_S on the clients' socket.
+COMMAND_POLL_S = 0.01
 
 
 @dataclass(frozen=True)
@@ -390,10 +393,14 @@ class Helper:
         timeout = self.serving.config.round_timeout_s * 10 if self.serving else self.options.join_timeout_s
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            env = self.link.poll()
+            # Jobs held for a coming round: its ROUND_START is due, so wait on the coordinator's link and only look
+            # at the clients' socket in between. Blocking on the clients' socket instead left a ROUND_START that came
+            # after the last early job unseen for up to SLICE_S (250 ms rounds in `edgepsl demo`, docs/runtime.md).
+            held = bool(self.early.envelopes)
+            env = self.link.wait(COMMAND_POLL_S) if held else self.link.poll()
             if env is not None:
                 return env
-            item = self.server.recv(timeout=SLICE_S) if self.server is not None else None
+            item = self.server.recv(timeout=0.0 if held else SLICE_S) if self.server is not None else None
             if isinstance(item, Envelope):
                 self._early(item)
             elif isinstance(item, PeerEvent):
@@ -572,7 +579,7 @@ class Helper:
             self._cancel(command, plan, ready)
         elif command is not None:
             raise CommandArrived(command)
-        item = self.server.recv(timeout=min(timeout_s, SLICE_S))
+        item = self.server.recv(timeout=min(timeout_s, COMMAND_POLL_S))  # a cancel is seen within COMMAND_POLL_S
         while item is not None:
             if isinstance(item, Envelope):
                 self._admit(item, plan, ready, t0)

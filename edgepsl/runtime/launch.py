@@ -2,9 +2,9 @@
 
 Faults (`LocalRun.faults`, `edgepsl demo --faults`) are applied to the processes this launcher started, by PID, as
 soon as the round before theirs has ended: kill (SIGKILL), stop (SIGSTOP, SIGCONT after the fault's seconds), join
-(a new client process, with its own key and data share, which registers and joins at the next aggregation
-boundary); each
-applied fault is logged to RUN_DIR/faults.json (what, when in wall-clock ms, which PID).
+(a new client process, with its own key and data share, or a new helper process, with its own key, which registers
+and joins at the next aggregation boundary); each applied fault is logged to RUN_DIR/faults.json (what, when in
+wall-clock ms, which PID).
 
 Each client reads only its own data: client j gets `--data` client_data[j], or (by default) its share of Fashion-MNIST
 written to RUN_DIR/data/client{j}.npz as the demo partitions it. Roles get the run's artifact as their local copy.
@@ -64,9 +64,9 @@ def role_names(config: RunConfig) -> tuple[list[str], list[str]]:
     return [f"helper{i}" for i in range(config.helpers)], [f"client{j}" for j in range(config.clients)]
 
 
-def joining(run: LocalRun) -> list[str]:
-    """The clients a run's faults start during the run (join:NAME@ROUND)."""
-    return [f.role for f in run.faults if f.action == "join"]
+def joining(run: LocalRun, role: str = "") -> list[str]:
+    """The roles (of `role`, "client" or "helper", when given) a run's faults start during the run (join:NAME@ROUND)."""
+    return [f.role for f in run.faults if f.action == "join" and f.role.startswith(role)]
 
 
 def _keys(run: LocalRun) -> KeyStore | None:
@@ -97,12 +97,13 @@ def client_data_args(run: LocalRun) -> list[list[str]]:
     normalisation), else its Fashion-MNIST share written into RUN_DIR/data with the Fashion-MNIST normalisation."""
     config = run.config
     if run.client_data:
-        wanted = config.clients + len(joining(run))
+        wanted = config.clients + len(joining(run, "client"))
         if len(run.client_data) != wanted:
             raise RunConfigError(f"{len(run.client_data)} client data specs for {wanted} clients (the run's "
-                                 f"{config.clients} and the {len(joining(run))} that join during it)")
+                                 f"{config.clients} and the {len(joining(run, 'client'))} that join during it)")
         return [["--data", str(DataSpec.parse(spec))] for spec in run.client_data]
-    paths = write_fashion_mnist_shares(run.run_dir / "data", config.clients + len(joining(run)), config.partition,
+    paths = write_fashion_mnist_shares(run.run_dir / "data", config.clients + len(joining(run, "client")),
+                                       config.partition,
                                        config.seed,
                                        config.alpha, config.train_samples, min_size=config.batch_size,
                                        data_dir=config.data_dir)
@@ -127,18 +128,19 @@ def client_memory_args(run: LocalRun) -> list[list[str]]:
             prof = load_profile(config.emulation_profile)
             profiled = prof.part2_memory_mb(*DEFAULT_CUTS.get(prof.model, (1, prof.layers - 1)))
             memory[:len(emulated)] = [None if device is None else profiled for device in emulated]
-    memory += [None] * len(joining(run))   # a client that joins during the run states no memory
+    memory += [None] * len(joining(run, "client"))  # a client that joins during the run states no memory
     return [[] if mb is None else ["--memory-mb", repr(float(mb))] for mb in memory]
 
 
 def _commands(run: LocalRun, endpoint: str, store: KeyStore | None) -> dict[str, list[str]]:
-    """The command of every role, by name: the helpers, the clients, then the clients that join during the run."""
+    """The command of every role, by name: the helpers, the clients, then those that join during the run (a joining
+    helper after the helpers, a joining client after the clients)."""
     helpers, clients = role_names(run.config)
     data_args = client_data_args(run)
     memory_args = client_memory_args(run)
     commands = {}
-    for role, names, emulations in (("helper", helpers, run.helper_emulation),
-                                    ("client", [*clients, *joining(run)], run.client_emulation)):
+    for role, names, emulations in (("helper", [*helpers, *joining(run, "helper")], run.helper_emulation),
+                                    ("client", [*clients, *joining(run, "client")], run.client_emulation)):
         for k, name in enumerate(names):
             cmd = [sys.executable, "-m", "edgepsl", role, "--coordinator", endpoint, "--name", name,
                    "--trace", str(run.run_dir / "traces" / f"{name}.jsonl"), "--log-level", run.log_level,

@@ -48,18 +48,28 @@ class Links:
                      {c: self.probes[c] for c in clients if c in self.probes})
 
 
-def merged(links: Links, more: Links, clients: Sequence[str]) -> Links:
-    """The links of two sets of clients as one, on `more`'s helpers (a helper lost since is left out), rows in the
-    order of `clients`."""
-    columns = [links.helpers.index(h) for h in more.helpers]
-    links = Links(links.clients, more.helpers, links.latency_ms[:, columns], links.mbps[:, columns],
-                  tuple(tuple(row[i] for i in columns) for row in links.source), links.probes)
-    rows = {c: (links, j) for j, c in enumerate(links.clients)}
-    rows.update({c: (more, j) for j, c in enumerate(more.clients)})
-    pick = [rows[c] for c in clients]
-    return Links(tuple(clients), links.helpers, np.array([src.latency_ms[j] for src, j in pick]),
-                 np.array([src.mbps[j] for src, j in pick]), tuple(src.source[j] for src, j in pick),
-                 {**links.probes, **more.probes})
+def assembled(parts: Sequence[Links], clients: Sequence[str], helpers: Sequence[str]) -> Links:
+    """The links of `clients` x `helpers` from blocks of them (e.g. the links before a join, the new clients' to every
+    helper, the other clients' to the new helpers); a later part's pair replaces an earlier one's. Raises ValueError
+    naming a pair no part holds."""
+    K, H = len(clients), len(helpers)
+    latency, mbps = np.full((K, H), np.nan), np.full((K, H), np.nan)
+    source = [[""] * H for _ in clients]
+    probes: dict[str, dict] = {}
+    for part in parts:
+        rows = [(j, part.clients.index(c)) for j, c in enumerate(clients) if c in part.clients]
+        columns = [(i, part.helpers.index(h)) for i, h in enumerate(helpers) if h in part.helpers]
+        for j, row in rows:
+            for i, column in columns:
+                latency[j, i], mbps[j, i] = part.latency_ms[row, column], part.mbps[row, column]
+                source[j][i] = part.source[row][column]
+            probes.setdefault(clients[j], {}).update(
+                {h: fit for h, fit in part.probes.get(clients[j], {}).items() if h in helpers})
+    missing = [f"{clients[j]} -> {helpers[i]}" for j, i in zip(*np.nonzero(np.isnan(latency)))]
+    if missing:
+        raise ValueError(f"no link measured or declared for {', '.join(missing)}")
+    return Links(tuple(clients), tuple(helpers), latency, mbps, tuple(tuple(row) for row in source),
+                 {c: v for c, v in probes.items() if v})
 
 
 def declared_links(config: RunConfig, clients: Sequence[str], helpers: Sequence[str],

@@ -1,6 +1,6 @@
 """Elastic rounds on 127.0.0.1 (roles as processes, faults applied by PID): a client killed (-9) or paused (SIGSTOP)
 beyond peer_timeout_s is closed out of its round, training goes on with the survivors, and a paused client rejoins
-at the next aggregation boundary."""
+at the next aggregation boundary; clients and helpers that register during the run join at the next one."""
 from __future__ import annotations
 
 import dataclasses
@@ -52,7 +52,8 @@ def test_a_client_paused_beyond_peer_timeout_is_lost_then_rejoins(tmp_path):
 def test_fault_specs_are_parsed_with_clear_errors():
     assert parse_faults("kill:client3@40,stop:client1@60:10s, kill:helper1@80") == [
         Fault("kill", "client3", 40), Fault("stop", "client1", 60, 10.0), Fault("kill", "helper1", 80)]
-    for bad, words in (("kill:client3", "ACTION:ROLE@ROUND"), ("join:helper3@3", "only clients can join"),
+    assert parse_faults("join:helper3@3,join:client4@2") == [Fault("join", "client4", 2), Fault("join", "helper3", 3)]
+    for bad, words in (("kill:client3", "ACTION:ROLE@ROUND"),
                        ("nuke:client1@3", "unknown action"),
                        ("stop:client1@3", "needs a duration"), ("kill:client1@3:2s", "takes no duration"),
                        ("kill:server@3", "clientN or helperN")):
@@ -87,6 +88,31 @@ def test_a_client_that_registers_during_the_run_joins_at_an_aggregation_boundary
     assert records[-1]["averaged"] == ["client0", "client1", "client2"]
     version = json.loads((summary.run_dir / "plans" / "v1.json").read_text())
     assert version["round"] == boundary["round"] + 1 and version["instance"]["client_names"][-1] == "client2"
+
+
+def test_a_helper_that_registers_during_the_run_joins_and_takes_clients(tmp_path):
+    """Two clients on one helper; helper1 starts at round 2 and joins at the next aggregation boundary: the clients'
+    links to it are probed, the warm-started re-plan moves a client onto it (with the client's averaged part-2), and
+    it runs that client's jobs from then on."""
+    summary = _run(tmp_path, "join:helper1@2", rounds=ROUNDS, aggregate_every=5, eval_every=ROUNDS)
+    records = summary.records
+    assert [m["round"] for m in records] == list(range(ROUNDS))
+    assert all(m["members"] == ["client0", "client1"] and not m["partial"] for m in records)
+    boundary = next(m for m in records if m.get("joined"))
+    assert boundary["joined"] == ["helper1"] and boundary["round"] % 5 == 4
+    version = json.loads((summary.run_dir / "plans" / "v1.json").read_text())
+    assert version["round"] == boundary["round"] + 1 and version["instance"]["helper_names"] == ["helper0", "helper1"]
+    assert 1 in version["plan"]["assignment"], version["plan"]
+    assert all(m["plan_version"] >= 1 for m in records[boundary["round"] + 1:])
+    trace = [json.loads(line) for line in (summary.run_dir / "traces" / "helper1.jsonl").read_text().splitlines()]
+    served = {e["round"] for e in trace if e["ev"] == "job_end"}
+    assert served and min(served) == boundary["round"] + 1 and max(served) == ROUNDS - 1
+    links = {(row["client"], row["helper"]): row["source"]
+             for row in json.loads((summary.run_dir / "links.json").read_text())["links"]}
+    assert set(links) == {(c, h) for c in ("client0", "client1") for h in ("helper0", "helper1")}
+    assert links[("client0", "helper1")] == links[("client0", "helper0")]  # probed like the start-up links
+    assert any(job["helper"] == "helper1" for m in records[boundary["round"] + 1:] for job in m["jobs"])
+    assert summary.accuracy is not None and summary.accuracy > 0.1
 
 
 def test_a_straggler_is_dropped_from_its_round_without_being_disconnected(tmp_path):

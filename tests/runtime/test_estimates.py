@@ -1,14 +1,21 @@
-"""Closed-loop estimates from synthetic round records: convergence, one outlier round, a client that leaves."""
+"""Closed-loop estimates from synthetic round records: convergence, one outlier round, a client that leaves, and a
+plan's expected makespan over the rounds' realised chain terms."""
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 import pytest
+
+from edgepsl.plan.evaluate import evaluate
+from edgepsl.plan.instance import Instance
+from edgepsl.plan.solvers import plan as solve
 
 from edgepsl.plan.profiles import instance_from_parts
 from edgepsl.plan.schedule import Timeline
 from edgepsl.runtime import planning
 from edgepsl.runtime.config import RunConfig
-from edgepsl.runtime.estimates import ESTIMATED, WINDOW, Estimates, Smoothed
+from edgepsl.runtime.estimates import ESTIMATED, SCENARIOS, WINDOW, Estimates, Smoothed
 from edgepsl.runtime.links import DECLARED_CONFIG, cut_bytes, declared_links
 from edgepsl.runtime.metrics import RoundRecord
 from edgepsl.segment import load_manifest
@@ -154,3 +161,51 @@ def test_upload_time_beyond_the_link_is_the_clients_and_the_chain_terms_are_the_
     assert inst.l[j] + inst.r_bwd[j, 0] == pytest.approx(TRUE["part3"] + link(down) + 2.0)
     times = est.client_times(links)
     assert times["client0"]["part1_fwd"] == pytest.approx(TRUE["part1_fwd"] + 2.0)
+
+
+def _chains() -> Instance:
+    """Three clients' chains of different lengths on two equal helpers (ms)."""
+    K = len(CLIENTS)
+    spread = np.array([1.0, 1.6, 2.3])
+    return instance_from_parts(
+        part1_fwd=2.0 * spread, part1_bwd=4.0 * spread, part3_fwd=0.5 * spread, part3_bwd=0.5 * spread,
+        part2_fwd=np.full((K, 2), 0.8), part2_bwd=np.full((K, 2), 3.6), cut1_kb=np.full(K, 100.0),
+        cut2_kb=np.full(K, 10.0), bandwidth_mbps=np.full((K, 2), 100.0), mem=np.ones(K), cap=np.full(2, 10.0),
+        client_names=CLIENTS, helper_names=HELPERS)
+
+
+def _as_ran(setting, base: Instance, factor: np.ndarray) -> RoundRecord:
+    """A complete round whose realised chain terms are base's times each client's factor."""
+    record = _record(setting)
+    scaled = {k: getattr(base, k) * factor[:, None] for k in ("r", "p", "d", "r_bwd", "p_bwd", "d_bwd")}
+    measured = dataclasses.replace(base, **scaled, l=base.l * factor, l_bwd=base.l_bwd * factor)
+    return RoundRecord(record.timeline, measured, record.metrics)
+
+
+def test_the_expected_makespan_is_the_median_over_the_rounds_of_the_plan_under_their_terms(setting):
+    base = _chains()
+    plan = solve(base, "greedy-ls", seed=0).plan
+    planned = evaluate(base, plan).makespan
+    est = _estimates(setting)
+    assert est.expected_makespan(base, plan) is None  # no round observed yet
+    for factor in (1.0, 1.5, 1.2):  # every term of every chain scaled: the makespan scales with it
+        est.observe(_as_ran(setting, base, np.full(3, factor)))
+    assert est.expected_makespan(base, plan) == pytest.approx(1.2 * planned)
+    for _ in range(SCENARIOS):  # only the last SCENARIOS rounds count
+        est.observe(_as_ran(setting, base, np.full(3, 0.9)))
+    assert est.expected_makespan(base, plan) == pytest.approx(0.9 * planned)
+
+
+def test_chains_slow_in_turn_make_rounds_longer_than_the_plan_of_the_medians(setting):
+    """Each round one chain runs twice as long: every term's median is the plan's, yet every round, and so the
+    expected makespan, is longer than the plan (a maximum over noisy chains)."""
+    base = _chains()
+    plan = solve(base, "greedy-ls", seed=0).plan
+    planned = evaluate(base, plan).makespan
+    est = _estimates(setting)
+    rounds = [np.where(np.arange(3) == j, 2.0, 1.0) for j in range(3)]
+    for factor in rounds:
+        est.observe(_as_ran(setting, base, factor))
+    alone = [evaluate(_as_ran(setting, base, f).measured, plan).makespan for f in rounds]
+    assert est.expected_makespan(base, plan) == pytest.approx(float(np.median(alone)))
+    assert planned < est.expected_makespan(base, plan) <= 2.0 * planned

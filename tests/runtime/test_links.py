@@ -16,7 +16,7 @@ from edgepsl.runtime.emulation import Emulation
 from edgepsl.runtime.errors import RunAbortedError
 from edgepsl.runtime.helper import Helper, HelperOptions
 from edgepsl.runtime.launch import run_local
-from edgepsl.runtime.links import DECLARED_CLIENT, DECLARED_CONFIG, MEASURED, declared_links
+from edgepsl.runtime.links import DECLARED_CLIENT, DECLARED_CONFIG, MEASURED, Links, assembled, declared_links
 from edgepsl.runtime.planning import build_instance
 from edgepsl.segment import load_manifest
 from edgepsl.wire import Envelope
@@ -99,6 +99,27 @@ def _threaded_run(tmp_path, helper_class: type[Helper], capacity_mb: float | Non
         thread.join(THREAD_JOIN_S)
         assert not thread.is_alive()
     return str(info.value), errors
+
+
+def test_links_are_assembled_from_blocks_and_a_missing_pair_is_named():
+    """After a join: the links before it, the new client's to every helper, the other clients' to the new helper."""
+    def block(clients, helpers, mbps):
+        return Links(tuple(clients), tuple(helpers), np.full((len(clients), len(helpers)), 0.5),
+                     np.full((len(clients), len(helpers)), mbps), tuple((MEASURED,) * len(helpers) for _ in clients),
+                     {c: {h: {"mbps": mbps} for h in helpers} for c in clients})
+
+    before = block(["client0", "client1"], ["helper0", "helper1"], 10.0)
+    new_client = block(["client2"], ["helper0", "helper1", "helper2"], 20.0)
+    new_helper = block(["client0", "client1"], ["helper2"], 30.0)
+    clients, helpers = ["client0", "client1", "client2"], ["helper0", "helper2"]  # helper1 was lost meanwhile
+    links = assembled([before, new_client, new_helper], clients, helpers)
+    np.testing.assert_array_equal(links.mbps, [[10.0, 30.0], [10.0, 30.0], [20.0, 20.0]])
+    assert links.clients == tuple(clients) and links.helpers == tuple(helpers)
+    assert links.probes["client0"] == {"helper0": {"mbps": 10.0}, "helper2": {"mbps": 30.0}}
+    override = assembled([before, block(["client1"], ["helper0"], 99.0)], ["client0", "client1"], ["helper0"])
+    assert override.mbps[:, 0].tolist() == [10.0, 99.0]  # a later block replaces an earlier one's pair
+    with pytest.raises(ValueError, match="client0 -> helper2, client1 -> helper2"):
+        assembled([before, new_client], clients, helpers)
 
 
 def test_a_helper_that_does_not_answer_probes_is_named(tmp_path):

@@ -11,9 +11,10 @@ from edgepsl.wire import Envelope, MsgType
 
 
 def joined(fleet: Fleet, registrations: Mapping[str, Register]) -> Fleet:
-    """The fleet with clients that registered during the run added (natural order)."""
-    clients = sorted([*fleet.clients, *registrations], key=natural)
-    return Fleet({**fleet.registrations, **registrations}, clients, list(fleet.helpers))
+    """The fleet with the clients and helpers that registered during the run added (natural order)."""
+    new = {role: [n for n, r in registrations.items() if r.role == role] for role in ("client", "helper")}
+    return Fleet({**fleet.registrations, **registrations}, sorted([*fleet.clients, *new["client"]], key=natural),
+                 sorted([*fleet.helpers, *new["helper"]], key=natural))
 
 
 def natural(name: str) -> tuple[int, str]:

@@ -39,8 +39,8 @@ class Messenger:
         self.trace = trace
         self.watch = watch
         self.members: dict[str, str] = {}  # registered role name -> "client" | "helper"
-        self.admit_joins = False  # after the fleet phase: a client that registers is kept in `joining`
-        self.joining: dict[str, Register] = {}  # clients that registered during the run, not yet admitted
+        self.admit_joins = False  # after the fleet phase: a role that registers is kept in `joining`
+        self.joining: dict[str, Register] = {}  # clients and helpers that registered during the run, not yet admitted
         self._seq = time.time_ns() // 1000
         self._refusals = RateLimitedLog(log=log)  # a peer flooding bad messages cannot flood the log
 
@@ -114,15 +114,12 @@ class Messenger:
         self.trace.event("send", type=MsgType.ARTIFACT_CHUNK.value, peer=env.peer, round=0, index=chunk.index)
 
     def _join(self, env: Envelope) -> None:
-        """Keep the registration of a client that registers during the run (it joins at the next aggregation
-        boundary); a helper cannot join yet and is refused REJECTED, a malformed registration BAD_PAYLOAD."""
+        """Keep the registration of a client or helper that registers during the run (it joins at the next aggregation
+        boundary); a malformed registration is refused BAD_PAYLOAD."""
         try:
             payload = Register.decode(env.message)
         except PayloadError as exc:
             self.refuse(env, RuntimeCode.BAD_PAYLOAD, str(exc))
-            return
-        if payload.role != "client":
-            self.refuse(env, ErrorCode.REJECTED, "a helper cannot join a running run yet; start it with the run")
             return
         if env.peer not in self.joining:
             log.info("%s registered during the run; it joins at the next aggregation boundary", env.peer)

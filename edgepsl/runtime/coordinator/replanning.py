@@ -12,6 +12,7 @@ import dataclasses
 import json
 import logging
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -20,6 +21,7 @@ from edgepsl.plan.hybrid import replan_hybrid
 from edgepsl.plan.instance import Instance
 from edgepsl.plan.replan import replan as repair
 from edgepsl.plan.replan import replan_pipelined
+from edgepsl.plan.schedule import Plan
 from edgepsl.plan.solvers import solver
 from edgepsl.runtime.config import RunConfig
 from edgepsl.runtime.coordinator import schedule as schedule_phase
@@ -46,14 +48,15 @@ def save_version(run_dir: Path, schedule: Schedule, round_: int, reason: str) ->
     path = run_dir / PLANS / f"v{schedule.version}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     record = {"version": schedule.version, "round": round_, "reason": reason,
-              "planned_makespan_ms": float(schedule.timeline.makespan),
+              "planned_makespan_ms": float(schedule.timeline.makespan), "expected_makespan_ms": schedule.expected_ms,
               "instance": schedule.instance.to_dict(), "plan": schedule.plan.to_dict()}
     path.write_text(json.dumps(record) + "\n")
     return path
 
 
 def replan(config: RunConfig, fleet: Fleet, profiles: Profiles, instance: Instance, current: Schedule, round_: int,
-           reason: str, run_dir: Path, coordinator: str, log_level: int = logging.WARNING) -> Schedule:
+           reason: str, run_dir: Path, coordinator: str, log_level: int = logging.WARNING,
+           predict: Callable[[Instance, Plan], float | None] | None = None) -> Schedule:
     """The next plan version for `fleet` (its clients and helpers: instance's names, in order), warm-started from
     `current` (edgepsl.plan.replan.replan: clients keep their helper where it still exists and has room; for a hybrid
     method edgepsl.plan.hybrid.replan_hybrid, which also keeps local clients local where they still fit; for a
@@ -62,6 +65,7 @@ def replan(config: RunConfig, fleet: Fleet, profiles: Profiles, instance: Instan
 
     RunAbortedError names the missing capacity when the helpers cannot hold every client's middle part. The new
     version is logged at log_level (a membership change warns; the closed loop's routine re-plans are info).
+    `predict` (Estimates.expected_makespan) gives the new plan's expected makespan, the rounds' yardstick.
     """
     try:
         method = (replan_hybrid if solver(config.method).local_mode else
@@ -74,19 +78,23 @@ def replan(config: RunConfig, fleet: Fleet, profiles: Profiles, instance: Instan
                               f"({max(need - have, 0.0):g} MB missing; {exc})") from None
     plan = solution.plan
     schedule = schedule_phase.schedule(config, fleet, profiles, instance, plan, coordinator, run_dir)
-    schedule = dataclasses.replace(schedule, version=current.version + 1)
+    schedule = dataclasses.replace(schedule, version=current.version + 1,
+                                   expected_ms=predict(instance, plan) if predict is not None else None)
     instance.save(run_dir / "instance.json")
     plan.save(run_dir / "plan.json")
     save_version(run_dir, schedule, round_, reason)
-    log.log(log_level, "plan v%d from round %d (%s): planned makespan %.1f ms (was %.1f ms)", schedule.version,
-            round_, reason, schedule.timeline.makespan, current.timeline.makespan)
+    log.log(log_level, "plan v%d from round %d (%s): planned makespan %.1f ms, expected %.1f ms (was %.1f ms)",
+            schedule.version, round_, reason, schedule.timeline.makespan, schedule.predicted_ms, current.predicted_ms)
     return schedule
 
 
 def moved(fleet: Fleet, before: Schedule, before_fleet: Fleet, after: Schedule) -> list[str]:
-    """The clients whose middle part changes place between two schedules (helper to helper, or to or from local)."""
+    """The clients whose middle part changes place between two schedules (helper to helper, or to or from local);
+    clients new to `fleet` (not in before_fleet) have no place to leave."""
     out = []
     for name in fleet.clients:
+        if name not in before_fleet.clients:
+            continue
         old = before.helper_of(before_fleet, name)
         if old != after.helper_of(fleet, name):
             out.append(name)

@@ -24,7 +24,7 @@ from edgepsl.data.spec import load_test_data
 from edgepsl.runtime.artifact_transfer import ArtifactSource
 from edgepsl.runtime.errors import RunAbortedError, RunConfigError, StopRequested
 from edgepsl.runtime.estimates import Estimates
-from edgepsl.runtime.links import Links, merged
+from edgepsl.runtime.links import Links, assembled, declared_links
 from edgepsl.runtime.metrics import MetricsLog, RoundRecord
 from edgepsl.runtime.modes import LearningMode, any_local_loss, warn_privacy
 from edgepsl.runtime.protocol import State
@@ -47,6 +47,7 @@ class RunSummary:
     planned_makespan_ms: float
     realised_makespan_ms: list[float] = field(default_factory=list)
     records: list[dict[str, Any]] = field(default_factory=list)
+    expected_makespan_ms: float | None = None  # the last plan's expected makespan (Schedule.predicted_ms)
 
     @property
     def accuracy(self) -> float | None:
@@ -143,16 +144,16 @@ class Coordinator:
                 metrics = dict(outcome.metrics)
                 if estimates is not None and outcome.record is not None:
                     estimates.observe(outcome.record)
-                    drift_due |= monitor.observe(schedule.timeline.makespan, metrics["realised_makespan_ms"])
+                    drift_due |= monitor.observe(schedule.predicted_ms, metrics["realised_makespan_ms"])
                 if (r + 1) % cfg.aggregate_every == 0 or r + 1 == cfg.rounds:
                     gathered = averaging.gather(messenger, cfg, fleet, schedule, self.model, membership, r)
                     saved = self._average(fleet, schedule, gathered, membership, r)
                     metrics["averaged"] = list(gathered.clients)
                     if messenger.joining and links is not None:
-                        before = set(fleet.clients)
+                        before = set(fleet.roles)
                         fleet, profiles, links, schedule = self._join(fleet, profiles, links, schedule, membership,
                                                                       saved, r)
-                        metrics["joined"] = [c for c in fleet.clients if c not in before]
+                        metrics["joined"] = [n for n in fleet.roles if n not in before]
                         estimates, drift_due = self._estimates(fleet, profiles, links), False
                         monitor.planned_changed()
                     if drift_due and estimates is not None and r + 1 < last:
@@ -184,7 +185,8 @@ class Coordinator:
         values = [m[metric] for m in all_records if m.get(metric) is not None]
         assert schedule is not None
         return RunSummary(self.run_dir, last, metric, values[-1] if values else None,
-                          float(schedule.timeline.makespan), [m["realised_makespan_ms"] for m in records], records)
+                          float(schedule.timeline.makespan), [m["realised_makespan_ms"] for m in records], records,
+                          schedule.predicted_ms)
 
     def _helper_lost(self, fleet: fleet_phase.Fleet, profiles: fleet_phase.Profiles, schedule: Schedule,
                      membership: Membership, outcome: RoundOutcome, saved: ckpt.Checkpoint | None,
@@ -247,36 +249,51 @@ class Coordinator:
         gets the averaged part-2 and its optimizer state on its new helper, which is exactly its state now."""
         new = replanning.replan(self.config, fleet, profiles, estimates.instance(), schedule, r + 1,
                                 "drift of the realised makespan from the plan", self.run_dir, self.endpoint,
-                                log_level=logging.INFO)  # routine: the loop closing, not an event to warn of
+                                log_level=logging.INFO,  # routine: the loop closing, not an event to warn of
+                                predict=estimates.expected_makespan)
         self._move_middles(fleet, schedule, fleet, new, saved, r)
         return new
 
     def _join(self, fleet: fleet_phase.Fleet, profiles: fleet_phase.Profiles, links: Links, schedule: Schedule,
               membership: Membership, saved: ckpt.Checkpoint,
               r: int) -> tuple[fleet_phase.Fleet, fleet_phase.Profiles, Links, Schedule]:
-        """Admit the clients that registered during the run: welcome them (and the helpers again, with their keys),
-        probe their links, re-plan warm-started from the current plan, send them the averaged model; they train
-        from round r + 1."""
+        """Admit the clients and helpers that registered during the run: welcome them (and, when clients join, the
+        helpers again, with their keys), probe the new links (new clients to every helper, the other members to new
+        helpers; a lost client's links to them are declared), re-plan warm-started from the current plan, send new
+        clients the averaged model and move the middle part of every client whose helper changed (the averaged part-2
+        and its optimizer state from the checkpoint just written: exactly its state); they all train from round
+        r + 1."""
         messenger, cfg = self.messenger, self.config
         joining = dict(messenger.joining)
         messenger.joining.clear()
         names = sorted(joining, key=fleet_phase.natural)
         for name in names:
-            messenger.members[name] = "client"
+            messenger.members[name] = joining[name].role
         grown = fleet_phase.joined(fleet, joining)
-        sized = cfg.replace(clients=len(grown.clients))
-        fresh = fleet_phase.welcome(messenger, sized, grown, self.allowed, [*grown.helpers, *names])
+        clients = [n for n in names if joining[n].role == "client"]
+        helpers = [n for n in names if joining[n].role == "helper"]
+        sized = cfg.replace(clients=len(grown.clients), helpers=len(grown.helpers))
+        welcomed = [*(grown.helpers if clients else helpers), *clients]
+        fresh = fleet_phase.welcome(messenger, sized, grown, self.allowed, welcomed)
         profiles = fleet_phase.Profiles({**profiles.clients, **fresh.clients}, {**profiles.helpers, **fresh.helpers})
-        newcomers = fleet_phase.Fleet(grown.registrations, names, grown.helpers)
-        links = merged(links, schedule_phase.links(messenger, sized, self.manifest, newcomers, profiles), grown.clients)
+        parts = [links]
+        for probing, targets in ((clients, grown.helpers), (membership.members, helpers)):
+            if probing and targets:
+                parts.append(schedule_phase.links(messenger, sized, self.manifest,
+                                                  fleet_phase.Fleet(grown.registrations, probing, targets), profiles))
+        lost = [c for c in fleet.clients if c not in membership.members]
+        if lost and helpers:  # a lost client cannot probe: its links to the new helpers are declared
+            parts.append(declared_links(sized, lost, helpers, {c: profiles.clients[c].bandwidth_mbps for c in lost}))
+        links = assembled(parts, grown.clients, grown.helpers)
         links.save(self.run_dir / "links.json")
         instance = schedule_phase.build(cfg, self.manifest, grown, profiles, links)
-        schedule = replanning.replan(cfg, grown, profiles, instance, schedule, r + 1, f"{', '.join(names)} joined",
-                                     self.run_dir, self.endpoint)
-        averaging.broadcast(messenger, grown, schedule, saved, False, names, self.config)
-        membership.add(names)
+        new = replanning.replan(cfg, grown, profiles, instance, schedule, r + 1, f"{', '.join(names)} joined",
+                                self.run_dir, self.endpoint)
+        averaging.broadcast(messenger, grown, new, saved, False, clients, self.config)
+        self._move_middles(grown, schedule, fleet, new, saved, r)
+        membership.add(clients)
         log.warning("%s joined the run at round %d", ", ".join(names), r + 1)
-        return grown, profiles, links, schedule
+        return grown, profiles, links, new
 
     def _average(self, fleet: fleet_phase.Fleet, schedule: Schedule, gathered: averaging.Gathered,
                  membership: Membership, r: int) -> ckpt.Checkpoint:

@@ -38,6 +38,13 @@ class Schedule:
     helper_starts: dict[str, HelperRoundStart]
     client_starts: dict[str, ClientRoundStart]
     version: int = 0  # the plan version (plans/v{version}.json; 0: the start-up plan)
+    expected_ms: float | None = None  # the makespan its rounds are expected to realise (Estimates.expected_makespan)
+
+    @property
+    def predicted_ms(self) -> float:
+        """The makespan this plan's rounds should realise: the expected one where rounds were observed to predict it,
+        else its timeline's (the plan's own, of the estimated terms)."""
+        return float(self.timeline.makespan if self.expected_ms is None else self.expected_ms)
 
     def helper_of(self, fleet: Fleet, client: str) -> str:
         """The helper a client is assigned to; the client itself in local mode (it holds its own part-2)."""
