@@ -23,7 +23,7 @@ from edgepsl.runtime.dataset import ClientData, client_data
 from edgepsl.runtime.emulation import Emulation, pad_to
 from edgepsl.runtime.errors import (AuthenticationFailedError, CommandArrived, NonFiniteError, PayloadError,
                                     RoleFailedError, StopRequested)
-from edgepsl.runtime.measure import measure_client, measure_helper
+from edgepsl.runtime.measure import declared_aux_ms, measure_aux, measure_client, measure_helper
 from edgepsl.runtime.microbatch import GradientSum, Uplink, client_step_ms, micro_slices, scaled
 from edgepsl.runtime.modes import AUX, PART1, PART2, PART3, LearningMode, warn_privacy
 from edgepsl.runtime.protocol import (CLIENT_STEPS, Activations, ClientProfile, ClientRoundReport, ClientRoundStart,
@@ -208,17 +208,20 @@ class Client:
             times = {**times, **local_times}
         mode = LearningMode.of(config, self.name)
         warn_privacy(mode, log, self.name)
-        local = opt_aux = None
+        local = opt_aux = aux_ms = aux_measured = None
         if mode.local_loss:
             local = LocalLoss(part1, Segment(manifest, "aux", threads=config.threads), mode.helper_weight)
             opt_aux = state.make_optimizer(config, local.aux.params)
+            aux_measured = measure_aux(measured, local.aux, config.batch_size, config.profile_iters)
+            aux_ms = declared_aux_ms(aux_measured, measured, times)
+            times = {**times, "aux": aux_ms}
         self.training = Training(config, data, part1, part3, state.make_optimizer(config, part1.params),
                                  state.make_optimizer(config, part3.params), times,
                                  CutShapes.of(manifest, config.batch_size), part2, opt2, mode, local, opt_aux)
         log.info("%s: client %d of run %r, %d samples", self.name, welcome.index, self.link.run, data.samples)
         declared = {k: times[k] for k in measured}
         self.link.send(ClientProfile(declared, measured, data.samples, self.options.emulation.bandwidth_mbps,
-                                     local_times, self.options.memory_mb), 0)
+                                     local_times, self.options.memory_mb, aux_ms, aux_measured), 0)
 
     def _data(self, config: RunConfig, manifest: Manifest, index: int) -> ClientData:
         """This client's own data (its spec, checked against the manifest), or its demo share without a spec."""
@@ -559,8 +562,8 @@ class Client:
     def _train_mode(self, r: int, start: ClientRoundStart, received: float) -> ClientRoundReport:
         """One training step in a learning mode other than U-shaped SplitFed (docs/modes.md).
 
-        Local loss: after sending its activations, part-1 and the aux head take their local step while the helper
-        works; part-1 waits for no cut-1 gradient (with local_loss_helper_weight w > 0 the helper's gradient, times
+        Local loss: while its activations upload (on the uplink, Uplink), part-1 and the aux head take their local
+        step (padded to the declared aux step when emulating), as the planner's local-loss chain has it; part-1 waits for no cut-1 gradient (with local_loss_helper_weight w > 0 the helper's gradient, times
         w, is applied when it arrives, at the end of the round). Two-part split: the labels travel with the
         activations, part-3 is the helper's, and the reply is the cut-1 gradient with the loss (none in local loss
         with w = 0). The report's loss is the model's loss where this client sees it, else the aux head's."""
@@ -576,19 +579,27 @@ class Client:
         pad1, ready = self._step(received, t.times["part1_fwd"])
         forward = ForwardJob(start.token, tensor=act, labels=y if mode.labels_on_helper else None).encode(
             JobId(run, r, self.name, self._next_seq()))
-        up, sent = self._send_paced(helper, forward, ready)
-        fwd = Transfer(sent, sent, up, tensor_bytes(forward.tensors, float16), 0)
         loss = compute_local = pad_local = compute3 = pad3 = 0.0
-        if t.local is not None:
-            clock = time.perf_counter()
-            step = t.local.local_step(r, y)
-            if not math.isfinite(step.loss):
-                raise Diverged(f"its aux head's loss is {step.loss}")
-            t.opt1.step(step.grads)
-            assert t.opt_aux is not None
-            t.opt_aux.step(step.aux_grads)
-            loss, compute_local = step.loss, time.perf_counter() - clock
-            pad_local, _ = self._step(clock, t.times["part1_bwd"])
+        if t.local is None:
+            up, sent = self._send_paced(helper, forward, ready)
+        else:  # the upload runs on the uplink while part-1 and the aux head take their local step
+            uplink = Uplink()
+            up = self.options.emulation.transfer_s(tensor_bytes(forward.tensors, float16))
+            sent = now_ms() + 1e3 * uplink.send(ready, up, lambda: self._send_job(helper, forward))
+            try:
+                clock = time.perf_counter()
+                step = t.local.local_step(r, y)
+                if not math.isfinite(step.loss):
+                    raise Diverged(f"its aux head's loss is {step.loss}")
+                t.opt1.step(step.grads)
+                assert t.opt_aux is not None
+                t.opt_aux.step(step.aux_grads)
+                loss, compute_local = step.loss, time.perf_counter() - clock
+                pad_local, _ = self._step(clock, t.times["aux"])
+                time.sleep(max(0.0, (sent - now_ms()) / 1e3))  # closing the uplink sends at once
+            finally:
+                uplink.close()
+        fwd = Transfer(sent, sent, up, tensor_bytes(forward.tensors, float16), 0)
         if mode.labels_on_helper:
             bwd_at = fwd.sent
             if mode.cut1_gradient:

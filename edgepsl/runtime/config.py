@@ -173,6 +173,13 @@ class RunConfig:
                                  f"the U-shaped SplitFed only; mode {self.mode!r} with labels {self.labels!r} needs a "
                                  f"method without local mode")
 
+        # clients planned with the local-loss chain (modes.LearningMode.planned_local_loss)
+        any_local = (self.mode == "local-loss" or bool(self.local_loss_clients)) and not self.local_loss_helper_weight
+        if any_local and "local_loss" not in solver(self.method).option_names:
+            raise RunConfigError(f"config key 'method' ({self.method!r}) does not plan the local-loss chain; mode "
+                                 f"{self.mode!r} (or local_loss_clients) needs a method that does (random, "
+                                 f"balanced-greedy, greedy-eft, greedy-ls or milp)")
+
     def round_deadline_ms(self, planned_makespan_ms: float) -> float:
         """The straggler deadline of a round: planned makespan x (1 + straggler_slack) + straggler_grace_ms."""
         return planned_makespan_ms * (1.0 + self.straggler_slack) + self.straggler_grace_ms

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Mapping
 
 from edgepsl.runtime.config import RunConfig
 
@@ -36,6 +37,14 @@ class LearningMode:
         return not self.local_loss or self.helper_weight > 0
 
     @property
+    def planned_local_loss(self) -> bool:
+        """Whether the planner models this client with the local-loss chain (nothing follows the helper's backward
+        on the client): local loss without the helper's gradient. With local_loss_helper_weight > 0 the client
+        waits for the cut-1 gradient as in SplitFed and is planned with SplitFed's chain (its aux step, which
+        overlaps the helper's forward job, is not modelled)."""
+        return self.local_loss and not self.cut1_gradient
+
+    @property
     def client_prefixes(self) -> tuple[str, ...]:
         """The state prefixes a client trains and sends for averaging: part-1, its aux head in local loss, and
         part-3 unless the labels (and part-3) are on the helper."""
@@ -53,6 +62,11 @@ class LearningMode:
                 (True, True): "LocSplitFed (two-part)"}[(self.local_loss, self.labels_on_helper)]
         return "LocFedMix-SL" if self.local_loss and self.smashmix_pairs else base + (
             " + SmashMix" if self.smashmix_pairs else "")
+
+
+def two_part_ms(times: Mapping[str, float]) -> float:
+    """A helper's whole two-part step (ms): part-2 forward, part-3 forward and backward, part-2 backward."""
+    return times["part2_fwd"] + times["part3_fwd"] + times["part3_bwd"] + times["part2_bwd"]
 
 
 def any_local_loss(config: RunConfig) -> bool:

@@ -35,6 +35,7 @@ MAX_JOBS = 2 ** 16        # bound on a helper's jobs per round (two per client a
 KIND_WORDS = ("fwd", "bwd")
 CLIENT_PARTS = ("part1_fwd", "part1_bwd", "part3_fwd", "part3_bwd")
 HELPER_PARTS = ("part2_fwd", "part2_bwd")
+LAST_PARTS = ("part3_fwd", "part3_bwd")  # a helper's part-3 in the two-part split (labels = "helper")
 CLIENT_STEPS = ("part1_fwd", "part3", "part1_bwd")
 
 
@@ -497,11 +498,19 @@ class ClientProfile(Payload):
     memory_mb: float | None = spec(
         Opt(Float(lo=0.0)), "hybrid methods: memory (MB, > 0) its device gives to part-2 training; nil: none, it is "
         "never planned local", default=None)
+    aux_ms: float | None = spec(
+        Opt(Float(lo=0.0)), "local loss: its aux step (aux head train step, part-1 backward and update) as it will "
+        "take it (ms); nil: it runs no local loss or its artifact has no aux head", default=None)
+    aux_measured_ms: float | None = spec(Opt(Float(lo=0.0)), "local loss: its aux step as measured (ms); given "
+                                                             "exactly when aux_ms is", default=None)
 
     def check(self, kind: str, path: str) -> None:
-        """A stated memory must be positive."""
+        """A stated memory must be positive; the aux step comes declared and measured or not at all."""
         if self.memory_mb is not None and self.memory_mb <= 0:
             raise _fail(kind, "memory_mb", f"is {self.memory_mb:g}; the memory for part-2 must be > 0 MB")
+        if (self.aux_ms is None) != (self.aux_measured_ms is None):
+            raise _fail(kind, "aux_measured_ms", "must be given exactly when aux_ms is (the aux step declared and "
+                                                 "measured)")
 
 
 @dataclass(frozen=True)
@@ -514,6 +523,17 @@ class HelperProfile(Payload):
     times: dict[str, float] = spec(MapOf(Float(lo=0.0), keys=HELPER_PARTS), "part times it will take (ms)")
     measured: dict[str, float] = spec(MapOf(Float(lo=0.0), keys=HELPER_PARTS), "part times measured (ms)")
     endpoint: str = spec(Str(), "where its clients connect")
+    part3_times: dict[str, float] | None = spec(
+        Opt(MapOf(Float(lo=0.0), keys=LAST_PARTS)), "labels = \"helper\" (two-part split): part-3 times it will "
+        "take (ms); nil: it runs no part-3", default=None)
+    part3_measured: dict[str, float] | None = spec(
+        Opt(MapOf(Float(lo=0.0), keys=LAST_PARTS)), "two-part split: part-3 times measured (ms); given exactly when "
+        "part3_times is", default=None)
+
+    def check(self, kind: str, path: str) -> None:
+        """The part-3 times come declared and measured or not at all."""
+        if (self.part3_times is None) != (self.part3_measured is None):
+            raise _fail(kind, "part3_measured", "must be given exactly when part3_times is")
 
 
 # ---- artifact transfer ----

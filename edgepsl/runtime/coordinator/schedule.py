@@ -80,9 +80,10 @@ def links(messenger: Messenger, config: RunConfig, manifest: Manifest, fleet: Fl
 def declared_profiles(fleet: Fleet, profiles: Profiles) -> tuple[dict[str, dict], dict[str, dict]]:
     """The clients' and helpers' declared times (and capacities) as planning.build_instance and Estimates take them."""
     return ({n: {"times": profiles.clients[n].times, "local_times": profiles.clients[n].local_times,
-                 "memory_mb": profiles.clients[n].memory_mb}
+                 "memory_mb": profiles.clients[n].memory_mb, "aux_ms": profiles.clients[n].aux_ms}
              for n in fleet.clients},
-            {n: {"times": profiles.helpers[n].times, "capacity_mb": fleet.registrations[n].capacity_mb}
+            {n: {"times": profiles.helpers[n].times, "capacity_mb": fleet.registrations[n].capacity_mb,
+                 "part3_times": profiles.helpers[n].part3_times}
              for n in fleet.helpers})
 
 
