@@ -9,6 +9,7 @@ import numpy as np
 from edgepsl.plan.heuristics import Solution
 from edgepsl.plan.instance import Instance
 from edgepsl.plan.profiles import instance_from_parts, loose_capacity_mb, transfer_ms
+from edgepsl.plan.schedule import Plan, Timeline
 from edgepsl.plan.solvers import plan, solver
 from edgepsl.runtime.config import RunConfig
 from edgepsl.runtime.errors import RunConfigError
@@ -148,6 +149,20 @@ def _with_stages(config: RunConfig, manifest: Manifest, instance: Instance, link
         r_bwd_up=transfer_ms(cut2, links.mbps) + links.latency_ms, o_client=np.full(K, COSTS.call_ms),
         o_link=np.array(links.latency_ms, dtype=np.float64), o_helper=np.full(instance.H, COSTS.job_ms),
         batch=np.full(K, float(config.batch_size)), micro=np.full(K, float(micro)))
+
+
+def with_smashmix(config: RunConfig, instance: Instance, plan: Plan, timeline: Timeline) -> Timeline:
+    """The plan's timeline with each helper's SmashMix steps (docs/modes.md, "Planning the modes"): smashmix_pairs
+    two-part steps (the instance's p) after its last job, on every helper with at least two clients; the round
+    ends after them where they end last. The planner does not weigh them: it plans the jobs as without SmashMix."""
+    if not config.smashmix_pairs:
+        return timeline
+    ends = [timeline.makespan]
+    for i in range(instance.H):
+        mine = np.flatnonzero(plan.assignment == i)
+        if len(mine) >= 2:
+            ends.append(float(timeline.helper_span[i]) + config.smashmix_pairs * float(instance.p[mine, i].max()))
+    return dataclasses.replace(timeline, makespan=max(ends))
 
 
 def make_plan(config: RunConfig, instance: Instance) -> Solution:

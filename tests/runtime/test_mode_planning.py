@@ -3,13 +3,13 @@ measured aux step, the two-part split with part-3 on the helper; realised makesp
 monitor does not re-plan, and the closed-loop estimates keep the modes' terms."""
 from __future__ import annotations
 
-import json
 import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from edgepsl.plan.evaluate import evaluate
 from edgepsl.plan.instance import Instance
 from edgepsl.plan.schedule import Plan
 from edgepsl.plan.solvers import plan as plan_instance
@@ -114,7 +114,9 @@ def _emulated_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **modes) -> t
     return summary.records, seen[-1], tmp_path
 
 
-@pytest.mark.parametrize("modes", [{"mode": "local-loss"}, {"labels": "helper"}], ids=["local-loss", "two-part"])
+@pytest.mark.parametrize("modes", [{"mode": "local-loss"}, {"labels": "helper"},
+                                   {"mode": "local-loss", "labels": "helper", "helper_model": "shared",
+                                    "smashmix_pairs": 2}], ids=["local-loss", "two-part", "LocFedMix-SL"])
 def test_an_emulated_run_realises_the_plan_of_its_mode_and_keeps_it(tmp_path, monkeypatch, modes):
     records, estimates, run_dir = _emulated_run(tmp_path, monkeypatch, **modes)
     ratios = [m["realised_makespan_ms"] / m["planned_makespan_ms"] for m in records[1:]]  # round 0 warms up
@@ -122,20 +124,24 @@ def test_an_emulated_run_realises_the_plan_of_its_mode_and_keeps_it(tmp_path, mo
     assert not any("replanned_to" in m for m in records)  # no drift: the plan models the mode
     instance = Instance.load(run_dir / "instance.json")
     start = Plan.load(run_dir / "plan.json")
+    timeline = evaluate(instance, start)
     if "mode" in modes:
         assert instance.local_loss.all() and start.local_loss.all() and (instance.aux > 0).all()
         # the local-loss chain beats SplitFed's on this fleet (the same times planned with U-shaped rules)
         splitfed = plan_instance(instance.with_loss_modes(np.zeros(3, dtype=bool)), "greedy-ls")
-        assert records[0]["planned_makespan_ms"] < splitfed.makespan
+        assert timeline.makespan < splitfed.makespan
     else:
         assert not instance.d.any() and not instance.p_bwd.any() and not instance.has_loss_times
+    if "smashmix_pairs" in modes:  # the SmashMix steps after a helper's last job are in the planned makespan
+        assert records[0]["planned_makespan_ms"] > timeline.makespan
+        assert records[0]["planned_makespan_ms"] == pytest.approx(
+            planning.with_smashmix(RunConfig(**modes), instance, start, timeline).makespan)
     # the closed loop keeps the modes' terms: the estimated instance plans the realised round
     estimated = estimates.instance()
     assert estimated.has_loss_times == instance.has_loss_times
     if instance.has_loss_times:
         np.testing.assert_allclose(estimated.aux, instance.aux, rtol=TOLERANCE)
-    replanned = planning.make_plan(RunConfig(**modes), estimated).makespan
+    replan = planning.make_plan(RunConfig(**modes), estimated)
+    replanned = planning.with_smashmix(RunConfig(**modes), estimated, replan.plan, replan.timeline).makespan
     realised = float(np.median([m["realised_makespan_ms"] for m in records]))
     assert abs(replanned / realised - 1.0) <= TOLERANCE
-    metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    assert len(metrics) == 6

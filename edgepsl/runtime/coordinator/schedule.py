@@ -116,7 +116,7 @@ def schedule(config: RunConfig, fleet: Fleet, profiles: Profiles, instance: Inst
              coordinator: str, run_dir: Path) -> Schedule:
     """The round payloads of every role from the plan; writes roles.json. A pipelined plan gives each helper its
     micro-batch jobs (per-micro-batch durations, each job's planned start) and each client its N."""
-    timeline = evaluate_plan(instance, plan)
+    timeline = planning.with_smashmix(config, instance, plan, evaluate_plan(instance, plan))
     endpoints = profiles.endpoints()
     priority = dispatch_priorities(instance, config.fallback_rule, plan.assignment)
     micro = plan.micro_batches
