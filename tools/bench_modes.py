@@ -1,5 +1,6 @@
-"""Benchmark the learning modes side by side: SplitFed (U-shape), two-part SplitFed, LocSplitFed (local loss) and
-LocFedMix-SL (local loss + two-part + SmashMix + FedAvg) on Fashion-MNIST, IID and Dirichlet(alpha) splits.
+"""Benchmark the learning modes side by side: SplitFed (U-shape), two-part SplitFed, LocSplitFed (local loss),
+LocFedMix-SL (local loss + two-part + SmashMix + FedAvg) and mode "auto" (the planner chooses SplitFed or local loss
+per client) on Fashion-MNIST, IID and Dirichlet(alpha) splits.
 
 Every mode trains the same LeNet-5 artifact (with its aux head) on the same data, seed, batches, optimizer and FedAvg
 period; K clients and H helpers run as processes on this machine with real sockets (docs/modes.md).
@@ -52,7 +53,8 @@ def modes(pairs: int) -> dict[str, dict]:
             "two-part SplitFed": {"labels": "helper"},
             "LocSplitFed": {"mode": "local-loss"},
             "LocFedMix-SL": {"mode": "local-loss", "labels": "helper", "helper_model": "shared",
-                             "smashmix_pairs": pairs}}
+                             "smashmix_pairs": pairs},
+            "auto (planner's choice)": {"mode": "auto"}}
 
 
 def accuracy_run(base: RunConfig, keys: dict, run_dir: Path) -> dict:

@@ -121,7 +121,9 @@ class Estimates:
         for client, pair in jobs.items():
             if set(pair) != {"fwd", "bwd"} or client not in names or pair["fwd"].get("micro_batches", 1) > 1:
                 continue  # a pipelined round's terms are not a chain's: its client keeps its declared times
-            j, fwd, bwd, mode = names.index(client), pair["fwd"], pair["bwd"], self.modes[client]
+            j, fwd, bwd = names.index(client), pair["fwd"], pair["bwd"]
+            # mode "auto": a client ran local loss where its helper returned no cut-1 gradient
+            mode = self.modes[client].in_plan(bwd["bytes_down"] == 0)
             helper = fwd["helper"]
             self.seen_on[client] = helper
             self._term(client, "arrival", fwd["arrival_ms"])

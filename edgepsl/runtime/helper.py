@@ -100,6 +100,8 @@ class RoundSchedule:
         self.priority = np.array(start.priority, dtype=np.float64).reshape(-1, 2)[self.slot_client]
         self.token = start.token
         self.bandwidth = list(start.bandwidth_mbps)
+        # per client: its learning mode in the plan (mode = "auto"; None: the configured mode)
+        self.local_loss: list[bool | None] = list(start.local_loss) or [None] * len(self.clients)
         self.memory_mb = float(np.sum(start.memory_mb))
         self.grads = [GradientSum(m) for m in self.micro]  # per client: its part-2 gradients of this round
         self.downlink_free = np.zeros(len(self.clients))  # per client: time.monotonic() its emulated download ends
@@ -626,7 +628,7 @@ class Helper:
         model = self._part(client)
         model.set_lr(state.lr_at(self.serving.config, plan.round))
         message = job.envelope.message
-        mode = self.models.mode_of(client)
+        mode = self.models.mode_of(client, plan.local_loss[position])
         two_part = job.kind == FWD and job.labels is not None
         start = now_ms()
         self.trace.event("job_start", start, client=client, kind=job.kind, round=plan.round, micro=k)

@@ -121,15 +121,17 @@ def _two_part_ms(profile: Mapping[str, Any]) -> Any:
 def _with_local_loss(config: RunConfig, instance: Instance, clients: Sequence[str],
                      client_profiles: Mapping[str, dict], part1_fwd: np.ndarray) -> Instance:
     """The instance with the local-loss fields (format version 4) when some client is planned in local loss
-    (LearningMode.planned_local_loss): local_loss from the config (mode, local_loss_clients), r_cpu = the client's
-    part-1 forward, aux = its declared aux step (0 for a client that declared none: it is not in local loss)."""
+    (LearningMode.planned_local_loss) or may be (mode = "auto"): local_loss from the config (mode,
+    local_loss_clients; 0 everywhere in "auto", where the plan chooses), r_cpu = the client's part-1 forward, aux =
+    its declared aux step (0 for a client that declared none: it is not in local loss)."""
     modes = np.array([LearningMode.of(config, n).planned_local_loss for n in clients])
-    if not modes.any():
+    auto = config.mode == "auto"
+    if not modes.any() and not auto:
         return instance
     aux = [client_profiles[n].get("aux_ms") for n in clients]
-    missing = [n for n, a, m in zip(clients, aux, modes) if m and a is None]
+    missing = [n for n, a, m in zip(clients, aux, modes) if (m or auto) and a is None]
     if missing:
-        raise RunConfigError(f"{missing[0]} trains with local loss but declared no aux step time (aux_ms of its "
+        raise RunConfigError(f"{missing[0]} trains with local loss (or may: mode \"auto\") but declared no aux step time (aux_ms of its "
                              "profile): the run's artifact needs an aux head (export with --aux-head auto)")
     return dataclasses.replace(instance, local_loss=modes.astype(np.float64), r_cpu=np.asarray(part1_fwd, float),
                                aux=np.array([0.0 if a is None else float(a) for a in aux]))
@@ -167,9 +169,12 @@ def with_smashmix(config: RunConfig, instance: Instance, plan: Plan, timeline: T
 
 def make_plan(config: RunConfig, instance: Instance) -> Solution:
     """Plan the round with the configured method (edgepsl.plan.solvers), passing the config's seed, dispatch rule
-    and micro-batches (when not 1) to the methods that take them; SolverUnavailableError names the extra a method
+    and micro-batches (when not 1) to the methods that take them, and with mode = "auto" local_loss = "auto" (the
+    planner chooses each client's mode; the plan records it); SolverUnavailableError names the extra a method
     needs."""
     options = {"seed": config.seed, "dispatch": config.dispatch}
+    if config.mode == "auto":
+        options["local_loss"] = "auto"
     if config.micro_batches != "1":
         options["micro_batches"] = config.micro_batches
     return plan(instance, config.method, **solver(config.method).options_from(options))

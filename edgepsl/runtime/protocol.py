@@ -654,6 +654,9 @@ class HelperRoundStart(Payload):
     micro_batches: list[int] = spec(ListOf(Int(1, MAX_MICRO)), "per client: micro-batches N of its round, "
                                     "`duration_ms` then per micro-batch job (empty: 1 for every client)",
                                     default_factory=list)
+    local_loss: list[bool] = spec(ListOf(Bool()), "mode = \"auto\": per client, the plan's learning mode (true: "
+                                  "local loss, no cut-1 gradient returned; false: SplitFed); empty: the configured "
+                                  "modes", default_factory=list)
 
     @property
     def micro(self) -> list[int]:
@@ -661,12 +664,13 @@ class HelperRoundStart(Payload):
         return list(self.micro_batches) or [1] * len(self.clients)
 
     def check(self, kind: str, path: str) -> None:
-        """Per-client lists as long as `clients`; `order` holds each client's N forward and N backward jobs."""
+        """Per-client lists as long as `clients` (micro_batches and local_loss: or empty); `order` holds each
+        client's N forward and N backward jobs."""
         n = len(self.clients)
         if len(set(self.clients)) != n:
             raise _fail(kind, "clients", "names a client twice")
         for name in ("duration_ms", "priority", "bandwidth_mbps", "memory_mb") + (
-                ("micro_batches",) if self.micro_batches else ()):
+                ("micro_batches",) if self.micro_batches else ()) + (("local_loss",) if self.local_loss else ()):
             if len(getattr(self, name)) != n:
                 raise _fail(kind, name, f"has {len(getattr(self, name))} entries for {n} clients")
         expected = sorted((j, k) for j, m in enumerate(self.micro) for k in (FWD, BWD) for _ in range(m))
@@ -689,6 +693,8 @@ class ClientRoundStart(Payload):
     helper_key: str | None = spec(Opt(Str(40)), "its CURVE public key (nil when insecure)", default=None)
     local: bool = spec(Bool(), "local mode: train part-2 on its own device, no helper, no transfers", default=False)
     micro_batches: int = spec(Int(1, MAX_MICRO), "micro-batches N its batch splits into (1 in local mode)", default=1)
+    local_loss: bool | None = spec(Opt(Bool()), "mode = \"auto\": the plan's learning mode for it (true: local "
+                                   "loss, false: SplitFed); nil: the configured mode", default=None)
 
     def check(self, kind: str, path: str) -> None:
         """A helper and its endpoint are given exactly when the client is not in local mode; local mode has N = 1."""
@@ -698,6 +704,8 @@ class ClientRoundStart(Payload):
                             "is not in local mode")
         if self.local and self.micro_batches != 1:
             raise _fail(kind, "micro_batches", f"is {self.micro_batches}; local mode runs no micro-batches")
+        if self.local and self.local_loss is not None:
+            raise _fail(kind, "local_loss", "must be nil in local mode (part-2 on the client: the U-shape)")
 
 
 @dataclass(frozen=True)

@@ -335,3 +335,16 @@ def test_the_aux_step_and_a_helpers_part3_times_come_declared_and_measured_or_no
         _decode(p.HelperProfile, _with_meta(helper, part3_times=_DROP))
     with pytest.raises(PayloadError, match="exactly the keys part3_fwd, part3_bwd"):
         _decode(p.HelperProfile, _with_meta(helper, part3_times=TIMES2, part3_measured=TIMES2))
+
+
+def test_a_round_start_gives_the_plans_learning_modes_per_client_or_none():
+    helper = dataclasses.replace(next(s for s in SAMPLES if isinstance(s, p.HelperRoundStart)),
+                                 local_loss=[True, False])
+    assert _decode(p.HelperRoundStart, _with_meta(helper)) == helper
+    with pytest.raises(PayloadError, match="has 1 entries for 2 clients") as info:
+        _decode(p.HelperRoundStart, _with_meta(helper, local_loss=[True]))
+    assert info.value.field == "local_loss"
+    client = p.ClientRoundStart("helper0", "tcp://127.0.0.1:1", 1.0, 7, None, local_loss=True)
+    assert _decode(p.ClientRoundStart, _with_meta(client)) == client
+    with pytest.raises(PayloadError, match="must be nil in local mode"):
+        _decode(p.ClientRoundStart, _with_meta(client, helper="", helper_endpoint="", local=True))
