@@ -89,7 +89,7 @@ class Training:
     mode: LearningMode = LearningMode()
     local: LocalLoss | None = None
     opt_aux: Optimizer | None = None
-    in_plan: LearningMode = LearningMode()  # its mode in the plan in force (mode = "auto": as its last round start said)
+    in_plan: LearningMode = LearningMode()  # its mode in the plan in force ("auto": as its last round start said)
 
     def owned(self, held: bool = False) -> dict[str, tuple[Segment, Optimizer]]:
         """The segments this client trains in the plan in force and sends for averaging, by state prefix
@@ -569,10 +569,12 @@ class Client:
         """One training step in a learning mode other than U-shaped SplitFed (docs/modes.md).
 
         Local loss: while its activations upload (on the uplink, Uplink), part-1 and the aux head take their local
-        step (padded to the declared aux step when emulating), as the planner's local-loss chain has it; part-1 waits for no cut-1 gradient (with local_loss_helper_weight w > 0 the helper's gradient, times
-        w, is applied when it arrives, at the end of the round). Two-part split: the labels travel with the
-        activations, part-3 is the helper's, and the reply is the cut-1 gradient with the loss (none in local loss
-        with w = 0). The report's loss is the model's loss where this client sees it, else the aux head's."""
+        step (padded to the declared aux step when emulating), as the planner's local-loss chain has it; part-1
+        waits for no cut-1 gradient (with local_loss_helper_weight w > 0 the helper's gradient, times w, is
+        applied when it arrives, at the end of the round). Two-part split: the labels travel with the activations,
+        part-3 is the helper's, and the reply is the cut-1 gradient with the loss (none in local loss with w = 0).
+        In mode "auto" the round start says which of local loss and SplitFed the plan in force chose. The report's
+        loss is the model's loss where this client sees it, else the aux head's."""
         t = self.training
         assert t is not None
         mode, run, float16 = t.in_plan, self.link.run, t.config.float16

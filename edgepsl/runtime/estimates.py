@@ -146,10 +146,9 @@ class Estimates:
             for k, job in enumerate((fwd, bwd)):
                 if self.two_part and k == 0:
                     continue  # the two-part forward job returns nothing: its cut-1 gradient is the backward's
-                if k not in seen:
-                    seen[k] = (int(job["bytes_down"]), Smoothed(0.0))
-                seen[k] = (int(job["bytes_down"]), seen[k][1])
-                seen[k][1].update(max(job["download_ms"], 0.0))
+                smoothed = seen[k][1] if k in seen else Smoothed(0.0)
+                smoothed.update(max(job["download_ms"], 0.0))
+                seen[k] = (int(job["bytes_down"]), smoothed)
         for key, took in per_helper.items():  # one observation per round: the median over the helper's jobs
             self.helper_times[key].update(float(np.median(took)))
         self.rounds += 1

@@ -131,8 +131,9 @@ def _with_local_loss(config: RunConfig, instance: Instance, clients: Sequence[st
     aux = [client_profiles[n].get("aux_ms") for n in clients]
     missing = [n for n, a, m in zip(clients, aux, modes) if (m or auto) and a is None]
     if missing:
-        raise RunConfigError(f"{missing[0]} trains with local loss (or may: mode \"auto\") but declared no aux step time (aux_ms of its "
-                             "profile): the run's artifact needs an aux head (export with --aux-head auto)")
+        raise RunConfigError(f"{missing[0]} trains with local loss (or may: mode \"auto\") but declared no aux step "
+                             "time (aux_ms of its profile): the run's artifact needs an aux head (export with "
+                             "--aux-head auto)")
     return dataclasses.replace(instance, local_loss=modes.astype(np.float64), r_cpu=np.asarray(part1_fwd, float),
                                aux=np.array([0.0 if a is None else float(a) for a in aux]))
 
