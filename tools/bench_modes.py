@@ -1,5 +1,6 @@
-"""Benchmark the learning modes side by side: SplitFed (U-shape), two-part SplitFed, LocSplitFed (local loss) and
-LocFedMix-SL (local loss + two-part + SmashMix + FedAvg) on Fashion-MNIST, IID and Dirichlet(alpha) splits.
+"""Benchmark the learning modes side by side: SplitFed (U-shape), two-part SplitFed, LocSplitFed (local loss),
+LocFedMix-SL (local loss + two-part + SmashMix + FedAvg) and mode "auto" (the planner chooses SplitFed or local loss
+per client) on Fashion-MNIST, IID and Dirichlet(alpha) splits.
 
 Every mode trains the same LeNet-5 artifact (with its aux head) on the same data, seed, batches, optimizer and FedAvg
 period; K clients and H helpers run as processes on this machine with real sockets (docs/modes.md).
@@ -10,7 +11,9 @@ Two measurements per mode, because an emulated run of hundreds of rounds on slow
     and 1-20 Mbps links, times scaled by --time-scale): the realised makespan per round (a round ends with its last
     client and its helpers' last work, SmashMix included) and the bytes per round.
 The emulated wall-clock after round r is r times the mode's median realised makespan (warm-up round left out).
-The planner treats every mode with the U-shape's timings (it does not know the modes yet).
+The run plans each mode's own chain (docs/modes.md, "Planning the modes"): the timing rows give planned and
+realised makespans side by side (realised / planned per round, median) and the drift re-plans (--timing-only: only
+these runs).
 
 Targets (issue 20): LocSplitFed's accuracy after the last round within 1.5 points of SplitFed's; LocFedMix-SL on the
 Dirichlet split at least SplitFed's accuracy after the same emulated wall-clock budget (the smaller of the two runs'
@@ -50,7 +53,8 @@ def modes(pairs: int) -> dict[str, dict]:
             "two-part SplitFed": {"labels": "helper"},
             "LocSplitFed": {"mode": "local-loss"},
             "LocFedMix-SL": {"mode": "local-loss", "labels": "helper", "helper_model": "shared",
-                             "smashmix_pairs": pairs}}
+                             "smashmix_pairs": pairs},
+            "auto (planner's choice)": {"mode": "auto"}}
 
 
 def accuracy_run(base: RunConfig, keys: dict, run_dir: Path) -> dict:
@@ -70,8 +74,11 @@ def timing_run(base: RunConfig, keys: dict, rounds: int, run_dir: Path) -> dict:
     summary = run_local(LocalRun(config, run_dir, secure=False, client_emulation=clients, helper_emulation=helpers))
     rounds_ = summary.records[1:]
     realised = [float(m["realised_makespan_ms"]) for m in rounds_]
+    planned = [float(m["planned_makespan_ms"]) for m in rounds_]
     return {"realised_makespan_ms": realised, "realised_median_ms": float(np.median(realised)),
-            "planned_makespan_ms": float(summary.planned_makespan_ms),
+            "planned_makespan_ms": float(summary.planned_makespan_ms), "planned_per_round_ms": planned,
+            "realised_over_planned": float(np.median(np.array(realised) / np.array(planned))),
+            "replans": sum(1 for m in summary.records if "replanned_to" in m),
             "bytes_per_round": [int(m["bytes"]) for m in rounds_]}
 
 
@@ -124,6 +131,7 @@ def main() -> int:
     parser.add_argument("--time-scale", type=float, default=0.05, help="scale of the profiled times (default 0.05)")
     parser.add_argument("--test-samples", type=int, default=0, help="0: the whole test split")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--timing-only", action="store_true", help="only the emulated timing runs (no accuracy)")
     parser.add_argument("--modes", default="", help="comma-separated subset of the modes (default all)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench-results" / "modes.json")
     args = parser.parse_args()
@@ -141,10 +149,11 @@ def main() -> int:
         for i, (mode, keys) in enumerate(chosen.items()):
             timing[mode] = timing_run(base, keys, args.timing_rounds, Path(tmp) / f"time-{i}")
             row = timing[mode]
-            print(f"{mode:<18} realised makespan {row['realised_median_ms']:8.1f} ms/round (planned "
-                  f"{row['planned_makespan_ms']:.1f})  {int(np.median(row['bytes_per_round'])):>9} bytes/round",
+            print(f"{mode:<18} realised makespan {row['realised_median_ms']:8.1f} ms/round, planned "
+                  f"{row['planned_makespan_ms']:8.1f} (realised / planned {row['realised_over_planned']:.3f}, "
+                  f"{row['replans']} re-plans)  {int(np.median(row['bytes_per_round'])):>9} bytes/round",
                   flush=True)
-        for split in args.splits.split(","):
+        for split in [] if args.timing_only else args.splits.split(","):
             accuracy[split] = {}
             for i, (mode, keys) in enumerate(chosen.items()):
                 row = accuracy_run(base.replace(partition=split), keys, Path(tmp) / f"acc-{split}-{i}")
@@ -166,7 +175,8 @@ def main() -> int:
     for name, value in result["targets"].items():
         print(f"  {name}: {value}")
     out = write_result(args.out, result)
-    figure(result, out.with_suffix(".png"))
+    if accuracy:
+        figure(result, out.with_suffix(".png"))
     return 0
 
 

@@ -23,7 +23,7 @@ from edgepsl.runtime.dataset import ClientData, client_data
 from edgepsl.runtime.emulation import Emulation, pad_to
 from edgepsl.runtime.errors import (AuthenticationFailedError, CommandArrived, NonFiniteError, PayloadError,
                                     RoleFailedError, StopRequested)
-from edgepsl.runtime.measure import measure_client, measure_helper
+from edgepsl.runtime.measure import declared_aux_ms, measure_aux, measure_client, measure_helper
 from edgepsl.runtime.microbatch import GradientSum, Uplink, client_step_ms, micro_slices, scaled
 from edgepsl.runtime.modes import AUX, PART1, PART2, PART3, LearningMode, warn_privacy
 from edgepsl.runtime.protocol import (CLIENT_STEPS, Activations, ClientProfile, ClientRoundReport, ClientRoundStart,
@@ -89,13 +89,16 @@ class Training:
     mode: LearningMode = LearningMode()
     local: LocalLoss | None = None
     opt_aux: Optimizer | None = None
+    in_plan: LearningMode = LearningMode()  # its mode in the plan in force ("auto": as its last round start said)
 
-    def owned(self) -> dict[str, tuple[Segment, Optimizer]]:
-        """The segments this client trains and sends for averaging, by state prefix (docs/modes.md)."""
+    def owned(self, held: bool = False) -> dict[str, tuple[Segment, Optimizer]]:
+        """The segments this client trains in the plan in force and sends for averaging, by state prefix
+        (docs/modes.md); held: also those it only holds (the aux head of a SplitFed client in mode "auto")."""
         parts = {PART1: (self.part1, self.opt1), PART3: (self.part3, self.opt3)}
         if self.local is not None and self.opt_aux is not None:
             parts[AUX] = (self.local.aux, self.opt_aux)
-        return {prefix: parts[prefix] for prefix in self.mode.client_prefixes}
+        return {prefix: parts[prefix] for prefix in (self.in_plan.held_prefixes if held else
+                                                     self.in_plan.client_prefixes)}
 
 
 class Client:
@@ -208,17 +211,21 @@ class Client:
             times = {**times, **local_times}
         mode = LearningMode.of(config, self.name)
         warn_privacy(mode, log, self.name)
-        local = opt_aux = None
-        if mode.local_loss:
+        local = opt_aux = aux_ms = aux_measured = None
+        if mode.local_loss or mode.auto:
             local = LocalLoss(part1, Segment(manifest, "aux", threads=config.threads), mode.helper_weight)
             opt_aux = state.make_optimizer(config, local.aux.params)
+            aux_measured = measure_aux(measured, local.aux, config.batch_size, config.profile_iters)
+            aux_ms = declared_aux_ms(aux_measured, measured, times)
+            times = {**times, "aux": aux_ms}
         self.training = Training(config, data, part1, part3, state.make_optimizer(config, part1.params),
                                  state.make_optimizer(config, part3.params), times,
-                                 CutShapes.of(manifest, config.batch_size), part2, opt2, mode, local, opt_aux)
+                                 CutShapes.of(manifest, config.batch_size), part2, opt2, mode, local, opt_aux,
+                                 mode.in_plan(None))
         log.info("%s: client %d of run %r, %d samples", self.name, welcome.index, self.link.run, data.samples)
         declared = {k: times[k] for k in measured}
         self.link.send(ClientProfile(declared, measured, data.samples, self.options.emulation.bandwidth_mbps,
-                                     local_times, self.options.memory_mb), 0)
+                                     local_times, self.options.memory_mb, aux_ms, aux_measured), 0)
 
     def _data(self, config: RunConfig, manifest: Manifest, index: int) -> ClientData:
         """This client's own data (its spec, checked against the manifest), or its demo share without a spec."""
@@ -237,7 +244,8 @@ class Client:
         when it carries it (local mode)."""
         t = self.training
         assert t is not None
-        parts = {prefix: part for prefix, part in t.owned().items() if prefix != AUX or _carries(tensors, AUX)}
+        parts = {prefix: part for prefix, part in t.owned(held=True).items()
+                 if prefix != AUX or _carries(tensors, AUX)}
         if t.part2 is not None and t.opt2 is not None and _carries(tensors, PART2):
             parts[PART2] = (t.part2, t.opt2)
         return parts
@@ -438,6 +446,7 @@ class Client:
             return self._train_pipelined(r, start, received)
         t = self.training
         assert t is not None
+        t.in_plan = t.mode.in_plan(start.local_loss)  # mode "auto": plans change only at averaging boundaries
         if t.mode != LearningMode():
             return self._train_mode(r, start, received)
         run = self.link.run
@@ -559,36 +568,47 @@ class Client:
     def _train_mode(self, r: int, start: ClientRoundStart, received: float) -> ClientRoundReport:
         """One training step in a learning mode other than U-shaped SplitFed (docs/modes.md).
 
-        Local loss: after sending its activations, part-1 and the aux head take their local step while the helper
-        works; part-1 waits for no cut-1 gradient (with local_loss_helper_weight w > 0 the helper's gradient, times
-        w, is applied when it arrives, at the end of the round). Two-part split: the labels travel with the
-        activations, part-3 is the helper's, and the reply is the cut-1 gradient with the loss (none in local loss
-        with w = 0). The report's loss is the model's loss where this client sees it, else the aux head's."""
+        Local loss: while its activations upload (on the uplink, Uplink), part-1 and the aux head take their local
+        step (padded to the declared aux step when emulating), as the planner's local-loss chain has it; part-1
+        waits for no cut-1 gradient (with local_loss_helper_weight w > 0 the helper's gradient, times w, is
+        applied when it arrives, at the end of the round). Two-part split: the labels travel with the activations,
+        part-3 is the helper's, and the reply is the cut-1 gradient with the loss (none in local loss with w = 0).
+        In mode "auto" the round start says which of local loss and SplitFed the plan in force chose. The report's
+        loss is the model's loss where this client sees it, else the aux head's."""
         t = self.training
         assert t is not None
-        mode, run, float16 = t.mode, self.link.run, t.config.float16
+        mode, run, float16 = t.in_plan, self.link.run, t.config.float16
+        local = t.local if mode.local_loss else None
         helper = self._helper(start.helper_endpoint, start.helper_key)
         t_start = now_ms()
-        for _, opt in t.owned().values():
+        for _, opt in t.owned(held=True).values():
             opt.lr = state.lr_at(t.config, r)
         x, y = t.data.batch(r)
-        act, compute1 = _part1_forward(t, r, x, t.local)
+        act, compute1 = _part1_forward(t, r, x, local)
         pad1, ready = self._step(received, t.times["part1_fwd"])
         forward = ForwardJob(start.token, tensor=act, labels=y if mode.labels_on_helper else None).encode(
             JobId(run, r, self.name, self._next_seq()))
-        up, sent = self._send_paced(helper, forward, ready)
-        fwd = Transfer(sent, sent, up, tensor_bytes(forward.tensors, float16), 0)
         loss = compute_local = pad_local = compute3 = pad3 = 0.0
-        if t.local is not None:
-            clock = time.perf_counter()
-            step = t.local.local_step(r, y)
-            if not math.isfinite(step.loss):
-                raise Diverged(f"its aux head's loss is {step.loss}")
-            t.opt1.step(step.grads)
-            assert t.opt_aux is not None
-            t.opt_aux.step(step.aux_grads)
-            loss, compute_local = step.loss, time.perf_counter() - clock
-            pad_local, _ = self._step(clock, t.times["part1_bwd"])
+        if local is None:
+            up, sent = self._send_paced(helper, forward, ready)
+        else:  # the upload runs on the uplink while part-1 and the aux head take their local step
+            uplink = Uplink()
+            up = self.options.emulation.transfer_s(tensor_bytes(forward.tensors, float16))
+            sent = now_ms() + 1e3 * uplink.send(ready, up, lambda: self._send_job(helper, forward))
+            try:
+                clock = time.perf_counter()
+                step = local.local_step(r, y)
+                if not math.isfinite(step.loss):
+                    raise Diverged(f"its aux head's loss is {step.loss}")
+                t.opt1.step(step.grads)
+                assert t.opt_aux is not None
+                t.opt_aux.step(step.aux_grads)
+                loss, compute_local = step.loss, time.perf_counter() - clock
+                pad_local, _ = self._step(clock, t.times["aux"])
+                time.sleep(max(0.0, (sent - now_ms()) / 1e3))  # closing the uplink sends at once
+            finally:
+                uplink.close()
+        fwd = Transfer(sent, sent, up, tensor_bytes(forward.tensors, float16), 0)
         if mode.labels_on_helper:
             bwd_at = fwd.sent
             if mode.cut1_gradient:
@@ -598,8 +618,8 @@ class Client:
                 if got.loss is None:
                     raise RoleFailedError(f"{self.name}: its helper's cut-1 gradient of round {r} came without the "
                                           f"loss (labels = \"helper\")")
-                loss = loss if t.local is not None else got.loss
-                self._apply_cut1(t, r, got.tensor)
+                loss = loss if local is not None else got.loss
+                self._apply_cut1(t, r, got.tensor, local)
             bwd = Transfer(bwd_at, bwd_at, 0.0, 0, 0)
         else:
             out, fwd = self._exchange(helper, forward, ready, Activations, sent=(up, sent))
@@ -611,7 +631,7 @@ class Client:
                                                                                    self._next_seq()))
             if mode.cut1_gradient:
                 grad, bwd = self._exchange(helper, gradients, ready, GradBack)
-                self._apply_cut1(t, r, grad)
+                self._apply_cut1(t, r, grad, local)
             else:
                 up2, sent2 = self._send_paced(helper, gradients, ready)
                 bwd = Transfer(sent2, sent2, up2, tensor_bytes(gradients.tensors, float16), 0)
@@ -622,10 +642,10 @@ class Client:
                                   "part1_bwd": compute_local * 1e3},
                                  {"part1_fwd": pad1 * 1e3, "part3": pad3 * 1e3, "part1_bwd": pad_local * 1e3})
 
-    def _apply_cut1(self, t: Training, r: int, grad: np.ndarray) -> None:
+    def _apply_cut1(self, t: Training, r: int, grad: np.ndarray, local: LocalLoss | None) -> None:
         """Step part-1 with the helper's cut-1 gradient: its whole backward, or in local loss the weighted part."""
         clock = time.perf_counter()
-        grads = t.local.helper_gradient(r, grad) if t.local is not None else t.part1.backward(r, grad).grads
+        grads = local.helper_gradient(r, grad) if local is not None else t.part1.backward(r, grad).grads
         t.opt1.step(grads)
         self._step(clock, t.times["part1_bwd"])
 
@@ -719,7 +739,7 @@ def _part1_forward(t: Training, r: int, x: np.ndarray, local: LocalLoss | None =
     again; through `local` in local-loss training) and the seconds it took; Diverged when the activations are not
     finite."""
     for abandoned in t.part1.pending_jobs:
-        (local or t.part1).drop(abandoned)
+        (t.local or t.part1).drop(abandoned)
     clock = time.perf_counter()
     act = _finite("its part-1 activations", (local or t.part1).forward(r, x))
     return act, time.perf_counter() - clock

@@ -17,7 +17,7 @@ from edgepsl.runtime.errors import RunConfigError
 
 MAX_CHUNK_KB = 4096  # the protocol's bound on an artifact chunk (protocol.MAX_CHUNK_BYTES)
 STRAGGLER_POLICIES = ("wait", "drop")
-MODES = ("splitfed", "local-loss")
+MODES = ("splitfed", "local-loss", "auto")
 LABEL_PLACES = ("client", "helper")
 HELPER_MODELS = ("per-client", "shared")
 TUPLE_ITEMS = {"local_loss_clients": str}  # list-valued keys of other items than numbers (as float)
@@ -142,10 +142,15 @@ class RunConfig:
                                  f"{self.local_loss_helper_weight!r}")
         if self.local_loss_clients and self.mode != "splitfed":
             raise RunConfigError(f"config key 'local_loss_clients' names the clients that train with local loss in a "
-                                 f"run whose mode is \"splitfed\"; with mode {self.mode!r} every client does")
+                                 f"run whose mode is \"splitfed\"; with mode {self.mode!r} "
+                                 f"{'the planner chooses' if self.mode == 'auto' else 'every client does'}")
         if len(set(self.local_loss_clients)) != len(self.local_loss_clients) or not all(self.local_loss_clients):
             raise RunConfigError(f"config key 'local_loss_clients' must list distinct client names, got "
                                  f"{list(self.local_loss_clients)}")
+        if self.local_loss_helper_weight > 0 and self.mode == "auto":
+            raise RunConfigError(f"config key 'local_loss_helper_weight' ({self.local_loss_helper_weight:g}) with "
+                                 f"mode \"auto\": the planner chooses between SplitFed and LocSplitFed, whose "
+                                 f"helper returns no cut-1 gradient (weight 0)")
         if self.local_loss_helper_weight > 0 and self.mode != "local-loss" and not self.local_loss_clients:
             raise RunConfigError(f"config key 'local_loss_helper_weight' ({self.local_loss_helper_weight:g}) weighs "
                                  f"the helper's gradient in local-loss training only; no client trains with local "
@@ -172,6 +177,13 @@ class RunConfig:
             raise RunConfigError(f"config key 'method' ({self.method!r}) may train clients in local mode, which runs "
                                  f"the U-shaped SplitFed only; mode {self.mode!r} with labels {self.labels!r} needs a "
                                  f"method without local mode")
+
+        # clients planned with the local-loss chain (modes.LearningMode.planned_local_loss)
+        any_local = (self.mode != "splitfed" or bool(self.local_loss_clients)) and not self.local_loss_helper_weight
+        if any_local and "local_loss" not in solver(self.method).option_names:
+            raise RunConfigError(f"config key 'method' ({self.method!r}) does not plan the local-loss chain; mode "
+                                 f"{self.mode!r} (or local_loss_clients) needs a method that does (random, "
+                                 f"balanced-greedy, greedy-eft, greedy-ls or milp)")
 
     def round_deadline_ms(self, planned_makespan_ms: float) -> float:
         """The straggler deadline of a round: planned makespan x (1 + straggler_slack) + straggler_grace_ms."""

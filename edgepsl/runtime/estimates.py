@@ -25,6 +25,8 @@ from edgepsl.runtime import planning
 from edgepsl.runtime.config import RunConfig
 from edgepsl.runtime.links import Links, cut_bytes
 from edgepsl.runtime.metrics import RoundRecord
+from edgepsl.runtime.modes import LearningMode, two_part_ms
+from edgepsl.runtime.protocol import CutShapes
 from edgepsl.segment import Manifest
 
 ALPHA = 0.3  # EWMA factor: a step change is 97 % absorbed after 10 rounds ((1 - 0.3) ** 10 = 0.028)
@@ -32,6 +34,7 @@ WINDOW = 3  # median of the last 3 observations: one outlier round is discarded
 ESTIMATED = "estimated: closed loop from the round records"
 MS_PER_BYTE_MBPS = 8e-3  # ms per byte on a 1 Mbps link (bytes * 8 bits / 1e6 * 1e3 ms)
 HELPER_PARTS = ("part2_fwd", "part2_bwd")
+TWO_PART = "two_part"  # the helper's whole step in the two-part split (labels = "helper")
 # The last rounds (one aggregation period by default) whose realised chain terms predict a plan's makespan
 SCENARIOS = 5
 CHAIN_KH = ("r", "p", "d", "r_bwd", "p_bwd", "d_bwd")  # a chain's terms that depend on the helper (K x H)
@@ -89,16 +92,27 @@ class Estimates:
         self.clients, self.helpers = tuple(clients), tuple(helpers)
         self.client_profiles, self.helper_profiles = client_profiles, helper_profiles
         self.declared_links = links
+        self.modes = {c: LearningMode.of(config, c) for c in clients}
+        self.two_part = config.labels == "helper"
         # per client, what its records show: the forward job's arrival from the round start, part-3 (each half),
-        # the backward job's arrival after the forward reply, part-1 backward; and the helper they came from
+        # the backward job's arrival after the forward reply, part-1 backward, the local-loss aux step; and the
+        # helper they came from
         self.client_terms: dict[tuple[str, str], Smoothed] = {}
         self.seen_on: dict[str, str] = {}
-        self.helper_times = {(h, k): Smoothed(helper_profiles[h]["times"][k]) for h in helpers for k in HELPER_PARTS}
+        # the helper's work per job kind: part-2 forward and backward, or in the two-part split its whole step
+        # (the forward job; the backward job is empty)
+        self.helper_keys = (TWO_PART,) if self.two_part else HELPER_PARTS
+        self.helper_times = {(h, k): Smoothed(_declared_helper_ms(helper_profiles[h], k))
+                             for h in helpers for k in self.helper_keys}
         self.pair_times: dict[tuple[str, str, str], Smoothed] = {}
-        # per link: its two downloads (the forward reply, the backward reply) as (bytes, smoothed ms)
-        self.downloads: dict[tuple[str, str], tuple[list[int], list[Smoothed]]] = {}
+        # per link: its downloads by kind (0 the forward reply, 1 the backward reply) as (bytes, smoothed ms)
+        self.downloads: dict[tuple[str, str], dict[int, tuple[int, Smoothed]]] = {}
         self.cut_bytes = {name: cut_bytes(manifest, name, config.batch_size, config.float16)
                           for name in ("part1", "part2")}
+        if self.two_part:  # the labels travel with the cut-1 activations
+            labels = CutShapes.of(manifest, config.batch_size, labels_on_helper=True).labels
+            assert labels is not None
+            self.cut_bytes["part1"] += int(np.prod(labels.shape)) * labels.dtype.itemsize
         self.rounds = 0
         self.scenarios: deque[Scenario] = deque(maxlen=SCENARIOS)
 
@@ -106,13 +120,17 @@ class Estimates:
         self.client_terms.setdefault((client, key), Smoothed(value)).update(value)
 
     def observe(self, record: RoundRecord) -> None:
-        """Take one round's record (metrics.realised): its per-job records and realised chain durations.
+        """Take one round's record (metrics.realised): its per-job records, realised chain durations and the
+        clients' step times.
 
-        Per split client: its forward job's arrival (from the round start), part-3 (the realised l, each half), its
-        backward job's arrival after the forward reply reached it, and part-1 backward (l'); per job: part-2 time =
-        end - start on its helper (per pair, and the round's median per helper); per link: its two downloads, to
-        which links() fits latency and bandwidth. Records of roles outside this fleet, and clients in local mode
-        (no jobs), change nothing.
+        Per split client: its forward job's arrival (from the round start); in the U-shape part-3 (the realised l,
+        each half) and its backward job's arrival after the forward reply reached it; part-1 backward (l') where
+        the client waits for the cut-1 gradient; in local loss its aux step (the report's local step, compute and
+        padding). Per job: the helper's time = end - start (per pair, and the round's median per helper): part-2
+        forward and backward, or the two-part step (the forward job). Per link: the downloads the client received
+        when they arrived (not in local loss, where its own step may hold a reply back; in the two-part split the
+        cut-1 gradient only), to which links() fits latency and bandwidth. Records of roles outside this fleet,
+        and clients in local mode (no jobs), change nothing.
         """
         jobs: dict[str, dict[str, Mapping[str, Any]]] = {}
         for job in record.metrics.get("jobs", []):
@@ -125,23 +143,36 @@ class Estimates:
             if set(pair) != {"fwd", "bwd"} or client not in names or pair["fwd"].get("micro_batches", 1) > 1:
                 continue  # a pipelined round's terms are not a chain's: its client keeps its declared times
             j, fwd, bwd = names.index(client), pair["fwd"], pair["bwd"]
+            # mode "auto": a client ran local loss where its helper returned no cut-1 gradient
+            mode = self.modes[client].in_plan(bwd["bytes_down"] == 0)
             helper = fwd["helper"]
             self.seen_on[client] = helper
             scenario.helper[client] = helper
             scenario.terms[client] = {**{k: float(getattr(record.measured, k)[j, 0]) for k in CHAIN_KH},
                                       "l": float(record.measured.l[j]), "l_bwd": float(record.measured.l_bwd[j])}
             self._term(client, "arrival", fwd["arrival_ms"])
-            self._term(client, "part3_half", float(record.measured.l[j]))
-            self._term(client, "reply_to_bwd", bwd["arrival_ms"] - fwd["end_ms"] - fwd["download_ms"])
-            self._term(client, "part1_bwd", float(record.measured.l_bwd[j]))
-            for key, job in (("part2_fwd", fwd), ("part2_bwd", bwd)):
+            if not self.two_part:
+                self._term(client, "part3_half", float(record.measured.l[j]))
+                self._term(client, "reply_to_bwd", bwd["arrival_ms"] - fwd["end_ms"] - fwd["download_ms"])
+            if mode.cut1_gradient:
+                self._term(client, "part1_bwd", float(record.measured.l_bwd[j]))
+            steps = record.client_steps.get(client)
+            if mode.local_loss and steps is not None:
+                self._term(client, "aux", steps["part1_bwd"])
+            kinds = ((TWO_PART, fwd),) if self.two_part else (("part2_fwd", fwd), ("part2_bwd", bwd))
+            for key, job in kinds:
                 took = job["end_ms"] - job["start_ms"]
                 per_helper.setdefault((helper, key), []).append(took)
                 self.pair_times.setdefault((client, helper, key), Smoothed(took)).update(took)
-            sizes, times = self.downloads.setdefault((client, helper), ([0, 0], [Smoothed(0.0), Smoothed(0.0)]))
+            if mode.local_loss:
+                continue
+            seen = self.downloads.setdefault((client, helper), {})
             for k, job in enumerate((fwd, bwd)):
-                sizes[k] = int(job["bytes_down"])
-                times[k].update(max(job["download_ms"], 0.0))
+                if self.two_part and k == 0:
+                    continue  # the two-part forward job returns nothing: its cut-1 gradient is the backward's
+                smoothed = seen[k][1] if k in seen else Smoothed(0.0)
+                smoothed.update(max(job["download_ms"], 0.0))
+                seen[k] = (int(job["bytes_down"]), smoothed)
         for key, took in per_helper.items():  # one observation per round: the median over the helper's jobs
             self.helper_times[key].update(float(np.median(took)))
         if scenario.terms:
@@ -182,43 +213,66 @@ class Estimates:
         values)."""
         latency, mbps = self.declared_links.latency_ms.copy(), self.declared_links.mbps.copy()
         source = [list(row) for row in self.declared_links.source]
-        for (c, h), (sizes, times) in self.downloads.items():
+        for (c, h), seen in self.downloads.items():
+            if not seen:
+                continue
             j, i = self.clients.index(c), self.helpers.index(h)
-            ms = np.array([value.value for value in times])
-            latency[j, i], slope = _fit_link(np.array(sizes, dtype=np.float64), ms, MS_PER_BYTE_MBPS / mbps[j, i])
+            sizes = np.array([n for n, _ in seen.values()], dtype=np.float64)
+            ms = np.array([value.value for _, value in seen.values()])
+            latency[j, i], slope = _fit_link(sizes, ms, MS_PER_BYTE_MBPS / mbps[j, i])
             mbps[j, i] = MS_PER_BYTE_MBPS / max(slope, 1e-12)
             source[j][i] = ESTIMATED
         return Links(self.clients, self.helpers, latency, mbps, tuple(tuple(row) for row in source), {})
 
     def client_times(self, links: Links) -> dict[str, dict[str, float]]:
-        """Every client's part times: declared until it was observed; then part-1 forward = its forward arrival -
-        the upload of cut 1 on its link, part-3 forward = half of part-3, part-3 backward = its backward arrival
-        after the forward reply - part-3 forward - the upload of cut 2, part-1 backward as observed (all >= 0).
-        Time an upload takes beyond its link's fit (the sender's serialisation, its wait for a core) is thus the
-        client's, and the instance's release terms r and l + r' are the realised ones."""
+        """Every client's part times, each declared until observed: part-1 forward = its forward arrival - the
+        upload of cut 1 (and the labels, two-part) on its link, part-3 forward = half of part-3, part-3 backward =
+        its backward arrival after the forward reply - part-3 forward - the upload of cut 2, part-1 backward as
+        observed, and `aux` (local loss: the aux step as observed; absent for a client that declared none), all
+        >= 0. Time an upload takes beyond its link's fit (the sender's serialisation, its wait for a core) is thus
+        the client's, and the instance's release terms r and l + r' are the realised ones."""
         out = {}
         for j, c in enumerate(self.clients):
+            times = dict(self.client_profiles[c]["times"])
+            declared_aux = self.client_profiles[c].get("aux_ms")
+            if declared_aux is not None:
+                times["aux"] = float(declared_aux)
+            out[c] = times
             if c not in self.seen_on:
-                out[c] = dict(self.client_profiles[c]["times"])
                 continue
             i = self.helpers.index(self.seen_on[c])
             upload = {name: links.latency_ms[j, i] + n * MS_PER_BYTE_MBPS / links.mbps[j, i]
                       for name, n in self.cut_bytes.items()}
-            term = {key: self.client_terms[(c, key)].value for key in
-                    ("arrival", "part3_half", "reply_to_bwd", "part1_bwd")}
-            out[c] = {"part1_fwd": max(0.0, term["arrival"] - upload["part1"]), "part3_fwd": term["part3_half"],
-                      "part3_bwd": max(0.0, term["reply_to_bwd"] - term["part3_half"] - upload["part2"]),
-                      "part1_bwd": term["part1_bwd"]}
+            term = {key: value.value for (client, key), value in self.client_terms.items() if client == c}
+            times["part1_fwd"] = max(0.0, term["arrival"] - upload["part1"])
+            if "part3_half" in term:
+                times["part3_fwd"] = term["part3_half"]
+                times["part3_bwd"] = max(0.0, term["reply_to_bwd"] - term["part3_half"] - upload["part2"])
+            for key in ("part1_bwd", "aux"):
+                if key in term:
+                    times[key] = term[key]
         return out
 
     def instance(self) -> Instance:
-        """The planning instance with every time replaced by its estimate (same clients, helpers, memory, capacity),
-        built by planning.build_instance."""
+        """The planning instance with every time replaced by its estimate (same clients, helpers, memory, capacity,
+        learning modes), built by planning.build_instance."""
         links = self.links()
         times = self.client_times(links)
-        clients = {c: {**self.client_profiles[c], "times": times[c]} for c in self.clients}
-        helpers = {h: {**self.helper_profiles[h],
-                       "times": {k: np.array([self.part2_ms(c, h, k) for c in self.clients]) for k in HELPER_PARTS}}
-                   for h in self.helpers}
+        clients = {c: {**self.client_profiles[c], "times": {k: v for k, v in times[c].items() if k != "aux"},
+                       "aux_ms": times[c].get("aux")} for c in self.clients}
+        helpers = {}
+        for h in self.helpers:
+            estimated = {k: np.array([self.part2_ms(c, h, k) for c in self.clients]) for k in self.helper_keys}
+            helpers[h] = ({**self.helper_profiles[h], "two_part_ms": estimated[TWO_PART]} if self.two_part else
+                          {**self.helper_profiles[h], "times": estimated})
         built = planning.build_instance(self.config, self.manifest, self.clients, self.helpers, clients, helpers, links)
         return dataclasses.replace(built, meta={**built.meta, "estimated_rounds": self.rounds})
+
+
+def _declared_helper_ms(profile: Mapping[str, Any], key: str) -> float:
+    """A helper's declared time of one kind of work: a part-2 pass, or its two-part step (TWO_PART: 0 where it
+    declared no part-3 times; planning.build_instance then names the helper)."""
+    if key != TWO_PART:
+        return profile["times"][key]
+    last = profile.get("part3_times")
+    return 0.0 if last is None else two_part_ms({**profile["times"], **last})

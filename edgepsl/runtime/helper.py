@@ -20,8 +20,9 @@ from edgepsl.runtime.coordinator_link import SLICE_S, CoordinatorLink, bye_reaso
 from edgepsl.runtime.emulation import Emulation, Pacer, pad_to
 from edgepsl.runtime.errors import CommandArrived, PayloadError, RoleFailedError, StopRequested
 from edgepsl.runtime.helper_models import SHARED, HelperModels, MiddleModel
-from edgepsl.runtime.measure import measure_helper
+from edgepsl.runtime.measure import measure_helper, measure_last
 from edgepsl.runtime.microbatch import GradientSum, helper_job_ms
+from edgepsl.runtime.modes import two_part_ms
 from edgepsl.runtime.protocol import (BWD, FWD, KIND_WORDS, Activations, CancelJobs, CutShapes, EmulationInfo, ErrorReply,
                                       ForwardJob, GradBack, Gradients, HelperProfile, HelperRoundReport,
                                       HelperRoundStart, HelperWelcome, JobRecord, Register, RuntimeCode, State,
@@ -103,6 +104,8 @@ class RoundSchedule:
         self.priority = np.array(start.priority, dtype=np.float64).reshape(-1, 2)[self.slot_client]
         self.token = start.token
         self.bandwidth = list(start.bandwidth_mbps)
+        # per client: its learning mode in the plan (mode = "auto"; None: the configured mode)
+        self.local_loss: list[bool | None] = list(start.local_loss) or [None] * len(self.clients)
         self.memory_mb = float(np.sum(start.memory_mb))
         self.grads = [GradientSum(m) for m in self.micro]  # per client: its part-2 gradients of this round
         self.downlink_free = np.zeros(len(self.clients))  # per client: time.monotonic() its emulated download ends
@@ -380,12 +383,17 @@ class Helper:
         times = opts.emulation.part_times(measured, config.emulation_profile, config.time_scale)
         if self.models is None:
             self.models = HelperModels(manifest, config)
-        self.serving = Serving(config, manifest, times,
+        last = last_measured = None
+        if self.models.mode.labels_on_helper:  # the two-part split: part-3 runs here too
+            last_measured = measure_last(Segment(manifest, "part3", threads=config.threads), config.batch_size,
+                                         config.profile_iters)
+            last = opts.emulation.part_times(last_measured, config.emulation_profile, config.time_scale)
+        self.serving = Serving(config, manifest, {**times, **(last or {})},
                                CutShapes.of(manifest, config.batch_size, self.models.mode.labels_on_helper),
                                self.models.state_shapes(), DISPATCH_RULES[config.fallback_rule],
                                dict(welcome.client_links))
         log.info("%s: serving run %r on %s", self.name, self.link.run, self.server.endpoint)
-        self.link.send(HelperProfile(times, measured, opts.advertise or self.server.endpoint), 0)
+        self.link.send(HelperProfile(times, measured, opts.advertise or self.server.endpoint, last, last_measured), 0)
 
     def _idle(self) -> Envelope:
         """Wait for the coordinator's next command; meanwhile echo link probes and keep early jobs (bounded)."""
@@ -632,7 +640,7 @@ class Helper:
         model = self._part(client)
         model.set_lr(state.lr_at(self.serving.config, plan.round))
         message = job.envelope.message
-        mode = self.models.mode_of(client)
+        mode = self.models.mode_of(client, plan.local_loss[position])
         two_part = job.kind == FWD and job.labels is not None
         start = now_ms()
         self.trace.event("job_start", start, client=client, kind=job.kind, round=plan.round, micro=k)
@@ -655,7 +663,7 @@ class Helper:
             return []
         compute = (time.perf_counter() - t) * 1e3
         times = self.serving.times
-        emulated = times["part2_fwd"] + times["part2_bwd"] if two_part else helper_job_ms(
+        emulated = two_part_ms(times) if two_part else helper_job_ms(
             times["part2_fwd" if job.kind == FWD else "part2_bwd"], n)
         pad = self._pad(t, emulated / 1000.0, plan, ready, t0) if self.options.emulation.active else 0.0
         end = now_ms()
@@ -687,7 +695,7 @@ class Helper:
         t = time.perf_counter()
         losses = self.models.smashmix(round_)
         if self.options.emulation.active:
-            pad_to(t, len(losses) * (self.serving.times["part2_fwd"] + self.serving.times["part2_bwd"]) / 1000.0)
+            pad_to(t, len(losses) * two_part_ms(self.serving.times) / 1000.0)
         end = now_ms()
         self.trace.event("smashmix", end, round=round_, batches=len(losses), loss=losses)
         return end

@@ -59,9 +59,10 @@ class HelperModels:
             if self.mode.smashmix_pairs else None
         self.smashed: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
-    def mode_of(self, client: str) -> LearningMode:
-        """A client's learning mode (local loss may be chosen per client)."""
-        return LearningMode.of(self.config, client)
+    def mode_of(self, client: str, planned: bool | None = None) -> LearningMode:
+        """A client's learning mode (local loss may be chosen per client: in the config, or by the plan in force
+        in mode "auto", `planned`)."""
+        return LearningMode.of(self.config, client).in_plan(planned)
 
     def state_shapes(self) -> StateShapes:
         """What a STATE for one client's middle model carries."""

@@ -56,16 +56,44 @@ def _fwd_bwd_ms(segment: Segment, batch: int, iters: int) -> tuple[float, float]
     return fwd_ms, bwd_ms
 
 
+def _train_step_ms(last: Segment, batch: int, iters: int) -> float:
+    """A last segment's fused train step (forward, loss, backward) + an SGD step on a throwaway copy of its
+    parameters."""
+    x = _input(last, batch)
+    labels = np.zeros(batch, np.int64)
+    scratch = SGD({k: v.copy() for k, v in last.params.items()}, lr=0.0)
+    saved_buffers = {k: v.copy() for k, v in last.buffers.items()}
+    train = _median_ms(lambda k: scratch.step(last.train_step(x, labels).grads), iters)
+    last.buffers.update(saved_buffers)
+    return train
+
+
+def measure_last(part3: Segment, batch: int, iters: int) -> dict[str, float]:
+    """part3_fwd and part3_bwd: part-3's fused train step split evenly."""
+    train = _train_step_ms(part3, batch, iters)
+    return {"part3_fwd": train / 2.0, "part3_bwd": train / 2.0}
+
+
 def measure_client(part1: Segment, part3: Segment, batch: int, iters: int) -> dict[str, float]:
     """part1_fwd, part1_bwd (backward + update), part3_fwd and part3_bwd (the fused train step split evenly)."""
     f1, b1 = _fwd_bwd_ms(part1, batch, iters)
-    x = _input(part3, batch)
-    labels = np.zeros(batch, np.int64)
-    scratch = SGD({k: v.copy() for k, v in part3.params.items()}, lr=0.0)
-    saved_buffers = {k: v.copy() for k, v in part3.buffers.items()}
-    train = _median_ms(lambda k: scratch.step(part3.train_step(x, labels).grads), iters)
-    part3.buffers.update(saved_buffers)
-    return {"part1_fwd": f1, "part1_bwd": b1, "part3_fwd": train / 2.0, "part3_bwd": train / 2.0}
+    return {"part1_fwd": f1, "part1_bwd": b1, **measure_last(part3, batch, iters)}
+
+
+def measure_aux(measured: dict[str, float], aux: Segment, batch: int, iters: int) -> float:
+    """A local-loss client's aux step (ms): the aux head's train step + update, then part-1's backward + update
+    (`measured`: measure_client's times)."""
+    return _train_step_ms(aux, batch, iters) + measured["part1_bwd"]
+
+
+def declared_aux_ms(measured_aux: float, measured: dict[str, float], declared: dict[str, float]) -> float:
+    """The aux step a client declares: part-1's declared backward plus the aux head's measured share scaled as its
+    part-1 is (declared / measured part-1 time: 1 without emulation, the slowdown, or the emulated device's ratio;
+    no profile of an emulated device times an aux head)."""
+    head = max(0.0, measured_aux - measured["part1_bwd"])
+    ran = measured["part1_fwd"] + measured["part1_bwd"]
+    scale = (declared["part1_fwd"] + declared["part1_bwd"]) / ran if ran > 0 else 1.0
+    return declared["part1_bwd"] + head * scale
 
 
 def measure_helper(part2: Segment, batch: int, iters: int) -> dict[str, float]:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -22,6 +22,7 @@ class RoundRecord:
     timeline: Timeline
     measured: Instance
     metrics: dict[str, Any]
+    client_steps: dict[str, dict[str, float]] = field(default_factory=dict)  # per client: compute + padding (ms)
 
 
 def _jobs_by_client(helper_reports: Mapping[str, HelperRoundReport]) -> dict[tuple[str, int], tuple[JobRecord, str]]:
@@ -168,7 +169,9 @@ def realised(instance: Instance, plan: Plan, planned: Timeline, clients: Sequenc
         "job_summary": job_summary(records),
         "jobs": records,
     }
-    return RoundRecord(timeline, measured, metrics)
+    steps = {name: {k: rep.compute_ms[k] + rep.pad_ms[k] for k in rep.compute_ms}
+             for name, rep in client_reports.items()}
+    return RoundRecord(timeline, measured, metrics, steps)
 
 
 def _micro_job_times(plan: Plan, clients: Sequence[str], t0: float,

@@ -2,17 +2,21 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from edgepsl.plan.heuristics import Solution
 from edgepsl.plan.instance import Instance
 from edgepsl.plan.profiles import instance_from_parts, loose_capacity_mb, transfer_ms
+from edgepsl.plan.schedule import Plan, Timeline
 from edgepsl.plan.solvers import plan, solver
 from edgepsl.runtime.config import RunConfig
+from edgepsl.runtime.errors import RunConfigError
 from edgepsl.runtime.links import Links, cut_bytes
 from edgepsl.runtime.microbatch import COSTS
+from edgepsl.runtime.modes import LearningMode, two_part_ms
+from edgepsl.runtime.protocol import CutShapes
 from edgepsl.segment import Manifest
 
 MB = 2.0 ** 20
@@ -23,12 +27,15 @@ def _cut_kb(manifest: Manifest, segment: str, batch: int, float16: bool) -> floa
     return cut_bytes(manifest, segment, batch, float16) / 1000.0
 
 
+def _params_bytes(manifest: Manifest, segment: str) -> int:
+    """Bytes of a segment's parameters."""
+    return sum(int(np.prod(t.shape)) * t.dtype.itemsize for t in manifest.segment(segment).params)
+
+
 def part2_memory_mb(manifest: Manifest, batch: int) -> float:
     """Memory one client's middle part needs on a helper: parameters, gradients and optimizer slot, plus its cut tensors."""
-    spec = manifest.segment("part2")
-    params = sum(int(np.prod(t.shape)) * t.dtype.itemsize for t in spec.params)
     cuts = (_cut_kb(manifest, "part1", batch, False) + _cut_kb(manifest, "part2", batch, False)) * 1000.0
-    return (3 * params + 2 * cuts) / MB
+    return (3 * _params_bytes(manifest, "part2") + 2 * cuts) / MB
 
 
 def build_instance(config: RunConfig, manifest: Manifest, clients: Sequence[str], helpers: Sequence[str],
@@ -46,7 +53,9 @@ def build_instance(config: RunConfig, manifest: Manifest, clients: Sequence[str]
          ("part1_fwd", "part1_bwd", "part3_fwd", "part3_bwd")}
     h = {key: np.stack([np.broadcast_to(np.asarray(helper_profiles[n]["times"][key], dtype=np.float64), (K,))
                         for n in helpers], axis=1) for key in ("part2_fwd", "part2_bwd")}
-    mem = np.full(K, part2_memory_mb(manifest, config.batch_size))
+    two_part = config.labels == "helper"
+    mem = np.full(K, part2_memory_mb(manifest, config.batch_size)
+                  + (3 * _params_bytes(manifest, "part3") / MB if two_part else 0.0))
     caps = [helper_profiles[n].get("capacity_mb") for n in helpers]
     loose = loose_capacity_mb(mem)
     built = instance_from_parts(
@@ -64,6 +73,9 @@ def build_instance(config: RunConfig, manifest: Manifest, clients: Sequence[str]
     built = dataclasses.replace(built, r=built.r + lat, d=built.d + lat, r_bwd=built.r_bwd + lat, d_bwd=built.d_bwd + lat)
     if config.micro_batches != "1":
         built = _with_stages(config, manifest, built, links)
+    if two_part:
+        built = _two_part(config, manifest, built, helpers, helper_profiles, links)
+    built = _with_local_loss(config, built, clients, client_profiles, c["part1_fwd"])
     local = [client_profiles[n].get("local_times") for n in clients]
     if all(times is None for times in local):
         return built
@@ -73,6 +85,57 @@ def build_instance(config: RunConfig, manifest: Manifest, clients: Sequence[str]
                                p_bwd_own=own["part2_bwd"],
                                cap_own=np.array([0.0 if times is None or memory is None else float(memory)
                                                  for times, memory in zip(local, stated)]))
+
+
+def _two_part(config: RunConfig, manifest: Manifest, instance: Instance, helpers: Sequence[str],
+              helper_profiles: Mapping[str, dict], links: Links) -> Instance:
+    """The instance of the two-part split (labels = "helper", docs/modes.md "Planning the modes"): the forward job
+    is the helper's whole step (part-2 forward, part-3 forward and backward, part-2 backward: modes.two_part_ms, or
+    a helper profile's `two_part_ms`, one value or K, e.g. closed-loop estimates); the labels travel with the
+    cut-1 activations (r); no activations come back and the client computes nothing between the jobs (d = l = r' =
+    0); the backward job takes no time (p' = 0: the helper ran it within the forward job); the cut-1 gradient's
+    download and part-1's backward follow (d', l' as in the U-shape)."""
+    K = instance.K
+    missing = [n for n in helpers if "two_part_ms" not in helper_profiles[n] and
+               helper_profiles[n].get("part3_times") is None]
+    if missing:
+        raise RunConfigError(f"labels = \"helper\": helper {missing[0]!r} declared no part-3 times, so its "
+                             "two-part step cannot be planned (an edgepsl helper older than the two-part planning?)")
+    step = np.stack([np.broadcast_to(np.asarray(_two_part_ms(helper_profiles[n]), dtype=np.float64), (K,))
+                     for n in helpers], axis=1)
+    labels = CutShapes.of(manifest, config.batch_size, labels_on_helper=True).labels
+    assert labels is not None
+    labels_kb = int(np.prod(labels.shape)) * labels.dtype.itemsize / 1000.0
+    zero = np.zeros_like(instance.p)
+    return dataclasses.replace(instance, r=instance.r + transfer_ms(labels_kb, links.mbps), p=step, d=zero,
+                               l=np.zeros(K), r_bwd=zero, p_bwd=zero)
+
+
+def _two_part_ms(profile: Mapping[str, Any]) -> Any:
+    """A helper's two-part step (ms; one value or K): its `two_part_ms` where given, else its declared parts'."""
+    if "two_part_ms" in profile:
+        return profile["two_part_ms"]
+    return two_part_ms({**profile["times"], **profile["part3_times"]})
+
+
+def _with_local_loss(config: RunConfig, instance: Instance, clients: Sequence[str],
+                     client_profiles: Mapping[str, dict], part1_fwd: np.ndarray) -> Instance:
+    """The instance with the local-loss fields (format version 4) when some client is planned in local loss
+    (LearningMode.planned_local_loss) or may be (mode = "auto"): local_loss from the config (mode,
+    local_loss_clients; 0 everywhere in "auto", where the plan chooses), r_cpu = the client's part-1 forward, aux =
+    its declared aux step (0 for a client that declared none: it is not in local loss)."""
+    modes = np.array([LearningMode.of(config, n).planned_local_loss for n in clients])
+    auto = config.mode == "auto"
+    if not modes.any() and not auto:
+        return instance
+    aux = [client_profiles[n].get("aux_ms") for n in clients]
+    missing = [n for n, a, m in zip(clients, aux, modes) if (m or auto) and a is None]
+    if missing:
+        raise RunConfigError(f"{missing[0]} trains with local loss (or may: mode \"auto\") but declared no aux step "
+                             "time (aux_ms of its profile): the run's artifact needs an aux head (export with "
+                             "--aux-head auto)")
+    return dataclasses.replace(instance, local_loss=modes.astype(np.float64), r_cpu=np.asarray(part1_fwd, float),
+                               aux=np.array([0.0 if a is None else float(a) for a in aux]))
 
 
 def _with_stages(config: RunConfig, manifest: Manifest, instance: Instance, links: Links) -> Instance:
@@ -91,11 +154,28 @@ def _with_stages(config: RunConfig, manifest: Manifest, instance: Instance, link
         batch=np.full(K, float(config.batch_size)), micro=np.full(K, float(micro)))
 
 
+def with_smashmix(config: RunConfig, instance: Instance, plan: Plan, timeline: Timeline) -> Timeline:
+    """The plan's timeline with each helper's SmashMix steps (docs/modes.md, "Planning the modes"): smashmix_pairs
+    two-part steps (the instance's p) after its last job, on every helper with at least two clients; the round
+    ends after them where they end last. The planner does not weigh them: it plans the jobs as without SmashMix."""
+    if not config.smashmix_pairs:
+        return timeline
+    ends = [timeline.makespan]
+    for i in range(instance.H):
+        mine = np.flatnonzero(plan.assignment == i)
+        if len(mine) >= 2:
+            ends.append(float(timeline.helper_span[i]) + config.smashmix_pairs * float(instance.p[mine, i].max()))
+    return dataclasses.replace(timeline, makespan=max(ends))
+
+
 def make_plan(config: RunConfig, instance: Instance) -> Solution:
     """Plan the round with the configured method (edgepsl.plan.solvers), passing the config's seed, dispatch rule
-    and micro-batches (when not 1) to the methods that take them; SolverUnavailableError names the extra a method
+    and micro-batches (when not 1) to the methods that take them, and with mode = "auto" local_loss = "auto" (the
+    planner chooses each client's mode; the plan records it); SolverUnavailableError names the extra a method
     needs."""
     options = {"seed": config.seed, "dispatch": config.dispatch}
+    if config.mode == "auto":
+        options["local_loss"] = "auto"
     if config.micro_batches != "1":
         options["micro_batches"] = config.micro_batches
     return plan(instance, config.method, **solver(config.method).options_from(options))

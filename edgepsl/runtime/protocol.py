@@ -35,6 +35,7 @@ MAX_JOBS = 2 ** 16        # bound on a helper's jobs per round (two per client a
 KIND_WORDS = ("fwd", "bwd")
 CLIENT_PARTS = ("part1_fwd", "part1_bwd", "part3_fwd", "part3_bwd")
 HELPER_PARTS = ("part2_fwd", "part2_bwd")
+LAST_PARTS = ("part3_fwd", "part3_bwd")  # a helper's part-3 in the two-part split (labels = "helper")
 CLIENT_STEPS = ("part1_fwd", "part3", "part1_bwd")
 
 
@@ -497,11 +498,19 @@ class ClientProfile(Payload):
     memory_mb: float | None = spec(
         Opt(Float(lo=0.0)), "hybrid methods: memory (MB, > 0) its device gives to part-2 training; nil: none, it is "
         "never planned local", default=None)
+    aux_ms: float | None = spec(
+        Opt(Float(lo=0.0)), "local loss: its aux step (aux head train step, part-1 backward and update) as it will "
+        "take it (ms); nil: it runs no local loss or its artifact has no aux head", default=None)
+    aux_measured_ms: float | None = spec(Opt(Float(lo=0.0)), "local loss: its aux step as measured (ms); given "
+                                                             "exactly when aux_ms is", default=None)
 
     def check(self, kind: str, path: str) -> None:
-        """A stated memory must be positive."""
+        """A stated memory must be positive; the aux step comes declared and measured or not at all."""
         if self.memory_mb is not None and self.memory_mb <= 0:
             raise _fail(kind, "memory_mb", f"is {self.memory_mb:g}; the memory for part-2 must be > 0 MB")
+        if (self.aux_ms is None) != (self.aux_measured_ms is None):
+            raise _fail(kind, "aux_measured_ms", "must be given exactly when aux_ms is (the aux step declared and "
+                                                 "measured)")
 
 
 @dataclass(frozen=True)
@@ -514,6 +523,17 @@ class HelperProfile(Payload):
     times: dict[str, float] = spec(MapOf(Float(lo=0.0), keys=HELPER_PARTS), "part times it will take (ms)")
     measured: dict[str, float] = spec(MapOf(Float(lo=0.0), keys=HELPER_PARTS), "part times measured (ms)")
     endpoint: str = spec(Str(), "where its clients connect")
+    part3_times: dict[str, float] | None = spec(
+        Opt(MapOf(Float(lo=0.0), keys=LAST_PARTS)), "labels = \"helper\" (two-part split): part-3 times it will "
+        "take (ms); nil: it runs no part-3", default=None)
+    part3_measured: dict[str, float] | None = spec(
+        Opt(MapOf(Float(lo=0.0), keys=LAST_PARTS)), "two-part split: part-3 times measured (ms); given exactly when "
+        "part3_times is", default=None)
+
+    def check(self, kind: str, path: str) -> None:
+        """The part-3 times come declared and measured or not at all."""
+        if (self.part3_times is None) != (self.part3_measured is None):
+            raise _fail(kind, "part3_measured", "must be given exactly when part3_times is")
 
 
 # ---- artifact transfer ----
@@ -634,6 +654,9 @@ class HelperRoundStart(Payload):
     micro_batches: list[int] = spec(ListOf(Int(1, MAX_MICRO)), "per client: micro-batches N of its round, "
                                     "`duration_ms` then per micro-batch job (empty: 1 for every client)",
                                     default_factory=list)
+    local_loss: list[bool] = spec(ListOf(Bool()), "mode = \"auto\": per client, the plan's learning mode (true: "
+                                  "local loss, no cut-1 gradient returned; false: SplitFed); empty: the configured "
+                                  "modes", default_factory=list)
 
     @property
     def micro(self) -> list[int]:
@@ -641,12 +664,13 @@ class HelperRoundStart(Payload):
         return list(self.micro_batches) or [1] * len(self.clients)
 
     def check(self, kind: str, path: str) -> None:
-        """Per-client lists as long as `clients`; `order` holds each client's N forward and N backward jobs."""
+        """Per-client lists as long as `clients` (micro_batches and local_loss: or empty); `order` holds each
+        client's N forward and N backward jobs."""
         n = len(self.clients)
         if len(set(self.clients)) != n:
             raise _fail(kind, "clients", "names a client twice")
         for name in ("duration_ms", "priority", "bandwidth_mbps", "memory_mb") + (
-                ("micro_batches",) if self.micro_batches else ()):
+                ("micro_batches",) if self.micro_batches else ()) + (("local_loss",) if self.local_loss else ()):
             if len(getattr(self, name)) != n:
                 raise _fail(kind, name, f"has {len(getattr(self, name))} entries for {n} clients")
         expected = sorted((j, k) for j, m in enumerate(self.micro) for k in (FWD, BWD) for _ in range(m))
@@ -669,6 +693,8 @@ class ClientRoundStart(Payload):
     helper_key: str | None = spec(Opt(Str(40)), "its CURVE public key (nil when insecure)", default=None)
     local: bool = spec(Bool(), "local mode: train part-2 on its own device, no helper, no transfers", default=False)
     micro_batches: int = spec(Int(1, MAX_MICRO), "micro-batches N its batch splits into (1 in local mode)", default=1)
+    local_loss: bool | None = spec(Opt(Bool()), "mode = \"auto\": the plan's learning mode for it (true: local "
+                                   "loss, false: SplitFed); nil: the configured mode", default=None)
 
     def check(self, kind: str, path: str) -> None:
         """A helper and its endpoint are given exactly when the client is not in local mode; local mode has N = 1."""
@@ -678,6 +704,8 @@ class ClientRoundStart(Payload):
                             "is not in local mode")
         if self.local and self.micro_batches != 1:
             raise _fail(kind, "micro_batches", f"is {self.micro_batches}; local mode runs no micro-batches")
+        if self.local and self.local_loss is not None:
+            raise _fail(kind, "local_loss", "must be nil in local mode (part-2 on the client: the U-shape)")
 
 
 @dataclass(frozen=True)

@@ -318,3 +318,33 @@ def test_a_client_profile_states_a_positive_memory_for_part2_or_none():
         with pytest.raises(PayloadError, match=problem) as info:
             _decode(p.ClientProfile, _with_meta(local, memory_mb=bad))
         assert info.value.field == "memory_mb"
+
+
+def test_the_aux_step_and_a_helpers_part3_times_come_declared_and_measured_or_not_at_all():
+    client = p.ClientProfile(TIMES1, TIMES1, 100, None, aux_ms=3.0, aux_measured_ms=2.0)
+    assert _decode(p.ClientProfile, _with_meta(client)) == client
+    with pytest.raises(PayloadError, match="given exactly when aux_ms is") as info:
+        _decode(p.ClientProfile, _with_meta(client, aux_measured_ms=_DROP))
+    assert info.value.field == "aux_measured_ms"
+    with pytest.raises(PayloadError, match="out of range"):
+        _decode(p.ClientProfile, _with_meta(client, aux_ms=-1.0))
+    last = {k: 1.0 for k in p.LAST_PARTS}
+    helper = p.HelperProfile(TIMES2, TIMES2, "tcp://127.0.0.1:1", last, last)
+    assert _decode(p.HelperProfile, _with_meta(helper)) == helper
+    with pytest.raises(PayloadError, match="given exactly when part3_times is"):
+        _decode(p.HelperProfile, _with_meta(helper, part3_times=_DROP))
+    with pytest.raises(PayloadError, match="exactly the keys part3_fwd, part3_bwd"):
+        _decode(p.HelperProfile, _with_meta(helper, part3_times=TIMES2, part3_measured=TIMES2))
+
+
+def test_a_round_start_gives_the_plans_learning_modes_per_client_or_none():
+    helper = dataclasses.replace(next(s for s in SAMPLES if isinstance(s, p.HelperRoundStart)),
+                                 local_loss=[True, False])
+    assert _decode(p.HelperRoundStart, _with_meta(helper)) == helper
+    with pytest.raises(PayloadError, match="has 1 entries for 2 clients") as info:
+        _decode(p.HelperRoundStart, _with_meta(helper, local_loss=[True]))
+    assert info.value.field == "local_loss"
+    client = p.ClientRoundStart("helper0", "tcp://127.0.0.1:1", 1.0, 7, None, local_loss=True)
+    assert _decode(p.ClientRoundStart, _with_meta(client)) == client
+    with pytest.raises(PayloadError, match="must be nil in local mode"):
+        _decode(p.ClientRoundStart, _with_meta(client, helper="", helper_endpoint="", local=True))

@@ -57,7 +57,7 @@ def gather(messenger: Messenger, config: RunConfig, fleet: Fleet, schedule: Sche
     for i, name in enumerate(fleet.helpers):
         mine = [c for j, c in enumerate(fleet.clients) if schedule.plan.assignment[j] == i and c in members]
         messenger.send(name, StateRequest(True, mine), r)
-    modes = {name: LearningMode.of(config, name) for name in fleet.clients}
+    modes = {name: schedule.mode(config, fleet, name) for name in fleet.clients}  # the plan's (mode "auto")
     middle = _shapes(model, LearningMode.of(config).helper_prefixes)
     clients: dict[str, State] = {}
     middles: dict[str, State] = {}
@@ -143,10 +143,11 @@ def broadcast(messenger: Messenger, fleet: Fleet, schedule: Schedule, saved: ckp
               with_optimizer: bool, clients: list[str], config: RunConfig) -> None:
     """Send the model (and, on resume, each owner's optimizer state where the checkpoint has one: a client left out
     of the last averaging has none) to these clients and their middle parts; a client in local mode gets its part-2
-    in the same STATE as its ends. Which parts are a client's and which its helper's: its learning mode."""
+    in the same STATE as its ends. Which parts are a client's and which its helper's: its learning mode (in mode
+    "auto" every client holds an aux head and gets the averaged one, if any client trained it)."""
     middle = ckpt.select(saved.model, LearningMode.of(config).helper_prefixes)
     for name in clients:
-        ends = ckpt.select(saved.model, LearningMode.of(config, name).client_prefixes)
+        ends = ckpt.select(saved.model, schedule.mode(config, fleet, name).held_prefixes)
         extra = saved.optim.get(name, {}) if with_optimizer else {}
         if schedule.is_local(fleet, name):
             extra = {**extra, **middle, **(saved.optim.get(name + "@part2", {}) if with_optimizer else {})}

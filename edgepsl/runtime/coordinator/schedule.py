@@ -21,6 +21,7 @@ from edgepsl.runtime.coordinator.fleet import Fleet, Profiles
 from edgepsl.runtime.coordinator.messenger import Messenger
 from edgepsl.runtime.errors import RunConfigError
 from edgepsl.runtime.links import Links, declared_links, measured_links, probe_sizes_kb
+from edgepsl.runtime.modes import LearningMode
 from edgepsl.runtime.protocol import (ClientRoundStart, HelperRoundStart, LinkFit, LinkReport, ProbeRequest,
                                       ProbeTarget)
 from edgepsl.segment import Manifest
@@ -55,6 +56,15 @@ class Schedule:
         """Whether a client trains in local mode."""
         return bool(self.plan.local[fleet.clients.index(client)])
 
+    def mode(self, config: RunConfig, fleet: Fleet, client: str) -> LearningMode:
+        """A client's learning mode in this plan (mode = "auto": as the plan chose it)."""
+        return LearningMode.of(config, client).in_plan(_plan_local_loss(self.plan, fleet.clients.index(client)))
+
+
+def _plan_local_loss(plan: Plan, j: int) -> bool | None:
+    """Client j's learning mode as the plan records it (None: the plan records none)."""
+    return None if plan.local_loss is None else bool(plan.local_loss[j])
+
 
 def links(messenger: Messenger, config: RunConfig, manifest: Manifest, fleet: Fleet, profiles: Profiles) -> Links:
     """The K x H links: each client probes every helper over the real channel, or the declared bandwidths."""
@@ -87,9 +97,10 @@ def links(messenger: Messenger, config: RunConfig, manifest: Manifest, fleet: Fl
 def declared_profiles(fleet: Fleet, profiles: Profiles) -> tuple[dict[str, dict], dict[str, dict]]:
     """The clients' and helpers' declared times (and capacities) as planning.build_instance and Estimates take them."""
     return ({n: {"times": profiles.clients[n].times, "local_times": profiles.clients[n].local_times,
-                 "memory_mb": profiles.clients[n].memory_mb}
+                 "memory_mb": profiles.clients[n].memory_mb, "aux_ms": profiles.clients[n].aux_ms}
              for n in fleet.clients},
-            {n: {"times": profiles.helpers[n].times, "capacity_mb": fleet.registrations[n].capacity_mb}
+            {n: {"times": profiles.helpers[n].times, "capacity_mb": fleet.registrations[n].capacity_mb,
+                 "part3_times": profiles.helpers[n].part3_times}
              for n in fleet.helpers})
 
 
@@ -122,7 +133,11 @@ def schedule(config: RunConfig, fleet: Fleet, profiles: Profiles, instance: Inst
              coordinator: str, run_dir: Path) -> Schedule:
     """The round payloads of every role from the plan; writes roles.json. A pipelined plan gives each helper its
     micro-batch jobs (per-micro-batch durations, each job's planned start) and each client its N."""
-    timeline = evaluate_plan(instance, plan)
+    timeline = planning.with_smashmix(config, instance, plan, evaluate_plan(instance, plan))
+    auto = config.mode == "auto"  # each role is told each client's mode in this plan
+    if auto and plan.local_loss is None:
+        raise RunConfigError("mode = \"auto\" needs a plan that records each client's learning mode (local_loss); "
+                             f"method {config.method!r} gave none")
     endpoints = profiles.endpoints()
     priority = dispatch_priorities(instance, config.fallback_rule, plan.assignment)
     micro = plan.micro_batches
@@ -145,7 +160,8 @@ def schedule(config: RunConfig, fleet: Fleet, profiles: Profiles, instance: Inst
             priority=[[float(v) for v in priority[j]] for j in mine],
             bandwidth_mbps=[profiles.clients[fleet.clients[j]].bandwidth_mbps for j in mine],
             memory_mb=[float(instance.mem[j]) for j in mine], order=order, planned_start_ms=starts, t0_ms=0.0,
-            token=0, micro_batches=[int(micro[j]) for j in mine] if plan.pipelined else [])
+            token=0, micro_batches=[int(micro[j]) for j in mine] if plan.pipelined else [],
+            local_loss=[bool(plan.local_loss[j]) for j in mine] if auto else [])
     client_starts = {}
     for j, name in enumerate(fleet.clients):
         if plan.assignment[j] == LOCAL:
@@ -153,7 +169,8 @@ def schedule(config: RunConfig, fleet: Fleet, profiles: Profiles, instance: Inst
             continue
         helper = fleet.helpers[int(plan.assignment[j])]
         client_starts[name] = ClientRoundStart(helper, endpoints[helper], 0.0, 0,
-                                               fleet.registrations[helper].public_key, micro_batches=int(micro[j]))
+                                               fleet.registrations[helper].public_key, micro_batches=int(micro[j]),
+                                               local_loss=_plan_local_loss(plan, j) if auto else None)
     roles = {"clients": fleet.clients, "helpers": fleet.helpers, "helper_endpoints": endpoints,
              "coordinator": coordinator}
     (run_dir / "roles.json").write_text(json.dumps(roles, indent=1) + "\n")
