@@ -91,5 +91,6 @@ class Uplink:
         return delay
 
     def close(self) -> None:
-        """Send what is queued, then stop the thread."""
-        self._pacer.close()
+        """Stop the thread, dropping the uploads still queued: the round they belong to is over (every upload of a
+        completed round has left; those of an aborted or cancelled one would only be refused CANCELLED)."""
+        self._pacer.close(run_pending=False)
