@@ -91,11 +91,11 @@ def _with_stages(config: RunConfig, manifest: Manifest, instance: Instance, link
         batch=np.full(K, float(config.batch_size)), micro=np.full(K, float(micro)))
 
 
-def make_plan(config: RunConfig, instance: Instance) -> Solution:
+def make_plan(config: RunConfig, instance: Instance, max_micro: int | None = None) -> Solution:
     """Plan the round with the configured method (edgepsl.plan.solvers), passing the config's seed, dispatch rule
-    and micro-batches (when not 1) to the methods that take them; SolverUnavailableError names the extra a method
-    needs."""
-    options = {"seed": config.seed, "dispatch": config.dispatch}
+    and micro-batches (when not 1, with at most max_micro per client: microbatch.max_micro_batches) to the methods
+    that take them; SolverUnavailableError names the extra a method needs."""
+    options: dict[str, object] = {"seed": config.seed, "dispatch": config.dispatch}
     if config.micro_batches != "1":
-        options["micro_batches"] = config.micro_batches
+        options.update(micro_batches=config.micro_batches, max_micro=max_micro)
     return plan(instance, config.method, **solver(config.method).options_from(options))
