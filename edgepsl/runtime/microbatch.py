@@ -24,7 +24,7 @@ COSTS = StageCosts()
 BATCH_NORM_ROWS = 2
 
 
-def max_micro_batches(batch: int, manifest: Manifest) -> int:
+def micro_batch_cap(batch: int, manifest: Manifest) -> int:
     """The most micro-batches a round of `batch` rows may be split into: one row each, or BATCH_NORM_ROWS each when
     the model normalises with batch statistics (micro_sizes' smallest micro-batch has batch // N rows)."""
     return max(1, batch // BATCH_NORM_ROWS) if manifest.batch_statistics else batch
@@ -32,7 +32,7 @@ def max_micro_batches(batch: int, manifest: Manifest) -> int:
 
 def check_micro_batches(config: RunConfig, manifest: Manifest) -> None:
     """RunConfigError when the configured N splits the batch into micro-batches too small for the model."""
-    most = max_micro_batches(config.batch_size, manifest)
+    most = micro_batch_cap(config.batch_size, manifest)
     if config.micro_batches != "auto" and int(config.micro_batches) > most:
         raise RunConfigError(
             f"config key 'micro_batches' is {config.micro_batches}, but the artifact {manifest.model} has BatchNorm "

@@ -93,7 +93,7 @@ def _with_stages(config: RunConfig, manifest: Manifest, instance: Instance, link
 
 def make_plan(config: RunConfig, instance: Instance, max_micro: int | None = None) -> Solution:
     """Plan the round with the configured method (edgepsl.plan.solvers), passing the config's seed, dispatch rule
-    and micro-batches (when not 1, with at most max_micro per client: microbatch.max_micro_batches) to the methods
+    and micro-batches (when not 1, with at most max_micro per client: microbatch.micro_batch_cap) to the methods
     that take them; SolverUnavailableError names the extra a method needs."""
     options: dict[str, object] = {"seed": config.seed, "dispatch": config.dispatch}
     if config.micro_batches != "1":

@@ -11,7 +11,7 @@ from edgepsl.plan.scenarios import scenario_instance
 from edgepsl.plan.solvers import plan
 from edgepsl.runtime.config import DEFAULT_ARTIFACT, RunConfig
 from edgepsl.runtime.errors import RunConfigError
-from edgepsl.runtime.microbatch import check_micro_batches, max_micro_batches, micro_sizes
+from edgepsl.runtime.microbatch import check_micro_batches, micro_batch_cap, micro_sizes
 from edgepsl.segment import load_manifest
 from edgepsl.segment.manifest import TensorSpec
 
@@ -28,8 +28,8 @@ def test_batch_norm_models_get_micro_batches_of_two_rows_at_least():
     lenet = load_manifest(DEFAULT_ARTIFACT)
     bn = with_batch_norm(lenet)
     assert not lenet.batch_statistics and bn.batch_statistics
-    assert max_micro_batches(64, lenet) == 64 and max_micro_batches(64, bn) == 32 and max_micro_batches(3, bn) == 1
-    assert min(micro_sizes(65, max_micro_batches(65, bn))) >= 2
+    assert micro_batch_cap(64, lenet) == 64 and micro_batch_cap(64, bn) == 32 and micro_batch_cap(3, bn) == 1
+    assert min(micro_sizes(65, micro_batch_cap(65, bn))) >= 2
     for n in ("1", "32", "auto"):
         check_micro_batches(RunConfig(batch_size=64, micro_batches=n), bn)
     check_micro_batches(RunConfig(batch_size=64, micro_batches="64"), lenet)
