@@ -107,7 +107,7 @@ def replay(run_dir: Path, records: list[dict], first: int) -> dict:
         if record.get("partial") or record["plan_version"] not in versions or not terms:
             continue
         instance, plan = versions[record["plan_version"]]
-        if set(terms) != set(instance.client_names):
+        if set(terms) != set(instance.client_names) or plan.pipelined:  # a pipelined round's terms are not chains
             continue
         ratios.append(evaluate(with_terms(instance, terms), plan).makespan / record["realised_makespan_ms"])
         for client, values in terms.items():

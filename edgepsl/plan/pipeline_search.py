@@ -194,18 +194,25 @@ def dispatch_pipelined(instance: Instance, assign: np.ndarray, micro: np.ndarray
     return Plan(assign, tuple(orders), method, dict(meta or {}), micro)
 
 
-def candidate_micro(instance: Instance) -> list[np.ndarray]:
-    """Per client, the N values the auto descent tries: N_CANDIDATES up to its batch, and PiPar's N."""
-    aps = aps_micro(instance)
-    return [np.array(sorted({n for n in N_CANDIDATES if n <= instance.batch[j]} | {int(aps[j])}), dtype=np.int64)
+def micro_cap(instance: Instance, max_micro: int | None) -> np.ndarray:
+    """Per client, the most micro-batches it may have: its batch, and at most max_micro (None: no further cap)."""
+    batch = instance.batch.astype(np.int64)
+    return batch if max_micro is None else np.minimum(batch, max(1, int(max_micro)))
+
+
+def candidate_micro(instance: Instance, max_micro: int | None = None) -> list[np.ndarray]:
+    """Per client, the N values the auto descent tries: N_CANDIDATES and PiPar's N, up to its cap (micro_cap)."""
+    aps, cap = aps_micro(instance), micro_cap(instance, max_micro)
+    return [np.array(sorted({n for n in (*N_CANDIDATES, int(aps[j])) if n <= cap[j]} or {1}), dtype=np.int64)
             for j in range(instance.K)]
 
 
 def solve_pipelined(instance: Instance, micro_batches: str | int | None = AUTO, seed: int = 0,
                     budget: int = DEFAULT_BUDGET, kicks: int = DEFAULT_KICKS,
-                    time_limit_ms: float | None = None) -> Solution:
-    """greedy-ls with micro-batches: N fixed (a whole number, capped at each client's batch), the instance's own N
-    (None), or chosen per client ('auto'). N = 1 for every client returns greedy-ls's plan unchanged."""
+                    time_limit_ms: float | None = None, max_micro: int | None = None) -> Solution:
+    """greedy-ls with micro-batches: N fixed (a whole number, capped at each client's batch and max_micro), the
+    instance's own N (None), or chosen per client ('auto', never above the cap). N = 1 for every client returns
+    greedy-ls's plan unchanged."""
     instance.require_splitfed("the micro-batch (pipelined) planner")
     mode = micro_option(micro_batches)
     t0 = time.perf_counter()
@@ -214,16 +221,17 @@ def solve_pipelined(instance: Instance, micro_batches: str | int | None = AUTO, 
         fixed = instance.micro_batches
     elif mode != AUTO:
         _require_stages(instance)
-        fixed = np.minimum(int(mode), instance.batch.astype(np.int64))
+        fixed = np.minimum(int(mode), micro_cap(instance, max_micro))
     if mode != AUTO and (fixed == 1).all():
         return base
     _require_stages(instance)
+    cap = micro_cap(instance, max_micro)
     deadline_ns = 0 if time_limit_ms is None else int(time.monotonic_ns() + time_limit_ms * 1e6)
-    candidates = candidate_micro(instance) if mode == AUTO else [np.array([n]) for n in fixed]
+    candidates = candidate_micro(instance, max_micro) if mode == AUTO else [np.array([n]) for n in fixed]
     search = _Search(instance, candidates, deadline_ns)
     meta: dict[str, Any] = {"seed": seed, "micro_batches": mode if mode is not None else "instance",
                             "unpipelined_makespan": base.makespan}
-    start_micro = aps_micro(instance) if mode == AUTO else fixed
+    start_micro = np.minimum(aps_micro(instance), cap) if mode == AUTO else fixed
     state = search.descend(search.state(base.plan.assignment, start_micro), with_micro=False)
     found = [(dispatch_pipelined(instance, state.assign, state.micro), "aps" if mode == AUTO else "fixed")]
     if mode == AUTO:
@@ -232,7 +240,7 @@ def solve_pipelined(instance: Instance, micro_batches: str | int | None = AUTO, 
         meta["aps_makespan"] = timeline_of(instance, aps_plan).makespan
         state = search.descend(state, with_micro=True)
         found.append((dispatch_pipelined(instance, state.assign, state.micro), "descent from PiPar's N"))
-        uniform = min((search.state(base.plan.assignment, np.minimum(n, instance.batch.astype(np.int64)))
+        uniform = min((search.state(base.plan.assignment, np.minimum(n, cap))
                        for n in UNIFORM_STARTS), key=_State.objective)
         state = search.descend(search.descend(uniform, with_micro=False), with_micro=True)
         found.append((dispatch_pipelined(instance, state.assign, state.micro), "descent from a uniform N"))

@@ -111,6 +111,9 @@ MICRO_BATCHES = SolverOption("micro_batches", str, None,
                              "micro-batches per client (PiPar pipelining): a whole number N, or 'auto' for the N "
                              "per client that minimises the planned makespan (default: the instance's own N)",
                              convert=micro_option)
+MAX_MICRO = SolverOption("max_micro", int, None,
+                         "the most micro-batches per client (e.g. batch // 2 for a model with BatchNorm, whose "
+                         "micro-batches need 2 rows); None: its batch")
 LOCAL_LOSS = SolverOption("local_loss", str, "instance",
                           "learning mode per client (docs/planning.md, 'Local-loss mode'): instance (the instance's "
                           "own), none, all, a list of client indices in local loss, or auto / auto:<indices> (the "
@@ -134,14 +137,15 @@ def _unpipelined(instance: Instance, micro_batches: str | None, local_loss: str)
     return False
 
 
-def _greedy_ls(instance: Instance, *, micro_batches: str | None, local_loss: str, **options: Any) -> Solution:
+def _greedy_ls(instance: Instance, *, micro_batches: str | None, max_micro: int | None, local_loss: str,
+               **options: Any) -> Solution:
     if _unpipelined(instance, micro_batches, local_loss):
         return solve_with_modes(instance, local_loss, lambda inst: heuristics.solve(inst, "greedy-ls", **options))
-    return solve_pipelined(instance, micro_batches, **options)
+    return solve_pipelined(instance, micro_batches, max_micro=max_micro, **options)
 
 
 def _milp(instance: Instance, *, time_limit: float, threads: int, seed: int, budget: int,
-          time_limit_ms: float | None, micro_batches: str | None, local_loss: str) -> Solution:
+          time_limit_ms: float | None, micro_batches: str | None, max_micro: int | None, local_loss: str) -> Solution:
     from edgepsl.plan.milp import solve_milp
 
     if _unpipelined(instance, micro_batches, local_loss):
@@ -152,7 +156,8 @@ def _milp(instance: Instance, *, time_limit: float, threads: int, seed: int, bud
         return solve_with_modes(instance, local_loss, exact)
     from edgepsl.plan.pipeline_milp import solve_pipeline_milp
 
-    warm = solve_pipelined(instance, micro_batches, seed=seed, budget=budget, time_limit_ms=time_limit_ms).plan
+    warm = solve_pipelined(instance, micro_batches, seed=seed, budget=budget, time_limit_ms=time_limit_ms,
+                           max_micro=max_micro).plan
     if not warm.pipelined:
         return solve_milp(instance, time_limit=time_limit, threads=threads, warm_start=warm)
     return solve_pipeline_milp(instance, warm.micro_batches, warm, time_limit=time_limit, threads=threads)
@@ -190,10 +195,10 @@ SOLVERS: dict[str, Solver] = {s.name: s for s in (
            (DISPATCH, LOCAL_LOSS)),
     Solver("greedy-eft", heuristics.METHODS["greedy-eft"], _heuristic("greedy-eft"), (LOCAL_LOSS,)),
     Solver("greedy-ls", heuristics.METHODS["greedy-ls"] + "; with micro_batches, pipelined micro-batch jobs "
-           "(docs/planning.md)", _greedy_ls, (SEED, BUDGET, KICKS, TIME_LIMIT_MS, MICRO_BATCHES, LOCAL_LOSS)),
+           "(docs/planning.md)", _greedy_ls, (SEED, BUDGET, KICKS, TIME_LIMIT_MS, MICRO_BATCHES, MAX_MICRO, LOCAL_LOSS)),
     Solver("milp", "exact MILP on HiGHS, warm-started from greedy-ls (docs/milp.md); with micro_batches, exact for "
            "the N greedy-ls plans (docs/planning.md)", _milp,
-           (TIME_LIMIT, THREADS, SEED, BUDGET, TIME_LIMIT_MS, MICRO_BATCHES, LOCAL_LOSS), extra="solvers",
+           (TIME_LIMIT, THREADS, SEED, BUDGET, TIME_LIMIT_MS, MICRO_BATCHES, MAX_MICRO, LOCAL_LOSS), extra="solvers",
            module="highspy"),
     Solver("hybrid", hybrid.METHODS["hybrid"], _hybrid, (SEED, BUDGET, KICKS, TIME_LIMIT_MS), local_mode=True),
     *(Solver(name, hybrid.METHODS[name], _hybrid_baseline(name), (SEED,), local_mode=True)

@@ -605,9 +605,11 @@ class Client:
                 t.opt_aux.step(step.aux_grads)
                 loss, compute_local = step.loss, time.perf_counter() - clock
                 pad_local, _ = self._step(clock, t.times["aux"])
-                time.sleep(max(0.0, (sent - now_ms()) / 1e3))  # closing the uplink sends at once
-            finally:
-                uplink.close()
+                time.sleep(max(0.0, (sent - now_ms()) / 1e3))
+            except BaseException:
+                uplink.close()  # the round is abandoned: its upload is dropped
+                raise
+            uplink.close(send_pending=True)  # the upload is due: sent now if the uplink's thread has not yet
         fwd = Transfer(sent, sent, up, tensor_bytes(forward.tensors, float16), 0)
         if mode.labels_on_helper:
             bwd_at = fwd.sent

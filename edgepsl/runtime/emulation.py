@@ -129,9 +129,11 @@ class Pacer:
                 _, _, action = heapq.heappop(self._heap)
             action()
 
-    def close(self) -> None:
-        """Run what is pending, then stop the thread."""
+    def close(self, run_pending: bool = True) -> None:
+        """Run what is pending (or drop it, with run_pending False), then stop the thread."""
         with self._cond:
+            if not run_pending:
+                self._heap.clear()
             self._stop = True
             self._cond.notify()
         self._thread.join()

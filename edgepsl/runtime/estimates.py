@@ -7,8 +7,9 @@ records) keep their last estimate, else the declared start-up value. docs/runtim
 
 The estimates are medians, but a round's makespan is a maximum over chains of sums of right-skewed terms, so a plan of
 the medians predicts less than its rounds realise. `expected_makespan` predicts a plan's makespan from the last
-SCENARIOS rounds instead: the plan's timeline under each round's realised chain terms, the median over those rounds
-(docs/runtime.md "Expected makespan").
+SCENARIOS rounds instead: the plan's timeline under each round's realised chain terms, the median over those rounds;
+a pipelined plan's, whose rounds give no chain terms, from the realised / planned makespan of the last SCENARIOS
+pipelined rounds (docs/runtime.md "Expected makespan").
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from edgepsl.plan.evaluate import evaluate
+from edgepsl.plan.evaluate import evaluate, timeline_of
 from edgepsl.plan.instance import Instance
 from edgepsl.plan.schedule import Plan
 from edgepsl.runtime import planning
@@ -115,6 +116,7 @@ class Estimates:
             self.cut_bytes["part1"] += int(np.prod(labels.shape)) * labels.dtype.itemsize
         self.rounds = 0
         self.scenarios: deque[Scenario] = deque(maxlen=SCENARIOS)
+        self.pipelined_ratios: deque[float] = deque(maxlen=SCENARIOS)  # realised / planned of pipelined rounds
 
     def _term(self, client: str, key: str, value: float) -> None:
         self.client_terms.setdefault((client, key), Smoothed(value)).update(value)
@@ -177,6 +179,9 @@ class Estimates:
             self.helper_times[key].update(float(np.median(took)))
         if scenario.terms:
             self.scenarios.append(scenario)
+        planned = record.metrics.get("planned_makespan_ms")
+        if any(job.get("micro_batches", 1) > 1 for pair in jobs.values() for job in pair.values()) and planned:
+            self.pipelined_ratios.append(float(record.metrics["realised_makespan_ms"]) / float(planned))
         self.rounds += 1
 
     def expected_makespan(self, instance: Instance, plan: Plan) -> float | None:
@@ -185,8 +190,13 @@ class Estimates:
 
         A client's terms on the helper it ran on are the round's; on another helper its instance terms there, shifted
         by the round's departure on its own helper (>= 0). Clients a round did not observe (local, or not yet in the
-        fleet) keep the instance's terms.
+        fleet) keep the instance's terms. A pipelined plan's: its timeline's makespan times the median realised /
+        planned makespan of the last SCENARIOS pipelined rounds (None before any).
         """
+        if plan.pipelined:
+            if not self.pipelined_ratios:
+                return None
+            return float(timeline_of(instance, plan).makespan * np.median(self.pipelined_ratios))
         if not self.scenarios:
             return None
         clients, helpers = list(instance.client_names), list(instance.helper_names)

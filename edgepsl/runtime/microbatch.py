@@ -10,11 +10,34 @@ import numpy as np
 
 from edgepsl.plan.pipeline import stage_ms
 from edgepsl.plan.profiles import StageCosts
+from edgepsl.runtime.config import RunConfig
 from edgepsl.runtime.emulation import Pacer
+from edgepsl.runtime.errors import RunConfigError
+from edgepsl.segment import Manifest
 
 # The fixed part of every compute call the runtime plans with (planning.build_instance) and pads micro-batches to:
 # call_ms per client call, job_ms per helper job (a transfer's fixed part is its link's latency).
 COSTS = StageCosts()
+
+
+# The fewest rows a training micro-batch of a model with BatchNorm may have (its batch variance needs two)
+BATCH_NORM_ROWS = 2
+
+
+def micro_batch_cap(batch: int, manifest: Manifest) -> int:
+    """The most micro-batches a round of `batch` rows may be split into: one row each, or BATCH_NORM_ROWS each when
+    the model normalises with batch statistics (micro_sizes' smallest micro-batch has batch // N rows)."""
+    return max(1, batch // BATCH_NORM_ROWS) if manifest.batch_statistics else batch
+
+
+def check_micro_batches(config: RunConfig, manifest: Manifest) -> None:
+    """RunConfigError when the configured N splits the batch into micro-batches too small for the model."""
+    most = micro_batch_cap(config.batch_size, manifest)
+    if config.micro_batches != "auto" and int(config.micro_batches) > most:
+        raise RunConfigError(
+            f"config key 'micro_batches' is {config.micro_batches}, but the artifact {manifest.model} has BatchNorm "
+            f"and batch_size {config.batch_size} then gives micro-batches of fewer than {BATCH_NORM_ROWS} rows, whose "
+            f"batch statistics are undefined; use micro_batches <= {most} (or 'auto', which stays within it)")
 
 
 def micro_sizes(batch: int, n: int) -> list[int]:
@@ -90,6 +113,8 @@ class Uplink:
         self._pacer.later(delay, action)
         return delay
 
-    def close(self) -> None:
-        """Send what is queued, then stop the thread."""
-        self._pacer.close()
+    def close(self, send_pending: bool = False) -> None:
+        """Stop the thread. By default the uploads still queued are dropped: the round they belong to is over (every
+        upload of a completed round has left; those of an aborted or cancelled one would only be refused
+        CANCELLED); with send_pending they are sent at once (an upload that is due, its round going on)."""
+        self._pacer.close(run_pending=send_pending)

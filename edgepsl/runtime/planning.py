@@ -168,14 +168,14 @@ def with_smashmix(config: RunConfig, instance: Instance, plan: Plan, timeline: T
     return dataclasses.replace(timeline, makespan=max(ends))
 
 
-def make_plan(config: RunConfig, instance: Instance) -> Solution:
+def make_plan(config: RunConfig, instance: Instance, max_micro: int | None = None) -> Solution:
     """Plan the round with the configured method (edgepsl.plan.solvers), passing the config's seed, dispatch rule
-    and micro-batches (when not 1) to the methods that take them, and with mode = "auto" local_loss = "auto" (the
-    planner chooses each client's mode; the plan records it); SolverUnavailableError names the extra a method
-    needs."""
-    options = {"seed": config.seed, "dispatch": config.dispatch}
+    and micro-batches (when not 1, with at most max_micro per client: microbatch.micro_batch_cap) to the methods
+    that take them, and with mode = "auto" local_loss = "auto" (the planner chooses each client's mode; the plan
+    records it); SolverUnavailableError names the extra a method needs."""
+    options: dict[str, object] = {"seed": config.seed, "dispatch": config.dispatch}
     if config.mode == "auto":
         options["local_loss"] = "auto"
     if config.micro_batches != "1":
-        options["micro_batches"] = config.micro_batches
+        options.update(micro_batches=config.micro_batches, max_micro=max_micro)
     return plan(instance, config.method, **solver(config.method).options_from(options))

@@ -15,6 +15,10 @@ from edgepsl.segment.errors import ArtifactError, SegmentInputError
 from edgepsl.segment.losses import CROSS_ENTROPY, Loss, UnknownLossError, get_loss
 
 
+# The buffers torch's BatchNorm layers carry (exported as the segment's buffers, named by their module path)
+BATCH_NORM_BUFFERS = ("running_mean", "running_var")
+
+
 @dataclass(frozen=True)
 class TensorSpec:
     """A tensor's name, shape (None marks the dynamic batch axis) and dtype."""
@@ -97,6 +101,12 @@ class Manifest:
     def labels(self) -> TensorSpec:
         """A batch of labels as the last segment's train graph takes them (dtype and shape set by the loss)."""
         return self.loss_labels(self.segments[-1])
+
+    @property
+    def batch_statistics(self) -> bool:
+        """Whether a segment of the model normalises with batch statistics in training: a BatchNorm, which the
+        exporter gives running_mean and running_var buffers."""
+        return any(b.name.rsplit(".", 1)[-1] in BATCH_NORM_BUFFERS for seg in self.segments for b in seg.buffers)
 
     @property
     def metric(self) -> str:

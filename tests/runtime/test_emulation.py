@@ -1,7 +1,9 @@
-"""Device emulation: profiled or slowed-down part times, link pacing arithmetic, and the delayed-send thread."""
+"""Device emulation: profiled or slowed-down part times, link pacing arithmetic, the delayed-send thread and a client's
+uplink."""
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
@@ -9,6 +11,7 @@ from edgepsl.plan.profiles import load_profile
 from edgepsl.plan.scenarios import DEFAULT_CUTS
 from edgepsl.runtime.emulation import Emulation, Pacer, paper_fleet
 from edgepsl.runtime.errors import RunConfigError
+from edgepsl.runtime.microbatch import Uplink
 
 MEASURED = {"part1_fwd": 2.0, "part1_bwd": 3.0, "part3_fwd": 1.0, "part3_bwd": 1.5}
 
@@ -63,3 +66,12 @@ def test_paper_fleet_draws_scenario_one_devices_and_links():
     assert {c.device for c in clients} <= {"d1", "d2"} and {h.device for h in helpers} <= {"VM", "laptop"}
     assert all(1 <= c.bandwidth_mbps <= 20 for c in clients) and all(h.bandwidth_mbps is None for h in helpers)
     assert paper_fleet(12, 3, seed=4) == (clients, helpers)
+
+
+def test_closing_an_uplink_drops_the_uploads_still_queued():
+    uplink = Uplink()
+    sent: list[int] = []
+    assert uplink.send(time.perf_counter(), 0.0, lambda: sent.append(0)) == 0.0  # no upload time: sent at once
+    assert uplink.send(time.perf_counter(), 30.0, lambda: sent.append(1)) > 29.0  # queued behind a 30 s upload
+    uplink.close()  # the round ended (aborted): the queued upload is dropped, not sent
+    assert sent == [0]

@@ -1,5 +1,6 @@
 """Closed-loop estimates from synthetic round records: convergence, one outlier round, a client that leaves, and a
-plan's expected makespan over the rounds' realised chain terms."""
+plan's expected makespan over the rounds' realised chain terms (a pipelined plan's, from its rounds' realised
+/ planned makespans)."""
 from __future__ import annotations
 
 import dataclasses
@@ -209,3 +210,22 @@ def test_chains_slow_in_turn_make_rounds_longer_than_the_plan_of_the_medians(set
     alone = [evaluate(_as_ran(setting, base, f).measured, plan).makespan for f in rounds]
     assert est.expected_makespan(base, plan) == pytest.approx(float(np.median(alone)))
     assert planned < est.expected_makespan(base, plan) <= 2.0 * planned
+
+
+def test_a_pipelined_plan_is_expected_to_realise_what_its_last_rounds_did_per_planned_ms(setting):
+    config, manifest, clients, helpers, links, _, _ = setting
+    config = dataclasses.replace(config, micro_batches="4")
+    instance = planning.build_instance(config, manifest, CLIENTS, HELPERS, clients, helpers, links)
+    plan = planning.make_plan(config, instance).plan
+    assert plan.pipelined
+    planned = evaluate(instance, plan).makespan
+    est = _estimates(setting)
+    assert est.expected_makespan(instance, plan) is None  # no pipelined round observed yet
+    for ratio in (3.0, 2.0, 5.0, 2.5, 3.5, 2.8):  # realised / planned of each round; only the last SCENARIOS count
+        record = _record(setting)
+        for job in record.metrics["jobs"]:
+            job["micro_batches"] = 4
+        record.metrics.update(planned_makespan_ms=40.0, realised_makespan_ms=40.0 * ratio)
+        est.observe(record)
+    assert not est.scenarios  # a pipelined round's terms are not chains
+    assert est.expected_makespan(instance, plan) == pytest.approx(planned * np.median([2.0, 5.0, 2.5, 3.5, 2.8]))

@@ -26,6 +26,7 @@ from edgepsl.runtime.errors import RunAbortedError, RunConfigError, StopRequeste
 from edgepsl.runtime.estimates import Estimates
 from edgepsl.runtime.links import Links, assembled, declared_links
 from edgepsl.runtime.metrics import MetricsLog, RoundRecord
+from edgepsl.runtime.microbatch import check_micro_batches
 from edgepsl.runtime.modes import LearningMode, any_local_loss, warn_privacy
 from edgepsl.runtime.protocol import State
 from edgepsl.runtime.trace import Trace
@@ -81,6 +82,7 @@ class Coordinator:
         self.endpoint = self.server.endpoint
         self.trace = Trace(self.run_dir / "traces" / "coordinator.jsonl", "coordinator")
         self.manifest = load_manifest(config.artifact)
+        check_micro_batches(config, self.manifest)
         self.messenger = Messenger(self.server, config.run_id, self.trace, watch, ArtifactSource(config.artifact,
                                                                                       config.artifact_chunk_kb << 10))
         self.metrics = MetricsLog(self.run_dir / "metrics.jsonl")

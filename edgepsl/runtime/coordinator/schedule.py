@@ -21,6 +21,7 @@ from edgepsl.runtime.coordinator.fleet import Fleet, Profiles
 from edgepsl.runtime.coordinator.messenger import Messenger
 from edgepsl.runtime.errors import RunConfigError
 from edgepsl.runtime.links import Links, declared_links, measured_links, probe_sizes_kb
+from edgepsl.runtime.microbatch import micro_batch_cap
 from edgepsl.runtime.modes import LearningMode
 from edgepsl.runtime.protocol import (ClientRoundStart, HelperRoundStart, LinkFit, LinkReport, ProbeRequest,
                                       ProbeTarget)
@@ -109,7 +110,7 @@ def plan_round(config: RunConfig, manifest: Manifest, fleet: Fleet, profiles: Pr
     """Build the instance from the profiles and links, plan it with the configured method; write both files."""
     measured.save(run_dir / "links.json")
     instance = build(config, manifest, fleet, profiles, measured)
-    plan = planning.make_plan(config, instance).plan
+    plan = planning.make_plan(config, instance, micro_batch_cap(config.batch_size, manifest)).plan
     instance.save(run_dir / "instance.json")
     plan.save(run_dir / "plan.json")
     return instance, plan
