@@ -1,12 +1,16 @@
 """Fixtures of the runtime tests: small real runs on 127.0.0.1 (roles as processes, real sockets and segments)."""
 from __future__ import annotations
 
+import threading
 from pathlib import Path
+from typing import Sequence
 
 import pytest
 
+from edgepsl.runtime.client import Client
 from edgepsl.runtime.config import RunConfig
-from edgepsl.runtime.coordinator import RunSummary
+from edgepsl.runtime.coordinator import Coordinator, RunSummary
+from edgepsl.runtime.helper import Helper
 from edgepsl.runtime.launch import LocalRun, run_local
 
 # Small and fast: 1500 training samples, 1000 test samples, batch 32, one process per role, 1 s heartbeats.
@@ -21,6 +25,20 @@ def artifact_cache(tmp_path_factory, monkeypatch) -> Path:
     cache = tmp_path_factory.mktemp("artifact-cache")
     monkeypatch.setenv("EDGEPSL_ARTIFACT_CACHE", str(cache))
     return cache
+
+
+def run_threaded(coordinator: Coordinator, roles: Sequence[Client | Helper]) -> RunSummary:
+    """Run a coordinator here and its roles in threads; every role leaves on the coordinator's bye (also when the
+    run stops early), and each thread must end within 60 s."""
+    threads = [threading.Thread(target=role.run, daemon=True) for role in roles]
+    for thread in threads:
+        thread.start()
+    try:
+        return coordinator.run()
+    finally:
+        for thread in threads:
+            thread.join(60.0)
+            assert not thread.is_alive()
 
 
 def small_run(run_dir: Path, **changes) -> LocalRun:

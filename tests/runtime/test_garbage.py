@@ -21,7 +21,7 @@ from edgepsl.runtime.protocol import RuntimeCode, State
 from edgepsl.wire import (ChannelConfig, Envelope, ErrorCode, JobId, KeyStore, Message, MsgType, PeerChannel,
                           PeerEvent, PeerSecurity, decode, encode)
 from edgepsl.wire.validate import Limits
-from tests.runtime.conftest import small_run
+from tests.runtime.conftest import run_threaded, small_run
 
 EXPECTED = 10  # five refusals from the helper and five from the coordinator
 # The report without its fields is refused by the coordinator naming the missing field (BAD_PAYLOAD), by the helper
@@ -196,15 +196,7 @@ def _threaded(run_dir, config, client0: type[Client]) -> tuple[list[dict], Clien
     coordinator = Coordinator(config, run_dir)
     roles = [Helper(HelperOptions("helper0", coordinator.endpoint)),
              client0(ClientOptions("client0", coordinator.endpoint)), Client(ClientOptions("client1", coordinator.endpoint))]
-    threads = [threading.Thread(target=role.run, daemon=True) for role in roles]
-    for thread in threads:
-        thread.start()
-    try:
-        summary = coordinator.run()
-    finally:  # every role leaves on the coordinator's bye, also when the run stops early
-        for thread in threads:
-            thread.join(60.0)
-            assert not thread.is_alive()
+    summary = run_threaded(coordinator, roles)
     return summary.records, roles[1]
 
 

@@ -3,7 +3,6 @@ measured aux step, the two-part split with part-3 on the helper; realised makesp
 monitor does not re-plan, and the closed-loop estimates keep the modes' terms."""
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +24,7 @@ from edgepsl.runtime.helper import Helper, HelperOptions
 from edgepsl.runtime.links import Links
 from edgepsl.runtime.modes import AUX, PART1, PART3, LearningMode
 from edgepsl.segment import load_manifest
-from tests.runtime.conftest import small_run
+from tests.runtime.conftest import run_threaded, small_run
 
 CLIENTS, HELPERS = ["client0", "client1", "client2"], ["helper0", "helper1"]
 TIMES = {"part1_fwd": 30.0, "part1_bwd": 40.0, "part3_fwd": 5.0, "part3_bwd": 6.0}
@@ -127,15 +126,7 @@ def _emulated_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mbps: tuple[f
              *(Client(ClientOptions(f"client{j}", coordinator.endpoint,
                                     emulation=Emulation(device=e.device, bandwidth_mbps=mbps[j])))
                for j, e in enumerate(devices))]
-    threads = [threading.Thread(target=role.run, daemon=True) for role in roles]
-    for thread in threads:
-        thread.start()
-    try:
-        summary = coordinator.run()
-    finally:
-        for thread in threads:
-            thread.join(60.0)
-            assert not thread.is_alive()
+    summary = run_threaded(coordinator, roles)
     return summary.records, seen[-1], tmp_path
 
 

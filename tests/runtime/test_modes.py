@@ -23,7 +23,7 @@ from edgepsl.runtime.protocol import CutShapes, ForwardJob
 from edgepsl.segment import load_manifest
 from edgepsl.wire import JobId, MsgType, PeerChannel
 from edgepsl.wire.codec import ENCODE_LIMITS, decode
-from tests.runtime.conftest import small_run
+from tests.runtime.conftest import run_threaded, small_run
 
 ROUNDS = 2
 CLASSES = 10
@@ -59,15 +59,7 @@ def _run(run_dir: Path, config: RunConfig) -> list[dict]:
     coordinator = Coordinator(config, run_dir)
     roles = [*(Helper(HelperOptions(f"helper{i}", coordinator.endpoint)) for i in range(config.helpers)),
              *(Client(ClientOptions(f"client{j}", coordinator.endpoint)) for j in range(config.clients))]
-    threads = [threading.Thread(target=role.run, daemon=True) for role in roles]
-    for thread in threads:
-        thread.start()
-    try:
-        summary = coordinator.run()
-    finally:
-        for thread in threads:
-            thread.join(60.0)
-            assert not thread.is_alive()
+    summary = run_threaded(coordinator, roles)
     return summary.records
 
 
