@@ -131,6 +131,17 @@ class RunConfig:
                                  f"({self.aggregate_every}): only averaged models are evaluated")
 
     @property
+    def any_local_loss(self) -> bool:
+        """Whether some client trains (or, mode = "auto", may train) with local loss: the run needs the artifact's
+        aux head."""
+        return self.mode != "splitfed" or bool(self.local_loss_clients)
+
+    @property
+    def splitfed_only(self) -> bool:
+        """Whether every client trains the U-shaped SplitFed (no local loss, labels on the clients)."""
+        return not self.any_local_loss and self.labels == "client"
+
+    @property
     def max_micro_batches(self) -> int:
         """The most micro-batches a client's round may have: the configured N, or the batch size under "auto"."""
         return self.batch_size if self.micro_batches == "auto" else min(int(self.micro_batches), self.batch_size)
@@ -168,19 +179,17 @@ class RunConfig:
         if self.smashmix_pairs and self.helper_model != "shared":
             raise RunConfigError("config key 'smashmix_pairs' needs helper_model = \"shared\": SmashMix trains one "
                                  "model on mixed pairs of its clients' smashed data (LocFedMix-SL's server)")
-        if (self.mode != "splitfed" or self.local_loss_clients or self.labels != "client") and \
-                self.micro_batches != "1":
+        if not self.splitfed_only and self.micro_batches != "1":
             raise RunConfigError(f"config key 'micro_batches' ({self.micro_batches!r}) pipelines the U-shaped SplitFed "
                                  f"only; mode {self.mode!r} with labels {self.labels!r} needs micro_batches 1")
-        if (self.mode != "splitfed" or self.local_loss_clients or self.labels != "client") and \
-                solver(self.method).local_mode:
+        if not self.splitfed_only and solver(self.method).local_mode:
             raise RunConfigError(f"config key 'method' ({self.method!r}) may train clients in local mode, which runs "
                                  f"the U-shaped SplitFed only; mode {self.mode!r} with labels {self.labels!r} needs a "
                                  f"method without local mode")
 
         # clients planned with the local-loss chain (modes.LearningMode.planned_local_loss)
-        any_local = (self.mode != "splitfed" or bool(self.local_loss_clients)) and not self.local_loss_helper_weight
-        if any_local and "local_loss" not in solver(self.method).option_names:
+        planned_local = self.any_local_loss and not self.local_loss_helper_weight
+        if planned_local and "local_loss" not in solver(self.method).option_names:
             raise RunConfigError(f"config key 'method' ({self.method!r}) does not plan the local-loss chain; mode "
                                  f"{self.mode!r} (or local_loss_clients) needs a method that does (random, "
                                  f"balanced-greedy, greedy-eft, greedy-ls or milp)")

@@ -90,12 +90,6 @@ def two_part_ms(times: Mapping[str, float]) -> float:
     return times["part2_fwd"] + times["part3_fwd"] + times["part3_bwd"] + times["part2_bwd"]
 
 
-def any_local_loss(config: RunConfig) -> bool:
-    """Whether some client of the run trains (or, mode = "auto", may train) with local loss: the run needs the
-    artifact's aux head."""
-    return config.mode != "splitfed" or bool(config.local_loss_clients)
-
-
 def warn_privacy(mode: LearningMode, log: logging.Logger, role: str) -> None:
     """Log a warning when the labels leave the clients (labels = "helper": the two-part split, weaker privacy)."""
     if mode.labels_on_helper:

@@ -27,7 +27,7 @@ from edgepsl.runtime.estimates import Estimates
 from edgepsl.runtime.links import Links, assembled, declared_links
 from edgepsl.runtime.metrics import MetricsLog, RoundRecord
 from edgepsl.runtime.microbatch import check_micro_batches
-from edgepsl.runtime.modes import LearningMode, any_local_loss, warn_privacy
+from edgepsl.runtime.modes import LearningMode, warn_privacy
 from edgepsl.runtime.protocol import State
 from edgepsl.runtime.trace import Trace
 from edgepsl.segment import Segment, load_manifest
@@ -87,7 +87,7 @@ class Coordinator:
                                                                                       config.artifact_chunk_kb << 10))
         self.metrics = MetricsLog(self.run_dir / "metrics.jsonl")
         self.mode = LearningMode.of(config)
-        local_loss = any_local_loss(config)
+        local_loss = config.any_local_loss
         if local_loss and self.manifest.aux_head is None:
             raise RunConfigError(f"config key 'mode' or 'local_loss_clients' asks for local-loss training, but the "
                                  f"artifact {config.artifact} has no aux head; export one with `edgepsl export ... "
