@@ -19,7 +19,6 @@ from edgepsl.segment import Manifest
 # call_ms per client call, job_ms per helper job (a transfer's fixed part is its link's latency).
 COSTS = StageCosts()
 
-
 # The fewest rows a training micro-batch of a model with BatchNorm may have (its batch variance needs two)
 BATCH_NORM_ROWS = 2
 
