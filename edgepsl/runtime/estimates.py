@@ -7,9 +7,9 @@ records) keep their last estimate, else the declared start-up value. docs/runtim
 
 The estimates are medians, but a round's makespan is a maximum over chains of sums of right-skewed terms, so a plan of
 the medians predicts less than its rounds realise. `expected_makespan` predicts a plan's makespan from the last
-SCENARIOS rounds instead: the plan's timeline under each round's realised chain terms, the median over those rounds;
-a pipelined plan's, whose rounds give no chain terms, from the realised / planned makespan of the last SCENARIOS
-pipelined rounds (docs/runtime.md "Expected makespan").
+SCENARIOS rounds instead (`scenario_instances`: the instance under each round's realised chain terms), the median of
+its makespans on them; a pipelined plan's, whose rounds give no chain terms, from the realised / planned makespan of
+the last SCENARIOS pipelined rounds (docs/runtime.md "Planned makespan").
 """
 from __future__ import annotations
 
@@ -184,34 +184,58 @@ class Estimates:
             self.pipelined_ratios.append(float(record.metrics["realised_makespan_ms"]) / float(planned))
         self.rounds += 1
 
-    def expected_makespan(self, instance: Instance, plan: Plan) -> float | None:
-        """The makespan `plan` is expected to realise (ms): the median over the last SCENARIOS observed rounds of its
-        timeline with each round's realised chain terms (None before any round was observed).
+    def scenario_instances(self, instance: Instance) -> list[Instance]:
+        """The instance under each of the last SCENARIOS observed rounds (oldest first; none before any round).
 
-        A client's terms on the helper it ran on are the round's; on another helper its instance terms there, shifted
-        by the round's departure on its own helper (>= 0). Clients a round did not observe (local, or not yet in the
-        fleet) keep the instance's terms. A pipelined plan's: its timeline's makespan times the median realised /
-        planned makespan of the last SCENARIOS pipelined rounds (None before any).
+        A client's chain terms on the helper it ran on are the round's; on another helper its instance terms there,
+        shifted by the round's departure on its own helper (>= 0); its part-3 terms (l, l_bwd) the round's. Clients a
+        round did not observe (local, on a helper no longer in `instance`, or not yet in the fleet) keep the
+        instance's terms.
         """
-        if plan.pipelined:
-            if not self.pipelined_ratios:
-                return None
-            return float(timeline_of(instance, plan).makespan * np.median(self.pipelined_ratios))
-        if not self.scenarios:
-            return None
         clients, helpers = list(instance.client_names), list(instance.helper_names)
-        spans = []
+        worlds = []
         for scenario in self.scenarios:
             arrays = {k: getattr(instance, k).copy() for k in (*CHAIN_KH, "l", "l_bwd")}
             for client, terms in scenario.terms.items():
-                if client not in clients or scenario.helper[client] not in helpers or plan.local[clients.index(client)]:
+                if client not in clients or scenario.helper[client] not in helpers:
                     continue
                 j, i = clients.index(client), helpers.index(scenario.helper[client])
                 for k in CHAIN_KH:
                     arrays[k][j] = np.maximum(arrays[k][j] + (terms[k] - arrays[k][j, i]), 0.0)
                 arrays["l"][j], arrays["l_bwd"][j] = terms["l"], terms["l_bwd"]
-            spans.append(evaluate(dataclasses.replace(instance, **arrays), plan).makespan)
-        return float(np.median(spans))
+            worlds.append(dataclasses.replace(instance, **arrays))
+        return worlds
+
+    def expected_makespan(self, instance: Instance, plan: Plan) -> float | None:
+        """The makespan `plan` is expected to realise (ms): the median of its makespans on scenario_instances (None
+        before any round was observed). A pipelined plan's: its timeline's makespan times the median realised /
+        planned makespan of the last SCENARIOS pipelined rounds (None before any)."""
+        if plan.pipelined:
+            if not self.pipelined_ratios:
+                return None
+            return float(timeline_of(instance, plan).makespan * np.median(self.pipelined_ratios))
+        worlds = self.scenario_instances(instance)
+        if not worlds:
+            return None
+        return float(np.median([evaluate(world, plan).makespan for world in worlds]))
+
+    def for_fleet(self, clients: Sequence[str], helpers: Sequence[str], client_profiles: Mapping[str, dict],
+                  helper_profiles: Mapping[str, dict], links: Links) -> Estimates:
+        """Estimates for a changed fleet (a helper lost, roles joined): what was learnt of the members that stay (their
+        smoothed terms, pairs, links and the observed rounds) carries over; new members start from their declared
+        times and probed links. A client whose last helper left keeps its terms but plans with its declared part
+        times until it is observed again (its upload cannot be told from its part-1 without that link)."""
+        new = Estimates(self.config, self.manifest, clients, helpers, client_profiles, helper_profiles, links)
+        new.client_terms = {key: v for key, v in self.client_terms.items() if key[0] in new.clients}
+        new.seen_on = {c: h for c, h in self.seen_on.items() if c in new.clients and h in new.helpers}
+        new.helper_times.update({key: v for key, v in self.helper_times.items() if key[0] in new.helpers})
+        new.pair_times = {key: v for key, v in self.pair_times.items()
+                          if key[0] in new.clients and key[1] in new.helpers}
+        new.downloads = {key: v for key, v in self.downloads.items() if key[0] in new.clients and key[1] in new.helpers}
+        new.scenarios.extend(self.scenarios)
+        new.pipelined_ratios.extend(self.pipelined_ratios)
+        new.rounds = self.rounds
+        return new
 
     def part2_ms(self, client: str, helper: str, key: str) -> float:
         """A helper's part-2 time for one client: the pair's estimate, else the helper's over all its clients."""

@@ -15,14 +15,12 @@ def print_summary(summary: RunSummary) -> None:
     realised = summary.realised_makespan_ms
     print(f"rounds run: {len(realised)} (up to round {summary.rounds_done - 1})")
     if realised:
-        expected = "" if summary.expected_makespan_ms is None else f" (expected {summary.expected_makespan_ms:,.1f} ms)"
-        print(f"planned makespan per round: {summary.planned_makespan_ms:,.1f} ms{expected}; realised: mean "
-              f"{sum(realised) / len(realised):,.1f} ms, min {min(realised):,.1f} ms, max {max(realised):,.1f} ms")
+        print(f"planned makespan per round: {summary.planned_makespan_ms:,.1f} ms (nominal "
+              f"{summary.nominal_makespan_ms:,.1f} ms); realised: mean {sum(realised) / len(realised):,.1f} ms, "
+              f"min {min(realised):,.1f} ms, max {max(realised):,.1f} ms")
         shown = summary.records[-5:]
-        print("last rounds (round: planned / expected / realised ms):  " + ",  ".join(
-            f"{m['round']}: {m['planned_makespan_ms']:,.1f} / "
-            f"{m.get('expected_makespan_ms', m['planned_makespan_ms']):,.1f} / "
-            f"{m['realised_makespan_ms']:,.1f}" for m in shown))
+        print("last rounds (round: planned / realised ms):  " + ",  ".join(
+            f"{m['round']}: {m['planned_makespan_ms']:,.1f} / {m['realised_makespan_ms']:,.1f}" for m in shown))
     if summary.value is not None:
         print(f"test {summary.metric}: {metric_text(summary.metric, summary.value)}")
     print(f"run directory: {summary.run_dir}")

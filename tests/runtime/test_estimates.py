@@ -1,6 +1,6 @@
 """Closed-loop estimates from synthetic round records: convergence, one outlier round, a client that leaves, and a
 plan's expected makespan over the rounds' realised chain terms (a pipelined plan's, from its rounds' realised
-/ planned makespans)."""
+/ planned makespans), and estimates carried over to a changed fleet."""
 from __future__ import annotations
 
 import dataclasses
@@ -229,3 +229,34 @@ def test_a_pipelined_plan_is_expected_to_realise_what_its_last_rounds_did_per_pl
         est.observe(record)
     assert not est.scenarios  # a pipelined round's terms are not chains
     assert est.expected_makespan(instance, plan) == pytest.approx(planned * np.median([2.0, 5.0, 2.5, 3.5, 2.8]))
+
+
+def test_estimates_carry_over_to_a_changed_fleet(setting):
+    """A helper lost and a client joined: the staying members keep what was learnt, the lost helper's client plans
+    with its declared part times again, the new client starts declared, and the observed rounds still predict."""
+    config, manifest, clients, helpers, links, _, _ = setting
+    est = _estimates(setting)
+    for _ in range(WINDOW):
+        est.observe(_record(setting))
+    before = est.instance()
+    grown = (*CLIENTS, "client3")
+    profiles = {**clients, "client3": {"times": dict(DECLARED_CLIENT), "local_times": None}}
+    survivors = est.for_fleet(grown, ("helper0",), profiles, {"helper0": helpers["helper0"]},
+                              declared_links(config, grown, ("helper0",), {}))
+    after = survivors.instance()
+    assert after.client_names == grown and after.helper_names == ("helper0",)
+    for j in (0, 2):  # on helper0 before and after: every term as estimated
+        for name in ("r", "p", "d", "r_bwd", "p_bwd", "d_bwd"):
+            assert getattr(after, name)[j, 0] == pytest.approx(getattr(before, name)[j, 0])
+        assert after.l_bwd[j] == pytest.approx(TRUE["part1_bwd"])
+    declared = planning.build_instance(config, manifest, grown, ("helper0",), profiles,
+                                       {"helper0": helpers["helper0"]}, declared_links(config, grown, ("helper0",), {}))
+    assert after.l_bwd[1] == pytest.approx(declared.l_bwd[1])  # client1's helper left: declared part times again
+    assert after.l_bwd[3] == pytest.approx(declared.l_bwd[3])  # the new client
+    assert after.p_bwd[3, 0] == pytest.approx(TRUE["part2_bwd"])  # helper0's own estimate stands for a new client
+    assert len(survivors.scenarios) == WINDOW and after.meta["estimated_rounds"] == WINDOW
+    plan = solve(after, "greedy-ls", seed=0).plan
+    worlds = survivors.scenario_instances(after)
+    assert len(worlds) == WINDOW and all(w.client_names == grown for w in worlds)
+    assert survivors.expected_makespan(after, plan) == pytest.approx(
+        float(np.median([evaluate(w, plan).makespan for w in worlds])))

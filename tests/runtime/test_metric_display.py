@@ -22,7 +22,7 @@ RECORDS = [{"round": r, "loss": 1.0 / (r + 1), "planned_makespan_ms": 10.0, "rea
 def test_summary_progress_and_curves_name_the_metric(metric, value, shown, progress_text, capsys, tmp_path):
     records = [dict(m) for m in RECORDS]
     records[-1][metric] = value
-    summary = RunSummary(Path(tmp_path), 4, metric, value, 10.0, [12.0] * 4, records)
+    summary = RunSummary(Path(tmp_path), 4, metric, value, 10.0, 8.0, [12.0] * 4, records)
     assert summary.accuracy == (value if metric == "accuracy" else None)
     print_summary(summary)
     on_round, close = progress(4, 0)
@@ -30,7 +30,7 @@ def test_summary_progress_and_curves_name_the_metric(metric, value, shown, progr
         on_round(m)
     close()
     out = capsys.readouterr().out
-    assert shown in out
+    assert shown in out and "planned makespan per round: 10.0 ms (nominal 8.0 ms)" in out
     lines = out.splitlines()
     assert lines[-1].startswith("round 4/4") and lines[-1].endswith(progress_text)
     assert not any(progress_text in line for line in lines[:-1])

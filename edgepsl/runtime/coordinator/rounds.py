@@ -131,16 +131,16 @@ def play_round(messenger: Messenger, config: RunConfig, fleet: Fleet, schedule: 
     # stays a member until the wire declares it lost (silent longer than peer_timeout_s).
     close([name for name in members if name in expected
            and not messenger.reach(name, at(schedule.client_starts[name], t0, token), r, name)], "unreachable")
-    planned = float(schedule.timeline.makespan)
     due = None
     if config.straggler_policy == "drop":
-        due = (started + config.round_deadline_ms(schedule.predicted_ms) / 1000.0,
+        due = (started + config.round_deadline_ms(schedule.planned_ms) / 1000.0,
                lambda: close([n for n in members if n not in clients], "dropped"))
     messenger.collect(accept, lambda: len(expected), f"the reports of round {r}", config.round_timeout_s, r,
                       events=events, due=due)
     done = [n for n in fleet.clients if n in clients]
-    metrics: dict[str, Any] = {"round": r, "members": done, "absent": absent, "planned_makespan_ms": planned,
-                               "expected_makespan_ms": schedule.predicted_ms,
+    metrics: dict[str, Any] = {"round": r, "members": done, "absent": absent,
+                               "planned_makespan_ms": schedule.planned_ms,
+                               "nominal_makespan_ms": float(schedule.timeline.makespan),
                                "plan_version": schedule.version, "lost_helpers": lost_helpers,
                                "started_ms": t0, "ended_ms": now_ms(),
                                **({"helper_lost_at_ms": lost_at[0]} if lost_at else {}),

@@ -45,10 +45,10 @@ class RunSummary:
     rounds_done: int
     metric: str
     value: float | None
-    planned_makespan_ms: float
+    planned_makespan_ms: float  # the last plan's (Schedule.planned_ms)
+    nominal_makespan_ms: float  # the last plan's timeline's, of the estimated terms
     realised_makespan_ms: list[float] = field(default_factory=list)
     records: list[dict[str, Any]] = field(default_factory=list)
-    expected_makespan_ms: float | None = None  # the last plan's expected makespan (Schedule.predicted_ms)
 
     @property
     def accuracy(self) -> float | None:
@@ -137,26 +137,25 @@ class Coordinator:
             for r in range(first, last):
                 outcome = play_round(messenger, cfg, fleet, schedule, membership, r)
                 if outcome.lost_helpers:
-                    fleet, profiles, schedule, outcome = self._helper_lost(fleet, profiles, schedule, membership,
-                                                                           outcome, saved, r)
-                    links = links.restricted(fleet.clients, fleet.helpers) if links is not None else None
-                    estimates, drift_due = self._estimates(fleet, profiles, links), False
+                    fleet, profiles, links, estimates, schedule, outcome = self._helper_lost(
+                        fleet, profiles, links, estimates, schedule, membership, outcome, saved, r)
+                    drift_due = False
                     monitor.planned_changed()
                 record = outcome.record or record
                 metrics = dict(outcome.metrics)
                 if estimates is not None and outcome.record is not None:
                     estimates.observe(outcome.record)
-                    drift_due |= monitor.observe(schedule.predicted_ms, metrics["realised_makespan_ms"])
+                    drift_due |= monitor.observe(schedule.planned_ms, metrics["realised_makespan_ms"])
                 if (r + 1) % cfg.aggregate_every == 0 or r + 1 == cfg.rounds:
                     gathered = averaging.gather(messenger, cfg, fleet, schedule, self.model, membership, r)
                     saved = self._average(fleet, schedule, gathered, membership, r)
                     metrics["averaged"] = list(gathered.clients)
-                    if messenger.joining and links is not None:
+                    if messenger.joining and links is not None and estimates is not None:
                         before = set(fleet.roles)
-                        fleet, profiles, links, schedule = self._join(fleet, profiles, links, schedule, membership,
-                                                                      saved, r)
+                        fleet, profiles, links, estimates, schedule = self._join(fleet, profiles, links, estimates,
+                                                                                 schedule, membership, saved, r)
                         metrics["joined"] = [n for n in fleet.roles if n not in before]
-                        estimates, drift_due = self._estimates(fleet, profiles, links), False
+                        drift_due = False
                         monitor.planned_changed()
                     if drift_due and estimates is not None and r + 1 < last:
                         schedule = self._drift(fleet, profiles, schedule, estimates, saved, r)
@@ -186,16 +185,18 @@ class Coordinator:
         all_records = self.metrics.read()
         values = [m[metric] for m in all_records if m.get(metric) is not None]
         assert schedule is not None
-        return RunSummary(self.run_dir, last, metric, values[-1] if values else None,
-                          float(schedule.timeline.makespan), [m["realised_makespan_ms"] for m in records], records,
-                          schedule.predicted_ms)
+        return RunSummary(self.run_dir, last, metric, values[-1] if values else None, schedule.planned_ms,
+                          float(schedule.timeline.makespan), [m["realised_makespan_ms"] for m in records], records)
 
-    def _helper_lost(self, fleet: fleet_phase.Fleet, profiles: fleet_phase.Profiles, schedule: Schedule,
-                     membership: Membership, outcome: RoundOutcome, saved: ckpt.Checkpoint | None,
-                     r: int) -> tuple[fleet_phase.Fleet, fleet_phase.Profiles, Schedule, RoundOutcome]:
-        """Re-plan the clients onto the surviving helpers (warm-started), restore each moved client's middle part from
-        the last averaged model (and its optimizer state from the last checkpoint), and re-run round r for the
-        clients the lost helper left unfinished; the new fleet, profiles, schedule and the round's merged outcome."""
+    def _helper_lost(self, fleet: fleet_phase.Fleet, profiles: fleet_phase.Profiles, links: Links | None,
+                     estimates: Estimates | None, schedule: Schedule, membership: Membership, outcome: RoundOutcome,
+                     saved: ckpt.Checkpoint | None, r: int) -> tuple[fleet_phase.Fleet, fleet_phase.Profiles,
+                                                                      Links | None, Estimates | None, Schedule,
+                                                                      RoundOutcome]:
+        """Re-plan the clients onto the surviving helpers (warm-started, chosen by the estimates carried over to the
+        survivors), restore each moved client's middle part from the last averaged model (and its optimizer state
+        from the last checkpoint), and re-run round r for the clients the lost helper left unfinished; the new fleet,
+        profiles, links, estimates, schedule and the round's merged outcome."""
         lost = outcome.lost_helpers
         for name in lost:
             self.messenger.members.pop(name, None)
@@ -205,9 +206,13 @@ class Coordinator:
         if not survivors.helpers:
             raise RunAbortedError(f"every helper was lost at round {r}; the last checkpoint is in "
                                   f"{self.run_dir / 'checkpoint'}")
+        links = links.restricted(survivors.clients, survivors.helpers) if links is not None else None
+        if estimates is not None and links is not None:
+            estimates = estimates.for_fleet(survivors.clients, survivors.helpers,
+                                            *schedule_phase.declared_profiles(survivors, profiles), links)
         instance = replanning.without_helpers(schedule.instance, lost)
         new = replanning.replan(self.config, survivors, profiles, instance, schedule, r,
-                                f"helper {', '.join(lost)} lost", self.run_dir, self.endpoint)
+                                f"helper {', '.join(lost)} lost", self.run_dir, self.endpoint, estimates=estimates)
         self._move_middles(survivors, schedule, fleet, new, saved, r)
         rerun = outcome.closed_for("helper_lost")
         metrics = dict(outcome.metrics)
@@ -220,7 +225,7 @@ class Coordinator:
                             "rerun_started_ms": second.metrics["started_ms"], "ended_ms": second.metrics["ended_ms"],
                             "realised_makespan_ms": second.metrics["ended_ms"] - metrics["started_ms"]})
         metrics["replanned_to"] = new.version
-        return survivors, profiles, new, RoundOutcome(metrics, None, outcome.closed, lost)
+        return survivors, profiles, links, estimates, new, RoundOutcome(metrics, None, outcome.closed, lost)
 
     def _move_middles(self, fleet: fleet_phase.Fleet, before: Schedule, before_fleet: fleet_phase.Fleet,
                       after: Schedule, saved: ckpt.Checkpoint | None, r: int) -> None:
@@ -252,19 +257,19 @@ class Coordinator:
         new = replanning.replan(self.config, fleet, profiles, estimates.instance(), schedule, r + 1,
                                 "drift of the realised makespan from the plan", self.run_dir, self.endpoint,
                                 log_level=logging.INFO,  # routine: the loop closing, not an event to warn of
-                                predict=estimates.expected_makespan)
+                                estimates=estimates)
         self._move_middles(fleet, schedule, fleet, new, saved, r)
         return new
 
-    def _join(self, fleet: fleet_phase.Fleet, profiles: fleet_phase.Profiles, links: Links, schedule: Schedule,
-              membership: Membership, saved: ckpt.Checkpoint,
-              r: int) -> tuple[fleet_phase.Fleet, fleet_phase.Profiles, Links, Schedule]:
+    def _join(self, fleet: fleet_phase.Fleet, profiles: fleet_phase.Profiles, links: Links, estimates: Estimates,
+              schedule: Schedule, membership: Membership, saved: ckpt.Checkpoint,
+              r: int) -> tuple[fleet_phase.Fleet, fleet_phase.Profiles, Links, Estimates, Schedule]:
         """Admit the clients and helpers that registered during the run: welcome them (and, when clients join, the
         helpers again, with their keys), probe the new links (new clients to every helper, the other members to new
-        helpers; a lost client's links to them are declared), re-plan warm-started from the current plan, send new
-        clients the averaged model and move the middle part of every client whose helper changed (the averaged part-2
-        and its optimizer state from the checkpoint just written: exactly its state); they all train from round
-        r + 1."""
+        helpers; a lost client's links to them are declared), carry the estimates over to the grown fleet (new roles:
+        declared times, probed links), re-plan from them warm-started from the current plan, send new clients the
+        averaged model and move the middle part of every client whose helper changed (the averaged part-2 and its
+        optimizer state from the checkpoint just written: exactly its state); they all train from round r + 1."""
         messenger, cfg = self.messenger, self.config
         joining = dict(messenger.joining)
         messenger.joining.clear()
@@ -288,14 +293,15 @@ class Coordinator:
             parts.append(declared_links(sized, lost, helpers, {c: profiles.clients[c].bandwidth_mbps for c in lost}))
         links = assembled(parts, grown.clients, grown.helpers)
         links.save(self.run_dir / "links.json")
-        instance = schedule_phase.build(cfg, self.manifest, grown, profiles, links)
-        new = replanning.replan(cfg, grown, profiles, instance, schedule, r + 1, f"{', '.join(names)} joined",
-                                self.run_dir, self.endpoint)
+        estimates = estimates.for_fleet(grown.clients, grown.helpers,
+                                        *schedule_phase.declared_profiles(grown, profiles), links)
+        new = replanning.replan(cfg, grown, profiles, estimates.instance(), schedule, r + 1,
+                                f"{', '.join(names)} joined", self.run_dir, self.endpoint, estimates=estimates)
         averaging.broadcast(messenger, grown, new, saved, False, clients, self.config)
         self._move_middles(grown, schedule, fleet, new, saved, r)
         membership.add(clients)
         log.warning("%s joined the run at round %d", ", ".join(names), r + 1)
-        return grown, profiles, links, new
+        return grown, profiles, links, estimates, new
 
     def _average(self, fleet: fleet_phase.Fleet, schedule: Schedule, gathered: averaging.Gathered,
                  membership: Membership, r: int) -> ckpt.Checkpoint:

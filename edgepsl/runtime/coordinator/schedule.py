@@ -43,9 +43,9 @@ class Schedule:
     expected_ms: float | None = None  # the makespan its rounds are expected to realise (Estimates.expected_makespan)
 
     @property
-    def predicted_ms(self) -> float:
-        """The makespan this plan's rounds should realise: the expected one where rounds were observed to predict it,
-        else its timeline's (the plan's own, of the estimated terms)."""
+    def planned_ms(self) -> float:
+        """The plan's makespan, what its rounds should realise: the expected one where observed rounds predict it,
+        else its timeline's (the nominal makespan, of the estimated terms)."""
         return float(self.timeline.makespan if self.expected_ms is None else self.expected_ms)
 
     def helper_of(self, fleet: Fleet, client: str) -> str:
