@@ -10,7 +10,8 @@ the time from each fault to the end of the next completed round; the round in wh
 against planned makespan + peer_timeout_s + 10 %; the time from the helper loss being declared to the start of the
 re-run; each re-plan's makespan against greedy-ls solved from scratch on the same members; the joined helper's jobs
 (from its trace); accuracy on the whole Fashion-MNIST test set (10,000 images) after every aggregation, and the
-final accuracy against the undisturbed run. Both runs anneal the learning rate (--lr-schedule cosine, the default):
+final accuracy against the undisturbed run. Both runs train the same K clients' shares of Fashion-MNIST (the joining
+client brings a further share), so they are the same run until the first fault. Both runs anneal the learning rate (--lr-schedule cosine, the default):
 with a constant rate the last iterate's accuracy moves by a point or more from one aggregation to the next, more than
 the 1-point target measures.
 
@@ -31,6 +32,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from edgepsl.data.shares import write_fashion_mnist_shares  # noqa: E402
 from edgepsl.plan.instance import Instance  # noqa: E402
 from edgepsl.plan.solvers import plan as solve  # noqa: E402
 from edgepsl.runtime.config import RunConfig  # noqa: E402
@@ -45,14 +47,16 @@ TARGET_REPLAN_GAP = 0.01
 TARGET_ACCURACY_POINTS = 1.0
 
 
-def _run(config: RunConfig, run_dir: Path, faults: list[Fault]) -> tuple[list[dict], float | None, float]:
+def _run(config: RunConfig, run_dir: Path, faults: list[Fault],
+         shares: list[str]) -> tuple[list[dict], float | None, float]:
     joins = [f.role for f in faults if f.action == "join"]  # joining roles: further devices of the same draw
     joining_clients = sum(r.startswith("client") for r in joins)
     clients, helpers = paper_fleet(config.clients, config.helpers, config.seed, joining_clients,
                                    len(joins) - joining_clients)
     t = time.perf_counter()
     summary = run_local(LocalRun(config, run_dir, secure=False, client_emulation=clients, helper_emulation=helpers,
-                                 log_level="warning", faults=faults))
+                                 log_level="warning", faults=faults,
+                                 client_data=shares[:config.clients + joining_clients]))
     return summary.records, summary.accuracy, time.perf_counter() - t
 
 
@@ -92,7 +96,7 @@ def main() -> int:
     args = parser.parse_args()
     config = RunConfig(run_id="bench-faults", clients=args.clients, helpers=args.helpers, rounds=args.rounds,
                        batch_size=32, aggregate_every=args.aggregate_every, eval_every=args.aggregate_every,
-                       lr_schedule=args.lr_schedule, train_samples=args.clients * 640, test_samples=0, profile_iters=1,
+                       lr_schedule=args.lr_schedule, train_samples=(args.clients + 1) * 640, test_samples=0, profile_iters=1,
                        time_scale=args.time_scale, emulation_profile=PAPER_PROFILE, seed=args.seed,
                        peer_timeout_s=args.peer_timeout_s, register_timeout_s=120.0, round_timeout_s=120.0)
     faults = [Fault("kill", "client3", args.kill_client_at), Fault("stop", "client5", args.pause_at, args.pause_s),
@@ -101,8 +105,13 @@ def main() -> int:
     new_helper = f"helper{args.helpers}"
     with tempfile.TemporaryDirectory(prefix="bench-faults-") as tmp:
         root = Path(tmp)
-        calm, calm_accuracy, calm_s = _run(config, root / "undisturbed", [])
-        hit, hit_accuracy, hit_s = _run(config, root / "faulted", faults)
+        # One Fashion-MNIST share per client, the joining client's last: both runs train the same K shares (and are
+        # the same run until the first fault), the joining client brings its own.
+        shares = [f"npz:{path}" for path in write_fashion_mnist_shares(
+            root / "shares", args.clients + 1, config.partition, config.seed, config.alpha, config.train_samples,
+            min_size=config.batch_size, data_dir=config.data_dir)]
+        calm, calm_accuracy, calm_s = _run(config, root / "undisturbed", [], shares)
+        hit, hit_accuracy, hit_s = _run(config, root / "faulted", faults, shares)
         applied = json.loads((root / "faulted" / "faults.json").read_text())
         replans = _replans(root / "faulted", args.seed)
         trace = root / "faulted" / "traces" / f"{new_helper}.jsonl"
