@@ -207,8 +207,8 @@ class Estimates:
         return worlds
 
     def expected_makespan(self, instance: Instance, plan: Plan) -> float | None:
-        """The makespan `plan` is expected to realise (ms): the median of its makespans on scenario_instances (None
-        before any round was observed). A pipelined plan's: its timeline's makespan times the median realised /
+        """The makespan `plan` is expected to realise (ms): the median of its makespans on scenario_instances, each
+        with the helpers' SmashMix steps (planning.with_smashmix; None before any round was observed). A pipelined plan's: its timeline's makespan times the median realised /
         planned makespan of the last SCENARIOS pipelined rounds (None before any)."""
         if plan.pipelined:
             if not self.pipelined_ratios:
@@ -217,7 +217,8 @@ class Estimates:
         worlds = self.scenario_instances(instance)
         if not worlds:
             return None
-        return float(np.median([evaluate(world, plan).makespan for world in worlds]))
+        return float(np.median([planning.with_smashmix(self.config, world, plan, evaluate(world, plan)).makespan
+                                for world in worlds]))
 
     def for_fleet(self, clients: Sequence[str], helpers: Sequence[str], client_profiles: Mapping[str, dict],
                   helper_profiles: Mapping[str, dict], links: Links) -> Estimates:

@@ -197,6 +197,25 @@ def test_the_expected_makespan_is_the_median_over_the_rounds_of_the_plan_under_t
     assert est.expected_makespan(base, plan) == pytest.approx(0.9 * planned)
 
 
+def test_the_expected_makespan_counts_the_helpers_smashmix_steps(setting):
+    """SmashMix steps (two-part split) run after a helper's last job: with enough of them on the helper of two
+    clients, the round ends after them, in every scenario."""
+    base = _chains()
+    plan = solve(base, "greedy-ls", seed=0).plan
+    config, manifest, clients, helpers, links, _, _ = setting
+    two_part = dataclasses.replace(config, labels="helper", helper_model="shared")
+    plain, mixing = (Estimates(dataclasses.replace(two_part, smashmix_pairs=pairs), manifest, CLIENTS, HELPERS,
+                               clients, helpers, links) for pairs in (0, 20))
+    for est in (plain, mixing):
+        for factor in (1.0, 1.5, 1.2):
+            est.observe(_as_ran(setting, base, np.full(3, factor)))
+    shared = int(np.flatnonzero(np.bincount(plan.assignment, minlength=2) >= 2)[0])
+    steps = [evaluate(w, plan).helper_span[shared] + 20 * w.p[plan.assignment == shared, shared].max()
+             for w in mixing.scenario_instances(base)]
+    assert mixing.expected_makespan(base, plan) == pytest.approx(float(np.median(steps)))
+    assert mixing.expected_makespan(base, plan) > plain.expected_makespan(base, plan)
+
+
 def test_chains_slow_in_turn_make_rounds_longer_than_the_plan_of_the_medians(setting):
     """Each round one chain runs twice as long: every term's median is the plan's, yet every round, and so the
     expected makespan, is longer than the plan (a maximum over noisy chains)."""
