@@ -208,8 +208,9 @@ class Estimates:
 
     def expected_makespan(self, instance: Instance, plan: Plan) -> float | None:
         """The makespan `plan` is expected to realise (ms): the median of its makespans on scenario_instances, each
-        with the helpers' SmashMix steps (planning.with_smashmix; None before any round was observed). A pipelined plan's: its timeline's makespan times the median realised /
-        planned makespan of the last SCENARIOS pipelined rounds (None before any)."""
+        with the helpers' SmashMix steps (planning.with_smashmix; None before any round was observed). A pipelined
+        plan's: its timeline's makespan times the median realised / planned makespan of the last SCENARIOS pipelined
+        rounds (None before any)."""
         if plan.pipelined:
             if not self.pipelined_ratios:
                 return None

@@ -63,9 +63,9 @@ def replan(config: RunConfig, fleet: Fleet, profiles: Profiles, instance: Instan
     Schedule whose round payloads the next round sends; written to plans/v{N}.json as taking effect at round_.
 
     With `estimates` that observed rounds, the plan's planned makespan is the one they predict it will realise
-    (Estimates.expected_makespan). RunAbortedError names the missing capacity when
-    the helpers cannot hold every client's middle part. The new version is logged at log_level (a membership change
-    warns; the closed loop's routine re-plans are info).
+    (Estimates.expected_makespan). RunAbortedError names the missing capacity when the helpers cannot hold every
+    client's middle part. The new version is logged at log_level (a membership change warns; the closed loop's
+    routine re-plans are info).
     """
     method = (replan_hybrid if solver(config.method).local_mode else
               replan_pipelined if current.plan.pipelined else repair)
