@@ -193,10 +193,10 @@ class Coordinator:
                      saved: ckpt.Checkpoint | None, r: int) -> tuple[fleet_phase.Fleet, fleet_phase.Profiles,
                                                                       Links | None, Estimates | None, Schedule,
                                                                       RoundOutcome]:
-        """Re-plan the clients onto the surviving helpers (warm-started; its makespan predicted by the estimates carried
-        over to the survivors), restore each moved client's middle part from the last averaged model (and its optimizer state
-        from the last checkpoint), and re-run round r for the clients the lost helper left unfinished; the new fleet,
-        profiles, links, estimates, schedule and the round's merged outcome."""
+        """Re-plan the clients onto the surviving helpers (warm-started; its makespan predicted by the estimates
+        carried over to the survivors), restore each moved client's middle part from the last averaged model (and its
+        optimizer state from the last checkpoint), and re-run round r for the clients the lost helper left
+        unfinished; the new fleet, profiles, links, estimates, schedule and the round's merged outcome."""
         lost = outcome.lost_helpers
         for name in lost:
             self.messenger.members.pop(name, None)
