@@ -16,10 +16,12 @@ client brings a further share), so they are the same run until the first fault. 
 constant-rate trajectories.
 
     python tools/bench_faults.py [--clients 12] [--helpers 3] [--rounds 120] [--out bench-results/faults.json]
+                                 [--keep DIR]
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import platform
 import sys
@@ -93,6 +95,8 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--lr-schedule", choices=("constant", "cosine"), default="cosine")
     parser.add_argument("--out", type=Path, default=ROOT / "bench-results" / "faults.json")
+    parser.add_argument("--keep", type=Path, default=None,
+                        help="keep both runs' directories (logs, traces, plans) here instead of a temporary one")
     args = parser.parse_args()
     config = RunConfig(run_id="bench-faults", clients=args.clients, helpers=args.helpers, rounds=args.rounds,
                        batch_size=32, aggregate_every=args.aggregate_every, eval_every=args.aggregate_every,
@@ -104,7 +108,10 @@ def main() -> int:
               Fault("kill", "helper1", args.kill_helper_at), Fault("join", f"client{args.clients}", args.join_at),
               Fault("join", f"helper{args.helpers}", args.join_helper_at)]
     new_helper = f"helper{args.helpers}"
-    with tempfile.TemporaryDirectory(prefix="bench-faults-") as tmp:
+    if args.keep is not None:
+        args.keep.mkdir(parents=True, exist_ok=True)
+    with (contextlib.nullcontext(str(args.keep)) if args.keep is not None
+          else tempfile.TemporaryDirectory(prefix="bench-faults-")) as tmp:
         root = Path(tmp)
         # One Fashion-MNIST share per client, the joining client's last: both runs train the same K shares (and are
         # the same run until the first fault), the joining client brings its own.
