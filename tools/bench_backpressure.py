@@ -36,7 +36,7 @@ from edgepsl.runtime.config import RunConfig  # noqa: E402
 from edgepsl.runtime.emulation import Emulation, paper_fleet  # noqa: E402
 from edgepsl.runtime.launch import COORDINATOR, LocalRun, run_local  # noqa: E402
 from edgepsl.wire import JobId, KeyStore, Message, MsgType, encode  # noqa: E402
-from tools.bench_output import machine, write_result  # noqa: E402
+from tools.bench_output import machine, settings, write_result  # noqa: E402
 
 INTRUDER = "mallory"
 BURST = 10000  # refusals: more than the coordinator's queue towards the intruder (hwm 1024) and its socket buffers hold
@@ -205,7 +205,7 @@ def main() -> int:
           f"makespan {ratios['realised_makespan_ms_median']:.3f}; same final loss in every run: {same}")
     write_result(args.out, {"benchmark": "backpressure",
                             "machine": machine(load_before),
-                            "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+                            "settings": settings(args),
                             "runs": rows, "targets": checks})
     return 0
 

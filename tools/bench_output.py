@@ -1,6 +1,7 @@
 """What every benchmark ends with: its result written as indented JSON where --out says."""
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -21,3 +22,8 @@ def machine(load_before: tuple[float, float, float]) -> dict[str, Any]:
     """The machine a run-time benchmark ran on: platform, Python, CPUs, load averages at its start and now."""
     load = {"before": list(load_before), "after": list(os.getloadavg()), "cpus": os.cpu_count()}
     return {"platform": platform.platform(), "python": platform.python_version(), "load_average_1_5_15min": load}
+
+
+def settings(args: argparse.Namespace) -> dict[str, Any]:
+    """A benchmark's command-line settings as JSON values (paths as strings)."""
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}

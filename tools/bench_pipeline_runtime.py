@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 from edgepsl.runtime.config import RunConfig  # noqa: E402
 from edgepsl.runtime.emulation import Emulation, paper_fleet  # noqa: E402
 from edgepsl.runtime.launch import LocalRun, run_local  # noqa: E402
-from tools.bench_output import machine, write_result  # noqa: E402
+from tools.bench_output import machine, settings, write_result  # noqa: E402
 
 PAPER_PROFILE = "resnet101_cifar10"  # what `edgepsl demo --emulate paper` emulates
 TARGET_SPEEDUP = 0.75
@@ -100,7 +100,7 @@ def main() -> int:
                                     for k, v in targets.items()))
     out = {"benchmark": "pipeline_runtime",
            "machine": machine(load_before),
-           "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+           "settings": settings(args),
            "results": results, "targets": targets}
     write_result(args.out, out)
     return 0

@@ -34,7 +34,7 @@ from edgepsl.plan.schedule import KIND_CODES, Plan  # noqa: E402
 from edgepsl.runtime.config import RunConfig  # noqa: E402
 from edgepsl.runtime.emulation import Emulation, paper_fleet  # noqa: E402
 from edgepsl.runtime.launch import LocalRun, run_local  # noqa: E402
-from tools.bench_output import machine, write_result  # noqa: E402
+from tools.bench_output import machine, settings, write_result  # noqa: E402
 
 METHODS = ("random", "balanced-greedy", "greedy-ls")
 TARGET_RATIO = 0.10
@@ -140,7 +140,7 @@ def main() -> int:
     for key, value in checks.items():
         print(f"  {key}: " + ", ".join(f"{k} = {v:.3f}" if isinstance(v, float) else f"{k} = {v}" for k, v in value.items()))
     out = {"benchmark": "runtime", "machine": machine(load_before),
-           "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+           "settings": settings(args),
            "results": results, "targets": checks}
     write_result(args.out, out)
     return 0
