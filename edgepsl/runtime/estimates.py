@@ -24,10 +24,9 @@ from edgepsl.plan.instance import Instance
 from edgepsl.plan.schedule import Plan
 from edgepsl.runtime import planning
 from edgepsl.runtime.config import RunConfig
-from edgepsl.runtime.links import Links, cut_bytes
+from edgepsl.runtime.links import Links, cut_bytes, label_bytes
 from edgepsl.runtime.metrics import RoundRecord
-from edgepsl.runtime.modes import LearningMode, two_part_ms
-from edgepsl.runtime.protocol import CutShapes
+from edgepsl.runtime.modes import LearningMode
 from edgepsl.segment import Manifest
 
 ALPHA = 0.3  # EWMA factor: a step change is 97 % absorbed after 10 rounds ((1 - 0.3) ** 10 = 0.028)
@@ -111,9 +110,7 @@ class Estimates:
         self.cut_bytes = {name: cut_bytes(manifest, name, config.batch_size, config.float16)
                           for name in ("part1", "part2")}
         if self.two_part:  # the labels travel with the cut-1 activations
-            labels = CutShapes.of(manifest, config.batch_size, labels_on_helper=True).labels
-            assert labels is not None
-            self.cut_bytes["part1"] += int(np.prod(labels.shape)) * labels.dtype.itemsize
+            self.cut_bytes["part1"] += label_bytes(manifest, config.batch_size)
         self.rounds = 0
         self.scenarios: deque[Scenario] = deque(maxlen=SCENARIOS)
         self.pipelined_ratios: deque[float] = deque(maxlen=SCENARIOS)  # realised / planned of pipelined rounds
@@ -310,5 +307,5 @@ def _declared_helper_ms(profile: Mapping[str, Any], key: str) -> float:
     declared no part-3 times; planning.build_instance then names the helper)."""
     if key != TWO_PART:
         return profile["times"][key]
-    last = profile.get("part3_times")
-    return 0.0 if last is None else two_part_ms({**profile["times"], **last})
+    step = planning.declared_two_part_ms(profile)
+    return 0.0 if step is None else step

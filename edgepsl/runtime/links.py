@@ -10,7 +10,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from edgepsl.runtime.config import RunConfig
-from edgepsl.runtime.protocol import LinkFit
+from edgepsl.runtime.protocol import CutShapes, LinkFit
 from edgepsl.segment import Manifest
 
 MEASURED = "measured"
@@ -98,6 +98,13 @@ def cut_bytes(manifest: Manifest, segment: str, batch: int, float16: bool) -> in
     spec = manifest.segment(segment).output
     itemsize = 2 if float16 and spec.dtype == np.float32 else spec.dtype.itemsize
     return batch * int(np.prod(spec.shape[1:])) * itemsize
+
+
+def label_bytes(manifest: Manifest, batch: int) -> int:
+    """Bytes of one batch of labels as they travel with the cut-1 activations in the two-part split."""
+    labels = CutShapes.of(manifest, batch, labels_on_helper=True).labels
+    assert labels is not None
+    return int(np.prod(labels.shape)) * labels.dtype.itemsize
 
 
 def probe_sizes_kb(manifest: Manifest, batch: int, float16: bool) -> list[int]:

@@ -13,10 +13,9 @@ from edgepsl.plan.schedule import Plan, Timeline
 from edgepsl.plan.solvers import plan, solver
 from edgepsl.runtime.config import RunConfig
 from edgepsl.runtime.errors import RunConfigError
-from edgepsl.runtime.links import Links, cut_bytes
+from edgepsl.runtime.links import Links, cut_bytes, label_bytes
 from edgepsl.runtime.microbatch import COSTS
 from edgepsl.runtime.modes import LearningMode, two_part_ms
-from edgepsl.runtime.protocol import CutShapes
 from edgepsl.segment import Manifest
 
 MB = 2.0 ** 20
@@ -96,26 +95,25 @@ def _two_part(config: RunConfig, manifest: Manifest, instance: Instance, helpers
     0); the backward job takes no time (p' = 0: the helper ran it within the forward job); the cut-1 gradient's
     download and part-1's backward follow (d', l' as in the U-shape)."""
     K = instance.K
-    missing = [n for n in helpers if "two_part_ms" not in helper_profiles[n] and
-               helper_profiles[n].get("part3_times") is None]
+    steps = {n: declared_two_part_ms(helper_profiles[n]) for n in helpers}
+    missing = [n for n, step in steps.items() if step is None]
     if missing:
         raise RunConfigError(f"labels = \"helper\": helper {missing[0]!r} declared no part-3 times, so its "
                              "two-part step cannot be planned (an edgepsl helper older than the two-part planning?)")
-    step = np.stack([np.broadcast_to(np.asarray(_two_part_ms(helper_profiles[n]), dtype=np.float64), (K,))
-                     for n in helpers], axis=1)
-    labels = CutShapes.of(manifest, config.batch_size, labels_on_helper=True).labels
-    assert labels is not None
-    labels_kb = int(np.prod(labels.shape)) * labels.dtype.itemsize / 1000.0
+    step = np.stack([np.broadcast_to(np.asarray(steps[n], dtype=np.float64), (K,)) for n in helpers], axis=1)
+    labels_kb = label_bytes(manifest, config.batch_size) / 1000.0
     zero = np.zeros_like(instance.p)
     return dataclasses.replace(instance, r=instance.r + transfer_ms(labels_kb, links.mbps), p=step, d=zero,
                                l=np.zeros(K), r_bwd=zero, p_bwd=zero)
 
 
-def _two_part_ms(profile: Mapping[str, Any]) -> Any:
-    """A helper's two-part step (ms; one value or K): its `two_part_ms` where given, else its declared parts'."""
+def declared_two_part_ms(profile: Mapping[str, Any]) -> Any:
+    """A helper's two-part step (ms; one value or K): its `two_part_ms` where given, else its declared parts'
+    (modes.two_part_ms); None when it declared no part-3 times."""
     if "two_part_ms" in profile:
         return profile["two_part_ms"]
-    return two_part_ms({**profile["times"], **profile["part3_times"]})
+    last = profile.get("part3_times")
+    return None if last is None else two_part_ms({**profile["times"], **last})
 
 
 def _with_local_loss(config: RunConfig, instance: Instance, clients: Sequence[str],
