@@ -40,8 +40,8 @@ from edgepsl.plan.instance import Instance  # noqa: E402
 from edgepsl.plan.solvers import plan as solve  # noqa: E402
 from edgepsl.runtime.config import RunConfig  # noqa: E402
 from edgepsl.runtime.emulation import paper_fleet  # noqa: E402
-from edgepsl.runtime.faults import Fault  # noqa: E402
-from edgepsl.runtime.launch import LocalRun, run_local  # noqa: E402
+from edgepsl.runtime.faults import Fault, FaultSpecError, check_faults  # noqa: E402
+from edgepsl.runtime.launch import LocalRun, role_names, run_local  # noqa: E402
 from tools.bench_output import write_result  # noqa: E402
 
 PAPER_PROFILE = "resnet101_cifar10"
@@ -79,7 +79,8 @@ def _replans(run_dir: Path, seed: int) -> list[dict]:
     return out
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    """Run the undisturbed and the faulted run, print the table and write the JSON."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=12)
     parser.add_argument("--helpers", type=int, default=3)
@@ -98,16 +99,21 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "bench-results" / "faults.json")
     parser.add_argument("--keep", type=Path, default=None,
                         help="keep both runs' directories (logs, traces, plans) here instead of a temporary one")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    if args.keep is not None and args.keep.exists() and not args.keep.is_dir():
+        parser.error(f"--keep {args.keep}: not a directory")
     config = RunConfig(run_id="bench-faults", clients=args.clients, helpers=args.helpers, rounds=args.rounds,
                        batch_size=32, aggregate_every=args.aggregate_every, eval_every=args.aggregate_every,
                        lr_schedule=args.lr_schedule, train_samples=(args.clients + 1) * 640, test_samples=0,
-                       profile_iters=1,
-                       time_scale=args.time_scale, emulation_profile=PAPER_PROFILE, seed=args.seed,
+                       profile_iters=1, time_scale=args.time_scale, emulation_profile=PAPER_PROFILE, seed=args.seed,
                        peer_timeout_s=args.peer_timeout_s, register_timeout_s=120.0, round_timeout_s=120.0)
     faults = [Fault("kill", "client3", args.kill_client_at), Fault("stop", "client5", args.pause_at, args.pause_s),
               Fault("kill", "helper1", args.kill_helper_at), Fault("join", f"client{args.clients}", args.join_at),
               Fault("join", f"helper{args.helpers}", args.join_helper_at)]
+    try:  # before the undisturbed run, not minutes into the faulted one
+        check_faults(faults, *role_names(config), config.rounds)
+    except FaultSpecError as exc:
+        parser.error(f"{exc} (see --clients, --helpers, --rounds and the fault rounds)")
     new_helper = f"helper{args.helpers}"
     if args.keep is not None:
         args.keep.mkdir(parents=True, exist_ok=True)
