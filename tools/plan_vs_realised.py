@@ -139,7 +139,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--from-round", type=int, default=20, help="first round of the makespan summary")
     ap.add_argument("--out", type=Path, default=Path("bench-results/plan-vs-realised.json"))
     args = ap.parse_args(argv)
-    records = [json.loads(line) for line in (args.run_dir / "metrics.jsonl").read_text().splitlines() if line]
+    metrics = args.run_dir / "metrics.jsonl"
+    for path in (metrics, args.run_dir / "instance.json"):
+        if not path.is_file():
+            ap.error(f"{path} is missing: RUN_DIR must be the run directory of an edgepsl run (coordinator or demo)")
+    records = [json.loads(line) for line in metrics.read_text().splitlines() if line]
+    if not 0 <= args.from_round < len(records):
+        ap.error(f"--from-round {args.from_round}: {metrics} has rounds 0..{len(records) - 1}")
+    if any("nominal_makespan_ms" not in r for r in records):
+        ap.error(f"{metrics} has no nominal_makespan_ms: an edgepsl older than its planned and nominal makespans "
+                 "wrote it; analyse a run of this version")
     instance = Instance.load(args.run_dir / "instance.json")
     planned = np.array([r["planned_makespan_ms"] for r in records])
     nominal = np.array([r["nominal_makespan_ms"] for r in records])
